@@ -1,0 +1,12 @@
+#include "actors/messages.hpp"
+
+namespace cairn::actors {
+
+// add_message_type<T> also registers std::vector<T> and stream<T>.
+void register_message_types(caf::actor_system_config& cfg) {
+  cfg.add_message_type<cqrs::event_entry>("cairn.event_entry");
+  cfg.add_message_type<cqrs::event_batch>("cairn.event_batch");
+  cfg.add_message_type<partition_stats>("cairn.partition_stats");
+}
+
+} // namespace cairn::actors

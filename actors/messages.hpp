@@ -1,0 +1,91 @@
+// Atoms and message types of every Cairn actor, registered in one place.
+//
+// Types that may cross the wire (event batches) get an `inspect` overload;
+// query specs and partial results are local-only for now and whitelisted as
+// unsafe message types (the cluster issue gives them inspect overloads).
+// `register_message_types(cfg)` must run on every node before the actor
+// system is constructed.
+#pragma once
+
+#include "cqrs/event_batch.hpp"
+#include "cqrs/query.hpp"
+#include "runtime/connection_context.hpp"
+
+#include <caf/actor_system_config.hpp>
+#include <caf/allowed_unsafe_message_type.hpp>
+#include <caf/atom.hpp>
+#include <caf/meta/type_name.hpp>
+
+#include <memory>
+
+namespace cairn::actors {
+
+// -- atoms --------------------------------------------------------------------
+
+using ingest_atom = caf::atom_constant<caf::atom("ingest")>;
+using query_atom = caf::atom_constant<caf::atom("query")>;
+using topk_atom = caf::atom_constant<caf::atom("topk")>;
+using series_atom = caf::atom_constant<caf::atom("series")>;
+using metrics_atom = caf::atom_constant<caf::atom("metrics")>;
+using stats_atom = caf::atom_constant<caf::atom("stats")>;
+using tick_atom = caf::atom_constant<caf::atom("tick")>;
+using request_atom = caf::atom_constant<caf::atom("request")>;
+using journaled_atom = caf::atom_constant<caf::atom("journaled")>;
+using snapshot_atom = caf::atom_constant<caf::atom("snapshot")>;
+
+// -- local-only request payloads ----------------------------------------------
+
+using query_spec_ptr = std::shared_ptr<const cqrs::query_spec>;
+using topk_spec_ptr = std::shared_ptr<const cqrs::topk_spec>;
+using series_spec_ptr = std::shared_ptr<const cqrs::series_spec>;
+
+/// What one partition reports about itself.
+struct partition_stats {
+  uint32_t id = 0;
+  uint64_t series = 0;
+  uint64_t buckets = 0;
+  uint64_t events = 0;
+  uint64_t batches = 0;
+  uint64_t journal_seq = 0;
+  uint64_t snapshot_seq = 0;
+  uint64_t replayed_events = 0;
+  int64_t recovery_ms = 0;
+  uint64_t duplicates = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, partition_stats& x) {
+  return f(caf::meta::type_name("cairn.partition_stats"), x.id, x.series,
+           x.buckets, x.events, x.batches, x.journal_seq, x.snapshot_seq,
+           x.replayed_events, x.recovery_ms, x.duplicates);
+}
+
+/// Registers every message type with `cfg` (call before constructing the
+/// actor system, on every node).
+void register_message_types(caf::actor_system_config& cfg);
+
+} // namespace cairn::actors
+
+namespace cairn::cqrs {
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, event_entry& x) {
+  return f(caf::meta::type_name("cairn.event_entry"), x.hash, x.key_offset,
+           x.key_length, x.ts, x.value);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, event_batch& x) {
+  return f(caf::meta::type_name("cairn.event_batch"), x.keys, x.entries);
+}
+
+} // namespace cairn::cqrs
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cairn::runtime::chunk)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cairn::actors::query_spec_ptr)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cairn::actors::topk_spec_ptr)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cairn::actors::series_spec_ptr)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cairn::cqrs::query_partial)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cairn::cqrs::topk_partial)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cairn::cqrs::series_partial)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cairn::cqrs::metrics_partial)

@@ -1,0 +1,354 @@
+#include "actors/parser.hpp"
+
+#include "actors/messages.hpp"
+#include "actors/reply.hpp"
+#include "cqrs/event_parser.hpp"
+
+#include <caf/actor_pool.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/stateful_actor.hpp>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <memory>
+#include <optional>
+
+namespace cairn::actors {
+
+namespace {
+
+using nlohmann::json;
+
+/// The processing state of one chunk.
+struct chunk_job {
+  runtime::chunk c;
+  size_t pos = 0;
+  uint64_t line = 0;
+  cqrs::millis now = 0;
+  /// Reply texts in line order; async replies own a reserved slot.
+  std::vector<std::string> slots{1};
+  size_t outstanding = 0;
+  bool paused = false;
+  cqrs::event_batch pending;
+
+  size_t reserve_slot() {
+    slots.emplace_back();
+    auto index = slots.size() - 1;
+    slots.emplace_back();
+    return index;
+  }
+
+  void emit(std::string text) {
+    auto& s = slots.back();
+    s += text;
+    s += '\n';
+  }
+};
+
+using job_ptr = std::shared_ptr<chunk_job>;
+
+struct parser_state {
+  settings_ptr settings;
+  caf::actor ingestor;
+  caf::actor coordinator;
+  std::optional<cqrs::event_parser> parser;
+  std::vector<cqrs::event_batch> split;
+  std::atomic<int64_t>* accepted = nullptr;
+  std::atomic<int64_t>* rejected = nullptr;
+  std::atomic<int64_t>* requests = nullptr;
+  static inline const char* name = "cairn.parser";
+};
+
+using parser_pointer = caf::stateful_actor<parser_state>*;
+
+void process(parser_pointer self, const job_ptr& j);
+
+bool is_barrier(const std::string& op) {
+  return op == "flush" || op == "query" || op == "topk" || op == "series"
+         || op == "metrics" || op == "stats";
+}
+
+void complete(const job_ptr& j) {
+  std::string text;
+  size_t total = 0;
+  for (auto& s : j->slots)
+    total += s.size();
+  text.reserve(total);
+  for (auto& s : j->slots)
+    text += s;
+  j->c.conn->complete(j->c.seq, std::move(text));
+}
+
+/// Called whenever an asynchronous step of `j` finished.
+void resume(parser_pointer self, const job_ptr& j) {
+  if (--j->outstanding != 0)
+    return;
+  if (j->paused) {
+    j->paused = false;
+    process(self, j);
+  } else if (j->pos >= j->c.data.size()) {
+    complete(j);
+  }
+}
+
+/// Sends `batch` to the ingestor; `done(applied)` or `failed(error)` runs
+/// when the ingestor answers.
+template <class OnDone, class OnFail>
+void send_events(parser_pointer self, cqrs::event_batch& batch,
+                 std::string key, OnDone done, OnFail failed) {
+  auto& st = self->state;
+  std::vector<cqrs::event_batch> by_partition;
+  cqrs::split_by_partition(batch, st.settings->partitions, by_partition);
+  batch.clear();
+  self
+    ->request(st.ingestor, st.settings->ingest_timeout, ingest_atom::value,
+              std::move(by_partition), std::move(key))
+    .then(std::move(done), std::move(failed));
+}
+
+/// Dispatches the fire-and-forget events gathered so far.
+void dispatch_pending(parser_pointer self, const job_ptr& j) {
+  if (j->pending.empty())
+    return;
+  auto n = static_cast<uint64_t>(j->pending.size());
+  auto slot = j->reserve_slot();
+  ++j->outstanding;
+  send_events(
+    self, j->pending, std::string{},
+    [self, j, n](uint64_t) {
+      j->c.conn->accepted.fetch_add(n);
+      self->state.accepted->fetch_add(static_cast<int64_t>(n));
+      resume(self, j);
+    },
+    [self, j, n, slot](caf::error& err) {
+      j->c.conn->rejected.fetch_add(n);
+      self->state.rejected->fetch_add(static_cast<int64_t>(n));
+      spdlog::warn("{} events not acknowledged: {}", n, to_string(err));
+      j->slots[slot] = error_reply(nullptr, cqrs::error_code::unavailable,
+                                   std::to_string(n)
+                                     + " events were not acknowledged: "
+                                     + to_string(err))
+                       + '\n';
+      resume(self, j);
+    });
+}
+
+json request_id(const json& req) {
+  if (req.is_object())
+    if (auto i = req.find("id"); i != req.end())
+      return *i;
+  return nullptr;
+}
+
+/// Handles {"op":"ingest",...}: validates every event, sends the accepted
+/// ones as one request and answers after they are acknowledged.
+void handle_ingest(parser_pointer self, const job_ptr& j, const json& req) {
+  auto& st = self->state;
+  auto id = request_id(req);
+  auto events = req.find("events");
+  if (events == req.end() || !events->is_array()) {
+    j->emit(error_reply(id, cqrs::error_code::bad_request,
+                        "ingest needs an \"events\" array"));
+    return;
+  }
+  std::string key;
+  if (auto k = req.find("idempotency_key"); k != req.end()) {
+    if (!k->is_string() || k->get_ref<const std::string&>().empty()
+        || k->get_ref<const std::string&>().size() > 256) {
+      j->emit(error_reply(id, cqrs::error_code::bad_request,
+                          "idempotency_key must be a string of 1..256 bytes"));
+      return;
+    }
+    key = k->get<std::string>();
+  }
+  cqrs::event_batch batch;
+  auto errors = json::array();
+  uint64_t index = 0;
+  for (auto& e : *events) {
+    auto text = e.dump(-1, ' ', false, json::error_handler_t::replace);
+    auto r = st.parser->parse_event(text, j->now, batch);
+    if (r.kind != cqrs::line_kind::event)
+      errors.push_back({{"index", index},
+                        {"code", std::string{to_string(r.error.code)}},
+                        {"message", r.error.message}});
+    ++index;
+  }
+  auto accepted = static_cast<uint64_t>(batch.size());
+  auto rejected = static_cast<uint64_t>(errors.size());
+  st.rejected->fetch_add(static_cast<int64_t>(rejected));
+  auto reply = [id, accepted, rejected, errors, key](uint64_t applied) {
+    json out;
+    out["ok"] = true;
+    out["accepted"] = accepted;
+    out["rejected"] = rejected;
+    out["errors"] = errors;
+    if (!key.empty() && applied < accepted)
+      out["duplicate"] = true;
+    return finish_reply(out, id);
+  };
+  if (batch.empty()) {
+    j->emit(reply(0));
+    return;
+  }
+  auto slot = j->reserve_slot();
+  ++j->outstanding;
+  send_events(
+    self, batch, key,
+    [self, j, slot, reply, accepted](uint64_t applied) {
+      self->state.accepted->fetch_add(static_cast<int64_t>(accepted));
+      j->slots[slot] = reply(applied) + '\n';
+      resume(self, j);
+    },
+    [self, j, slot, id](caf::error& err) {
+      j->slots[slot] = error_reply(id, cqrs::error_code::unavailable,
+                                   "events were not acknowledged: "
+                                     + to_string(err))
+                       + '\n';
+      resume(self, j);
+    });
+}
+
+/// Handles a request line. Returns false if the job must pause first (a
+/// barrier with work still in flight); the line is then handled again.
+bool handle_request(parser_pointer self, const job_ptr& j,
+                    std::string_view line, const std::string& op) {
+  auto& st = self->state;
+  if (is_barrier(op)) {
+    dispatch_pending(self, j);
+    if (j->outstanding > 0) {
+      j->paused = true;
+      return false;
+    }
+  }
+  st.requests->fetch_add(1);
+  auto req = json::parse(line, nullptr, false);
+  auto id = request_id(req);
+  auto status = st.settings->status.load();
+  if (op == "ping") {
+    json out{{"ok", true},
+             {"node", st.settings->node_name},
+             {"version", st.settings->version},
+             {"status", to_string(status)}};
+    j->emit(finish_reply(out, id));
+  } else if (op == "flush") {
+    json out{{"ok", true},
+             {"accepted", j->c.conn->accepted.exchange(0)},
+             {"rejected", j->c.conn->rejected.exchange(0)}};
+    j->emit(finish_reply(out, id));
+  } else if (status != node_status::ready && op != "stats") {
+    j->emit(error_reply(id, cqrs::error_code::unavailable,
+                        std::string{"node is "} + to_string(status)));
+  } else if (op == "ingest") {
+    handle_ingest(self, j, req);
+  } else if (is_barrier(op)) {
+    auto slot = j->reserve_slot();
+    ++j->outstanding;
+    self
+      ->request(st.coordinator, st.settings->query_timeout * 2,
+                query_atom::value, std::string{line})
+      .then(
+        [self, j, slot](std::string& reply) {
+          j->slots[slot] = std::move(reply);
+          j->slots[slot] += '\n';
+          resume(self, j);
+        },
+        [self, j, slot, id](caf::error& err) {
+          j->slots[slot] = error_reply(id, cqrs::error_code::timeout,
+                                       "request failed: " + to_string(err))
+                           + '\n';
+          resume(self, j);
+        });
+  } else if (op.empty()) {
+    j->emit(error_reply(id, cqrs::error_code::bad_request,
+                        "\"op\" must be a non-empty string"));
+  } else {
+    j->emit(error_reply(id, cqrs::error_code::unknown_op,
+                        "unknown op '" + op
+                          + "' (known: ping, flush, ingest, query, topk, "
+                            "series, metrics, stats)"));
+  }
+  return true;
+}
+
+void process(parser_pointer self, const job_ptr& j) {
+  auto& st = self->state;
+  const auto& data = j->c.data;
+  auto max_batch = st.settings->max_batch_events;
+  bool ready = st.settings->status.load() == node_status::ready;
+  while (j->pos < data.size()) {
+    auto nl = data.find('\n', j->pos);
+    if (nl == std::string::npos)
+      nl = data.size();
+    std::string_view line{data.data() + j->pos, nl - j->pos};
+    auto line_no = j->c.first_line + j->line;
+    auto r = st.parser->parse_line(line, j->now, j->pending);
+    switch (r.kind) {
+      case cqrs::line_kind::event:
+        if (!ready) {
+          j->pending.entries.pop_back();
+          j->c.conn->rejected.fetch_add(1);
+          st.rejected->fetch_add(1);
+          j->emit(line_error_reply(
+            line_no, {cqrs::error_code::unavailable, "node is recovering"}));
+        } else if (j->pending.size() >= max_batch) {
+          dispatch_pending(self, j);
+        }
+        break;
+      case cqrs::line_kind::error:
+        j->c.conn->rejected.fetch_add(1);
+        st.rejected->fetch_add(1);
+        j->emit(line_error_reply(line_no, r.error));
+        break;
+      case cqrs::line_kind::request:
+        if (!handle_request(self, j, line, r.op))
+          return; // paused; resume() calls process again
+        break;
+      case cqrs::line_kind::blank:
+        break;
+    }
+    j->pos = nl + 1;
+    ++j->line;
+  }
+  dispatch_pending(self, j);
+  if (j->outstanding == 0)
+    complete(j);
+}
+
+caf::behavior parser_impl(parser_pointer self, settings_ptr s,
+                          caf::actor ingestor, caf::actor coordinator) {
+  auto& st = self->state;
+  st.settings = s;
+  st.ingestor = std::move(ingestor);
+  st.coordinator = std::move(coordinator);
+  st.parser.emplace(s->limits);
+  st.accepted = &s->metrics->counter("cairn_events_accepted_total",
+                                     "Events accepted by validation");
+  st.rejected = &s->metrics->counter("cairn_events_rejected_total",
+                                     "Events rejected with an error");
+  st.requests = &s->metrics->counter("cairn_requests_total",
+                                     "Requests (lines with an op) handled");
+  return {
+    [=](runtime::chunk& c) {
+      auto j = std::make_shared<chunk_job>();
+      j->c = std::move(c);
+      j->now = cqrs::wall_clock_now();
+      process(self, j);
+    },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_parser_pool(caf::actor_system& sys, settings_ptr settings,
+                             caf::actor ingestor, caf::actor coordinator) {
+  auto n = settings->parsers;
+  auto factory = [&sys, settings, ingestor, coordinator] {
+    return sys.spawn(parser_impl, settings, ingestor, coordinator);
+  };
+  return caf::actor_pool::make(sys.dummy_execution_unit(), n, factory,
+                               caf::actor_pool::round_robin());
+}
+
+} // namespace cairn::actors

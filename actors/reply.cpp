@@ -1,0 +1,37 @@
+#include "actors/reply.hpp"
+
+namespace cairn::actors {
+
+namespace {
+
+constexpr auto dump_mode = nlohmann::json::error_handler_t::replace;
+
+} // namespace
+
+std::string error_reply(const nlohmann::json& id, cqrs::error_code code,
+                        const std::string& message) {
+  nlohmann::json out;
+  out["ok"] = false;
+  if (!id.is_null())
+    out["id"] = id;
+  out["error"] = {{"code", std::string{cqrs::to_string(code)}},
+                  {"message", message}};
+  return out.dump(-1, ' ', false, dump_mode);
+}
+
+std::string line_error_reply(uint64_t line, const cqrs::problem& p) {
+  nlohmann::json out;
+  out["ok"] = false;
+  out["line"] = line;
+  out["error"] = {{"code", std::string{cqrs::to_string(p.code)}},
+                  {"message", p.message}};
+  return out.dump(-1, ' ', false, dump_mode);
+}
+
+std::string finish_reply(nlohmann::json& out, const nlohmann::json& id) {
+  if (!id.is_null())
+    out["id"] = id;
+  return out.dump(-1, ' ', false, dump_mode);
+}
+
+} // namespace cairn::actors

@@ -1,0 +1,115 @@
+// cairn-node: one Cairn node. Parses config, builds the actor system and the
+// node's actors, starts the gateways, waits for SIGINT/SIGTERM.
+#include "actors/messages.hpp"
+#include "actors/node.hpp"
+#include "runtime/http_server.hpp"
+#include "runtime/log.hpp"
+#include "runtime/node_config.hpp"
+#include "runtime/tcp_server.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/io/middleman.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <iostream>
+
+using namespace cairn;
+
+namespace {
+
+/// Blocks SIGINT/SIGTERM in every thread (call before any thread starts) so
+/// that main can wait for them with sigwait.
+sigset_t block_stop_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  return set;
+}
+
+int run(runtime::node_config& cfg, const sigset_t& signals) {
+  runtime::setup_logging(cfg.node_name, cfg.log_level, cfg.log_file);
+  auto settings = actors::make_node_settings(cfg);
+  caf::actor_system sys{cfg};
+  actors::node node{sys, settings};
+
+  runtime::tcp_server_options topts;
+  topts.host = cfg.bind_host;
+  topts.port = cfg.tcp_port;
+  topts.max_line = cfg.tcp_max_line;
+  topts.max_connections = cfg.tcp_max_connections;
+  topts.window = cfg.tcp_window;
+  topts.io_threads = cfg.io_threads;
+  runtime::tcp_server tcp{topts, [&node](runtime::chunk c) {
+                            node.dispatch(std::move(c));
+                          }};
+  tcp.start();
+
+  // POST /api takes one request line and answers through the same pipeline
+  // as a TCP connection of its own.
+  runtime::http_server_options hopts;
+  hopts.host = cfg.bind_host;
+  hopts.port = cfg.http_port;
+  hopts.web_root = cfg.web_root;
+  std::atomic<uint64_t> http_ids{1ull << 62};
+  runtime::http_server http{
+    hopts, *settings->metrics,
+    [&node, &http_ids](std::string body, runtime::http_server::reply_fn reply) {
+      auto ctx = std::make_shared<runtime::connection_context>(
+        http_ids.fetch_add(1), "http",
+        [reply](uint64_t, std::string text) {
+          while (!text.empty() && text.back() == '\n')
+            text.pop_back();
+          reply(200, text.empty() ? std::string{"{\"ok\":true}"} : text);
+        });
+      runtime::chunk c;
+      c.conn = std::move(ctx);
+      c.data = std::move(body);
+      for (auto& ch : c.data)
+        if (ch == '\n' || ch == '\r')
+          ch = ' ';
+      c.data += '\n';
+      c.barrier = true;
+      node.dispatch(std::move(c));
+    }};
+  http.start();
+
+  spdlog::info("node {} ready: tcp {}:{}, http {}:{}, {} partitions, tiers {}",
+               cfg.node_name, cfg.bind_host, tcp.port(), cfg.bind_host,
+               http.port(), settings->partitions, fmt::join(cfg.tier_texts, ","));
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  spdlog::info("received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  settings->status = actors::node_status::stopping;
+  http.stop();
+  tcp.stop(std::chrono::seconds{3});
+  node.shutdown();
+  spdlog::info("node {} stopped", cfg.node_name);
+  return 0;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  auto signals = block_stop_signals();
+  runtime::node_config cfg;
+  actors::register_message_types(cfg);
+  cfg.load<caf::io::middleman>();
+  if (auto err = cfg.parse(argc, argv)) {
+    std::cerr << "cairn-node: " << cfg.render(err) << '\n';
+    return 1;
+  }
+  if (cfg.cli_helptext_printed)
+    return 0;
+  try {
+    return run(cfg, signals);
+  } catch (const std::exception& e) {
+    std::cerr << "cairn-node: " << e.what() << '\n';
+    spdlog::critical("{}", e.what());
+    return 1;
+  }
+}

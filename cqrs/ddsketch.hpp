@@ -1,0 +1,122 @@
+// DDSketch: a mergeable quantile sketch with a relative-error guarantee.
+//
+// Values are mapped to logarithmic bins: index(v) = ceil(log_gamma(|v|)) with
+// gamma = (1 + a) / (1 - a), where `a` is the relative accuracy. Any quantile
+// returned lies within a relative error of `a` of the true quantile value
+// (Masson, Rim, Lee: "DDSketch", VLDB 2019). Positive and negative values
+// have separate stores; values with |v| < min_indexable go to a zero count.
+// Two sketches with the same accuracy merge exactly (bin counts add).
+//
+// Stores are sparse (sorted (index, count) pairs) while small, so a bucket
+// holding a handful of events costs a handful of bytes; they turn dense when
+// they grow. Not thread-safe: owned by one partition actor at a time.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace cairn::cqrs {
+
+/// The mapping from values to bin indexes, shared by all sketches of one
+/// accuracy. Cheap to copy.
+class ddsketch_mapping {
+public:
+  /// `relative_accuracy` in (0, 1), e.g. 0.01 for 1 %.
+  explicit ddsketch_mapping(double relative_accuracy = 0.01);
+
+  double relative_accuracy() const noexcept { return accuracy_; }
+
+  /// Bin index of a positive value `v` (v >= min_indexable()).
+  int32_t index(double v) const noexcept;
+
+  /// Representative value of bin `i`: within the relative accuracy of every
+  /// value mapped to `i`.
+  double value(int32_t i) const noexcept;
+
+  /// Smallest magnitude that gets a bin; smaller magnitudes count as zero.
+  static constexpr double min_indexable() noexcept { return 1e-9; }
+
+private:
+  double accuracy_;
+  double gamma_;
+  double inv_log_gamma_;
+};
+
+class ddsketch {
+public:
+  /// Adds `v` once. `m` must be the mapping used for every add and merge of
+  /// this sketch. NaN and infinities must be filtered by the caller.
+  void add(double v, const ddsketch_mapping& m);
+
+  /// Adds a value whose bin is already known: `index` = m.index(|v|),
+  /// `negative` = v < 0, `zero` = |v| < min_indexable. Lets the caller
+  /// compute the logarithm once for several sketches.
+  void add_indexed(int32_t index, bool negative, bool zero);
+
+  /// Adds all counts of `other` (same mapping).
+  void merge(const ddsketch& other);
+
+  /// Number of values added.
+  uint64_t count() const noexcept { return count_; }
+
+  /// The q-quantile (q in [0,1]) by the lower rank definition: the value of
+  /// rank floor(q * (count - 1)) in sorted order, within the relative
+  /// accuracy. Returns NaN if the sketch is empty.
+  double quantile(double q, const ddsketch_mapping& m) const;
+
+  /// Approximate heap bytes held.
+  size_t memory_usage() const noexcept;
+
+  /// Appends a compact binary encoding to `out`.
+  void encode(std::string& out) const;
+
+  /// Decodes from `in` (advancing it). Returns false on malformed input.
+  [[nodiscard]] bool decode(std::string_view& in);
+
+  friend bool operator==(const ddsketch&, const ddsketch&) = default;
+
+  /// Sparse-or-dense store of bin counts for one sign.
+  class store {
+  public:
+    void add(int32_t index, uint64_t n = 1);
+    void merge(const store& other);
+    bool empty() const noexcept { return total_ == 0; }
+    uint64_t total() const noexcept { return total_; }
+    /// Calls f(index, count) for each non-empty bin in ascending order.
+    template <class F>
+    void for_each(F&& f) const {
+      if (dense_) {
+        for (size_t i = 0; i < counts_.size(); ++i)
+          if (counts_[i] != 0)
+            f(static_cast<int32_t>(offset_ + static_cast<int32_t>(i)),
+              counts_[i]);
+      } else {
+        for (auto& [i, n] : sparse_)
+          f(i, n);
+      }
+    }
+    size_t memory_usage() const noexcept;
+    friend bool operator==(const store& x, const store& y);
+
+  private:
+    void make_dense();
+    void make_sparse();
+    bool dense_ = false;
+    uint64_t total_ = 0;
+    // sparse form: sorted by index
+    std::vector<std::pair<int32_t, uint64_t>> sparse_;
+    // dense form: counts_[i] is the count of bin offset_ + i
+    int32_t offset_ = 0;
+    std::vector<uint64_t> counts_;
+  };
+
+private:
+  uint64_t count_ = 0;
+  uint64_t zero_count_ = 0;
+  store positive_;
+  store negative_;
+};
+
+} // namespace cairn::cqrs

@@ -1,0 +1,44 @@
+// Stable error codes of the client protocol (DESIGN.md section 6).
+//
+// Every error a client can cause is reported as one of these codes plus a
+// human-readable message. The codes are part of the wire contract: never
+// renumber or rename them. Free of CAF so that cqrs/ stays actor-free.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace cairn::cqrs {
+
+enum class error_code : uint8_t {
+  /// The request is malformed or has an invalid field.
+  bad_request,
+  /// An event failed validation (DESIGN.md section 2).
+  invalid_event,
+  /// The request's "op" is not known.
+  unknown_op,
+  /// A line or batch exceeds a configured limit.
+  too_large,
+  /// The client exceeded its rate limit.
+  rate_limited,
+  /// Authentication is missing or invalid.
+  unauthorized,
+  /// A resource needed to serve the request is not available.
+  unavailable,
+  /// The request did not complete in time.
+  timeout,
+  /// A bug or an unexpected failure on the server side.
+  internal,
+};
+
+/// Returns the wire name of `code`, e.g. "bad_request".
+std::string_view to_string(error_code code) noexcept;
+
+/// An error a client caused, with the message it is shown.
+struct problem {
+  error_code code = error_code::internal;
+  std::string message;
+};
+
+} // namespace cairn::cqrs

@@ -1,0 +1,167 @@
+// The query model: request specs, partial (mergeable) results, rendering.
+//
+// A query is answered by scatter/gather: every partition computes a partial
+// result over its own series (series_store::query), partials are merged
+// (exact: buckets and sketches merge exactly), and the merged partial is
+// rendered to the reply JSON of DESIGN.md section 6. Request parsing turns a
+// client's JSON into a validated spec or a bad_request problem.
+// Pure values; no threads, no actors.
+#pragma once
+
+#include "cqrs/bucket.hpp"
+#include "cqrs/error.hpp"
+#include "cqrs/series_key.hpp"
+#include "cqrs/tier.hpp"
+#include "cqrs/time.hpp"
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace cairn::cqrs {
+
+// -- aggregations -------------------------------------------------------------
+
+enum class agg_kind : uint8_t { count, sum, min, max, avg, last, rate, quantile };
+
+struct agg_spec {
+  agg_kind kind = agg_kind::count;
+  /// For quantile: in [0, 1], e.g. 0.99 for "p99", 0.999 for "p99.9".
+  double quantile = 0;
+  /// The name as the client wrote it; the key in reply points.
+  std::string name;
+};
+
+/// Parses "count", "sum", "min", "max", "avg", "last", "rate", "pNN" or
+/// "pNN.N..." (0 <= NN <= 100). Returns nullopt otherwise.
+[[nodiscard]] std::optional<agg_spec> parse_agg(std::string_view text);
+
+/// Final value of `a` over bucket `b`. `step` (ms) is used by rate (count per
+/// second of step). Returns NaN where undefined (empty bucket).
+double finalize(const agg_spec& a, const bucket& b, millis step,
+                const ddsketch_mapping& m);
+
+// -- request specs ------------------------------------------------------------
+
+struct query_spec {
+  std::string metric;
+  millis from = 0;  ///< inclusive, bucket starts
+  millis to = 0;    ///< exclusive
+  millis step = 0;  ///< multiple of the tier resolution
+  size_t tier = 0;  ///< index into the node's tier_set
+  std::vector<tag> where;            ///< exact matches, sorted by key
+  std::vector<std::string> group_by; ///< in request order
+  std::vector<agg_spec> aggs;
+};
+
+struct topk_spec {
+  std::string metric;
+  std::string by;  ///< the tag whose values are ranked
+  size_t k = 10;
+  agg_spec agg;
+  millis from = 0;
+  millis to = 0;
+  size_t tier = 0;
+  std::vector<tag> where;
+};
+
+struct series_spec {
+  std::string metric;  ///< empty = every metric
+  std::vector<tag> where;
+  size_t limit = 10000;
+};
+
+template <class T>
+using parsed = std::variant<T, problem>;
+
+/// Parses a "query" request. Defaults: from = now - 15m, to = now, step =
+/// the serving tier's resolution, aggs = ["count"]. Errors (bad_request):
+/// missing/invalid metric, unparsable times, from >= to, step not a positive
+/// multiple of the serving tier's resolution, unknown agg, where not an
+/// object of strings, group_by not a list of strings, too many points
+/// (> 100000 steps).
+parsed<query_spec> parse_query(const nlohmann::json& req, millis now,
+                               const tier_set& tiers);
+
+/// Parses a "topk" request ("by" required; k default 10, 1..10000; agg
+/// default "count").
+parsed<topk_spec> parse_topk(const nlohmann::json& req, millis now,
+                             const tier_set& tiers);
+
+/// Parses a "series" request ("metric" optional, "where" optional).
+parsed<series_spec> parse_series(const nlohmann::json& req);
+
+// -- partial results ----------------------------------------------------------
+
+/// One group of a query: the group_by tag values (nullopt = the series has no
+/// such tag) and its points keyed by point time t.
+struct query_group {
+  std::vector<std::optional<std::string>> values;
+  std::map<millis, bucket> points;
+};
+
+struct query_partial {
+  /// Keyed by an encoding of the group values (ordering is deterministic).
+  std::map<std::string, query_group> groups;
+  /// Adds `points` of one series to its group: buckets are folded into the
+  /// point t = align_down(bucket_start, step).
+  void merge(query_partial&& other);
+};
+
+/// Encodes group values into a map key for query_partial::groups.
+std::string encode_group_key(const std::vector<std::optional<std::string>>& v);
+
+struct topk_partial {
+  /// Tag value -> aggregate over the range.
+  std::map<std::string, bucket> values;
+  void merge(topk_partial&& other);
+};
+
+struct series_partial {
+  std::vector<std::string> keys;  ///< series keys
+  void merge(series_partial&& other);
+};
+
+struct metrics_partial {
+  /// Metric name -> number of series.
+  std::map<std::string, uint64_t> metrics;
+  void merge(metrics_partial&& other);
+};
+
+// -- rendering ----------------------------------------------------------------
+
+/// Which partitions did not answer (empty = complete answer).
+struct coverage {
+  std::vector<uint32_t> missing_partitions;
+  bool partial() const noexcept { return !missing_partitions.empty(); }
+};
+
+/// {"ok":true,"step":S,"tier":"1s","partial":false,"series":[...]}; groups
+/// are sorted by their tag values; points by t; points with count 0 omitted.
+/// Adds "missing_partitions" when partial. Agg values that are NaN render as
+/// null.
+void render_query(const query_spec& q, const query_partial& p,
+                  const tier_set& tiers, const ddsketch_mapping& m,
+                  const coverage& cov, nlohmann::json& out);
+
+/// {"ok":true,"partial":false,"top":[{"tag":"/home","value":1234}]}, sorted
+/// by value descending (ties by tag ascending), at most k entries.
+void render_topk(const topk_spec& q, const topk_partial& p,
+                 const ddsketch_mapping& m, const coverage& cov,
+                 nlohmann::json& out);
+
+/// {"ok":true,"series":[{"metric":"m","tags":{...}}]} sorted by key, at most
+/// limit entries, "truncated":true if more matched.
+void render_series(const series_spec& q, const series_partial& p,
+                   const coverage& cov, nlohmann::json& out);
+
+/// {"ok":true,"metrics":[{"name":"m","series":3}]} sorted by name.
+void render_metrics(const metrics_partial& p, const coverage& cov,
+                    nlohmann::json& out);
+
+} // namespace cairn::cqrs

@@ -1,0 +1,67 @@
+// connection_context: what the actor side sees of one client connection.
+//
+// The TCP server cuts the byte stream into chunks of complete lines and hands
+// each chunk, with a shared_ptr to this context, to the processing side (the
+// parser actors). The processing side answers each chunk exactly once with
+// `complete(seq, text)`, from any thread; the server writes the texts in
+// chunk order and resumes reading when the window has room (backpressure:
+// an unanswered connection stops being read, so TCP slows the client).
+//
+// Thread-safe: `complete` and the counters may be used from any thread.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace cairn::runtime {
+
+class connection_context {
+public:
+  using completion = std::function<void(uint64_t seq, std::string text)>;
+
+  connection_context(uint64_t id, std::string peer, completion on_complete)
+    : id_(id), peer_(std::move(peer)), on_complete_(std::move(on_complete)) {
+  }
+
+  uint64_t id() const noexcept { return id_; }
+  const std::string& peer() const noexcept { return peer_; }
+
+  /// Delivers the reply text of chunk `seq` (zero or more complete lines,
+  /// each ending in '\n'). Must be called exactly once per chunk. Safe after
+  /// the connection closed (the text is dropped).
+  void complete(uint64_t seq, std::string text) {
+    on_complete_(seq, std::move(text));
+  }
+
+  /// Fire-and-forget events accepted / rejected since the last flush. Only
+  /// the processing side touches these.
+  std::atomic<uint64_t> accepted{0};
+  std::atomic<uint64_t> rejected{0};
+
+private:
+  uint64_t id_;
+  std::string peer_;
+  completion on_complete_;
+};
+
+/// One chunk of complete lines from a connection.
+struct chunk {
+  std::shared_ptr<connection_context> conn;
+  /// Per-connection sequence number, starting at 0, without gaps.
+  uint64_t seq = 0;
+  /// 1-based number of the first line of `data` on this connection.
+  uint64_t first_line = 1;
+  /// Complete lines, each ending in '\n' (a final '\r' before '\n' is part
+  /// of the line and is ignored by the parser as whitespace).
+  std::string data;
+  /// True if `data` contains the bytes "op" and so may hold a request. The
+  /// server dispatches such a chunk only when no other chunk of the
+  /// connection is in flight, and dispatches nothing else until it completes
+  /// (a barrier), so flush and queries see everything sent before them.
+  bool barrier = false;
+};
+
+} // namespace cairn::runtime

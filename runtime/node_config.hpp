@@ -1,0 +1,100 @@
+// node_config: every option of a cairn-node, on top of CAF's config system.
+//
+// Options live in the `cairn` group so that an INI file's [cairn] section,
+// nested [cairn.tcp] style keys and command-line flags like
+// --cairn.tcp.port=7500 all work (precedence: defaults < file < flags).
+// `--help` lists every option with its default. Read once at start-up, before
+// the actor system is constructed; read-only afterwards.
+//
+// INI form (CAF 0.17 keys cannot contain '.', so sub-groups are sections or
+// maps):
+//
+//     [cairn]
+//     node-name = "n1"
+//     tiers = ["1s:15m", "1m:2d"]
+//     [cairn.tcp]
+//     port = 7411
+//     max-line = 1048576
+//     [cairn.storage]
+//     path = "./data/n1"
+//
+// `tcp = { port = 7411, max-line = 1048576 }` inside [cairn] is equivalent.
+// Why `parse` is redeclared here: CAF 0.17 stores values of nested INI
+// sections only in `content`, never in the bound fields; node_config::parse
+// runs CAF's parser and then copies every cairn.* value from `content` into
+// its field (CLI values are in `content` too, so flags still win). Always
+// call parse on a node_config (not through an actor_system_config&).
+// Boolean options accept both `--cairn.storage.skip-corrupt` and
+// `--cairn.storage.skip-corrupt=true|false` on the command line.
+#pragma once
+
+#include <caf/actor_system_config.hpp>
+
+#include <cstdint>
+#include <istream>
+#include <string>
+#include <vector>
+
+namespace cairn::runtime {
+
+class node_config : public caf::actor_system_config {
+public:
+  node_config();
+
+  // -- identity ---------------------------------------------------------------
+  std::string node_name = "n1";
+
+  // -- network ----------------------------------------------------------------
+  std::string bind_host = "127.0.0.1";
+  uint16_t tcp_port = 7411;
+  uint16_t http_port = 7480;
+  uint16_t cluster_port = 7400;
+  size_t tcp_max_line = 1 << 20;
+  size_t tcp_max_connections = 1024;
+  size_t tcp_window = 4;          ///< chunks in flight per connection
+  size_t io_threads = 1;
+  std::string web_root = "web";   ///< cairn.http.web-root: dashboard files
+
+  // -- ingest / aggregation ---------------------------------------------------
+  size_t partitions = 16;
+  size_t parsers = 2;
+  std::vector<std::string> tier_texts = {"1s:15m", "1m:2d", "1h:90d"};
+  double sketch_accuracy = 0.01;
+  std::string max_future_text = "10m";
+  size_t partition_credits = 8;   ///< in-flight batches per partition
+
+  // -- storage ----------------------------------------------------------------
+  std::string storage_path = "./data/n1";
+  std::string storage_sync = "always";  ///< always | interval | never
+  std::string storage_sync_interval_text = "10ms";
+  size_t snapshot_every_events = 1000000;
+  std::string snapshot_interval_text = "60s";
+  size_t snapshot_keep = 2;
+  std::string raw_retention_text = "0";
+  bool skip_corrupt = false;
+  size_t idempotency_keys = 100000;
+  std::string idempotency_window_text = "24h";
+
+  // -- logging ----------------------------------------------------------------
+  std::string log_level = "info";
+  std::string log_file;  ///< empty = stderr
+
+  /// Validates the options that runtime/ understands (ports, sizes,
+  /// durations, sync mode). Throws std::invalid_argument naming the bad
+  /// option. Domain options (tiers) are validated where they are parsed.
+  void validate() const;
+
+  // -- parsing (hides the base overloads, see the header comment) -------------
+
+  caf::error parse(int argc, char** argv, const char* ini_file = nullptr);
+  caf::error parse(int argc, char** argv, std::istream& ini);
+  caf::error parse(string_list args, const char* ini_file = nullptr);
+  caf::error parse(string_list args, std::istream& ini);
+
+  /// Copies every `cairn.*` value found in `content` (nested INI sections,
+  /// CLI flags) into its field. Called by parse; public for callers that fill
+  /// `content` by other means.
+  void sync_options();
+};
+
+} // namespace cairn::runtime
