@@ -64,6 +64,7 @@ public:
   size_t partition_credits = 8;   ///< in-flight batches per partition
 
   // -- storage ----------------------------------------------------------------
+  bool storage_enabled = true;  ///< false: in-memory only (benchmarks)
   std::string storage_path = "./data/n1";
   std::string storage_sync = "always";  ///< always | interval | never
   std::string storage_sync_interval_text = "10ms";

@@ -1,0 +1,554 @@
+// http_server on Boost.Beast, after Beast's chat-multi example: `listener`,
+// `http_session`, and a `shared_state` that owns the io_context (so that a
+// session, and a pending API reply holding it, never outlive their executor).
+#include "runtime/http_server.hpp"
+
+// Boost 1.74 asio/awaitable.hpp uses std::exchange without <utility> in C++20.
+#include <utility>
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/version.hpp>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+namespace cairn::runtime {
+
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace fs = std::filesystem;
+using tcp = asio::ip::tcp;
+using error_code = boost::system::error_code;
+
+void fail(error_code ec, const char* what) {
+  if (ec == asio::error::operation_aborted || ec == http::error::end_of_stream
+      || ec == asio::error::eof || ec == beast::error::timeout
+      || ec == asio::error::connection_reset)
+    return;
+  spdlog::warn("http: {}: {}", what, ec.message());
+}
+
+std::string_view mime_type(std::string_view path) {
+  auto dot = path.rfind('.');
+  auto ext = dot == std::string_view::npos ? std::string_view{}
+                                           : path.substr(dot);
+  if (ext == ".html" || ext == ".htm")
+    return "text/html; charset=utf-8";
+  if (ext == ".css")
+    return "text/css; charset=utf-8";
+  if (ext == ".js" || ext == ".mjs")
+    return "application/javascript; charset=utf-8";
+  if (ext == ".json")
+    return "application/json";
+  if (ext == ".svg")
+    return "image/svg+xml";
+  if (ext == ".png")
+    return "image/png";
+  if (ext == ".jpg" || ext == ".jpeg")
+    return "image/jpeg";
+  if (ext == ".ico")
+    return "image/x-icon";
+  if (ext == ".txt")
+    return "text/plain; charset=utf-8";
+  if (ext == ".wasm")
+    return "application/wasm";
+  return "application/octet-stream";
+}
+
+/// Maps a request target to a file below `root`, or nullopt if the target is
+/// unsafe or the file does not exist.
+std::optional<fs::path> resolve_static(const std::string& root,
+                                       std::string_view target) {
+  if (root.empty())
+    return std::nullopt;
+  auto q = target.find_first_of("?#");
+  if (q != std::string_view::npos)
+    target = target.substr(0, q);
+  if (target.empty() || target.front() != '/')
+    return std::nullopt;
+  if (target.find('\\') != std::string_view::npos
+      || target.find('\0') != std::string_view::npos
+      || target.find('%') != std::string_view::npos)
+    return std::nullopt;
+  // Refuse any ".." segment outright.
+  size_t pos = 0;
+  while (pos <= target.size()) {
+    auto next = target.find('/', pos);
+    auto seg = target.substr(pos, next == std::string_view::npos
+                                    ? std::string_view::npos
+                                    : next - pos);
+    if (seg == "..")
+      return std::nullopt;
+    if (next == std::string_view::npos)
+      break;
+    pos = next + 1;
+  }
+  std::string rel{target.substr(1)};
+  if (rel.empty() || rel.back() == '/')
+    rel += "index.html";
+  std::error_code ec;
+  auto base = fs::canonical(root, ec);
+  if (ec)
+    return std::nullopt;
+  auto file = fs::weakly_canonical(base / rel, ec);
+  if (ec)
+    return std::nullopt;
+  // Still below the root after resolving symlinks?
+  auto mismatch = std::mismatch(base.begin(), base.end(), file.begin(),
+                                file.end());
+  if (mismatch.first != base.end())
+    return std::nullopt;
+  if (fs::is_directory(file, ec))
+    file /= "index.html";
+  if (!fs::is_regular_file(file, ec))
+    return std::nullopt;
+  return file;
+}
+
+class http_session;
+
+// -- shared state ---------------------------------------------------------------
+
+struct shared_state {
+  http_server_options opts;
+  metrics_registry& metrics;
+  http_server::api_handler on_api;
+  asio::io_context ioc;
+
+  std::mutex mtx;
+  std::unordered_map<uint64_t, std::shared_ptr<http_session>> sessions;
+  bool accepting_posts = true;
+  std::atomic<uint64_t> next_id{1};
+
+  shared_state(http_server_options o, metrics_registry& m,
+               http_server::api_handler h)
+    : opts(std::move(o)), metrics(m), on_api(std::move(h)),
+      ioc(static_cast<int>(std::max<size_t>(opts.io_threads, 1))) {
+  }
+
+  std::vector<std::shared_ptr<http_session>> all_sessions() {
+    std::lock_guard<std::mutex> guard{mtx};
+    std::vector<std::shared_ptr<http_session>> out;
+    for (auto& kv : sessions)
+      out.push_back(kv.second);
+    return out;
+  }
+
+  void remove(uint64_t id) {
+    std::shared_ptr<http_session> victim;
+    std::lock_guard<std::mutex> guard{mtx};
+    auto i = sessions.find(id);
+    if (i != sessions.end()) {
+      victim = std::move(i->second);
+      sessions.erase(i);
+    }
+  }
+};
+
+// -- session --------------------------------------------------------------------
+
+class http_session : public std::enable_shared_from_this<http_session> {
+public:
+  using response = http::response<http::string_body>;
+
+  http_session(tcp::socket socket, std::shared_ptr<shared_state> state,
+               uint64_t id)
+    : stream_(std::move(socket)), state_(std::move(state)), id_(id) {
+  }
+
+  void start() {
+    asio::dispatch(stream_.get_executor(),
+                   [self = shared_from_this()] { self->do_read(); });
+  }
+
+  bool busy() const noexcept { return busy_.load(); }
+
+  void post_close() {
+    asio::post(stream_.get_executor(),
+               [self = shared_from_this()] { self->close(); });
+  }
+
+private:
+  void do_read() {
+    if (closed_)
+      return;
+    parser_.emplace();
+    parser_->body_limit(state_->opts.max_body);
+    stream_.expires_after(state_->opts.idle_timeout);
+    http::async_read(stream_, buffer_, *parser_,
+                     beast::bind_front_handler(&http_session::on_read,
+                                               shared_from_this()));
+  }
+
+  void on_read(error_code ec, size_t) {
+    if (closed_)
+      return;
+    if (ec == http::error::body_limit) {
+      keep_alive_ = false;
+      send(make_text(http::status::payload_too_large, "request too large\n",
+                     11, false));
+      return;
+    }
+    if (ec) {
+      fail(ec, "read");
+      close();
+      return;
+    }
+    stream_.expires_never();
+    handle(parser_->release());
+  }
+
+  response make_text(http::status status, std::string body, unsigned version,
+                     bool keep_alive,
+                     std::string_view type = "text/plain; charset=utf-8") {
+    response res{status, version};
+    res.set(http::field::server, "cairn");
+    res.set(http::field::content_type, beast::string_view{type.data(), type.size()});
+    res.keep_alive(keep_alive);
+    res.body() = std::move(body);
+    res.prepare_payload();
+    return res;
+  }
+
+  void handle(http::request<http::string_body> req) {
+    auto version = req.version();
+    auto keep = req.keep_alive();
+    keep_alive_ = keep;
+    std::string target{req.target()};
+    auto path = std::string_view{target}.substr(
+      0, std::min(target.find('?'), target.size()));
+    auto method = req.method();
+    if (path == "/metrics") {
+      if (method != http::verb::get && method != http::verb::head)
+        return send(make_text(http::status::method_not_allowed,
+                              "use GET\n", version, keep));
+      auto res = make_text(http::status::ok,
+                           state_->metrics.render_prometheus(), version, keep,
+                           "text/plain; version=0.0.4; charset=utf-8");
+      if (method == http::verb::head)
+        res.body().clear();
+      return send(std::move(res));
+    }
+    if (path == "/healthz") {
+      if (method != http::verb::get && method != http::verb::head)
+        return send(make_text(http::status::method_not_allowed,
+                              "use GET\n", version, keep));
+      return send(make_text(http::status::ok, "ok", version, keep));
+    }
+    if (path == "/api") {
+      if (method != http::verb::post)
+        return send(make_text(
+          http::status::method_not_allowed,
+          R"({"ok":false,"error":{"code":"bad_request","message":"use POST"}})",
+          version, keep, "application/json"));
+      return call_api(std::move(req.body()), version, keep);
+    }
+    if (method == http::verb::get || method == http::verb::head) {
+      if (auto file = resolve_static(state_->opts.web_root, target)) {
+        std::ifstream in{*file, std::ios::binary};
+        if (in) {
+          std::ostringstream body;
+          body << in.rdbuf();
+          auto res = make_text(http::status::ok, body.str(), version, keep,
+                               mime_type(file->string()));
+          if (method == http::verb::head) {
+            auto size = res.body().size();
+            res.body().clear();
+            res.content_length(size);
+          }
+          return send(std::move(res));
+        }
+      }
+    }
+    send(make_text(http::status::not_found, "not found\n", version, keep));
+  }
+
+  /// Hands the body to the API handler; the reply comes back from any thread
+  /// and is posted to this session's strand.
+  void call_api(std::string body, unsigned version, bool keep) {
+    busy_.store(true);
+    auto self = shared_from_this();
+    auto st = state_;
+    auto answered = std::make_shared<std::atomic<bool>>(false);
+    http_server::reply_fn reply = [self, st, answered, version,
+                                   keep](int status, std::string json) {
+      if (answered->exchange(true))
+        return;  // exactly once
+      std::lock_guard<std::mutex> guard{st->mtx};
+      if (!st->accepting_posts)
+        return;
+      asio::post(self->stream_.get_executor(),
+                 [self, status, version, keep, json = std::move(json)]() mutable {
+                   self->busy_.store(false);
+                   if (self->closed_)
+                     return;
+                   auto code = static_cast<http::status>(status);
+                   if (http::to_status_class(code) == http::status_class::unknown)
+                     code = http::status::internal_server_error;
+                   self->send(self->make_text(code, std::move(json), version,
+                                              keep, "application/json"));
+                 });
+    };
+    try {
+      state_->on_api(std::move(body), std::move(reply));
+    } catch (const std::exception& e) {
+      spdlog::error("http: api handler threw: {}", e.what());
+      busy_.store(false);
+      if (!answered->exchange(true))
+        send(make_text(
+          http::status::internal_server_error,
+          R"({"ok":false,"error":{"code":"internal","message":"handler failed"}})",
+          version, keep, "application/json"));
+    }
+  }
+
+  void send(response res) {
+    res_ = std::make_shared<response>(std::move(res));
+    http::async_write(stream_, *res_,
+                      beast::bind_front_handler(&http_session::on_write,
+                                                shared_from_this(),
+                                                res_->need_eof()));
+  }
+
+  void on_write(bool close_after, error_code ec, size_t) {
+    res_.reset();
+    if (closed_)
+      return;
+    if (ec) {
+      fail(ec, "write");
+      close();
+      return;
+    }
+    if (close_after || !keep_alive_) {
+      error_code ignored;
+      stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+      close();
+      return;
+    }
+    do_read();
+  }
+
+  void close() {
+    if (closed_)
+      return;
+    closed_ = true;
+    busy_.store(false);
+    error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    stream_.socket().close(ignored);
+    state_->remove(id_);
+  }
+
+  beast::tcp_stream stream_;
+  std::shared_ptr<shared_state> state_;
+  uint64_t id_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  std::shared_ptr<response> res_;
+  bool keep_alive_ = true;
+  bool closed_ = false;
+  std::atomic<bool> busy_{false};
+};
+
+// -- listener -------------------------------------------------------------------
+
+class listener : public std::enable_shared_from_this<listener> {
+public:
+  listener(std::shared_ptr<shared_state> state, tcp::endpoint ep)
+    : state_(std::move(state)), acceptor_(asio::make_strand(state_->ioc)) {
+    error_code ec;
+    acceptor_.open(ep.protocol(), ec);
+    if (!ec)
+      acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec)
+      acceptor_.bind(ep, ec);
+    if (!ec)
+      acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec)
+      throw std::runtime_error("http_server: cannot listen on "
+                               + ep.address().to_string() + ":"
+                               + std::to_string(ep.port()) + ": "
+                               + ec.message());
+    port_ = acceptor_.local_endpoint().port();
+  }
+
+  uint16_t port() const noexcept { return port_; }
+
+  void run() { do_accept(); }
+
+  void post_close() {
+    asio::post(acceptor_.get_executor(), [self = shared_from_this()] {
+      error_code ignored;
+      self->acceptor_.close(ignored);
+    });
+  }
+
+private:
+  void do_accept() {
+    acceptor_.async_accept(
+      asio::make_strand(state_->ioc),
+      beast::bind_front_handler(&listener::on_accept, shared_from_this()));
+  }
+
+  void on_accept(error_code ec, tcp::socket socket) {
+    if (ec) {
+      fail(ec, "accept");
+      if (acceptor_.is_open())
+        do_accept();
+      return;
+    }
+    auto id = state_->next_id.fetch_add(1);
+    auto session = std::make_shared<http_session>(std::move(socket), state_,
+                                                  id);
+    {
+      std::lock_guard<std::mutex> guard{state_->mtx};
+      state_->sessions.emplace(id, session);
+    }
+    session->start();
+    do_accept();
+  }
+
+  std::shared_ptr<shared_state> state_;
+  tcp::acceptor acceptor_;
+  uint16_t port_ = 0;
+};
+
+} // namespace
+
+// -- http_server ------------------------------------------------------------------
+
+struct http_server::impl {
+  std::shared_ptr<shared_state> state;
+  std::shared_ptr<listener> acceptor;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>>
+    work;
+  std::vector<std::thread> threads;
+  uint16_t port = 0;
+  bool started = false;
+  bool stopped = false;
+  std::mutex lifecycle;
+};
+
+http_server::http_server(http_server_options opts, metrics_registry& metrics,
+                         api_handler on_api)
+  : impl_(std::make_unique<impl>()) {
+  impl_->state = std::make_shared<shared_state>(std::move(opts), metrics,
+                                                std::move(on_api));
+}
+
+http_server::~http_server() {
+  stop();
+}
+
+void http_server::start() {
+  std::lock_guard<std::mutex> guard{impl_->lifecycle};
+  if (impl_->started)
+    throw std::logic_error("http_server: start() called twice");
+  auto& st = *impl_->state;
+  tcp::endpoint ep;
+  error_code ec;
+  auto addr = asio::ip::make_address(st.opts.host, ec);
+  if (!ec) {
+    ep = tcp::endpoint{addr, st.opts.port};
+  } else {
+    tcp::resolver resolver{st.ioc};
+    auto results = resolver.resolve(st.opts.host, std::to_string(st.opts.port),
+                                    ec);
+    if (ec || results.empty())
+      throw std::runtime_error("http_server: cannot resolve '" + st.opts.host
+                               + "': " + ec.message());
+    ep = results.begin()->endpoint();
+  }
+  impl_->acceptor = std::make_shared<listener>(impl_->state, ep);
+  impl_->port = impl_->acceptor->port();
+  impl_->acceptor->run();
+  impl_->work.emplace(st.ioc.get_executor());
+  auto n = std::max<size_t>(st.opts.io_threads, 1);
+  for (size_t i = 0; i < n; ++i)
+    impl_->threads.emplace_back([state = impl_->state] {
+      for (;;) {
+        try {
+          state->ioc.run();
+          return;
+        } catch (const std::exception& e) {
+          spdlog::error("http: I/O thread caught: {}", e.what());
+        }
+      }
+    });
+  impl_->started = true;
+  spdlog::info("http: listening on {}:{}", ep.address().to_string(),
+               impl_->port);
+}
+
+uint16_t http_server::port() const noexcept {
+  return impl_->port;
+}
+
+void http_server::stop(std::chrono::milliseconds grace) {
+  std::lock_guard<std::mutex> guard{impl_->lifecycle};
+  if (!impl_->started || impl_->stopped) {
+    impl_->stopped = true;
+    return;
+  }
+  impl_->stopped = true;
+  auto& st = *impl_->state;
+  using clock = std::chrono::steady_clock;
+  impl_->acceptor->post_close();
+  // Let API requests in flight be answered.
+  auto deadline = clock::now() + grace;
+  for (;;) {
+    auto sessions = st.all_sessions();
+    bool busy = std::any_of(sessions.begin(), sessions.end(),
+                            [](auto& s) { return s->busy(); });
+    if (!busy || clock::now() >= deadline)
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds{5});
+  }
+  for (auto& s : st.all_sessions())
+    s->post_close();
+  impl_->work.reset();
+  auto run_out = clock::now() + std::chrono::milliseconds{500};
+  while (!st.ioc.stopped() && clock::now() < run_out)
+    std::this_thread::sleep_for(std::chrono::milliseconds{2});
+  st.ioc.stop();
+  for (auto& t : impl_->threads)
+    if (t.joinable())
+      t.join();
+  impl_->threads.clear();
+  // Late replies are dropped from now on; drain what is still queued so that
+  // no handler keeps a session (and the io_context it holds) alive.
+  {
+    std::lock_guard<std::mutex> guard{st.mtx};
+    st.accepting_posts = false;
+  }
+  for (auto& s : st.all_sessions())
+    s->post_close();
+  st.ioc.restart();
+  while (st.ioc.poll() > 0) {
+  }
+  std::unordered_map<uint64_t, std::shared_ptr<http_session>> victims;
+  {
+    std::lock_guard<std::mutex> guard{st.mtx};
+    victims.swap(st.sessions);
+  }
+  victims.clear();
+  impl_->acceptor.reset();
+  spdlog::info("http: stopped");
+}
+
+} // namespace cairn::runtime

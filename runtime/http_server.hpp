@@ -1,0 +1,68 @@
+// http_server: the node's HTTP side (Boost.Beast): Prometheus metrics, a
+// health check, the JSON API and the dashboard's static files.
+//
+//   GET  /metrics   text/plain Prometheus exposition of a metrics_registry
+//   GET  /healthz   200 "ok"
+//   POST /api       body = one JSON request of the TCP protocol; answered
+//                   through the api_handler with (status, json)
+//   GET  /, /<file> static files below `web_root` ("/" -> index.html);
+//                   paths with "..", backslashes or NUL are refused (404),
+//                   as is anything resolving outside the root (symlinks)
+//   anything else   404 (405 for a known path with the wrong method)
+//
+// Keep-alive is supported (one request at a time per connection, in order).
+// Runs its own I/O threads; `api_handler` is called on them and must not
+// block: it should send an actor message and call `reply` later, from any
+// thread, exactly once. A reply for a connection that has closed, or after
+// stop(), is dropped. The registry must outlive the server.
+#pragma once
+
+#include "runtime/metrics.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace cairn::runtime {
+
+struct http_server_options {
+  std::string host = "127.0.0.1";
+  uint16_t port = 7480;  ///< 0 = ephemeral
+  std::string web_root;  ///< empty = no static files
+  size_t io_threads = 1;
+  size_t max_body = 8 << 20;  ///< larger request bodies get 413
+  std::chrono::seconds idle_timeout{60};
+};
+
+class http_server {
+public:
+  /// Sends the answer of one API request: an HTTP status and a JSON body.
+  using reply_fn = std::function<void(int status, std::string json)>;
+  using api_handler = std::function<void(std::string body, reply_fn reply)>;
+
+  http_server(http_server_options opts, metrics_registry& metrics,
+              api_handler on_api);
+  ~http_server();
+  http_server(const http_server&) = delete;
+  http_server& operator=(const http_server&) = delete;
+
+  /// Binds, listens and starts the I/O threads. Throws std::runtime_error if
+  /// the address cannot be bound.
+  void start();
+
+  /// The bound port (useful with port 0). Valid after start().
+  uint16_t port() const noexcept;
+
+  /// Stops accepting, waits up to `grace` for API requests in flight, closes
+  /// every connection and joins the I/O threads. Idempotent; the destructor
+  /// calls it.
+  void stop(std::chrono::milliseconds grace = std::chrono::seconds{3});
+
+private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace cairn::runtime

@@ -1,0 +1,712 @@
+// tcp_server: NDJSON gateway on Boost.Asio, in the shape of Beast's
+// chat-multi example: a `listener` accepts, one `tcp_session` per connection
+// (all its handlers on one strand), and a `shared_state` holding what the
+// sessions share (options, chunk handler, stats, the session registry and the
+// io_context itself, so that a session can never outlive its executor).
+//
+// Per connection, the session keeps three queues, all touched on its strand:
+//  - `ready_`: chunks cut from the bytes read, not yet handed to the handler;
+//  - `slots_`: one entry per reply position, in line order: a dispatched
+//    chunk waiting for `complete`, or a locally answered slot (too_large);
+//  - `out_pending_` / `out_writing_`: reply bytes queued / being written.
+// The socket is read only while `ready_` is empty, the window has room, no
+// barrier is in flight and the output queue is small: a slow processing side
+// or a client that does not read its replies stops the reading, and TCP
+// pushes back on the client.
+#include "runtime/tcp_server.hpp"
+
+
+// Boost 1.74 asio/awaitable.hpp uses std::exchange without <utility> in C++20.
+#include <utility>
+
+#include <boost/asio.hpp>
+#include <boost/beast/core/bind_handler.hpp>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+namespace cairn::runtime {
+
+namespace {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using error_code = boost::system::error_code;
+
+/// Bytes per socket read.
+constexpr size_t read_size = 64 * 1024;
+
+/// Above this many queued reply bytes the session stops reading.
+constexpr size_t output_limit = 1 << 20;
+
+const std::string refusal_line
+  = R"({"ok":false,"error":{"code":"unavailable","message":"too many connections"}})"
+    "\n";
+
+/// Logs a failed operation; aborts are a normal part of shutdown.
+void fail(error_code ec, const char* what) {
+  if (ec == asio::error::operation_aborted || ec == asio::error::bad_descriptor)
+    return;
+  if (ec == asio::error::eof || ec == asio::error::connection_reset
+      || ec == asio::error::broken_pipe) {
+    spdlog::debug("tcp: {}: {}", what, ec.message());
+    return;
+  }
+  spdlog::warn("tcp: {}: {}", what, ec.message());
+}
+
+class tcp_session;
+
+// -- shared state ---------------------------------------------------------------
+
+struct shared_state {
+  tcp_server_options opts;
+  tcp_server::chunk_handler on_chunk;
+  asio::io_context ioc;
+
+  std::atomic<uint64_t> connections_accepted{0};
+  std::atomic<uint64_t> connections_open{0};
+  std::atomic<uint64_t> connections_refused{0};
+  std::atomic<uint64_t> lines_too_large{0};
+  std::atomic<uint64_t> bytes_read{0};
+  std::atomic<uint64_t> next_id{1};
+
+  /// Guards `sessions` and `accepting_posts`.
+  std::mutex mtx;
+  std::unordered_map<uint64_t, std::shared_ptr<tcp_session>> sessions;
+  /// False once the I/O threads are gone: late completions are dropped
+  /// instead of being queued on a dead io_context.
+  bool accepting_posts = true;
+  /// Set by stop(): sessions stop reading new bytes.
+  std::atomic<bool> draining{false};
+
+  shared_state(tcp_server_options o, tcp_server::chunk_handler h)
+    : opts(std::move(o)), on_chunk(std::move(h)), ioc(static_cast<int>(
+                                                    std::max<size_t>(
+                                                      opts.io_threads, 1))) {
+  }
+
+  void add(uint64_t id, std::shared_ptr<tcp_session> s) {
+    std::lock_guard<std::mutex> guard{mtx};
+    sessions.emplace(id, std::move(s));
+  }
+
+  void remove(uint64_t id) {
+    std::shared_ptr<tcp_session> victim;
+    {
+      std::lock_guard<std::mutex> guard{mtx};
+      auto i = sessions.find(id);
+      if (i == sessions.end())
+        return;
+      victim = std::move(i->second);
+      sessions.erase(i);
+    }
+    // `victim` dies here, outside the lock.
+  }
+
+  std::vector<std::shared_ptr<tcp_session>> all_sessions() {
+    std::lock_guard<std::mutex> guard{mtx};
+    std::vector<std::shared_ptr<tcp_session>> out;
+    out.reserve(sessions.size());
+    for (auto& kv : sessions)
+      out.push_back(kv.second);
+    return out;
+  }
+};
+
+// -- session --------------------------------------------------------------------
+
+class tcp_session : public std::enable_shared_from_this<tcp_session> {
+public:
+  tcp_session(tcp::socket socket, std::shared_ptr<shared_state> state,
+              uint64_t id, std::string peer)
+    : socket_(std::move(socket)), state_(std::move(state)), id_(id),
+      peer_(std::move(peer)), read_buf_(read_size) {
+  }
+
+  ~tcp_session() {
+    spdlog::debug("tcp: connection {} ({}) gone", id_, peer_);
+  }
+
+  /// Runs `run` on the session's strand. Called once, after accept.
+  void start() {
+    asio::dispatch(socket_.get_executor(),
+                   [self = shared_from_this()] { self->run(); });
+  }
+
+  /// Builds the connection context and starts reading.
+  void run() {
+    std::weak_ptr<tcp_session> weak = shared_from_this();
+    auto st = state_;
+    ctx_ = std::make_shared<connection_context>(
+      id_, peer_, [weak, st](uint64_t seq, std::string text) {
+        // Any thread. The session may be gone, or the server stopped: then
+        // the text is dropped.
+        auto self = weak.lock();
+        if (!self)
+          return;
+        std::lock_guard<std::mutex> guard{st->mtx};
+        if (!st->accepting_posts)
+          return;
+        asio::post(self->socket_.get_executor(),
+                   [self, seq, text = std::move(text)]() mutable {
+                     self->on_complete(seq, std::move(text));
+                   });
+      });
+    spdlog::debug("tcp: connection {} from {}", id_, peer_);
+    maybe_read();
+  }
+
+  /// True while chunks are in flight or replies wait to be written.
+  bool busy() const noexcept {
+    return busy_.load(std::memory_order_acquire);
+  }
+
+  /// Closes the connection from outside (stop). Any thread.
+  void post_close() {
+    asio::post(socket_.get_executor(),
+               [self = shared_from_this()] { self->close(); });
+  }
+
+private:
+  struct slot {
+    uint64_t seq = 0;      ///< chunk seq (unused for local slots)
+    bool local = false;    ///< answered by the server itself
+    bool barrier = false;  ///< a barrier chunk
+    bool done = false;
+    std::string text;
+  };
+
+  // -- reading ------------------------------------------------------------------
+
+  void maybe_read() {
+    if (reading_ || eof_ || closed_ || state_->draining.load())
+      return;
+    if (!ready_.empty() || barrier_in_flight_
+        || in_flight_ >= state_->opts.window
+        || out_pending_.size() + out_writing_.size() > output_limit)
+      return;
+    reading_ = true;
+    socket_.async_read_some(
+      asio::buffer(read_buf_),
+      boost::beast::bind_front_handler(&tcp_session::on_read,
+                                       shared_from_this()));
+  }
+
+  void on_read(error_code ec, size_t n) {
+    reading_ = false;
+    if (closed_)
+      return;
+    if (ec == asio::error::eof) {
+      eof_ = true;
+      // A final unterminated line is still a line.
+      if (!skipping_ && !pending_.empty()) {
+        pending_ += '\n';
+        cut_lines();
+      }
+      pending_.clear();
+      dispatch();
+      flush();
+      update_busy();
+      check_done();
+      return;
+    }
+    if (ec) {
+      fail(ec, "read");
+      close();
+      return;
+    }
+    state_->bytes_read.fetch_add(n, std::memory_order_relaxed);
+    consume(read_buf_.data(), n);
+    dispatch();
+    flush();
+    update_busy();
+    maybe_read();
+  }
+
+  /// Appends freshly read bytes and cuts them into chunks.
+  void consume(const char* data, size_t n) {
+    if (skipping_) {
+      // Inside an oversized line: drop bytes up to its newline unbuffered.
+      auto nl = static_cast<const char*>(std::memchr(data, '\n', n));
+      if (nl == nullptr)
+        return;
+      skipping_ = false;
+      auto skip = static_cast<size_t>(nl - data) + 1;
+      data += skip;
+      n -= skip;
+    }
+    pending_.append(data, n);
+    cut_lines();
+  }
+
+  /// Cuts the complete lines of `pending_` into chunks (consecutive lines
+  /// with the same barrier-ness, at most max_chunk bytes) and local slots for
+  /// oversized lines; leaves the partial last line in `pending_`.
+  void cut_lines() {
+    const auto& opts = state_->opts;
+    size_t start = 0;         // start of the current line
+    size_t chunk_begin = 0;   // start of the chunk being built
+    size_t chunk_end = 0;     // end of the chunk being built (exclusive)
+    uint64_t chunk_first = 0; // first line number of that chunk
+    bool chunk_barrier = false;
+    auto emit_chunk = [&] {
+      if (chunk_end > chunk_begin)
+        push_chunk(pending_.substr(chunk_begin, chunk_end - chunk_begin),
+                   chunk_first, chunk_barrier);
+      chunk_begin = chunk_end = 0;
+    };
+    for (;;) {
+      auto nl = pending_.find('\n', std::max(start, scan_from_));
+      if (nl == std::string::npos)
+        break;
+      auto len = nl - start;
+      auto line_no = next_line_++;
+      if (len > opts.max_line) {
+        emit_chunk();
+        push_too_large(line_no);
+      } else {
+        std::string_view line{pending_.data() + start, len + 1};
+        bool barrier = line.find("\"op\"") != std::string_view::npos;
+        bool empty = chunk_end == chunk_begin;
+        if (!empty
+            && (barrier != chunk_barrier
+                || chunk_end - chunk_begin + len + 1 > opts.max_chunk))
+          emit_chunk();
+        if (chunk_end == chunk_begin) {
+          chunk_begin = start;
+          chunk_first = line_no;
+          chunk_barrier = barrier;
+        }
+        chunk_end = nl + 1;
+      }
+      start = nl + 1;
+    }
+    emit_chunk();
+    pending_.erase(0, start);
+    scan_from_ = pending_.size();
+    // A partial line already longer than the limit will never fit: answer it
+    // now and skip the rest of it without buffering.
+    if (pending_.size() > opts.max_line) {
+      push_too_large(next_line_++);
+      pending_.clear();
+      scan_from_ = 0;
+      skipping_ = true;
+    }
+  }
+
+  void push_chunk(std::string data, uint64_t first_line, bool barrier) {
+    chunk c;
+    c.conn = ctx_;
+    c.seq = next_seq_++;
+    c.first_line = first_line;
+    c.data = std::move(data);
+    c.barrier = barrier;
+    slots_.push_back(slot{c.seq, false, barrier, false, {}});
+    ready_.push_back(std::move(c));
+  }
+
+  void push_too_large(uint64_t line_no) {
+    state_->lines_too_large.fetch_add(1, std::memory_order_relaxed);
+    slot s;
+    s.local = true;
+    s.done = true;
+    s.text = R"({"ok":false,"line":)" + std::to_string(line_no)
+             + R"(,"error":{"code":"too_large","message":"line exceeds )"
+             + std::to_string(state_->opts.max_line) + " bytes\"}}\n";
+    slots_.push_back(std::move(s));
+  }
+
+  // -- dispatching --------------------------------------------------------------
+
+  /// Hands ready chunks to the processing side, honoring the window and
+  /// barriers.
+  void dispatch() {
+    while (!ready_.empty() && !closed_) {
+      if (barrier_in_flight_)
+        return;
+      auto& next = ready_.front();
+      if (next.barrier ? in_flight_ > 0 : in_flight_ >= state_->opts.window)
+        return;
+      auto c = std::move(next);
+      ready_.pop_front();
+      ++in_flight_;
+      if (c.barrier)
+        barrier_in_flight_ = true;
+      auto seq = c.seq;
+      try {
+        state_->on_chunk(std::move(c));
+      } catch (const std::exception& e) {
+        spdlog::error("tcp: chunk handler threw: {}", e.what());
+        on_complete(seq, R"({"ok":false,"error":{"code":"internal","message":"chunk handler failed"}})"
+                         "\n");
+      }
+    }
+  }
+
+  void on_complete(uint64_t seq, std::string text) {
+    if (closed_)
+      return;
+    auto i = std::find_if(slots_.begin(), slots_.end(), [seq](const slot& s) {
+      return !s.local && s.seq == seq;
+    });
+    if (i == slots_.end() || i->done) {
+      spdlog::warn("tcp: connection {}: unexpected completion of chunk {}", id_,
+                   seq);
+      return;
+    }
+    i->done = true;
+    i->text = std::move(text);
+    --in_flight_;
+    if (i->barrier)
+      barrier_in_flight_ = false;
+    flush();
+    dispatch();
+    update_busy();
+    maybe_read();
+    check_done();
+  }
+
+  // -- writing ------------------------------------------------------------------
+
+  /// Moves the answered slots at the front, in order, into the output.
+  void flush() {
+    while (!slots_.empty() && slots_.front().done) {
+      out_pending_ += slots_.front().text;
+      slots_.pop_front();
+    }
+    if (!writing_ && !out_pending_.empty())
+      write();
+  }
+
+  void write() {
+    writing_ = true;
+    out_writing_.swap(out_pending_);
+    out_pending_.clear();
+    asio::async_write(socket_, asio::buffer(out_writing_),
+                      boost::beast::bind_front_handler(&tcp_session::on_write,
+                                                       shared_from_this()));
+  }
+
+  void on_write(error_code ec, size_t) {
+    writing_ = false;
+    out_writing_.clear();
+    if (closed_)
+      return;
+    if (ec) {
+      fail(ec, "write");
+      close();
+      return;
+    }
+    if (!out_pending_.empty())
+      write();
+    update_busy();
+    maybe_read();
+    check_done();
+  }
+
+  // -- closing ------------------------------------------------------------------
+
+  /// After EOF: close once every reply has been written.
+  void check_done() {
+    if (!eof_ || closed_)
+      return;
+    if (ready_.empty() && in_flight_ == 0 && slots_.empty() && !writing_
+        && out_pending_.empty()) {
+      error_code ignored;
+      socket_.shutdown(tcp::socket::shutdown_send, ignored);
+      close();
+    }
+  }
+
+  void close() {
+    if (closed_)
+      return;
+    closed_ = true;
+    ready_.clear();
+    slots_.clear();
+    in_flight_ = 0;
+    busy_.store(false, std::memory_order_release);
+    error_code ignored;
+    socket_.shutdown(tcp::socket::shutdown_both, ignored);
+    socket_.close(ignored);
+    state_->connections_open.fetch_sub(1, std::memory_order_relaxed);
+    state_->remove(id_);
+  }
+
+  void update_busy() {
+    busy_.store(in_flight_ > 0 || writing_ || !out_pending_.empty(),
+                std::memory_order_release);
+  }
+
+  // -- member variables ---------------------------------------------------------
+
+  tcp::socket socket_;
+  std::shared_ptr<shared_state> state_;
+  uint64_t id_;
+  std::string peer_;
+  std::shared_ptr<connection_context> ctx_;
+
+  std::vector<char> read_buf_;
+  std::string pending_;      ///< unprocessed bytes: the partial last line
+  size_t scan_from_ = 0;     ///< where to resume looking for '\n' in pending_
+  bool skipping_ = false;    ///< inside an oversized line
+  uint64_t next_line_ = 1;
+  uint64_t next_seq_ = 0;
+
+  std::deque<chunk> ready_;
+  std::deque<slot> slots_;
+  size_t in_flight_ = 0;
+  bool barrier_in_flight_ = false;
+
+  std::string out_pending_;
+  std::string out_writing_;
+  bool writing_ = false;
+
+  bool reading_ = false;
+  bool eof_ = false;
+  bool closed_ = false;
+  std::atomic<bool> busy_{false};
+};
+
+// -- listener -------------------------------------------------------------------
+
+class listener : public std::enable_shared_from_this<listener> {
+public:
+  listener(std::shared_ptr<shared_state> state, tcp::endpoint ep)
+    : state_(std::move(state)), acceptor_(asio::make_strand(state_->ioc)) {
+    error_code ec;
+    acceptor_.open(ep.protocol(), ec);
+    if (!ec)
+      acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec)
+      acceptor_.bind(ep, ec);
+    if (!ec)
+      acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec)
+      throw std::runtime_error("tcp_server: cannot listen on "
+                               + ep.address().to_string() + ":"
+                               + std::to_string(ep.port()) + ": "
+                               + ec.message());
+    port_ = acceptor_.local_endpoint().port();
+  }
+
+  uint16_t port() const noexcept { return port_; }
+
+  void run() { do_accept(); }
+
+  /// Stops accepting. Any thread.
+  void post_close() {
+    asio::post(acceptor_.get_executor(), [self = shared_from_this()] {
+      error_code ignored;
+      self->acceptor_.close(ignored);
+    });
+  }
+
+private:
+  void do_accept() {
+    acceptor_.async_accept(
+      asio::make_strand(state_->ioc),
+      boost::beast::bind_front_handler(&listener::on_accept,
+                                       shared_from_this()));
+  }
+
+  void on_accept(error_code ec, tcp::socket socket) {
+    if (ec) {
+      fail(ec, "accept");
+      if (!acceptor_.is_open())
+        return;
+      // Out of descriptors or similar: keep accepting (the next attempt may
+      // succeed once connections close).
+      do_accept();
+      return;
+    }
+    error_code pec;
+    auto remote = socket.remote_endpoint(pec);
+    std::string peer = pec ? std::string{"?"}
+                           : remote.address().to_string() + ":"
+                               + std::to_string(remote.port());
+    socket.set_option(tcp::no_delay(true), pec);
+    if (state_->connections_open.load() >= state_->opts.max_connections) {
+      refuse(std::move(socket), peer);
+    } else {
+      state_->connections_accepted.fetch_add(1, std::memory_order_relaxed);
+      state_->connections_open.fetch_add(1, std::memory_order_relaxed);
+      auto id = state_->next_id.fetch_add(1, std::memory_order_relaxed);
+      auto session = std::make_shared<tcp_session>(std::move(socket), state_,
+                                                   id, std::move(peer));
+      state_->add(id, session);
+      session->start();
+    }
+    do_accept();
+  }
+
+  void refuse(tcp::socket socket, const std::string& peer) {
+    state_->connections_refused.fetch_add(1, std::memory_order_relaxed);
+    spdlog::warn("tcp: refusing {}: too many connections", peer);
+    auto sock = std::make_shared<tcp::socket>(std::move(socket));
+    asio::async_write(*sock, asio::buffer(refusal_line),
+                      [sock](error_code, size_t) {
+                        error_code ignored;
+                        sock->shutdown(tcp::socket::shutdown_send, ignored);
+                        sock->close(ignored);
+                      });
+  }
+
+  std::shared_ptr<shared_state> state_;
+  tcp::acceptor acceptor_;
+  uint16_t port_ = 0;
+};
+
+} // namespace
+
+// -- tcp_server -------------------------------------------------------------------
+
+struct tcp_server::impl {
+  std::shared_ptr<shared_state> state;
+  std::shared_ptr<listener> acceptor;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>>
+    work;
+  std::vector<std::thread> threads;
+  uint16_t port = 0;
+  bool started = false;
+  bool stopped = false;
+  std::mutex lifecycle;  ///< serializes start / stop
+};
+
+tcp_server::tcp_server(tcp_server_options opts, chunk_handler on_chunk)
+  : impl_(std::make_unique<impl>()) {
+  if (opts.window == 0)
+    opts.window = 1;
+  if (opts.max_chunk == 0)
+    opts.max_chunk = 1;
+  impl_->state = std::make_shared<shared_state>(std::move(opts),
+                                                std::move(on_chunk));
+}
+
+tcp_server::~tcp_server() {
+  stop();
+}
+
+void tcp_server::start() {
+  std::lock_guard<std::mutex> guard{impl_->lifecycle};
+  if (impl_->started)
+    throw std::logic_error("tcp_server: start() called twice");
+  auto& st = *impl_->state;
+  // Resolve the bind address (a literal address or a host name).
+  tcp::endpoint ep;
+  error_code ec;
+  auto addr = asio::ip::make_address(st.opts.host, ec);
+  if (!ec) {
+    ep = tcp::endpoint{addr, st.opts.port};
+  } else {
+    tcp::resolver resolver{st.ioc};
+    auto results = resolver.resolve(st.opts.host, std::to_string(st.opts.port),
+                                    ec);
+    if (ec || results.empty())
+      throw std::runtime_error("tcp_server: cannot resolve '" + st.opts.host
+                               + "': " + ec.message());
+    ep = results.begin()->endpoint();
+  }
+  impl_->acceptor = std::make_shared<listener>(impl_->state, ep);
+  impl_->port = impl_->acceptor->port();
+  impl_->acceptor->run();
+  impl_->work.emplace(st.ioc.get_executor());
+  auto n = std::max<size_t>(st.opts.io_threads, 1);
+  for (size_t i = 0; i < n; ++i)
+    impl_->threads.emplace_back([state = impl_->state] {
+      for (;;) {
+        try {
+          state->ioc.run();
+          return;
+        } catch (const std::exception& e) {
+          spdlog::error("tcp: I/O thread caught: {}", e.what());
+        }
+      }
+    });
+  impl_->started = true;
+  spdlog::info("tcp: listening on {}:{}", ep.address().to_string(),
+               impl_->port);
+}
+
+uint16_t tcp_server::port() const noexcept {
+  return impl_->port;
+}
+
+void tcp_server::stop(std::chrono::milliseconds grace) {
+  std::lock_guard<std::mutex> guard{impl_->lifecycle};
+  if (!impl_->started || impl_->stopped) {
+    impl_->stopped = true;
+    return;
+  }
+  impl_->stopped = true;
+  auto& st = *impl_->state;
+  using clock = std::chrono::steady_clock;
+  // 1. No new connections, no new reads.
+  impl_->acceptor->post_close();
+  st.draining.store(true);
+  // 2. Let chunks in flight complete and their replies go out.
+  auto deadline = clock::now() + grace;
+  for (;;) {
+    auto sessions = st.all_sessions();
+    bool busy = std::any_of(sessions.begin(), sessions.end(),
+                            [](auto& s) { return s->busy(); });
+    if (!busy || clock::now() >= deadline)
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds{5});
+  }
+  // 3. Close every connection and let the I/O threads run out of work.
+  for (auto& s : st.all_sessions())
+    s->post_close();
+  impl_->work.reset();
+  auto run_out = clock::now() + std::chrono::milliseconds{500};
+  while (!st.ioc.stopped() && clock::now() < run_out)
+    std::this_thread::sleep_for(std::chrono::milliseconds{2});
+  st.ioc.stop();
+  for (auto& t : impl_->threads)
+    if (t.joinable())
+      t.join();
+  impl_->threads.clear();
+  // 4. From now on late completions are dropped; run what is still queued
+  //    (closing handlers, aborted operations) so that no handler keeps a
+  //    session and with it the shared state alive.
+  {
+    std::lock_guard<std::mutex> guard{st.mtx};
+    st.accepting_posts = false;
+  }
+  for (auto& s : st.all_sessions())
+    s->post_close();
+  st.ioc.restart();
+  while (st.ioc.poll() > 0) {
+  }
+  std::unordered_map<uint64_t, std::shared_ptr<tcp_session>> victims;
+  {
+    std::lock_guard<std::mutex> guard{st.mtx};
+    victims.swap(st.sessions);
+  }
+  victims.clear();
+  impl_->acceptor.reset();
+  spdlog::info("tcp: stopped");
+}
+
+tcp_server_stats tcp_server::stats() const {
+  auto& st = *impl_->state;
+  tcp_server_stats out;
+  out.connections_accepted = st.connections_accepted.load();
+  out.connections_open = st.connections_open.load();
+  out.connections_refused = st.connections_refused.load();
+  out.lines_too_large = st.lines_too_large.load();
+  out.bytes_read = st.bytes_read.load();
+  return out;
+}
+
+} // namespace cairn::runtime

@@ -1,0 +1,157 @@
+#include "runtime/http_server.hpp"
+
+#include "tcp_client.hpp"
+
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+using namespace cairn::runtime;
+using namespace std::chrono_literals;
+using cairn::test::tcp_client;
+
+namespace {
+
+struct response {
+  int status = 0;
+  std::string headers;
+  std::string body;
+};
+
+/// Sends one raw HTTP/1.1 request on `c` and reads one response (needs
+/// Content-Length, which the server always sets).
+response roundtrip(tcp_client& c, const std::string& method,
+                   const std::string& target, const std::string& body = {},
+                   bool close = false) {
+  std::string req = method + " " + target + " HTTP/1.1\r\nHost: localhost\r\n";
+  if (!body.empty() || method == "POST")
+    req += "Content-Type: application/json\r\nContent-Length: "
+           + std::to_string(body.size()) + "\r\n";
+  if (close)
+    req += "Connection: close\r\n";
+  req += "\r\n" + body;
+  c.send(req);
+  response res;
+  // Status line and headers.
+  std::vector<std::string> head;
+  for (;;) {
+    auto l = c.read_lines(1, 5s);
+    if (l.empty())
+      return res;
+    if (!l[0].empty() && l[0].back() == '\r')
+      l[0].pop_back();
+    if (l[0].empty())
+      break;
+    head.push_back(l[0]);
+  }
+  REQUIRE(!head.empty());
+  res.status = std::stoi(head[0].substr(9, 3));
+  size_t length = 0;
+  for (auto& h : head) {
+    res.headers += h + "\n";
+    auto lower = h;
+    for (auto& ch : lower)
+      ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    if (lower.rfind("content-length:", 0) == 0)
+      length = std::stoul(h.substr(15));
+  }
+  res.body = c.read_bytes(length, 5s);
+  return res;
+}
+
+struct fixture {
+  fixture() {
+    root = std::filesystem::temp_directory_path() / "cairn-http-test-web";
+    std::filesystem::remove_all(root);
+    std::filesystem::create_directories(root / "js");
+    std::ofstream{root / "index.html"} << "<html>cairn</html>\n";
+    std::ofstream{root / "js" / "app.js"} << "console.log(1);\n";
+    std::ofstream{root.parent_path() / "cairn-http-secret.txt"} << "secret\n";
+    auto& c = metrics.counter("cairn_test_total", "A test counter");
+    c += 7;
+    http_server_options opts;
+    opts.port = 0;
+    opts.web_root = root.string();
+    server = std::make_unique<http_server>(
+      opts, metrics, [this](std::string body, http_server::reply_fn reply) {
+        ++calls;
+        // Answer from another thread, like an actor would.
+        std::thread{[body = std::move(body), reply = std::move(reply)] {
+          std::this_thread::sleep_for(2ms);
+          reply(200, R"({"ok":true,"echo":)" + body + "}");
+        }}.detach();
+      });
+    server->start();
+  }
+  ~fixture() {
+    server->stop();
+    std::filesystem::remove_all(root);
+  }
+  std::filesystem::path root;
+  metrics_registry metrics;
+  std::atomic<int> calls{0};
+  std::unique_ptr<http_server> server;
+};
+
+} // namespace
+
+TEST_SUITE("runtime.http_server") {
+
+TEST_CASE_FIXTURE(fixture, "GET /metrics and /healthz on one keep-alive connection") {
+  tcp_client c{server->port()};
+  auto m = roundtrip(c, "GET", "/metrics");
+  CHECK(m.status == 200);
+  CHECK(m.body.find("# TYPE cairn_test_total counter\ncairn_test_total 7\n")
+        != std::string::npos);
+  auto h = roundtrip(c, "GET", "/healthz");
+  CHECK(h.status == 200);
+  CHECK(h.body == "ok");
+}
+
+TEST_CASE_FIXTURE(fixture, "POST /api is answered asynchronously") {
+  tcp_client c{server->port()};
+  auto r = roundtrip(c, "POST", "/api", R"({"op":"ping"})");
+  CHECK(r.status == 200);
+  CHECK(r.body == R"({"ok":true,"echo":{"op":"ping"}})");
+  CHECK(r.headers.find("application/json") != std::string::npos);
+  auto r2 = roundtrip(c, "POST", "/api", R"({"op":"stats"})");
+  CHECK(r2.body == R"({"ok":true,"echo":{"op":"stats"}})");
+  CHECK(calls.load() == 2);
+  CHECK(roundtrip(c, "GET", "/api").status == 405);
+}
+
+TEST_CASE_FIXTURE(fixture, "static files, index.html and 404") {
+  tcp_client c{server->port()};
+  auto idx = roundtrip(c, "GET", "/");
+  CHECK(idx.status == 200);
+  CHECK(idx.body == "<html>cairn</html>\n");
+  CHECK(idx.headers.find("text/html") != std::string::npos);
+  auto js = roundtrip(c, "GET", "/js/app.js?v=1");
+  CHECK(js.status == 200);
+  CHECK(js.body == "console.log(1);\n");
+  CHECK(js.headers.find("javascript") != std::string::npos);
+  CHECK(roundtrip(c, "GET", "/nope.html").status == 404);
+  CHECK(roundtrip(c, "GET", "/js/").status == 404);
+}
+
+TEST_CASE_FIXTURE(fixture, "path traversal is refused") {
+  tcp_client c{server->port()};
+  CHECK(roundtrip(c, "GET", "/../cairn-http-secret.txt").status == 404);
+  CHECK(roundtrip(c, "GET", "/js/../../cairn-http-secret.txt").status == 404);
+  CHECK(roundtrip(c, "GET", "/%2e%2e/cairn-http-secret.txt").status == 404);
+  CHECK(roundtrip(c, "GET", "/js/..").status == 404);
+  // The connection is still fine.
+  CHECK(roundtrip(c, "GET", "/healthz").status == 200);
+}
+
+TEST_CASE_FIXTURE(fixture, "Connection: close is honored") {
+  tcp_client c{server->port()};
+  auto r = roundtrip(c, "GET", "/healthz", {}, true);
+  CHECK(r.status == 200);
+  CHECK(c.wait_eof());
+}
+
+} // TEST_SUITE

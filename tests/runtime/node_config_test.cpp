@@ -1,0 +1,183 @@
+#include "runtime/node_config.hpp"
+
+#include <doctest/doctest.h>
+
+#include <caf/settings.hpp>
+
+#include <cstdio>
+#include <fstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+using cairn::runtime::node_config;
+
+namespace {
+
+/// argv for parse(): keeps the strings alive.
+struct args {
+  explicit args(std::vector<std::string> xs) : strs(std::move(xs)) {
+    strs.insert(strs.begin(), "cairn-node");
+    for (auto& s : strs)
+      ptrs.push_back(s.data());
+    ptrs.push_back(nullptr);
+  }
+  int argc() const { return static_cast<int>(strs.size()); }
+  char** argv() { return ptrs.data(); }
+  std::vector<std::string> strs;
+  std::vector<char*> ptrs;
+};
+
+std::string write_file(const std::string& name, const std::string& text) {
+  auto path = "/tmp/cairn-node-config-test-" + name + ".ini";
+  std::ofstream out{path};
+  out << text;
+  return path;
+}
+
+const char* nested_ini = R"(; a node
+[cairn]
+node-name = "n7"
+partitions = 32
+tiers = ["1s:1m", "1m:1h"]
+
+[cairn.tcp]
+host = "0.0.0.0"
+port = 7500
+max-line = 4096
+window = 8
+
+[cairn.http]
+port = 7580
+
+[cairn.storage]
+path = "/var/lib/cairn/n7"
+sync = "interval"
+sync-interval = "5ms"
+skip-corrupt = true
+
+[cairn.snapshot]
+interval = "30s"
+
+[cairn.log]
+level = "debug"
+)";
+
+} // namespace
+
+TEST_SUITE("runtime.node_config") {
+
+TEST_CASE("defaults are valid") {
+  node_config cfg;
+  args a{{}};
+  REQUIRE(!cfg.parse(a.argc(), a.argv()));
+  CHECK(cfg.tcp_port == 7411);
+  CHECK(cfg.http_port == 7480);
+  CHECK(cfg.cluster_port == 7400);
+  CHECK(cfg.node_name == "n1");
+  CHECK_NOTHROW(cfg.validate());
+  CHECK(caf::get_or(cfg, "scheduler.max-throughput", size_t{0}) == 1000);
+}
+
+TEST_CASE("an INI file with [cairn] and nested [cairn.x] sections") {
+  auto path = write_file("nested", nested_ini);
+  node_config cfg;
+  args a{{"--config-file=" + path}};
+  auto err = cfg.parse(a.argc(), a.argv());
+  REQUIRE_MESSAGE(!err, cfg.render(err));
+  CHECK(cfg.node_name == "n7");
+  CHECK(cfg.partitions == 32);
+  CHECK(cfg.tier_texts == std::vector<std::string>{"1s:1m", "1m:1h"});
+  CHECK(cfg.bind_host == "0.0.0.0");
+  CHECK(cfg.tcp_port == 7500);
+  CHECK(cfg.tcp_max_line == 4096);
+  CHECK(cfg.tcp_window == 8);
+  CHECK(cfg.http_port == 7580);
+  CHECK(cfg.storage_path == "/var/lib/cairn/n7");
+  CHECK(cfg.storage_sync == "interval");
+  CHECK(cfg.storage_sync_interval_text == "5ms");
+  CHECK(cfg.skip_corrupt);
+  CHECK(cfg.snapshot_interval_text == "30s");
+  CHECK(cfg.log_level == "debug");
+  CHECK_NOTHROW(cfg.validate());
+}
+
+TEST_CASE("map syntax inside [cairn] is equivalent") {
+  auto path = write_file("map", R"([cairn]
+tcp = { port = 7600, max-connections = 10 }
+storage = { sync = "never" }
+)");
+  node_config cfg;
+  args a{{"--config-file=" + path}};
+  REQUIRE(!cfg.parse(a.argc(), a.argv()));
+  CHECK(cfg.tcp_port == 7600);
+  CHECK(cfg.tcp_max_connections == 10);
+  CHECK(cfg.storage_sync == "never");
+}
+
+TEST_CASE("command-line flags override the file") {
+  auto path = write_file("cli", nested_ini);
+  node_config cfg;
+  args a{{"--config-file=" + path, "--cairn.tcp.port=7501",
+          "--cairn.node-name=n9", "--cairn.storage.sync=always",
+          "--cairn.storage.skip-corrupt=false", "--cairn.cluster.port=7401",
+          "--cairn.tiers=[\"10s:1h\"]"}};
+  auto err = cfg.parse(a.argc(), a.argv());
+  REQUIRE_MESSAGE(!err, cfg.render(err));
+  CHECK(cfg.tcp_port == 7501);
+  CHECK(cfg.tcp_max_line == 4096);  // from the file
+  CHECK(cfg.node_name == "n9");
+  CHECK(cfg.storage_sync == "always");
+  CHECK(!cfg.skip_corrupt);
+  CHECK(cfg.cluster_port == 7401);
+  CHECK(cfg.tier_texts == std::vector<std::string>{"10s:1h"});
+}
+
+TEST_CASE("flags without a file, boolean flag forms") {
+  node_config cfg;
+  args a{{"--cairn.tcp.port=7700", "--cairn.storage.skip-corrupt",
+          "--cairn.tcp.io-threads=2"}};
+  REQUIRE(!cfg.parse(a.argc(), a.argv()));
+  CHECK(cfg.tcp_port == 7700);
+  CHECK(cfg.skip_corrupt);
+  CHECK(cfg.io_threads == 2);
+  node_config cfg2;
+  args b{{"--cairn.storage.skip-corrupt=true"}};
+  REQUIRE(!cfg2.parse(b.argc(), b.argv()));
+  CHECK(cfg2.skip_corrupt);
+}
+
+TEST_CASE("unknown options and missing files fail") {
+  node_config cfg;
+  args a{{"--cairn.tcp.nope=1"}};
+  CHECK(cfg.parse(a.argc(), a.argv()));
+  node_config cfg2;
+  args b{{"--config-file=/nonexistent/cairn.ini"}};
+  CHECK(cfg2.parse(b.argc(), b.argv()));
+}
+
+TEST_CASE("validate names the bad option") {
+  auto expect_bad = [](auto mutate, const char* option) {
+    node_config cfg;
+    mutate(cfg);
+    try {
+      cfg.validate();
+      FAIL("no exception for ", option);
+    } catch (const std::invalid_argument& e) {
+      CHECK_MESSAGE(std::string{e.what()}.find(option) != std::string::npos,
+                    e.what());
+    }
+  };
+  expect_bad([](node_config& c) { c.tcp_port = 0; }, "cairn.tcp.port");
+  expect_bad([](node_config& c) { c.tcp_window = 0; }, "cairn.tcp.window");
+  expect_bad([](node_config& c) { c.partitions = 0; }, "cairn.partitions");
+  expect_bad([](node_config& c) { c.storage_sync = "sometimes"; },
+             "cairn.storage.sync");
+  expect_bad([](node_config& c) { c.snapshot_interval_text = "10 parsecs"; },
+             "cairn.snapshot.interval");
+  expect_bad([](node_config& c) { c.max_future_text = "-5m"; },
+             "cairn.ingest.max-future");
+  expect_bad([](node_config& c) { c.log_level = "loud"; }, "cairn.log.level");
+}
+
+} // TEST_SUITE
