@@ -1,0 +1,352 @@
+#include "cqrs/journal_record.hpp"
+
+#include "cqrs/series_key.hpp"
+
+#include <boost/crc.hpp>
+
+#include <cstring>
+#include <vector>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#  define CAIRN_HAVE_SSE42_CRC 1
+#  include <nmmintrin.h>
+#endif
+
+namespace cairn::cqrs {
+
+// -- byte helpers (pointer based: the encoder writes into presized memory) --
+
+namespace {
+
+constexpr size_t max_varint64 = 10;
+
+inline char* put_varint(char* p, uint64_t x) noexcept {
+  while (x >= 0x80) {
+    *p++ = static_cast<char>((x & 0x7f) | 0x80);
+    x >>= 7;
+  }
+  *p++ = static_cast<char>(x);
+  return p;
+}
+
+inline char* put_bytes(char* p, std::string_view bytes) noexcept {
+  if (!bytes.empty())
+    std::memcpy(p, bytes.data(), bytes.size());
+  return p + bytes.size();
+}
+
+inline char* put_fixed32(char* p, uint32_t x) noexcept {
+  for (int i = 0; i < 4; ++i)
+    *p++ = static_cast<char>(x >> (8 * i));
+  return p;
+}
+
+inline char* put_fixed64(char* p, uint64_t x) noexcept {
+  for (int i = 0; i < 8; ++i)
+    *p++ = static_cast<char>(x >> (8 * i));
+  return p;
+}
+
+inline uint32_t get_fixed32(const char* p) noexcept {
+  uint32_t x = 0;
+  for (int i = 3; i >= 0; --i)
+    x = (x << 8) | static_cast<uint8_t>(p[i]);
+  return x;
+}
+
+inline uint64_t get_fixed64(const char* p) noexcept {
+  uint64_t x = 0;
+  for (int i = 7; i >= 0; --i)
+    x = (x << 8) | static_cast<uint8_t>(p[i]);
+  return x;
+}
+
+inline uint64_t zigzag(int64_t x) noexcept {
+  return (static_cast<uint64_t>(x) << 1) ^ static_cast<uint64_t>(x >> 63);
+}
+
+inline int64_t unzigzag(uint64_t x) noexcept {
+  return static_cast<int64_t>(x >> 1) ^ -static_cast<int64_t>(x & 1);
+}
+
+/// Bounds-checked cursor over a byte range.
+class cursor {
+public:
+  explicit cursor(std::string_view in) noexcept : in_(in) {}
+
+  size_t remaining() const noexcept { return in_.size() - pos_; }
+  size_t position() const noexcept { return pos_; }
+  void seek(size_t pos) noexcept { pos_ = pos; }
+  void skip(size_t n) noexcept { pos_ += n; }
+
+  bool varint(uint64_t& x) noexcept {
+    x = 0;
+    for (int shift = 0; shift < 64 && pos_ < in_.size(); shift += 7) {
+      auto byte = static_cast<uint8_t>(in_[pos_++]);
+      x |= static_cast<uint64_t>(byte & 0x7f) << shift;
+      if ((byte & 0x80) == 0)
+        return true;
+    }
+    return false;
+  }
+
+  /// Precondition: n <= remaining().
+  std::string_view bytes(size_t n) noexcept {
+    auto result = in_.substr(pos_, n);
+    pos_ += n;
+    return result;
+  }
+
+  /// Precondition: remaining() >= 8.
+  uint64_t fixed64() noexcept {
+    auto x = get_fixed64(in_.data() + pos_);
+    pos_ += 8;
+    return x;
+  }
+
+private:
+  std::string_view in_;
+  size_t pos_ = 0;
+};
+
+} // namespace
+
+// -- CRC-32C ------------------------------------------------------------------
+
+namespace {
+
+uint32_t crc32c_portable(std::string_view data, uint32_t crc) noexcept {
+  boost::crc_optimal<32, 0x1EDC6F41, 0xFFFFFFFF, 0xFFFFFFFF, true, true> c{
+    crc ^ 0xFFFFFFFFu};
+  c.process_bytes(data.data(), data.size());
+  return c.checksum();
+}
+
+#ifdef CAIRN_HAVE_SSE42_CRC
+__attribute__((target("sse4.2"))) uint32_t
+crc32c_sse42(std::string_view data, uint32_t crc) noexcept {
+  uint64_t state = crc ^ 0xFFFFFFFFu;
+  auto* p = reinterpret_cast<const unsigned char*>(data.data());
+  size_t n = data.size();
+  while (n >= 8) {
+    uint64_t word;
+    std::memcpy(&word, p, 8);
+    state = _mm_crc32_u64(state, word);
+    p += 8;
+    n -= 8;
+  }
+  auto state32 = static_cast<uint32_t>(state);
+  while (n > 0) {
+    state32 = _mm_crc32_u8(state32, *p++);
+    --n;
+  }
+  return state32 ^ 0xFFFFFFFFu;
+}
+
+bool cpu_has_sse42() noexcept {
+  static const bool result = __builtin_cpu_supports("sse4.2");
+  return result;
+}
+#endif
+
+} // namespace
+
+uint32_t crc32c(std::string_view data, uint32_t crc) noexcept {
+#ifdef CAIRN_HAVE_SSE42_CRC
+  if (cpu_has_sse42())
+    return crc32c_sse42(data, crc);
+#endif
+  return crc32c_portable(data, crc);
+}
+
+// -- decode_result ------------------------------------------------------------
+
+std::string_view to_string(decode_result r) noexcept {
+  switch (r) {
+    case decode_result::ok:
+      return "ok";
+    case decode_result::bad_checksum:
+      return "bad_checksum";
+    case decode_result::bad_version:
+      return "bad_version";
+    case decode_result::truncated:
+      return "truncated";
+    case decode_result::malformed:
+      return "malformed";
+  }
+  return "unknown";
+}
+
+// -- encoding -----------------------------------------------------------------
+
+namespace {
+
+/// Header: version byte + u32 LE body length; trailer: u32 LE CRC-32C.
+constexpr size_t header_size = 5;
+constexpr size_t trailer_size = 4;
+
+/// Per-thread scratch space of the encoder (reused: no allocation per call
+/// once it has grown to the largest batch seen).
+struct encoder_scratch {
+  std::vector<uint32_t> slots;           ///< open addressing: series index + 1
+  std::vector<uint32_t> series_of_event; ///< series index of each event
+  std::vector<uint32_t> series_first;    ///< first event of each series
+};
+
+encoder_scratch& scratch() {
+  thread_local encoder_scratch result;
+  return result;
+}
+
+size_t table_size_for(size_t n) {
+  size_t size = 16;
+  while (size < 2 * n)
+    size <<= 1;
+  return size;
+}
+
+} // namespace
+
+void encode_record(millis accepted_at, std::string_view idempotency_key,
+                   const event_batch& events, std::string& out) {
+  const auto n = events.entries.size();
+  // Deduplicate series keys (first-appearance order) through a hash table
+  // keyed by the precomputed series hash; keys are compared on collision.
+  auto& s = scratch();
+  s.series_of_event.resize(n);
+  s.series_first.clear();
+  auto mask = table_size_for(n) - 1;
+  s.slots.assign(mask + 1, 0);
+  size_t series_bytes = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const auto& e = events.entries[i];
+    auto key = events.key(e);
+    auto slot = static_cast<size_t>(e.hash) & mask;
+    for (;;) {
+      auto idx = s.slots[slot];
+      if (idx == 0) {
+        s.slots[slot] = static_cast<uint32_t>(s.series_first.size() + 1);
+        s.series_of_event[i] = static_cast<uint32_t>(s.series_first.size());
+        s.series_first.push_back(static_cast<uint32_t>(i));
+        series_bytes += key.size();
+        break;
+      }
+      const auto& first = events.entries[s.series_first[idx - 1]];
+      if (first.hash == e.hash && events.key(first) == key) {
+        s.series_of_event[i] = idx - 1;
+        break;
+      }
+      slot = (slot + 1) & mask;
+    }
+  }
+  // Worst-case size, written through a raw pointer, then trimmed.
+  const auto num_series = s.series_first.size();
+  size_t max_size = header_size + max_varint64 + max_varint64
+                    + idempotency_key.size() + max_varint64
+                    + num_series * max_varint64 + series_bytes + max_varint64
+                    + n * (max_varint64 + 16) + trailer_size;
+  auto start = out.size();
+  out.resize(start + max_size);
+  char* base = out.data() + start;
+  char* p = base + header_size;
+  p = put_varint(p, zigzag(accepted_at));
+  p = put_varint(p, idempotency_key.size());
+  p = put_bytes(p, idempotency_key);
+  p = put_varint(p, num_series);
+  for (auto first : s.series_first) {
+    auto key = events.key(events.entries[first]);
+    p = put_varint(p, key.size());
+    p = put_bytes(p, key);
+  }
+  p = put_varint(p, n);
+  for (size_t i = 0; i < n; ++i) {
+    const auto& e = events.entries[i];
+    p = put_varint(p, s.series_of_event[i]);
+    p = put_fixed64(p, static_cast<uint64_t>(e.ts));
+    uint64_t bits;
+    std::memcpy(&bits, &e.value, 8);
+    p = put_fixed64(p, bits);
+  }
+  auto body_size = static_cast<size_t>(p - base) - header_size;
+  base[0] = static_cast<char>(journal_record_version);
+  put_fixed32(base + 1, static_cast<uint32_t>(body_size));
+  auto crc = crc32c(std::string_view{base, header_size + body_size});
+  p = put_fixed32(p, crc);
+  out.resize(start + static_cast<size_t>(p - base));
+}
+
+void encode_record(const journal_record& rec, std::string& out) {
+  encode_record(rec.accepted_at, rec.idempotency_key, rec.events, out);
+}
+
+// -- decoding -----------------------------------------------------------------
+
+decode_result decode_record(std::string_view in, journal_record& out) {
+  if (in.size() < header_size)
+    return decode_result::truncated;
+  if (static_cast<uint8_t>(in[0]) != journal_record_version)
+    return decode_result::bad_version;
+  uint64_t body_size = get_fixed32(in.data() + 1);
+  if (in.size() < header_size + body_size + trailer_size)
+    return decode_result::truncated;
+  auto checked = in.substr(0, header_size + body_size);
+  auto stored_crc = get_fixed32(in.data() + header_size + body_size);
+  if (crc32c(checked) != stored_crc)
+    return decode_result::bad_checksum;
+  if (in.size() != header_size + body_size + trailer_size)
+    return decode_result::malformed;
+  // The body passed its checksum: from here on, inconsistencies are bugs.
+  cursor r{checked.substr(header_size)};
+  uint64_t accepted = 0;
+  uint64_t len = 0;
+  if (!r.varint(accepted) || !r.varint(len) || len > r.remaining())
+    return decode_result::malformed;
+  out.accepted_at = unzigzag(accepted);
+  out.idempotency_key.assign(r.bytes(len));
+  uint64_t num_series = 0;
+  if (!r.varint(num_series) || num_series > r.remaining())
+    return decode_result::malformed;
+  auto& batch = out.events;
+  batch.clear();
+  // Series table: offsets into batch.keys, each distinct key stored once.
+  thread_local std::vector<event_entry> series;
+  series.clear();
+  series.reserve(num_series);
+  auto table_start = r.position();
+  for (uint64_t i = 0; i < num_series; ++i) {
+    if (!r.varint(len) || len > r.remaining())
+      return decode_result::malformed;
+    r.skip(len);
+  }
+  batch.keys.reserve(r.position() - table_start);
+  r.seek(table_start);
+  for (uint64_t i = 0; i < num_series; ++i) {
+    (void) r.varint(len);
+    auto key = r.bytes(len);
+    event_entry e;
+    e.hash = series_hash(key);
+    e.key_offset = static_cast<uint32_t>(batch.keys.size());
+    e.key_length = static_cast<uint32_t>(key.size());
+    batch.keys.append(key);
+    series.push_back(e);
+  }
+  uint64_t n = 0;
+  if (!r.varint(n) || n > r.remaining() / 17)
+    return decode_result::malformed;
+  batch.entries.resize(n);
+  for (uint64_t i = 0; i < n; ++i) {
+    uint64_t idx = 0;
+    if (!r.varint(idx) || idx >= num_series || r.remaining() < 16)
+      return decode_result::malformed;
+    auto& e = batch.entries[i];
+    e = series[idx];
+    e.ts = static_cast<millis>(r.fixed64());
+    auto bits = r.fixed64();
+    std::memcpy(&e.value, &bits, 8);
+  }
+  if (r.remaining() != 0)
+    return decode_result::malformed;
+  return decode_result::ok;
+}
+
+} // namespace cairn::cqrs
