@@ -32,6 +32,7 @@ using tick_atom = caf::atom_constant<caf::atom("tick")>;
 using request_atom = caf::atom_constant<caf::atom("request")>;
 using journaled_atom = caf::atom_constant<caf::atom("journaled")>;
 using snapshot_atom = caf::atom_constant<caf::atom("snapshot")>;
+using recovered_atom = caf::atom_constant<caf::atom("recovered")>;
 
 // -- local-only request payloads ----------------------------------------------
 

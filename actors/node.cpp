@@ -3,9 +3,18 @@
 #include "actors/ingestor.hpp"
 #include "actors/parser.hpp"
 #include "actors/query_coordinator.hpp"
+#include "runtime/journal.hpp"
 
 #include <caf/exit_reason.hpp>
+#include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
 
 namespace cairn::actors {
 
@@ -17,8 +26,48 @@ node::node(caf::actor_system& sys, std::shared_ptr<node_settings> settings)
   ingestor_ = spawn_ingestor(sys, settings_, partitions_);
   coordinator_ = spawn_query_coordinator(sys, settings_, partitions_);
   parsers_ = spawn_parser_pool(sys, settings_, ingestor_, coordinator_);
-  if (!settings->journal)
+  if (!settings->journal) {
     settings->status = node_status::ready;
+    return;
+  }
+  // Recovery reads LevelDB (blocking), so it runs on threads of its own,
+  // never on CAF's scheduler; partitions get their state by message.
+  settings->status = node_status::recovering;
+  recovery_ = std::thread{[this, settings] {
+    auto start = std::chrono::steady_clock::now();
+    std::atomic<uint32_t> next{0};
+    std::atomic<uint64_t> replayed{0};
+    auto worker = [&] {
+      for (auto p = next++; p < partitions_.size(); p = next++) {
+        try {
+          auto r = recover_partition(p, settings_);
+          replayed += replayed_events(*r);
+          caf::anon_send(partitions_[p], recovered_atom::value, std::move(r));
+        } catch (const std::exception& e) {
+          spdlog::critical("{}; refusing to start (set "
+                           "cairn.storage.skip-corrupt=true to skip corrupt "
+                           "records)",
+                           e.what());
+          spdlog::shutdown();
+          std::_Exit(3);
+        }
+      }
+    };
+    std::thread helper{worker};
+    worker();
+    helper.join();
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                std::chrono::steady_clock::now() - start)
+                .count();
+    spdlog::info("recovery complete: {} partitions, {} events replayed in {} ms",
+                 partitions_.size(), replayed.load(), ms);
+    if (settings->status == node_status::recovering)
+      settings->status = node_status::ready;
+  }};
+}
+
+node::~node() {
+  shutdown();
 }
 
 void node::dispatch(runtime::chunk c) {
@@ -26,6 +75,22 @@ void node::dispatch(runtime::chunk c) {
 }
 
 void node::shutdown() {
+  if (stopped_)
+    return;
+  stopped_ = true;
+  if (recovery_.joinable())
+    recovery_.join();
+  if (settings_->journal) {
+    // Final snapshots, so that a clean restart replays nothing.
+    caf::scoped_actor self{sys_};
+    for (auto& p : partitions_)
+      self->request(p, std::chrono::seconds{10}, snapshot_atom::value)
+        .receive([](uint64_t) {},
+                 [](caf::error& err) {
+                   spdlog::warn("final snapshot failed: {}", to_string(err));
+                 });
+    settings_->journal->close();
+  }
   auto stop = [](const auto& h) {
     if (h)
       caf::anon_send_exit(h, caf::exit_reason::user_shutdown);

@@ -13,18 +13,27 @@
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 
+#include <thread>
 #include <vector>
 
 namespace cairn::actors {
 
 class node {
 public:
+  /// Spawns the actors. With a journal in `settings`, also starts the
+  /// recovery thread: the node reports `recovering` until every partition
+  /// has its state back, then `ready`. A corrupt journal record (without
+  /// skip-corrupt) stops the process with exit status 3 and a log line
+  /// naming the partition and sequence.
   node(caf::actor_system& sys, std::shared_ptr<node_settings> settings);
+  ~node();
 
   /// Hands a chunk of lines to the parser pool. Callable from any thread.
   void dispatch(runtime::chunk c);
 
-  /// Sends exit messages to all actors of the node (idempotent).
+  /// Takes a final snapshot of every partition (persistence on), closes the
+  /// journal, and sends exit messages to all actors (idempotent). Blocks the
+  /// calling thread: call it from main, never from an actor.
   void shutdown();
 
   const settings_ptr& settings() const noexcept { return settings_; }
@@ -40,6 +49,8 @@ private:
   caf::actor ingestor_;
   caf::actor coordinator_;
   caf::actor parsers_;
+  std::thread recovery_;
+  bool stopped_ = false;
 };
 
 } // namespace cairn::actors

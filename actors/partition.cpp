@@ -1,37 +1,210 @@
 #include "actors/partition.hpp"
 
+#include "cqrs/idempotency_window.hpp"
+#include "cqrs/journal_record.hpp"
 #include "cqrs/series_store.hpp"
+#include "cqrs/snapshot.hpp"
+#include "runtime/journal.hpp"
 
+#include <caf/actor_cast.hpp>
 #include <caf/actor_system.hpp>
+#include <caf/response_promise.hpp>
+#include <caf/sec.hpp>
+#include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
 #include <spdlog/spdlog.h>
 
+#include <chrono>
+#include <deque>
 #include <optional>
+#include <stdexcept>
+#include <unordered_set>
 
 namespace cairn::actors {
 
+struct recovered_partition {
+  cqrs::series_store store;
+  cqrs::idempotency_window keys;
+  cqrs::restore_report report;
+  int64_t recovery_ms = 0;
+};
+
+recovered_partition_ptr recover_partition(uint32_t id,
+                                          const settings_ptr& s) {
+  auto start = std::chrono::steady_clock::now();
+  auto result = std::make_shared<recovered_partition>(recovered_partition{
+    cqrs::series_store{s->tiers, s->mapping},
+    cqrs::idempotency_window{s->idempotency_keys, s->idempotency_window},
+    {},
+    0});
+  cqrs::restore_options opts;
+  opts.skip_corrupt = s->skip_corrupt;
+  result->report = cqrs::restore_partition(*s->journal, id, result->store,
+                                           result->keys, opts);
+  if (!result->report.ok)
+    throw std::runtime_error("partition " + std::to_string(id)
+                             + ": recovery failed: " + result->report.error);
+  result->recovery_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now() - start)
+                          .count();
+  return result;
+}
+
+uint64_t replayed_events(const recovered_partition& r) noexcept {
+  return r.report.events_replayed;
+}
+
 namespace {
+
+/// An ingest batch waiting for its journal write.
+struct pending_write {
+  uint64_t seq = 0;  ///< 0 for duplicates (no write)
+  cqrs::event_batch batch;
+  std::string key;
+  caf::typed_response_promise<uint64_t> promise;
+  bool done = false;
+  bool ok = true;
+  std::string error;
+};
 
 struct partition_state {
   uint32_t id = 0;
   settings_ptr settings;
   std::optional<cqrs::series_store> store;
+  std::optional<cqrs::idempotency_window> keys;
+  std::unordered_set<std::string> pending_keys;
+  std::deque<pending_write> pending;
   partition_stats stats;
+  bool recovering = false;
+  uint64_t next_seq = 1;
+  uint64_t applied_seq = 0;  ///< highest seq applied to the store
+  uint64_t events_since_snapshot = 0;
+  std::chrono::steady_clock::time_point last_snapshot;
+  bool snapshot_in_flight = false;
+  /// (covered seq, time taken) of written snapshots, oldest first; used to
+  /// delete journal records once older than the raw retention.
+  std::deque<std::pair<uint64_t, cqrs::millis>> snapshots;
+  std::string scratch;
 
   static inline const char* name = "cairn.partition";
+
+  runtime::journal* journal() const { return settings->journal.get(); }
 
   partition_stats current_stats() {
     stats.id = id;
     stats.series = store->series_count();
     stats.buckets = store->bucket_count();
     stats.events = store->events_applied();
+    stats.journal_seq = applied_seq;
     return stats;
   }
 };
 
 using partition_pointer = partition_actor::stateful_pointer<partition_state>;
+
+void take_snapshot(partition_pointer self) {
+  auto& st = self->state;
+  if (!st.journal() || st.snapshot_in_flight || st.applied_seq == 0
+      || st.applied_seq == st.stats.snapshot_seq)
+    return;
+  st.snapshot_in_flight = true;
+  cqrs::snapshot_header header;
+  header.partition = st.id;
+  header.covered_seq = st.applied_seq;
+  header.taken_at = cqrs::wall_clock_now();
+  std::string bytes;
+  cqrs::encode_snapshot(header, *st.store, *st.keys, bytes);
+  auto covered = st.applied_seq;
+  auto hdl = caf::actor_cast<partition_actor>(self);
+  st.journal()->write_snapshot(
+    st.id, covered, std::move(bytes),
+    [hdl, covered](bool ok, std::string err) {
+      caf::anon_send(hdl, snapshot_atom::value, covered, ok, std::move(err));
+    });
+  st.events_since_snapshot = 0;
+  st.last_snapshot = std::chrono::steady_clock::now();
+}
+
+/// Applies and acknowledges the writes at the front of the queue that are
+/// durable, in order.
+void drain(partition_pointer self) {
+  auto& st = self->state;
+  auto now = cqrs::wall_clock_now();
+  while (!st.pending.empty() && st.pending.front().done) {
+    auto& w = st.pending.front();
+    if (!w.key.empty())
+      st.pending_keys.erase(w.key);
+    if (w.seq == 0) {
+      st.stats.duplicates += 1;
+      w.promise.deliver(uint64_t{0});
+    } else if (w.ok) {
+      st.store->apply(w.batch);
+      st.applied_seq = w.seq;
+      st.events_since_snapshot += w.batch.size();
+      if (!w.key.empty())
+        st.keys->insert(std::move(w.key), now);
+      w.promise.deliver(static_cast<uint64_t>(w.batch.size()));
+    } else {
+      w.promise.deliver(caf::make_error(caf::sec::runtime_error,
+                                        "journal write failed: " + w.error));
+    }
+    st.pending.pop_front();
+  }
+  if (st.events_since_snapshot >= st.settings->snapshot_every_events)
+    take_snapshot(self);
+}
+
+caf::result<uint64_t> ingest(partition_pointer self, cqrs::event_batch& batch,
+                             std::string& key) {
+  auto& st = self->state;
+  st.stats.batches += 1;
+  if (st.recovering)
+    return caf::make_error(caf::sec::runtime_error,
+                           "partition " + std::to_string(st.id)
+                             + " is recovering");
+  if (!st.journal()) {
+    // In-memory mode: the projection is the only state.
+    bool duplicate = !key.empty() && st.keys->contains(key);
+    if (duplicate) {
+      st.stats.duplicates += 1;
+      return uint64_t{0};
+    }
+    st.store->apply(batch);
+    if (!key.empty())
+      st.keys->insert(std::move(key), cqrs::wall_clock_now());
+    return static_cast<uint64_t>(batch.size());
+  }
+  pending_write w;
+  w.promise = self->make_response_promise<uint64_t>();
+  auto promise = w.promise;
+  if (!key.empty()
+      && (st.keys->contains(key) || st.pending_keys.count(key) > 0)) {
+    // Seen before: answer (in order, once everything before it is durable)
+    // without writing or applying anything.
+    w.done = true;
+    st.pending.push_back(std::move(w));
+    drain(self);
+    return promise;
+  }
+  w.seq = st.next_seq++;
+  st.scratch.clear();
+  cqrs::encode_record(cqrs::wall_clock_now(), key, batch, st.scratch);
+  auto hdl = caf::actor_cast<partition_actor>(self);
+  auto seq = w.seq;
+  st.journal()->append(st.id, seq, st.scratch,
+                       [hdl, seq](bool ok, std::string err) {
+                         caf::anon_send(hdl, journaled_atom::value, seq, ok,
+                                        std::move(err));
+                       });
+  if (!key.empty())
+    st.pending_keys.insert(key);
+  w.batch = std::move(batch);
+  w.key = std::move(key);
+  st.pending.push_back(std::move(w));
+  return promise;
+}
 
 partition_actor::behavior_type partition_impl(partition_pointer self,
                                               uint32_t id, settings_ptr s) {
@@ -39,14 +212,28 @@ partition_actor::behavior_type partition_impl(partition_pointer self,
   st.id = id;
   st.settings = s;
   st.store.emplace(s->tiers, s->mapping);
+  st.keys.emplace(s->idempotency_keys, s->idempotency_window);
+  st.recovering = s->journal != nullptr;
+  st.last_snapshot = std::chrono::steady_clock::now();
   self->delayed_send(self, s->evict_interval, tick_atom::value);
   return {
     [=](ingest_atom, cqrs::event_batch& batch,
-        std::string& key) -> uint64_t {
+        std::string& key) -> caf::result<uint64_t> {
+      return ingest(self, batch, key);
+    },
+    [=](journaled_atom, uint64_t seq, bool ok, std::string& err) {
       auto& st = self->state;
-      st.store->apply(batch);
-      st.stats.batches += 1;
-      return batch.size();
+      for (auto& w : st.pending)
+        if (w.seq == seq) {
+          w.done = true;
+          w.ok = ok;
+          w.error = std::move(err);
+          if (!ok)
+            spdlog::error("partition {}: journal write of seq {} failed: {}",
+                          st.id, seq, w.error);
+          break;
+        }
+      drain(self);
     },
     [=](query_atom, const query_spec_ptr& q) {
       cqrs::query_partial out;
@@ -69,10 +256,59 @@ partition_actor::behavior_type partition_impl(partition_pointer self,
       return out;
     },
     [=](stats_atom) { return self->state.current_stats(); },
-    [=](snapshot_atom) -> uint64_t { return self->state.stats.snapshot_seq; },
+    [=](snapshot_atom) -> uint64_t {
+      take_snapshot(self);
+      return self->state.applied_seq;
+    },
+    [=](snapshot_atom, uint64_t covered, bool ok, std::string& err) {
+      auto& st = self->state;
+      st.snapshot_in_flight = false;
+      if (!ok) {
+        spdlog::error("partition {}: snapshot at seq {} failed: {}", st.id,
+                      covered, err);
+        return;
+      }
+      auto now = cqrs::wall_clock_now();
+      st.stats.snapshot_seq = covered;
+      st.snapshots.emplace_back(covered, now);
+      // Journal records are deleted once a snapshot covers them and that
+      // snapshot is older than the raw retention.
+      uint64_t upto = 0;
+      while (!st.snapshots.empty()
+             && st.snapshots.front().second <= now - st.settings->raw_retention) {
+        upto = st.snapshots.front().first;
+        st.snapshots.pop_front();
+      }
+      st.journal()->prune(st.id, st.settings->snapshot_keep, upto,
+                          [id = st.id](bool ok, std::string err) {
+                            if (!ok)
+                              spdlog::error("partition {}: prune failed: {}",
+                                            id, err);
+                          });
+    },
+    [=](recovered_atom, recovered_partition_ptr& r) {
+      auto& st = self->state;
+      st.store.emplace(std::move(r->store));
+      st.keys.emplace(std::move(r->keys));
+      st.next_seq = r->report.next_seq;
+      st.applied_seq = r->report.next_seq - 1;
+      st.stats.snapshot_seq = r->report.snapshot_seq;
+      st.stats.replayed_events = r->report.events_replayed;
+      st.stats.recovery_ms = r->recovery_ms;
+      if (r->report.snapshot_seq > 0)
+        st.snapshots.emplace_back(r->report.snapshot_seq,
+                                  cqrs::wall_clock_now());
+      st.recovering = false;
+      st.last_snapshot = std::chrono::steady_clock::now();
+    },
     [=](tick_atom) {
       auto& st = self->state;
       st.store->evict(cqrs::wall_clock_now());
+      st.keys->expire(cqrs::wall_clock_now());
+      if (st.journal() && !st.recovering
+          && std::chrono::steady_clock::now() - st.last_snapshot
+               >= st.settings->snapshot_interval)
+        take_snapshot(self);
       self->delayed_send(self, st.settings->evict_interval, tick_atom::value);
     },
   };

@@ -20,6 +20,27 @@
 
 namespace cairn::actors {
 
+/// State of a partition rebuilt from its newest valid snapshot plus the
+/// journal after it (built on a recovery thread, then moved into the actor).
+struct recovered_partition;
+using recovered_partition_ptr = std::shared_ptr<recovered_partition>;
+
+/// Rebuilds partition `id` from `settings->journal` (blocking I/O: call it on
+/// a thread of its own, never on a CAF scheduler thread). Throws
+/// std::runtime_error naming the partition and sequence when a journal
+/// record is corrupt and skip-corrupt is off.
+recovered_partition_ptr recover_partition(uint32_t id,
+                                          const settings_ptr& settings);
+
+/// Number of journal events replayed into `r`.
+uint64_t replayed_events(const recovered_partition& r) noexcept;
+
+} // namespace cairn::actors
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cairn::actors::recovered_partition_ptr)
+
+namespace cairn::actors {
+
 using partition_actor = caf::typed_actor<
   // Applies `batch`; the reply is the number of events applied (0 when the
   // idempotency key, if not empty, was seen before).
@@ -31,10 +52,17 @@ using partition_actor = caf::typed_actor<
   caf::replies_to<stats_atom>::with<partition_stats>,
   // Takes a snapshot now (persistence on); replies with the covered seq.
   caf::replies_to<snapshot_atom>::with<uint64_t>,
-  caf::reacts_to<tick_atom>>;
+  caf::reacts_to<tick_atom>,
+  // From the journal's committer thread: the write of record `seq` is done.
+  caf::reacts_to<journaled_atom, uint64_t, bool, std::string>,
+  // From the journal: the snapshot covering `seq` is written.
+  caf::reacts_to<snapshot_atom, uint64_t, bool, std::string>,
+  // From the node's recovery thread: the recovered state to serve.
+  caf::reacts_to<recovered_atom, recovered_partition_ptr>>;
 
 /// Spawns partition `id` of a node. With a journal in `settings`, the
-/// partition recovers its state (snapshot + replay) before it serves.
+/// partition starts empty and refuses ingest until it receives its recovered
+/// state (see recover_partition); without one it serves at once.
 partition_actor spawn_partition(caf::actor_system& sys, uint32_t id,
                                 settings_ptr settings);
 

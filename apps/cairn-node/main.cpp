@@ -3,6 +3,7 @@
 #include "actors/messages.hpp"
 #include "actors/node.hpp"
 #include "runtime/http_server.hpp"
+#include "runtime/journal.hpp"
 #include "runtime/log.hpp"
 #include "runtime/node_config.hpp"
 #include "runtime/tcp_server.hpp"
@@ -33,6 +34,17 @@ sigset_t block_stop_signals() {
 int run(runtime::node_config& cfg, const sigset_t& signals) {
   runtime::setup_logging(cfg.node_name, cfg.log_level, cfg.log_file);
   auto settings = actors::make_node_settings(cfg);
+  if (cfg.storage_enabled) {
+    runtime::journal_options jopts;
+    jopts.sync = *runtime::parse_sync_mode(cfg.storage_sync);
+    jopts.sync_interval = std::chrono::milliseconds{
+      *runtime::parse_duration(cfg.storage_sync_interval_text)};
+    settings->journal = runtime::journal::open(cfg.storage_path, jopts);
+    spdlog::info("journal at {} (sync={})", cfg.storage_path, cfg.storage_sync);
+  } else {
+    spdlog::warn("persistence disabled (cairn.storage.enabled=false): "
+                 "acknowledged events live in memory only");
+  }
   caf::actor_system sys{cfg};
   actors::node node{sys, settings};
 
