@@ -64,6 +64,7 @@ struct pending_write {
   cqrs::event_batch batch;
   std::string key;
   caf::typed_response_promise<uint64_t> promise;
+  cqrs::millis accepted_at = 0;
   bool done = false;
   bool ok = true;
   std::string error;
@@ -131,7 +132,6 @@ void take_snapshot(partition_pointer self) {
 /// durable, in order.
 void drain(partition_pointer self) {
   auto& st = self->state;
-  auto now = cqrs::wall_clock_now();
   while (!st.pending.empty() && st.pending.front().done) {
     auto& w = st.pending.front();
     if (!w.key.empty())
@@ -144,7 +144,7 @@ void drain(partition_pointer self) {
       st.applied_seq = w.seq;
       st.events_since_snapshot += w.batch.size();
       if (!w.key.empty())
-        st.keys->insert(std::move(w.key), now);
+        st.keys->insert(std::move(w.key), w.accepted_at);
       w.promise.deliver(static_cast<uint64_t>(w.batch.size()));
     } else {
       w.promise.deliver(caf::make_error(caf::sec::runtime_error,
@@ -177,6 +177,8 @@ caf::result<uint64_t> ingest(partition_pointer self, cqrs::event_batch& batch,
     return static_cast<uint64_t>(batch.size());
   }
   pending_write w;
+  w.accepted_at = cqrs::wall_clock_now();
+  st.keys->expire(w.accepted_at);
   w.promise = self->make_response_promise<uint64_t>();
   auto promise = w.promise;
   if (!key.empty()
@@ -190,7 +192,7 @@ caf::result<uint64_t> ingest(partition_pointer self, cqrs::event_batch& batch,
   }
   w.seq = st.next_seq++;
   st.scratch.clear();
-  cqrs::encode_record(cqrs::wall_clock_now(), key, batch, st.scratch);
+  cqrs::encode_record(w.accepted_at, key, batch, st.scratch);
   auto hdl = caf::actor_cast<partition_actor>(self);
   auto seq = w.seq;
   st.journal()->append(st.id, seq, st.scratch,
@@ -271,14 +273,14 @@ partition_actor::behavior_type partition_impl(partition_pointer self,
       auto now = cqrs::wall_clock_now();
       st.stats.snapshot_seq = covered;
       st.snapshots.emplace_back(covered, now);
-      // Journal records are deleted once a snapshot covers them and that
+      while (st.snapshots.size() > st.settings->snapshot_keep)
+        st.snapshots.pop_front();
+      // Journal records are deleted up to the oldest kept snapshot (so that
+      // falling back to it on a corrupt newer one loses nothing), once that
       // snapshot is older than the raw retention.
       uint64_t upto = 0;
-      while (!st.snapshots.empty()
-             && st.snapshots.front().second <= now - st.settings->raw_retention) {
+      if (st.snapshots.front().second <= now - st.settings->raw_retention)
         upto = st.snapshots.front().first;
-        st.snapshots.pop_front();
-      }
       st.journal()->prune(st.id, st.settings->snapshot_keep, upto,
                           [id = st.id](bool ok, std::string err) {
                             if (!ok)
@@ -295,6 +297,7 @@ partition_actor::behavior_type partition_impl(partition_pointer self,
       st.stats.snapshot_seq = r->report.snapshot_seq;
       st.stats.replayed_events = r->report.events_replayed;
       st.stats.recovery_ms = r->recovery_ms;
+      st.keys->expire(cqrs::wall_clock_now());
       if (r->report.snapshot_seq > 0)
         st.snapshots.emplace_back(r->report.snapshot_seq,
                                   cqrs::wall_clock_now());

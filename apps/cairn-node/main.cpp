@@ -2,6 +2,7 @@
 // node's actors, starts the gateways, waits for SIGINT/SIGTERM.
 #include "actors/messages.hpp"
 #include "actors/node.hpp"
+#include "actors/node_actor.hpp"
 #include "runtime/http_server.hpp"
 #include "runtime/journal.hpp"
 #include "runtime/log.hpp"
@@ -47,6 +48,15 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
   }
   caf::actor_system sys{cfg};
   actors::node node{sys, settings};
+
+  // The node actor is what peers and cairn-console reach on the cluster port.
+  auto node_actor = actors::spawn_node_actor(sys, node);
+  auto published = sys.middleman().publish(node_actor, cfg.cluster_port,
+                                           cfg.bind_host.c_str(), true);
+  if (!published)
+    throw std::runtime_error("cannot publish on cluster port "
+                             + std::to_string(cfg.cluster_port) + ": "
+                             + sys.render(published.error()));
 
   runtime::tcp_server_options topts;
   topts.host = cfg.bind_host;
@@ -100,6 +110,8 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
   http.stop();
   tcp.stop(std::chrono::seconds{3});
   node.shutdown();
+  caf::anon_send_exit(node_actor, caf::exit_reason::user_shutdown);
+  sys.middleman().unpublish(node_actor, *published);
   spdlog::info("node {} stopped", cfg.node_name);
   return 0;
 }
