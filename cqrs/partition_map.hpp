@@ -1,0 +1,77 @@
+// partition_map: which node owns which partition, as an explicit, versioned
+// value.
+//
+// Every node of a cluster computes the same map from the same configuration:
+// version 1 sorts the node names and assigns partition p to node p mod N
+// (round robin over the sorted names), so the assignment does not depend on
+// the order in which a config lists the nodes. A later change of ownership
+// (the partition-handoff saga) produces a map with a higher version; nothing
+// here changes on a transient failure. Pure value type, no threads.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace cairn::cqrs {
+
+class partition_map {
+public:
+  partition_map() = default;
+
+  /// Version 1 over `nodes` (names; duplicates are an error) and
+  /// `partitions` (> 0). Throws std::invalid_argument on empty input or
+  /// duplicate names.
+  [[nodiscard]] static partition_map initial(std::vector<std::string> nodes,
+                                             uint32_t partitions);
+
+  /// Builds a map from explicit parts (e.g. decoded from the wire). Throws
+  /// std::invalid_argument if an owner index is out of range.
+  partition_map(uint64_t version, std::vector<std::string> nodes,
+                std::vector<uint32_t> owners);
+
+  // -- properties -------------------------------------------------------------
+
+  uint64_t version() const noexcept { return version_; }
+  uint32_t partitions() const noexcept {
+    return static_cast<uint32_t>(owners_.size());
+  }
+  /// The node names, sorted.
+  const std::vector<std::string>& nodes() const noexcept { return nodes_; }
+  /// owners()[p] = index into nodes() of partition p's owner.
+  const std::vector<uint32_t>& owners() const noexcept { return owners_; }
+
+  /// Index into nodes() of the owner of partition `p` (p < partitions()).
+  uint32_t owner_index(uint32_t p) const noexcept { return owners_[p]; }
+  const std::string& owner(uint32_t p) const noexcept {
+    return nodes_[owners_[p]];
+  }
+
+  /// Index of `name` in nodes(), nullopt if not a member.
+  std::optional<uint32_t> index_of(const std::string& name) const;
+
+  /// The partitions owned by node `index`, ascending.
+  std::vector<uint32_t> owned_by(uint32_t index) const;
+
+  friend bool operator==(const partition_map&, const partition_map&) = default;
+
+private:
+  uint64_t version_ = 0;
+  std::vector<std::string> nodes_;
+  std::vector<uint32_t> owners_;
+};
+
+/// A cluster member as configured: "name@host:port".
+struct member_address {
+  std::string name;
+  std::string host;
+  uint16_t port = 0;
+};
+
+/// Parses "name@host:port"; nullopt if malformed (empty name or host, port
+/// not in 1..65535).
+[[nodiscard]] std::optional<member_address>
+parse_member_address(const std::string& text);
+
+} // namespace cairn::cqrs
