@@ -1,5 +1,7 @@
 #include "actors/ingestor.hpp"
 
+#include "actors/messages.hpp"
+
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/response_promise.hpp>
@@ -32,6 +34,11 @@ struct ingestor_state {
   std::vector<partition_actor> partitions;
   std::vector<size_t> in_flight;
   std::vector<std::deque<queued_batch>> waiting;
+  /// Cluster: link to each member by map index (null for this node).
+  std::vector<caf::actor> links;
+  std::vector<remote_ingest> by_owner;
+  uint64_t next_key = 0;
+  std::string key_prefix;
   static inline const char* name = "cairn.ingestor";
 };
 
@@ -77,13 +84,51 @@ void send_batch(ingestor_pointer self, uint32_t p, queued_batch q) {
       });
 }
 
+/// Queues or sends partition p's sub-batch of request `f`.
+void submit_local(ingestor_pointer self, uint32_t p, queued_batch q) {
+  auto& st = self->state;
+  if (st.in_flight[p] < st.settings->partition_credits)
+    send_batch(self, p, std::move(q));
+  else
+    st.waiting[p].push_back(std::move(q));
+}
+
+/// Sends the events for one remote owner through its peer link.
+void submit_remote(ingestor_pointer self, uint32_t owner, remote_ingest msg,
+                   std::shared_ptr<fan_in> f) {
+  auto& st = self->state;
+  self
+    ->request(st.links[owner], st.settings->ingest_timeout, ingest_atom::value,
+              std::move(msg))
+    .then(
+      [f](uint64_t n) {
+        f->applied += n;
+        finish_one(f);
+      },
+      [f](caf::error& err) {
+        if (!f->failed) {
+          f->failed = true;
+          f->promise.deliver(err);
+        }
+        --f->outstanding;
+      });
+}
+
 caf::behavior ingestor_impl(ingestor_pointer self, settings_ptr s,
-                            std::vector<partition_actor> partitions) {
+                            std::vector<partition_actor> partitions,
+                            std::vector<caf::actor> links) {
   auto& st = self->state;
   st.settings = s;
   st.partitions = std::move(partitions);
   st.in_flight.assign(st.partitions.size(), 0);
   st.waiting.resize(st.partitions.size());
+  st.links = std::move(links);
+  if (s->cluster.enabled) {
+    st.by_owner.resize(s->cluster.members.size());
+    // Keys of forwarded messages: unique per node incarnation.
+    st.key_prefix = "~" + s->cluster.self_name + "."
+                    + std::to_string(s->started_at) + ".";
+  }
   return {
     [=](ingest_atom, std::vector<cqrs::event_batch>& by_partition,
         std::string& key) -> caf::result<uint64_t> {
@@ -92,20 +137,70 @@ caf::behavior ingestor_impl(ingestor_pointer self, settings_ptr s,
         return caf::make_error(caf::sec::invalid_argument,
                                "batch count does not match partitions");
       auto f = std::make_shared<fan_in>();
+      auto& cluster = st.settings->cluster;
+      // Group the remote partitions' batches by owner node: one message per
+      // owner (batching on every hop).
+      if (cluster.enabled) {
+        for (uint32_t p = 0; p < by_partition.size(); ++p) {
+          if (by_partition[p].empty() || cluster.local(p))
+            continue;
+          auto& m = st.by_owner[cluster.map->owner_index(p)];
+          m.partitions.push_back(p);
+          m.batches.push_back(std::move(by_partition[p]));
+          by_partition[p].clear();
+        }
+        for (auto& m : st.by_owner)
+          if (!m.partitions.empty())
+            ++f->outstanding;
+      }
       for (auto& b : by_partition)
         if (!b.empty())
           ++f->outstanding;
       if (f->outstanding == 0)
         return uint64_t{0};
       f->promise = self->make_response_promise();
+      if (cluster.enabled) {
+        for (uint32_t owner = 0; owner < st.by_owner.size(); ++owner) {
+          auto& m = st.by_owner[owner];
+          if (m.partitions.empty())
+            continue;
+          m.key = key.empty() ? st.key_prefix + std::to_string(st.next_key++)
+                              : key;
+          submit_remote(self, owner, std::move(m), f);
+          m = remote_ingest{};
+        }
+      }
       for (uint32_t p = 0; p < by_partition.size(); ++p) {
         if (by_partition[p].empty())
           continue;
-        queued_batch q{std::move(by_partition[p]), key, f};
-        if (st.in_flight[p] < st.settings->partition_credits)
-          send_batch(self, p, std::move(q));
-        else
-          st.waiting[p].push_back(std::move(q));
+        submit_local(self, p, queued_batch{std::move(by_partition[p]), key, f});
+      }
+      return caf::delegated<uint64_t>{};
+    },
+    // From a peer: events for partitions this node owns.
+    [=](forward_atom, remote_ingest& msg) -> caf::result<uint64_t> {
+      auto& st = self->state;
+      if (msg.partitions.size() != msg.batches.size())
+        return caf::make_error(caf::sec::invalid_argument,
+                               "malformed forwarded batch");
+      for (auto p : msg.partitions)
+        if (p >= st.partitions.size() || !st.settings->cluster.local(p))
+          return caf::make_error(caf::sec::invalid_argument,
+                                 "partition " + std::to_string(p)
+                                   + " is not owned by this node "
+                                     "(partition maps differ?)");
+      auto f = std::make_shared<fan_in>();
+      for (auto& b : msg.batches)
+        if (!b.empty())
+          ++f->outstanding;
+      if (f->outstanding == 0)
+        return uint64_t{0};
+      f->promise = self->make_response_promise();
+      for (size_t i = 0; i < msg.partitions.size(); ++i) {
+        if (msg.batches[i].empty())
+          continue;
+        submit_local(self, msg.partitions[i],
+                     queued_batch{std::move(msg.batches[i]), msg.key, f});
       }
       return caf::delegated<uint64_t>{};
     },
@@ -115,8 +210,10 @@ caf::behavior ingestor_impl(ingestor_pointer self, settings_ptr s,
 } // namespace
 
 caf::actor spawn_ingestor(caf::actor_system& sys, settings_ptr settings,
-                          std::vector<partition_actor> partitions) {
-  return sys.spawn(ingestor_impl, std::move(settings), std::move(partitions));
+                          std::vector<partition_actor> partitions,
+                          std::vector<caf::actor> links) {
+  return sys.spawn(ingestor_impl, std::move(settings), std::move(partitions),
+                   std::move(links));
 }
 
 } // namespace cairn::actors

@@ -33,6 +33,12 @@ using request_atom = caf::atom_constant<caf::atom("request")>;
 using journaled_atom = caf::atom_constant<caf::atom("journaled")>;
 using snapshot_atom = caf::atom_constant<caf::atom("snapshot")>;
 using recovered_atom = caf::atom_constant<caf::atom("recovered")>;
+// -- cluster (docs/cluster.md) --
+using forward_atom = caf::atom_constant<caf::atom("forward")>;
+using partial_atom = caf::atom_constant<caf::atom("partial")>;
+using cluster_atom = caf::atom_constant<caf::atom("cluster")>;
+using hinted_atom = caf::atom_constant<caf::atom("hinted")>;
+using connect_atom = caf::atom_constant<caf::atom("cconnect")>;
 
 // -- local-only request payloads ----------------------------------------------
 
@@ -59,6 +65,55 @@ typename Inspector::result_type inspect(Inspector& f, partition_stats& x) {
   return f(caf::meta::type_name("cairn.partition_stats"), x.id, x.series,
            x.buckets, x.events, x.batches, x.journal_seq, x.snapshot_seq,
            x.replayed_events, x.recovery_ms, x.duplicates);
+}
+
+// -- node-to-node messages (cross the wire) -----------------------------------
+
+/// Events for partitions owned by the receiving node: batches[i] belongs to
+/// partitions[i]. `key` is the idempotency key every partition applies the
+/// batch under (the client's, or one generated per forwarded message so that
+/// a redelivery from the hinted-handoff queue is applied exactly once).
+/// Sent to the owner's node actor: (forward_atom, remote_ingest) -> uint64_t
+/// events applied, answered once every partition acknowledged durably.
+struct remote_ingest {
+  std::vector<uint32_t> partitions;
+  std::vector<cqrs::event_batch> batches;
+  std::string key;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, remote_ingest& x) {
+  return f(caf::meta::type_name("cairn.remote_ingest"), x.partitions,
+           x.batches, x.key);
+}
+
+/// A partial read over some partitions of the receiving node: the client's
+/// request line, the asking node's `now` (so relative times resolve the same
+/// everywhere) and the partitions to cover. Sent to the owner's node actor:
+/// (partial_atom, remote_query) -> remote_partial.
+struct remote_query {
+  std::string op;
+  std::string request;
+  int64_t now = 0;
+  std::vector<uint32_t> partitions;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, remote_query& x) {
+  return f(caf::meta::type_name("cairn.remote_query"), x.op, x.request, x.now,
+           x.partitions);
+}
+
+/// The owner's merged partial (cqrs/partial_codec encoding) plus the
+/// partitions that did not answer there.
+struct remote_partial {
+  std::string bytes;
+  std::vector<uint32_t> missing;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, remote_partial& x) {
+  return f(caf::meta::type_name("cairn.remote_partial"), x.bytes, x.missing);
 }
 
 /// Registers every message type with `cfg` (call before constructing the

@@ -2,6 +2,7 @@
 
 #include "actors/ingestor.hpp"
 #include "actors/parser.hpp"
+#include "actors/peer_link.hpp"
 #include "actors/query_coordinator.hpp"
 #include "runtime/journal.hpp"
 
@@ -23,8 +24,17 @@ node::node(caf::actor_system& sys, std::shared_ptr<node_settings> settings)
   partitions_.reserve(settings->partitions);
   for (uint32_t p = 0; p < settings->partitions; ++p)
     partitions_.push_back(spawn_partition(sys, p, settings_));
-  ingestor_ = spawn_ingestor(sys, settings_, partitions_);
-  coordinator_ = spawn_query_coordinator(sys, settings_, partitions_);
+  // Cluster: one peer link per other member (docs/cluster.md). Pending
+  // hints of a previous run are read here, before any actor runs.
+  if (settings->cluster.enabled) {
+    auto& c = settings->cluster;
+    links_.resize(c.members.size());
+    for (uint32_t i = 0; i < c.members.size(); ++i)
+      if (i != c.self_index)
+        links_[i] = spawn_peer_link(sys, settings_, i, load_hints(settings_, i));
+  }
+  ingestor_ = spawn_ingestor(sys, settings_, partitions_, links_);
+  coordinator_ = spawn_query_coordinator(sys, settings_, partitions_, links_);
   parsers_ = spawn_parser_pool(sys, settings_, ingestor_, coordinator_);
   if (!settings->journal) {
     settings->status = node_status::ready;
@@ -98,6 +108,10 @@ void node::shutdown() {
   stop(parsers_);
   stop(coordinator_);
   stop(ingestor_);
+  for (auto& l : links_)
+    stop(l);
+  if (settings_->cluster.hints)
+    settings_->cluster.hints->close();
   for (auto& p : partitions_)
     stop(p);
 }

@@ -41,6 +41,10 @@ public:
     return partitions_;
   }
   const caf::actor& coordinator() const noexcept { return coordinator_; }
+  const caf::actor& ingestor() const noexcept { return ingestor_; }
+  /// Peer links by partition-map member index (null for this node; empty on
+  /// a single node).
+  const std::vector<caf::actor>& links() const noexcept { return links_; }
 
 private:
   caf::actor_system& sys_;
@@ -49,6 +53,7 @@ private:
   caf::actor ingestor_;
   caf::actor coordinator_;
   caf::actor parsers_;
+  std::vector<caf::actor> links_;
   std::thread recovery_;
   bool stopped_ = false;
 };

@@ -41,7 +41,28 @@ caf::behavior node_actor_impl(node_actor_pointer self, node* n) {
                     {"version", s.version},
                     {"status", to_string(s.status.load())}}
           .dump();
+      if (cmd == "cluster") {
+        // Membership view and partition map, as the client op "cluster".
+        auto rp = self->make_response_promise<std::string>();
+        self
+          ->request(self->state.owner->coordinator(), std::chrono::seconds{5},
+                    query_atom::value, std::string{R"({"op":"cluster"})"})
+          .then([rp](std::string& reply) mutable { rp.deliver(reply); },
+                [rp](caf::error& err) mutable {
+                  rp.deliver(command_error(to_string(err)));
+                });
+        return rp;
+      }
       return command_error("unknown command '" + cmd + "'");
+    },
+    // -- cluster (docs/cluster.md): peers reach partitions through here ---
+    [=](forward_atom, remote_ingest& msg) {
+      return self->delegate(self->state.owner->ingestor(),
+                            forward_atom::value, std::move(msg));
+    },
+    [=](partial_atom, remote_query& q) {
+      return self->delegate(self->state.owner->coordinator(),
+                            partial_atom::value, std::move(q));
     },
   };
 }

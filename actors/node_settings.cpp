@@ -60,6 +60,62 @@ std::shared_ptr<node_settings> make_node_settings(
   s->idempotency_keys = cfg.idempotency_keys;
   s->idempotency_window = duration_option("cairn.idempotency.window",
                                           cfg.idempotency_window_text);
+  // -- cluster ----------------------------------------------------------------
+  if (cfg.cluster_partitions > 0)
+    s->partitions = static_cast<uint32_t>(cfg.cluster_partitions);
+  auto& c = s->cluster;
+  auto ms = [](const char* name, const std::string& text) {
+    return std::chrono::milliseconds{duration_option(name, text)};
+  };
+  c.heartbeat_interval = ms("cairn.cluster.heartbeat-interval",
+                            cfg.heartbeat_interval_text);
+  c.connection_timeout = ms("cairn.cluster.connection-timeout",
+                            cfg.connection_timeout_text);
+  c.request_timeout = ms("cairn.cluster.request-timeout",
+                         cfg.cluster_request_timeout_text);
+  c.ingest_timeout = ms("cairn.cluster.ingest-timeout",
+                        cfg.cluster_ingest_timeout_text);
+  c.reconnect_min = ms("cairn.cluster.reconnect-min", cfg.reconnect_min_text);
+  c.reconnect_max = ms("cairn.cluster.reconnect-max", cfg.reconnect_max_text);
+  c.breaker.failure_threshold = static_cast<uint32_t>(cfg.breaker_failures);
+  c.breaker.base_reset = ms("cairn.cluster.breaker-reset",
+                            cfg.breaker_reset_text);
+  c.breaker.max_reset = ms("cairn.cluster.breaker-reset-max",
+                           cfg.breaker_reset_max_text);
+  c.credits = cfg.cluster_credits;
+  c.hints_max_bytes = cfg.hints_max_bytes;
+  c.tls = cfg.tls_enabled();
+  c.self_name = cfg.member_name();
+  if (!cfg.cluster_nodes.empty()) {
+    std::vector<cqrs::member_address> members;
+    std::vector<std::string> names;
+    for (auto& text : cfg.cluster_nodes) {
+      auto m = cqrs::parse_member_address(text);
+      if (!m)
+        throw std::invalid_argument("option cairn.cluster.nodes: '" + text
+                                    + "' is not name@host:port");
+      names.push_back(m->name);
+      members.push_back(std::move(*m));
+    }
+    try {
+      c.map = std::make_shared<const cqrs::partition_map>(
+        cqrs::partition_map::initial(names, s->partitions));
+    } catch (const std::exception& e) {
+      throw std::invalid_argument(std::string{"option cairn.cluster.nodes: "}
+                                  + e.what());
+    }
+    c.members.resize(members.size());
+    for (auto& m : members)
+      c.members[*c.map->index_of(m.name)] = m;
+    auto self = c.map->index_of(c.self_name);
+    if (!self)
+      throw std::invalid_argument("option cairn.cluster.nodes does not list "
+                                  "this node '" + c.self_name + "'");
+    c.self_index = *self;
+    c.enabled = c.members.size() > 1;
+    if (!c.enabled)
+      c.map.reset();
+  }
   s->metrics = std::make_shared<runtime::metrics_registry>();
   s->started_at = cqrs::wall_clock_now();
   return s;

@@ -9,11 +9,16 @@
 
 #include "cqrs/ddsketch.hpp"
 #include "cqrs/event_parser.hpp"
+#include "cqrs/partition_map.hpp"
 #include "cqrs/tier.hpp"
+#include "runtime/circuit_breaker.hpp"
 #include "runtime/metrics.hpp"
 #include "runtime/node_config.hpp"
 
+#include <nlohmann/json_fwd.hpp>
+
 #include <atomic>
+#include <functional>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -28,6 +33,35 @@ namespace cairn::actors {
 enum class node_status : uint8_t { recovering, ready, stopping };
 
 const char* to_string(node_status s) noexcept;
+
+/// The cluster part of the settings (docs/cluster.md). Disabled (single
+/// node) when cairn.cluster.nodes is empty.
+struct cluster_settings {
+  bool enabled = false;
+  std::string self_name;
+  uint32_t self_index = 0;
+  /// The partition map (version 1 from the config). Members are indexed
+  /// like map->nodes() (sorted names).
+  std::shared_ptr<const cqrs::partition_map> map;
+  std::vector<cqrs::member_address> members;
+  std::chrono::milliseconds heartbeat_interval{1000};
+  std::chrono::milliseconds connection_timeout{4000};
+  std::chrono::milliseconds request_timeout{2000};
+  std::chrono::milliseconds ingest_timeout{5000};
+  std::chrono::milliseconds reconnect_min{200};
+  std::chrono::milliseconds reconnect_max{5000};
+  runtime::breaker_options breaker;
+  size_t credits = 8;
+  size_t hints_max_bytes = 256u << 20;
+  bool tls = false;
+  /// The hinted-handoff store (<storage.path>/hints; null = in memory).
+  std::shared_ptr<runtime::journal> hints;
+
+  /// True if partition `p` is owned by this node (always when disabled).
+  bool local(uint32_t p) const noexcept {
+    return !enabled || map->owner_index(p) == self_index;
+  }
+};
 
 struct node_settings {
   std::string node_name;
@@ -57,11 +91,18 @@ struct node_settings {
   size_t idempotency_keys = 100000;
   cqrs::millis idempotency_window = 24LL * 3600 * 1000;
 
+  cluster_settings cluster;
+
   // -- shared state -----------------------------------------------------------
   std::shared_ptr<runtime::metrics_registry> metrics;
   mutable std::atomic<node_status> status{node_status::recovering};
   mutable std::atomic<uint32_t> partitions_recovering{0};
+  /// Bytes held by the hinted-handoff queues of all peers together.
+  mutable std::atomic<size_t> hint_bytes{0};
   cqrs::millis started_at = 0;
+  /// Adds the gateway's connection figures to a stats reply (set by main
+  /// before the gateway starts; reads the gateway's thread-safe counters).
+  std::function<void(nlohmann::json&)> gateway_stats;
 };
 
 using settings_ptr = std::shared_ptr<const node_settings>;

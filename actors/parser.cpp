@@ -67,7 +67,7 @@ void process(parser_pointer self, const job_ptr& j);
 
 bool is_barrier(const std::string& op) {
   return op == "flush" || op == "query" || op == "topk" || op == "series"
-         || op == "metrics" || op == "stats";
+         || op == "metrics" || op == "stats" || op == "cluster";
 }
 
 void complete(const job_ptr& j) {
@@ -237,7 +237,8 @@ bool handle_request(parser_pointer self, const job_ptr& j,
              {"accepted", j->c.conn->accepted.exchange(0)},
              {"rejected", j->c.conn->rejected.exchange(0)}};
     j->emit(finish_reply(out, id));
-  } else if (status != node_status::ready && op != "stats") {
+  } else if (status != node_status::ready && op != "stats"
+             && op != "cluster") {
     j->emit(error_reply(id, cqrs::error_code::unavailable,
                         std::string{"node is "} + to_string(status)));
   } else if (op == "ingest") {
@@ -267,7 +268,7 @@ bool handle_request(parser_pointer self, const job_ptr& j,
     j->emit(error_reply(id, cqrs::error_code::unknown_op,
                         "unknown op '" + op
                           + "' (known: ping, flush, ingest, query, topk, "
-                            "series, metrics, stats)"));
+                            "series, metrics, stats, cluster)"));
   }
   return true;
 }

@@ -1,16 +1,19 @@
 #include "actors/query_coordinator.hpp"
 
 #include "actors/reply.hpp"
+#include "cqrs/partial_codec.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/response_promise.hpp>
+#include <caf/sec.hpp>
 #include <caf/stateful_actor.hpp>
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <functional>
+#include <optional>
 #include <memory>
 
 namespace cairn::actors {
@@ -22,15 +25,29 @@ using nlohmann::json;
 struct coordinator_state {
   settings_ptr settings;
   std::vector<partition_actor> partitions;
+  /// Cluster: link to each member by map index (null for this node).
+  std::vector<caf::actor> links;
+  /// Partitions this node owns (all of them on a single node).
+  std::vector<uint32_t> local;
   static inline const char* name = "cairn.query_coordinator";
 };
 
 using coordinator_pointer = caf::stateful_actor<coordinator_state>*;
 
-/// Sends one partial request to every partition and merges the answers.
-/// `done(merged, coverage)` runs once, after the last answer or timeout.
+/// Where a scatter goes: local partitions (`local`), and, for a request
+/// from a client, every other owner through its peer link (`remote`, the
+/// request as the owners will re-parse it).
+struct scatter_plan {
+  std::vector<uint32_t> local;
+  std::optional<remote_query> remote;
+};
+
+/// Sends one partial request to the planned partitions (and owners) and
+/// merges the answers. `done(merged, coverage)` runs once, after the last
+/// answer or timeout; partitions that did not answer (a timeout, a peer
+/// unreachable or behind an open breaker) are listed as missing.
 template <class Partial, class... Ts>
-void scatter(coordinator_pointer self,
+void scatter(coordinator_pointer self, scatter_plan plan,
              std::function<void(Partial&&, cqrs::coverage&&)> done,
              Ts... xs) {
   struct gather {
@@ -40,7 +57,23 @@ void scatter(coordinator_pointer self,
   };
   auto& st = self->state;
   auto g = std::make_shared<gather>();
-  g->outstanding = st.partitions.size();
+  // Remote owners: one request per owner node.
+  std::vector<std::vector<uint32_t>> by_owner;
+  auto& cluster = st.settings->cluster;
+  if (plan.remote && cluster.enabled) {
+    by_owner.resize(cluster.members.size());
+    for (uint32_t p = 0; p < st.partitions.size(); ++p)
+      if (!cluster.local(p))
+        by_owner[cluster.map->owner_index(p)].push_back(p);
+    for (auto& ps : by_owner)
+      if (!ps.empty())
+        ++g->outstanding;
+  }
+  g->outstanding += plan.local.size();
+  if (g->outstanding == 0) {
+    done(std::move(g->merged), std::move(g->cov));
+    return;
+  }
   auto finish = [g, done] {
     if (--g->outstanding == 0) {
       std::sort(g->cov.missing_partitions.begin(),
@@ -48,7 +81,35 @@ void scatter(coordinator_pointer self,
       done(std::move(g->merged), std::move(g->cov));
     }
   };
-  for (uint32_t p = 0; p < st.partitions.size(); ++p) {
+  for (uint32_t owner = 0; owner < by_owner.size(); ++owner) {
+    if (by_owner[owner].empty())
+      continue;
+    auto q = *plan.remote;
+    q.partitions = by_owner[owner];
+    auto parts = by_owner[owner];
+    self
+      ->request(st.links[owner], cluster.request_timeout * 2,
+                partial_atom::value, std::move(q))
+      .then(
+        [g, finish, parts](remote_partial& r) {
+          Partial x;
+          if (cqrs::decode_partial(r.bytes, x)) {
+            g->merged.merge(std::move(x));
+            for (auto p : r.missing)
+              g->cov.missing_partitions.push_back(p);
+          } else {
+            for (auto p : parts)
+              g->cov.missing_partitions.push_back(p);
+          }
+          finish();
+        },
+        [g, finish, parts](caf::error&) {
+          for (auto p : parts)
+            g->cov.missing_partitions.push_back(p);
+          finish();
+        });
+  }
+  for (auto p : plan.local) {
     self->request(st.partitions[p], st.settings->query_timeout, xs...)
       .then(
         [g, finish](Partial& x) {
@@ -57,6 +118,85 @@ void scatter(coordinator_pointer self,
         },
         [g, finish, p](caf::error&) {
           g->cov.missing_partitions.push_back(p);
+          finish();
+        });
+  }
+}
+
+/// Collects the membership view: this node plus every peer link's state.
+void gather_cluster(coordinator_pointer self,
+                    std::function<void(json&&)> done) {
+  auto& st = self->state;
+  auto& c = st.settings->cluster;
+  struct gather {
+    json members = json::array();
+    size_t outstanding = 0;
+  };
+  auto g = std::make_shared<gather>();
+  auto s = st.settings;
+  auto finish = [g, done, s] {
+    if (g->outstanding != 0)
+      return;
+    auto& c = s->cluster;
+    json out;
+    out["enabled"] = c.enabled;
+    out["self"] = c.enabled ? c.self_name : s->node_name;
+    std::sort(g->members.begin(), g->members.end(),
+              [](const json& x, const json& y) {
+                return x["name"].get<std::string>()
+                       < y["name"].get<std::string>();
+              });
+    out["members"] = std::move(g->members);
+    json map;
+    map["version"] = c.enabled ? c.map->version() : 1;
+    map["partitions"] = s->partitions;
+    if (c.enabled) {
+      map["nodes"] = c.map->nodes();
+      json owners = json::array();
+      for (uint32_t p = 0; p < c.map->partitions(); ++p)
+        owners.push_back(c.map->owner(p));
+      map["owners"] = std::move(owners);
+      json owned = json::object();
+      for (uint32_t i = 0; i < c.map->nodes().size(); ++i)
+        owned[c.map->nodes()[i]] = c.map->owned_by(i);
+      map["owned"] = std::move(owned);
+    }
+    out["partition_map"] = std::move(map);
+    uint64_t up = 0;
+    for (auto& m : out["members"])
+      if (m.value("status", "") == "up")
+        ++up;
+    out["up"] = up;
+    out["unreachable"] = out["members"].size() - up;
+    done(std::move(out));
+  };
+  g->members.push_back(
+    {{"name", c.enabled ? c.self_name : s->node_name},
+     {"self", true},
+     {"status", "up"},
+     {"since", s->started_at},
+     {"status_detail", to_string(s->status.load())}});
+  if (!c.enabled) {
+    finish();
+    return;
+  }
+  for (uint32_t i = 0; i < st.links.size(); ++i) {
+    if (!st.links[i])
+      continue;
+    ++g->outstanding;
+    auto name = c.members[i].name;
+    self->request(st.links[i], std::chrono::seconds{2}, cluster_atom::value)
+      .then(
+        [g, finish](std::string& text) {
+          g->members.push_back(json::parse(text, nullptr, false));
+          --g->outstanding;
+          finish();
+        },
+        [g, finish, name](caf::error& err) {
+          g->members.push_back({{"name", name},
+                                {"status", "unknown"},
+                                {"error", to_string(err)}});
+          --g->outstanding;
           finish();
         });
   }
@@ -71,9 +211,9 @@ void answer_stats(coordinator_pointer self, caf::response_promise rp,
   };
   auto& st = self->state;
   auto g = std::make_shared<gather>();
-  g->outstanding = st.partitions.size();
+  g->outstanding = st.local.size();
   auto s = st.settings;
-  auto finish = [g, rp, id, s]() mutable {
+  auto finish = [self, g, rp, id, s]() mutable {
     if (--g->outstanding != 0)
       return;
     std::sort(g->parts.begin(), g->parts.end(),
@@ -118,9 +258,12 @@ void answer_stats(coordinator_pointer self, caf::response_promise rp,
       out["partial"] = true;
       out["missing_partitions"] = g->missing;
     }
-    rp.deliver(finish_reply(out, id));
+    gather_cluster(self, [out, rp, id](json&& cluster) mutable {
+      out["cluster"] = std::move(cluster);
+      rp.deliver(finish_reply(out, id));
+    });
   };
-  for (uint32_t p = 0; p < st.partitions.size(); ++p) {
+  for (auto p : st.local) {
     self->request(st.partitions[p], st.settings->query_timeout,
                   stats_atom::value)
       .then(
@@ -135,89 +278,167 @@ void answer_stats(coordinator_pointer self, caf::response_promise rp,
   }
 }
 
+/// Runs a read op over `plan` and hands the merged partial to `emit`, which
+/// gets a type-erased visitor: emit(render_fn) where the caller either
+/// renders (client request) or encodes (remote partial). Returns a problem
+/// if the request does not parse.
+struct read_sink {
+  /// Client request: render the reply line.
+  std::function<void(std::string)> reply;
+  /// Remote partial: deliver the encoded partial.
+  std::function<void(remote_partial)> partial;
+  json id;
+};
+
+template <class Partial>
+void deliver_read(const read_sink& sink, Partial&& x, cqrs::coverage&& cov,
+                  const std::function<void(const Partial&,
+                                           const cqrs::coverage&, json&)>&
+                    render) {
+  if (sink.partial) {
+    remote_partial out;
+    cqrs::encode_partial(x, out.bytes);
+    out.missing = std::move(cov.missing_partitions);
+    sink.partial(std::move(out));
+    return;
+  }
+  json out;
+  render(x, cov, out);
+  sink.reply(finish_reply(out, sink.id));
+}
+
+std::optional<cqrs::problem> run_read(coordinator_pointer self,
+                                      const std::string& op, const json& req,
+                                      cqrs::millis now, scatter_plan plan,
+                                      read_sink sink) {
+  auto s = self->state.settings;
+  if (op == "query") {
+    auto parsed = cqrs::parse_query(req, now, s->tiers);
+    if (auto* p = std::get_if<cqrs::problem>(&parsed))
+      return *p;
+    auto q = std::make_shared<const cqrs::query_spec>(
+      std::get<cqrs::query_spec>(std::move(parsed)));
+    scatter<cqrs::query_partial>(
+      self, std::move(plan),
+      [sink, q, s](cqrs::query_partial&& x, cqrs::coverage&& cov) {
+        deliver_read<cqrs::query_partial>(
+          sink, std::move(x), std::move(cov),
+          [&](const cqrs::query_partial& p, const cqrs::coverage& c,
+              json& out) {
+            cqrs::render_query(*q, p, s->tiers, s->mapping, c, out);
+          });
+      },
+      query_atom::value, query_spec_ptr{q});
+  } else if (op == "topk") {
+    auto parsed = cqrs::parse_topk(req, now, s->tiers);
+    if (auto* p = std::get_if<cqrs::problem>(&parsed))
+      return *p;
+    auto q = std::make_shared<const cqrs::topk_spec>(
+      std::get<cqrs::topk_spec>(std::move(parsed)));
+    scatter<cqrs::topk_partial>(
+      self, std::move(plan),
+      [sink, q, s](cqrs::topk_partial&& x, cqrs::coverage&& cov) {
+        deliver_read<cqrs::topk_partial>(
+          sink, std::move(x), std::move(cov),
+          [&](const cqrs::topk_partial& p, const cqrs::coverage& c,
+              json& out) { cqrs::render_topk(*q, p, s->mapping, c, out); });
+      },
+      topk_atom::value, topk_spec_ptr{q});
+  } else if (op == "series") {
+    auto parsed = cqrs::parse_series(req);
+    if (auto* p = std::get_if<cqrs::problem>(&parsed))
+      return *p;
+    auto q = std::make_shared<const cqrs::series_spec>(
+      std::get<cqrs::series_spec>(std::move(parsed)));
+    scatter<cqrs::series_partial>(
+      self, std::move(plan),
+      [sink, q](cqrs::series_partial&& x, cqrs::coverage&& cov) {
+        deliver_read<cqrs::series_partial>(
+          sink, std::move(x), std::move(cov),
+          [&](const cqrs::series_partial& p, const cqrs::coverage& c,
+              json& out) { cqrs::render_series(*q, p, c, out); });
+      },
+      series_atom::value, series_spec_ptr{q});
+  } else if (op == "metrics") {
+    scatter<cqrs::metrics_partial>(
+      self, std::move(plan),
+      [sink](cqrs::metrics_partial&& x, cqrs::coverage&& cov) {
+        deliver_read<cqrs::metrics_partial>(
+          sink, std::move(x), std::move(cov),
+          [&](const cqrs::metrics_partial& p, const cqrs::coverage& c,
+              json& out) { cqrs::render_metrics(p, c, out); });
+      },
+      metrics_atom::value);
+  } else {
+    return cqrs::problem{cqrs::error_code::unknown_op,
+                         "unknown op '" + op + "'"};
+  }
+  return std::nullopt;
+}
+
 caf::behavior coordinator_impl(coordinator_pointer self, settings_ptr s,
-                               std::vector<partition_actor> partitions) {
+                               std::vector<partition_actor> partitions,
+                               std::vector<caf::actor> links) {
   self->state.settings = s;
   self->state.partitions = std::move(partitions);
+  self->state.links = std::move(links);
+  for (uint32_t p = 0; p < self->state.partitions.size(); ++p)
+    if (s->cluster.local(p))
+      self->state.local.push_back(p);
   return {
     [=](query_atom, const std::string& line) -> caf::result<std::string> {
       auto& st = self->state;
       auto req = json::parse(line, nullptr, false);
       if (req.is_discarded() || !req.is_object())
-        return error_reply(nullptr, cqrs::error_code::bad_request,
+        return error_reply(no_id(), cqrs::error_code::bad_request,
                            "request is not a JSON object");
-      auto id = req.contains("id") ? req["id"] : json{};
+      auto id = req.contains("id") ? req["id"] : no_id();
       auto op = req.value("op", std::string{});
       auto now = cqrs::wall_clock_now();
       auto rp = self->make_response_promise<std::string>();
-      auto fail = [&](const cqrs::problem& p) {
-        rp.deliver(error_reply(id, p.code, p.message));
-      };
-      if (op == "query") {
-        auto parsed = cqrs::parse_query(req, now, st.settings->tiers);
-        if (auto* p = std::get_if<cqrs::problem>(&parsed)) {
-          fail(*p);
-          return rp;
-        }
-        auto q = std::make_shared<const cqrs::query_spec>(
-          std::get<cqrs::query_spec>(std::move(parsed)));
-        scatter<cqrs::query_partial>(
-          self,
-          [rp, q, id, s](cqrs::query_partial&& x,
-                         cqrs::coverage&& cov) mutable {
-            json out;
-            cqrs::render_query(*q, x, s->tiers, s->mapping, cov, out);
-            rp.deliver(finish_reply(out, id));
-          },
-          query_atom::value, query_spec_ptr{q});
-      } else if (op == "topk") {
-        auto parsed = cqrs::parse_topk(req, now, st.settings->tiers);
-        if (auto* p = std::get_if<cqrs::problem>(&parsed)) {
-          fail(*p);
-          return rp;
-        }
-        auto q = std::make_shared<const cqrs::topk_spec>(
-          std::get<cqrs::topk_spec>(std::move(parsed)));
-        scatter<cqrs::topk_partial>(
-          self,
-          [rp, q, id, s](cqrs::topk_partial&& x,
-                         cqrs::coverage&& cov) mutable {
-            json out;
-            cqrs::render_topk(*q, x, s->mapping, cov, out);
-            rp.deliver(finish_reply(out, id));
-          },
-          topk_atom::value, topk_spec_ptr{q});
-      } else if (op == "series") {
-        auto parsed = cqrs::parse_series(req);
-        if (auto* p = std::get_if<cqrs::problem>(&parsed)) {
-          fail(*p);
-          return rp;
-        }
-        auto q = std::make_shared<const cqrs::series_spec>(
-          std::get<cqrs::series_spec>(std::move(parsed)));
-        scatter<cqrs::series_partial>(
-          self,
-          [rp, q, id](cqrs::series_partial&& x,
-                      cqrs::coverage&& cov) mutable {
-            json out;
-            cqrs::render_series(*q, x, cov, out);
-            rp.deliver(finish_reply(out, id));
-          },
-          series_atom::value, series_spec_ptr{q});
-      } else if (op == "metrics") {
-        scatter<cqrs::metrics_partial>(
-          self,
-          [rp, id](cqrs::metrics_partial&& x, cqrs::coverage&& cov) mutable {
-            json out;
-            cqrs::render_metrics(x, cov, out);
-            rp.deliver(finish_reply(out, id));
-          },
-          metrics_atom::value);
-      } else if (op == "stats") {
+      if (op == "stats") {
         answer_stats(self, rp, id);
-      } else {
-        fail({cqrs::error_code::unknown_op, "unknown op '" + op + "'"});
+        return rp;
       }
+      if (op == "cluster") {
+        gather_cluster(self, [rp, id](json&& c) mutable {
+          json out;
+          out["ok"] = true;
+          for (auto& [k, v] : c.items())
+            out[k] = std::move(v);
+          rp.deliver(finish_reply(out, id));
+        });
+        return rp;
+      }
+      scatter_plan plan;
+      plan.local = st.local;
+      if (st.settings->cluster.enabled)
+        plan.remote = remote_query{op, line, now, {}};
+      read_sink sink;
+      sink.id = id;
+      sink.reply = [rp](std::string text) mutable { rp.deliver(std::move(text)); };
+      if (auto problem = run_read(self, op, req, now, std::move(plan), sink))
+        rp.deliver(error_reply(id, problem->code, problem->message));
+      return rp;
+    },
+    // From a peer (via the node actor): a partial over our partitions.
+    [=](partial_atom, remote_query& q) -> caf::result<remote_partial> {
+      auto& st = self->state;
+      auto req = json::parse(q.request, nullptr, false);
+      if (req.is_discarded() || !req.is_object())
+        return caf::make_error(caf::sec::invalid_argument,
+                               "remote query is not a JSON object");
+      scatter_plan plan;
+      for (auto p : q.partitions)
+        if (p < st.partitions.size() && st.settings->cluster.local(p))
+          plan.local.push_back(p);
+      auto rp = self->make_response_promise<remote_partial>();
+      read_sink sink;
+      sink.partial = [rp](remote_partial x) mutable { rp.deliver(std::move(x)); };
+      if (auto problem = run_read(self, q.op, req, q.now, std::move(plan),
+                                  sink))
+        rp.deliver(caf::make_error(caf::sec::invalid_argument,
+                                   problem->message));
       return rp;
     },
   };
@@ -227,9 +448,10 @@ caf::behavior coordinator_impl(coordinator_pointer self, settings_ptr s,
 
 caf::actor spawn_query_coordinator(caf::actor_system& sys,
                                    settings_ptr settings,
-                                   std::vector<partition_actor> partitions) {
+                                   std::vector<partition_actor> partitions,
+                                   std::vector<caf::actor> links) {
   return sys.spawn(coordinator_impl, std::move(settings),
-                   std::move(partitions));
+                   std::move(partitions), std::move(links));
 }
 
 } // namespace cairn::actors

@@ -17,10 +17,17 @@
 
 #include <vector>
 
+#include "actors/messages.hpp"
+
 namespace cairn::actors {
 
+/// `links[i]` is the peer link of map member i (null for this node; empty
+/// for a single node). Also answers (partial_atom, remote_query) ->
+/// remote_partial for peers (a partial over the listed local partitions)
+/// and the "cluster" op (membership view and partition map).
 caf::actor spawn_query_coordinator(caf::actor_system& sys,
                                    settings_ptr settings,
-                                   std::vector<partition_actor> partitions);
+                                   std::vector<partition_actor> partitions,
+                                   std::vector<caf::actor> links = {});
 
 } // namespace cairn::actors

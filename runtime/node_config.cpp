@@ -76,7 +76,37 @@ node_config::node_config() {
     .add(http_port, "port", "HTTP / WebSocket / dashboard port")
     .add(web_root, "web-root", "directory of the dashboard's files");
   opt_group(custom_options_, "cairn.cluster")
-    .add(cluster_port, "port", "cluster (CAF BASP) port");
+    .add(cluster_port, "port", "cluster (CAF BASP) port")
+    .add(cluster_node_name, "node-name",
+         "this node's name in cairn.cluster.nodes (default cairn.node-name)")
+    .add(cluster_nodes, "nodes",
+         "every member as name@host:port (empty = single node)")
+    .add(cluster_partitions, "partitions",
+         "partitions of the cluster (0 = cairn.partitions)")
+    .add(cluster_host, "host",
+         "address the cluster port binds (non-loopback needs TLS)")
+    .add(heartbeat_interval_text, "heartbeat-interval",
+         "CAF heartbeat interval between nodes")
+    .add(connection_timeout_text, "connection-timeout",
+         "a peer silent this long is unreachable")
+    .add(cluster_request_timeout_text, "request-timeout",
+         "timeout of a remote partial query")
+    .add(cluster_ingest_timeout_text, "ingest-timeout",
+         "timeout of a remote ingest before it is hinted")
+    .add(cluster_credits, "credits", "in-flight remote batches per peer")
+    .add(reconnect_min_text, "reconnect-min", "first reconnect backoff")
+    .add(reconnect_max_text, "reconnect-max", "reconnect backoff cap")
+    .add(breaker_failures, "breaker-failures",
+         "consecutive failures that open a peer's breaker")
+    .add(breaker_reset_text, "breaker-reset", "first open -> half-open delay")
+    .add(breaker_reset_max_text, "breaker-reset-max",
+         "cap of the doubling open -> half-open delay")
+    .add(hints_max_bytes, "hints-max-bytes",
+         "bound of the hinted-handoff queue (bytes, all peers)");
+  opt_group(custom_options_, "cairn.cluster.tls")
+    .add(tls_certificate, "certificate", "node certificate (PEM)")
+    .add(tls_key, "key", "node private key (PEM)")
+    .add(tls_ca_file, "ca-file", "CA certificate that signs every node");
   opt_group(custom_options_, "cairn.ingest")
     .add(parsers, "parsers", "parser workers")
     .add(max_future_text, "max-future",
@@ -109,6 +139,33 @@ node_config::node_config() {
     .add(log_file, "file", "log file (empty = stderr)");
   // A finite throughput bound: one busy actor must not hog a worker thread.
   set("scheduler.max-throughput", size_t{1000});
+}
+
+// -- help ---------------------------------------------------------------------
+
+std::string node_config::help_text() const {
+  std::string out = "Usage: cairn-node [--config-file=FILE] [--OPTION=VALUE ...]\n\n"
+                    "Options (INI: [cairn], [cairn.tcp], ... sections; "
+                    "command line overrides the file):\n";
+  for (auto& opt : custom_options_) {
+    if (!in_cairn_group(opt.category()))
+      continue;
+    auto full = opt.full_name();
+    std::string line = "  --" + std::string{full.begin(), full.end()} + "=<"
+                       + std::string{opt.type_name().begin(),
+                                     opt.type_name().end()}
+                       + ">";
+    if (line.size() < 44)
+      line.resize(44, ' ');
+    line += "  ";
+    line.append(opt.description().begin(), opt.description().end());
+    if (auto value = opt.get())
+      line += " (default: " + caf::to_string(*value) + ")";
+    out += line;
+    out += '\n';
+  }
+  out += "\nCAF options (scheduler.*, middleman.*, ...): see --long-help.\n";
+  return out;
 }
 
 // -- parsing ------------------------------------------------------------------
@@ -226,6 +283,39 @@ void node_config::validate() const {
   duration("cairn.snapshot.interval", snapshot_interval_text);
   duration("cairn.storage.raw-retention", raw_retention_text);
   duration("cairn.idempotency.window", idempotency_window_text);
+  duration("cairn.cluster.heartbeat-interval", heartbeat_interval_text);
+  duration("cairn.cluster.connection-timeout", connection_timeout_text);
+  duration("cairn.cluster.request-timeout", cluster_request_timeout_text);
+  duration("cairn.cluster.ingest-timeout", cluster_ingest_timeout_text);
+  duration("cairn.cluster.reconnect-min", reconnect_min_text);
+  duration("cairn.cluster.reconnect-max", reconnect_max_text);
+  duration("cairn.cluster.breaker-reset", breaker_reset_text);
+  duration("cairn.cluster.breaker-reset-max", breaker_reset_max_text);
+  positive("cairn.cluster.credits", cluster_credits);
+  positive("cairn.cluster.breaker-failures", breaker_failures);
+  positive("cairn.cluster.hints-max-bytes", hints_max_bytes);
+  bool loopback = cluster_host == "127.0.0.1" || cluster_host == "localhost"
+                  || cluster_host == "::1";
+  if (!loopback && !tls_enabled())
+    fail("cairn.cluster.host",
+         "a non-loopback cluster port requires TLS (cairn.cluster.tls.*)");
+  if (tls_enabled() && (tls_key.empty() || tls_ca_file.empty()))
+    fail("cairn.cluster.tls",
+         "certificate, key and ca-file must all be set for mutual TLS");
+  if (!cluster_nodes.empty()) {
+    bool self = false;
+    for (auto& n : cluster_nodes) {
+      auto at = n.find('@');
+      auto colon = n.rfind(':');
+      if (at == std::string::npos || at == 0 || colon == std::string::npos
+          || colon <= at + 1)
+        fail("cairn.cluster.nodes", "'" + n + "' is not name@host:port");
+      self = self || n.substr(0, at) == member_name();
+    }
+    if (!self)
+      fail("cairn.cluster.nodes", "does not list this node ('" + member_name()
+                                    + "')");
+  }
   static constexpr const char* levels[]
     = {"trace", "debug", "info", "warn", "warning", "error", "critical", "off"};
   bool known = false;

@@ -76,6 +76,40 @@ public:
   size_t idempotency_keys = 100000;
   std::string idempotency_window_text = "24h";
 
+  // -- cluster (docs/cluster.md) ---------------------------------------------
+  /// cairn.cluster.node-name: this node's name in cairn.cluster.nodes
+  /// (empty = cairn.node-name).
+  std::string cluster_node_name;
+  /// cairn.cluster.nodes: "name@host:port" of every member, this node
+  /// included. Empty = single node (no peers, no routing).
+  std::vector<std::string> cluster_nodes;
+  /// cairn.cluster.partitions: partitions of the cluster (0 = use
+  /// cairn.partitions). Must be equal on every node.
+  size_t cluster_partitions = 0;
+  /// cairn.cluster.host: address the cluster port binds (127.0.0.1 unless
+  /// TLS is configured).
+  std::string cluster_host = "127.0.0.1";
+  std::string heartbeat_interval_text = "1s";
+  std::string connection_timeout_text = "4s";
+  std::string cluster_request_timeout_text = "2s";
+  std::string cluster_ingest_timeout_text = "5s";
+  size_t cluster_credits = 8;  ///< in-flight remote batches per peer
+  std::string reconnect_min_text = "200ms";
+  std::string reconnect_max_text = "5s";
+  size_t breaker_failures = 3;
+  std::string breaker_reset_text = "500ms";
+  std::string breaker_reset_max_text = "10s";
+  size_t hints_max_bytes = 256u << 20;  ///< per node, all peers together
+  std::string tls_certificate;  ///< PEM; all three set = mutual TLS
+  std::string tls_key;
+  std::string tls_ca_file;
+
+  /// The effective cluster node name.
+  const std::string& member_name() const noexcept {
+    return cluster_node_name.empty() ? node_name : cluster_node_name;
+  }
+  bool tls_enabled() const noexcept { return !tls_certificate.empty(); }
+
   // -- logging ----------------------------------------------------------------
   std::string log_level = "info";
   std::string log_file;  ///< empty = stderr
@@ -86,6 +120,11 @@ public:
   void validate() const;
 
   // -- parsing (hides the base overloads, see the header comment) -------------
+
+  /// Usage text listing every cairn.* option with its type, description and
+  /// current (default) value, followed by CAF's own options. Printed by
+  /// `cairn-node --help`.
+  std::string help_text() const;
 
   caf::error parse(int argc, char** argv, const char* ini_file = nullptr);
   caf::error parse(int argc, char** argv, std::istream& ini);

@@ -11,6 +11,8 @@
 
 #include <caf/actor_system.hpp>
 #include <caf/io/middleman.hpp>
+#include <caf/openssl/manager.hpp>
+#include <caf/openssl/publish.hpp>
 
 #include <spdlog/spdlog.h>
 
@@ -46,13 +48,44 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
     spdlog::warn("persistence disabled (cairn.storage.enabled=false): "
                  "acknowledged events live in memory only");
   }
+  // Cluster (docs/cluster.md): CAF heartbeats detect frozen peers; the
+  // hinted-handoff queue has a LevelDB of its own next to the journal.
+  if (settings->cluster.enabled) {
+    auto& c = settings->cluster;
+    cfg.set("middleman.heartbeat-interval",
+            caf::timespan{c.heartbeat_interval});
+    cfg.set("middleman.connection-timeout",
+            caf::timespan{c.connection_timeout});
+    if (cfg.storage_enabled) {
+      runtime::journal_options hopts;
+      hopts.sync = settings->journal->options().sync;
+      hopts.sync_interval = settings->journal->options().sync_interval;
+      hopts.write_buffer_size = 4u << 20;
+      c.hints = runtime::journal::open(cfg.storage_path + "/hints", hopts);
+    }
+    spdlog::info("cluster member {} of [{}], partition map v{}: owns {}",
+                 c.self_name, fmt::join(c.map->nodes(), ","),
+                 c.map->version(),
+                 fmt::join(c.map->owned_by(c.self_index), ","));
+  }
+  if (cfg.tls_enabled()) {
+    cfg.openssl_certificate = cfg.tls_certificate;
+    cfg.openssl_key = cfg.tls_key;
+    cfg.openssl_cafile = cfg.tls_ca_file;
+    cfg.load<caf::openssl::manager>();
+  }
   caf::actor_system sys{cfg};
   actors::node node{sys, settings};
 
-  // The node actor is what peers and cairn-console reach on the cluster port.
+  // The node actor is what peers and cairn-console reach on the cluster port
+  // (loopback unless mutual TLS is configured).
   auto node_actor = actors::spawn_node_actor(sys, node);
-  auto published = sys.middleman().publish(node_actor, cfg.cluster_port,
-                                           cfg.bind_host.c_str(), true);
+  auto published
+    = cfg.tls_enabled()
+        ? caf::openssl::publish(node_actor, cfg.cluster_port,
+                                cfg.cluster_host.c_str(), true)
+        : sys.middleman().publish(node_actor, cfg.cluster_port,
+                                  cfg.cluster_host.c_str(), true);
   if (!published)
     throw std::runtime_error("cannot publish on cluster port "
                              + std::to_string(cfg.cluster_port) + ": "
@@ -111,7 +144,8 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
   tcp.stop(std::chrono::seconds{3});
   node.shutdown();
   caf::anon_send_exit(node_actor, caf::exit_reason::user_shutdown);
-  sys.middleman().unpublish(node_actor, *published);
+  if (!cfg.tls_enabled())
+    sys.middleman().unpublish(node_actor, *published);
   spdlog::info("node {} stopped", cfg.node_name);
   return 0;
 }

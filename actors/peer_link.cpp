@@ -1,0 +1,650 @@
+#include "actors/peer_link.hpp"
+
+#include "actors/messages.hpp"
+#include "runtime/journal.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/io/middleman.hpp>
+#include <caf/openssl/manager.hpp>
+#include <caf/response_promise.hpp>
+#include <caf/sec.hpp>
+#include <caf/send.hpp>
+#include <caf/stateful_actor.hpp>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <random>
+#include <set>
+
+namespace cairn::actors {
+
+namespace {
+
+using nlohmann::json;
+using clock_type = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+constexpr auto tick_interval = 100ms;
+
+enum class peer_status : uint8_t { connecting, up, unreachable };
+
+const char* to_string(peer_status s) {
+  switch (s) {
+    case peer_status::connecting:
+      return "connecting";
+    case peer_status::up:
+      return "up";
+    case peer_status::unreachable:
+      return "unreachable";
+  }
+  return "unknown";
+}
+
+/// A forwarded ingest waiting for credits or in flight.
+struct pending_ingest {
+  remote_ingest msg;
+  caf::response_promise promise;
+  uint64_t events = 0;
+  bool settled = false;
+};
+
+using pending_ptr = std::shared_ptr<pending_ingest>;
+
+/// One entry of the hinted-handoff queue.
+struct hint_entry {
+  uint64_t seq = 0;
+  cqrs::hint_record rec;
+  size_t bytes = 0;
+  uint64_t events = 0;
+  bool durable = false;
+  bool sent = false;
+  bool acked = false;
+  caf::response_promise promise;  ///< delivered once durable (if valid)
+  bool has_promise = false;
+};
+
+struct counters {
+  std::atomic<int64_t>* hints_stored;
+  std::atomic<int64_t>* hints_delivered;
+  std::atomic<int64_t>* hints_refused;
+  std::atomic<int64_t>* forwarded;
+  std::atomic<int64_t>* breaker_opened;
+  std::atomic<int64_t>* reconnects;
+  std::atomic<int64_t>* peer_downs;
+};
+
+struct link_state {
+  settings_ptr settings;
+  uint32_t index = 0;
+  cqrs::member_address addr;
+  counters metrics{};
+
+  // -- membership -------------------------------------------------------------
+  caf::actor remote;
+  std::string remote_node;
+  peer_status status = peer_status::connecting;
+  cqrs::millis since = 0;
+  bool connecting = false;
+  uint64_t attempts = 0;
+  uint64_t connects = 0;
+  std::chrono::milliseconds backoff{0};
+  clock_type::time_point next_connect{};
+  std::string last_error;
+  std::minstd_rand rng{std::random_device{}()};
+
+  // -- breaker ----------------------------------------------------------------
+  runtime::circuit_breaker breaker;
+  bool probing = false;
+
+  // -- ingest -----------------------------------------------------------------
+  std::set<pending_ptr> in_flight;
+  std::deque<pending_ptr> waiting;
+  uint64_t forwarded_events = 0;
+
+  // -- hints ------------------------------------------------------------------
+  std::deque<hint_entry> hints;
+  size_t hints_in_flight = 0;
+  uint64_t hint_generation = 0;
+  uint64_t next_hint_seq = 1;
+  uint64_t hints_stored = 0;
+  uint64_t hints_delivered = 0;
+  uint64_t hints_refused = 0;
+  size_t hint_bytes = 0;
+
+  static inline const char* name = "cairn.peer_link";
+
+  const cluster_settings& cluster() const { return settings->cluster; }
+};
+
+using link_pointer = caf::stateful_actor<link_state>*;
+
+void pump(link_pointer self);
+void drain_hints(link_pointer self);
+
+// -- breaker bookkeeping ------------------------------------------------------
+
+/// Runs `f` on the breaker and logs / counts a state change it caused.
+template <class F>
+void with_breaker(link_pointer self, F f) {
+  auto& st = self->state;
+  auto before = st.breaker.raw_state();
+  f(st.breaker);
+  auto after = st.breaker.state(clock_type::now());
+  if (before == after)
+    return;
+  if (after == runtime::breaker_state::open)
+    st.metrics.breaker_opened->fetch_add(1);
+  spdlog::warn("breaker of peer {}: {} -> {}", st.addr.name,
+               runtime::to_string(before), runtime::to_string(after));
+}
+
+bool usable(link_pointer self) {
+  auto& st = self->state;
+  return st.remote
+         && st.breaker.state(clock_type::now()) == runtime::breaker_state::closed;
+}
+
+// -- hints --------------------------------------------------------------------
+
+void add_hint_bytes(link_pointer self, int64_t delta) {
+  auto& st = self->state;
+  st.hint_bytes = static_cast<size_t>(static_cast<int64_t>(st.hint_bytes)
+                                      + delta);
+  st.settings->hint_bytes.fetch_add(static_cast<size_t>(delta));
+}
+
+/// Moves a forwarded ingest into the hinted-handoff queue; its promise is
+/// delivered once the hint is durable (or with an error if the queue is
+/// full or the write fails).
+void to_hint(link_pointer self, const pending_ptr& item) {
+  auto& st = self->state;
+  item->settled = true;
+  hint_entry h;
+  h.rec.key = std::move(item->msg.key);
+  h.rec.partitions = std::move(item->msg.partitions);
+  h.rec.batches = std::move(item->msg.batches);
+  h.bytes = h.rec.bytes();
+  h.events = item->events;
+  auto limit = st.cluster().hints_max_bytes;
+  if (st.settings->hint_bytes.load() + h.bytes > limit) {
+    ++st.hints_refused;
+    st.metrics.hints_refused->fetch_add(1);
+    item->promise.deliver(caf::make_error(
+      caf::sec::runtime_error,
+      "unavailable: peer " + st.addr.name
+        + " is unreachable and the hinted-handoff queue is full"));
+    return;
+  }
+  h.seq = st.next_hint_seq++;
+  h.promise = item->promise;
+  h.has_promise = true;
+  add_hint_bytes(self, static_cast<int64_t>(h.bytes));
+  ++st.hints_stored;
+  st.metrics.hints_stored->fetch_add(1);
+  if (auto& store = st.cluster().hints) {
+    std::string bytes;
+    cqrs::encode_hint(h.rec, bytes);
+    auto seq = h.seq;
+    auto hdl = caf::actor_cast<caf::actor>(self);
+    store->append(st.index, seq, std::move(bytes),
+                  [hdl, seq](bool ok, std::string err) {
+                    caf::anon_send(hdl, hinted_atom::value, seq, ok,
+                                   std::move(err));
+                  });
+  } else {
+    // Persistence off: hints live in memory only (documented).
+    h.durable = true;
+    h.promise.deliver(h.events);
+    h.has_promise = false;
+  }
+  st.hints.push_back(std::move(h));
+}
+
+/// Pops the delivered prefix of the queue and deletes it from the store.
+void pop_delivered(link_pointer self) {
+  auto& st = self->state;
+  uint64_t upto = 0;
+  while (!st.hints.empty() && st.hints.front().acked
+         && st.hints.front().durable) {
+    auto& h = st.hints.front();
+    upto = h.seq;
+    add_hint_bytes(self, -static_cast<int64_t>(h.bytes));
+    ++st.hints_delivered;
+    st.metrics.hints_delivered->fetch_add(1);
+    --st.hints_in_flight;
+    st.hints.pop_front();
+  }
+  if (upto > 0 && st.cluster().hints)
+    st.cluster().hints->prune(st.index, 0, upto,
+                              [](bool ok, std::string err) {
+                                if (!ok)
+                                  spdlog::error("hint prune failed: {}", err);
+                              });
+  if (upto > 0 && st.hints.empty())
+    spdlog::info("hinted handoff to peer {} drained ({} delivered in total)",
+                 st.addr.name, st.hints_delivered);
+}
+
+/// Sends queued hints in order, at most `credits` in flight.
+void drain_hints(link_pointer self) {
+  auto& st = self->state;
+  if (!usable(self))
+    return;
+  auto credits = st.cluster().credits;
+  for (auto& h : st.hints) {
+    if (st.hints_in_flight >= credits)
+      break;
+    if (h.sent)
+      continue;
+    h.sent = true;
+    ++st.hints_in_flight;
+    remote_ingest msg{h.rec.partitions, h.rec.batches, h.rec.key};
+    auto seq = h.seq;
+    auto gen = st.hint_generation;
+    self
+      ->request(st.remote, st.cluster().ingest_timeout, forward_atom::value,
+                std::move(msg))
+      .then(
+        [self, seq](uint64_t) {
+          auto& st = self->state;
+          with_breaker(self, [](auto& b) { b.on_success(clock_type::now()); });
+          for (auto& h : st.hints)
+            if (h.seq == seq) {
+              h.acked = true;
+              break;
+            }
+          pop_delivered(self);
+          drain_hints(self);
+          if (st.hints.empty())
+            pump(self);
+        },
+        [self, seq, gen](caf::error& err) {
+          auto& st = self->state;
+          if (gen != st.hint_generation)
+            return;
+          spdlog::warn("hint {} to peer {} failed: {}", seq, st.addr.name,
+                       to_string(err));
+          with_breaker(self, [](auto& b) { b.on_failure(clock_type::now()); });
+          // Resend everything not yet acknowledged, in order, later.
+          ++st.hint_generation;
+          st.hints_in_flight = 0;
+          for (auto& h : st.hints) {
+            if (h.acked)
+              ++st.hints_in_flight;  // stays counted until popped
+            else
+              h.sent = false;
+          }
+        });
+  }
+}
+
+// -- live forwarding ----------------------------------------------------------
+
+void send_live(link_pointer self, pending_ptr item) {
+  auto& st = self->state;
+  st.in_flight.insert(item);
+  st.metrics.forwarded->fetch_add(1);
+  self
+    ->request(st.remote, st.cluster().ingest_timeout, forward_atom::value,
+              item->msg)
+    .then(
+      [self, item](uint64_t n) {
+        auto& st = self->state;
+        st.in_flight.erase(item);
+        if (item->settled)
+          return;
+        item->settled = true;
+        st.forwarded_events += item->events;
+        with_breaker(self, [](auto& b) { b.on_success(clock_type::now()); });
+        // The client's "duplicate" detection compares applied and accepted
+        // counts: report the owner's count unchanged.
+        item->promise.deliver(n);
+        pump(self);
+      },
+      [self, item](caf::error& err) {
+        auto& st = self->state;
+        st.in_flight.erase(item);
+        if (item->settled)
+          return;
+        spdlog::warn("forward to peer {} failed ({}); hinting {} events",
+                     st.addr.name, to_string(err), item->events);
+        with_breaker(self, [](auto& b) { b.on_failure(clock_type::now()); });
+        to_hint(self, item);
+        pump(self);
+      });
+}
+
+/// Sends waiting writes while credits allow; diverts them to hints when the
+/// peer is not usable or hints are pending (keeps the order).
+void pump(link_pointer self) {
+  auto& st = self->state;
+  while (!st.waiting.empty()) {
+    if (!st.hints.empty() || !usable(self)) {
+      auto item = std::move(st.waiting.front());
+      st.waiting.pop_front();
+      to_hint(self, item);
+      continue;
+    }
+    if (st.in_flight.size() >= st.cluster().credits)
+      return;
+    auto item = std::move(st.waiting.front());
+    st.waiting.pop_front();
+    send_live(self, std::move(item));
+  }
+}
+
+// -- connection ---------------------------------------------------------------
+
+void schedule_reconnect(link_pointer self) {
+  auto& st = self->state;
+  auto& c = st.cluster();
+  if (st.backoff.count() == 0)
+    st.backoff = c.reconnect_min;
+  // Full jitter in [backoff/2, backoff], then double up to the cap.
+  std::uniform_int_distribution<int64_t> jitter{st.backoff.count() / 2,
+                                                st.backoff.count()};
+  st.next_connect = clock_type::now()
+                    + std::chrono::milliseconds{jitter(st.rng)};
+  st.backoff = std::min(c.reconnect_max, st.backoff * 2);
+}
+
+void try_connect(link_pointer self) {
+  auto& st = self->state;
+  if (st.connecting || st.remote)
+    return;
+  st.connecting = true;
+  ++st.attempts;
+  auto& sys = self->system();
+  auto mm = st.cluster().tls ? sys.openssl_manager().actor_handle()
+                             : sys.middleman().actor_handle();
+  auto timeout = std::max<std::chrono::milliseconds>(
+    2s, st.cluster().connection_timeout);
+  self
+    ->request(mm, timeout, caf::connect_atom::value, st.addr.host,
+              st.addr.port)
+    .then(
+      [self](const caf::node_id& nid, caf::strong_actor_ptr& ptr,
+             const std::set<std::string>&) {
+        auto& st = self->state;
+        st.connecting = false;
+        if (!ptr) {
+          st.last_error = "no actor published on the peer's port";
+          schedule_reconnect(self);
+          return;
+        }
+        st.remote = caf::actor_cast<caf::actor>(std::move(ptr));
+        self->monitor(st.remote);
+        st.remote_node = to_string(nid);
+        st.status = peer_status::up;
+        st.since = cqrs::wall_clock_now();
+        st.backoff = std::chrono::milliseconds{0};
+        st.last_error.clear();
+        if (st.connects++ > 0)
+          st.metrics.reconnects->fetch_add(1);
+        spdlog::info("peer {} up at {}:{} (node {}, attempt {})",
+                     st.addr.name, st.addr.host, st.addr.port, st.remote_node,
+                     st.attempts);
+        st.attempts = 0;
+        // A breaker opened while the peer was gone probes it (half-open)
+        // when its reset timeout expires: see the tick.
+        drain_hints(self);
+        pump(self);
+      },
+      [self](caf::error& err) {
+        auto& st = self->state;
+        st.connecting = false;
+        st.last_error = to_string(err);
+        if (st.attempts == 1 || st.attempts % 20 == 0)
+          spdlog::info("peer {} not reachable yet ({}), retrying",
+                       st.addr.name, st.last_error);
+        schedule_reconnect(self);
+      });
+}
+
+void peer_lost(link_pointer self, const caf::error& reason) {
+  auto& st = self->state;
+  if (!st.remote)
+    return;
+  self->demonitor(st.remote);
+  st.remote = nullptr;
+  st.status = peer_status::unreachable;
+  st.since = cqrs::wall_clock_now();
+  st.last_error = to_string(reason);
+  st.metrics.peer_downs->fetch_add(1);
+  spdlog::warn("peer {} unreachable: {}", st.addr.name, st.last_error);
+  with_breaker(self, [](auto& b) { b.trip(clock_type::now()); });
+  // In-flight forwards would only fail at their timeout: hint them now (a
+  // redelivery of one the owner did apply is deduplicated by its key).
+  auto in_flight = std::move(st.in_flight);
+  st.in_flight.clear();
+  for (auto& item : in_flight)
+    if (!item->settled)
+      to_hint(self, item);
+  ++st.hint_generation;
+  st.hints_in_flight = 0;
+  for (auto& h : st.hints) {
+    if (h.acked)
+      ++st.hints_in_flight;
+    else
+      h.sent = false;
+  }
+  pump(self);
+  st.backoff = std::chrono::milliseconds{0};
+  schedule_reconnect(self);
+}
+
+json describe(link_pointer self) {
+  auto& st = self->state;
+  auto now = clock_type::now();
+  auto state = st.breaker.state(now);
+  auto& c = st.breaker.counters();
+  json b{{"state", std::string{runtime::to_string(state)}},
+         {"consecutive_failures", st.breaker.consecutive_failures()},
+         {"opened", c.opened},
+         {"half_opened", c.half_opened},
+         {"closed", c.closed},
+         {"rejected", c.rejected},
+         {"successes", c.successes},
+         {"failures", c.failures}};
+  if (state == runtime::breaker_state::open)
+    b["reopen_in_ms"] = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          st.breaker.reopen_at() - now)
+                          .count();
+  json out{{"name", st.addr.name},
+           {"address", st.addr.host + ":" + std::to_string(st.addr.port)},
+           {"status", to_string(st.status)},
+           {"since", st.since},
+           {"node_id", st.remote_node},
+           {"breaker", b},
+           {"in_flight", st.in_flight.size()},
+           {"waiting", st.waiting.size()},
+           {"forwarded_events", st.forwarded_events},
+           {"hints",
+            {{"pending", st.hints.size()},
+             {"bytes", st.hint_bytes},
+             {"stored", st.hints_stored},
+             {"delivered", st.hints_delivered},
+             {"refused", st.hints_refused}}}};
+  if (!st.last_error.empty())
+    out["last_error"] = st.last_error;
+  return out;
+}
+
+caf::behavior link_impl(link_pointer self, settings_ptr s, uint32_t index,
+                        std::deque<stored_hint> loaded) {
+  auto& st = self->state;
+  st.settings = s;
+  st.index = index;
+  st.addr = s->cluster.members[index];
+  st.breaker = runtime::circuit_breaker{s->cluster.breaker};
+  st.since = cqrs::wall_clock_now();
+  auto& m = *s->metrics;
+  st.metrics = counters{
+    &m.counter("cairn_cluster_hints_stored_total",
+               "Forwarded writes stored in the hinted-handoff queue"),
+    &m.counter("cairn_cluster_hints_delivered_total",
+               "Hints delivered to their owner"),
+    &m.counter("cairn_cluster_hints_refused_total",
+               "Writes refused because the hint queue was full"),
+    &m.counter("cairn_cluster_forwarded_total",
+               "Batches forwarded to their owner node"),
+    &m.counter("cairn_cluster_breaker_opened_total",
+               "Transitions of a peer breaker to open"),
+    &m.counter("cairn_cluster_reconnects_total", "Reconnections to a peer"),
+    &m.counter("cairn_cluster_peer_down_total", "Peers seen going down")};
+  for (auto& h : loaded) {
+    hint_entry e;
+    e.seq = h.seq;
+    e.rec = std::move(h.record);
+    e.bytes = e.rec.bytes();
+    for (auto& b : e.rec.batches)
+      e.events += b.size();
+    e.durable = true;
+    st.next_hint_seq = std::max(st.next_hint_seq, h.seq + 1);
+    add_hint_bytes(self, static_cast<int64_t>(e.bytes));
+    st.hints.push_back(std::move(e));
+  }
+  if (!st.hints.empty())
+    spdlog::info("{} hints pending for peer {} from a previous run",
+                 st.hints.size(), st.addr.name);
+  self->set_down_handler([self](caf::down_msg& dm) {
+    if (dm.source == self->state.remote.address())
+      peer_lost(self, dm.reason);
+  });
+  try_connect(self);
+  self->delayed_send(self, tick_interval, tick_atom::value);
+  return {
+    [self](ingest_atom, remote_ingest& msg) -> caf::result<uint64_t> {
+      auto& st = self->state;
+      auto item = std::make_shared<pending_ingest>();
+      for (auto& b : msg.batches)
+        item->events += b.size();
+      item->msg = std::move(msg);
+      item->promise = self->make_response_promise();
+      auto rp = item->promise;
+      if (!st.hints.empty() || !usable(self))
+        to_hint(self, item);
+      else if (st.in_flight.size() < st.cluster().credits && st.waiting.empty())
+        send_live(self, item);
+      else
+        st.waiting.push_back(item);
+      return caf::delegated<uint64_t>{};
+    },
+    [self](partial_atom, remote_query& q) -> caf::result<remote_partial> {
+      auto& st = self->state;
+      if (!st.remote)
+        return caf::make_error(caf::sec::runtime_error,
+                               "peer " + st.addr.name + " is unreachable");
+      if (st.breaker.state(clock_type::now())
+          != runtime::breaker_state::closed) {
+        (void) st.breaker.allow(clock_type::now());  // counted as rejected
+        return caf::make_error(caf::sec::runtime_error,
+                               "breaker of peer " + st.addr.name + " is open");
+      }
+      auto rp = self->make_response_promise<remote_partial>();
+      self
+        ->request(st.remote, st.cluster().request_timeout, partial_atom::value,
+                  std::move(q))
+        .then(
+          [self, rp](remote_partial& p) mutable {
+            with_breaker(self,
+                         [](auto& b) { b.on_success(clock_type::now()); });
+            rp.deliver(std::move(p));
+          },
+          [self, rp](caf::error& err) mutable {
+            with_breaker(self,
+                         [](auto& b) { b.on_failure(clock_type::now()); });
+            rp.deliver(std::move(err));
+          });
+      return rp;
+    },
+    [self](cluster_atom) -> std::string { return describe(self).dump(); },
+    [self](hinted_atom, uint64_t seq, bool ok, std::string& err) {
+      auto& st = self->state;
+      for (auto i = st.hints.begin(); i != st.hints.end(); ++i) {
+        if (i->seq != seq)
+          continue;
+        if (ok) {
+          i->durable = true;
+          if (i->has_promise)
+            i->promise.deliver(i->events);
+          i->has_promise = false;
+          pop_delivered(self);
+        } else {
+          spdlog::error("hint {} for peer {} not durable: {}", seq,
+                        st.addr.name, err);
+          if (i->has_promise)
+            i->promise.deliver(caf::make_error(
+              caf::sec::runtime_error, "unavailable: hint write failed: " + err));
+          add_hint_bytes(self, -static_cast<int64_t>(i->bytes));
+          if (i->sent)
+            --st.hints_in_flight;
+          st.hints.erase(i);
+        }
+        break;
+      }
+    },
+    [self](tick_atom) {
+      auto& st = self->state;
+      auto now = clock_type::now();
+      if (!st.remote && !st.connecting && now >= st.next_connect)
+        try_connect(self);
+      if (st.remote && !st.probing
+          && st.breaker.state(now) == runtime::breaker_state::half_open
+          && st.breaker.allow(now)) {
+        // The single half-open probe: a ping to the peer's node actor.
+        st.probing = true;
+        spdlog::info("breaker of peer {}: probing", st.addr.name);
+        self
+          ->request(st.remote, st.cluster().request_timeout,
+                    request_atom::value, std::string{R"({"cmd":"ping"})"})
+          .then(
+            [self](std::string&) {
+              self->state.probing = false;
+              with_breaker(self,
+                           [](auto& b) { b.on_success(clock_type::now()); });
+              drain_hints(self);
+              pump(self);
+            },
+            [self](caf::error&) {
+              self->state.probing = false;
+              with_breaker(self,
+                           [](auto& b) { b.on_failure(clock_type::now()); });
+            });
+      }
+      drain_hints(self);
+      pump(self);
+      self->delayed_send(self, tick_interval, tick_atom::value);
+    },
+  };
+}
+
+} // namespace
+
+std::deque<stored_hint> load_hints(const settings_ptr& settings,
+                                   uint32_t index) {
+  std::deque<stored_hint> out;
+  auto& store = settings->cluster.hints;
+  if (!store)
+    return out;
+  store->scan(index, 0, [&](uint64_t seq, std::string_view bytes) {
+    stored_hint h;
+    h.seq = seq;
+    if (!cqrs::decode_hint(bytes, h.record)) {
+      spdlog::error("hint {} of peer {} is corrupt; skipped", seq, index);
+      return true;
+    }
+    out.push_back(std::move(h));
+    return true;
+  });
+  return out;
+}
+
+caf::actor spawn_peer_link(caf::actor_system& sys, settings_ptr settings,
+                           uint32_t index, std::deque<stored_hint> hints) {
+  return sys.spawn(link_impl, std::move(settings), index, std::move(hints));
+}
+
+} // namespace cairn::actors
