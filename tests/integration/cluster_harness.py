@@ -124,13 +124,27 @@ max-threads = 2
             node.dump_log(tail_lines)
 
 
+_used_ts = set()
+
+
+def unique_ts(rng, t0):
+    """A timestamp in the last 5 minutes not used before: "last" is defined
+    by event time, so ties would make its expected value ambiguous."""
+    while True:
+        ts = t0 - rng.randrange(0, 300_000)
+        if ts not in _used_ts:
+            _used_ts.add(ts)
+            return ts
+
+
 def make_events(rng, t0, n, metrics=("cpu", "lat", "req")):
-    """Random events with every field present, within the 1s tier."""
+    """Random events with every field present, within the 1s tier, with
+    distinct timestamps."""
     out = []
     for _ in range(n):
         out.append({
             "metric": rng.choice(metrics),
-            "ts": t0 - rng.randrange(0, 300_000),
+            "ts": unique_ts(rng, t0),
             "value": round(rng.uniform(-50, 500), 3),
             "tags": {"host": f"h{rng.randrange(12)}",
                      "region": rng.choice(["eu", "us", "ap"])},
