@@ -407,6 +407,114 @@ void render_query(const query_spec& q, const query_partial& p,
   out["series"] = std::move(series);
 }
 
+namespace {
+
+void append_json_string(std::string& out, std::string_view text) {
+  out += json(text).dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+void append_number(std::string& out, double v) {
+  if (!std::isfinite(v)) {
+    out += "null";
+    return;
+  }
+  char buf[32];
+  auto res = std::to_chars(buf, buf + sizeof(buf), v);
+  out.append(buf, res.ptr);
+}
+
+void append_integer(std::string& out, int64_t v) {
+  char buf[24];
+  auto res = std::to_chars(buf, buf + sizeof(buf), v);
+  out.append(buf, res.ptr);
+}
+
+} // namespace
+
+void render_query_text(const query_spec& q, const query_partial& p,
+                       const tier_set& tiers, const ddsketch_mapping& m,
+                       const coverage& cov, const json* id,
+                       std::string& out) {
+  // Agg names as JSON keys, escaped once.
+  std::vector<std::string> keys;
+  keys.reserve(q.aggs.size());
+  for (auto& a : q.aggs) {
+    std::string k{","};
+    append_json_string(k, a.name);
+    k += ':';
+    keys.push_back(std::move(k));
+  }
+  out += "{\"ok\":true";
+  if (id != nullptr) {
+    out += ",\"id\":";
+    out += id->dump(-1, ' ', false, json::error_handler_t::replace);
+  }
+  out += ",\"step\":";
+  append_integer(out, q.step);
+  out += ",\"tier\":";
+  append_json_string(out, q.tier < tiers.size() ? tiers[q.tier].name
+                                                : std::string{});
+  out += ",\"partial\":";
+  out += cov.partial() ? "true" : "false";
+  if (cov.partial()) {
+    out += ",\"missing_partitions\":[";
+    for (size_t i = 0; i < cov.missing_partitions.size(); ++i) {
+      if (i > 0)
+        out += ',';
+      append_integer(out, cov.missing_partitions[i]);
+    }
+    out += ']';
+  }
+  out += ",\"series\":[";
+  bool first_series = true;
+  for (auto& [key, group] : p.groups) {
+    bool any = false;
+    for (auto& [t, b] : group.points)
+      if (!b.empty()) {
+        any = true;
+        break;
+      }
+    if (!any)
+      continue;
+    if (!first_series)
+      out += ',';
+    first_series = false;
+    out += "{\"tags\":{";
+    bool first_tag = true;
+    for (size_t i = 0; i < q.group_by.size() && i < group.values.size(); ++i)
+      if (group.values[i]) {
+        if (!first_tag)
+          out += ',';
+        first_tag = false;
+        append_json_string(out, q.group_by[i]);
+        out += ':';
+        append_json_string(out, *group.values[i]);
+      }
+    out += "},\"points\":[";
+    bool first_point = true;
+    for (auto& [t, b] : group.points) {
+      if (b.empty())
+        continue;
+      if (!first_point)
+        out += ',';
+      first_point = false;
+      out += "{\"t\":";
+      append_integer(out, t);
+      for (size_t i = 0; i < q.aggs.size(); ++i) {
+        auto& a = q.aggs[i];
+        out += keys[i];
+        if (a.kind == agg_kind::count)
+          append_integer(out, static_cast<int64_t>(b.count));
+        else
+          append_number(out, finalize(a, b, q.step, m));
+      }
+      out += '}';
+    }
+    out += "]}";
+  }
+  out += "]}";
+}
+
 void render_topk(const topk_spec& q, const topk_partial& p,
                  const ddsketch_mapping& m, const coverage& cov, json& out) {
   struct entry {

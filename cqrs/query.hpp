@@ -149,6 +149,14 @@ void render_query(const query_spec& q, const query_partial& p,
                   const tier_set& tiers, const ddsketch_mapping& m,
                   const coverage& cov, nlohmann::json& out);
 
+/// The same reply as render_query, written straight to text (the hot query
+/// path: building an nlohmann::json tree costs several times the query
+/// itself). `id`, unless null, is echoed as "id". Appends to `out`.
+void render_query_text(const query_spec& q, const query_partial& p,
+                       const tier_set& tiers, const ddsketch_mapping& m,
+                       const coverage& cov, const nlohmann::json* id,
+                       std::string& out);
+
 /// {"ok":true,"partial":false,"top":[{"tag":"/home","value":1234}]}, sorted
 /// by value descending (ties by tag ascending), at most k entries.
 void render_topk(const topk_spec& q, const topk_partial& p,

@@ -1,0 +1,147 @@
+// Micro-benchmarks of the domain hot paths: event parsing, projection
+// updates and a typical dashboard query. Run with --benchmark_min_time=0.2.
+#include "cqrs/event_parser.hpp"
+#include "cqrs/series_store.hpp"
+
+#include <benchmark/benchmark.h>
+#include <nlohmann/json.hpp>
+
+#include <random>
+
+using namespace cairn::cqrs;
+
+namespace {
+
+constexpr millis base_ts = 1'764'190'000'000;
+
+tier_set bench_tiers() { return tier_set::parse({"1s:15m", "1m:2d", "1h:90d"}); }
+
+/// Realistic event lines: 4 tags, mixed values, increasing timestamps.
+std::vector<std::string> event_lines(size_t n) {
+  std::mt19937_64 rng{1};
+  std::lognormal_distribution<double> latency{3, 1};
+  const char* services[] = {"api", "web", "auth", "billing"};
+  const char* regions[] = {"eu-west-1", "us-east-1", "ap-south-1"};
+  const char* paths[] = {"/api/v1/items", "/api/v1/users", "/login", "/health"};
+  std::vector<std::string> out;
+  for (size_t i = 0; i < n; ++i) {
+    char buf[512];
+    snprintf(buf, sizeof buf,
+             R"({"metric":"http.latency_ms","ts":%lld,"value":%.3f,)"
+             R"("tags":{"service":"%s","region":"%s","host":"host-%02d","path":"%s"}})",
+             static_cast<long long>(base_ts + static_cast<millis>(i)),
+             latency(rng), services[rng() % 4], regions[rng() % 3],
+             static_cast<int>(rng() % 50), paths[rng() % 4]);
+    out.emplace_back(buf);
+  }
+  return out;
+}
+
+void BM_parse_line(benchmark::State& state) {
+  auto lines = event_lines(4096);
+  event_parser parser;
+  event_batch batch;
+  size_t i = 0, bytes = 0;
+  for (auto _ : state) {
+    auto& line = lines[i++ & 4095];
+    bytes += line.size();
+    auto r = parser.parse_line(line, base_ts + 1000, batch);
+    benchmark::DoNotOptimize(r.kind);
+    if (batch.size() == 1024)
+      batch.clear();
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
+  state.SetBytesProcessed(static_cast<int64_t>(bytes));
+}
+BENCHMARK(BM_parse_line);
+
+/// Batches of 10000 events over `series` series, 1 s of event time each.
+void BM_apply(benchmark::State& state) {
+  auto num_series = static_cast<size_t>(state.range(0));
+  std::vector<std::string> keys;
+  for (size_t s = 0; s < num_series; ++s)
+    keys.push_back(make_series_key("http.latency_ms",
+                                   {{"host", "host-" + std::to_string(s)},
+                                    {"service", "api"}}));
+  std::mt19937_64 rng{2};
+  std::lognormal_distribution<double> latency{3, 1};
+  constexpr size_t batch_size = 10000;
+  event_batch batch;
+  std::vector<double> values(batch_size);
+  for (auto& v : values)
+    v = latency(rng);
+  series_store store{bench_tiers(), ddsketch_mapping{0.01}};
+  millis t0 = base_ts;
+  int64_t round = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    batch.clear();
+    for (size_t i = 0; i < batch_size; ++i) {
+      auto& k = keys[(i * 7919) % num_series];
+      batch.add(k, series_hash(k), t0 + static_cast<millis>(i / 10), values[i]);
+    }
+    t0 += 1000;
+    if (++round % 64 == 0)
+      store.evict(t0);
+    state.ResumeTiming();
+    store.apply(batch);
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * batch_size));
+  state.counters["buckets"] = static_cast<double>(store.bucket_count());
+}
+BENCHMARK(BM_apply)->Arg(100)->Arg(10000);
+
+/// A store of 1000 series holding 10 minutes of data (one event per series
+/// per second), and a 5-minute, 1 s-step query of one of its series.
+struct query_fixture {
+  tier_set tiers = bench_tiers();
+  series_store store{tiers, ddsketch_mapping{0.01}};
+  millis now = base_ts + 600'000;
+  query_spec q;
+
+  query_fixture() {
+    std::mt19937_64 rng{3};
+    std::lognormal_distribution<double> latency{3, 1};
+    event_batch batch;
+    for (millis t = base_ts; t < now; t += 1000) {
+      batch.clear();
+      for (int s = 0; s < 1000; ++s) {
+        auto k = make_series_key("http.latency_ms",
+                                 {{"host", "host-" + std::to_string(s)}});
+        batch.add(k, series_hash(k), t + s % 1000, latency(rng));
+      }
+      store.apply(batch);
+    }
+    auto req = nlohmann::json::parse(
+      R"({"op":"query","metric":"http.latency_ms","from":"-5m",)"
+      R"("aggs":["count","avg","p99"],"where":{"host":"host-42"}})");
+    q = std::get<query_spec>(parse_query(req, now, tiers));
+  }
+};
+
+void BM_query_5m(benchmark::State& state) {
+  static query_fixture f;
+  for (auto _ : state) {
+    query_partial p;
+    f.store.query(f.q, p);
+    benchmark::DoNotOptimize(p);
+  }
+}
+BENCHMARK(BM_query_5m)->Unit(benchmark::kMicrosecond);
+
+void BM_query_5m_render(benchmark::State& state) {
+  static query_fixture f;
+  size_t points = 0;
+  for (auto _ : state) {
+    query_partial p;
+    f.store.query(f.q, p);
+    nlohmann::json out;
+    render_query(f.q, p, f.tiers, f.store.mapping(), {}, out);
+    points = out["series"][0]["points"].size();
+    benchmark::DoNotOptimize(out);
+  }
+  state.counters["points"] = static_cast<double>(points);
+}
+BENCHMARK(BM_query_5m_render)->Unit(benchmark::kMicrosecond);
+
+} // namespace

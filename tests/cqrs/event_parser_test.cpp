@@ -1,0 +1,225 @@
+#include "cqrs/event_parser.hpp"
+#include "cqrs/series_key.hpp"
+
+#include <doctest/doctest.h>
+
+using namespace cairn::cqrs;
+
+namespace {
+
+constexpr millis now = 1'764'190'000'000;
+
+struct bad_case {
+  const char* name;
+  std::string line;
+  error_code code;
+  const char* message; ///< substring of the message
+};
+
+} // namespace
+
+TEST_SUITE("cqrs.event_parser") {
+
+TEST_CASE("happy path with defaults") {
+  event_parser p;
+  event_batch out;
+  auto r = p.parse_line(R"({"metric":"http.latency_ms"})", now, out);
+  REQUIRE(r.kind == line_kind::event);
+  REQUIRE(out.size() == 1);
+  CHECK(out.entries[0].ts == now);
+  CHECK(out.entries[0].value == 1);
+  CHECK(out.key(out.entries[0]) == "http.latency_ms");
+  CHECK(out.entries[0].hash == series_hash("http.latency_ms"));
+}
+
+TEST_CASE("tags are sorted into the key regardless of input order") {
+  event_parser p;
+  event_batch out;
+  auto a = p.parse_line(
+    R"({"tags":{"service":"api","region":"eu"},"value":12.5,"ts":1764190000123,"metric":"m","extra":[1,{"x":null}]})",
+    now, out);
+  auto b = p.parse_line(
+    R"({"metric":"m","ts":1764190000123,"value":-3,"tags":{"region":"eu","service":"api"}}  )",
+    now, out);
+  REQUIRE(a.kind == line_kind::event);
+  REQUIRE(b.kind == line_kind::event);
+  REQUIRE(out.size() == 2);
+  auto expected = make_series_key("m", {{"service", "api"}, {"region", "eu"}});
+  CHECK(out.key(out.entries[0]) == expected);
+  CHECK(out.key(out.entries[1]) == expected);
+  CHECK(out.entries[0].hash == series_hash(expected));
+  CHECK(out.entries[0].ts == 1'764'190'000'123);
+  CHECK(out.entries[0].value == 12.5);
+  CHECK(out.entries[1].value == -3);
+}
+
+TEST_CASE("escapes, unicode and limits at the edge are accepted") {
+  event_parser p;
+  event_batch out;
+  std::string key128(128, 'k');
+  std::string tags = "{";
+  for (int i = 0; i < 16; ++i)
+    tags += (i ? "," : "") + std::string{"\"t"} + std::to_string(i) + "\":\"\"";
+  tags += "}";
+  for (auto line : {
+         std::string{R"({"metric":"a\u002db","tags":{"city":"Zürich \"x\""}})"},
+         R"({"metric":")" + std::string(200, 'm') + "\"}",
+         R"({"metric":"m","tags":{")" + key128 + R"(":")" + key128 + "\"}}",
+         R"({"metric":"m","tags":)" + tags + "}",
+         std::string{R"({"metric":"m","ts":1764189000000,"value":1e300})"},
+         std::string{"{\"metric\":\"m\"}\r"},
+         std::string{R"({"metric":"A-z_0.9:/x","value":0})"},
+       }) {
+    auto r = p.parse_line(line, now, out);
+    CHECK_MESSAGE(r.kind == line_kind::event, line, " -> ", r.error.message);
+  }
+  CHECK(series_metric(out.key(out.entries[0])) == "a-b");
+}
+
+TEST_CASE("blank lines") {
+  event_parser p;
+  event_batch out;
+  for (auto line : {"", " ", "\r", " \t\r", "\n"})
+    CHECK(p.parse_line(line, now, out).kind == line_kind::blank);
+  CHECK(out.empty());
+}
+
+TEST_CASE("request lines are recognized by op") {
+  event_parser p;
+  event_batch out;
+  auto r = p.parse_line(R"({"op":"query","metric":"m","id":7})", now, out);
+  CHECK(r.kind == line_kind::request);
+  CHECK(r.op == "query");
+  r = p.parse_line(R"({"id":1,"op":"flush"})", now, out);
+  CHECK(r.kind == line_kind::request);
+  CHECK(r.op == "flush");
+  r = p.parse_line(R"({"op":5})", now, out);
+  CHECK(r.kind == line_kind::request);
+  CHECK(r.op.empty());
+  // Event validation does not apply to requests.
+  r = p.parse_line(R"({"op":"ingest","metric":"bad metric!","ts":1.5})", now, out);
+  CHECK(r.kind == line_kind::request);
+  CHECK(out.empty());
+  // ...but JSON validity does.
+  r = p.parse_line(R"({"op":"ping",})", now, out);
+  CHECK(r.kind == line_kind::error);
+  CHECK(r.error.code == error_code::bad_request);
+}
+
+TEST_CASE("every validation error") {
+  std::string deep = R"({"metric":"m","x":)" + std::string(100, '[')
+                     + std::string(100, ']') + "}";
+  std::string very_deep = R"({"metric":"m","x":)" + std::string(100000, '[')
+                          + std::string(100000, ']') + "}";
+  std::string many_tags = R"({"metric":"m","tags":{)";
+  for (int i = 0; i < 17; ++i)
+    many_tags += (i ? "," : "") + std::string{"\"t"} + std::to_string(i) + "\":\"v\"";
+  many_tags += "}}";
+  auto ec_bad = error_code::bad_request;
+  auto ec_inv = error_code::invalid_event;
+  bad_case cases[] = {
+    {"bad JSON", R"({"metric":"m",)", ec_bad, "invalid JSON"},
+    {"bad JSON 2", R"({"metric" "m"})", ec_bad, "invalid JSON"},
+    {"unterminated", R"({"metric":"m)", ec_bad, "invalid JSON"},
+    {"truncated", R"({"metric":"m")", ec_bad, "invalid JSON"},
+    {"trailing garbage", R"({"metric":"m"} x)", ec_bad, "invalid JSON"},
+    {"two objects", R"({"metric":"m"}{"metric":"n"})", ec_bad, "invalid JSON"},
+    {"bad atom in unknown field", R"({"metric":"m","x":[tru]})", ec_bad, "invalid JSON"},
+    {"array", R"([{"metric":"m"}])", ec_bad, "not a JSON object"},
+    {"string", R"("metric")", ec_bad, "not a JSON object"},
+    {"number", "42", ec_bad, "not a JSON object"},
+    {"garbage", "hello world", ec_bad, ""},
+    {"missing metric", R"({"value":1})", ec_inv, "missing \"metric\""},
+    {"metric not string", R"({"metric":5})", ec_inv, "metric must be a string"},
+    {"empty metric", R"({"metric":""})", ec_inv, "metric is empty"},
+    {"bad metric chars", R"({"metric":"http latency"})", ec_inv, "invalid character ' '"},
+    {"bad metric chars 2", R"({"metric":"m\u0000"})", ec_inv, "invalid character byte 0x00"},
+    {"bad metric unicode", R"({"metric":"tempé"})", ec_inv, "invalid character"},
+    {"too long metric", R"({"metric":")" + std::string(201, 'm') + "\"}", ec_inv,
+     "longer than 200"},
+    {"ts float", R"({"metric":"m","ts":1764190000000.5})", ec_inv, "must be an integer"},
+    {"ts exponent", R"({"metric":"m","ts":1.7e12})", ec_inv, "must be an integer"},
+    {"ts string", R"({"metric":"m","ts":"1764190000000"})", ec_inv, "got a string"},
+    {"ts huge", R"({"metric":"m","ts":99999999999999999999})", ec_inv, "out of range"},
+    {"ts huge negative", R"({"metric":"m","ts":-99999999999999999999})", ec_inv, "out of range"},
+    {"ts too old", R"({"metric":"m","ts":0})", ec_inv, "older than"},
+    {"ts in future", R"({"metric":"m","ts":1764190660000})", ec_inv, "in the future"},
+    {"ts bad number", R"({"metric":"m","ts":12x})", ec_bad, "invalid JSON"},
+    {"value NaN", R"({"metric":"m","value":NaN})", ec_bad, "invalid JSON"},
+    {"value Infinity", R"({"metric":"m","value":Infinity})", ec_bad, "invalid JSON"},
+    {"value string", R"({"metric":"m","value":"1"})", ec_inv, "value must be a number"},
+    {"value null", R"({"metric":"m","value":null})", ec_inv, "value must be a number"},
+    {"value 1e400", R"({"metric":"m","value":1e400})", ec_inv, "out of range"},
+    {"value -1e400", R"({"metric":"m","value":-1e400})", ec_inv, "out of range"},
+    {"tags not object", R"({"metric":"m","tags":["a","b"]})", ec_inv, "tags must be an object"},
+    {"tags string", R"({"metric":"m","tags":"a=b"})", ec_inv, "tags must be an object"},
+    {"tag value number", R"({"metric":"m","tags":{"a":1}})", ec_inv, "must have a string value"},
+    {"tag value object", R"({"metric":"m","tags":{"a":{"b":"c"}}})", ec_inv, "must have a string value"},
+    {"too many tags", many_tags, ec_inv, "more than 16 tags"},
+    {"empty tag key", R"({"metric":"m","tags":{"":"v"}})", ec_inv, "must not be empty"},
+    {"too long tag key", R"({"metric":"m","tags":{")" + std::string(129, 'k') + R"(":"v"}})",
+     ec_inv, "longer than 128 bytes"},
+    {"too long tag value", R"({"metric":"m","tags":{"k":")" + std::string(129, 'v') + R"("}})",
+     ec_inv, "longer than 128 bytes"},
+    {"duplicate tag key", R"({"metric":"m","tags":{"k":"a","k":"b"}})", ec_inv, "duplicate tag key"},
+    {"invalid UTF-8", "{\"metric\":\"m\",\"tags\":{\"k\":\"\xff\xfe\"}}", ec_bad, "UTF-8"},
+    {"invalid UTF-8 in unknown", "{\"metric\":\"m\",\"x\":\"\xc3\x28\"}", ec_bad, "UTF-8"},
+    {"deep nesting", deep, ec_bad, "nested deeper"},
+    {"very deep nesting", very_deep, ec_bad, "nested deeper"},
+    {"nul byte", std::string("{\"metric\":\"m\"}\0", 15), ec_bad, "invalid JSON"},
+  };
+  event_parser p;
+  event_batch out;
+  for (auto& c : cases) {
+    CAPTURE(c.name);
+    auto r = p.parse_line(c.line, now, out);
+    CHECK(r.kind == line_kind::error);
+    CHECK(r.error.code == c.code);
+    CHECK_MESSAGE(r.error.message.find(c.message) != std::string::npos,
+                  r.error.message);
+    CHECK(out.empty());
+  }
+  // The parser stays usable after errors.
+  CHECK(p.parse_line(R"({"metric":"ok"})", now, out).kind == line_kind::event);
+}
+
+TEST_CASE("parse_event rejects op and blank") {
+  event_parser p;
+  event_batch out;
+  auto r = p.parse_event(R"({"metric":"m","op":"ping"})", now, out);
+  CHECK(r.kind == line_kind::error);
+  CHECK(r.error.code == error_code::invalid_event);
+  CHECK(p.parse_event("", now, out).kind == line_kind::error);
+  CHECK(p.parse_event(R"({"metric":"m","value":2})", now, out).kind
+        == line_kind::event);
+  CHECK(out.size() == 1);
+}
+
+TEST_CASE("custom limits") {
+  event_limits l;
+  l.max_tags = 1;
+  l.max_metric_length = 3;
+  l.max_age = 1000;
+  event_parser p{l};
+  event_batch out;
+  CHECK(p.parse_line(R"({"metric":"abcd"})", now, out).kind == line_kind::error);
+  CHECK(p.parse_line(R"({"metric":"abc","tags":{"a":"1","b":"2"}})", now, out).kind
+        == line_kind::error);
+  CHECK(p.parse_line(R"({"metric":"abc","ts":1764189998000})", now, out).kind
+        == line_kind::error);
+  CHECK(p.parse_line(R"({"metric":"abc","ts":1764189999000})", now, out).kind
+        == line_kind::event);
+  CHECK(validate_metric("abc", l).empty());
+  CHECK(!validate_metric("a b", l).empty());
+}
+
+TEST_CASE("long lines grow the buffer and stay correct") {
+  event_parser p;
+  event_batch out;
+  std::string line = R"({"metric":"m","pad":")" + std::string(100000, 'x') + "\"}";
+  CHECK(p.parse_line(line, now, out).kind == line_kind::event);
+  CHECK(p.parse_line(R"({"metric":"n"})", now, out).kind == line_kind::event);
+  CHECK(out.size() == 2);
+}
+
+}
