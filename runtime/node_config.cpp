@@ -102,11 +102,13 @@ node_config::node_config() {
     .add(breaker_reset_max_text, "breaker-reset-max",
          "cap of the doubling open -> half-open delay")
     .add(hints_max_bytes, "hints-max-bytes",
-         "bound of the hinted-handoff queue (bytes, all peers)");
-  opt_group(custom_options_, "cairn.cluster.tls")
-    .add(tls_certificate, "certificate", "node certificate (PEM)")
-    .add(tls_key, "key", "node private key (PEM)")
-    .add(tls_ca_file, "ca-file", "CA certificate that signs every node");
+         "bound of the hinted-handoff queue (bytes, all peers)")
+    // Flat keys: a nested [cairn.cluster.tls] INI section would replace the
+    // whole [cairn.cluster] section in CAF 0.17.
+    .add(tls_certificate, "tls-certificate",
+         "node certificate (PEM); with key and CA: mutual TLS")
+    .add(tls_key, "tls-key", "node private key (PEM)")
+    .add(tls_ca_file, "tls-ca-file", "CA certificate that signs every node");
   opt_group(custom_options_, "cairn.ingest")
     .add(parsers, "parsers", "parser workers")
     .add(max_future_text, "max-future",
@@ -298,9 +300,9 @@ void node_config::validate() const {
                   || cluster_host == "::1";
   if (!loopback && !tls_enabled())
     fail("cairn.cluster.host",
-         "a non-loopback cluster port requires TLS (cairn.cluster.tls.*)");
+         "a non-loopback cluster port requires TLS (cairn.cluster.tls-*)");
   if (tls_enabled() && (tls_key.empty() || tls_ca_file.empty()))
-    fail("cairn.cluster.tls",
+    fail("cairn.cluster.tls-certificate",
          "certificate, key and ca-file must all be set for mutual TLS");
   if (!cluster_nodes.empty()) {
     bool self = false;
