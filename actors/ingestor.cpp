@@ -2,6 +2,8 @@
 
 #include "actors/messages.hpp"
 
+#include "actors/introspection.hpp"
+
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/response_promise.hpp>
@@ -40,9 +42,18 @@ struct ingestor_state {
   uint64_t next_key = 0;
   std::string key_prefix;
   static inline const char* name = "cairn.ingestor";
+
+  /// Console introspection: credits in use and queued batches per partition.
+  void describe(nlohmann::json& out) const {
+    out["credits_per_partition"] = settings->partition_credits;
+    out["in_flight"] = in_flight;
+    auto& queued = out["waiting"] = nlohmann::json::array();
+    for (auto& q : waiting)
+      queued.push_back(q.size());
+  }
 };
 
-using ingestor_pointer = caf::stateful_actor<ingestor_state>*;
+using ingestor_pointer = introspectable_actor<ingestor_state>*;
 
 void finish_one(const std::shared_ptr<fan_in>& f) {
   if (--f->outstanding == 0 && !f->failed)

@@ -45,6 +45,9 @@ public:
   /// Peer links by partition-map member index (null for this node; empty on
   /// a single node).
   const std::vector<caf::actor>& links() const noexcept { return links_; }
+  /// The parser pool (an actor_pool; its workers answer
+  /// (caf::sys_atom, caf::get_atom) -> std::vector<caf::actor>).
+  const caf::actor& parsers() const noexcept { return parsers_; }
 
 private:
   caf::actor_system& sys_;

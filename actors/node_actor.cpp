@@ -1,5 +1,7 @@
 #include "actors/node_actor.hpp"
 
+#include "actors/console_commands.hpp"
+#include "actors/introspection.hpp"
 #include "actors/messages.hpp"
 #include "actors/reply.hpp"
 
@@ -17,10 +19,12 @@ using nlohmann::json;
 
 struct node_actor_state {
   node* owner = nullptr;
+  /// The console endpoint (actors/console_commands.hpp).
+  std::unique_ptr<console_commands> console;
   static inline const char* name = "cairn.node";
 };
 
-using node_actor_pointer = caf::stateful_actor<node_actor_state>*;
+using node_actor_pointer = introspectable_actor<node_actor_state>*;
 
 std::string command_error(const std::string& message) {
   return json{{"ok", false}, {"error", message}}.dump();
@@ -28,6 +32,7 @@ std::string command_error(const std::string& message) {
 
 caf::behavior node_actor_impl(node_actor_pointer self, node* n) {
   self->state.owner = n;
+  self->state.console = std::make_unique<console_commands>(*n);
   return {
     [=](request_atom, const std::string& text) -> caf::result<std::string> {
       auto req = json::parse(text, nullptr, false);
@@ -53,6 +58,8 @@ caf::behavior node_actor_impl(node_actor_pointer self, node* n) {
                 });
         return rp;
       }
+      if (self->state.console->handles(cmd))
+        return self->state.console->run(self, req);
       return command_error("unknown command '" + cmd + "'");
     },
     // -- cluster (docs/cluster.md): peers reach partitions through here ---

@@ -1,5 +1,6 @@
 #include "actors/parser.hpp"
 
+#include "actors/introspection.hpp"
 #include "actors/messages.hpp"
 #include "actors/reply.hpp"
 #include "cqrs/event_parser.hpp"
@@ -61,7 +62,7 @@ struct parser_state {
   static inline const char* name = "cairn.parser";
 };
 
-using parser_pointer = caf::stateful_actor<parser_state>*;
+using parser_pointer = introspectable_actor<parser_state>*;
 
 void process(parser_pointer self, const job_ptr& j);
 

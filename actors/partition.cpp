@@ -1,5 +1,7 @@
 #include "actors/partition.hpp"
 
+#include "actors/introspection.hpp"
+
 #include "cqrs/idempotency_window.hpp"
 #include "cqrs/journal_record.hpp"
 #include "cqrs/series_store.hpp"
@@ -101,9 +103,33 @@ struct partition_state {
     stats.journal_seq = applied_seq;
     return stats;
   }
+  /// Console introspection (actors/introspection.hpp).
+  void describe(nlohmann::json& out) const {
+    out["partition"] = id;
+    out["recovering"] = recovering;
+    if (store) {
+      out["series"] = store->series_count();
+      out["buckets"] = store->bucket_count();
+      out["events"] = store->events_applied();
+    }
+    out["batches"] = stats.batches;
+    out["duplicates"] = stats.duplicates;
+    out["journal_seq"] = applied_seq;
+    out["next_seq"] = next_seq;
+    out["pending_writes"] = pending.size();
+    out["persistent"] = settings->journal != nullptr;
+    out["snapshot_seq"] = stats.snapshot_seq;
+    out["snapshot_in_flight"] = snapshot_in_flight;
+    out["events_since_snapshot"] = events_since_snapshot;
+    out["last_snapshot_ms"] = snapshots.empty() ? cqrs::millis{0}
+                                                : snapshots.back().second;
+    out["snapshots_kept"] = snapshots.size();
+  }
+
 };
 
-using partition_pointer = partition_actor::stateful_pointer<partition_state>;
+using partition_pointer
+  = introspectable_actor<partition_state, partition_actor::base>*;
 
 void take_snapshot(partition_pointer self) {
   auto& st = self->state;

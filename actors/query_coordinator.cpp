@@ -1,5 +1,6 @@
 #include "actors/query_coordinator.hpp"
 
+#include "actors/introspection.hpp"
 #include "actors/reply.hpp"
 #include "cqrs/partial_codec.hpp"
 
@@ -30,9 +31,15 @@ struct coordinator_state {
   /// Partitions this node owns (all of them on a single node).
   std::vector<uint32_t> local;
   static inline const char* name = "cairn.query_coordinator";
+
+  /// Console introspection.
+  void describe(nlohmann::json& out) const {
+    out["partitions"] = partitions.size();
+    out["query_timeout_ms"] = settings->query_timeout.count();
+  }
 };
 
-using coordinator_pointer = caf::stateful_actor<coordinator_state>*;
+using coordinator_pointer = introspectable_actor<coordinator_state>*;
 
 /// Where a scatter goes: local partitions (`local`), and, for a request
 /// from a client, every other owner through its peer link (`remote`, the

@@ -4,7 +4,7 @@
 //   query METRIC [AGGS] [-15m | from=T] [to=T] [step=D] [where k=v ...] [by t[,t]]
 //   topk  METRIC by TAG [k=N | N] [AGG | agg=AGG] [-1h | from=T] [to=T] [where k=v ...]
 //   series [METRIC] [where k=v ...] [limit=N]
-//   watch METRIC [AGGS] [step=D] [where k=v ...] [by t[,t]]
+//   watch METRIC [AGGS] [step=D] [where k=v ...] [by t[,t]] [limit=N]
 //
 // AGGS is a comma list of count, sum, min, max, avg, last, rate, pNN[.N].
 // Times: -15m, now, now-15m or epoch milliseconds; durations 500ms, 10s, 1m,
@@ -202,7 +202,8 @@ enum class read_kind { query, topk, series, watch };
 /// object: {"op":"query","metric":..,"aggs":[..],"from":..,"to":..,"step":..,
 /// "where":{..},"group_by":[..]} etc. Only given fields are set, so the node's
 /// defaults apply (docs/protocol.md). `watch` yields a query request without
-/// from/to (the caller sets them on every poll).
+/// from/to (the caller sets them on every poll); its "limit" is the number of
+/// polls (the caller removes it).
 inline std::variant<nlohmann::json, syntax_error>
 parse_read(std::string_view line) {
   using nlohmann::json;
@@ -320,8 +321,8 @@ parse_read(std::string_view line) {
                          + "' (count, sum, min, max, avg, last, rate, pNN)");
         req["agg"] = v;
       } else if (k == "limit") {
-        if (kind != read_kind::series)
-          return at(t, "only series takes limit=");
+        if (kind != read_kind::series && kind != read_kind::watch)
+          return at(t, "only series and watch take limit=");
         if (!all_digits(v) || v.size() > 9)
           return at(t, "limit must be a positive integer");
         req["limit"] = std::stoul(v);
