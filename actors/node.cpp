@@ -69,6 +69,7 @@ node::node(caf::actor_system& sys, std::shared_ptr<node_settings> settings)
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                 std::chrono::steady_clock::now() - start)
                 .count();
+    settings->recovery_ms = ms;
     spdlog::info("recovery complete: {} partitions, {} events replayed in {} ms",
                  partitions_.size(), replayed.load(), ms);
     if (settings->status == node_status::recovering)

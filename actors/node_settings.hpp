@@ -79,7 +79,9 @@ struct node_settings {
 
   std::chrono::milliseconds ingest_timeout{60000};
   std::chrono::milliseconds query_timeout{10000};
-  std::chrono::milliseconds evict_interval{5000};
+  /// Period of a partition's housekeeping tick: retention eviction and the
+  /// time-based snapshot check (so snapshot intervals >= 1 s are honoured).
+  std::chrono::milliseconds evict_interval{1000};
 
   // -- persistence (valid when journal != nullptr) ----------------------------
   std::shared_ptr<runtime::journal> journal;
@@ -100,6 +102,8 @@ struct node_settings {
   /// Bytes held by the hinted-handoff queues of all peers together.
   mutable std::atomic<size_t> hint_bytes{0};
   cqrs::millis started_at = 0;
+  /// Wall time the node took to recover all partitions (ms), once ready.
+  mutable std::atomic<int64_t> recovery_ms{0};
   /// Adds the gateway's connection figures to a stats reply (set by main
   /// before the gateway starts; reads the gateway's thread-safe counters).
   std::function<void(nlohmann::json&)> gateway_stats;

@@ -127,7 +127,7 @@ void dispatch_pending(parser_pointer self, const job_ptr& j) {
       j->c.conn->rejected.fetch_add(n);
       self->state.rejected->fetch_add(static_cast<int64_t>(n));
       spdlog::warn("{} events not acknowledged: {}", n, to_string(err));
-      j->slots[slot] = error_reply(nullptr, cqrs::error_code::unavailable,
+      j->slots[slot] = error_reply(no_id(), cqrs::error_code::unavailable,
                                    std::to_string(n)
                                      + " events were not acknowledged: "
                                      + to_string(err))
@@ -140,7 +140,7 @@ json request_id(const json& req) {
   if (req.is_object())
     if (auto i = req.find("id"); i != req.end())
       return *i;
-  return nullptr;
+  return no_id();
 }
 
 /// Handles {"op":"ingest",...}: validates every event, sends the accepted

@@ -48,6 +48,14 @@ recovered_partition_ptr recover_partition(uint32_t id,
   if (!result->report.ok)
     throw std::runtime_error("partition " + std::to_string(id)
                              + ": recovery failed: " + result->report.error);
+  // Snapshots newer than the one used were rejected as corrupt: drop them so
+  // they never count towards cairn.snapshot.keep and push a valid one out.
+  for (auto seq : s->journal->snapshot_seqs(id))
+    if (seq > result->report.snapshot_seq) {
+      spdlog::warn("partition {}: deleting corrupt snapshot at seq {}", id,
+                   seq);
+      s->journal->erase_snapshot(id, seq);
+    }
   result->recovery_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                           std::chrono::steady_clock::now() - start)
                           .count();
@@ -95,14 +103,6 @@ struct partition_state {
 
   runtime::journal* journal() const { return settings->journal.get(); }
 
-  partition_stats current_stats() {
-    stats.id = id;
-    stats.series = store->series_count();
-    stats.buckets = store->bucket_count();
-    stats.events = store->events_applied();
-    stats.journal_seq = applied_seq;
-    return stats;
-  }
   /// Console introspection (actors/introspection.hpp).
   void describe(nlohmann::json& out) const {
     out["partition"] = id;
@@ -126,6 +126,14 @@ struct partition_state {
     out["snapshots_kept"] = snapshots.size();
   }
 
+  partition_stats current_stats() {
+    stats.id = id;
+    stats.series = store->series_count();
+    stats.buckets = store->bucket_count();
+    stats.events = store->events_applied();
+    stats.journal_seq = applied_seq;
+    return stats;
+  }
 };
 
 using partition_pointer
@@ -299,14 +307,24 @@ partition_actor::behavior_type partition_impl(partition_pointer self,
       auto now = cqrs::wall_clock_now();
       st.stats.snapshot_seq = covered;
       st.snapshots.emplace_back(covered, now);
-      while (st.snapshots.size() > st.settings->snapshot_keep)
+      // Journal records may be deleted up to the oldest kept snapshot (so
+      // that falling back to it on a corrupt newer one loses nothing), and
+      // only as far as a snapshot taken at least raw-retention ago covers.
+      auto keep = std::min(st.settings->snapshot_keep, st.snapshots.size());
+      auto oldest_kept = st.snapshots[st.snapshots.size() - keep].first;
+      uint64_t old_enough = 0;
+      for (auto& [seq, taken] : st.snapshots)
+        if (taken <= now - st.settings->raw_retention)
+          old_enough = seq;
+      uint64_t upto = std::min(oldest_kept, old_enough);
+      // Entries before the newest old-enough one can no longer matter.
+      while (st.snapshots.size() > keep
+             && st.snapshots.front().first < std::min(oldest_kept, old_enough))
         st.snapshots.pop_front();
-      // Journal records are deleted up to the oldest kept snapshot (so that
-      // falling back to it on a corrupt newer one loses nothing), once that
-      // snapshot is older than the raw retention.
-      uint64_t upto = 0;
-      if (st.snapshots.front().second <= now - st.settings->raw_retention)
-        upto = st.snapshots.front().first;
+      // The final snapshots of a shutdown land after the journal closed:
+      // the next start prunes instead.
+      if (st.settings->status.load() == node_status::stopping)
+        return;
       st.journal()->prune(st.id, st.settings->snapshot_keep, upto,
                           [id = st.id](bool ok, std::string err) {
                             if (!ok)
@@ -322,6 +340,9 @@ partition_actor::behavior_type partition_impl(partition_pointer self,
       st.applied_seq = r->report.next_seq - 1;
       st.stats.snapshot_seq = r->report.snapshot_seq;
       st.stats.replayed_events = r->report.events_replayed;
+      // Replayed events count towards the next snapshot, or a node that is
+      // restarted often would replay more and more.
+      st.events_since_snapshot = r->report.events_replayed;
       st.stats.recovery_ms = r->recovery_ms;
       st.keys->expire(cqrs::wall_clock_now());
       if (r->report.snapshot_seq > 0)

@@ -231,6 +231,8 @@ void answer_stats(coordinator_pointer self, caf::response_promise rp,
     out["version"] = s->version;
     out["status"] = to_string(s->status.load());
     out["uptime_ms"] = cqrs::wall_clock_now() - s->started_at;
+    if (s->gateway_stats)
+      s->gateway_stats(out);
     uint64_t series = 0, buckets = 0, events = 0, replayed = 0;
     int64_t recovery_ms = 0;
     auto& parts = out["partitions"] = json::array();
@@ -254,7 +256,8 @@ void answer_stats(coordinator_pointer self, caf::response_promise rp,
     out["buckets"] = buckets;
     out["events_applied"] = events;
     out["recovery"] = {{"replayed_events", replayed},
-                       {"time_ms", recovery_ms}};
+                       {"time_ms", s->recovery_ms.load()},
+                       {"slowest_partition_ms", recovery_ms}};
     auto& counters = out["counters"] = json::object();
     for (auto& [name, value] : s->metrics->snapshot())
       counters[name] = value;

@@ -12,7 +12,7 @@ std::string error_reply(const nlohmann::json& id, cqrs::error_code code,
                         const std::string& message) {
   nlohmann::json out;
   out["ok"] = false;
-  if (!id.is_null())
+  if (!id.is_discarded())
     out["id"] = id;
   out["error"] = {{"code", std::string{cqrs::to_string(code)}},
                   {"message", message}};
@@ -29,7 +29,7 @@ std::string line_error_reply(uint64_t line, const cqrs::problem& p) {
 }
 
 std::string finish_reply(nlohmann::json& out, const nlohmann::json& id) {
-  if (!id.is_null())
+  if (!id.is_discarded())
     out["id"] = id;
   return out.dump(-1, ' ', false, dump_mode);
 }

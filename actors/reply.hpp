@@ -9,14 +9,21 @@
 
 namespace cairn::actors {
 
-/// {"ok":false,"id":ID,"error":{"code":C,"message":M}} (id omitted if null).
+/// The id of a request without "id": replies then carry no "id" field (an
+/// explicit "id":null is echoed as null).
+inline nlohmann::json no_id() {
+  return nlohmann::json(nlohmann::json::value_t::discarded);
+}
+
+/// {"ok":false,"id":ID,"error":{"code":C,"message":M}} (id omitted if
+/// no_id()).
 std::string error_reply(const nlohmann::json& id, cqrs::error_code code,
                         const std::string& message);
 
 /// {"ok":false,"line":N,"error":{...}} for a rejected fire-and-forget line.
 std::string line_error_reply(uint64_t line, const cqrs::problem& p);
 
-/// Sets out["id"] = id unless id is null, and dumps `out` to one line.
+/// Sets out["id"] = id unless id is no_id(), and dumps `out` to one line.
 std::string finish_reply(nlohmann::json& out, const nlohmann::json& id);
 
 } // namespace cairn::actors

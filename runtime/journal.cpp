@@ -555,6 +555,20 @@ std::optional<std::string> journal::read_snapshot(uint32_t partition,
   return std::nullopt;
 }
 
+bool journal::erase_snapshot(uint32_t partition, uint64_t covered_seq) {
+  auto& db = impl_->checked_db();
+  char key[key_size];
+  make_key(snapshot_kind, partition, covered_seq, key);
+  leveldb::WriteOptions wo;
+  wo.sync = true;
+  auto status = db.Delete(wo, leveldb::Slice{key, key_size});
+  if (!status.ok())
+    spdlog::error("journal {}: cannot delete snapshot of partition {} at seq "
+                  "{}: {}",
+                  impl_->path, partition, covered_seq, status.ToString());
+  return status.ok();
+}
+
 // -- properties ---------------------------------------------------------------
 
 uint64_t journal::approximate_size() const {

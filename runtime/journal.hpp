@@ -179,6 +179,11 @@ public:
   std::optional<std::string> read_snapshot(uint32_t partition,
                                            uint64_t covered_seq) const;
 
+  /// Deletes the snapshot ('s', partition, covered_seq), synced. Blocking;
+  /// meant for recovery, which drops snapshots it found corrupt so they never
+  /// count towards `keep` again. Returns false (logged) on a LevelDB error.
+  bool erase_snapshot(uint32_t partition, uint64_t covered_seq);
+
   // -- properties -------------------------------------------------------------
 
   /// Bytes of the files in the database directory.

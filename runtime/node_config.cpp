@@ -134,7 +134,7 @@ node_config::node_config() {
     .add(snapshot_interval_text, "interval", "snapshot a partition this often")
     .add(snapshot_keep, "keep", "snapshots kept per partition");
   opt_group(custom_options_, "cairn.idempotency")
-    .add(idempotency_keys, "keys", "idempotency keys remembered per node")
+    .add(idempotency_keys, "keys", "idempotency keys remembered per partition")
     .add(idempotency_window_text, "window", "how long a key is remembered");
   opt_group(custom_options_, "cairn.log")
     .add(log_level, "level", "trace | debug | info | warn | error | off")

@@ -14,6 +14,7 @@
 #include <caf/openssl/manager.hpp>
 #include <caf/openssl/publish.hpp>
 
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include <csignal>
@@ -37,9 +38,24 @@ sigset_t block_stop_signals() {
 int run(runtime::node_config& cfg, const sigset_t& signals) {
   runtime::setup_logging(cfg.node_name, cfg.log_level, cfg.log_file);
   auto settings = actors::make_node_settings(cfg);
+  // stats replies show the gateway's connection figures once it runs.
+  std::atomic<runtime::tcp_server*> gateway{nullptr};
+  settings->gateway_stats = [&gateway](nlohmann::json& out) {
+    if (auto* tcp = gateway.load()) {
+      auto st = tcp->stats();
+      out["connections"] = {{"open", st.connections_open},
+                            {"accepted", st.connections_accepted},
+                            {"refused", st.connections_refused},
+                            {"lines_too_large", st.lines_too_large},
+                            {"bytes_read", st.bytes_read}};
+    }
+  };
   if (cfg.storage_enabled) {
     runtime::journal_options jopts;
     jopts.sync = *runtime::parse_sync_mode(cfg.storage_sync);
+    // Journal records live only until a snapshot covers them: compressing
+    // them costs ingest CPU and saves little disk.
+    jopts.compression = false;
     jopts.sync_interval = std::chrono::milliseconds{
       *runtime::parse_duration(cfg.storage_sync_interval_text)};
     settings->journal = runtime::journal::open(cfg.storage_path, jopts);
@@ -102,6 +118,7 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
                             node.dispatch(std::move(c));
                           }};
   tcp.start();
+  gateway.store(&tcp);
 
   // POST /api takes one request line and answers through the same pipeline
   // as a TCP connection of its own.
@@ -142,6 +159,7 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
   settings->status = actors::node_status::stopping;
   http.stop();
   tcp.stop(std::chrono::seconds{3});
+  gateway.store(nullptr);
   node.shutdown();
   caf::anon_send_exit(node_actor, caf::exit_reason::user_shutdown);
   if (!cfg.tls_enabled())
@@ -157,6 +175,13 @@ int main(int argc, char** argv) {
   runtime::node_config cfg;
   actors::register_message_types(cfg);
   cfg.load<caf::io::middleman>();
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg{argv[i]};
+    if (arg == "-h" || arg == "--help" || arg == "-?") {
+      std::cout << cfg.help_text();
+      return 0;
+    }
+  }
   if (auto err = cfg.parse(argc, argv)) {
     std::cerr << "cairn-node: " << cfg.render(err) << '\n';
     return 1;
