@@ -331,6 +331,15 @@ std::optional<cqrs::problem> run_read(coordinator_pointer self,
     scatter<cqrs::query_partial>(
       self, std::move(plan),
       [sink, q, s](cqrs::query_partial&& x, cqrs::coverage&& cov) {
+        if (!sink.partial) {
+          // The hot read path: write the reply text directly.
+          std::string text;
+          cqrs::render_query_text(*q, x, s->tiers, s->mapping, cov,
+                                  sink.id.is_discarded() ? nullptr : &sink.id,
+                                  text);
+          sink.reply(std::move(text));
+          return;
+        }
         deliver_read<cqrs::query_partial>(
           sink, std::move(x), std::move(cov),
           [&](const cqrs::query_partial& p, const cqrs::coverage& c,
