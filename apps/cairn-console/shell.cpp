@@ -78,12 +78,24 @@ std::string tags_text(const json& tags) {
   return cli::format_tags(cli::json(tags));
 }
 
-/// "k=v k=v" of the scalar members of `obj`, at most `max` characters.
+/// "k=v k=v" of the scalar members of `obj`, the telling ones first, at
+/// most `max` characters.
 std::string summary(const json& obj, size_t max = 70) {
   std::string out;
   if (!obj.is_object())
     return obj.is_null() ? "" : obj.dump();
-  for (auto& [k, v] : obj.items()) {
+  static const std::vector<std::string> first = {
+    "status", "series", "buckets", "events", "journal_seq", "snapshot_seq",
+    "pending_writes", "recovering"};
+  std::vector<std::pair<std::string, json>> ordered;
+  for (auto& k : first)
+    if (auto it = obj.find(k); it != obj.end())
+      ordered.emplace_back(k, *it);
+  for (auto& [k, v] : obj.items())
+    if (std::find(first.begin(), first.end(), k) == first.end()
+        && k != "partition")
+      ordered.emplace_back(k, v);
+  for (auto& [k, v] : ordered) {
     if (v.is_structured())
       continue;
     auto part = k + "=" + cell(v);
@@ -359,9 +371,11 @@ int shell::fail_syntax(const std::string& line, size_t pos, size_t len,
               .dump()
          << std::endl;
   } else {
-    err_ << "error: " << message << '\n'
-         << render_error(line, syntax_error{pos, len, message}, "  ") << '\n'
-         << std::flush;
+    // The message once, then the line with a caret under the token.
+    auto caret = render_error(line, syntax_error{pos, len, ""}, "  ");
+    while (!caret.empty() && caret.back() == ' ')
+      caret.pop_back();
+    err_ << "error: " << message << '\n' << caret << '\n' << std::flush;
   }
   last_status_ = exit_code::failed;
   return exit_code::failed;
@@ -443,10 +457,10 @@ std::string shell::prompt() {
   if (!st.connected)
     return "cairn (disconnected)> ";
   if (node_name_.empty() || st.generation != seen_generation_) {
+    note_connection();
     auto r = link_.call({{"cmd", "ping"}}, 2000ms);
     if (r.failure == transport::none)
       node_name_ = r.reply.value("node", std::string{});
-    note_connection();
   }
   return "cairn " + (node_name_.empty() ? link_.address() : node_name_)
          + "> ";
@@ -455,9 +469,12 @@ std::string shell::prompt() {
 int shell::execute(const std::string& raw_line) {
   clear_interrupt();
   last_status_ = exit_code::ok;
-  auto line = raw_line;
-  while (!line.empty() && (line.back() == '\r' || line.back() == '\n'))
-    line.pop_back();
+  // Surrounding blanks are dropped so that carets line up with the echo.
+  auto first = raw_line.find_first_not_of(" \t\r\n");
+  auto last = raw_line.find_last_not_of(" \t\r\n");
+  auto line = first == std::string::npos
+                ? std::string{}
+                : raw_line.substr(first, last - first + 1);
   auto tokenized = tokenize(line);
   if (auto* e = std::get_if<syntax_error>(&tokenized))
     return fail_syntax(line, e->pos, e->len, e->message);
@@ -953,8 +970,10 @@ int shell::cmd_watch(const std::string& line,
          << "s, step " << req["step"].get<std::string>()
          << " (Ctrl-C to stop)\n";
     std::string header = "TIME                ";
-    for (auto& g : group_by)
-      header += "  " + g.get<std::string>();
+    for (auto& g : group_by) {
+      auto name = g.get<std::string>();
+      header += "  " + name + std::string(name.size() < 12 ? 12 - name.size() : 0, ' ');
+    }
     for (auto& a : aggs) {
       auto name = a.get<std::string>();
       header += "  " + std::string(name.size() < 12 ? 12 - name.size() : 0, ' ')
@@ -1012,7 +1031,7 @@ int shell::cmd_watch(const std::string& line,
             auto v = tags.contains(g.get<std::string>())
                        ? cell(tags[g.get<std::string>()])
                        : "-";
-            text += "  " + v;
+            text += "  " + v + std::string(v.size() < 12 ? 12 - v.size() : 0, ' ');
           }
           for (auto& a : aggs) {
             auto v = cell(p.value(a.get<std::string>(), json{}));
@@ -1052,10 +1071,10 @@ int shell::cmd_breakers(const std::string&,
     return last_status_;
   auto& list = (*reply)["breakers"];
   if (list.empty()) {
-    out_ << "no circuit breakers";
     if (reply->contains("note"))
-      out_ << " (" << (*reply)["note"].get<std::string>() << ")";
-    out_ << std::endl;
+      out_ << (*reply)["note"].get<std::string>() << std::endl;
+    else
+      out_ << "no circuit breakers" << std::endl;
     return exit_code::ok;
   }
   text_table t;
@@ -1092,13 +1111,23 @@ int shell::cmd_snapshot(const std::string&,
   t.add_column("WRITTEN");
   t.add_column("TOOK", align::right);
   t.add_column("NOTE");
-  for (auto& s : (*reply)["snapshots"])
+  size_t empty = 0;
+  for (auto& s : (*reply)["snapshots"]) {
+    if (w[1] == "all" && s.value("covered_seq", 0) == 0
+        && !s.contains("error")) {
+      ++empty;
+      continue;
+    }
     t.add_row({"p" + cell(s.value("partition", json{})),
                cell(s.value("covered_seq", json{})),
                s.value("written", false) ? "yes" : "no",
                s.contains("took_ms") ? cell(s["took_ms"]) + "ms" : "-",
                s.value("note", s.value("error", std::string{}))});
-  t.print(out_);
+  }
+  if (!t.empty())
+    t.print(out_);
+  if (empty > 0)
+    out_ << empty << " empty partitions skipped (nothing to snapshot)\n";
   out_ << std::flush;
   return exit_code::ok;
 }
