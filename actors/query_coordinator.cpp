@@ -409,9 +409,9 @@ caf::behavior coordinator_impl(coordinator_pointer self, settings_ptr s,
       auto& st = self->state;
       auto req = json::parse(line, nullptr, false);
       if (req.is_discarded() || !req.is_object())
-        return error_reply(nullptr, cqrs::error_code::bad_request,
+        return error_reply(no_id(), cqrs::error_code::bad_request,
                            "request is not a JSON object");
-      auto id = req.contains("id") ? req["id"] : json{};
+      auto id = req.contains("id") ? req["id"] : no_id();
       auto op = req.value("op", std::string{});
       auto now = cqrs::wall_clock_now();
       auto rp = self->make_response_promise<std::string>();
