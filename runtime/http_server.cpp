@@ -3,6 +3,10 @@
 // session, and a pending API reply holding it, never outlive their executor).
 #include "runtime/http_server.hpp"
 
+#include "runtime/detail/io_threads.hpp"
+#include "runtime/detail/listener.hpp"
+#include "runtime/detail/session_registry.hpp"
+
 // Boost 1.74 asio/awaitable.hpp uses std::exchange without <utility> in C++20.
 #include <utility>
 
@@ -20,9 +24,6 @@
 #include <optional>
 #include <sstream>
 #include <stdexcept>
-#include <thread>
-#include <unordered_map>
-#include <vector>
 
 namespace cairn::runtime {
 
@@ -130,33 +131,14 @@ struct shared_state {
   http_server::api_handler on_api;
   asio::io_context ioc;
 
-  std::mutex mtx;
-  std::unordered_map<uint64_t, std::shared_ptr<http_session>> sessions;
-  bool accepting_posts = true;
-  std::atomic<uint64_t> next_id{1};
+  /// Live sessions; late API replies are dropped once the I/O threads are
+  /// gone.
+  detail::session_registry<http_session> sessions;
 
   shared_state(http_server_options o, metrics_registry& m,
                http_server::api_handler h)
     : opts(std::move(o)), metrics(m), on_api(std::move(h)),
       ioc(static_cast<int>(std::max<size_t>(opts.io_threads, 1))) {
-  }
-
-  std::vector<std::shared_ptr<http_session>> all_sessions() {
-    std::lock_guard<std::mutex> guard{mtx};
-    std::vector<std::shared_ptr<http_session>> out;
-    for (auto& kv : sessions)
-      out.push_back(kv.second);
-    return out;
-  }
-
-  void remove(uint64_t id) {
-    std::shared_ptr<http_session> victim;
-    std::lock_guard<std::mutex> guard{mtx};
-    auto i = sessions.find(id);
-    if (i != sessions.end()) {
-      victim = std::move(i->second);
-      sessions.erase(i);
-    }
   }
 };
 
@@ -289,20 +271,20 @@ private:
                                    keep](int status, std::string json) {
       if (answered->exchange(true))
         return;  // exactly once
-      std::lock_guard<std::mutex> guard{st->mtx};
-      if (!st->accepting_posts)
-        return;
-      asio::post(self->stream_.get_executor(),
-                 [self, status, version, keep, json = std::move(json)]() mutable {
-                   self->busy_.store(false);
-                   if (self->closed_)
-                     return;
-                   auto code = static_cast<http::status>(status);
-                   if (http::to_status_class(code) == http::status_class::unknown)
-                     code = http::status::internal_server_error;
-                   self->send(self->make_text(code, std::move(json), version,
-                                              keep, "application/json"));
-                 });
+      st->sessions.post_if_running([&] {
+        asio::post(
+          self->stream_.get_executor(),
+          [self, status, version, keep, json = std::move(json)]() mutable {
+            self->busy_.store(false);
+            if (self->closed_)
+              return;
+            auto code = static_cast<http::status>(status);
+            if (http::to_status_class(code) == http::status_class::unknown)
+              code = http::status::internal_server_error;
+            self->send(self->make_text(code, std::move(json), version, keep,
+                                       "application/json"));
+          });
+      });
     };
     try {
       state_->on_api(std::move(body), std::move(reply));
@@ -351,7 +333,7 @@ private:
     error_code ignored;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
     stream_.socket().close(ignored);
-    state_->remove(id_);
+    state_->sessions.remove(id_);
   }
 
   beast::tcp_stream stream_;
@@ -365,68 +347,15 @@ private:
   std::atomic<bool> busy_{false};
 };
 
-// -- listener -------------------------------------------------------------------
+// -- accepting ------------------------------------------------------------------
 
-class listener : public std::enable_shared_from_this<listener> {
-public:
-  listener(std::shared_ptr<shared_state> state, tcp::endpoint ep)
-    : state_(std::move(state)), acceptor_(asio::make_strand(state_->ioc)) {
-    error_code ec;
-    acceptor_.open(ep.protocol(), ec);
-    if (!ec)
-      acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
-    if (!ec)
-      acceptor_.bind(ep, ec);
-    if (!ec)
-      acceptor_.listen(asio::socket_base::max_listen_connections, ec);
-    if (ec)
-      throw std::runtime_error("http_server: cannot listen on "
-                               + ep.address().to_string() + ":"
-                               + std::to_string(ep.port()) + ": "
-                               + ec.message());
-    port_ = acceptor_.local_endpoint().port();
-  }
-
-  uint16_t port() const noexcept { return port_; }
-
-  void run() { do_accept(); }
-
-  void post_close() {
-    asio::post(acceptor_.get_executor(), [self = shared_from_this()] {
-      error_code ignored;
-      self->acceptor_.close(ignored);
-    });
-  }
-
-private:
-  void do_accept() {
-    acceptor_.async_accept(
-      asio::make_strand(state_->ioc),
-      beast::bind_front_handler(&listener::on_accept, shared_from_this()));
-  }
-
-  void on_accept(error_code ec, tcp::socket socket) {
-    if (ec) {
-      fail(ec, "accept");
-      if (acceptor_.is_open())
-        do_accept();
-      return;
-    }
-    auto id = state_->next_id.fetch_add(1);
-    auto session = std::make_shared<http_session>(std::move(socket), state_,
-                                                  id);
-    {
-      std::lock_guard<std::mutex> guard{state_->mtx};
-      state_->sessions.emplace(id, session);
-    }
-    session->start();
-    do_accept();
-  }
-
-  std::shared_ptr<shared_state> state_;
-  tcp::acceptor acceptor_;
-  uint16_t port_ = 0;
-};
+/// Starts a session for an accepted socket.
+void on_accept(const std::shared_ptr<shared_state>& state, tcp::socket socket) {
+  auto id = state->sessions.next_id();
+  auto session = std::make_shared<http_session>(std::move(socket), state, id);
+  state->sessions.add(id, session);
+  session->start();
+}
 
 } // namespace
 
@@ -434,10 +363,8 @@ private:
 
 struct http_server::impl {
   std::shared_ptr<shared_state> state;
-  std::shared_ptr<listener> acceptor;
-  std::optional<asio::executor_work_guard<asio::io_context::executor_type>>
-    work;
-  std::vector<std::thread> threads;
+  std::shared_ptr<detail::listener> acceptor;
+  detail::io_threads threads;
   uint16_t port = 0;
   bool started = false;
   bool stopped = false;
@@ -460,36 +387,16 @@ void http_server::start() {
   if (impl_->started)
     throw std::logic_error("http_server: start() called twice");
   auto& st = *impl_->state;
-  tcp::endpoint ep;
-  error_code ec;
-  auto addr = asio::ip::make_address(st.opts.host, ec);
-  if (!ec) {
-    ep = tcp::endpoint{addr, st.opts.port};
-  } else {
-    tcp::resolver resolver{st.ioc};
-    auto results = resolver.resolve(st.opts.host, std::to_string(st.opts.port),
-                                    ec);
-    if (ec || results.empty())
-      throw std::runtime_error("http_server: cannot resolve '" + st.opts.host
-                               + "': " + ec.message());
-    ep = results.begin()->endpoint();
-  }
-  impl_->acceptor = std::make_shared<listener>(impl_->state, ep);
+  auto ep = detail::resolve_endpoint(st.ioc, st.opts.host, st.opts.port,
+                                     "http_server");
+  impl_->acceptor = std::make_shared<detail::listener>(
+    st.ioc, ep, "http_server", fail,
+    [state = impl_->state](tcp::socket socket) {
+      on_accept(state, std::move(socket));
+    });
   impl_->port = impl_->acceptor->port();
   impl_->acceptor->run();
-  impl_->work.emplace(st.ioc.get_executor());
-  auto n = std::max<size_t>(st.opts.io_threads, 1);
-  for (size_t i = 0; i < n; ++i)
-    impl_->threads.emplace_back([state = impl_->state] {
-      for (;;) {
-        try {
-          state->ioc.run();
-          return;
-        } catch (const std::exception& e) {
-          spdlog::error("http: I/O thread caught: {}", e.what());
-        }
-      }
-    });
+  impl_->threads.start(st.ioc, st.opts.io_threads, "http");
   impl_->started = true;
   spdlog::info("http: listening on {}:{}", ep.address().to_string(),
                impl_->port);
@@ -506,48 +413,7 @@ void http_server::stop(std::chrono::milliseconds grace) {
     return;
   }
   impl_->stopped = true;
-  auto& st = *impl_->state;
-  using clock = std::chrono::steady_clock;
-  impl_->acceptor->post_close();
-  // Let API requests in flight be answered.
-  auto deadline = clock::now() + grace;
-  for (;;) {
-    auto sessions = st.all_sessions();
-    bool busy = std::any_of(sessions.begin(), sessions.end(),
-                            [](auto& s) { return s->busy(); });
-    if (!busy || clock::now() >= deadline)
-      break;
-    std::this_thread::sleep_for(std::chrono::milliseconds{5});
-  }
-  for (auto& s : st.all_sessions())
-    s->post_close();
-  impl_->work.reset();
-  auto run_out = clock::now() + std::chrono::milliseconds{500};
-  while (!st.ioc.stopped() && clock::now() < run_out)
-    std::this_thread::sleep_for(std::chrono::milliseconds{2});
-  st.ioc.stop();
-  for (auto& t : impl_->threads)
-    if (t.joinable())
-      t.join();
-  impl_->threads.clear();
-  // Late replies are dropped from now on; drain what is still queued so that
-  // no handler keeps a session (and the io_context it holds) alive.
-  {
-    std::lock_guard<std::mutex> guard{st.mtx};
-    st.accepting_posts = false;
-  }
-  for (auto& s : st.all_sessions())
-    s->post_close();
-  st.ioc.restart();
-  while (st.ioc.poll() > 0) {
-  }
-  std::unordered_map<uint64_t, std::shared_ptr<http_session>> victims;
-  {
-    std::lock_guard<std::mutex> guard{st.mtx};
-    victims.swap(st.sessions);
-  }
-  victims.clear();
-  impl_->acceptor.reset();
+  impl_->state->sessions.graceful_stop(impl_->acceptor, impl_->threads, grace);
   spdlog::info("http: stopped");
 }
 

@@ -15,6 +15,9 @@
 // pushes back on the client.
 #include "runtime/tcp_server.hpp"
 
+#include "runtime/detail/io_threads.hpp"
+#include "runtime/detail/listener.hpp"
+#include "runtime/detail/session_registry.hpp"
 
 // Boost 1.74 asio/awaitable.hpp uses std::exchange without <utility> in C++20.
 #include <utility>
@@ -28,10 +31,7 @@
 #include <cstring>
 #include <deque>
 #include <mutex>
-#include <optional>
 #include <stdexcept>
-#include <thread>
-#include <unordered_map>
 #include <vector>
 
 namespace cairn::runtime {
@@ -78,14 +78,10 @@ struct shared_state {
   std::atomic<uint64_t> connections_refused{0};
   std::atomic<uint64_t> lines_too_large{0};
   std::atomic<uint64_t> bytes_read{0};
-  std::atomic<uint64_t> next_id{1};
 
-  /// Guards `sessions` and `accepting_posts`.
-  std::mutex mtx;
-  std::unordered_map<uint64_t, std::shared_ptr<tcp_session>> sessions;
-  /// False once the I/O threads are gone: late completions are dropped
-  /// instead of being queued on a dead io_context.
-  bool accepting_posts = true;
+  /// Live sessions; late completions are dropped once the I/O threads are
+  /// gone instead of being queued on a dead io_context.
+  detail::session_registry<tcp_session> sessions;
   /// Set by stop(): sessions stop reading new bytes.
   std::atomic<bool> draining{false};
 
@@ -93,33 +89,6 @@ struct shared_state {
     : opts(std::move(o)), on_chunk(std::move(h)), ioc(static_cast<int>(
                                                     std::max<size_t>(
                                                       opts.io_threads, 1))) {
-  }
-
-  void add(uint64_t id, std::shared_ptr<tcp_session> s) {
-    std::lock_guard<std::mutex> guard{mtx};
-    sessions.emplace(id, std::move(s));
-  }
-
-  void remove(uint64_t id) {
-    std::shared_ptr<tcp_session> victim;
-    {
-      std::lock_guard<std::mutex> guard{mtx};
-      auto i = sessions.find(id);
-      if (i == sessions.end())
-        return;
-      victim = std::move(i->second);
-      sessions.erase(i);
-    }
-    // `victim` dies here, outside the lock.
-  }
-
-  std::vector<std::shared_ptr<tcp_session>> all_sessions() {
-    std::lock_guard<std::mutex> guard{mtx};
-    std::vector<std::shared_ptr<tcp_session>> out;
-    out.reserve(sessions.size());
-    for (auto& kv : sessions)
-      out.push_back(kv.second);
-    return out;
   }
 };
 
@@ -154,13 +123,12 @@ public:
         auto self = weak.lock();
         if (!self)
           return;
-        std::lock_guard<std::mutex> guard{st->mtx};
-        if (!st->accepting_posts)
-          return;
-        asio::post(self->socket_.get_executor(),
-                   [self, seq, text = std::move(text)]() mutable {
-                     self->on_complete(seq, std::move(text));
-                   });
+        st->sessions.post_if_running([&] {
+          asio::post(self->socket_.get_executor(),
+                     [self, seq, text = std::move(text)]() mutable {
+                       self->on_complete(seq, std::move(text));
+                     });
+        });
       });
     spdlog::debug("tcp: connection {} from {}", id_, peer_);
     maybe_read();
@@ -440,7 +408,7 @@ private:
     socket_.shutdown(tcp::socket::shutdown_both, ignored);
     socket_.close(ignored);
     state_->connections_open.fetch_sub(1, std::memory_order_relaxed);
-    state_->remove(id_);
+    state_->sessions.remove(id_);
   }
 
   void update_busy() {
@@ -478,94 +446,42 @@ private:
   std::atomic<bool> busy_{false};
 };
 
-// -- listener -------------------------------------------------------------------
+// -- accepting ------------------------------------------------------------------
 
-class listener : public std::enable_shared_from_this<listener> {
-public:
-  listener(std::shared_ptr<shared_state> state, tcp::endpoint ep)
-    : state_(std::move(state)), acceptor_(asio::make_strand(state_->ioc)) {
-    error_code ec;
-    acceptor_.open(ep.protocol(), ec);
-    if (!ec)
-      acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
-    if (!ec)
-      acceptor_.bind(ep, ec);
-    if (!ec)
-      acceptor_.listen(asio::socket_base::max_listen_connections, ec);
-    if (ec)
-      throw std::runtime_error("tcp_server: cannot listen on "
-                               + ep.address().to_string() + ":"
-                               + std::to_string(ep.port()) + ": "
-                               + ec.message());
-    port_ = acceptor_.local_endpoint().port();
+/// Answers a connection beyond `max_connections` with one error line and
+/// closes it.
+void refuse(shared_state& state, tcp::socket socket, const std::string& peer) {
+  state.connections_refused.fetch_add(1, std::memory_order_relaxed);
+  spdlog::warn("tcp: refusing {}: too many connections", peer);
+  auto sock = std::make_shared<tcp::socket>(std::move(socket));
+  asio::async_write(*sock, asio::buffer(refusal_line),
+                    [sock](error_code, size_t) {
+                      error_code ignored;
+                      sock->shutdown(tcp::socket::shutdown_send, ignored);
+                      sock->close(ignored);
+                    });
+}
+
+/// Starts a session for an accepted socket, or refuses it.
+void on_accept(const std::shared_ptr<shared_state>& state, tcp::socket socket) {
+  error_code pec;
+  auto remote = socket.remote_endpoint(pec);
+  std::string peer = pec ? std::string{"?"}
+                         : remote.address().to_string() + ":"
+                             + std::to_string(remote.port());
+  socket.set_option(tcp::no_delay(true), pec);
+  if (state->connections_open.load() >= state->opts.max_connections) {
+    refuse(*state, std::move(socket), peer);
+    return;
   }
-
-  uint16_t port() const noexcept { return port_; }
-
-  void run() { do_accept(); }
-
-  /// Stops accepting. Any thread.
-  void post_close() {
-    asio::post(acceptor_.get_executor(), [self = shared_from_this()] {
-      error_code ignored;
-      self->acceptor_.close(ignored);
-    });
-  }
-
-private:
-  void do_accept() {
-    acceptor_.async_accept(
-      asio::make_strand(state_->ioc),
-      boost::beast::bind_front_handler(&listener::on_accept,
-                                       shared_from_this()));
-  }
-
-  void on_accept(error_code ec, tcp::socket socket) {
-    if (ec) {
-      fail(ec, "accept");
-      if (!acceptor_.is_open())
-        return;
-      // Out of descriptors or similar: keep accepting (the next attempt may
-      // succeed once connections close).
-      do_accept();
-      return;
-    }
-    error_code pec;
-    auto remote = socket.remote_endpoint(pec);
-    std::string peer = pec ? std::string{"?"}
-                           : remote.address().to_string() + ":"
-                               + std::to_string(remote.port());
-    socket.set_option(tcp::no_delay(true), pec);
-    if (state_->connections_open.load() >= state_->opts.max_connections) {
-      refuse(std::move(socket), peer);
-    } else {
-      state_->connections_accepted.fetch_add(1, std::memory_order_relaxed);
-      state_->connections_open.fetch_add(1, std::memory_order_relaxed);
-      auto id = state_->next_id.fetch_add(1, std::memory_order_relaxed);
-      auto session = std::make_shared<tcp_session>(std::move(socket), state_,
-                                                   id, std::move(peer));
-      state_->add(id, session);
-      session->start();
-    }
-    do_accept();
-  }
-
-  void refuse(tcp::socket socket, const std::string& peer) {
-    state_->connections_refused.fetch_add(1, std::memory_order_relaxed);
-    spdlog::warn("tcp: refusing {}: too many connections", peer);
-    auto sock = std::make_shared<tcp::socket>(std::move(socket));
-    asio::async_write(*sock, asio::buffer(refusal_line),
-                      [sock](error_code, size_t) {
-                        error_code ignored;
-                        sock->shutdown(tcp::socket::shutdown_send, ignored);
-                        sock->close(ignored);
-                      });
-  }
-
-  std::shared_ptr<shared_state> state_;
-  tcp::acceptor acceptor_;
-  uint16_t port_ = 0;
-};
+  state->connections_accepted.fetch_add(1, std::memory_order_relaxed);
+  state->connections_open.fetch_add(1, std::memory_order_relaxed);
+  auto id = state->sessions.next_id();
+  auto session = std::make_shared<tcp_session>(std::move(socket), state, id,
+                                               std::move(peer));
+  state->sessions.add(id, session);
+  session->start();
+}
 
 } // namespace
 
@@ -573,10 +489,8 @@ private:
 
 struct tcp_server::impl {
   std::shared_ptr<shared_state> state;
-  std::shared_ptr<listener> acceptor;
-  std::optional<asio::executor_work_guard<asio::io_context::executor_type>>
-    work;
-  std::vector<std::thread> threads;
+  std::shared_ptr<detail::listener> acceptor;
+  detail::io_threads threads;
   uint16_t port = 0;
   bool started = false;
   bool stopped = false;
@@ -602,37 +516,16 @@ void tcp_server::start() {
   if (impl_->started)
     throw std::logic_error("tcp_server: start() called twice");
   auto& st = *impl_->state;
-  // Resolve the bind address (a literal address or a host name).
-  tcp::endpoint ep;
-  error_code ec;
-  auto addr = asio::ip::make_address(st.opts.host, ec);
-  if (!ec) {
-    ep = tcp::endpoint{addr, st.opts.port};
-  } else {
-    tcp::resolver resolver{st.ioc};
-    auto results = resolver.resolve(st.opts.host, std::to_string(st.opts.port),
-                                    ec);
-    if (ec || results.empty())
-      throw std::runtime_error("tcp_server: cannot resolve '" + st.opts.host
-                               + "': " + ec.message());
-    ep = results.begin()->endpoint();
-  }
-  impl_->acceptor = std::make_shared<listener>(impl_->state, ep);
+  auto ep = detail::resolve_endpoint(st.ioc, st.opts.host, st.opts.port,
+                                     "tcp_server");
+  impl_->acceptor = std::make_shared<detail::listener>(
+    st.ioc, ep, "tcp_server", fail,
+    [state = impl_->state](tcp::socket socket) {
+      on_accept(state, std::move(socket));
+    });
   impl_->port = impl_->acceptor->port();
   impl_->acceptor->run();
-  impl_->work.emplace(st.ioc.get_executor());
-  auto n = std::max<size_t>(st.opts.io_threads, 1);
-  for (size_t i = 0; i < n; ++i)
-    impl_->threads.emplace_back([state = impl_->state] {
-      for (;;) {
-        try {
-          state->ioc.run();
-          return;
-        } catch (const std::exception& e) {
-          spdlog::error("tcp: I/O thread caught: {}", e.what());
-        }
-      }
-    });
+  impl_->threads.start(st.ioc, st.opts.io_threads, "tcp");
   impl_->started = true;
   spdlog::info("tcp: listening on {}:{}", ep.address().to_string(),
                impl_->port);
@@ -649,52 +542,9 @@ void tcp_server::stop(std::chrono::milliseconds grace) {
     return;
   }
   impl_->stopped = true;
-  auto& st = *impl_->state;
-  using clock = std::chrono::steady_clock;
-  // 1. No new connections, no new reads.
-  impl_->acceptor->post_close();
-  st.draining.store(true);
-  // 2. Let chunks in flight complete and their replies go out.
-  auto deadline = clock::now() + grace;
-  for (;;) {
-    auto sessions = st.all_sessions();
-    bool busy = std::any_of(sessions.begin(), sessions.end(),
-                            [](auto& s) { return s->busy(); });
-    if (!busy || clock::now() >= deadline)
-      break;
-    std::this_thread::sleep_for(std::chrono::milliseconds{5});
-  }
-  // 3. Close every connection and let the I/O threads run out of work.
-  for (auto& s : st.all_sessions())
-    s->post_close();
-  impl_->work.reset();
-  auto run_out = clock::now() + std::chrono::milliseconds{500};
-  while (!st.ioc.stopped() && clock::now() < run_out)
-    std::this_thread::sleep_for(std::chrono::milliseconds{2});
-  st.ioc.stop();
-  for (auto& t : impl_->threads)
-    if (t.joinable())
-      t.join();
-  impl_->threads.clear();
-  // 4. From now on late completions are dropped; run what is still queued
-  //    (closing handlers, aborted operations) so that no handler keeps a
-  //    session and with it the shared state alive.
-  {
-    std::lock_guard<std::mutex> guard{st.mtx};
-    st.accepting_posts = false;
-  }
-  for (auto& s : st.all_sessions())
-    s->post_close();
-  st.ioc.restart();
-  while (st.ioc.poll() > 0) {
-  }
-  std::unordered_map<uint64_t, std::shared_ptr<tcp_session>> victims;
-  {
-    std::lock_guard<std::mutex> guard{st.mtx};
-    victims.swap(st.sessions);
-  }
-  victims.clear();
-  impl_->acceptor.reset();
+  // Sessions stop reading new bytes; the rest is the shared stop sequence.
+  impl_->state->draining.store(true);
+  impl_->state->sessions.graceful_stop(impl_->acceptor, impl_->threads, grace);
   spdlog::info("tcp: stopped");
 }
 

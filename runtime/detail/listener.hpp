@@ -1,0 +1,71 @@
+// listener: the accepting side shared by tcp_server and http_server, after
+// the `listener` of Beast's chat-multi example. It resolves the bind address,
+// opens, binds (SO_REUSEADDR) and listens, then accepts on its own strand and
+// hands every accepted socket, already on a strand of its own, to a callback.
+//
+// Threading: construct and `run()` from the thread that starts the server;
+// `post_close()` from any thread. The accept handler runs on the I/O threads.
+// The io_context must outlive the listener; the server keeps it alive by
+// letting `on_accept` own the server's shared state (declared first below, so
+// it goes last).
+#pragma once
+
+// Boost 1.74 asio/awaitable.hpp uses std::exchange without <utility> in C++20.
+#include <utility>
+
+#include <boost/asio.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace cairn::runtime::detail {
+
+/// Resolves `host` (a literal address or a host name) and `port` to the
+/// endpoint to bind. Throws std::runtime_error ("<who>: cannot resolve ...")
+/// if the name does not resolve.
+[[nodiscard]] boost::asio::ip::tcp::endpoint
+resolve_endpoint(boost::asio::io_context& ioc, const std::string& host,
+                 uint16_t port, std::string_view who);
+
+class listener : public std::enable_shared_from_this<listener> {
+public:
+  using tcp = boost::asio::ip::tcp;
+  using error_code = boost::system::error_code;
+
+  /// Takes each accepted socket. Called on an I/O thread.
+  using accept_handler = std::function<void(tcp::socket)>;
+
+  /// Logs a failed accept (each server has its own policy on what to log).
+  using fail_handler = void (*)(error_code, const char*);
+
+  /// Opens, binds and listens on `ep`. Throws std::runtime_error
+  /// ("<who>: cannot listen on host:port: ...") if that fails.
+  listener(boost::asio::io_context& ioc, const tcp::endpoint& ep,
+           std::string_view who, fail_handler fail, accept_handler on_accept);
+
+  /// The bound port (the real one when `ep` asked for port 0).
+  uint16_t port() const noexcept { return port_; }
+
+  /// Starts accepting. Call once.
+  void run() { do_accept(); }
+
+  /// Stops accepting. Any thread.
+  void post_close();
+
+private:
+  void do_accept();
+  void on_accept(error_code ec, tcp::socket socket);
+
+  // -- member variables -------------------------------------------------------
+
+  accept_handler on_accept_;  ///< first: may own the io_context's owner
+  fail_handler fail_;
+  boost::asio::io_context& ioc_;
+  tcp::acceptor acceptor_;
+  uint16_t port_ = 0;
+};
+
+} // namespace cairn::runtime::detail
