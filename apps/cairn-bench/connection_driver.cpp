@@ -1,14 +1,12 @@
 #include "connection_driver.hpp"
 
+#include "../common/tcp_connect.hpp"
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
 
-#include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -64,62 +62,6 @@ void set_timeout(int fd, int opt, milliseconds t) {
 
 } // namespace
 
-// -- connecting -------------------------------------------------------------------
-
-int tcp_connect(const std::string& host, uint16_t port, milliseconds timeout) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* res = nullptr;
-  auto service = std::to_string(port);
-  if (int rc = ::getaddrinfo(host.c_str(), service.c_str(), &hints, &res);
-      rc != 0)
-    throw std::runtime_error("cannot resolve " + host + ": " + gai_strerror(rc));
-  int last_err = ECONNREFUSED;
-  int fd = -1;
-  for (auto* ai = res; ai != nullptr && fd < 0; ai = ai->ai_next) {
-    int s = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
-                     ai->ai_protocol);
-    if (s < 0) {
-      last_err = errno;
-      continue;
-    }
-    int err = 0;
-    if (::connect(s, ai->ai_addr, ai->ai_addrlen) != 0) {
-      err = errno;
-      if (err == EINPROGRESS) {
-        pollfd pfd{s, POLLOUT, 0};
-        int n = ::poll(&pfd, 1, static_cast<int>(timeout.count()));
-        err = ETIMEDOUT;
-        if (n > 0) {
-          socklen_t len = sizeof(err);
-          getsockopt(s, SOL_SOCKET, SO_ERROR, &err, &len);
-        }
-      }
-    }
-    if (err == 0) {
-      fd = s;
-    } else {
-      last_err = err;
-      ::close(s);
-    }
-  }
-  ::freeaddrinfo(res);
-  if (fd < 0) {
-    std::string msg = "cannot connect to " + host + ":" + std::to_string(port)
-                      + ": " + std::strerror(last_err);
-    if (last_err == ECONNREFUSED)
-      msg += " (is cairn-node running and listening on that port?)";
-    throw std::runtime_error(msg);
-  }
-  // Back to blocking; the threads use SO_SNDTIMEO/SO_RCVTIMEO to stay
-  // responsive to stop requests.
-  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL, 0) & ~O_NONBLOCK);
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  return fd;
-}
-
 // -- construction -----------------------------------------------------------------
 
 connection_driver::connection_driver(const bench_options& opts, uint32_t index,
@@ -135,7 +77,7 @@ connection_driver::~connection_driver() {
 }
 
 void connection_driver::connect() {
-  fd_ = tcp_connect(opts_.host, opts_.port, milliseconds(5000));
+  fd_ = apps::tcp_connect(opts_.host, opts_.port, milliseconds(5000));
   set_timeout(fd_, SO_SNDTIMEO, milliseconds(200));
   set_timeout(fd_, SO_RCVTIMEO, milliseconds(200));
 }

@@ -59,11 +59,6 @@ struct connection_result {
   bool completed = false;       // the final flush was answered
 };
 
-/// Opens a TCP connection (TCP_NODELAY). Throws std::runtime_error with a
-/// readable message on failure.
-[[nodiscard]] int tcp_connect(const std::string& host, uint16_t port,
-                              std::chrono::milliseconds timeout);
-
 class connection_driver {
 public:
   connection_driver(const bench_options& opts, uint32_t index,

@@ -17,6 +17,8 @@
 #include "bench_options.hpp"
 #include "connection_driver.hpp"
 
+#include "../common/tcp_connect.hpp"
+
 namespace {
 
 using namespace cairn::bench;
@@ -57,7 +59,7 @@ double cpu_seconds() {
 
 /// Sends a ping on a fresh connection; returns the reply or throws.
 json ping_node(const bench_options& opts) {
-  int fd = tcp_connect(opts.host, opts.port, std::chrono::milliseconds(5000));
+  int fd = cairn::apps::tcp_connect(opts.host, opts.port, std::chrono::milliseconds(5000));
   timeval tv{5, 0};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   std::string_view ping = "{\"op\":\"ping\"}\n";

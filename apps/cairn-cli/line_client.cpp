@@ -1,12 +1,10 @@
 #include "line_client.hpp"
 
+#include "../common/tcp_connect.hpp"
+
 #include <cerrno>
 #include <cstring>
 
-#include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -23,32 +21,6 @@ int remaining_ms(clock_type::time_point deadline) {
   return left.count() < 0 ? 0 : static_cast<int>(left.count());
 }
 
-/// Connects `fd` (non-blocking) to `addr` within `timeout`; returns 0 or an
-/// errno value.
-int connect_with_timeout(int fd, const addrinfo& addr,
-                         std::chrono::milliseconds timeout) {
-  int flags = fcntl(fd, F_GETFL, 0);
-  fcntl(fd, F_SETFL, flags | O_NONBLOCK);
-  int err = 0;
-  if (::connect(fd, addr.ai_addr, addr.ai_addrlen) != 0) {
-    if (errno != EINPROGRESS)
-      return errno;
-    pollfd pfd{fd, POLLOUT, 0};
-    int n;
-    do {
-      n = ::poll(&pfd, 1, static_cast<int>(timeout.count()));
-    } while (n < 0 && errno == EINTR);
-    if (n == 0)
-      return ETIMEDOUT;
-    socklen_t len = sizeof(err);
-    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
-    if (err != 0)
-      return err;
-  }
-  fcntl(fd, F_SETFL, flags);
-  return 0;
-}
-
 } // namespace
 
 // -- construction -------------------------------------------------------------
@@ -56,39 +28,11 @@ int connect_with_timeout(int fd, const addrinfo& addr,
 line_client::line_client(const std::string& host, uint16_t port,
                          std::chrono::milliseconds connect_timeout)
   : peer_(host + ":" + std::to_string(port)) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* res = nullptr;
-  auto service = std::to_string(port);
-  if (int rc = ::getaddrinfo(host.c_str(), service.c_str(), &hints, &res);
-      rc != 0)
-    throw transport_error("cannot resolve " + host + ": " + gai_strerror(rc));
-  int last_err = ECONNREFUSED;
-  for (auto* ai = res; ai != nullptr; ai = ai->ai_next) {
-    int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
-                      ai->ai_protocol);
-    if (fd < 0) {
-      last_err = errno;
-      continue;
-    }
-    last_err = connect_with_timeout(fd, *ai, connect_timeout);
-    if (last_err == 0) {
-      fd_ = fd;
-      break;
-    }
-    ::close(fd);
+  try {
+    fd_ = apps::tcp_connect(host, port, connect_timeout);
+  } catch (const std::runtime_error& e) {
+    throw transport_error(e.what());
   }
-  ::freeaddrinfo(res);
-  if (fd_ < 0) {
-    std::string msg = "cannot connect to " + peer_ + ": "
-                      + std::strerror(last_err);
-    if (last_err == ECONNREFUSED)
-      msg += " (is cairn-node running and listening on that port?)";
-    throw transport_error(msg);
-  }
-  int one = 1;
-  setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
 line_client::~line_client() {
