@@ -56,7 +56,7 @@ public:
   std::string web_root = "web";   ///< cairn.http.web-root: dashboard files
 
   // -- ingest / aggregation ---------------------------------------------------
-  size_t partitions = 16;
+  size_t partitions = 8;
   size_t parsers = 2;
   std::vector<std::string> tier_texts = {"1s:15m", "1m:2d", "1h:90d"};
   double sketch_accuracy = 0.01;
