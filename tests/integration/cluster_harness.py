@@ -118,6 +118,16 @@ max-threads = 2
                 pass
             node.cleanup()
 
+    def stop_all(self, chk, timeout=20):
+        """Stops every node still running; a node that does not stop cleanly
+        is a failed check, not an exception."""
+        for node in self.nodes:
+            if node.alive():
+                try:
+                    node.stop(timeout)
+                except h.TestFailure as e:
+                    chk.check(False, f"{node.name}: {e}")
+
     def dump_logs(self, tail_lines=80):
         for node in self.nodes:
             h.log(f"===== {node.name} =====")

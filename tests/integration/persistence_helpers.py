@@ -162,6 +162,18 @@ def compare(chk, label, expected, reply, group_by=None):
     return diffs
 
 
+def compare_queries(chk, c, ref, metric, frm, to, queries, label):
+    """Runs each (name, where, group_by, step) of `queries` for `metric` over
+    [frm, to) on the open client `c` and compares the reply exactly with the
+    ExactRef `ref` (resolution 1000). Returns the number of differing points."""
+    diffs = 0
+    for name, where, gb, step in queries:
+        exp = ref.query(metric, frm, to, step, 1000, where, gb)
+        r = c.request(query_obj(metric, frm, to, step, where, gb), timeout=60.0)
+        diffs += compare(chk, f"{label} {name}", exp, r, gb)
+    return diffs
+
+
 def query_obj(metric, frm, to, step, where=None, group_by=None):
     q = {"op": "query", "metric": metric, "from": frm, "to": to, "step": step,
          "aggs": ["count", "sum", "min", "max"]}

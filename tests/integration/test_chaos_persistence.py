@@ -225,17 +225,13 @@ def verify(chk, node, ref, ff_known, ff_unknown, base, label):
     """Exact comparison of the main metric; bounds for the ff metric."""
     frm = base - 1000
     to = base + SPAN_MS + 1000
-    diffs = 0
     q = [("per-series 1s", None, ["host", "region"], 1000),
          ("by region 60s", None, ["region"], 60000),
          ("all 60s", None, None, 60000),
          ("host=h3 1s", {"host": "h3"}, None, 1000),
          ("all 1s", None, None, 1000)]
     with node.client(60.0) as c:
-        for name, where, gb, step in q:
-            exp = ref.query(METRIC, frm, to, step, 1000, where, gb)
-            r = c.request(P.query_obj(METRIC, frm, to, step, where, gb), timeout=60.0)
-            diffs += P.compare(chk, f"{label} {name}", exp, r, gb)
+        diffs = P.compare_queries(chk, c, ref, METRIC, frm, to, q, label)
         # Whole range, one point: the headline number.
         exp_total = len(ref.events)
         r = c.request(P.query_obj(METRIC, frm, frm + 300000, 300000), timeout=60.0)

@@ -85,12 +85,7 @@ def main():
     finally:
         if chk.failures:
             cluster.dump_logs(40)
-        for node in cluster.nodes:
-            if node.alive():
-                try:
-                    node.stop(20)
-                except h.TestFailure as e:
-                    chk.check(False, f"{node.name}: {e}")
+        cluster.stop_all(chk)
         cluster.cleanup()
     return chk.summary()
 

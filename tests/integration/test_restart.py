@@ -42,12 +42,10 @@ class Gen:
 
 def verify(chk, node, ref, base, label, metric=METRIC):
     frm, to = base - 1000, base + 201000
-    diffs = 0
     with node.client(60.0) as c:
-        for name, gb, step in (("per-series 1s", ["s", "z"], 1000), ("by z 60s", ["z"], 60000)):
-            exp = ref.query(metric, frm, to, step, 1000, None, gb)
-            r = c.request(P.query_obj(metric, frm, to, step, None, gb), timeout=60)
-            diffs += P.compare(chk, f"{label} {name}", exp, r, gb)
+        diffs = P.compare_queries(chk, c, ref, metric, frm, to,
+                                  [("per-series 1s", None, ["s", "z"], 1000),
+                                   ("by z 60s", None, ["z"], 60000)], label)
     H.log(f"  verify [{label}]: {sum(1 for e in ref.events if e[0] == metric)} events, "
           f"{diffs} differences")
 

@@ -67,12 +67,10 @@ def ingest(chk, node, gen, ref, batches, size, prefix):
 
 def verify(chk, node, ref, base, label):
     frm, to = base - 1000, base + 201000
-    diffs = 0
     with node.client(60.0) as c:
-        for name, gb, step in (("per-host 1s", ["host"], 1000), ("all 60s", None, 60000)):
-            exp = ref.query(METRIC, frm, to, step, 1000, None, gb)
-            r = c.request(P.query_obj(METRIC, frm, to, step, None, gb), timeout=60)
-            diffs += P.compare(chk, f"{label} {name}", exp, r, gb)
+        diffs = P.compare_queries(chk, c, ref, METRIC, frm, to,
+                                  [("per-host 1s", None, ["host"], 1000),
+                                   ("all 60s", None, None, 60000)], label)
     H.log(f"  verify [{label}]: {len(ref.events)} reference events, {diffs} differences")
     return diffs
 
