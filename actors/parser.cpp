@@ -145,37 +145,25 @@ json request_id(const json& req) {
 
 /// Handles {"op":"ingest",...}: validates every event, sends the accepted
 /// ones as one request and answers after they are acknowledged.
-void handle_ingest(parser_pointer self, const job_ptr& j, const json& req) {
+void handle_ingest(parser_pointer self, const job_ptr& j,
+                   std::string_view line) {
   auto& st = self->state;
-  auto id = request_id(req);
-  auto events = req.find("events");
-  if (events == req.end() || !events->is_array()) {
-    j->emit(error_reply(id, cqrs::error_code::bad_request,
-                        "ingest needs an \"events\" array"));
+  // simdjson walks the request once; no DOM, no re-serialization per event.
+  cqrs::event_batch batch;
+  auto r = st.parser->parse_ingest(line, j->now, batch);
+  json id = no_id();
+  if (!r.id.empty())
+    id = json::parse(r.id, nullptr, false);
+  if (!r.ok) {
+    j->emit(error_reply(id, r.error.code, r.error.message));
     return;
   }
-  std::string key;
-  if (auto k = req.find("idempotency_key"); k != req.end()) {
-    if (!k->is_string() || k->get_ref<const std::string&>().empty()
-        || k->get_ref<const std::string&>().size() > 256) {
-      j->emit(error_reply(id, cqrs::error_code::bad_request,
-                          "idempotency_key must be a string of 1..256 bytes"));
-      return;
-    }
-    key = k->get<std::string>();
-  }
-  cqrs::event_batch batch;
+  auto key = std::move(r.idempotency_key);
   auto errors = json::array();
-  uint64_t index = 0;
-  for (auto& e : *events) {
-    auto text = e.dump(-1, ' ', false, json::error_handler_t::replace);
-    auto r = st.parser->parse_event(text, j->now, batch);
-    if (r.kind != cqrs::line_kind::event)
-      errors.push_back({{"index", index},
-                        {"code", std::string{to_string(r.error.code)}},
-                        {"message", r.error.message}});
-    ++index;
-  }
+  for (auto& [index, p] : r.rejected)
+    errors.push_back({{"index", index},
+                      {"code", std::string{to_string(p.code)}},
+                      {"message", p.message}});
   auto accepted = static_cast<uint64_t>(batch.size());
   auto rejected = static_cast<uint64_t>(errors.size());
   st.rejected->fetch_add(static_cast<int64_t>(rejected));
@@ -224,6 +212,10 @@ bool handle_request(parser_pointer self, const job_ptr& j,
     }
   }
   st.requests->fetch_add(1);
+  if (op == "ingest" && st.settings->status.load() == node_status::ready) {
+    handle_ingest(self, j, line);
+    return true;
+  }
   auto req = json::parse(line, nullptr, false);
   auto id = request_id(req);
   auto status = st.settings->status.load();
@@ -242,8 +234,6 @@ bool handle_request(parser_pointer self, const job_ptr& j,
              && op != "cluster") {
     j->emit(error_reply(id, cqrs::error_code::unavailable,
                         std::string{"node is "} + to_string(status)));
-  } else if (op == "ingest") {
-    handle_ingest(self, j, req);
   } else if (is_barrier(op)) {
     auto slot = j->reserve_slot();
     ++j->outstanding;

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -131,6 +132,10 @@ std::string validate_metric(std::string_view metric, const event_limits& l) {
 
 struct event_parser::impl {
   ondemand::parser parser;
+  /// Parser and padded copy for the outer document of an ingest request
+  /// (its elements are parsed with `parser` while this one iterates).
+  ondemand::parser outer;
+  simdjson::padded_string outer_buffer;
   /// Padded copy of the current line, reused across calls.
   std::unique_ptr<char[]> buffer;
   size_t capacity = 0;
@@ -469,6 +474,100 @@ parse_result event_parser::parse_event(std::string_view json, millis now,
     result.kind = line_kind::error;
     result.error = {error_code::internal, e.what()};
     return result;
+  }
+}
+
+event_parser::ingest_request
+event_parser::parse_ingest(std::string_view line, millis now,
+                           event_batch& out) {
+  ingest_request r;
+  auto rollback = out.size();
+  auto rollback_keys = out.keys.size();
+  auto fail = [&](problem p) {
+    out.entries.resize(rollback);
+    out.keys.resize(rollback_keys);
+    r.ok = false;
+    r.error = std::move(p);
+    r.rejected.clear();
+    return r;
+  };
+  try {
+    auto& im = *impl_;
+    im.outer_buffer = simdjson::padded_string{line};
+    ondemand::document doc;
+    if (auto e = im.outer.iterate(im.outer_buffer).get(doc))
+      return fail(impl::json_problem(e));
+    ondemand::object obj;
+    if (auto e = doc.get_object().get(obj))
+      return fail({error_code::bad_request, "request is not a JSON object"});
+    bool has_events = false;
+    for (auto field : obj) {
+      std::string_view key;
+      ondemand::value v;
+      if (auto e = field.unescaped_key().get(key))
+        return fail(impl::json_problem(e));
+      if (auto e = field.value().get(v))
+        return fail(impl::json_problem(e));
+      if (key == "events") {
+        ondemand::array arr;
+        if (v.get_array().get(arr) != simdjson::SUCCESS)
+          return fail({error_code::bad_request,
+                       "ingest needs an \"events\" array"});
+        has_events = true;
+        for (auto element : arr) {
+          ondemand::value ev;
+          if (auto e = element.get(ev))
+            return fail(impl::json_problem(e));
+          ondemand::object eo;
+          std::string_view raw;
+          if (ev.get_object().get(eo) != simdjson::SUCCESS
+              || eo.raw_json().get(raw) != simdjson::SUCCESS) {
+            r.rejected.emplace_back(
+              r.total++, problem{error_code::invalid_event,
+                                 "an event must be a JSON object"});
+            continue;
+          }
+          auto p = impl_->parse(raw, now, out, limits_, false);
+          if (p.kind != line_kind::event)
+            r.rejected.emplace_back(r.total, std::move(p.error));
+          ++r.total;
+        }
+      } else if (key == "idempotency_key") {
+        std::string_view k;
+        if (v.get_string().get(k) != simdjson::SUCCESS || k.empty()
+            || k.size() > 256)
+          return fail({error_code::bad_request,
+                       "idempotency_key must be a string of 1..256 bytes"});
+        r.idempotency_key.assign(k);
+      } else if (key == "id") {
+        ondemand::json_type t;
+        if (auto e = v.type().get(t))
+          return fail(impl::json_problem(e));
+        std::string_view raw;
+        if (t == ondemand::json_type::object) {
+          ondemand::object o;
+          if (v.get_object().get(o) || o.raw_json().get(raw))
+            return fail({error_code::bad_request, "invalid \"id\""});
+        } else if (t == ondemand::json_type::array) {
+          ondemand::array a;
+          if (v.get_array().get(a) || a.raw_json().get(raw))
+            return fail({error_code::bad_request, "invalid \"id\""});
+        } else {
+          raw = v.raw_json_token();
+          while (!raw.empty() && std::isspace(static_cast<unsigned char>(raw.back())))
+            raw.remove_suffix(1);
+        }
+        r.id.assign(raw);
+      }
+    }
+    if (!document_access::at_end(doc))
+      return fail({error_code::bad_request, "trailing data after the request"});
+    if (!has_events)
+      return fail({error_code::bad_request, "ingest needs an \"events\" array"});
+    r.ok = true;
+    return r;
+  } catch (const std::exception& e) {
+    return fail({error_code::internal, e.what()});
   }
 }
 

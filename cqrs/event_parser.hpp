@@ -17,6 +17,8 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace cairn::cqrs {
 
@@ -67,6 +69,29 @@ public:
   /// that an "op" field is an error.
   parse_result parse_event(std::string_view json, millis now,
                            event_batch& out);
+
+  /// What parse_ingest found besides the events.
+  struct ingest_request {
+    /// False on a request-level problem (see `error`); no events added.
+    bool ok = false;
+    problem error;
+    /// Raw JSON text of "id", empty if absent.
+    std::string id;
+    /// "idempotency_key" (empty if absent).
+    std::string idempotency_key;
+    /// Number of elements of "events".
+    size_t total = 0;
+    /// Rejected elements: (index in "events", why).
+    std::vector<std::pair<size_t, problem>> rejected;
+  };
+
+  /// Parses a whole {"op":"ingest","events":[...],...} line with simdjson,
+  /// validating every element as parse_event does and appending the valid
+  /// ones to `out` (no DOM, no re-serialization). Request-level problems
+  /// (not an object, "events" missing or not an array, a key that is not a
+  /// string of 1..256 bytes) give ok == false and add nothing.
+  ingest_request parse_ingest(std::string_view line, millis now,
+                              event_batch& out);
 
   const event_limits& limits() const noexcept { return limits_; }
 

@@ -223,3 +223,49 @@ TEST_CASE("long lines grow the buffer and stay correct") {
 }
 
 }
+
+TEST_SUITE("cqrs.event_parser.ingest") {
+
+TEST_CASE("parse_ingest validates every element without a DOM") {
+  event_parser p;
+  event_batch out;
+  const millis now = 1'764'190'000'000;
+  auto r = p.parse_ingest(
+    R"({"op":"ingest","id":{"a":[1,2]},"idempotency_key":"k1","events":[)"
+    R"({"metric":"a","ts":1764189999000,"value":2,"tags":{"z":"1","b":"2"}},)"
+    R"(17,{"metric":"bad metric"},{"metric":"b"}]})",
+    now, out);
+  REQUIRE(r.ok);
+  CHECK(r.id == R"({"a":[1,2]})");
+  CHECK(r.idempotency_key == "k1");
+  CHECK(r.total == 4);
+  REQUIRE(r.rejected.size() == 2);
+  CHECK(r.rejected[0].first == 1);
+  CHECK(r.rejected[0].second.code == error_code::invalid_event);
+  CHECK(r.rejected[1].first == 2);
+  REQUIRE(out.size() == 2);
+  CHECK(out.key(out.entries[0]) == make_series_key("a", {{"b", "2"}, {"z", "1"}}));
+  CHECK(out.entries[1].ts == now);
+  CHECK(out.entries[1].value == 1);
+}
+
+TEST_CASE("parse_ingest request-level errors add nothing") {
+  event_parser p;
+  event_batch out;
+  for (auto line : {R"({"op":"ingest"})", R"({"op":"ingest","events":{}})",
+                    R"({"op":"ingest","events":[{"metric":"a"}],"idempotency_key":7})",
+                    R"({"op":"ingest","events":[{"metric":"a"}],"idempotency_key":""})",
+                    R"([1,2])", R"({"op":"ingest","events":[{"metric":"a"}]}x)",
+                    "{\"op\":\"ingest\",\"events\":[{\"metric\":\"a\"}"}) {
+    auto r = p.parse_ingest(line, 1'764'190'000'000, out);
+    CHECK_MESSAGE(!r.ok, line);
+    CHECK_MESSAGE(r.error.code == error_code::bad_request, line);
+    CHECK_MESSAGE(out.empty(), line);
+  }
+  auto r = p.parse_ingest(R"({"id":5,"events":[]})", 0, out);
+  CHECK(r.ok);
+  CHECK(r.id == "5");
+  CHECK(r.total == 0);
+}
+
+} // TEST_SUITE
