@@ -3,8 +3,7 @@
 // session, and a pending API reply holding it, never outlive their executor).
 #include "runtime/http_server.hpp"
 
-#include "runtime/detail/io_threads.hpp"
-#include "runtime/detail/listener.hpp"
+#include "runtime/detail/server_lifecycle.hpp"
 #include "runtime/detail/session_registry.hpp"
 
 // Boost 1.74 asio/awaitable.hpp uses std::exchange without <utility> in C++20.
@@ -20,10 +19,8 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
-#include <mutex>
 #include <optional>
 #include <sstream>
-#include <stdexcept>
 
 namespace cairn::runtime {
 
@@ -363,12 +360,7 @@ void on_accept(const std::shared_ptr<shared_state>& state, tcp::socket socket) {
 
 struct http_server::impl {
   std::shared_ptr<shared_state> state;
-  std::shared_ptr<detail::listener> acceptor;
-  detail::io_threads threads;
-  uint16_t port = 0;
-  bool started = false;
-  bool stopped = false;
-  std::mutex lifecycle;
+  detail::server_lifecycle lifecycle{"http"};
 };
 
 http_server::http_server(http_server_options opts, metrics_registry& metrics,
@@ -383,38 +375,20 @@ http_server::~http_server() {
 }
 
 void http_server::start() {
-  std::lock_guard<std::mutex> guard{impl_->lifecycle};
-  if (impl_->started)
-    throw std::logic_error("http_server: start() called twice");
   auto& st = *impl_->state;
-  auto ep = detail::resolve_endpoint(st.ioc, st.opts.host, st.opts.port,
-                                     "http_server");
-  impl_->acceptor = std::make_shared<detail::listener>(
-    st.ioc, ep, "http_server", fail,
-    [state = impl_->state](tcp::socket socket) {
-      on_accept(state, std::move(socket));
-    });
-  impl_->port = impl_->acceptor->port();
-  impl_->acceptor->run();
-  impl_->threads.start(st.ioc, st.opts.io_threads, "http");
-  impl_->started = true;
-  spdlog::info("http: listening on {}:{}", ep.address().to_string(),
-               impl_->port);
+  impl_->lifecycle.start(st.ioc, st.opts.host, st.opts.port,
+                         st.opts.io_threads, fail,
+                         [state = impl_->state](tcp::socket socket) {
+                           on_accept(state, std::move(socket));
+                         });
 }
 
 uint16_t http_server::port() const noexcept {
-  return impl_->port;
+  return impl_->lifecycle.port();
 }
 
 void http_server::stop(std::chrono::milliseconds grace) {
-  std::lock_guard<std::mutex> guard{impl_->lifecycle};
-  if (!impl_->started || impl_->stopped) {
-    impl_->stopped = true;
-    return;
-  }
-  impl_->stopped = true;
-  impl_->state->sessions.graceful_stop(impl_->acceptor, impl_->threads, grace);
-  spdlog::info("http: stopped");
+  impl_->lifecycle.stop(impl_->state->sessions, grace);
 }
 
 } // namespace cairn::runtime

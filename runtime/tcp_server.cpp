@@ -15,8 +15,7 @@
 // pushes back on the client.
 #include "runtime/tcp_server.hpp"
 
-#include "runtime/detail/io_threads.hpp"
-#include "runtime/detail/listener.hpp"
+#include "runtime/detail/server_lifecycle.hpp"
 #include "runtime/detail/session_registry.hpp"
 
 // Boost 1.74 asio/awaitable.hpp uses std::exchange without <utility> in C++20.
@@ -30,8 +29,6 @@
 #include <atomic>
 #include <cstring>
 #include <deque>
-#include <mutex>
-#include <stdexcept>
 #include <vector>
 
 namespace cairn::runtime {
@@ -489,12 +486,7 @@ void on_accept(const std::shared_ptr<shared_state>& state, tcp::socket socket) {
 
 struct tcp_server::impl {
   std::shared_ptr<shared_state> state;
-  std::shared_ptr<detail::listener> acceptor;
-  detail::io_threads threads;
-  uint16_t port = 0;
-  bool started = false;
-  bool stopped = false;
-  std::mutex lifecycle;  ///< serializes start / stop
+  detail::server_lifecycle lifecycle{"tcp"};
 };
 
 tcp_server::tcp_server(tcp_server_options opts, chunk_handler on_chunk)
@@ -512,40 +504,23 @@ tcp_server::~tcp_server() {
 }
 
 void tcp_server::start() {
-  std::lock_guard<std::mutex> guard{impl_->lifecycle};
-  if (impl_->started)
-    throw std::logic_error("tcp_server: start() called twice");
   auto& st = *impl_->state;
-  auto ep = detail::resolve_endpoint(st.ioc, st.opts.host, st.opts.port,
-                                     "tcp_server");
-  impl_->acceptor = std::make_shared<detail::listener>(
-    st.ioc, ep, "tcp_server", fail,
-    [state = impl_->state](tcp::socket socket) {
-      on_accept(state, std::move(socket));
-    });
-  impl_->port = impl_->acceptor->port();
-  impl_->acceptor->run();
-  impl_->threads.start(st.ioc, st.opts.io_threads, "tcp");
-  impl_->started = true;
-  spdlog::info("tcp: listening on {}:{}", ep.address().to_string(),
-               impl_->port);
+  impl_->lifecycle.start(st.ioc, st.opts.host, st.opts.port,
+                         st.opts.io_threads, fail,
+                         [state = impl_->state](tcp::socket socket) {
+                           on_accept(state, std::move(socket));
+                         });
 }
 
 uint16_t tcp_server::port() const noexcept {
-  return impl_->port;
+  return impl_->lifecycle.port();
 }
 
 void tcp_server::stop(std::chrono::milliseconds grace) {
-  std::lock_guard<std::mutex> guard{impl_->lifecycle};
-  if (!impl_->started || impl_->stopped) {
-    impl_->stopped = true;
-    return;
-  }
-  impl_->stopped = true;
-  // Sessions stop reading new bytes; the rest is the shared stop sequence.
-  impl_->state->draining.store(true);
-  impl_->state->sessions.graceful_stop(impl_->acceptor, impl_->threads, grace);
-  spdlog::info("tcp: stopped");
+  // Sessions stop reading new bytes before the shared stop sequence.
+  auto& st = *impl_->state;
+  impl_->lifecycle.stop(st.sessions, grace,
+                        [&st] { st.draining.store(true); });
 }
 
 tcp_server_stats tcp_server::stats() const {
