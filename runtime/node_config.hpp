@@ -93,7 +93,7 @@ public:
   std::string connection_timeout_text = "4s";
   std::string cluster_request_timeout_text = "2s";
   std::string cluster_ingest_timeout_text = "5s";
-  size_t cluster_credits = 8;  ///< in-flight remote batches per peer
+  size_t cluster_credits = 32; ///< in-flight remote batches per peer
   std::string reconnect_min_text = "200ms";
   std::string reconnect_max_text = "5s";
   size_t breaker_failures = 3;
