@@ -33,6 +33,21 @@ std::string command_error(const std::string& message) {
 caf::behavior node_actor_impl(node_actor_pointer self, node* n) {
   self->state.owner = n;
   self->state.console = std::make_unique<console_commands>(*n);
+  // Console commands naming another member go through its peer link.
+  self->state.console->set_handler(
+    "route",
+    [n](caf::event_based_actor* self,
+        const json& req) -> caf::result<std::string> {
+      auto name = req.value("node", std::string{});
+      auto& members = n->settings()->cluster.members;
+      for (size_t i = 0; i < members.size() && i < n->links().size(); ++i)
+        if (members[i].name == name && n->links()[i])
+        {
+          self->delegate(n->links()[i], request_atom::value, req.dump());
+          return caf::delegated<std::string>{};
+        }
+      return command_error("unknown node '" + name + "'");
+    });
   return {
     [=](request_atom, const std::string& text) -> caf::result<std::string> {
       auto req = json::parse(text, nullptr, false);

@@ -516,6 +516,18 @@ caf::behavior link_impl(link_pointer self, settings_ptr s, uint32_t index,
   try_connect(self);
   self->delayed_send(self, tick_interval, tick_atom::value);
   return {
+    // A console command meant for the peer (actors NODE, inspect on NODE):
+    // passed to the peer's node actor while the link is up.
+    [self](request_atom, std::string& text) -> caf::result<std::string> {
+      auto& st = self->state;
+      if (!st.remote)
+        return nlohmann::json{{"ok", false},
+                              {"error", "node " + st.addr.name
+                                          + " is unreachable"}}
+          .dump();
+      self->delegate(st.remote, request_atom::value, std::move(text));
+      return caf::delegated<std::string>{};
+    },
     [self](ingest_atom, remote_ingest& msg) -> caf::result<uint64_t> {
       auto& st = self->state;
       auto item = std::make_shared<pending_ingest>();

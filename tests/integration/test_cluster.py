@@ -70,6 +70,18 @@ def main():
             compare_everything(chk, node, ref, t0, "complete",
                                metrics=("cpu", "lat", "req", "idem"))
 
+        # -- the console reaches another member's actors through its link -----
+        first, second = cluster.nodes[0], cluster.nodes[1]
+        con = h.subprocess.run(
+            [f"{args.bin_dir}/cairn-console",
+             f"--connect=127.0.0.1:{first.cluster_port}",
+             "--exec", f"actors {second.name}"],
+            capture_output=True, text=True, timeout=30)
+        chk.check(con.returncode == 0, f"console actors {second.name}: {con.stderr}")
+        chk.check(f"link-{first.name}" in con.stdout
+                  and f"link-{second.name}" not in con.stdout,
+                  f"console listed the wrong node's actors: {con.stdout[:400]}")
+
         # -- stats carries the membership view --------------------------------
         with cluster.nodes[0].client(10) as c:
             st = c.request({"op": "stats"}, 10)
