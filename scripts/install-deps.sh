@@ -9,7 +9,7 @@ PACKAGES=(
   nlohmann-json3-dev libsimdjson-dev doctest-dev
   libssl-dev libleveldb-dev libsnappy-dev libspdlog-dev libfmt-dev libjwt-dev libxxhash-dev
   libreadline-dev libbenchmark-dev
-  netcat-openbsd python3 tmux expect procps
+  netcat-openbsd python3 tmux expect procps openssl
 )
 
 SUDO=""
