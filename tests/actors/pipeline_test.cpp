@@ -158,22 +158,8 @@ TEST_CASE("a persistent node recovers what it acknowledged") {
   auto query = json{{"op", "query"}, {"metric", "p"}, {"from", "-10m"},
                     {"step", "10m"}, {"aggs", {"count", "sum"}}}
                  .dump();
-  json before;
-  {
-    system_fixture f;
-    auto settings = actors::make_node_settings(f.cfg);
-    settings->journal = runtime::journal::open(dir.string());
-    actors::node n{*f.sys, settings};
-    // The node serves once recovery (of nothing) is done.
-    for (int i = 0; i < 500 && settings->status != actors::node_status::ready; ++i)
-      std::this_thread::sleep_for(10ms);
-    auto r = roundtrip(n, lines);
-    REQUIRE(r.size() == 1);
-    CHECK(r[0]["accepted"] == 3000);
-    before = roundtrip(n, {query})[0];
-    n.shutdown();
-  }
-  {
+  // A persistent node on `dir`, waited for until its recovery is done.
+  auto run_node = [&dir](auto body) {
     system_fixture f;
     auto settings = actors::make_node_settings(f.cfg);
     settings->journal = runtime::journal::open(dir.string());
@@ -181,14 +167,24 @@ TEST_CASE("a persistent node recovers what it acknowledged") {
     for (int i = 0; i < 500 && settings->status != actors::node_status::ready; ++i)
       std::this_thread::sleep_for(10ms);
     REQUIRE(settings->status == actors::node_status::ready);
+    body(n);
+    n.shutdown();
+  };
+  json before;
+  run_node([&](actors::node& n) {
+    auto r = roundtrip(n, lines);
+    REQUIRE(r.size() == 1);
+    CHECK(r[0]["accepted"] == 3000);
+    before = roundtrip(n, {query})[0];
+  });
+  run_node([&](actors::node& n) {
     auto after = roundtrip(n, {query})[0];
     CHECK(after["series"] == before["series"]);
     int64_t total = 0;
     for (auto& p : after["series"][0]["points"])
       total += p["count"].get<int64_t>();
     CHECK(total == 3000);
-    n.shutdown();
-  }
+  });
   std::filesystem::remove_all(dir);
 }
 
