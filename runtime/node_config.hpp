@@ -50,8 +50,8 @@ public:
   uint16_t http_port = 7480;
   uint16_t cluster_port = 7400;
   size_t tcp_max_line = 1 << 20;
-  size_t tcp_max_connections = 1024;
-  size_t tcp_window = 32;         ///< chunks in flight per connection
+  size_t tcp_max_connections = 512;
+  size_t tcp_window = 64;         ///< chunks in flight per connection
   size_t io_threads = 1;
   std::string web_root = "web";   ///< cairn.http.web-root: dashboard files
 
@@ -61,7 +61,7 @@ public:
   std::vector<std::string> tier_texts = {"1s:15m", "1m:2d", "1h:90d"};
   double sketch_accuracy = 0.01;
   std::string max_future_text = "10m";
-  size_t partition_credits = 64;  ///< in-flight batches per partition
+  size_t partition_credits = 128; ///< in-flight batches per partition
 
   // -- storage ----------------------------------------------------------------
   bool storage_enabled = true;  ///< false: in-memory only (benchmarks)
