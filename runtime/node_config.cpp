@@ -186,13 +186,19 @@ caf::error node_config::parse(int argc, char** argv, std::istream& ini) {
   return parse(std::move(args), ini);
 }
 
-caf::error node_config::parse(string_list args, const char* ini_file) {
+namespace {
+
+/// Runs CAF's parser through `caf_parse`, then copies cairn.* values into
+/// the fields and applies the `--flag=false` forms normalize_flags removed.
+template <class CafParse>
+caf::error parse_with(node_config& cfg, caf::config_option_set& options,
+                      caf::settings& content, node_config::string_list args,
+                      CafParse caf_parse) {
   std::vector<const caf::config_option*> cleared;
-  args = normalize_flags(custom_options_, std::move(args), cleared);
-  auto err = caf::actor_system_config::parse(std::move(args), ini_file);
-  if (err)
+  args = normalize_flags(options, std::move(args), cleared);
+  if (auto err = caf_parse(std::move(args)))
     return err;
-  sync_options();
+  cfg.sync_options();
   for (auto opt : cleared) {
     caf::config_value no{false};
     opt->store(no);
@@ -201,19 +207,22 @@ caf::error node_config::parse(string_list args, const char* ini_file) {
   return caf::none;
 }
 
+} // namespace
+
+caf::error node_config::parse(string_list args, const char* ini_file) {
+  return parse_with(*this, custom_options_, content, std::move(args),
+                    [&](string_list xs) {
+                      return caf::actor_system_config::parse(std::move(xs),
+                                                             ini_file);
+                    });
+}
+
 caf::error node_config::parse(string_list args, std::istream& ini) {
-  std::vector<const caf::config_option*> cleared;
-  args = normalize_flags(custom_options_, std::move(args), cleared);
-  auto err = caf::actor_system_config::parse(std::move(args), ini);
-  if (err)
-    return err;
-  sync_options();
-  for (auto opt : cleared) {
-    caf::config_value no{false};
-    opt->store(no);
-    caf::put(content, opt->full_name(), false);
-  }
-  return caf::none;
+  return parse_with(*this, custom_options_, content, std::move(args),
+                    [&](string_list xs) {
+                      return caf::actor_system_config::parse(std::move(xs),
+                                                             ini);
+                    });
 }
 
 void node_config::sync_options() {
