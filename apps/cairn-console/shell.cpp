@@ -516,37 +516,34 @@ shell::cached(cache& c,
   return c.values;
 }
 
+namespace {
+
+/// The "name" of every element of reply[list_key] for console command `cmd`
+/// (empty when the node cannot be asked).
+template <class Link>
+std::vector<std::string> fetch_names(Link& link, const char* cmd,
+                                     const char* list_key) {
+  std::vector<std::string> out;
+  auto r = link.call({{"cmd", cmd}}, 3000ms);
+  if (r.failure == transport::none && r.reply.contains(list_key))
+    for (auto& x : r.reply[list_key])
+      out.push_back(x.value("name", std::string{}));
+  return out;
+}
+
+} // namespace
+
 std::vector<std::string> shell::actor_names() {
-  return cached(actors_, [this] {
-    std::vector<std::string> out;
-    auto r = link_.call({{"cmd", "actors"}}, 3000ms);
-    if (r.failure == transport::none && r.reply.contains("actors"))
-      for (auto& a : r.reply["actors"])
-        out.push_back(a.value("name", std::string{}));
-    return out;
-  });
+  return cached(actors_, [this] { return fetch_names(link_, "actors", "actors"); });
 }
 
 std::vector<std::string> shell::metric_names() {
-  return cached(metrics_, [this] {
-    std::vector<std::string> out;
-    auto r = link_.call({{"cmd", "metrics"}}, 3000ms);
-    if (r.failure == transport::none && r.reply.contains("metrics"))
-      for (auto& m : r.reply["metrics"])
-        out.push_back(m.value("name", std::string{}));
-    return out;
-  });
+  return cached(metrics_,
+                [this] { return fetch_names(link_, "metrics", "metrics"); });
 }
 
 std::vector<std::string> shell::node_names() {
-  return cached(nodes_, [this] {
-    std::vector<std::string> out;
-    auto r = link_.call({{"cmd", "nodes"}}, 3000ms);
-    if (r.failure == transport::none && r.reply.contains("members"))
-      for (auto& m : r.reply["members"])
-        out.push_back(m.value("name", std::string{}));
-    return out;
-  });
+  return cached(nodes_, [this] { return fetch_names(link_, "nodes", "members"); });
 }
 
 std::vector<std::string>
