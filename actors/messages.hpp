@@ -39,6 +39,10 @@ using partial_atom = caf::atom_constant<caf::atom("partial")>;
 using cluster_atom = caf::atom_constant<caf::atom("cluster")>;
 using hinted_atom = caf::atom_constant<caf::atom("hinted")>;
 using connect_atom = caf::atom_constant<caf::atom("cconnect")>;
+/// (hello_atom, caf::actor own): a peer link learns its own node actor.
+/// (hello_atom, std::string name, caf::actor node): the member `name`
+/// dialed us; its node actor is `node` (docs/cluster.md, "Who dials").
+using hello_atom = caf::atom_constant<caf::atom("hello")>;
 
 // -- local-only request payloads ----------------------------------------------
 

@@ -7,6 +7,7 @@
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
 
 #include <nlohmann/json.hpp>
@@ -82,6 +83,19 @@ caf::behavior node_actor_impl(node_actor_pointer self, node* n) {
       return self->delegate(self->state.owner->ingestor(),
                             forward_atom::value, std::move(msg));
     },
+    // A member dialed this node: its link to that member adopts the
+    // connection (docs/cluster.md, "Who dials"). false: not a member.
+    [=](hello_atom, std::string& name, caf::actor& remote) -> caf::result<bool> {
+      auto& n = *self->state.owner;
+      auto& members = n.settings()->cluster.members;
+      for (size_t i = 0; i < members.size() && i < n.links().size(); ++i)
+        if (members[i].name == name && n.links()[i]) {
+          self->delegate(n.links()[i], hello_atom::value, std::move(name),
+                         std::move(remote));
+          return caf::delegated<bool>{};
+        }
+      return false;
+    },
     [=](partial_atom, remote_query& q) {
       return self->delegate(self->state.owner->coordinator(),
                             partial_atom::value, std::move(q));
@@ -92,7 +106,12 @@ caf::behavior node_actor_impl(node_actor_pointer self, node* n) {
 } // namespace
 
 caf::actor spawn_node_actor(caf::actor_system& sys, node& n) {
-  return sys.spawn(node_actor_impl, &n);
+  auto result = sys.spawn(node_actor_impl, &n);
+  // The peer links dial (or wait to be dialed) once they can introduce it.
+  for (auto& link : n.links())
+    if (link)
+      caf::anon_send(link, hello_atom::value, result);
+  return result;
 }
 
 } // namespace cairn::actors

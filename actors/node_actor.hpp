@@ -17,7 +17,8 @@
 
 namespace cairn::actors {
 
-/// Spawns the node actor for `n` (which must outlive the actor).
+/// Spawns the node actor for `n` (which must outlive the actor) and
+/// introduces it to the peer links, which then dial their peers.
 caf::actor spawn_node_actor(caf::actor_system& sys, node& n);
 
 } // namespace cairn::actors

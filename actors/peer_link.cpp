@@ -82,6 +82,14 @@ struct link_state {
   counters metrics{};
 
   // -- membership -------------------------------------------------------------
+  /// True if this node opens the connection to the peer: the member whose
+  /// name sorts first dials, the other waits for its hello. Dialing from
+  /// both ends at once makes CAF close one of the two connections as
+  /// redundant, and under TLS the slower handshakes made both ends drop
+  /// "their" connection again and again (docs/cluster.md, "Who dials").
+  bool dials = true;
+  /// This node's own node actor, sent to the peer in the hello.
+  caf::actor home;
   caf::actor remote;
   std::string remote_node;
   peer_status status = peer_status::connecting;
@@ -350,9 +358,45 @@ void schedule_reconnect(link_pointer self) {
   st.backoff = std::min(c.reconnect_max, st.backoff * 2);
 }
 
+/// The peer's node actor is known and answers: the link is up.
+void peer_up(link_pointer self, caf::actor remote, std::string node) {
+  auto& st = self->state;
+  st.remote = std::move(remote);
+  self->monitor(st.remote);
+  st.remote_node = std::move(node);
+  st.status = peer_status::up;
+  st.since = cqrs::wall_clock_now();
+  st.backoff = std::chrono::milliseconds{0};
+  st.last_error.clear();
+  if (st.connects++ > 0)
+    st.metrics.reconnects->fetch_add(1);
+  spdlog::info("peer {} up at {}:{} (node {}, {})", st.addr.name,
+               st.addr.host, st.addr.port, st.remote_node,
+               st.dials ? "dialed, attempt " + std::to_string(st.attempts)
+                        : std::string{"it dialed us"});
+  st.attempts = 0;
+  // A breaker opened while the peer was gone probes it (half-open) when its
+  // reset timeout expires: see the tick.
+  drain_hints(self);
+  pump(self);
+}
+
+void connect_failed(link_pointer self, std::string error) {
+  auto& st = self->state;
+  st.connecting = false;
+  st.last_error = std::move(error);
+  if (st.attempts == 1 || st.attempts % 20 == 0)
+    spdlog::info("peer {} not reachable yet ({}), retrying", st.addr.name,
+                 st.last_error);
+  schedule_reconnect(self);
+}
+
+/// Dials the peer (only the member whose name sorts first does), then says
+/// hello with this node's name and node actor so that the peer adopts the
+/// same connection instead of opening one of its own.
 void try_connect(link_pointer self) {
   auto& st = self->state;
-  if (st.connecting || st.remote)
+  if (!st.dials || !st.home || st.connecting || st.remote)
     return;
   st.connecting = true;
   ++st.attempts;
@@ -365,42 +409,32 @@ void try_connect(link_pointer self) {
     ->request(mm, timeout, caf::connect_atom::value, st.addr.host,
               st.addr.port)
     .then(
-      [self](const caf::node_id& nid, caf::strong_actor_ptr& ptr,
-             const std::set<std::string>&) {
+      [self, timeout](const caf::node_id& nid, caf::strong_actor_ptr& ptr,
+                      const std::set<std::string>&) {
         auto& st = self->state;
-        st.connecting = false;
         if (!ptr) {
-          st.last_error = "no actor published on the peer's port";
-          schedule_reconnect(self);
+          connect_failed(self, "no actor published on the peer's port");
           return;
         }
-        st.remote = caf::actor_cast<caf::actor>(std::move(ptr));
-        self->monitor(st.remote);
-        st.remote_node = to_string(nid);
-        st.status = peer_status::up;
-        st.since = cqrs::wall_clock_now();
-        st.backoff = std::chrono::milliseconds{0};
-        st.last_error.clear();
-        if (st.connects++ > 0)
-          st.metrics.reconnects->fetch_add(1);
-        spdlog::info("peer {} up at {}:{} (node {}, attempt {})",
-                     st.addr.name, st.addr.host, st.addr.port, st.remote_node,
-                     st.attempts);
-        st.attempts = 0;
-        // A breaker opened while the peer was gone probes it (half-open)
-        // when its reset timeout expires: see the tick.
-        drain_hints(self);
-        pump(self);
+        auto remote = caf::actor_cast<caf::actor>(std::move(ptr));
+        self
+          ->request(remote, timeout, hello_atom::value, st.cluster().self_name,
+                    st.home)
+          .then(
+            [self, remote, node = to_string(nid)](bool accepted) {
+              auto& st = self->state;
+              if (!accepted) {
+                connect_failed(self, "the peer does not list "
+                                       + st.cluster().self_name
+                                       + " as a member");
+                return;
+              }
+              st.connecting = false;
+              peer_up(self, remote, node);
+            },
+            [self](caf::error& err) { connect_failed(self, to_string(err)); });
       },
-      [self](caf::error& err) {
-        auto& st = self->state;
-        st.connecting = false;
-        st.last_error = to_string(err);
-        if (st.attempts == 1 || st.attempts % 20 == 0)
-          spdlog::info("peer {} not reachable yet ({}), retrying",
-                       st.addr.name, st.last_error);
-        schedule_reconnect(self);
-      });
+      [self](caf::error& err) { connect_failed(self, to_string(err)); });
 }
 
 void peer_lost(link_pointer self, const caf::error& reason) {
@@ -432,7 +466,10 @@ void peer_lost(link_pointer self, const caf::error& reason) {
   }
   pump(self);
   st.backoff = std::chrono::milliseconds{0};
-  schedule_reconnect(self);
+  if (st.dials)
+    schedule_reconnect(self);
+  else
+    st.last_error += "; waiting for " + st.addr.name + " to dial";
 }
 
 json describe(link_pointer self) {
@@ -509,13 +546,36 @@ caf::behavior link_impl(link_pointer self, settings_ptr s, uint32_t index,
   if (!st.hints.empty())
     spdlog::info("{} hints pending for peer {} from a previous run",
                  st.hints.size(), st.addr.name);
+  st.dials = s->cluster.self_name < st.addr.name;
+  if (!st.dials)
+    st.last_error = "waiting for " + st.addr.name + " to dial";
   self->set_down_handler([self](caf::down_msg& dm) {
     if (dm.source == self->state.remote.address())
       peer_lost(self, dm.reason);
   });
-  try_connect(self);
   self->delayed_send(self, tick_interval, tick_atom::value);
   return {
+    // This node's own node actor (sent once it is spawned): dial now.
+    [self](hello_atom, caf::actor& home) {
+      self->state.home = std::move(home);
+      try_connect(self);
+    },
+    // The peer dialed us and said hello (through our node actor).
+    [self](hello_atom, const std::string&, caf::actor& remote) -> bool {
+      auto& st = self->state;
+      if (st.dials) {
+        spdlog::warn("peer {} dialed although {} dials it; accepted",
+                     st.addr.name, st.cluster().self_name);
+      }
+      if (st.remote == remote)
+        return true;
+      if (st.remote)  // a restarted peer: the old connection is stale
+        peer_lost(self, caf::make_error(caf::sec::runtime_error,
+                                        "peer reconnected"));
+      auto node = to_string(remote->node());
+      peer_up(self, std::move(remote), std::move(node));
+      return true;
+    },
     // A console command meant for the peer (actors NODE, inspect on NODE):
     // passed to the peer's node actor while the link is up.
     [self](request_atom, std::string& text) -> caf::result<std::string> {
