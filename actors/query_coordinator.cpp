@@ -3,6 +3,7 @@
 #include "actors/introspection.hpp"
 #include "actors/reply.hpp"
 #include "cqrs/partial_codec.hpp"
+#include "runtime/journal.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
@@ -258,6 +259,18 @@ void answer_stats(coordinator_pointer self, caf::response_promise rp,
     out["recovery"] = {{"replayed_events", replayed},
                        {"time_ms", s->recovery_ms.load()},
                        {"slowest_partition_ms", recovery_ms}};
+    if (s->journal) {
+      auto j = s->journal->stats();
+      out["journal"] = {{"appends", j.appends},
+                        {"appended_bytes", j.appended_bytes},
+                        {"group_commits", j.batches},
+                        {"fsyncs", j.fsyncs},
+                        {"snapshots", j.snapshots},
+                        {"snapshot_bytes", j.snapshot_bytes},
+                        {"prunes", j.prunes},
+                        {"pruned_keys", j.pruned_keys},
+                        {"write_errors", j.write_errors}};
+    }
     auto& counters = out["counters"] = json::object();
     for (auto& [name, value] : s->metrics->snapshot())
       counters[name] = value;
