@@ -68,6 +68,10 @@ uint64_t replayed_events(const recovered_partition& r) noexcept {
 
 namespace {
 
+/// Size of the series keys in a partition's journal dictionary above which
+/// the next record resets it (bounds its memory between snapshots).
+constexpr size_t max_dictionary_bytes = 64u << 20;
+
 /// An ingest batch waiting for its journal write.
 struct pending_write {
   uint64_t seq = 0;  ///< 0 for duplicates (no write)
@@ -91,9 +95,20 @@ struct partition_state {
   bool recovering = false;
   uint64_t next_seq = 1;
   uint64_t applied_seq = 0;  ///< highest seq applied to the store
+  uint64_t drained_seq = 0;  ///< highest seq whose write completed (in order)
   uint64_t events_since_snapshot = 0;
   std::chrono::steady_clock::time_point last_snapshot;
   bool snapshot_in_flight = false;
+  /// Series dictionary of the journal records (cqrs/journal_record.hpp).
+  /// Replay after a snapshot starts with an empty one, so the record after
+  /// a snapshot's covered seq must reset it: a snapshot is requested by
+  /// flagging the next record as a reset (`reset_dictionary`) and taken
+  /// once every record before that one is applied (`snapshot_at`).
+  cqrs::series_dictionary dictionary;
+  bool reset_dictionary = true;  ///< the next record starts a new one
+  bool snapshot_pending = false;
+  uint64_t snapshot_at = 0;
+  std::vector<caf::typed_response_promise<uint64_t>> snapshot_waiters;
   /// (covered seq, time taken) of written snapshots, oldest first; used to
   /// delete journal records once older than the raw retention.
   std::deque<std::pair<uint64_t, cqrs::millis>> snapshots;
@@ -120,6 +135,8 @@ struct partition_state {
     out["persistent"] = settings->journal != nullptr;
     out["snapshot_seq"] = stats.snapshot_seq;
     out["snapshot_in_flight"] = snapshot_in_flight;
+    out["snapshot_pending"] = snapshot_pending;
+    out["dictionary_series"] = dictionary.size();
     out["events_since_snapshot"] = events_since_snapshot;
     out["last_snapshot_ms"] = snapshots.empty() ? cqrs::millis{0}
                                                 : snapshots.back().second;
@@ -162,6 +179,33 @@ void take_snapshot(partition_pointer self) {
   st.last_snapshot = std::chrono::steady_clock::now();
 }
 
+/// Takes the requested snapshot once every record before the reset record
+/// is applied, and answers whoever waits for it.
+void maybe_snapshot(partition_pointer self) {
+  auto& st = self->state;
+  if (!st.snapshot_pending || st.drained_seq < st.snapshot_at)
+    return;
+  st.snapshot_pending = false;
+  take_snapshot(self);
+  for (auto& rp : st.snapshot_waiters)
+    rp.deliver(st.applied_seq);
+  st.snapshot_waiters.clear();
+}
+
+/// Asks for a snapshot at the next dictionary reset: the records encoded so
+/// far (up to next_seq - 1) use the current dictionary, the next one starts
+/// a new one, and the snapshot covers exactly the records before it.
+void request_snapshot(partition_pointer self) {
+  auto& st = self->state;
+  if (!st.journal() || st.recovering || st.snapshot_in_flight
+      || st.snapshot_pending)
+    return;
+  st.reset_dictionary = true;
+  st.snapshot_pending = true;
+  st.snapshot_at = st.next_seq - 1;
+  maybe_snapshot(self);
+}
+
 /// Applies and acknowledges the writes at the front of the queue that are
 /// durable, in order.
 void drain(partition_pointer self) {
@@ -176,18 +220,22 @@ void drain(partition_pointer self) {
     } else if (w.ok) {
       st.store->apply(w.batch);
       st.applied_seq = w.seq;
+      st.drained_seq = w.seq;
       st.events_since_snapshot += w.batch.size();
       if (!w.key.empty())
         st.keys->insert(std::move(w.key), w.accepted_at);
       w.promise.deliver(static_cast<uint64_t>(w.batch.size()));
     } else {
+      st.drained_seq = w.seq;
       w.promise.deliver(caf::make_error(caf::sec::runtime_error,
                                         "journal write failed: " + w.error));
     }
     st.pending.pop_front();
+    // Before the next record is applied: the snapshot must not see it.
+    maybe_snapshot(self);
   }
   if (st.events_since_snapshot >= st.settings->snapshot_every_events)
-    take_snapshot(self);
+    request_snapshot(self);
 }
 
 caf::result<uint64_t> ingest(partition_pointer self, cqrs::event_batch& batch,
@@ -226,7 +274,13 @@ caf::result<uint64_t> ingest(partition_pointer self, cqrs::event_batch& batch,
   }
   w.seq = st.next_seq++;
   st.scratch.clear();
-  cqrs::encode_record(w.accepted_at, key, batch, st.scratch);
+  // A dictionary that grew large (many series between snapshots) starts
+  // over too: a reset is valid at any record.
+  bool reset = st.reset_dictionary
+               || st.dictionary.key_bytes() > max_dictionary_bytes;
+  st.reset_dictionary = false;
+  cqrs::encode_record(w.accepted_at, key, batch, st.dictionary, reset,
+                      st.scratch);
   auto hdl = caf::actor_cast<partition_actor>(self);
   auto seq = w.seq;
   st.journal()->append(st.id, seq, st.scratch,
@@ -264,9 +318,12 @@ partition_actor::behavior_type partition_impl(partition_pointer self,
           w.done = true;
           w.ok = ok;
           w.error = std::move(err);
-          if (!ok)
+          if (!ok) {
             spdlog::error("partition {}: journal write of seq {} failed: {}",
                           st.id, seq, w.error);
+            // Later records must not name series only it defined.
+            st.reset_dictionary = true;
+          }
           break;
         }
       drain(self);
@@ -292,9 +349,16 @@ partition_actor::behavior_type partition_impl(partition_pointer self,
       return out;
     },
     [=](stats_atom) { return self->state.current_stats(); },
-    [=](snapshot_atom) -> uint64_t {
-      take_snapshot(self);
-      return self->state.applied_seq;
+    // Snapshot now (shutdown, console): answered once it is enqueued, i.e.
+    // after the records in flight are applied.
+    [=](snapshot_atom) -> caf::result<uint64_t> {
+      auto& st = self->state;
+      request_snapshot(self);
+      if (!st.snapshot_pending)
+        return st.applied_seq;
+      auto rp = self->make_response_promise<uint64_t>();
+      st.snapshot_waiters.push_back(rp);
+      return rp;
     },
     [=](snapshot_atom, uint64_t covered, bool ok, std::string& err) {
       auto& st = self->state;
@@ -338,6 +402,8 @@ partition_actor::behavior_type partition_impl(partition_pointer self,
       st.keys.emplace(std::move(r->keys));
       st.next_seq = r->report.next_seq;
       st.applied_seq = r->report.next_seq - 1;
+      st.drained_seq = st.applied_seq;
+      st.reset_dictionary = true;  // the recovered tail used another one
       st.stats.snapshot_seq = r->report.snapshot_seq;
       st.stats.replayed_events = r->report.events_replayed;
       // Replayed events count towards the next snapshot, or a node that is
@@ -358,7 +424,7 @@ partition_actor::behavior_type partition_impl(partition_pointer self,
       if (st.journal() && !st.recovering
           && std::chrono::steady_clock::now() - st.last_snapshot
                >= st.settings->snapshot_interval)
-        take_snapshot(self);
+        request_snapshot(self);
       self->delayed_send(self, st.settings->evict_interval, tick_atom::value);
     },
   };

@@ -4,6 +4,8 @@
 
 #include <boost/crc.hpp>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -205,6 +207,51 @@ size_t table_size_for(size_t n) {
   return size;
 }
 
+/// Checks version, length and checksum of the record in `in`; on ok, `body`
+/// is the checksummed body.
+decode_result open_envelope(std::string_view in, uint8_t version,
+                            std::string_view& body) {
+  if (in.size() < header_size)
+    return decode_result::truncated;
+  if (static_cast<uint8_t>(in[0]) != version)
+    return decode_result::bad_version;
+  uint64_t body_size = get_fixed32(in.data() + 1);
+  if (in.size() < header_size + body_size + trailer_size)
+    return decode_result::truncated;
+  auto checked = in.substr(0, header_size + body_size);
+  auto stored_crc = get_fixed32(in.data() + header_size + body_size);
+  if (crc32c(checked) != stored_crc)
+    return decode_result::bad_checksum;
+  if (in.size() != header_size + body_size + trailer_size)
+    return decode_result::malformed;
+  body = checked.substr(header_size);
+  return decode_result::ok;
+}
+
+/// Writes header and CRC trailer around the body that starts at
+/// `base + header_size` and ends at `end`, then trims `out` (in which the
+/// record starts at `start`).
+void close_envelope(uint8_t version, std::string& out, size_t start,
+                    char* base, char* end) {
+  auto body_size = static_cast<size_t>(end - base) - header_size;
+  base[0] = static_cast<char>(version);
+  put_fixed32(base + 1, static_cast<uint32_t>(body_size));
+  auto crc = crc32c(std::string_view{base, header_size + body_size});
+  end = put_fixed32(end, crc);
+  out.resize(start + static_cast<size_t>(end - base));
+}
+
+/// Accepted-at time and idempotency key: the start of every body.
+bool read_prologue(cursor& r, journal_record& out) {
+  uint64_t accepted = 0;
+  uint64_t len = 0;
+  if (!r.varint(accepted) || !r.varint(len) || len > r.remaining())
+    return false;
+  out.accepted_at = unzigzag(accepted);
+  out.idempotency_key.assign(r.bytes(len));
+  return true;
+}
+
 } // namespace
 
 void encode_record(millis accepted_at, std::string_view idempotency_key,
@@ -267,12 +314,7 @@ void encode_record(millis accepted_at, std::string_view idempotency_key,
     std::memcpy(&bits, &e.value, 8);
     p = put_fixed64(p, bits);
   }
-  auto body_size = static_cast<size_t>(p - base) - header_size;
-  base[0] = static_cast<char>(journal_record_version);
-  put_fixed32(base + 1, static_cast<uint32_t>(body_size));
-  auto crc = crc32c(std::string_view{base, header_size + body_size});
-  p = put_fixed32(p, crc);
-  out.resize(start + static_cast<size_t>(p - base));
+  close_envelope(journal_record_version, out, start, base, p);
 }
 
 void encode_record(const journal_record& rec, std::string& out) {
@@ -282,27 +324,15 @@ void encode_record(const journal_record& rec, std::string& out) {
 // -- decoding -----------------------------------------------------------------
 
 decode_result decode_record(std::string_view in, journal_record& out) {
-  if (in.size() < header_size)
-    return decode_result::truncated;
-  if (static_cast<uint8_t>(in[0]) != journal_record_version)
-    return decode_result::bad_version;
-  uint64_t body_size = get_fixed32(in.data() + 1);
-  if (in.size() < header_size + body_size + trailer_size)
-    return decode_result::truncated;
-  auto checked = in.substr(0, header_size + body_size);
-  auto stored_crc = get_fixed32(in.data() + header_size + body_size);
-  if (crc32c(checked) != stored_crc)
-    return decode_result::bad_checksum;
-  if (in.size() != header_size + body_size + trailer_size)
-    return decode_result::malformed;
+  std::string_view body;
+  if (auto r = open_envelope(in, journal_record_version, body);
+      r != decode_result::ok)
+    return r;
   // The body passed its checksum: from here on, inconsistencies are bugs.
-  cursor r{checked.substr(header_size)};
-  uint64_t accepted = 0;
-  uint64_t len = 0;
-  if (!r.varint(accepted) || !r.varint(len) || len > r.remaining())
+  cursor r{body};
+  if (!read_prologue(r, out))
     return decode_result::malformed;
-  out.accepted_at = unzigzag(accepted);
-  out.idempotency_key.assign(r.bytes(len));
+  uint64_t len = 0;
   uint64_t num_series = 0;
   if (!r.varint(num_series) || num_series > r.remaining())
     return decode_result::malformed;
@@ -347,6 +377,227 @@ decode_result decode_record(std::string_view in, journal_record& out) {
   if (r.remaining() != 0)
     return decode_result::malformed;
   return decode_result::ok;
+}
+
+// -- version 2: series dictionary ---------------------------------------------
+
+uint32_t series_dictionary::intern(uint64_t hash, std::string_view key,
+                                   bool& added) {
+  if (2 * (hashes_.size() + 1) > slots_.size())
+    rehash(std::max<size_t>(64, 2 * slots_.size()));
+  auto mask = slots_.size() - 1;
+  for (auto slot = static_cast<size_t>(hash) & mask;; slot = (slot + 1) & mask) {
+    auto idx = slots_[slot];
+    if (idx == 0) {
+      auto id = add(hash, key);
+      slots_[slot] = id + 1;
+      added = true;
+      return id;
+    }
+    if (hashes_[idx - 1] == hash && this->key(idx - 1) == key)
+      return idx - 1;
+  }
+}
+
+uint32_t series_dictionary::add(uint64_t hash, std::string_view key) {
+  auto id = size();
+  arena_.append(key);
+  offsets_.push_back(static_cast<uint32_t>(arena_.size()));
+  hashes_.push_back(hash);
+  return id;
+}
+
+void series_dictionary::clear() noexcept {
+  arena_.clear();
+  offsets_.assign(1, 0);
+  hashes_.clear();
+  std::fill(slots_.begin(), slots_.end(), 0u);
+}
+
+void series_dictionary::rehash(size_t slots) {
+  slots_.assign(slots, 0);
+  auto mask = slots - 1;
+  for (uint32_t id = 0; id < size(); ++id) {
+    auto slot = static_cast<size_t>(hashes_[id]) & mask;
+    while (slots_[slot] != 0)
+      slot = (slot + 1) & mask;
+    slots_[slot] = id + 1;
+  }
+}
+
+namespace {
+
+/// Flags byte of a version-2 body.
+constexpr uint8_t flag_reset = 0x01;
+
+/// Largest magnitude stored as an integer (exactly representable).
+constexpr double max_exact_int = 9007199254740992.0;  // 2^53
+
+/// True if `v` is stored as a zigzag varint: integral, |v| <= 2^53, and not
+/// negative zero (which would come back as +0).
+inline bool integral(double v, int64_t& i) noexcept {
+  if (!(v >= -max_exact_int && v <= max_exact_int))
+    return false; // also NaN
+  i = static_cast<int64_t>(v);
+  return static_cast<double>(i) == v && !(i == 0 && std::signbit(v));
+}
+
+} // namespace
+
+void encode_record(millis accepted_at, std::string_view idempotency_key,
+                   const event_batch& events, series_dictionary& dict,
+                   bool reset, std::string& out) {
+  const auto n = events.entries.size();
+  if (reset)
+    dict.clear();
+  // Pass 1: ids (defining new ones) and the bytes of the new keys.
+  auto& s = scratch();
+  s.series_of_event.resize(n);
+  const auto first_new = dict.size();
+  for (size_t i = 0; i < n; ++i) {
+    const auto& e = events.entries[i];
+    bool added = false;
+    s.series_of_event[i] = dict.intern(e.hash, events.key(e), added);
+  }
+  const auto num_new = dict.size() - first_new;
+  size_t new_bytes = 0;
+  for (auto id = first_new; id < dict.size(); ++id)
+    new_bytes += dict.key(id).size();
+  // Pass 2: worst-case size, written through a raw pointer, then trimmed.
+  size_t max_size = header_size + 1 + 3 * max_varint64 + idempotency_key.size()
+                    + max_varint64 + num_new * max_varint64 + new_bytes
+                    + max_varint64 + n * (3 * max_varint64) + trailer_size;
+  auto start = out.size();
+  out.resize(start + max_size);
+  char* base = out.data() + start;
+  char* p = base + header_size;
+  *p++ = static_cast<char>(reset ? flag_reset : 0);
+  p = put_varint(p, zigzag(accepted_at));
+  p = put_varint(p, idempotency_key.size());
+  p = put_bytes(p, idempotency_key);
+  p = put_varint(p, first_new);
+  p = put_varint(p, num_new);
+  for (auto id = first_new; id < dict.size(); ++id) {
+    auto key = dict.key(id);
+    p = put_varint(p, key.size());
+    p = put_bytes(p, key);
+  }
+  p = put_varint(p, n);
+  millis prev_ts = accepted_at;
+  for (size_t i = 0; i < n; ++i) {
+    const auto& e = events.entries[i];
+    int64_t as_int = 0;
+    bool is_int = integral(e.value, as_int);
+    p = put_varint(p, (uint64_t{s.series_of_event[i]} << 1) | (is_int ? 1 : 0));
+    // Wrapping difference: no overflow whatever the two timestamps are.
+    p = put_varint(p, zigzag(static_cast<int64_t>(
+                        static_cast<uint64_t>(e.ts)
+                        - static_cast<uint64_t>(prev_ts))));
+    prev_ts = e.ts;
+    if (is_int) {
+      p = put_varint(p, zigzag(as_int));
+    } else {
+      uint64_t bits;
+      std::memcpy(&bits, &e.value, 8);
+      p = put_fixed64(p, bits);
+    }
+  }
+  close_envelope(journal_record_version_dict, out, start, base, p);
+}
+
+decode_result decode_record(std::string_view in, journal_record& out,
+                            series_dictionary& dict) {
+  if (!in.empty() && static_cast<uint8_t>(in[0]) == journal_record_version)
+    return decode_record(in, out);
+  std::string_view body;
+  if (auto r = open_envelope(in, journal_record_version_dict, body);
+      r != decode_result::ok)
+    return r;
+  // The body passed its checksum: from here on, inconsistencies mean a
+  // missing or skipped record before this one (or a bug).
+  cursor r{body};
+  if (r.remaining() < 1)
+    return decode_result::malformed;
+  auto flags = static_cast<uint8_t>(r.bytes(1)[0]);
+  if ((flags & ~flag_reset) != 0)
+    return decode_result::malformed;
+  if (flags & flag_reset)
+    dict.clear();
+  if (!read_prologue(r, out))
+    return decode_result::malformed;
+  uint64_t first_new = 0;
+  uint64_t num_new = 0;
+  if (!r.varint(first_new) || first_new != dict.size() || !r.varint(num_new)
+      || num_new > r.remaining())
+    return decode_result::malformed;
+  for (uint64_t i = 0; i < num_new; ++i) {
+    uint64_t len = 0;
+    if (!r.varint(len) || len > r.remaining())
+      return decode_result::malformed;
+    auto key = r.bytes(len);
+    dict.add(series_hash(key), key);
+  }
+  uint64_t n = 0;
+  if (!r.varint(n) || n > r.remaining() / 3)
+    return decode_result::malformed;
+  // Each id used gets its key copied into the batch once.
+  auto& batch = out.events;
+  batch.clear();
+  thread_local std::vector<uint32_t> entry_of_id;  // index + 1 in templates
+  thread_local std::vector<uint32_t> touched;
+  thread_local std::vector<event_entry> templates;
+  if (entry_of_id.size() < dict.size())
+    entry_of_id.resize(dict.size(), 0);
+  templates.clear();
+  batch.entries.resize(n);
+  auto result = decode_result::ok;
+  millis prev_ts = out.accepted_at;
+  for (uint64_t i = 0; i < n; ++i) {
+    uint64_t tagged = 0;
+    uint64_t delta = 0;
+    if (!r.varint(tagged) || (tagged >> 1) >= dict.size() || !r.varint(delta)) {
+      result = decode_result::malformed;
+      break;
+    }
+    auto id = static_cast<uint32_t>(tagged >> 1);
+    if (entry_of_id[id] == 0) {
+      auto key = dict.key(id);
+      event_entry t;
+      t.hash = dict.hash(id);
+      t.key_offset = static_cast<uint32_t>(batch.keys.size());
+      t.key_length = static_cast<uint32_t>(key.size());
+      batch.keys.append(key);
+      templates.push_back(t);
+      touched.push_back(id);
+      entry_of_id[id] = static_cast<uint32_t>(templates.size());
+    }
+    auto& e = batch.entries[i];
+    e = templates[entry_of_id[id] - 1];
+    prev_ts = static_cast<millis>(static_cast<uint64_t>(prev_ts)
+                                  + static_cast<uint64_t>(unzigzag(delta)));
+    e.ts = prev_ts;
+    if (tagged & 1) {
+      uint64_t v = 0;
+      if (!r.varint(v)) {
+        result = decode_result::malformed;
+        break;
+      }
+      e.value = static_cast<double>(unzigzag(v));
+    } else {
+      if (r.remaining() < 8) {
+        result = decode_result::malformed;
+        break;
+      }
+      auto bits = r.fixed64();
+      std::memcpy(&e.value, &bits, 8);
+    }
+  }
+  for (auto id : touched)
+    entry_of_id[id] = 0;
+  touched.clear();
+  if (result == decode_result::ok && r.remaining() != 0)
+    result = decode_result::malformed;
+  return result;
 }
 
 } // namespace cairn::cqrs

@@ -195,6 +195,10 @@ restore_report restore_partition(const runtime::journal& j, uint32_t partition,
   // 2. Replay the journal after it, in seq order.
   uint64_t expected = report.snapshot_seq + 1;
   journal_record rec;
+  // Records name series through the dictionary the partition's records
+  // build up since their last reset; the record after a snapshot is a reset
+  // (docs/storage-format.md), so replay starts from an empty one.
+  series_dictionary dict;
   auto fail = [&](std::string message) {
     report.ok = false;
     report.error = std::move(message);
@@ -212,10 +216,13 @@ restore_report restore_partition(const runtime::journal& j, uint32_t partition,
       report.records_skipped += seq - expected;
     }
     expected = seq + 1;
-    if (auto r = decode_record(bytes, rec); r != decode_result::ok) {
+    if (auto r = decode_record(bytes, rec, dict); r != decode_result::ok) {
       auto message = "partition " + std::to_string(partition)
                      + ": corrupt journal record at seq " + std::to_string(seq)
                      + " (" + std::string{to_string(r)} + ")";
+      if (r == decode_result::malformed && report.records_skipped > 0)
+        message += " - it names series defined by a skipped record; records "
+                   "decode again from the next dictionary reset";
       if (!opts.skip_corrupt)
         return fail(message + " (set skip-corrupt=true to skip it)");
       spdlog::warn("{}; skipped (skip-corrupt)", message);

@@ -259,32 +259,82 @@ def _svarint(buf, pos):
     return (u >> 1) ^ -(u & 1), pos
 
 
-def decode_journal_record(value):
+def decode_journal_record(value, dictionary=None):
     """(accepted_at, key bytes, [(series_key bytes, ts, value)]) of a version 1
-    record. Does not check the CRC."""
-    if value[0] != 1:
-        raise ValueError("journal record version %d" % value[0])
+    record, or of a version 2 record given `dictionary` (the list of series
+    keys the partition's earlier records defined since their last reset;
+    updated in place, cleared by a reset record). Raises ValueError where
+    the C++ decoder reports `malformed` (a record before it is missing).
+    Does not check the CRC."""
+    version = value[0]
+    if version not in (1, 2) or (version == 2 and dictionary is None):
+        raise ValueError("journal record version %d" % version)
     blen, = struct.unpack_from("<I", value, 1)
     body = value[5:5 + blen]
     pos = 0
+    if version == 2:
+        flags = body[pos]
+        pos += 1
+        if flags & 1:
+            dictionary.clear()
     accepted_at, pos = _svarint(body, pos)
     klen, pos = _varint(body, pos)
     key = body[pos:pos + klen]
     pos += klen
+    if version == 2:
+        first_new, pos = _varint(body, pos)
+        if first_new != len(dictionary):
+            raise ValueError("dictionary has %d series, record expects %d"
+                             % (len(dictionary), first_new))
+        series = dictionary
+    else:
+        series = []
     nseries, pos = _varint(body, pos)
-    series = []
     for _ in range(nseries):
         l, pos = _varint(body, pos)
         series.append(body[pos:pos + l])
         pos += l
     nev, pos = _varint(body, pos)
     events = []
+    if version == 1:
+        for _ in range(nev):
+            si, pos = _varint(body, pos)
+            ts, v = struct.unpack_from("<qd", body, pos)
+            pos += 16
+            events.append((series[si], ts, v))
+        return accepted_at, key, events
+    ts = accepted_at
     for _ in range(nev):
-        si, pos = _varint(body, pos)
-        ts, v = struct.unpack_from("<qd", body, pos)
-        pos += 16
-        events.append((series[si], ts, v))
+        tagged, pos = _varint(body, pos)
+        delta, pos = _svarint(body, pos)
+        ts += delta
+        if tagged & 1:
+            v, pos = _svarint(body, pos)
+            v = float(v)
+        else:
+            v, = struct.unpack_from("<d", body, pos)
+            pos += 8
+        if (tagged >> 1) >= len(series):
+            raise ValueError("unknown series id %d" % (tagged >> 1))
+        events.append((series[tagged >> 1], ts, v))
     return accepted_at, key, events
+
+
+def replay_partition(values, skip=()):
+    """Decodes a partition's records (values in seq order, from a dictionary
+    reset on) as recovery does with skip-corrupt: the indexes in `skip` are
+    unreadable, and so is every later record that names series only a skipped
+    one defined. Returns (decoded [(index, events)], skipped [index])."""
+    dictionary, decoded, skipped = [], [], []
+    for i, value in enumerate(values):
+        if i in skip:
+            skipped.append(i)
+            continue
+        try:
+            decoded.append((i, decode_journal_record(value, dictionary)[2]))
+        except ValueError:
+            skipped.append(i)
+    return decoded, skipped
 
 
 def snapshot_covered_seq(value):
