@@ -2,6 +2,8 @@
 
 #include <doctest/doctest.h>
 
+#include <map>
+
 #include <algorithm>
 #include <cmath>
 #include <functional>
@@ -177,6 +179,81 @@ TEST_CASE("a small sketch is sparse and cheap; the dense switch keeps counts") {
       wide.add(v * (1 + i * 0.1), m);
   CHECK(wide.memory_usage() < 1 << 20);
   CHECK(wide.quantile(1, m) == doctest::Approx(2.9e300).epsilon(0.011));
+}
+
+
+TEST_CASE("randomized: adds, merges, form switches and round trips agree") {
+  // A stand-in for a fuzzer: stores built in random orders from random
+  // index clouds (narrow, wide, negative, extreme) must hold exactly the
+  // counts of a std::map model, whatever form (sparse/dense) they are in.
+  std::mt19937_64 rng{20261127};
+  auto cloud = [&](int kind) -> int32_t {
+    switch (kind) {
+      case 0: return static_cast<int32_t>(rng() % 64);            // narrow
+      case 1: return static_cast<int32_t>(rng() % 5000) - 2500;   // wide
+      case 2: return static_cast<int32_t>(rng() % 200) - 40000;   // far low
+      case 3: return static_cast<int32_t>(rng() % 200) + 40000;   // far high
+      default: return static_cast<int32_t>(rng());                // anywhere
+    }
+  };
+  for (int round = 0; round < 300; ++round) {
+    std::map<int32_t, uint64_t> model;
+    ddsketch::store a;
+    ddsketch::store b;
+    auto adds = 1 + rng() % 400;
+    for (uint64_t k = 0; k < adds; ++k) {
+      auto kind = static_cast<int>(rng() % (round % 5 + 1));
+      auto idx = cloud(kind);
+      auto n = 1 + rng() % 3;
+      (rng() % 2 ? a : b).add(idx, n);
+      model[idx] += n;
+    }
+    a.merge(b);
+    std::map<int32_t, uint64_t> got;
+    a.for_each([&](int32_t i, uint64_t n) { got[i] += n; });
+    REQUIRE(got == model);
+    uint64_t total = 0;
+    for (auto& [i, n] : model)
+      total += n;
+    CHECK(a.total() == total);
+  }
+  // Whole sketches: random finite values of every magnitude and sign.
+  ddsketch_mapping m{0.02};
+  for (int round = 0; round < 50; ++round) {
+    ddsketch x;
+    ddsketch y;
+    std::vector<double> values;
+    for (int k = 0; k < 500; ++k) {
+      double mag = std::pow(10.0, static_cast<double>(rng() % 600) - 300.0);
+      double v = (rng() % 3 == 0 ? -1.0 : 1.0) * mag
+                 * (1.0 + static_cast<double>(rng() % 1000) / 1000.0);
+      if (rng() % 50 == 0)
+        v = 0.0;
+      if (rng() % 100 == 0)
+        v = std::numeric_limits<double>::denorm_min();
+      values.push_back(v);
+      (k % 2 ? x : y).add(v, m);
+    }
+    x.merge(y);
+    CHECK(x.count() == values.size());
+    std::string bytes;
+    x.encode(bytes);
+    std::string_view in{bytes};
+    ddsketch back;
+    REQUIRE(back.decode(in));
+    CHECK(back.count() == x.count());
+    // By design |v| < min_indexable (1e-9) counts as zero.
+    for (auto& v : values)
+      if (std::fabs(v) < ddsketch_mapping::min_indexable())
+        v = 0;
+    std::sort(values.begin(), values.end());
+    for (double q : {0.0, 0.25, 0.5, 0.75, 1.0}) {
+      CHECK(back.quantile(q, m) == x.quantile(q, m));
+      auto expected = exact_quantile(values, q);
+      CHECK(std::fabs(x.quantile(q, m) - expected)
+            <= 0.02 * std::fabs(expected) * (1 + 1e-9));
+    }
+  }
 }
 
 }
