@@ -241,7 +241,24 @@ void close_envelope(uint8_t version, std::string& out, size_t start,
   out.resize(start + static_cast<size_t>(end - base));
 }
 
+/// Grows `out` by `max_size` bytes for a record that starts at `start`
+/// (the old size); returns the record's first byte. The caller writes the
+/// body after `header_size` bytes and closes it with `close_envelope`.
+char* open_record(std::string& out, size_t max_size, size_t& start) {
+  start = out.size();
+  out.resize(start + max_size);
+  return out.data() + start;
+}
+
 /// Accepted-at time and idempotency key: the start of every body.
+char* write_prologue(char* p, millis accepted_at,
+                     std::string_view idempotency_key) noexcept {
+  p = put_varint(p, zigzag(accepted_at));
+  p = put_varint(p, idempotency_key.size());
+  return put_bytes(p, idempotency_key);
+}
+
+/// Reads what `write_prologue` wrote.
 bool read_prologue(cursor& r, journal_record& out) {
   uint64_t accepted = 0;
   uint64_t len = 0;
@@ -292,13 +309,9 @@ void encode_record(millis accepted_at, std::string_view idempotency_key,
                     + idempotency_key.size() + max_varint64
                     + num_series * max_varint64 + series_bytes + max_varint64
                     + n * (max_varint64 + 16) + trailer_size;
-  auto start = out.size();
-  out.resize(start + max_size);
-  char* base = out.data() + start;
-  char* p = base + header_size;
-  p = put_varint(p, zigzag(accepted_at));
-  p = put_varint(p, idempotency_key.size());
-  p = put_bytes(p, idempotency_key);
+  size_t start = 0;
+  char* base = open_record(out, max_size, start);
+  char* p = write_prologue(base + header_size, accepted_at, idempotency_key);
   p = put_varint(p, num_series);
   for (auto first : s.series_first) {
     auto key = events.key(events.entries[first]);
@@ -467,14 +480,11 @@ void encode_record(millis accepted_at, std::string_view idempotency_key,
   size_t max_size = header_size + 1 + 3 * max_varint64 + idempotency_key.size()
                     + max_varint64 + num_new * max_varint64 + new_bytes
                     + max_varint64 + n * (3 * max_varint64) + trailer_size;
-  auto start = out.size();
-  out.resize(start + max_size);
-  char* base = out.data() + start;
+  size_t start = 0;
+  char* base = open_record(out, max_size, start);
   char* p = base + header_size;
   *p++ = static_cast<char>(reset ? flag_reset : 0);
-  p = put_varint(p, zigzag(accepted_at));
-  p = put_varint(p, idempotency_key.size());
-  p = put_bytes(p, idempotency_key);
+  p = write_prologue(p, accepted_at, idempotency_key);
   p = put_varint(p, first_new);
   p = put_varint(p, num_new);
   for (auto id = first_new; id < dict.size(); ++id) {

@@ -128,6 +128,14 @@ max-threads = 2
                 except h.TestFailure as e:
                     chk.check(False, f"{node.name}: {e}")
 
+    def finish(self, chk, tail_lines=40):
+        """End of a test: the logs if a check failed, then every node
+        stopped (a failed stop is a failed check) and its files removed."""
+        if chk.failures:
+            self.dump_logs(tail_lines)
+        self.stop_all(chk)
+        self.cleanup()
+
     def dump_logs(self, tail_lines=80):
         for node in self.nodes:
             h.log(f"===== {node.name} =====")

@@ -95,10 +95,7 @@ def main():
         chk.check(False, str(e))
         cluster.dump_logs()
     finally:
-        if chk.failures:
-            cluster.dump_logs(40)
-        cluster.stop_all(chk)
-        cluster.cleanup()
+        cluster.finish(chk)
     return chk.summary()
 
 

@@ -193,10 +193,7 @@ def main():
     except h.TestFailure as e:
         chk.check(False, str(e))
     finally:
-        if chk.failures:
-            cluster.dump_logs(60)
-        cluster.stop_all(chk)
-        cluster.cleanup()
+        cluster.finish(chk, 60)
     return chk.summary()
 
 

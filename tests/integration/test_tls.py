@@ -104,10 +104,7 @@ def main():
     except h.TestFailure as e:
         chk.check(False, str(e))
     finally:
-        if chk.failures:
-            cluster.dump_logs(40)
-        cluster.stop_all(chk)
-        cluster.cleanup()
+        cluster.finish(chk)
     return chk.summary()
 
 
