@@ -8,15 +8,22 @@
 #pragma once
 
 #include "cqrs/event_batch.hpp"
+#include "cqrs/journal_record.hpp"
 #include "cqrs/query.hpp"
 #include "runtime/connection_context.hpp"
 
 #include <caf/actor_system_config.hpp>
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/atom.hpp>
+#include <caf/error.hpp>
+#include <caf/meta/load_callback.hpp>
 #include <caf/meta/type_name.hpp>
+#include <caf/none.hpp>
+#include <caf/sec.hpp>
 
 #include <memory>
+#include <string>
+#include <type_traits>
 
 namespace cairn::actors {
 
@@ -134,9 +141,32 @@ typename Inspector::result_type inspect(Inspector& f, event_entry& x) {
            x.key_length, x.ts, x.value);
 }
 
+// On the wire an event batch is one self-contained (version 1) journal
+// record: ~17 bytes per event plus each distinct series key once, where
+// field-by-field serialization sent a copy of the key and five fields per
+// event (docs/cluster.md, "Wire format").
+
 template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, event_batch& x) {
-  return f(caf::meta::type_name("cairn.event_batch"), x.keys, x.entries);
+std::enable_if_t<Inspector::reads_state, typename Inspector::result_type>
+inspect(Inspector& f, event_batch& x) {
+  std::string bytes;
+  encode_record(0, {}, x, bytes);
+  return f(caf::meta::type_name("cairn.event_batch"), bytes);
+}
+
+template <class Inspector>
+std::enable_if_t<Inspector::writes_state, typename Inspector::result_type>
+inspect(Inspector& f, event_batch& x) {
+  std::string bytes;
+  return f(caf::meta::type_name("cairn.event_batch"), bytes,
+           caf::meta::load_callback([&]() -> caf::error {
+             journal_record rec;
+             if (decode_record(bytes, rec) != decode_result::ok)
+               return caf::make_error(caf::sec::invalid_argument,
+                                      "event batch does not decode");
+             x = std::move(rec.events);
+             return caf::none;
+           }));
 }
 
 } // namespace cairn::cqrs
