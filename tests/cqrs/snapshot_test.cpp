@@ -297,6 +297,39 @@ TEST_CASE("restore: snapshot + replay equals the live state") {
   }
 }
 
+TEST_CASE("restore: skip-corrupt also skips records naming series it defined") {
+  temp_dir dir;
+  auto j = journal::open((dir.path / "db").string());
+  sync_writer w{*j};
+  auto one = [](const std::string& metric, millis ts) {
+    event_batch b;
+    auto key = make_series_key(metric, {});
+    b.add(key, series_hash(key), ts, 1.0);
+    return b;
+  };
+  live_partition live{3};
+  millis now = 1'764'190'000'000;
+  live.ingest(w, one("x", now), "", now);      // 1: reset, defines x
+  live.ingest(w, one("y", now + 1), "", now);  // 2: defines y
+  live.ingest(w, one("y", now + 2), "", now);  // 3: uses y
+  live.ingest(w, one("x", now + 3), "", now);  // 4: uses x only
+  live.snapshot(w, now);                        // the next record resets
+  live.ingest(w, one("y", now + 4), "", now);  // 5: reset, defines y again
+  j->append(3, 2, "corrupt", w.cb());
+  w.wait();
+  auto store = make_store();
+  idempotency_window keys{1000, 3'600'000};
+  j->prune(3, 0, 0, w.cb()); // no snapshot: replay from record 1
+  w.wait();
+  auto report = restore_partition(*j, 3, store, keys, {true});
+  CHECK(report.ok);
+  // 2 is corrupt; 3 and 4 expect the dictionary size after 2; 5 resets
+  CHECK(report.records_skipped == 3);
+  CHECK(report.records_replayed == 2);
+  CHECK(report.events_replayed == 2);
+  CHECK(report.next_seq == 6);
+}
+
 TEST_CASE("restore: a journal of version-1 records still replays") {
   temp_dir dir;
   auto j = journal::open((dir.path / "db").string());
