@@ -2,6 +2,9 @@
 
 #include "cqrs/series_key.hpp"
 
+#include <utility>
+#include <vector>
+
 namespace cairn::cqrs {
 
 void split_by_partition(const event_batch& in, uint32_t partitions,
@@ -11,6 +14,20 @@ void split_by_partition(const event_batch& in, uint32_t partitions,
     b.clear();
   if (partitions == 0)
     return;
+  // Size every output once: the callers move the batches away, so each
+  // call starts from empty buffers, and growing them event by event was
+  // the parser's main source of malloc/free.
+  thread_local std::vector<std::pair<size_t, size_t>> sizes;  // events, key bytes
+  sizes.assign(partitions, {0, 0});
+  for (auto& e : in.entries) {
+    auto& [events, bytes] = sizes[partition_of(e.hash, partitions)];
+    ++events;
+    bytes += e.key_length;
+  }
+  for (uint32_t p = 0; p < partitions; ++p) {
+    out[p].entries.reserve(sizes[p].first);
+    out[p].keys.reserve(sizes[p].second);
+  }
   for (auto& e : in.entries)
     out[partition_of(e.hash, partitions)].add(in.key(e), e.hash, e.ts,
                                                e.value);
