@@ -222,11 +222,25 @@ caf::behavior snapshot_waiter(
     j->rp.deliver(out.dump());
     self->quit();
   };
+  // done(): records the current partition's result and moves on to the
+  // next one (through the mailbox: start() runs on ok_atom).
+  auto done = [self, j](json result, bool ok = true) {
+    j->failed = j->failed || !ok;
+    j->results.push_back(std::move(result));
+    ++j->next;
+    caf::anon_send(caf::actor_cast<caf::actor>(self), caf::ok_atom::value);
+  };
+  auto on_error = [done](uint32_t id) {
+    return [done, id](caf::error& err) {
+      done({{"partition", id}, {"written", false}, {"error", render(err)}},
+           false);
+    };
+  };
   // start(): asks the current partition for a snapshot; poll(): waits until
   // its stats show the snapshot written.
   auto poll = std::make_shared<std::function<void()>>();
   auto start = std::make_shared<std::function<void()>>();
-  *start = [self, j, finish, poll] {
+  *start = [self, j, finish, poll, done, on_error] {
     if (j->next >= j->parts.size()) {
       finish();
       return;
@@ -235,66 +249,43 @@ caf::behavior snapshot_waiter(
     j->started = std::chrono::steady_clock::now();
     self->request(hdl, actor_timeout, snapshot_atom::value)
       .then(
-        [self, j, poll, id = id](uint64_t covered) {
+        [j, poll, done, id = id](uint64_t covered) {
           j->covered = covered;
           if (covered == 0) {
-            j->results.push_back(
-              {{"partition", id},
-               {"covered_seq", 0},
-               {"written", false},
-               {"note", "empty partition: nothing to snapshot"}});
-            ++j->next;
-            caf::anon_send(caf::actor_cast<caf::actor>(self),
-                           caf::ok_atom::value);
+            done({{"partition", id},
+                  {"covered_seq", 0},
+                  {"written", false},
+                  {"note", "empty partition: nothing to snapshot"}});
             return;
           }
           (*poll)();
         },
-        [self, j, id = id](caf::error& err) {
-          j->failed = true;
-          j->results.push_back(
-            {{"partition", id}, {"written", false}, {"error", render(err)}});
-          ++j->next;
-          caf::anon_send(caf::actor_cast<caf::actor>(self),
-                         caf::ok_atom::value);
-        });
+        on_error(id));
   };
-  *poll = [self, j] {
+  *poll = [self, j, done, on_error] {
     auto [id, hdl] = j->parts[j->next];
     self->request(hdl, actor_timeout, stats_atom::value)
       .then(
-        [self, j, id = id](partition_stats& st) {
+        [self, j, done, id = id](partition_stats& st) {
           auto elapsed = std::chrono::steady_clock::now() - j->started;
           auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                       elapsed)
                       .count();
-          if (st.snapshot_seq >= j->covered) {
-            j->results.push_back({{"partition", id},
-                                  {"covered_seq", st.snapshot_seq},
-                                  {"written", true},
-                                  {"took_ms", ms}});
-          } else if (elapsed < snapshot_wait) {
+          if (st.snapshot_seq >= j->covered)
+            done({{"partition", id},
+                  {"covered_seq", st.snapshot_seq},
+                  {"written", true},
+                  {"took_ms", ms}});
+          else if (elapsed < snapshot_wait)
             self->delayed_send(self, 20ms, tick_atom::value);
-            return;
-          } else {
-            j->failed = true;
-            j->results.push_back({{"partition", id},
-                                  {"covered_seq", j->covered},
-                                  {"written", false},
-                                  {"error", "snapshot not written within 10s"}});
-          }
-          ++j->next;
-          caf::anon_send(caf::actor_cast<caf::actor>(self),
-                         caf::ok_atom::value);
+          else
+            done({{"partition", id},
+                  {"covered_seq", j->covered},
+                  {"written", false},
+                  {"error", "snapshot not written within 10s"}},
+                 false);
         },
-        [self, j, id = id](caf::error& err) {
-          j->failed = true;
-          j->results.push_back(
-            {{"partition", id}, {"written", false}, {"error", render(err)}});
-          ++j->next;
-          caf::anon_send(caf::actor_cast<caf::actor>(self),
-                         caf::ok_atom::value);
-        });
+        on_error(id));
   };
   return {
     [=](snapshot_atom) -> caf::result<std::string> {

@@ -18,9 +18,13 @@ void split_by_partition(const event_batch& in, uint32_t partitions,
   // call starts from empty buffers, and growing them event by event was
   // the parser's main source of malloc/free.
   thread_local std::vector<std::pair<size_t, size_t>> sizes;  // events, key bytes
+  thread_local std::vector<uint32_t> owner;  // partition of each event
   sizes.assign(partitions, {0, 0});
-  for (auto& e : in.entries) {
-    auto& [events, bytes] = sizes[partition_of(e.hash, partitions)];
+  owner.resize(in.entries.size());
+  for (size_t i = 0; i < in.entries.size(); ++i) {
+    const auto& e = in.entries[i];
+    owner[i] = partition_of(e.hash, partitions);
+    auto& [events, bytes] = sizes[owner[i]];
     ++events;
     bytes += e.key_length;
   }
@@ -28,9 +32,10 @@ void split_by_partition(const event_batch& in, uint32_t partitions,
     out[p].entries.reserve(sizes[p].first);
     out[p].keys.reserve(sizes[p].second);
   }
-  for (auto& e : in.entries)
-    out[partition_of(e.hash, partitions)].add(in.key(e), e.hash, e.ts,
-                                               e.value);
+  for (size_t i = 0; i < in.entries.size(); ++i) {
+    const auto& e = in.entries[i];
+    out[owner[i]].add(in.key(e), e.hash, e.ts, e.value);
+  }
 }
 
 } // namespace cairn::cqrs

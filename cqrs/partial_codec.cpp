@@ -112,19 +112,25 @@ bool decode_partial(std::string_view in, query_partial& out) {
   return in.empty();
 }
 
-// -- topk ---------------------------------------------------------------------
+// -- name -> value maps (topk, metrics) ---------------------------------------
 
-void encode_partial(const topk_partial& p, std::string& out) {
+namespace {
+
+/// Version byte, count, then per entry the name and `put(value)`.
+template <class Map, class Put>
+void encode_named(const Map& m, std::string& out, Put put) {
   out.push_back(static_cast<char>(partial_codec_version));
-  put_varint(out, p.values.size());
-  for (auto& [tag, b] : p.values) {
-    put_string(out, tag);
-    encode_bucket(b, out);
+  put_varint(out, m.size());
+  for (auto& [name, value] : m) {
+    put_string(out, name);
+    put(value);
   }
 }
 
-bool decode_partial(std::string_view in, topk_partial& out) {
-  out.values.clear();
+/// Reads what `encode_named` wrote; `get(r, value)` reads one value.
+template <class Map, class Get>
+bool decode_named(std::string_view in, Map& m, Get get) {
+  m.clear();
   if (!begin(in))
     return false;
   detail::reader r{in};
@@ -132,13 +138,37 @@ bool decode_partial(std::string_view in, topk_partial& out) {
   if (!r.varint(n))
     return false;
   for (uint64_t i = 0; i < n; ++i) {
-    std::string tag;
-    bucket b;
-    if (!get_string(r, tag) || !decode_bucket(in, b))
+    std::string name;
+    typename Map::mapped_type value{};
+    if (!get_string(r, name) || !get(r, in, value))
       return false;
-    out.values.emplace_hint(out.values.end(), std::move(tag), std::move(b));
+    m.emplace_hint(m.end(), std::move(name), std::move(value));
   }
   return in.empty();
+}
+
+} // namespace
+
+void encode_partial(const topk_partial& p, std::string& out) {
+  encode_named(p.values, out, [&](const bucket& b) { encode_bucket(b, out); });
+}
+
+bool decode_partial(std::string_view in, topk_partial& out) {
+  return decode_named(in, out.values,
+                      [](detail::reader&, std::string_view& rest, bucket& b) {
+                        return decode_bucket(rest, b);
+                      });
+}
+
+void encode_partial(const metrics_partial& p, std::string& out) {
+  encode_named(p.metrics, out, [&](uint64_t n) { put_varint(out, n); });
+}
+
+bool decode_partial(std::string_view in, metrics_partial& out) {
+  return decode_named(in, out.metrics,
+                      [](detail::reader& r, std::string_view&, uint64_t& n) {
+                        return r.varint(n);
+                      });
 }
 
 // -- series -------------------------------------------------------------------
@@ -162,35 +192,6 @@ bool decode_partial(std::string_view in, series_partial& out) {
   for (auto& k : out.keys)
     if (!get_string(r, k))
       return false;
-  return in.empty();
-}
-
-// -- metrics ------------------------------------------------------------------
-
-void encode_partial(const metrics_partial& p, std::string& out) {
-  out.push_back(static_cast<char>(partial_codec_version));
-  put_varint(out, p.metrics.size());
-  for (auto& [name, n] : p.metrics) {
-    put_string(out, name);
-    put_varint(out, n);
-  }
-}
-
-bool decode_partial(std::string_view in, metrics_partial& out) {
-  out.metrics.clear();
-  if (!begin(in))
-    return false;
-  detail::reader r{in};
-  uint64_t n = 0;
-  if (!r.varint(n))
-    return false;
-  for (uint64_t i = 0; i < n; ++i) {
-    std::string name;
-    uint64_t count = 0;
-    if (!get_string(r, name) || !r.varint(count))
-      return false;
-    out.metrics.emplace_hint(out.metrics.end(), std::move(name), count);
-  }
   return in.empty();
 }
 

@@ -381,6 +381,26 @@ int shell::fail_syntax(const std::string& line, size_t pos, size_t len,
   return exit_code::failed;
 }
 
+std::optional<json> shell::parse_request(const std::string& line) {
+  auto parsed = parse_read(line);
+  if (auto* e = std::get_if<syntax_error>(&parsed)) {
+    fail_syntax(line, e->pos, e->len, e->message);
+    return std::nullopt;
+  }
+  auto req = std::get<json>(std::move(parsed));
+  req.erase("op");
+  return req;
+}
+
+std::optional<json> shell::read_command(const std::string& cmd,
+                                        const std::string& line, json& req) {
+  auto parsed = parse_request(line);
+  if (!parsed)
+    return std::nullopt;
+  req = std::move(*parsed);
+  return checked({{"cmd", cmd}, {"request", req}}, true);
+}
+
 void shell::note_connection() {
   auto st = link_.status();
   if (st.connected && st.generation != seen_generation_) {
@@ -803,12 +823,8 @@ int shell::cmd_metrics(const std::string&,
 
 int shell::cmd_series(const std::string& line,
                         const std::vector<std::string>&) {
-  auto parsed = parse_read(line);
-  if (auto* e = std::get_if<syntax_error>(&parsed))
-    return fail_syntax(line, e->pos, e->len, e->message);
-  auto req = std::get<json>(parsed);
-  req.erase("op");
-  auto reply = checked({{"cmd", "series"}, {"request", req}}, true);
+  json req;
+  auto reply = read_command("series", line, req);
   if (!reply)
     return last_status_;
   text_table t;
@@ -829,12 +845,8 @@ int shell::cmd_series(const std::string& line,
 
 int shell::cmd_query(const std::string& line,
                        const std::vector<std::string>&) {
-  auto parsed = parse_read(line);
-  if (auto* e = std::get_if<syntax_error>(&parsed))
-    return fail_syntax(line, e->pos, e->len, e->message);
-  auto req = std::get<json>(parsed);
-  req.erase("op");
-  auto reply = checked({{"cmd", "query"}, {"request", req}}, true);
+  json req;
+  auto reply = read_command("query", line, req);
   if (!reply)
     return last_status_;
   auto aggs = req.value("aggs", json::array({"count"}));
@@ -875,12 +887,8 @@ int shell::cmd_query(const std::string& line,
 
 int shell::cmd_topk(const std::string& line,
                       const std::vector<std::string>&) {
-  auto parsed = parse_read(line);
-  if (auto* e = std::get_if<syntax_error>(&parsed))
-    return fail_syntax(line, e->pos, e->len, e->message);
-  auto req = std::get<json>(parsed);
-  req.erase("op");
-  auto reply = checked({{"cmd", "topk"}, {"request", req}}, true);
+  json req;
+  auto reply = read_command("topk", line, req);
   if (!reply)
     return last_status_;
   text_table t;
@@ -939,11 +947,10 @@ int shell::cmd_ingest(const std::string& line,
 
 int shell::cmd_watch(const std::string& line,
                        const std::vector<std::string>&) {
-  auto parsed = parse_read(line);
-  if (auto* e = std::get_if<syntax_error>(&parsed))
-    return fail_syntax(line, e->pos, e->len, e->message);
-  auto req = std::get<json>(parsed);
-  req.erase("op");
+  auto parsed = parse_request(line);
+  if (!parsed)
+    return last_status_;
+  auto req = std::move(*parsed);
   int64_t polls = -1;
   if (req.contains("limit")) {
     polls = req["limit"].get<int64_t>();

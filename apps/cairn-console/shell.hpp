@@ -99,6 +99,16 @@ private:
   std::optional<nlohmann::json> checked(const nlohmann::json& req,
                                         bool retry_safe);
 
+  /// The request of a read command (series/query/topk/watch text) without
+  /// "op"; nullopt after printing a syntax error with a caret.
+  std::optional<nlohmann::json> parse_request(const std::string& line);
+
+  /// parse_request + checked() of {"cmd": cmd, "request": req}; `req` gets
+  /// the parsed request (the renderers need it).
+  std::optional<nlohmann::json> read_command(const std::string& cmd,
+                                             const std::string& line,
+                                             nlohmann::json& req);
+
   int fail(const std::string& message, int status = exit_code::failed);
   int fail_syntax(const std::string& line, size_t pos, size_t len,
                   const std::string& message);
