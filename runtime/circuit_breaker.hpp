@@ -52,6 +52,15 @@ public:
   /// the single half-open probe); false = fail fast (counted as rejected).
   [[nodiscard]] bool allow(time_point now);
 
+  /// Counts a call the caller refused itself because the breaker is not
+  /// closed, without taking the half-open probe slot: only the code that
+  /// reports a call's outcome may take it (allow), or the slot is held by a
+  /// call nobody will ever report.
+  void note_rejected() noexcept { ++counters_.rejected; }
+
+  /// True while the half-open probe is out.
+  bool probe_in_flight() const noexcept { return probe_in_flight_; }
+
   /// Reports the outcome of an allowed call.
   void on_success(time_point now);
   void on_failure(time_point now);

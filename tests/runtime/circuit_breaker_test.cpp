@@ -60,4 +60,23 @@ TEST_SUITE("runtime.circuit_breaker") {
     CHECK(b.state(t) == breaker_state::open);
     CHECK_FALSE(b.allow(t));
   }
+
+  TEST_CASE("a refusal noted by the caller leaves the probe slot free") {
+    // The remote-query path refuses calls while half-open; it must not take
+    // the single probe slot, or the probe that would close the breaker is
+    // never sent (a peer stayed half-open for good after a restart).
+    circuit_breaker b{{1, 100ms, 1000ms}};
+    auto t = circuit_breaker::clock::now();
+    b.trip(t);
+    CHECK(b.state(t + 100ms) == breaker_state::half_open);
+    b.note_rejected();
+    b.note_rejected();
+    CHECK(b.counters().rejected == 2);
+    CHECK_FALSE(b.probe_in_flight());
+    CHECK(b.allow(t + 100ms));  // the probe still goes out
+    CHECK(b.probe_in_flight());
+    b.on_success(t + 120ms);
+    CHECK(b.state(t + 120ms) == breaker_state::closed);
+    CHECK_FALSE(b.probe_in_flight());
+  }
 }
