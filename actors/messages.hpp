@@ -50,6 +50,12 @@ using connect_atom = caf::atom_constant<caf::atom("cconnect")>;
 /// (hello_atom, std::string name, caf::actor node): the member `name`
 /// dialed us; its node actor is `node` (docs/cluster.md, "Who dials").
 using hello_atom = caf::atom_constant<caf::atom("hello")>;
+/// (pending_atom, std::string from, partition_ids) -> bool: member `from`
+/// holds hinted writes for these partitions (docs/cluster.md, "The
+/// completeness invariant"). (pending_atom) -> bool, to the node actor: every
+/// link announces this node's set to its peer; answered when all did.
+/// (pending_atom, bool) -> bool, to a link: announce to your peer now.
+using pending_atom = caf::atom_constant<caf::atom("pending")>;
 
 // -- local-only request payloads ----------------------------------------------
 

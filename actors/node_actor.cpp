@@ -96,6 +96,46 @@ caf::behavior node_actor_impl(node_actor_pointer self, node* n) {
         }
       return false;
     },
+    // Completeness (docs/cluster.md): a member announces the partitions it
+    // holds hinted writes for; queries here then count them as partial.
+    [=](pending_atom, std::string& from,
+        std::vector<uint32_t>& partitions) -> bool {
+      auto& c = self->state.owner->settings()->cluster;
+      if (!c.pending || !c.map)
+        return false;
+      auto index = c.map->index_of(from);
+      if (!index)
+        return false;
+      c.pending->set_remote(*index, std::move(partitions));
+      return true;
+    },
+    // A link's hints added a partition: every link announces this node's
+    // set to its peer; the answer comes once all of them did (or gave up).
+    [=](pending_atom) -> caf::result<bool> {
+      auto& n = *self->state.owner;
+      auto rp = self->make_response_promise<bool>();
+      auto outstanding = std::make_shared<size_t>(0);
+      for (auto& link : n.links())
+        if (link)
+          ++*outstanding;
+      if (*outstanding == 0) {
+        rp.deliver(true);
+        return rp;
+      }
+      auto timeout = n.settings()->cluster.request_timeout * 2;
+      for (auto& link : n.links()) {
+        if (!link)
+          continue;
+        auto one = [rp, outstanding]() mutable {
+          if (--*outstanding == 0)
+            rp.deliver(true);
+        };
+        self->request(link, timeout, pending_atom::value, true)
+          .then([one](bool) mutable { one(); },
+                [one](caf::error&) mutable { one(); });
+      }
+      return rp;
+    },
     [=](partial_atom, remote_query& q) {
       return self->delegate(self->state.owner->coordinator(),
                             partial_atom::value, std::move(q));

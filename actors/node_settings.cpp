@@ -115,6 +115,8 @@ std::shared_ptr<node_settings> make_node_settings(
     c.enabled = c.members.size() > 1;
     if (!c.enabled)
       c.map.reset();
+    else
+      c.pending = std::make_shared<hint_view>(c.map->nodes(), c.self_index);
   }
   s->metrics = std::make_shared<runtime::metrics_registry>();
   s->started_at = cqrs::wall_clock_now();

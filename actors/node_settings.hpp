@@ -7,6 +7,7 @@
 // only mutable members and are safe from any thread.
 #pragma once
 
+#include "actors/hint_view.hpp"
 #include "cqrs/ddsketch.hpp"
 #include "cqrs/event_parser.hpp"
 #include "cqrs/partition_map.hpp"
@@ -56,6 +57,9 @@ struct cluster_settings {
   bool tls = false;
   /// The hinted-handoff store (<storage.path>/hints; null = in memory).
   std::shared_ptr<runtime::journal> hints;
+  /// Who holds unapplied hinted writes for which partition, cluster-wide
+  /// (null when disabled; docs/cluster.md, "The completeness invariant").
+  std::shared_ptr<hint_view> pending;
 
   /// True if partition `p` is owned by this node (always when disabled).
   bool local(uint32_t p) const noexcept {

@@ -238,6 +238,15 @@ void drain(partition_pointer self) {
     request_snapshot(self);
 }
 
+/// A partition still replaying its journal has not got every acknowledged
+/// write yet: reads fail, so the answer lists it as missing (a peer asking
+/// for a partial of it included) instead of claiming to be complete.
+caf::error not_recovered(partition_pointer self) {
+  return caf::make_error(caf::sec::runtime_error,
+                         "partition " + std::to_string(self->state.id)
+                           + " is recovering");
+}
+
 caf::result<uint64_t> ingest(partition_pointer self, cqrs::event_batch& batch,
                              std::string& key) {
   auto& st = self->state;
@@ -328,22 +337,30 @@ partition_actor::behavior_type partition_impl(partition_pointer self,
         }
       drain(self);
     },
-    [=](query_atom, const query_spec_ptr& q) {
+    [=](query_atom, const query_spec_ptr& q) -> caf::result<cqrs::query_partial> {
+      if (self->state.recovering)
+        return not_recovered(self);
       cqrs::query_partial out;
       self->state.store->query(*q, out);
       return out;
     },
-    [=](topk_atom, const topk_spec_ptr& q) {
+    [=](topk_atom, const topk_spec_ptr& q) -> caf::result<cqrs::topk_partial> {
+      if (self->state.recovering)
+        return not_recovered(self);
       cqrs::topk_partial out;
       self->state.store->topk(*q, out);
       return out;
     },
-    [=](series_atom, const series_spec_ptr& q) {
+    [=](series_atom, const series_spec_ptr& q) -> caf::result<cqrs::series_partial> {
+      if (self->state.recovering)
+        return not_recovered(self);
       cqrs::series_partial out;
       self->state.store->series(*q, out);
       return out;
     },
-    [=](metrics_atom) {
+    [=](metrics_atom) -> caf::result<cqrs::metrics_partial> {
+      if (self->state.recovering)
+        return not_recovered(self);
       cqrs::metrics_partial out;
       self->state.store->metrics(out);
       return out;

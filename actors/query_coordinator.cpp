@@ -48,7 +48,27 @@ using coordinator_pointer = introspectable_actor<coordinator_state>*;
 struct scatter_plan {
   std::vector<uint32_t> local;
   std::optional<remote_query> remote;
+  /// For a client request in a cluster: who held unapplied hinted writes
+  /// when the query started (docs/cluster.md, "The completeness invariant").
+  std::shared_ptr<const hint_view::snapshot_type> pending;
 };
+
+/// Marks every partition some member holds unapplied writes for as missing,
+/// naming the holders.
+void apply_pending(const hint_view::snapshot_type& pending,
+                   const hint_view& view, cqrs::coverage& cov) {
+  for (uint32_t p = 0; p < pending.holders.size(); ++p) {
+    auto& holders = pending.holders[p];
+    if (holders.empty())
+      continue;
+    std::vector<std::string> names;
+    for (auto m : holders)
+      names.push_back(view.name(m));
+    std::sort(names.begin(), names.end());
+    cov.pending_hints.emplace_back(p, std::move(names));
+    cov.missing_partitions.push_back(p);
+  }
+}
 
 /// Sends one partial request to the planned partitions (and owners) and
 /// merges the answers. `done(merged, coverage)` runs once, after the last
@@ -65,6 +85,8 @@ void scatter(coordinator_pointer self, scatter_plan plan,
   };
   auto& st = self->state;
   auto g = std::make_shared<gather>();
+  if (plan.pending && !plan.pending->empty())
+    apply_pending(*plan.pending, *st.settings->cluster.pending, g->cov);
   // Remote owners: one request per owner node.
   std::vector<std::vector<uint32_t>> by_owner;
   auto& cluster = st.settings->cluster;
@@ -79,13 +101,17 @@ void scatter(coordinator_pointer self, scatter_plan plan,
   }
   g->outstanding += plan.local.size();
   if (g->outstanding == 0) {
+    auto& missing = g->cov.missing_partitions;
+    std::sort(missing.begin(), missing.end());
     done(std::move(g->merged), std::move(g->cov));
     return;
   }
   auto finish = [g, done] {
     if (--g->outstanding == 0) {
-      std::sort(g->cov.missing_partitions.begin(),
-                g->cov.missing_partitions.end());
+      auto& missing = g->cov.missing_partitions;
+      std::sort(missing.begin(), missing.end());
+      missing.erase(std::unique(missing.begin(), missing.end()),
+                    missing.end());
       done(std::move(g->merged), std::move(g->cov));
     }
   };
@@ -444,8 +470,15 @@ caf::behavior coordinator_impl(coordinator_pointer self, settings_ptr s,
       }
       scatter_plan plan;
       plan.local = st.local;
-      if (st.settings->cluster.enabled)
+      if (st.settings->cluster.enabled) {
         plan.remote = remote_query{op, line, now, {}};
+        // Taken before any partition is asked: a write acknowledged before
+        // this moment is either applied by its owner by the time the owner
+        // answers, or listed here (docs/cluster.md).
+        if (auto& view = st.settings->cluster.pending)
+          plan.pending = std::make_shared<const hint_view::snapshot_type>(
+            view->snapshot(static_cast<uint32_t>(st.partitions.size())));
+      }
       read_sink sink;
       sink.id = id;
       sink.reply = [rp](std::string text) mutable { rp.deliver(std::move(text)); };

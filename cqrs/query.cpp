@@ -372,6 +372,11 @@ void render_coverage(const coverage& cov, json& out) {
   out["partial"] = cov.partial();
   if (cov.partial())
     out["missing_partitions"] = cov.missing_partitions;
+  if (!cov.pending_hints.empty()) {
+    auto& ph = out["pending_hints"] = json::object();
+    for (auto& [p, holders] : cov.pending_hints)
+      ph[std::to_string(p)] = holders;
+  }
 }
 
 } // namespace
@@ -464,6 +469,13 @@ void render_query_text(const query_spec& q, const query_partial& p,
       append_integer(out, cov.missing_partitions[i]);
     }
     out += ']';
+  }
+  if (!cov.pending_hints.empty()) {
+    json ph = json::object();
+    for (auto& [p, holders] : cov.pending_hints)
+      ph[std::to_string(p)] = holders;
+    out += ",\"pending_hints\":";
+    out += ph.dump();
   }
   out += ",\"series\":[";
   bool first_series = true;

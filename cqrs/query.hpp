@@ -135,9 +135,13 @@ struct metrics_partial {
 
 // -- rendering ----------------------------------------------------------------
 
-/// Which partitions did not answer (empty = complete answer).
+/// Which partitions the answer may lack (empty = complete answer): those
+/// that did not answer, and those for which some member holds acknowledged
+/// writes their owner has not applied yet (`pending_hints`: partition ->
+/// member names; docs/cluster.md, "The completeness invariant").
 struct coverage {
   std::vector<uint32_t> missing_partitions;
+  std::vector<std::pair<uint32_t, std::vector<std::string>>> pending_hints;
   bool partial() const noexcept { return !missing_partitions.empty(); }
 };
 
