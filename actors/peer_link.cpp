@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include <functional>
 #include <random>
 #include <set>
 
@@ -48,6 +49,9 @@ struct pending_ingest {
   caf::response_promise promise;
   uint64_t events = 0;
   bool settled = false;
+  /// Arrival + cluster.ingest-timeout: past it, the write is hinted
+  /// instead of waiting longer for the owner (waiting for credits counts).
+  clock_type::time_point deadline;
 };
 
 using pending_ptr = std::shared_ptr<pending_ingest>;
@@ -59,9 +63,13 @@ struct hint_entry {
   size_t bytes = 0;
   uint64_t events = 0;
   bool durable = false;
-  bool sent = false;
-  bool acked = false;
-  caf::response_promise promise;  ///< delivered once durable (if valid)
+  bool sent = false;   ///< out in delivery epoch `epoch`, no answer yet
+  bool acked = false;  ///< the owner applied it
+  uint64_t epoch = 0;
+  /// The announcement (link_state::announce_*) every member must have had
+  /// before the client may be told the write is safe.
+  uint64_t announce = 0;
+  caf::response_promise promise;  ///< delivered once durable and announced
   bool has_promise = false;
 };
 
@@ -102,9 +110,27 @@ struct link_state {
   std::string last_error;
   std::minstd_rand rng{std::random_device{}()};
 
+  /// The peer's node said `ready` to a ping since this connection came up:
+  /// a recovering owner refuses writes, so nothing is sent before.
+  bool peer_ready = false;
+  bool checking_ready = false;
+  clock_type::time_point next_ready_check{};
+
   // -- breaker ----------------------------------------------------------------
   runtime::circuit_breaker breaker;
   bool probing = false;
+  /// The state last logged, so that every transition (open -> half-open,
+  /// which happens by time alone, included) is logged exactly once.
+  runtime::breaker_state logged_state = runtime::breaker_state::closed;
+
+  // -- completeness (docs/cluster.md, "The completeness invariant") -----------
+  /// Announcements of this node's pending-hint partitions: requested when a
+  /// hint adds a partition, done when every member answered.
+  uint64_t announce_requested = 0;
+  uint64_t announce_done = 0;
+  /// Version of the node's pending set last acknowledged by this peer.
+  uint64_t announced_version = ~uint64_t{0};
+  bool announcing = false;
 
   // -- ingest -----------------------------------------------------------------
   std::set<pending_ptr> in_flight;
@@ -113,7 +139,8 @@ struct link_state {
 
   // -- hints ------------------------------------------------------------------
   std::deque<hint_entry> hints;
-  size_t hints_in_flight = 0;
+  /// Delivery epoch: bumped whenever unanswered hints are to be resent, so
+  /// that late answers of an older epoch cannot disturb the accounting.
   uint64_t hint_generation = 0;
   uint64_t next_hint_seq = 1;
   uint64_t hints_stored = 0;
@@ -134,24 +161,131 @@ void drain_hints(link_pointer self);
 // -- breaker bookkeeping ------------------------------------------------------
 
 /// Runs `f` on the breaker and logs / counts a state change it caused.
+/// Logs (once) and counts a breaker state change since the last call.
+void observe_breaker(link_pointer self) {
+  auto& st = self->state;
+  auto now_state = st.breaker.state(clock_type::now());
+  if (now_state == st.logged_state)
+    return;
+  if (now_state == runtime::breaker_state::open)
+    st.metrics.breaker_opened->fetch_add(1);
+  auto level = now_state == runtime::breaker_state::closed
+                 ? spdlog::level::info
+                 : spdlog::level::warn;
+  spdlog::log(level, "breaker of peer {}: {} -> {}", st.addr.name,
+              runtime::to_string(st.logged_state),
+              runtime::to_string(now_state));
+  st.logged_state = now_state;
+}
+
+/// Runs `f` on the breaker and logs / counts the state change it caused.
 template <class F>
 void with_breaker(link_pointer self, F f) {
   auto& st = self->state;
-  auto before = st.breaker.raw_state();
+  // An open -> half-open change by time alone is logged before f's own.
+  observe_breaker(self);
   f(st.breaker);
-  auto after = st.breaker.state(clock_type::now());
-  if (before == after)
-    return;
-  if (after == runtime::breaker_state::open)
-    st.metrics.breaker_opened->fetch_add(1);
-  spdlog::warn("breaker of peer {}: {} -> {}", st.addr.name,
-               runtime::to_string(before), runtime::to_string(after));
+  observe_breaker(self);
 }
 
 bool usable(link_pointer self) {
   auto& st = self->state;
-  return st.remote
+  return st.remote && st.peer_ready
          && st.breaker.state(clock_type::now()) == runtime::breaker_state::closed;
+}
+
+/// True if `err` says the owner is still recovering (not a fault of the
+/// link: nothing for the breaker, wait for `ready`).
+bool is_recovering(const caf::error& err) {
+  return to_string(err).find("recovering") != std::string::npos;
+}
+
+size_t hints_in_flight(const link_state& st) {
+  size_t n = 0;
+  for (auto& h : st.hints)
+    if (h.sent && !h.acked)
+      ++n;
+  return n;
+}
+
+// -- completeness -------------------------------------------------------------
+
+/// Publishes the partitions this link holds hints for to the node's view.
+/// True if the node's set gained a partition (then every member must hear
+/// of it before a hinted write is acknowledged).
+bool publish_pending(link_pointer self) {
+  auto& st = self->state;
+  if (!st.cluster().pending)
+    return false;
+  std::vector<uint32_t> parts;
+  for (auto& h : st.hints)
+    parts.insert(parts.end(), h.rec.partitions.begin(), h.rec.partitions.end());
+  return st.cluster().pending->set_local(st.index, std::move(parts));
+}
+
+/// Delivers the promises of hints that are durable and announced.
+void settle_hints(link_pointer self) {
+  auto& st = self->state;
+  for (auto& h : st.hints)
+    if (h.has_promise && h.durable && h.announce <= st.announce_done) {
+      h.promise.deliver(h.events);
+      h.has_promise = false;
+    }
+}
+
+/// Tells the peer this node's pending-hint partitions (when they changed
+/// since it last acknowledged them). `done` runs after its answer, or at
+/// once when the peer is not connected.
+void announce_to_peer(link_pointer self, std::function<void()> done) {
+  auto& st = self->state;
+  if (!st.remote || !st.cluster().pending) {
+    if (done)
+      done();
+    return;
+  }
+  auto [parts, version] = st.cluster().pending->local_union();
+  st.announcing = true;
+  self
+    ->request(st.remote, st.cluster().request_timeout, pending_atom::value,
+              st.cluster().self_name, std::move(parts))
+    .then(
+      [self, version, done](bool) {
+        self->state.announcing = false;
+        self->state.announced_version = version;
+        if (done)
+          done();
+      },
+      [self, done](caf::error& err) {
+        self->state.announcing = false;
+        spdlog::warn("announcing pending hints to peer {} failed: {}",
+                     self->state.addr.name, to_string(err));
+        if (done)
+          done();
+      });
+}
+
+/// A hint added a partition to this node's pending set: every member hears
+/// of it (through the node actor, which asks every link) before the hints
+/// stored up to now are acknowledged.
+void request_announcement(link_pointer self) {
+  auto& st = self->state;
+  auto gen = ++st.announce_requested;
+  auto finish = [self, gen] {
+    auto& st = self->state;
+    st.announce_done = std::max(st.announce_done, gen);
+    settle_hints(self);
+  };
+  if (!st.home) {
+    finish();
+    return;
+  }
+  self->request(st.home, st.cluster().request_timeout * 2, pending_atom::value)
+    .then([finish](bool) { finish(); },
+          [self, finish](caf::error& err) {
+            spdlog::warn("announcing pending hints (peer {}) failed: {}",
+                         self->state.addr.name, to_string(err));
+            finish();
+          });
 }
 
 // -- hints --------------------------------------------------------------------
@@ -188,6 +322,7 @@ void to_hint(link_pointer self, const pending_ptr& item) {
   h.seq = st.next_hint_seq++;
   h.promise = item->promise;
   h.has_promise = true;
+  h.announce = st.announce_requested;
   add_hint_bytes(self, static_cast<int64_t>(h.bytes));
   ++st.hints_stored;
   st.metrics.hints_stored->fetch_add(1);
@@ -204,10 +339,13 @@ void to_hint(link_pointer self, const pending_ptr& item) {
   } else {
     // Persistence off: hints live in memory only (documented).
     h.durable = true;
-    h.promise.deliver(h.events);
-    h.has_promise = false;
   }
   st.hints.push_back(std::move(h));
+  if (publish_pending(self)) {
+    st.hints.back().announce = st.announce_requested + 1;
+    request_announcement(self);
+  }
+  settle_hints(self);
 }
 
 /// Pops the delivered prefix of the queue and deletes it from the store.
@@ -221,9 +359,10 @@ void pop_delivered(link_pointer self) {
     add_hint_bytes(self, -static_cast<int64_t>(h.bytes));
     ++st.hints_delivered;
     st.metrics.hints_delivered->fetch_add(1);
-    --st.hints_in_flight;
     st.hints.pop_front();
   }
+  if (upto > 0)
+    publish_pending(self);  // shrinks: peers hear of it at the next tick
   if (upto > 0 && st.cluster().hints)
     st.cluster().hints->prune(st.index, 0, upto,
                               [](bool ok, std::string err) {
@@ -241,13 +380,15 @@ void drain_hints(link_pointer self) {
   if (!usable(self))
     return;
   auto credits = st.cluster().credits;
+  auto in_flight = hints_in_flight(st);
   for (auto& h : st.hints) {
-    if (st.hints_in_flight >= credits)
+    if (in_flight >= credits)
       break;
-    if (h.sent)
+    if (h.sent || h.acked)
       continue;
     h.sent = true;
-    ++st.hints_in_flight;
+    h.epoch = st.hint_generation;
+    ++in_flight;
     remote_ingest msg{h.rec.partitions, h.rec.batches, h.rec.key};
     auto seq = h.seq;
     auto gen = st.hint_generation;
@@ -258,9 +399,11 @@ void drain_hints(link_pointer self) {
         [self, seq](uint64_t) {
           auto& st = self->state;
           with_breaker(self, [](auto& b) { b.on_success(clock_type::now()); });
+          // Applied by the owner, whatever the epoch it was sent in.
           for (auto& h : st.hints)
             if (h.seq == seq) {
               h.acked = true;
+              h.sent = false;
               break;
             }
           pop_delivered(self);
@@ -272,18 +415,24 @@ void drain_hints(link_pointer self) {
           auto& st = self->state;
           if (gen != st.hint_generation)
             return;
-          spdlog::warn("hint {} to peer {} failed: {}", seq, st.addr.name,
-                       to_string(err));
-          with_breaker(self, [](auto& b) { b.on_failure(clock_type::now()); });
+          if (is_recovering(err)) {
+            // Not a fault: wait until the owner says it is ready.
+            st.peer_ready = false;
+            st.next_ready_check = clock_type::now() + 200ms;
+            spdlog::info("hint {} to peer {}: owner still recovering; "
+                         "waiting for it to be ready",
+                         seq, st.addr.name);
+          } else {
+            spdlog::warn("hint {} to peer {} failed: {}", seq, st.addr.name,
+                         to_string(err));
+            with_breaker(self,
+                         [](auto& b) { b.on_failure(clock_type::now()); });
+          }
           // Resend everything not yet acknowledged, in order, later.
           ++st.hint_generation;
-          st.hints_in_flight = 0;
-          for (auto& h : st.hints) {
-            if (h.acked)
-              ++st.hints_in_flight;  // stays counted until popped
-            else
+          for (auto& h : st.hints)
+            if (!h.acked)
               h.sent = false;
-          }
         });
   }
 }
@@ -294,9 +443,11 @@ void send_live(link_pointer self, pending_ptr item) {
   auto& st = self->state;
   st.in_flight.insert(item);
   st.metrics.forwarded->fetch_add(1);
-  self
-    ->request(st.remote, st.cluster().ingest_timeout, forward_atom::value,
-              item->msg)
+  // What is left of cluster.ingest-timeout since the write arrived.
+  auto left = std::max<std::chrono::milliseconds>(
+    10ms, std::chrono::duration_cast<std::chrono::milliseconds>(
+            item->deadline - clock_type::now()));
+  self->request(st.remote, left, forward_atom::value, item->msg)
     .then(
       [self, item](uint64_t n) {
         auto& st = self->state;
@@ -318,7 +469,12 @@ void send_live(link_pointer self, pending_ptr item) {
           return;
         spdlog::warn("forward to peer {} failed ({}); hinting {} events",
                      st.addr.name, to_string(err), item->events);
-        with_breaker(self, [](auto& b) { b.on_failure(clock_type::now()); });
+        if (is_recovering(err)) {
+          st.peer_ready = false;
+          st.next_ready_check = clock_type::now() + 200ms;
+        } else {
+          with_breaker(self, [](auto& b) { b.on_failure(clock_type::now()); });
+        }
         to_hint(self, item);
         pump(self);
       });
@@ -328,8 +484,10 @@ void send_live(link_pointer self, pending_ptr item) {
 /// peer is not usable or hints are pending (keeps the order).
 void pump(link_pointer self) {
   auto& st = self->state;
+  auto now = clock_type::now();
   while (!st.waiting.empty()) {
-    if (!st.hints.empty() || !usable(self)) {
+    if (!st.hints.empty() || !usable(self)
+        || st.waiting.front()->deadline <= now) {
       auto item = std::move(st.waiting.front());
       st.waiting.pop_front();
       to_hint(self, item);
@@ -375,9 +533,15 @@ void peer_up(link_pointer self, caf::actor remote, std::string node) {
                st.dials ? "dialed, attempt " + std::to_string(st.attempts)
                         : std::string{"it dialed us"});
   st.attempts = 0;
+  st.peer_ready = false;
+  st.next_ready_check = clock_type::now();
+  // Tell it our pending-hint set first: until it heard it, its answers are
+  // all partial.
+  st.announced_version = ~uint64_t{0};
+  announce_to_peer(self, nullptr);
   // A breaker opened while the peer was gone probes it (half-open) when its
-  // reset timeout expires: see the tick.
-  drain_hints(self);
+  // reset timeout expires; hints and writes wait until the peer says it is
+  // ready (see the tick).
   pump(self);
 }
 
@@ -457,13 +621,10 @@ void peer_lost(link_pointer self, const caf::error& reason) {
     if (!item->settled)
       to_hint(self, item);
   ++st.hint_generation;
-  st.hints_in_flight = 0;
-  for (auto& h : st.hints) {
-    if (h.acked)
-      ++st.hints_in_flight;
-    else
+  for (auto& h : st.hints)
+    if (!h.acked)
       h.sent = false;
-  }
+  st.peer_ready = false;
   pump(self);
   st.backoff = std::chrono::milliseconds{0};
   if (st.dials)
@@ -495,15 +656,23 @@ json describe(link_pointer self) {
            {"since", st.since},
            {"node_id", st.remote_node},
            {"breaker", b},
+           {"ready", st.peer_ready},
            {"in_flight", st.in_flight.size()},
            {"waiting", st.waiting.size()},
            {"forwarded_events", st.forwarded_events},
            {"hints",
             {{"pending", st.hints.size()},
              {"bytes", st.hint_bytes},
+             {"in_flight", hints_in_flight(st)},
              {"stored", st.hints_stored},
              {"delivered", st.hints_delivered},
              {"refused", st.hints_refused}}}};
+  if (auto& view = st.cluster().pending) {
+    // The completeness view (docs/cluster.md): what this peer announced it
+    // holds hints for; until it announced, every answer here is partial.
+    auto [known, parts] = view->announced(st.index);
+    out["announced"] = {{"known", known}, {"pending_partitions", parts}};
+  }
   if (!st.last_error.empty())
     out["last_error"] = st.last_error;
   return out;
@@ -546,6 +715,7 @@ caf::behavior link_impl(link_pointer self, settings_ptr s, uint32_t index,
   if (!st.hints.empty())
     spdlog::info("{} hints pending for peer {} from a previous run",
                  st.hints.size(), st.addr.name);
+  publish_pending(self);
   st.dials = s->cluster.self_name < st.addr.name;
   if (!st.dials)
     st.last_error = "waiting for " + st.addr.name + " to dial";
@@ -594,6 +764,7 @@ caf::behavior link_impl(link_pointer self, settings_ptr s, uint32_t index,
       for (auto& b : msg.batches)
         item->events += b.size();
       item->msg = std::move(msg);
+      item->deadline = clock_type::now() + st.cluster().ingest_timeout;
       item->promise = self->make_response_promise();
       auto rp = item->promise;
       if (!st.hints.empty() || !usable(self))
@@ -609,11 +780,15 @@ caf::behavior link_impl(link_pointer self, settings_ptr s, uint32_t index,
       if (!st.remote)
         return caf::make_error(caf::sec::runtime_error,
                                "peer " + st.addr.name + " is unreachable");
-      if (st.breaker.state(clock_type::now())
-          != runtime::breaker_state::closed) {
-        (void) st.breaker.allow(clock_type::now());  // counted as rejected
+      auto state = st.breaker.state(clock_type::now());
+      if (state != runtime::breaker_state::closed) {
+        // Counted, but the half-open probe slot stays with the tick's ping,
+        // the one call whose outcome is reported (docs/cluster.md).
+        st.breaker.note_rejected();
+        observe_breaker(self);
         return caf::make_error(caf::sec::runtime_error,
-                               "breaker of peer " + st.addr.name + " is open");
+                               "breaker of peer " + st.addr.name + " is "
+                                 + std::string{runtime::to_string(state)});
       }
       auto rp = self->make_response_promise<remote_partial>();
       self
@@ -640,9 +815,7 @@ caf::behavior link_impl(link_pointer self, settings_ptr s, uint32_t index,
           continue;
         if (ok) {
           i->durable = true;
-          if (i->has_promise)
-            i->promise.deliver(i->events);
-          i->has_promise = false;
+          settle_hints(self);
           pop_delivered(self);
         } else {
           spdlog::error("hint {} for peer {} not durable: {}", seq,
@@ -651,41 +824,83 @@ caf::behavior link_impl(link_pointer self, settings_ptr s, uint32_t index,
             i->promise.deliver(caf::make_error(
               caf::sec::runtime_error, "unavailable: hint write failed: " + err));
           add_hint_bytes(self, -static_cast<int64_t>(i->bytes));
-          if (i->sent)
-            --st.hints_in_flight;
           st.hints.erase(i);
+          publish_pending(self);
         }
         break;
       }
     },
+    // From the node actor: tell the peer our pending-hint partitions now.
+    [self](pending_atom, bool) -> caf::result<bool> {
+      auto rp = self->make_response_promise<bool>();
+      announce_to_peer(self, [rp]() mutable { rp.deliver(true); });
+      return rp;
+    },
     [self](tick_atom) {
       auto& st = self->state;
       auto now = clock_type::now();
+      observe_breaker(self);
       if (!st.remote && !st.connecting && now >= st.next_connect)
         try_connect(self);
-      if (st.remote && !st.probing
-          && st.breaker.state(now) == runtime::breaker_state::half_open
-          && st.breaker.allow(now)) {
-        // The single half-open probe: a ping to the peer's node actor.
-        st.probing = true;
-        spdlog::info("breaker of peer {}: probing", st.addr.name);
+      auto half_open = st.remote && !st.probing
+                       && st.breaker.state(now)
+                            == runtime::breaker_state::half_open;
+      auto check_ready = st.remote && !st.probing && !st.checking_ready
+                         && !st.peer_ready && now >= st.next_ready_check;
+      if (half_open || check_ready) {
+        // A ping to the peer's node actor: the single half-open probe (only
+        // the code that reports a probe's outcome takes the slot), and the
+        // readiness check: hints go out only once the owner is `ready`.
+        bool probe = half_open && st.breaker.allow(now);
+        if (probe) {
+          st.probing = true;
+          spdlog::info("breaker of peer {}: probing", st.addr.name);
+        }
+        st.checking_ready = true;
         self
           ->request(st.remote, st.cluster().request_timeout,
                     request_atom::value, std::string{R"({"cmd":"ping"})"})
           .then(
-            [self](std::string&) {
-              self->state.probing = false;
-              with_breaker(self,
-                           [](auto& b) { b.on_success(clock_type::now()); });
+            [self, probe](std::string& text) {
+              auto& st = self->state;
+              st.checking_ready = false;
+              auto reply = json::parse(text, nullptr, false);
+              auto status = reply.is_object()
+                              ? reply.value("status", std::string{})
+                              : std::string{};
+              if (probe) {
+                st.probing = false;
+                with_breaker(self,
+                             [](auto& b) { b.on_success(clock_type::now()); });
+              }
+              if (status == "ready") {
+                if (!st.peer_ready)
+                  spdlog::info("peer {} is ready; {} hints to deliver",
+                               st.addr.name, st.hints.size());
+                st.peer_ready = true;
+              } else {
+                st.next_ready_check = clock_type::now() + 200ms;
+              }
               drain_hints(self);
               pump(self);
             },
-            [self](caf::error&) {
-              self->state.probing = false;
-              with_breaker(self,
-                           [](auto& b) { b.on_failure(clock_type::now()); });
+            [self, probe](caf::error&) {
+              auto& st = self->state;
+              st.checking_ready = false;
+              st.next_ready_check = clock_type::now() + 500ms;
+              if (probe) {
+                st.probing = false;
+                with_breaker(self,
+                             [](auto& b) { b.on_failure(clock_type::now()); });
+              }
             });
       }
+      // The node's pending-hint set changed since this peer last heard it
+      // (a shrink after a drain, or a new connection): tell it.
+      if (st.remote && !st.announcing && st.cluster().pending
+          && st.cluster().pending->local_union().second
+               != st.announced_version)
+        announce_to_peer(self, nullptr);
       drain_hints(self);
       pump(self);
       self->delayed_send(self, tick_interval, tick_atom::value);
