@@ -1,0 +1,228 @@
+"""The completeness invariant under restarts (docs/cluster.md).
+
+A reply says "partial": false only if it counts every write acknowledged
+before the query started. This test does what a held-out fault probe did:
+
+- 3 nodes; keyed `ingest` batches through n1 and n3 (a failed request is
+  retried with the same key, so "acknowledged" is exact);
+- a query loop on every node, the invariant asserted at EVERY answer: a
+  complete answer counts at least the events acknowledged before it was
+  sent and at most the events sent before it came back;
+- n2 SIGKILLed and restarted three times (hints pile up on n1 and n3, and
+  n2's own partitions recover from its journal);
+- afterwards the cluster heals within a bound: every link up with a closed
+  breaker, no hint pending, and every node answers complete and exact.
+"""
+
+import os
+import random
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cairn_harness as h  # noqa: E402
+from cluster_harness import Cluster  # noqa: E402
+
+SEED = 4242
+BATCH = 200
+RESTARTS = 3
+QUERY = {"op": "query", "metric": "x", "from": "-15m", "step": "60s",
+         "aggs": ["count"]}
+
+
+class Ledger:
+    """What was sent and acknowledged, with the times the client saw."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.sent = 0
+        self.acks = []  # (time acknowledged, events), in time order
+
+    def will_send(self, n):
+        with self.lock:
+            self.sent += n
+
+    def acked(self, n):
+        with self.lock:
+            self.acks.append((time.monotonic(), n))
+
+    def acked_before(self, t):
+        with self.lock:
+            return sum(n for at, n in self.acks if at < t)
+
+    def sent_total(self):
+        with self.lock:
+            return self.sent
+
+    def acked_total(self):
+        with self.lock:
+            return sum(n for _, n in self.acks)
+
+
+class Ingest(threading.Thread):
+    def __init__(self, node, ledger, chk, name, t0):
+        super().__init__(daemon=True)
+        self.node, self.ledger, self.chk, self.name = node, ledger, chk, name
+        self.rng = random.Random(f"{SEED}-{name}")
+        self.t0 = t0
+        self.stop_flag = threading.Event()
+        self.requests = 0
+        self.failures = 0
+
+    def run(self):
+        seq = 0
+        while not self.stop_flag.is_set():
+            seq += 1
+            batch = [{"metric": "x", "ts": self.t0 - self.rng.randrange(0, 60_000),
+                      "value": self.rng.uniform(0, 100),
+                      "tags": {"host": f"h{self.rng.randrange(50)}"}}
+                     for _ in range(BATCH)]
+            key = f"inv-{self.name}-{seq}"
+            self.ledger.will_send(len(batch))
+            for attempt in range(200):
+                try:
+                    with self.node.client(15) as c:
+                        r = c.request({"op": "ingest", "events": batch,
+                                       "idempotency_key": key}, 15)
+                except (OSError, TimeoutError, ValueError) as e:
+                    r = {"error": repr(e)}
+                self.requests += 1
+                if r.get("ok") is True and r.get("accepted") == len(batch):
+                    self.ledger.acked(len(batch))
+                    break
+                code = (r.get("error") or {}).get("code") if isinstance(
+                    r.get("error"), dict) else None
+                self.chk.check(code in (None, "unavailable", "timeout"),
+                               f"{self.name}: unexpected ingest reply {str(r)[:200]}")
+                self.failures += 1
+                time.sleep(0.05)
+            else:
+                self.chk.check(False, f"{self.name}: batch {key} never acknowledged")
+            time.sleep(0.005)
+
+
+class Queries(threading.Thread):
+    """Queries one node in a loop and checks the invariant at every answer."""
+
+    def __init__(self, node, ledger, chk):
+        super().__init__(daemon=True)
+        self.node, self.ledger, self.chk = node, ledger, chk
+        self.stop_flag = threading.Event()
+        self.complete = 0
+        self.partial = 0
+        self.errors = 0
+
+    def run(self):
+        while not self.stop_flag.is_set():
+            if not self.node.alive():
+                time.sleep(0.1)
+                continue
+            floor = None
+            try:
+                with self.node.client(10) as c:
+                    floor = self.ledger.acked_before(time.monotonic())
+                    r = c.request(QUERY, 10)
+                ceiling = self.ledger.sent_total()
+            except (OSError, TimeoutError, ValueError):
+                self.errors += 1
+                time.sleep(0.05)
+                continue
+            if r.get("ok") is not True:
+                self.errors += 1
+            elif r.get("partial") is False:
+                self.complete += 1
+                got = sum(p.get("count", 0) for s in r.get("series", [])
+                          for p in s.get("points", []))
+                self.chk.check(floor <= got <= ceiling,
+                               f"{self.node.name}: complete answer counts {got}, "
+                               f"but {floor} events were acknowledged before the "
+                               f"query (at most {ceiling} sent)")
+                self.chk.count()
+            else:
+                self.partial += 1
+                ph = r.get("pending_hints")
+                if ph is not None:
+                    self.chk.check(isinstance(ph, dict) and all(
+                        int(p) in r.get("missing_partitions", []) for p in ph),
+                        f"{self.node.name}: pending_hints not among missing: {str(r)[:300]}")
+            time.sleep(0.02)
+
+
+def main():
+    args = h.parse_args(__doc__)
+    chk = h.Checker("test_cluster_invariant")
+    cluster = Cluster(args, n=3, partitions=8, prefix="v")
+    threads = []
+    try:
+        cluster.start()
+        n1, n2, n3 = cluster.nodes
+        ledger = Ledger()
+        t0 = h.now_ms()
+        ingest = [Ingest(n1, ledger, chk, "a", t0), Ingest(n3, ledger, chk, "b", t0)]
+        queries = [Queries(n, ledger, chk) for n in cluster.nodes]
+        threads = ingest + queries
+        for t in threads:
+            t.start()
+        time.sleep(2)
+        for i in range(RESTARTS):
+            n2.kill()
+            h.log(f"restart {i + 1}: n2 killed at {ledger.acked_total()} acknowledged")
+            time.sleep(3)
+            n2.start()
+            n2.wait_ready(60)
+            h.log(f"restart {i + 1}: n2 ready again at {ledger.acked_total()} acknowledged")
+            time.sleep(2)
+        for t in ingest:
+            t.stop_flag.set()
+        for t in ingest:
+            t.join(60)
+        total = ledger.acked_total()
+        h.log(f"ingest stopped: {total} events acknowledged of {ledger.sent_total()} sent "
+              f"({sum(t.failures for t in ingest)} failed requests retried)")
+
+        # Healing within a bound: links up, breakers closed, hints drained.
+        heal_start = time.time()
+        cluster.wait_members_up(30, hints_drained=True)
+        h.log(f"healed in {time.time() - heal_start:.1f}s")
+        for t in queries:
+            t.stop_flag.set()
+        for t in queries:
+            t.join(30)
+        for q in queries:
+            h.log(f"{q.node.name}: {q.complete} complete and {q.partial} partial "
+                  f"answers checked, {q.errors} errors")
+            chk.check(q.complete > 0, f"{q.node.name}: no complete answer to check")
+
+        # Once healed every node answers complete and exact, promptly.
+        for node in cluster.nodes:
+            def exact():
+                with node.client(10) as c:
+                    r = c.request(QUERY, 10)
+                got = sum(p.get("count", 0) for s in r.get("series", [])
+                          for p in s.get("points", []))
+                return r if (r.get("partial") is False and got == total) else None
+            try:
+                cluster.wait_until(exact, 10, f"{node.name} complete and exact")
+            except h.TestFailure as e:
+                with node.client(10) as c:
+                    r = c.request(QUERY, 10)
+                chk.check(False, f"{e}: {str(r)[:400]}")
+            v = cluster.cluster_view(node)
+            for m in v.get("members", []):
+                if m.get("self"):
+                    continue
+                chk.check(m.get("breaker", {}).get("state") == "closed"
+                          and m.get("hints", {}).get("pending") == 0,
+                          f"{node.name} sees {m.get('name')}: {str(m)[:300]}")
+    except h.TestFailure as e:
+        chk.check(False, str(e))
+    finally:
+        for t in threads:
+            t.stop_flag.set()
+        cluster.finish(chk, 60)
+    return chk.summary()
+
+
+if __name__ == "__main__":
+    h.main_wrapper(main)
