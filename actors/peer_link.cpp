@@ -361,8 +361,16 @@ void pop_delivered(link_pointer self) {
     st.metrics.hints_delivered->fetch_add(1);
     st.hints.pop_front();
   }
-  if (upto > 0)
-    publish_pending(self);  // shrinks: peers hear of it at the next tick
+  if (upto > 0) {
+    publish_pending(self);
+    if (st.hints.empty() && st.home) {
+      // Drained: every member hears it now rather than at its link's next
+      // tick, so answers there are complete again at once.
+      self->request(st.home, st.cluster().request_timeout * 2,
+                    pending_atom::value)
+        .then([](bool) {}, [](caf::error&) {});
+    }
+  }
   if (upto > 0 && st.cluster().hints)
     st.cluster().hints->prune(st.index, 0, upto,
                               [](bool ok, std::string err) {

@@ -101,7 +101,9 @@ max-threads = 2
                     # here are partial (docs/cluster.md).
                     if not m.get("announced", {}).get("known", False):
                         return False
-                    if hints_drained and m.get("hints", {}).get("pending", 1) != 0:
+                    if hints_drained and (
+                            m.get("hints", {}).get("pending", 1) != 0
+                            or m.get("announced", {}).get("pending_partitions")):
                         return False
             return True
         return self.wait_until(ok, timeout, "all members up")
