@@ -198,6 +198,14 @@ private:
     response res{status, version};
     res.set(http::field::server, "cairn");
     res.set(http::field::content_type, beast::string_view{type.data(), type.size()});
+    // Defence in depth for the dashboard: only our own scripts run (no
+    // inline handlers even if markup were injected), nothing is sniffed
+    // into another type, and no other site may frame the page.
+    res.set("Content-Security-Policy",
+            "default-src 'self'; script-src 'self'; style-src 'self' "
+            "'unsafe-inline'; img-src 'self' data:; object-src 'none'; "
+            "base-uri 'none'; frame-ancestors 'none'");
+    res.set("X-Content-Type-Options", "nosniff");
     res.keep_alive(keep_alive);
     res.body() = std::move(body);
     res.prepare_payload();

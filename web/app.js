@@ -3,6 +3,12 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
+
+// Every value that came from a client (metric names, tag keys and values,
+// error messages) is escaped before it becomes markup: an event whose tag is
+// `<img src=x onerror=...>` must show as text, never run.
+const esc = (v) => String(v).replace(/[&<>"']/g, (c) =>
+  ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 const colors = ["#1c7ed6", "#e8590c", "#2f9e44", "#ae3ec9", "#f08c00", "#0c8599", "#c2255c"];
 
 async function api(request) {
@@ -37,7 +43,7 @@ async function refreshNode() {
       ["uptime", `${Math.round(stats.uptime_ms / 1000)} s`],
     ];
     $("summary").innerHTML = cards
-      .map(([k, v]) => `<div class="card"><div class="v">${v}</div><div class="k">${k}</div></div>`)
+      .map(([k, v]) => `<div class="card"><div class="v">${esc(v)}</div><div class="k">${esc(k)}</div></div>`)
       .join("");
   } catch (e) {
     $("status").textContent = "down";
@@ -49,7 +55,7 @@ async function refreshMetrics() {
   const reply = await api({ op: "metrics" });
   const select = $("metric");
   const current = select.value;
-  select.innerHTML = reply.metrics.map((m) => `<option>${m.name}</option>`).join("");
+  select.innerHTML = reply.metrics.map((m) => `<option>${esc(m.name)}</option>`).join("");
   if (current && reply.metrics.some((m) => m.name === current)) select.value = current;
 }
 
@@ -63,7 +69,7 @@ function drawChart(title, series, agg) {
       tmin = Math.min(tmin, p.t); tmax = Math.max(tmax, p.t);
       vmin = Math.min(vmin, v); vmax = Math.max(vmax, v);
     }
-  if (!isFinite(tmin)) return `<div class="chart"><h3>${title}</h3><p class="muted">no data</p></div>`;
+  if (!isFinite(tmin)) return `<div class="chart"><h3>${esc(title)}</h3><p class="muted">no data</p></div>`;
   if (vmin === vmax) { vmin -= 1; vmax += 1; }
   if (tmin === tmax) tmax = tmin + 1;
   const x = (t) => pad + ((t - tmin) / (tmax - tmin)) * (width - 2 * pad);
@@ -80,9 +86,9 @@ function drawChart(title, series, agg) {
     <text x="2" y="${y(vmax) + 4}">${+vmax.toPrecision(4)}</text>
     <text x="2" y="${y(vmin) + 4}">${+vmin.toPrecision(4)}</text>`;
   const legend = series
-    .map((s, i) => `<span style="color:${colors[i % colors.length]}">■ ${Object.entries(s.tags).map(([k, v]) => `${k}=${v}`).join(" ") || "all"}</span>`)
+    .map((s, i) => `<span style="color:${colors[i % colors.length]}">■ ${esc(Object.entries(s.tags).map(([k, v]) => `${k}=${v}`).join(" ") || "all")}</span>`)
     .join("");
-  return `<div class="chart"><h3>${title}</h3><svg viewBox="0 0 ${width} ${height}" width="100%">${axes}${lines.join("")}</svg><div class="legend">${legend}</div></div>`;
+  return `<div class="chart"><h3>${esc(title)}</h3><svg viewBox="0 0 ${width} ${height}" width="100%">${axes}${lines.join("")}</svg><div class="legend">${legend}</div></div>`;
 }
 
 async function refreshCharts() {
