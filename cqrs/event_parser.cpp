@@ -104,6 +104,12 @@ struct document_access : ondemand::document {
     auto member = &document_access::iter;
     return (doc.*member).at_end();
   }
+  /// False once an error abandoned the iterator (at_end would then read
+  /// through a null parser: found by tests/fuzz/fuzz_event_parser).
+  static bool alive(ondemand::document& doc) noexcept {
+    auto member = &document_access::iter;
+    return (doc.*member).is_alive();
+  }
 };
 
 } // namespace
@@ -520,13 +526,16 @@ event_parser::parse_ingest(std::string_view line, millis now,
             return fail(impl::json_problem(e));
           ondemand::object eo;
           std::string_view raw;
-          if (ev.get_object().get(eo) != simdjson::SUCCESS
-              || eo.raw_json().get(raw) != simdjson::SUCCESS) {
+          if (ev.get_object().get(eo) != simdjson::SUCCESS) {
             r.rejected.emplace_back(
               r.total++, problem{error_code::invalid_event,
                                  "an event must be a JSON object"});
             continue;
           }
+          // An element that is not valid JSON spoils the whole document
+          // (simdjson abandons its iterator): the request is malformed.
+          if (auto e = eo.raw_json().get(raw))
+            return fail(impl::json_problem(e));
           auto p = impl_->parse(raw, now, out, limits_, false);
           if (p.kind != line_kind::event)
             r.rejected.emplace_back(r.total, std::move(p.error));
@@ -560,6 +569,8 @@ event_parser::parse_ingest(std::string_view line, millis now,
         r.id.assign(raw);
       }
     }
+    if (!document_access::alive(doc))
+      return fail({error_code::bad_request, "malformed JSON in the request"});
     if (!document_access::at_end(doc))
       return fail({error_code::bad_request, "trailing data after the request"});
     if (!has_events)

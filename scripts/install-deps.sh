@@ -11,6 +11,7 @@ PACKAGES=(
   libreadline-dev libbenchmark-dev
   netcat-openbsd python3 tmux expect procps openssl
   chromium
+  clang libclang-rt-14-dev librapidcheck-dev
 )
 
 SUDO=""

@@ -269,3 +269,32 @@ TEST_CASE("parse_ingest request-level errors add nothing") {
 }
 
 } // TEST_SUITE
+
+TEST_SUITE("cqrs.event_parser") {
+  TEST_CASE("an ingest whose event is malformed JSON is a bad request, not a crash") {
+    // Found by tests/fuzz/fuzz_event_parser: simdjson abandons its iterator on
+    // the malformed element and asking it for the end read a null parser.
+    event_parser p;
+    for (std::string line : {R"({"op":"ingest","events":[{"temric"1:"m"}]})",
+                             R"({"op":"ingest","events":[{"metric":"m"},{"a":}]})"}) {
+      CAPTURE(line);
+      event_batch b;
+      auto r = p.parse_ingest(line, 1'764'190'000'000, b);
+      CHECK_FALSE(r.ok);
+      CHECK(r.error.code == error_code::bad_request);
+      CHECK(b.empty());
+    }
+    // A malformed element simdjson can still skip is rejected on its own.
+    event_batch b;
+    auto r = p.parse_ingest(
+      R"({"op":"ingest","events":[{"metric":"m",},{"metric":"n"}],"idempotency_key":"k"})",
+      1'764'190'000'000, b);
+    if (r.ok) {
+      REQUIRE(r.rejected.size() == 1);
+      CHECK(r.rejected[0].first == 0);
+      CHECK(b.size() == 1);
+    } else {
+      CHECK(r.error.code == error_code::bad_request);
+    }
+  }
+}
