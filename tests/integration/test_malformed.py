@@ -97,6 +97,10 @@ def build_stream(now):
         (ev(metric="m" * 201), "invalid_event", "201-char metric", ()),
         (ev(metric="bad metric!"), "invalid_event", "metric with bad characters", ()),
         (b'{"value":3}', "invalid_event", "missing metric", ()),
+        # Found by the fuzzer (an ASan build crashed in parse_ingest): a
+        # request whose event is malformed JSON is a malformed line.
+        (b'{"op":"ingest","id":"badev","events":[{"temric"1:"m"}]}', "bad_request",
+         "ingest with a malformed event", ()),
         (b'{}', "invalid_event", "empty object", ()),
         (ev(tags={f"k{i}": "v" for i in range(17)}), "invalid_event", "17 tags", ()),
         (ev(tags={"k": "v" * 129}), "invalid_event", "129-byte tag value", ()),
