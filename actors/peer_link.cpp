@@ -1,5 +1,6 @@
 #include "actors/peer_link.hpp"
 
+#include "actors/hint_queue.hpp"
 #include "actors/messages.hpp"
 #include "runtime/journal.hpp"
 
@@ -15,7 +16,9 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <functional>
+#include <map>
 #include <random>
 #include <set>
 
@@ -56,22 +59,6 @@ struct pending_ingest {
 
 using pending_ptr = std::shared_ptr<pending_ingest>;
 
-/// One entry of the hinted-handoff queue.
-struct hint_entry {
-  uint64_t seq = 0;
-  cqrs::hint_record rec;
-  size_t bytes = 0;
-  uint64_t events = 0;
-  bool durable = false;
-  bool sent = false;   ///< out in delivery epoch `epoch`, no answer yet
-  bool acked = false;  ///< the owner applied it
-  uint64_t epoch = 0;
-  /// The announcement (link_state::announce_*) every member must have had
-  /// before the client may be told the write is safe.
-  uint64_t announce = 0;
-  caf::response_promise promise;  ///< delivered once durable and announced
-  bool has_promise = false;
-};
 
 struct counters {
   std::atomic<int64_t>* hints_stored;
@@ -138,15 +125,13 @@ struct link_state {
   uint64_t forwarded_events = 0;
 
   // -- hints ------------------------------------------------------------------
-  std::deque<hint_entry> hints;
-  /// Delivery epoch: bumped whenever unanswered hints are to be resent, so
-  /// that late answers of an older epoch cannot disturb the accounting.
-  uint64_t hint_generation = 0;
-  uint64_t next_hint_seq = 1;
+  /// The queue's bookkeeping (actors/hint_queue: order, durability,
+  /// delivery epochs); the clients waiting for its hints, by seq.
+  hint_queue hints;
+  std::map<uint64_t, caf::response_promise> hint_promises;
   uint64_t hints_stored = 0;
   uint64_t hints_delivered = 0;
   uint64_t hints_refused = 0;
-  size_t hint_bytes = 0;
 
   static inline const char* name = "cairn.peer_link";
 
@@ -200,14 +185,6 @@ bool is_recovering(const caf::error& err) {
   return to_string(err).find("recovering") != std::string::npos;
 }
 
-size_t hints_in_flight(const link_state& st) {
-  size_t n = 0;
-  for (auto& h : st.hints)
-    if (h.sent && !h.acked)
-      ++n;
-  return n;
-}
-
 // -- completeness -------------------------------------------------------------
 
 /// Publishes the partitions this link holds hints for to the node's view.
@@ -217,20 +194,24 @@ bool publish_pending(link_pointer self) {
   auto& st = self->state;
   if (!st.cluster().pending)
     return false;
-  std::vector<uint32_t> parts;
-  for (auto& h : st.hints)
-    parts.insert(parts.end(), h.rec.partitions.begin(), h.rec.partitions.end());
-  return st.cluster().pending->set_local(st.index, std::move(parts));
+  return st.cluster().pending->set_local(st.index, st.hints.partitions());
 }
 
-/// Delivers the promises of hints that are durable and announced.
+/// Answers the client of hint `seq` (once) with its event count.
+void answer_hint(link_pointer self, uint64_t seq, uint64_t events) {
+  auto& st = self->state;
+  if (auto i = st.hint_promises.find(seq); i != st.hint_promises.end()) {
+    i->second.deliver(events);
+    st.hint_promises.erase(i);
+  }
+}
+
+/// Answers the clients of hints that are durable and announced.
 void settle_hints(link_pointer self) {
   auto& st = self->state;
-  for (auto& h : st.hints)
-    if (h.has_promise && h.durable && h.announce <= st.announce_done) {
-      h.promise.deliver(h.events);
-      h.has_promise = false;
-    }
+  for (auto seq : st.hints.settle(st.announce_done))
+    if (auto* e = st.hints.find(seq))
+      answer_hint(self, seq, e->events);
 }
 
 /// Tells the peer this node's pending-hint partitions (when they changed
@@ -290,11 +271,9 @@ void request_announcement(link_pointer self) {
 
 // -- hints --------------------------------------------------------------------
 
+/// The bound on hints is for all peers together (cluster.hints-max-bytes).
 void add_hint_bytes(link_pointer self, int64_t delta) {
-  auto& st = self->state;
-  st.hint_bytes = static_cast<size_t>(static_cast<int64_t>(st.hint_bytes)
-                                      + delta);
-  st.settings->hint_bytes.fetch_add(static_cast<size_t>(delta));
+  self->state.settings->hint_bytes.fetch_add(static_cast<size_t>(delta));
 }
 
 /// Moves a forwarded ingest into the hinted-handoff queue; its promise is
@@ -303,14 +282,13 @@ void add_hint_bytes(link_pointer self, int64_t delta) {
 void to_hint(link_pointer self, const pending_ptr& item) {
   auto& st = self->state;
   item->settled = true;
-  hint_entry h;
-  h.rec.key = std::move(item->msg.key);
-  h.rec.partitions = std::move(item->msg.partitions);
-  h.rec.batches = std::move(item->msg.batches);
-  h.bytes = h.rec.bytes();
-  h.events = item->events;
+  cqrs::hint_record rec;
+  rec.key = std::move(item->msg.key);
+  rec.partitions = std::move(item->msg.partitions);
+  rec.batches = std::move(item->msg.batches);
+  auto bytes = rec.bytes();
   auto limit = st.cluster().hints_max_bytes;
-  if (st.settings->hint_bytes.load() + h.bytes > limit) {
+  if (st.settings->hint_bytes.load() + bytes > limit) {
     ++st.hints_refused;
     st.metrics.hints_refused->fetch_add(1);
     item->promise.deliver(caf::make_error(
@@ -319,48 +297,51 @@ void to_hint(link_pointer self, const pending_ptr& item) {
         + " is unreachable and the hinted-handoff queue is full"));
     return;
   }
-  h.seq = st.next_hint_seq++;
-  h.promise = item->promise;
-  h.has_promise = true;
-  h.announce = st.announce_requested;
-  add_hint_bytes(self, static_cast<int64_t>(h.bytes));
+  // A hint for a partition this link holds none for yet needs the next
+  // announcement (links hold disjoint partitions: their owners differ).
+  auto held = st.hints.partitions();
+  bool grows = std::any_of(rec.partitions.begin(), rec.partitions.end(),
+                           [&](uint32_t p) {
+                             return std::find(held.begin(), held.end(), p)
+                                    == held.end();
+                           });
+  std::string encoded;
+  if (st.cluster().hints)
+    cqrs::encode_hint(rec, encoded);
+  auto seq = st.hints.push(std::move(rec), item->events,
+                           st.announce_requested + (grows ? 1 : 0));
+  st.hint_promises.emplace(seq, item->promise);
+  add_hint_bytes(self, static_cast<int64_t>(bytes));
   ++st.hints_stored;
   st.metrics.hints_stored->fetch_add(1);
   if (auto& store = st.cluster().hints) {
-    std::string bytes;
-    cqrs::encode_hint(h.rec, bytes);
-    auto seq = h.seq;
     auto hdl = caf::actor_cast<caf::actor>(self);
-    store->append(st.index, seq, std::move(bytes),
+    store->append(st.index, seq, std::move(encoded),
                   [hdl, seq](bool ok, std::string err) {
                     caf::anon_send(hdl, hinted_atom::value, seq, ok,
                                    std::move(err));
                   });
   } else {
     // Persistence off: hints live in memory only (documented).
-    h.durable = true;
+    st.hints.mark_durable(seq);
   }
-  st.hints.push_back(std::move(h));
-  if (publish_pending(self)) {
-    st.hints.back().announce = st.announce_requested + 1;
+  publish_pending(self);
+  if (grows)
     request_announcement(self);
-  }
   settle_hints(self);
 }
 
 /// Pops the delivered prefix of the queue and deletes it from the store.
 void pop_delivered(link_pointer self) {
   auto& st = self->state;
-  uint64_t upto = 0;
-  while (!st.hints.empty() && st.hints.front().acked
-         && st.hints.front().durable) {
-    auto& h = st.hints.front();
-    upto = h.seq;
-    add_hint_bytes(self, -static_cast<int64_t>(h.bytes));
-    ++st.hints_delivered;
-    st.metrics.hints_delivered->fetch_add(1);
-    st.hints.pop_front();
-  }
+  auto popped = st.hints.pop_delivered();
+  auto upto = popped.upto;
+  add_hint_bytes(self, -static_cast<int64_t>(popped.bytes));
+  st.hints_delivered += popped.count;
+  st.metrics.hints_delivered->fetch_add(static_cast<int64_t>(popped.count));
+  // The owner applied these: their clients may be answered now.
+  for (auto [seq, events] : popped.answer)
+    answer_hint(self, seq, events);
   if (upto > 0) {
     publish_pending(self);
     if (st.hints.empty() && st.home) {
@@ -387,19 +368,10 @@ void drain_hints(link_pointer self) {
   auto& st = self->state;
   if (!usable(self))
     return;
-  auto credits = st.cluster().credits;
-  auto in_flight = hints_in_flight(st);
-  for (auto& h : st.hints) {
-    if (in_flight >= credits)
-      break;
-    if (h.sent || h.acked)
-      continue;
-    h.sent = true;
-    h.epoch = st.hint_generation;
-    ++in_flight;
-    remote_ingest msg{h.rec.partitions, h.rec.batches, h.rec.key};
-    auto seq = h.seq;
-    auto gen = st.hint_generation;
+  auto epoch = st.hints.epoch();
+  for (auto seq : st.hints.next_to_send(st.cluster().credits)) {
+    auto& rec = st.hints.find(seq)->rec;
+    remote_ingest msg{rec.partitions, rec.batches, rec.key};
     self
       ->request(st.remote, st.cluster().ingest_timeout, forward_atom::value,
                 std::move(msg))
@@ -408,20 +380,17 @@ void drain_hints(link_pointer self) {
           auto& st = self->state;
           with_breaker(self, [](auto& b) { b.on_success(clock_type::now()); });
           // Applied by the owner, whatever the epoch it was sent in.
-          for (auto& h : st.hints)
-            if (h.seq == seq) {
-              h.acked = true;
-              h.sent = false;
-              break;
-            }
+          st.hints.on_delivered(seq);
           pop_delivered(self);
           drain_hints(self);
           if (st.hints.empty())
             pump(self);
         },
-        [self, seq, gen](caf::error& err) {
+        [self, seq, epoch](caf::error& err) {
           auto& st = self->state;
-          if (gen != st.hint_generation)
+          // A stale answer is ignored; a current one starts a new epoch in
+          // which everything not applied is sent again, in order.
+          if (!st.hints.on_failed(epoch))
             return;
           if (is_recovering(err)) {
             // Not a fault: wait until the owner says it is ready.
@@ -436,11 +405,6 @@ void drain_hints(link_pointer self) {
             with_breaker(self,
                          [](auto& b) { b.on_failure(clock_type::now()); });
           }
-          // Resend everything not yet acknowledged, in order, later.
-          ++st.hint_generation;
-          for (auto& h : st.hints)
-            if (!h.acked)
-              h.sent = false;
         });
   }
 }
@@ -628,10 +592,7 @@ void peer_lost(link_pointer self, const caf::error& reason) {
   for (auto& item : in_flight)
     if (!item->settled)
       to_hint(self, item);
-  ++st.hint_generation;
-  for (auto& h : st.hints)
-    if (!h.acked)
-      h.sent = false;
+  st.hints.restart_epoch();
   st.peer_ready = false;
   pump(self);
   st.backoff = std::chrono::milliseconds{0};
@@ -670,8 +631,8 @@ json describe(link_pointer self) {
            {"forwarded_events", st.forwarded_events},
            {"hints",
             {{"pending", st.hints.size()},
-             {"bytes", st.hint_bytes},
-             {"in_flight", hints_in_flight(st)},
+             {"bytes", st.hints.bytes()},
+             {"in_flight", st.hints.in_flight()},
              {"stored", st.hints_stored},
              {"delivered", st.hints_delivered},
              {"refused", st.hints_refused}}}};
@@ -708,18 +669,9 @@ caf::behavior link_impl(link_pointer self, settings_ptr s, uint32_t index,
                "Transitions of a peer breaker to open"),
     &m.counter("cairn_cluster_reconnects_total", "Reconnections to a peer"),
     &m.counter("cairn_cluster_peer_down_total", "Peers seen going down")};
-  for (auto& h : loaded) {
-    hint_entry e;
-    e.seq = h.seq;
-    e.rec = std::move(h.record);
-    e.bytes = e.rec.bytes();
-    for (auto& b : e.rec.batches)
-      e.events += b.size();
-    e.durable = true;
-    st.next_hint_seq = std::max(st.next_hint_seq, h.seq + 1);
-    add_hint_bytes(self, static_cast<int64_t>(e.bytes));
-    st.hints.push_back(std::move(e));
-  }
+  for (auto& h : loaded)
+    st.hints.load(h.seq, std::move(h.record));
+  add_hint_bytes(self, static_cast<int64_t>(st.hints.bytes()));
   if (!st.hints.empty())
     spdlog::info("{} hints pending for peer {} from a previous run",
                  st.hints.size(), st.addr.name);
@@ -818,24 +770,22 @@ caf::behavior link_impl(link_pointer self, settings_ptr s, uint32_t index,
     [self](cluster_atom) -> std::string { return describe(self).dump(); },
     [self](hinted_atom, uint64_t seq, bool ok, std::string& err) {
       auto& st = self->state;
-      for (auto i = st.hints.begin(); i != st.hints.end(); ++i) {
-        if (i->seq != seq)
-          continue;
-        if (ok) {
-          i->durable = true;
-          settle_hints(self);
-          pop_delivered(self);
-        } else {
-          spdlog::error("hint {} for peer {} not durable: {}", seq,
-                        st.addr.name, err);
-          if (i->has_promise)
-            i->promise.deliver(caf::make_error(
-              caf::sec::runtime_error, "unavailable: hint write failed: " + err));
-          add_hint_bytes(self, -static_cast<int64_t>(i->bytes));
-          st.hints.erase(i);
-          publish_pending(self);
-        }
-        break;
+      if (ok) {
+        st.hints.mark_durable(seq);
+        settle_hints(self);
+        pop_delivered(self);
+        return;
+      }
+      spdlog::error("hint {} for peer {} not durable: {}", seq, st.addr.name,
+                    err);
+      if (auto e = st.hints.drop(seq)) {
+        add_hint_bytes(self, -static_cast<int64_t>(e->bytes));
+        publish_pending(self);
+      }
+      if (auto i = st.hint_promises.find(seq); i != st.hint_promises.end()) {
+        i->second.deliver(caf::make_error(
+          caf::sec::runtime_error, "unavailable: hint write failed: " + err));
+        st.hint_promises.erase(i);
       }
     },
     // From the node actor: tell the peer our pending-hint partitions now.
