@@ -18,9 +18,12 @@
 //             query coordinator with the same reply JSON
 //   ingest    events through the parser pool, like {"op":"ingest"}
 //   nodes, cluster, breakers
-//             membership, partition map and circuit breakers; answered by a
-//             handler the cluster layer installs with `set_handler`, or by a
-//             "single node, no peers" default
+//             membership, partition map and circuit breakers, from the query
+//             coordinator's cluster view ({"op":"cluster"}; a single node
+//             reports itself alone)
+//   route     a command meant for another member ("node": NAME): installed
+//             by the node actor with `set_handler`, it goes through that
+//             member's peer link
 //
 // Replies are JSON objects with "ok"; console-level errors are
 // {"ok":false,"error":"readable message"}, protocol errors keep the protocol
@@ -61,8 +64,8 @@ public:
   caf::result<std::string> run(caf::event_based_actor* self,
                                const nlohmann::json& request);
 
-  /// Installs (or replaces) the handler of `cmd`, e.g. "nodes", "cluster"
-  /// and "breakers" by the cluster layer. Also makes `cmd` a console command.
+  /// Installs (or replaces) the handler of `cmd` (the node actor installs
+  /// "route"). Any other name also becomes a console command.
   void set_handler(const std::string& cmd, handler h);
 
   /// The names of every console command, sorted.

@@ -1,10 +1,13 @@
-// node_settings: the immutable, derived settings every actor of a node reads,
-// plus the node-wide shared counters.
+// node_settings: the derived settings every actor of a node reads, plus the
+// node-wide shared state.
 //
 // Built once from runtime::node_config by make_node_settings (which parses
 // tiers and durations and throws std::invalid_argument on bad values), then
-// shared read-only via shared_ptr<const node_settings>. The atomics are the
-// only mutable members and are safe from any thread.
+// shared via shared_ptr<const node_settings>: the plain values never change
+// after that. What does change is shared state with its own thread-safety:
+// the atomics (any thread), the journals and the hint store (their own
+// threading contract, runtime/journal.hpp), the metrics registry, and the
+// cluster's hint view (a mutex, actors/hint_view.hpp).
 #pragma once
 
 #include "actors/hint_view.hpp"

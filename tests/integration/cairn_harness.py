@@ -142,9 +142,14 @@ class Checker:
             log("failures (first 100):")
             for f in self.failures[:100]:
                 log("  - " + f)
-        log("RESULT: " + ("PASS" if not self.failures else "FAIL"))
+        # A run that checked nothing proves nothing: it fails.
+        empty = self.checks == 0 and self.compared == 0
+        if empty:
+            log("  - nothing was checked or compared")
+        ok = not self.failures and not empty
+        log("RESULT: " + ("PASS" if ok else "FAIL"))
         log("=" * 72)
-        return 0 if not self.failures else 1
+        return 0 if ok else 1
 
 
 # -- the node process ---------------------------------------------------------

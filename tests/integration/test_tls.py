@@ -74,6 +74,7 @@ def main():
             partial, total = total_count(node, "tls.m")
             chk.check(partial is False and total == 2000,
                       f"query on {node.name}: partial={partial} count={total}")
+            chk.count()
         # -- a member killed and restarted comes back over TLS ------------------
         second.kill()
         h.log("s2 killed; ingesting through s1 (hints for s2)")
@@ -92,6 +93,7 @@ def main():
             chk.check(partial is False and total == 3500,
                       f"after the restart, {node.name}: partial={partial} "
                       f"count={total} (want 3500)")
+            chk.count()
         # -- the console needs a certificate ----------------------------------
         code, out, err = console(args, first, "stats",
                                  f"--openssl.certificate={certs}/n2.pem",
