@@ -1,5 +1,6 @@
 #include "cqrs/journal_record.hpp"
 
+#include "cqrs/detail/binary.hpp"
 #include "cqrs/series_key.hpp"
 
 #include <boost/crc.hpp>
@@ -20,16 +21,10 @@ namespace cairn::cqrs {
 
 namespace {
 
-constexpr size_t max_varint64 = 10;
-
-inline char* put_varint(char* p, uint64_t x) noexcept {
-  while (x >= 0x80) {
-    *p++ = static_cast<char>((x & 0x7f) | 0x80);
-    x >>= 7;
-  }
-  *p++ = static_cast<char>(x);
-  return p;
-}
+using detail::max_varint64;
+using detail::put_varint;
+using detail::unzigzag;
+using detail::zigzag;
 
 inline char* put_bytes(char* p, std::string_view bytes) noexcept {
   if (!bytes.empty())
@@ -63,14 +58,6 @@ inline uint64_t get_fixed64(const char* p) noexcept {
   return x;
 }
 
-inline uint64_t zigzag(int64_t x) noexcept {
-  return (static_cast<uint64_t>(x) << 1) ^ static_cast<uint64_t>(x >> 63);
-}
-
-inline int64_t unzigzag(uint64_t x) noexcept {
-  return static_cast<int64_t>(x >> 1) ^ -static_cast<int64_t>(x & 1);
-}
-
 /// Bounds-checked cursor over a byte range.
 class cursor {
 public:
@@ -82,14 +69,11 @@ public:
   void skip(size_t n) noexcept { pos_ += n; }
 
   bool varint(uint64_t& x) noexcept {
-    x = 0;
-    for (int shift = 0; shift < 64 && pos_ < in_.size(); shift += 7) {
-      auto byte = static_cast<uint8_t>(in_[pos_++]);
-      x |= static_cast<uint64_t>(byte & 0x7f) << shift;
-      if ((byte & 0x80) == 0)
-        return true;
-    }
-    return false;
+    const char* p = in_.data() + pos_;
+    if (!detail::get_varint(p, in_.data() + in_.size(), x))
+      return false;
+    pos_ = static_cast<size_t>(p - in_.data());
+    return true;
   }
 
   /// Precondition: n <= remaining().

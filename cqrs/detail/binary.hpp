@@ -11,6 +11,39 @@
 
 namespace cairn::cqrs::detail {
 
+/// Longest varint of a uint64_t.
+inline constexpr size_t max_varint64 = 10;
+
+/// Writes `x` as a varint at `p` (room for max_varint64 bytes); returns the
+/// end. For encoders that write into presized memory.
+inline char* put_varint(char* p, uint64_t x) noexcept {
+  while (x >= 0x80) {
+    *p++ = static_cast<char>((x & 0x7f) | 0x80);
+    x >>= 7;
+  }
+  *p++ = static_cast<char>(x);
+  return p;
+}
+
+/// Decodes one varint from [p, end), advancing p. The one rule for every
+/// decoder of cqrs/: at most 10 bytes, and the 10th may hold only the top
+/// bit (longer or larger encodings are malformed). False on malformed or
+/// truncated input.
+inline bool get_varint(const char*& p, const char* end, uint64_t& x) noexcept {
+  x = 0;
+  for (int shift = 0; shift < 64; shift += 7) {
+    if (p == end)
+      return false;
+    auto byte = static_cast<uint8_t>(*p++);
+    if (shift == 63 && byte > 1)
+      return false;
+    x |= static_cast<uint64_t>(byte & 0x7f) << shift;
+    if ((byte & 0x80) == 0)
+      return true;
+  }
+  return false;
+}
+
 inline void put_varint(std::string& out, uint64_t x) {
   while (x >= 0x80) {
     out.push_back(static_cast<char>((x & 0x7f) | 0x80));
@@ -43,19 +76,11 @@ struct reader {
   std::string_view& in;
 
   bool varint(uint64_t& x) {
-    x = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-      if (in.empty())
-        return false;
-      auto byte = static_cast<uint8_t>(in.front());
-      in.remove_prefix(1);
-      if (shift == 63 && byte > 1)
-        return false;
-      x |= static_cast<uint64_t>(byte & 0x7f) << shift;
-      if ((byte & 0x80) == 0)
-        return true;
-    }
-    return false;
+    const char* p = in.data();
+    if (!get_varint(p, in.data() + in.size(), x))
+      return false;
+    in.remove_prefix(static_cast<size_t>(p - in.data()));
+    return true;
   }
 
   bool svarint(int64_t& x) {
