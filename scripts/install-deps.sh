@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Installs every Debian package Cairn needs to build, test and run.
 # Idempotent and non-interactive; safe to run repeatedly.
+#   CAIRN_DEPS=build  only what building the binaries needs (the container's
+#                     build stage, deploy/Dockerfile); default: everything,
+#                     including the tools the tests and tutorials use.
 set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git
@@ -11,6 +15,12 @@ PACKAGES=(
   libreadline-dev libbenchmark-dev
   netcat-openbsd python3 tmux expect procps openssl
 )
+if [ "${CAIRN_DEPS:-all}" != "build" ]; then
+  # Tests and tutorials: curl and Go for docs/tutorial.md, Node.js for it and
+  # for the manifest validators in tools/, systemd-analyze for the unit
+  # (tests/integration/test_deploy.py).
+  PACKAGES+=(curl golang-go nodejs systemd)
+fi
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -27,4 +37,18 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+# Debian ships npm separately; some Node.js builds bring their own.
+if [ "${CAIRN_DEPS:-all}" != "build" ] && ! command -v npm >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get install -y -qq --no-install-recommends npm
+fi
 echo "install-deps: all ${#PACKAGES[@]} packages present"
+
+# Project-local npm packages (tools/package-lock.json), never global.
+if [ "${CAIRN_DEPS:-all}" != "build" ]; then
+  stamp="$here/tools/node_modules/.package-lock.json"
+  if [ ! -f "$stamp" ] || [ "$here/tools/package-lock.json" -nt "$stamp" ]; then
+    (cd "$here/tools" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+  echo "install-deps: tools/node_modules present"
+fi
