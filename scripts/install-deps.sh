@@ -17,9 +17,10 @@ PACKAGES=(
 )
 if [ "${CAIRN_DEPS:-all}" != "build" ]; then
   # Tests and tutorials: curl and Go for docs/tutorial.md, Node.js for it and
-  # for the manifest validators in tools/, systemd-analyze for the unit
+  # for the manifest validators in tools/, python3-kubernetes for
+  # tools/k8s-strict.py, systemd-analyze for the unit
   # (tests/integration/test_deploy.py).
-  PACKAGES+=(curl golang-go nodejs systemd)
+  PACKAGES+=(curl golang-go nodejs python3-kubernetes systemd)
 fi
 
 SUDO=""

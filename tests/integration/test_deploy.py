@@ -14,7 +14,8 @@ Checked:
   * Helm chart deploy/helm/cairn, rendered by tools/helm-render (Go's
     text/template, the engine of `helm template`) with default and changed
     values: every document passes the Kubernetes schema (tools/k8s-check.mjs,
-    kubernetes-models); stable member names in cairn.cluster.nodes match the
+    kubernetes-models) and has no unknown field (tools/k8s-strict.py,
+    python3-kubernetes); stable member names in cairn.cluster.nodes match the
     StatefulSet and headless Service; pods pass --cairn.node-name=$(POD_NAME)
     and their pod DNS name as cairn.cluster.host; TLS secret mounted; probes
     (readiness: ping "ready", liveness: /healthz); PDB; PVC size; replicas
@@ -39,6 +40,9 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cairn_harness as h  # noqa: E402
+
+# tools/k8s-strict.py needs Debian's python3-kubernetes, i.e. Debian's Python.
+SYSTEM_PYTHON = "/usr/bin/python3"
 
 
 def node_tool(args, *cmd, stdin=None):
@@ -235,7 +239,18 @@ def validate(args, chk, text, what):
         return None
     chk.check(r.returncode == 0 and not res["errors"],
               f"{what}: schema errors {res['errors']}")
+    # The schemas allow extra properties: unknown fields separately.
+    strict = strict_check(args, text)
+    chk.check(strict.returncode == 0, f"{what}: unknown fields: {strict.stdout.strip()}")
     return res
+
+
+def strict_check(args, text):
+    docs = node_tool(args, "json", "-", stdin=text)
+    if docs.returncode != 0:
+        return subprocess.CompletedProcess([], 1, docs.stderr, "")
+    return subprocess.run([SYSTEM_PYTHON, os.path.join(args.source_dir, "tools", "k8s-strict.py")],
+                          input=docs.stdout, capture_output=True, text=True, timeout=120)
 
 
 def by_kind(docs):
@@ -361,11 +376,14 @@ def check_helm(args, chk, tmp):
     chk.check(code != 0 and "tls.existingSecret" in err,
               f"3 replicas without TLS rendered (exit {code}, {err!r})")
 
-    # The validator itself must catch a broken manifest.
+    # The validators themselves must catch a broken manifest.
     broken = text.replace("containerPort: 7411", 'containerPort: "tcp"', 1)
     r = node_tool(args, "validate", "-", stdin=broken)
     chk.check(r.returncode != 0 and "containerPort" in r.stdout,
               f"k8s-check accepted a string containerPort: {r.stdout[:300]}")
+    r = strict_check(args, text.replace("readinessProbe:", "readinesProbe:", 1))
+    chk.check(r.returncode != 0 and "readinesProbe: unknown field" in r.stdout,
+              f"k8s-strict accepted a misspelt field: {r.stdout[:300]}")
     return sts, ini
 
 
@@ -493,7 +511,7 @@ def main():
     chk = h.Checker("test_deploy")
     tmp = tempfile.mkdtemp(prefix="cairn-it-deploy-")
     try:
-        for tool in ("node", "go", "ldd", "dpkg"):
+        for tool in ("node", "go", "ldd", "dpkg", SYSTEM_PYTHON):
             chk.require(shutil.which(tool) is not None,
                         f"{tool} not found (scripts/install-deps.sh installs it)")
         chk.require(os.path.isdir(os.path.join(args.source_dir, "tools", "node_modules")),
