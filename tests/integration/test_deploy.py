@@ -312,6 +312,15 @@ def check_render(args, chk, docs, replicas, partitions, size, tls=True, jwt=None
         vols = {v["name"]: v for v in spec["template"]["spec"]["volumes"]}
         chk.check(mounts.get("tls") == "/etc/cairn/tls" and "secret" in vols.get("tls", {}),
                   "TLS secret not mounted at /etc/cairn/tls")
+        init = spec["template"]["spec"].get("initContainers", [])
+        wait = " ".join(init[0]["command"]) if init else ""
+        chk.check(f'getent hosts "$POD_NAME.{hl["metadata"]["name"]}"' in wait,
+                  f"no init container waiting for the pod's DNS name: {wait}")
+        if init:  # the same command, for a name that resolves here
+            cmd = [a.replace(f'$POD_NAME.{hl["metadata"]["name"]}', "localhost")
+                   for a in init[0]["command"]]
+            code, out = run_probe(cmd)
+            chk.check(code == 0, f"init command {cmd}: exit {code} {out}")
         pdb = k.get("PodDisruptionBudget", [])
         chk.check(len(pdb) == 1 and pdb[0]["spec"].get("maxUnavailable") == 1,
                   f"PodDisruptionBudget: {pdb}")
