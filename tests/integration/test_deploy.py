@@ -22,7 +22,9 @@ Checked:
     and partitions follow the values; >1 replica without a TLS secret fails.
     deploy/kubernetes/cairn.yaml equals the default render.
   * The rendered cairn.ini starts a node (paths and ports moved to this
-    machine) whose readiness probe command and /healthz succeed.
+    machine, its cluster port bound to a host name with mutual TLS, which
+    cairn-console reaches) whose readiness probe command and /healthz
+    succeed.
   * compose.yaml: 3 nodes + console + certs; every node's flags are accepted
     by cairn-node (--dump-config) and name the right certificates.
   * systemd unit: `systemd-analyze verify` passes.
@@ -422,7 +424,8 @@ def check_rendered_config_runs(args, chk, tmp, sts, ini):
     node = h.Node(args.bin_dir, args.source_dir, name="cairn-0", config=cfg,
                   base_args=False, keep=args.keep,
                   extra_args=pod_args + ["--cairn.tcp.host=127.0.0.1",
-                                         "--cairn.cluster.host=127.0.0.1"])
+                                         # a host name, as in the pod (there: its DNS name)
+                                         "--cairn.cluster.host=localhost"])
     try:
         node.start()
         ping = node.wait_ready(30)
@@ -431,6 +434,16 @@ def check_rendered_config_runs(args, chk, tmp, sts, ini):
             r = cl.request({"op": "cluster"})
         names = [m.get("name") for m in r.get("members", [])]
         chk.check(names == ["cairn-0", "cairn-1", "cairn-2"], f"cluster members {names}")
+        # The cluster port listens on the host name, with mutual TLS.
+        console = h.run_bounded([os.path.join(args.bin_dir, "cairn-console"),
+                                 f"--connect=localhost:{node.cluster_port}",
+                                 f"--openssl.certificate={certs}/n1.pem",
+                                 f"--openssl.key={certs}/n1.key",
+                                 f"--openssl.cafile={certs}/ca.pem",
+                                 "--timeout=10", "--exec=ping"], timeout=30)
+        out = (console.stdout + console.stderr).decode("utf-8", "replace")
+        chk.check(console.returncode == 0 and "cairn-0" in out,
+                  f"cairn-console over TLS to localhost: exit {console.returncode}: {out[-400:]}")
         probe = list(c["readinessProbe"]["exec"]["command"])
         probe[-1] = probe[-1].replace(f"--port {c['ports'][0]['containerPort']}",
                                       f"--port {node.tcp_port}")
