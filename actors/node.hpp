@@ -1,9 +1,9 @@
 // node: spawns and owns the actors of one cairn node.
 //
-// Builds the pipeline of DESIGN.md section 3: P partitions, the ingestor, the
-// query coordinator and the parser pool. The gateway feeds chunks in through
-// `dispatch` (thread-safe, never blocks). `shutdown` stops every actor so the
-// actor system can be destroyed.
+// Builds the pipeline of docs/design.md, "Data flow": P partitions, the
+// ingestor, the query coordinator and the parser pool. The gateway feeds
+// chunks in through `dispatch` (thread-safe, never blocks). `shutdown` stops
+// every actor so the actor system can be destroyed.
 #pragma once
 
 #include "actors/node_settings.hpp"

@@ -1,4 +1,4 @@
-// Stable error codes of the client protocol (DESIGN.md section 6).
+// Stable error codes of the client protocol (docs/protocol.md, "Requests").
 //
 // Every error a client can cause is reported as one of these codes plus a
 // human-readable message. The codes are part of the wire contract: never
@@ -14,7 +14,7 @@ namespace cairn::cqrs {
 enum class error_code : uint8_t {
   /// The request is malformed or has an invalid field.
   bad_request,
-  /// An event failed validation (DESIGN.md section 2).
+  /// An event failed validation (docs/protocol.md, "Events").
   invalid_event,
   /// The request's "op" is not known.
   unknown_op,

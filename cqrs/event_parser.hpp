@@ -1,8 +1,9 @@
 // Parsing of one NDJSON line on the ingest hot path (simdjson On-Demand).
 //
 // A line is either an event (no "op" field), a request (has "op"), or an
-// error. Events are validated against DESIGN.md section 2 and appended to an
-// event_batch without per-event heap allocation in the common case. Request
+// error. Events are validated against docs/protocol.md, "Events", and
+// appended to an event_batch without per-event heap allocation in the common
+// case. Request
 // lines are only recognized here; their body is parsed by the caller (rare,
 // so nlohmann::json is fine there).
 //
@@ -22,7 +23,7 @@
 
 namespace cairn::cqrs {
 
-/// Limits applied to every event (DESIGN.md section 2).
+/// Limits applied to every event (docs/protocol.md, "Events").
 struct event_limits {
   /// Events older than now - max_age are rejected (the longest retention).
   millis max_age = 90LL * 24 * 3600 * 1000;

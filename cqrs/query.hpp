@@ -3,8 +3,8 @@
 // A query is answered by scatter/gather: every partition computes a partial
 // result over its own series (series_store::query), partials are merged
 // (exact: buckets and sketches merge exactly), and the merged partial is
-// rendered to the reply JSON of DESIGN.md section 6. Request parsing turns a
-// client's JSON into a validated spec or a bad_request problem.
+// rendered to the reply JSON of docs/protocol.md, "query". Request parsing
+// turns a client's JSON into a validated spec or a bad_request problem.
 // Pure values; no threads, no actors.
 #pragma once
 

@@ -9,7 +9,7 @@
 // truncation apart so that recovery can log why it fell back to an older
 // snapshot.
 //
-// `restore_partition` is the recovery algorithm of DESIGN.md section 4:
+// `restore_partition` is the recovery algorithm of docs/design.md, "Recovery":
 // newest valid snapshot, fall back on a corrupt one, replay the journal
 // after it, stop on a corrupt record unless told to skip it. It blocks on
 // disk reads: run it before the partition accepts traffic (off the CAF

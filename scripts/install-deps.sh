@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Installs every Debian package Cairn needs to build, test and run.
 # Idempotent and non-interactive; safe to run repeatedly.
+#   CAIRN_DEPS=build  only what building the binaries needs (the container's
+#                     build stage, deploy/Dockerfile); default: everything,
+#                     including the tools the tests and tutorials use.
 set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git
@@ -10,9 +14,17 @@ PACKAGES=(
   libssl-dev libleveldb-dev libsnappy-dev libspdlog-dev libfmt-dev libjwt-dev libxxhash-dev
   libreadline-dev libbenchmark-dev
   netcat-openbsd python3 tmux expect procps openssl
-  chromium
-  clang libclang-rt-14-dev librapidcheck-dev
 )
+if [ "${CAIRN_DEPS:-all}" != "build" ]; then
+  # Tests and tutorials: curl and Go for docs/tutorial.md, Node.js for it and
+  # for the manifest validators in tools/, python3-kubernetes for
+  # tools/k8s-strict.py, systemd-analyze for the unit
+  # (tests/integration/test_deploy.py); Chromium for the dashboard test
+  # (tests/browser, driven by playwright-core); clang, its libFuzzer runtime
+  # and rapidcheck for the fuzz targets and property tests.
+  PACKAGES+=(curl golang-go nodejs python3-kubernetes systemd
+             chromium clang libclang-rt-14-dev librapidcheck-dev)
+fi
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -29,24 +41,21 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-# Node.js and npm for the browser tests: Debian's packages where the machine
-# has none (a machine may bring its own Node.js that already includes npm).
-node_missing=()
-command -v node >/dev/null 2>&1 || node_missing+=(nodejs)
-command -v npm >/dev/null 2>&1 || node_missing+=(npm)
-if [ "${#node_missing[@]}" -gt 0 ]; then
+# Debian ships npm separately; some Node.js builds bring their own.
+if [ "${CAIRN_DEPS:-all}" != "build" ] && ! command -v npm >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends "${node_missing[@]}"
+  $SUDO apt-get install -y -qq --no-install-recommends npm
 fi
-
-# npm packages, pinned by the lock files next to them (playwright-core drives
-# Debian's chromium; it downloads no browser of its own).
-here="$(cd "$(dirname "$0")/.." && pwd)"
-for dir in tests/browser; do
-  if [ ! -d "$here/$dir/node_modules" ] \
-     || ! (cd "$here/$dir" && npm ls --omit=dev >/dev/null 2>&1); then
-    (cd "$here/$dir" && npm ci --no-audit --no-fund --loglevel=error)
-  fi
-done
 echo "install-deps: all ${#PACKAGES[@]} packages present"
+
+# Project-local npm packages, pinned by the lock files next to them, never
+# global (playwright-core drives Debian's chromium; it downloads no browser).
+if [ "${CAIRN_DEPS:-all}" != "build" ]; then
+  for dir in tools tests/browser; do
+    stamp="$here/$dir/node_modules/.package-lock.json"
+    if [ ! -f "$stamp" ] || [ "$here/$dir/package-lock.json" -nt "$stamp" ]; then
+      (cd "$here/$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+    echo "install-deps: $dir/node_modules present"
+  done
+fi

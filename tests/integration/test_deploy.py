@@ -1,0 +1,572 @@
+#!/usr/bin/env python3
+"""Deployment files in deploy/ (docs/operations.md), checked without a
+container engine or a Kubernetes cluster. Offline: the validators are the
+packages scripts/install-deps.sh installed (tools/node_modules, golang-go,
+systemd).
+
+Checked:
+  * Dockerfile: a build stage on debian:12 running scripts/install-deps.sh, a
+    runtime stage on debian:12-slim whose apt package list is exactly the
+    Debian packages of the shared libraries `ldd` reports for the binaries
+    it copies (libc6 aside), a non-root USER, a data VOLUME, the config file
+    in the ENTRYPOINT; its HEALTHCHECK command, run here against a real node
+    started with deploy/cairn.ini, succeeds, and fails once the node is gone.
+  * Helm chart deploy/helm/cairn, rendered by tools/helm-render (Go's
+    text/template, the engine of `helm template`) with default and changed
+    values: every document passes the Kubernetes schema (tools/k8s-check.mjs,
+    kubernetes-models) and has no unknown field (tools/k8s-strict.py,
+    python3-kubernetes); stable member names in cairn.cluster.nodes match the
+    StatefulSet and headless Service; pods pass --cairn.node-name=$(POD_NAME)
+    and their pod DNS name as cairn.cluster.host; TLS secret mounted; probes
+    (readiness: ping "ready", liveness: /healthz); PDB; PVC size; replicas
+    and partitions follow the values; >1 replica without a TLS secret fails.
+    deploy/kubernetes/cairn.yaml equals the default render.
+  * The rendered cairn.ini starts a node (paths and ports moved to this
+    machine, its cluster port bound to a host name with mutual TLS, which
+    cairn-console reaches) whose readiness probe command and /healthz
+    succeed.
+  * compose.yaml: 3 nodes + console + certs; every node's flags are accepted
+    by cairn-node (--dump-config) and name the right certificates.
+  * systemd unit: `systemd-analyze verify` passes.
+"""
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cairn_harness as h  # noqa: E402
+
+# tools/k8s-strict.py needs Debian's python3-kubernetes, i.e. Debian's Python.
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def node_tool(args, *cmd, stdin=None):
+    tool = os.path.join(args.source_dir, "tools", "k8s-check.mjs")
+    return subprocess.run(["node", tool, *cmd], capture_output=True, text=True,
+                          input=stdin, timeout=120)
+
+
+def yaml_docs(args, path):
+    r = node_tool(args, "json", path)
+    if r.returncode != 0:
+        raise h.TestFailure(f"k8s-check json {path}: {r.stderr.strip()}")
+    return json.loads(r.stdout)
+
+
+# -- Dockerfile ---------------------------------------------------------------
+
+def dockerfile_instructions(path):
+    """[(stage index, INSTRUCTION, argument text)] with continuations joined."""
+    out, stage, buf = [], -1, ""
+    for raw in open(path, encoding="utf-8"):
+        line = raw.rstrip("\n")
+        if not buf and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        if buf and line.lstrip().startswith("#"):
+            continue
+        buf += line.rstrip("\\") + " " if line.endswith("\\") else line
+        if line.endswith("\\"):
+            continue
+        word, _, rest = buf.strip().partition(" ")
+        buf = ""
+        if word.upper() == "FROM":
+            stage += 1
+        out.append((stage, word.upper(), rest.strip()))
+    return out
+
+
+def ldd_packages(binaries):
+    libs, missing = set(), []
+    for b in binaries:
+        r = subprocess.run(["ldd", b], capture_output=True, text=True, timeout=30)
+        for line in r.stdout.splitlines():
+            if "not found" in line:
+                missing.append(f"{os.path.basename(b)}: {line.strip()}")
+            m = re.search(r"=>\s+(/\S+)", line)
+            if m:
+                libs.add(m.group(1))
+    pkgs = {}
+    for lib in sorted(libs):
+        pkg = None
+        for candidate in (lib, os.path.realpath(lib)):
+            r = subprocess.run(["dpkg", "-S", candidate], capture_output=True,
+                               text=True, timeout=30)
+            if r.returncode == 0:
+                pkg = r.stdout.split(":")[0].strip()
+                break
+        pkgs[lib] = pkg
+    return pkgs, missing
+
+
+def check_dockerfile(args, chk):
+    path = os.path.join(args.source_dir, "deploy", "Dockerfile")
+    ins = dockerfile_instructions(path)
+    froms = [a for s, i, a in ins if i == "FROM"]
+    chk.require(len(froms) == 2, f"Dockerfile: expected 2 stages, got FROM {froms}")
+    chk.check(froms[0].split()[0] == "debian:12" and froms[0].split()[-1] == "build",
+              f"build stage is not 'debian:12 AS build': {froms[0]}")
+    chk.check(froms[1].split()[0] == "debian:12-slim",
+              f"runtime stage is not on debian:12-slim: {froms[1]}")
+    build_runs = " ".join(a for s, i, a in ins if s == 0 and i == "RUN")
+    chk.check("scripts/install-deps.sh" in build_runs,
+              "build stage does not run scripts/install-deps.sh")
+    rt = [(i, a) for s, i, a in ins if s == 1]
+    users = [a for i, a in rt if i == "USER"]
+    chk.check(users and not users[-1].startswith(("root", "0")),
+              f"runtime stage does not end as a non-root USER: {users}")
+    chk.check(any(i == "VOLUME" and "/var/lib/cairn" in a for i, a in rt),
+              "runtime stage has no VOLUME /var/lib/cairn")
+    entry = [a for i, a in rt if i == "ENTRYPOINT"]
+    chk.check(entry and "--config-file=/etc/cairn/cairn.ini" in entry[-1],
+              f"ENTRYPOINT does not read /etc/cairn/cairn.ini: {entry}")
+    health = [a for i, a in rt if i == "HEALTHCHECK"]
+    chk.require(len(health) == 1 and "/healthz" in health[0],
+                f"runtime stage needs one HEALTHCHECK on /healthz: {health}")
+
+    # The runtime package list against ldd of the binaries it copies.
+    copies = " ".join(a for i, a in rt if i == "COPY" and a.startswith("--from=build"))
+    names = sorted(set(re.findall(r"/src/build/apps/(cairn-[a-z]+)", copies)))
+    chk.check(names == ["cairn-bench", "cairn-cli", "cairn-console", "cairn-node"],
+              f"runtime stage copies binaries {names}")
+    text = open(path, encoding="utf-8").read()
+    block = re.search(r"# runtime-packages-begin\n(.*?)# runtime-packages-end", text, re.S)
+    chk.require(block is not None, "Dockerfile lacks the runtime-packages markers")
+    body = block.group(1).replace("\\\n", " ")
+    m = re.search(r"--no-install-recommends(.*?)&&", body, re.S)
+    chk.require(m is not None, "runtime apt-get install line not found")
+    listed = set(m.group(1).split())
+    bins = [os.path.join(args.bin_dir, n) for n in names]
+    pkgs, missing = ldd_packages(bins)
+    chk.check(not missing, f"ldd: unresolved libraries {missing}")
+    unknown = [lib for lib, p in pkgs.items() if p is None]
+    chk.check(not unknown, f"libraries not from a Debian package: {unknown}")
+    needed = {p for p in pkgs.values() if p} - {"libc6"}
+    chk.check(listed == needed,
+              f"runtime packages differ from ldd: missing {sorted(needed - listed)}, "
+              f"extra {sorted(listed - needed)}")
+    h.log(f"runtime stage: {len(listed)} packages = ldd of {len(bins)} binaries "
+          f"({len(pkgs)} libraries)")
+    return json.loads(health[0][health[0].index("CMD") + 3:].strip())
+
+
+def run_probe(cmd, env_extra=None, path_dirs=()):
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join(list(path_dirs) + [env.get("PATH", "")])
+    env.update(env_extra or {})
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=15, env=env)
+        return r.returncode, (r.stdout + r.stderr).strip()
+    except subprocess.TimeoutExpired:
+        return None, "timeout"
+
+
+def check_image_config_and_healthcheck(args, chk, health_cmd):
+    """deploy/cairn.ini on this machine: loopback, free ports, a temp data dir."""
+    cfg = os.path.join(args.source_dir, "deploy", "cairn.ini")
+    node = h.Node(args.bin_dir, args.source_dir, name="img", config=cfg,
+                  base_args=False, keep=args.keep,
+                  extra_args=["--cairn.tcp.host=127.0.0.1",
+                              f"--cairn.http.web-root={args.source_dir}/web"])
+    try:
+        node.start()
+        node.wait_ready(30)
+        env = {"CAIRN_HTTP_PORT": str(node.http_port)}
+        code, out = run_probe(health_cmd, env)
+        chk.check(code == 0, f"HEALTHCHECK {health_cmd} exit {code}: {out}")
+        with urllib.request.urlopen(f"http://127.0.0.1:{node.http_port}/", timeout=5) as r:
+            chk.check(r.status == 200 and b"<" in r.read(200),
+                      "dashboard not served with the image's config")
+        node.stop()
+        code, out = run_probe(health_cmd, env)
+        chk.check(code not in (0, None), f"HEALTHCHECK passes with no node: exit {code}")
+        h.log("image config: node ready, HEALTHCHECK ok while up, fails once stopped")
+    except h.TestFailure as e:
+        chk.check(False, f"image config: {e}")
+        node.dump_log(60)
+    finally:
+        node.cleanup()
+
+
+# -- Helm chart ---------------------------------------------------------------
+
+def deep_merge(base, over):
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+class Renderer:
+    def __init__(self, args, tmp):
+        self.args = args
+        self.tmp = tmp
+        self.chart = os.path.join(args.source_dir, "deploy", "helm", "cairn")
+        self.exe = os.path.join(tmp, "helm-render")
+        env = dict(os.environ, GO111MODULE="off", GOCACHE=os.path.join(tmp, "gocache"),
+                   GOPATH=os.path.join(tmp, "gopath"), GOFLAGS="", CGO_ENABLED="0")
+        r = subprocess.run(["go", "build", "-o", self.exe,
+                            os.path.join(args.source_dir, "tools", "helm-render", "main.go")],
+                           capture_output=True, text=True, timeout=300, env=env,
+                           cwd=args.source_dir)
+        if r.returncode != 0:
+            raise h.TestFailure(f"go build tools/helm-render: {r.stderr.strip()}")
+        self.chart_meta = yaml_docs(args, os.path.join(self.chart, "Chart.yaml"))[0]
+        self.values = yaml_docs(args, os.path.join(self.chart, "values.yaml"))[0]
+
+    def render(self, overrides=None, name="cairn"):
+        inp = {"chart": self.chart_meta,
+               "values": deep_merge(self.values, overrides or {}),
+               "release": {"name": name, "namespace": "default"}}
+        path = os.path.join(self.tmp, "input.json")
+        with open(path, "w") as f:
+            json.dump(inp, f)
+        r = subprocess.run([self.exe, self.chart, path], capture_output=True,
+                           text=True, timeout=60)
+        return r.returncode, r.stdout, r.stderr.strip()
+
+
+def validate(args, chk, text, what):
+    r = node_tool(args, "validate", "-", stdin=text)
+    try:
+        res = json.loads(r.stdout)
+    except ValueError:
+        chk.check(False, f"{what}: k8s-check output {r.stdout[:300]!r} {r.stderr[:300]!r}")
+        return None
+    chk.check(r.returncode == 0 and not res["errors"],
+              f"{what}: schema errors {res['errors']}")
+    # The schemas allow extra properties: unknown fields separately.
+    strict = strict_check(args, text)
+    chk.check(strict.returncode == 0, f"{what}: unknown fields: {strict.stdout.strip()}")
+    return res
+
+
+def strict_check(args, text):
+    docs = node_tool(args, "json", "-", stdin=text)
+    if docs.returncode != 0:
+        return subprocess.CompletedProcess([], 1, docs.stderr, "")
+    return subprocess.run([SYSTEM_PYTHON, os.path.join(args.source_dir, "tools", "k8s-strict.py")],
+                          input=docs.stdout, capture_output=True, text=True, timeout=120)
+
+
+def by_kind(docs):
+    out = {}
+    for d in docs:
+        out.setdefault(d["kind"], []).append(d)
+    return out
+
+
+def ini_value(ini, section, key):
+    sec = None
+    for line in ini.splitlines():
+        s = line.strip()
+        if s.startswith("["):
+            sec = s.strip("[]")
+        elif sec == section and "=" in s and s.split("=", 1)[0].strip() == key:
+            return s.split("=", 1)[1].strip()
+    return None
+
+
+def check_render(args, chk, docs, replicas, partitions, size, tls=True, jwt=None):
+    k = by_kind(docs)
+    sts = k.get("StatefulSet", [None])[0]
+    chk.require(sts is not None, "no StatefulSet rendered")
+    name = sts["metadata"]["name"]
+    spec = sts["spec"]
+    chk.check(spec["replicas"] == replicas, f"replicas {spec['replicas']} != {replicas}")
+    headless = [s for s in k.get("Service", []) if s["spec"].get("clusterIP") == "None"]
+    chk.require(len(headless) == 1, "no headless Service")
+    hl = headless[0]
+    chk.check(spec["serviceName"] == hl["metadata"]["name"],
+              f"serviceName {spec['serviceName']} != headless {hl['metadata']['name']}")
+    chk.check(hl["spec"].get("publishNotReadyAddresses") is True,
+              "headless Service does not publish not-ready pods")
+    labels = spec["template"]["metadata"]["labels"]
+    for svc in k.get("Service", []):
+        chk.check(all(labels.get(a) == b for a, b in svc["spec"]["selector"].items()),
+                  f"Service {svc['metadata']['name']} selects other pods")
+    cm = k["ConfigMap"][0]
+    ini = cm["data"]["cairn.ini"]
+    chk.check(ini_value(ini, "cairn", "partitions") == str(partitions),
+              f"partitions in cairn.ini: {ini_value(ini, 'cairn', 'partitions')}")
+    nodes = ini_value(ini, "cairn.cluster", "nodes")
+    c = spec["template"]["spec"]["containers"][0]
+    cargs = c.get("args", [])
+    chk.check("--cairn.node-name=$(POD_NAME)" in cargs, f"args lack node-name: {cargs}")
+    chk.check(any(e["name"] == "POD_NAME" and e["valueFrom"]["fieldRef"]["fieldPath"]
+                  == "metadata.name" for e in c.get("env", [])), "POD_NAME not from metadata.name")
+    port = ini_value(ini, "cairn.cluster", "port")
+    if replicas > 1:
+        members = json.loads(nodes) if nodes else []
+        want = [f"{name}-{i}@{name}-{i}.{hl['metadata']['name']}:{port}" for i in range(replicas)]
+        chk.check(members == want, f"cairn.cluster.nodes {members} != {want}")
+        chk.check(f"--cairn.cluster.host=$(POD_NAME).{hl['metadata']['name']}" in cargs,
+                  f"args lack the pod DNS name as cluster host: {cargs}")
+        for key in ("tls-certificate", "tls-key", "tls-ca-file"):
+            chk.check(ini_value(ini, "cairn.cluster", key) is not None, f"cairn.ini lacks {key}")
+        mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+        vols = {v["name"]: v for v in spec["template"]["spec"]["volumes"]}
+        chk.check(mounts.get("tls") == "/etc/cairn/tls" and "secret" in vols.get("tls", {}),
+                  "TLS secret not mounted at /etc/cairn/tls")
+        init = spec["template"]["spec"].get("initContainers", [])
+        wait = " ".join(init[0]["command"]) if init else ""
+        chk.check(f'getent hosts "$POD_NAME.{hl["metadata"]["name"]}"' in wait,
+                  f"no init container waiting for the pod's DNS name: {wait}")
+        if init:  # the same command, for a name that resolves here
+            cmd = [a.replace(f'$POD_NAME.{hl["metadata"]["name"]}', "localhost")
+                   for a in init[0]["command"]]
+            code, out = run_probe(cmd)
+            chk.check(code == 0, f"init command {cmd}: exit {code} {out}")
+        pdb = k.get("PodDisruptionBudget", [])
+        chk.check(len(pdb) == 1 and pdb[0]["spec"].get("maxUnavailable") == 1,
+                  f"PodDisruptionBudget: {pdb}")
+    else:
+        chk.check(nodes is None, f"single replica still lists nodes: {nodes}")
+        chk.check("PodDisruptionBudget" not in k, "single replica has a PDB")
+    if jwt:
+        vols = {v["name"]: v for v in spec["template"]["spec"]["volumes"]}
+        chk.check(vols.get("jwt", {}).get("secret", {}).get("secretName") == jwt,
+                  "JWT secret not mounted")
+    ready = " ".join(c["readinessProbe"]["exec"]["command"])
+    chk.check("ping" in ready and '"status":"ready"' in ready,
+              f"readiness is not ping status ready: {ready}")
+    chk.check(c["livenessProbe"]["httpGet"]["path"] == "/healthz", "liveness not /healthz")
+    pvc = spec["volumeClaimTemplates"][0]
+    chk.check(pvc["spec"]["resources"]["requests"]["storage"] == size,
+              f"PVC size {pvc['spec']['resources']['requests']['storage']} != {size}")
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    chk.check(mounts.get(pvc["metadata"]["name"]) == "/var/lib/cairn",
+              "the PVC is not mounted at /var/lib/cairn")
+    req = c["resources"]["requests"]
+    chk.check("memory" in req and "cpu" in req, f"resource requests: {req}")
+    sc = spec["template"]["spec"]["securityContext"]
+    chk.check(sc.get("runAsNonRoot") is True and sc.get("runAsUser", 0) != 0, "pods run as root")
+    return sts, ini
+
+
+def check_helm(args, chk, tmp):
+    rnd = Renderer(args, tmp)
+    code, text, err = rnd.render()
+    chk.require(code == 0, f"default render failed: {err}")
+    res = validate(args, chk, text, "default render")
+    if res:
+        h.log(f"default render: {res['documents']} documents valid ({', '.join(res['kinds'])})")
+    docs = yaml_docs(args, write(tmp, "default.yaml", text))
+    sts, ini = check_render(args, chk, docs, 3, 16, "10Gi")
+
+    static = os.path.join(args.source_dir, "deploy", "kubernetes", "cairn.yaml")
+    body = open(static, encoding="utf-8").read()
+    body = body[body.index("---"):] if "---" in body else body
+    chk.check(body.strip() == text.strip(),
+              "deploy/kubernetes/cairn.yaml differs from the chart's default render "
+              "(regenerate it as docs/operations.md says)")
+    validate(args, chk, open(static, encoding="utf-8").read(), "deploy/kubernetes/cairn.yaml")
+
+    over = {"replicas": 5, "partitions": 32, "storage": {"size": "50Gi"},
+            "jwt": {"existingSecret": "cairn-jwt"}, "tls": {"existingSecret": "my-tls"}}
+    code, text5, err = rnd.render(over, name="analytics")
+    chk.require(code == 0, f"render with 5 replicas failed: {err}")
+    validate(args, chk, text5, "5-replica render")
+    check_render(args, chk, yaml_docs(args, write(tmp, "five.yaml", text5)), 5, 32, "50Gi",
+                 jwt="cairn-jwt")
+    chk.check("secretName: my-tls" in text5, "tls.existingSecret not used")
+
+    code, text1, err = rnd.render({"replicas": 1, "tls": {"existingSecret": ""}})
+    chk.require(code == 0, f"render with 1 replica failed: {err}")
+    validate(args, chk, text1, "1-replica render")
+    check_render(args, chk, yaml_docs(args, write(tmp, "one.yaml", text1)), 1, 16, "10Gi",
+                 tls=False)
+
+    code, _, err = rnd.render({"tls": {"existingSecret": ""}})
+    chk.check(code != 0 and "tls.existingSecret" in err,
+              f"3 replicas without TLS rendered (exit {code}, {err!r})")
+
+    # The validators themselves must catch a broken manifest.
+    broken = text.replace("containerPort: 7411", 'containerPort: "tcp"', 1)
+    r = node_tool(args, "validate", "-", stdin=broken)
+    chk.check(r.returncode != 0 and "containerPort" in r.stdout,
+              f"k8s-check accepted a string containerPort: {r.stdout[:300]}")
+    r = strict_check(args, text.replace("readinessProbe:", "readinesProbe:", 1))
+    chk.check(r.returncode != 0 and "readinesProbe: unknown field" in r.stdout,
+              f"k8s-strict accepted a misspelt field: {r.stdout[:300]}")
+    return sts, ini
+
+
+def write(tmp, name, text):
+    path = os.path.join(tmp, name)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    return path
+
+
+def check_rendered_config_runs(args, chk, tmp, sts, ini):
+    """The ConfigMap's cairn.ini with the pod's flags, moved to loopback."""
+    certs = os.path.join(tmp, "certs")
+    r = subprocess.run(["bash", os.path.join(args.source_dir, "scripts", "gen-certs.sh"),
+                        certs, "1"], capture_output=True, text=True, timeout=120)
+    chk.require(r.returncode == 0, f"gen-certs.sh: {r.stderr}")
+    ini = (ini.replace("/etc/cairn/tls/tls.crt", f"{certs}/n1.pem")
+              .replace("/etc/cairn/tls/tls.key", f"{certs}/n1.key")
+              .replace("/etc/cairn/tls/ca.crt", f"{certs}/ca.pem")
+              .replace("/usr/share/cairn/web", f"{args.source_dir}/web"))
+    cfg = write(tmp, "rendered.ini", ini)
+    c = sts["spec"]["template"]["spec"]["containers"][0]
+    pod_args = [a.replace("$(POD_NAME)", "cairn-0") for a in c["args"]
+                if not a.startswith("--cairn.node-name=")]
+    # Bind loopback here (the pod binds its DNS name); names/ports as rendered otherwise.
+    pod_args = [a for a in pod_args if not a.startswith("--cairn.cluster.host=")]
+    node = h.Node(args.bin_dir, args.source_dir, name="cairn-0", config=cfg,
+                  base_args=False, keep=args.keep,
+                  extra_args=pod_args + ["--cairn.tcp.host=127.0.0.1",
+                                         # a host name, as in the pod (there: its DNS name)
+                                         "--cairn.cluster.host=localhost"])
+    try:
+        node.start()
+        ping = node.wait_ready(30)
+        chk.check(ping.get("node") == "cairn-0", f"ping: {ping}")
+        with node.client(10) as cl:
+            r = cl.request({"op": "cluster"})
+        names = [m.get("name") for m in r.get("members", [])]
+        chk.check(names == ["cairn-0", "cairn-1", "cairn-2"], f"cluster members {names}")
+        # The cluster port listens on the host name, with mutual TLS.
+        console = h.run_bounded([os.path.join(args.bin_dir, "cairn-console"),
+                                 f"--connect=localhost:{node.cluster_port}",
+                                 f"--openssl.certificate={certs}/n1.pem",
+                                 f"--openssl.key={certs}/n1.key",
+                                 f"--openssl.cafile={certs}/ca.pem",
+                                 "--timeout=10", "--exec=ping"], timeout=30)
+        out = (console.stdout + console.stderr).decode("utf-8", "replace")
+        chk.check(console.returncode == 0 and "cairn-0" in out,
+                  f"cairn-console over TLS to localhost: exit {console.returncode}: {out[-400:]}")
+        probe = list(c["readinessProbe"]["exec"]["command"])
+        probe[-1] = probe[-1].replace(f"--port {c['ports'][0]['containerPort']}",
+                                      f"--port {node.tcp_port}")
+        code, out = run_probe(probe, path_dirs=[args.bin_dir])
+        chk.check(code == 0, f"readiness probe {probe} exit {code}: {out}")
+        url = f"http://127.0.0.1:{node.http_port}{c['livenessProbe']['httpGet']['path']}"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            chk.check(resp.status == 200, f"liveness {url}: {resp.status}")
+        node.stop()
+        code, _ = run_probe(probe, path_dirs=[args.bin_dir])
+        chk.check(code not in (0, None), "readiness probe passes with no node")
+        h.log("rendered cairn.ini: node cairn-0 of [cairn-0,cairn-1,cairn-2] ready over "
+              "TLS config; readiness and liveness probes pass, readiness fails once stopped")
+    except h.TestFailure as e:
+        chk.check(False, f"rendered config: {e}")
+        node.dump_log(60)
+    finally:
+        node.cleanup()
+
+
+# -- compose and systemd ------------------------------------------------------
+
+def check_compose(args, chk):
+    path = os.path.join(args.source_dir, "deploy", "compose.yaml")
+    doc = yaml_docs(args, path)[0]
+    svc = doc.get("services", {})
+    chk.require({"n1", "n2", "n3", "console", "certs"} <= set(svc),
+                f"compose services: {sorted(svc)}")
+    binary = os.path.join(args.bin_dir, "cairn-node")
+    cfg = os.path.join(args.source_dir, "deploy", "cairn.ini")
+    members = None
+    for n in ("n1", "n2", "n3"):
+        s = svc[n]
+        flags = s.get("command", [])
+        chk.check(f"--cairn.node-name={n}" in flags and f"--cairn.cluster.host={n}" in flags,
+                  f"{n}: node-name/cluster.host flags {flags}")
+        chk.check(f"--cairn.cluster.tls-certificate=/certs/{n}.pem" in flags
+                  and f"--cairn.cluster.tls-key=/certs/{n}.key" in flags,
+                  f"{n}: not its own certificate")
+        nodes = [f for f in flags if f.startswith("--cairn.cluster.nodes=")]
+        chk.check(len(nodes) == 1, f"{n}: nodes flag {nodes}")
+        if members is None and nodes:
+            members = nodes[0]
+        chk.check(nodes and nodes[0] == members, f"{n}: different member list")
+        chk.check(s.get("depends_on", {}).get("certs", {}).get("condition")
+                  == "service_completed_successfully", f"{n}: does not wait for certs")
+        chk.check(all(p.startswith("127.0.0.1:") for p in s.get("ports", [])),
+                  f"{n}: ports published beyond loopback {s.get('ports')}")
+        chk.check(any(v.endswith(":/var/lib/cairn") for v in s.get("volumes", [])),
+                  f"{n}: no data volume")
+        r = h.run_bounded([binary, f"--config-file={cfg}", *flags, "--dump-config"], timeout=20)
+        out = (r.stdout + r.stderr).decode("utf-8", "replace")
+        chk.check(r.returncode == 0 and "n3@n3:7400" in out,
+                  f"{n}: cairn-node refuses the compose flags: {out.strip()[-300:]}")
+    chk.check(members and json.loads(members.split("=", 1)[1])
+              == ["n1@n1:7400", "n2@n2:7400", "n3@n3:7400"], f"members {members}")
+    gen = " ".join(svc["certs"].get("command", []))
+    chk.check("gen-certs.sh /certs 3" in gen and "10001" in gen, f"certs command {gen}")
+    entry = svc["console"].get("entrypoint", [])
+    chk.check(entry[:1] == ["/usr/local/bin/cairn-console"] and "--connect=n1:7400" in entry
+              and any(e.startswith("--openssl.certificate=") for e in entry),
+              f"console entrypoint {entry}")
+    h.log("compose: 3 nodes with TLS flags accepted by cairn-node, console, certs")
+
+
+def check_systemd(args, chk, tmp):
+    unit = os.path.join(args.source_dir, "deploy", "systemd", "cairn-node.service")
+    text = open(unit, encoding="utf-8").read()
+    chk.check("StateDirectory=cairn" in text and "--config-file=/etc/cairn/cairn.ini" in text,
+              "unit lacks StateDirectory=cairn or the config file")
+    chk.check("DynamicUser=yes" in text or re.search(r"^User=(?!root)", text, re.M),
+              "unit runs as root")
+    if shutil.which("systemd-analyze") is None:
+        chk.check(False, "systemd-analyze missing (scripts/install-deps.sh installs systemd)")
+        return
+    local = write(tmp, "cairn-node.service",
+                  text.replace("/usr/local/bin/cairn-node", os.path.join(args.bin_dir, "cairn-node")))
+    r = subprocess.run(["systemd-analyze", "verify", local], capture_output=True, text=True,
+                       timeout=60)
+    out = (r.stdout + r.stderr).strip()
+    chk.check(r.returncode == 0 and not out, f"systemd-analyze verify: exit {r.returncode} {out}")
+    h.log("systemd unit: systemd-analyze verify clean")
+
+
+def main():
+    args = h.parse_args(__doc__)
+    chk = h.Checker("test_deploy")
+    tmp = tempfile.mkdtemp(prefix="cairn-it-deploy-")
+    try:
+        for tool in ("node", "go", "ldd", "dpkg", SYSTEM_PYTHON):
+            chk.require(shutil.which(tool) is not None,
+                        f"{tool} not found (scripts/install-deps.sh installs it)")
+        chk.require(os.path.isdir(os.path.join(args.source_dir, "tools", "node_modules")),
+                    "tools/node_modules missing: run scripts/install-deps.sh")
+        health = None
+        sts = ini = None
+        for name, fn in [("Dockerfile", lambda: check_dockerfile(args, chk)),
+                         ("Helm chart", lambda: check_helm(args, chk, tmp)),
+                         ("compose", lambda: check_compose(args, chk)),
+                         ("systemd", lambda: check_systemd(args, chk, tmp))]:
+            h.log(f"-- {name}")
+            try:
+                result = fn()
+                if name == "Dockerfile":
+                    health = result
+                if name == "Helm chart":
+                    sts, ini = result
+            except (h.TestFailure, OSError, ValueError, KeyError, IndexError) as e:
+                chk.check(False, f"{name}: {e!r}")
+        if health:
+            h.log("-- image config and HEALTHCHECK")
+            check_image_config_and_healthcheck(args, chk, health)
+        if sts:
+            h.log("-- rendered config on a real node")
+            try:
+                check_rendered_config_runs(args, chk, tmp, sts, ini)
+            except (h.TestFailure, OSError, KeyError) as e:
+                chk.check(False, f"rendered config: {e!r}")
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return chk.summary()
+
+
+if __name__ == "__main__":
+    h.main_wrapper(main)
