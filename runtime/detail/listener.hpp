@@ -3,6 +3,12 @@
 // opens, binds (SO_REUSEADDR) and listens, then accepts on its own strand and
 // hands every accepted socket, already on a strand of its own, to a callback.
 //
+// A failed accept (typically EMFILE: out of file descriptors) is retried
+// after a backoff that starts at 10 ms and doubles up to 1 s, reset by the
+// next successful accept: the pending connection stays in the kernel's
+// backlog, so retrying at once would spin at 100 % CPU. The failure is
+// logged at most once per 10 s with the number of repeats in between.
+//
 // Threading: construct and `run()` from the thread that starts the server;
 // `post_close()` from any thread. The accept handler runs on the I/O threads.
 // The io_context must outlive the listener; the server keeps it alive by
@@ -15,6 +21,7 @@
 
 #include <boost/asio.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -24,11 +31,11 @@
 namespace cairn::runtime::detail {
 
 /// Resolves `host` (a literal address or a host name) and `port` to the
-/// endpoint to bind. Throws std::runtime_error ("<who>: cannot resolve ...")
-/// if the name does not resolve.
+/// endpoint to bind. Throws std::runtime_error ("cannot resolve ... for
+/// <option>") if the name does not resolve.
 [[nodiscard]] boost::asio::ip::tcp::endpoint
 resolve_endpoint(boost::asio::io_context& ioc, const std::string& host,
-                 uint16_t port, std::string_view who);
+                 uint16_t port, std::string_view option);
 
 class listener : public std::enable_shared_from_this<listener> {
 public:
@@ -42,9 +49,11 @@ public:
   using fail_handler = void (*)(error_code, const char*);
 
   /// Opens, binds and listens on `ep`. Throws std::runtime_error
-  /// ("<who>: cannot listen on host:port: ...") if that fails.
+  /// ("cannot listen on host:port (<option>): <reason>") if that fails.
+  /// `tag` ("tcp", "http") prefixes log lines.
   listener(boost::asio::io_context& ioc, const tcp::endpoint& ep,
-           std::string_view who, fail_handler fail, accept_handler on_accept);
+           std::string_view option, std::string_view tag, fail_handler fail,
+           accept_handler on_accept);
 
   /// The bound port (the real one when `ep` asked for port 0).
   uint16_t port() const noexcept { return port_; }
@@ -58,6 +67,7 @@ public:
 private:
   void do_accept();
   void on_accept(error_code ec, tcp::socket socket);
+  void on_backoff(error_code ec);
 
   // -- member variables -------------------------------------------------------
 
@@ -65,6 +75,9 @@ private:
   fail_handler fail_;
   boost::asio::io_context& ioc_;
   tcp::acceptor acceptor_;
+  boost::asio::steady_timer backoff_timer_;  ///< on the acceptor's strand
+  std::chrono::milliseconds backoff_{0};     ///< 0 after a success
+  std::string tag_;
   uint16_t port_ = 0;
 };
 
