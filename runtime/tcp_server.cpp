@@ -424,6 +424,10 @@ private:
   /// stamps; the timer re-reads them when it fires.
   void arm_timer(clock::time_point now) {
     auto d = deadline();
+    bool timeouts = state_->opts.idle_timeout.count() > 0
+                    || state_->opts.line_timeout.count() > 0;
+    if (!timeouts && !closing_)
+      return; // both disabled: no timer at all
     if (d == clock::time_point::max()) {
       // Nothing applies right now (work in flight): look again later.
       auto opts_min = std::chrono::milliseconds{1000};
