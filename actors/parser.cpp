@@ -310,7 +310,9 @@ void process(parser_pointer self, const job_ptr& j) {
   auto& st = self->state;
   const auto& data = j->c.data;
   auto max_batch = st.settings->max_batch_events;
-  bool ready = st.settings->status.load() == node_status::ready;
+  // One status for the whole chunk (see handle_request for why one read).
+  auto status = st.settings->status.load();
+  bool ready = status == node_status::ready;
   while (j->pos < data.size()) {
     auto nl = data.find('\n', j->pos);
     if (nl == std::string::npos)
@@ -325,7 +327,8 @@ void process(parser_pointer self, const job_ptr& j) {
           j->c.conn->rejected.fetch_add(1);
           st.rejected->fetch_add(1);
           j->emit(line_error_reply(
-            line_no, {cqrs::error_code::unavailable, "node is recovering"}));
+            line_no, {cqrs::error_code::unavailable,
+                      std::string{"node is "} + to_string(status)}));
         } else if (j->pending.size() >= max_batch) {
           dispatch_pending(self, j);
         }
