@@ -434,7 +434,7 @@ http_server::~http_server() {
 void http_server::bind() {
   auto& st = *impl_->state;
   impl_->lifecycle.bind(st.ioc, st.opts.host, st.opts.port, st.opts.option,
-                        fail, [state = impl_->state](tcp::socket socket) {
+                        [state = impl_->state](tcp::socket socket) {
                           on_accept(state, std::move(socket));
                         });
 }
@@ -442,7 +442,7 @@ void http_server::bind() {
 void http_server::start() {
   auto& st = *impl_->state;
   impl_->lifecycle.start(st.ioc, st.opts.host, st.opts.port, st.opts.option,
-                         st.opts.io_threads, fail,
+                         st.opts.io_threads,
                          [state = impl_->state](tcp::socket socket) {
                            on_accept(state, std::move(socket));
                          });

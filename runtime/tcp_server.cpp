@@ -634,7 +634,7 @@ tcp_server::~tcp_server() {
 void tcp_server::bind() {
   auto& st = *impl_->state;
   impl_->lifecycle.bind(st.ioc, st.opts.host, st.opts.port, st.opts.option,
-                        fail, [state = impl_->state](tcp::socket socket) {
+                        [state = impl_->state](tcp::socket socket) {
                           on_accept(state, std::move(socket));
                         });
 }
@@ -642,7 +642,7 @@ void tcp_server::bind() {
 void tcp_server::start() {
   auto& st = *impl_->state;
   impl_->lifecycle.start(st.ioc, st.opts.host, st.opts.port, st.opts.option,
-                         st.opts.io_threads, fail,
+                         st.opts.io_threads,
                          [state = impl_->state](tcp::socket socket) {
                            on_accept(state, std::move(socket));
                          });

@@ -31,8 +31,8 @@ tcp::endpoint resolve_endpoint(asio::io_context& ioc, const std::string& host,
 
 listener::listener(asio::io_context& ioc, const tcp::endpoint& ep,
                    std::string_view option, std::string_view tag,
-                   fail_handler fail, accept_handler on_accept)
-  : on_accept_(std::move(on_accept)), fail_(fail), ioc_(ioc),
+                   accept_handler on_accept)
+  : on_accept_(std::move(on_accept)), ioc_(ioc),
     acceptor_(asio::make_strand(ioc)), backoff_timer_(acceptor_.get_executor()),
     tag_(tag) {
   error_code ec;

@@ -45,14 +45,11 @@ public:
   /// Takes each accepted socket. Called on an I/O thread.
   using accept_handler = std::function<void(tcp::socket)>;
 
-  /// Logs a failed accept (each server has its own policy on what to log).
-  using fail_handler = void (*)(error_code, const char*);
-
   /// Opens, binds and listens on `ep`. Throws std::runtime_error
   /// ("cannot listen on host:port (<option>): <reason>") if that fails.
   /// `tag` ("tcp", "http") prefixes log lines.
   listener(boost::asio::io_context& ioc, const tcp::endpoint& ep,
-           std::string_view option, std::string_view tag, fail_handler fail,
+           std::string_view option, std::string_view tag,
            accept_handler on_accept);
 
   /// The bound port (the real one when `ep` asked for port 0).
@@ -72,7 +69,6 @@ private:
   // -- member variables -------------------------------------------------------
 
   accept_handler on_accept_;  ///< first: may own the io_context's owner
-  fail_handler fail_;
   boost::asio::io_context& ioc_;
   tcp::acceptor acceptor_;
   boost::asio::steady_timer backoff_timer_;  ///< on the acceptor's strand

@@ -38,14 +38,14 @@ public:
   /// resolved or bound.
   void bind(boost::asio::io_context& ioc, const std::string& host,
             uint16_t port, const std::string& option,
-            listener::fail_handler fail, listener::accept_handler on_accept);
+            listener::accept_handler on_accept);
 
   /// Binds as `bind` does unless that was done, starts accepting into
   /// `on_accept` and runs `ioc` on `io_threads` threads. Throws
   /// std::logic_error when called twice and what `bind` throws.
   void start(boost::asio::io_context& ioc, const std::string& host,
              uint16_t port, const std::string& option, size_t io_threads,
-             listener::fail_handler fail, listener::accept_handler on_accept);
+             listener::accept_handler on_accept);
 
   /// The bound port (useful with port 0). Valid after bind() / start().
   uint16_t port() const noexcept { return port_; }
@@ -73,7 +73,6 @@ public:
 private:
   void bind_locked(boost::asio::io_context& ioc, const std::string& host,
                    uint16_t port, const std::string& option,
-                   listener::fail_handler fail,
                    listener::accept_handler on_accept);
 
   std::string tag_;
