@@ -205,8 +205,13 @@ private:
     state_->bytes_read.fetch_add(n, std::memory_order_relaxed);
     auto now = clock::now();
     last_activity_ = now;
-    bool saw_newline = std::memchr(read_buf_.data(), '\n', n) != nullptr;
+    auto lines_before = next_line_;
+    bool skipping_before = skipping_;
     consume(read_buf_.data(), n);
+    // A line ended in these bytes if a line number was used up or an
+    // oversized line's skip ended.
+    bool saw_newline = next_line_ != lines_before
+                       || (skipping_before && !skipping_);
     // The line timeout runs from the first byte of the partial last line.
     if (!pending_.empty() || skipping_) {
       if (!line_open_ || saw_newline)

@@ -297,7 +297,8 @@ TEST_CASE("a connection whose chunks are not completed stops being read") {
   CHECK(proc.received() <= 4);
   // Completing the held chunks resumes reading.
   proc.hold(false);
-  std::this_thread::sleep_for(300ms);
+  for (int i = 0; i < 300 && server.stats().bytes_read <= read; ++i)
+    std::this_thread::sleep_for(10ms);  // up to 3 s on a loaded machine
   CHECK(server.stats().bytes_read > read);
   server.stop(100ms);
 }
@@ -308,7 +309,11 @@ TEST_CASE("stop() lets chunks in flight complete and closes connections") {
   server.start();
   tcp_client client{server.port()};
   client.send(R"({"op":"flush"})" "\n");
-  std::this_thread::sleep_for(20ms);  // dispatched, not yet completed
+  // Dispatched, not yet completed (waiting on the count, not a fixed sleep:
+  // under load 20 ms did not always suffice to read the line).
+  for (int i = 0; i < 500 && proc.received() == 0; ++i)
+    std::this_thread::sleep_for(1ms);
+  REQUIRE(proc.received() == 1);
   server.stop(2s);
   auto lines = client.read_lines(1, 1s);
   CHECK(lines == std::vector<std::string>{"B1"});
@@ -370,8 +375,8 @@ TEST_CASE("a port in use fails bind() with one line naming the option") {
 TEST_CASE("idle and slow connections time out; an active one is served") {
   fake_processor proc{false, 0};
   auto opts = small_options();
-  opts.idle_timeout = 300ms;
-  opts.line_timeout = 300ms;
+  opts.idle_timeout = 400ms;
+  opts.line_timeout = 400ms;
   tcp_server server{opts, proc.handler()};
   server.start();
   tcp_client idle{server.port()};
@@ -388,9 +393,9 @@ TEST_CASE("idle and slow connections time out; an active one is served") {
     } catch (const std::runtime_error&) {
       // closed by the server: expected after the line timeout
     }
-    std::this_thread::sleep_for(60ms);
+    std::this_thread::sleep_for(80ms);
   }
-  // 600 ms in: the active one was never cut off, both others are gone.
+  // 800 ms in: the active one was never cut off, both others are gone.
   active.send(event(99));
   CHECK(active.read_lines(1) == std::vector<std::string>{"11"});  // line 11
   CHECK(idle.wait_eof(2s));
