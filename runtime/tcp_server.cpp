@@ -165,8 +165,19 @@ private:
       return;
     if (!ready_.empty() || barrier_in_flight_
         || in_flight_ >= state_->opts.window
-        || out_pending_.size() + out_writing_.size() > output_limit)
+        || out_pending_.size() + out_writing_.size() > output_limit) {
+      // Backpressure: a partial line cannot progress while we do not read,
+      // so its line timeout stands still until reading resumes.
+      if (!paused_) {
+        paused_ = true;
+        paused_at_ = clock::now();
+      }
       return;
+    }
+    if (paused_) {
+      paused_ = false;
+      line_started_ += clock::now() - paused_at_;
+    }
     reading_ = true;
     socket_.async_read_some(
       asio::buffer(read_buf_),
@@ -418,7 +429,7 @@ private:
     // connection in the processing side (its events are all acknowledged).
     if (opts.idle_timeout.count() > 0 && in_flight_ == 0 && ready_.empty())
       d = std::min(d, last_activity_ + opts.idle_timeout);
-    if (opts.line_timeout.count() > 0 && line_open_ && !eof_)
+    if (opts.line_timeout.count() > 0 && line_open_ && !eof_ && !paused_)
       d = std::min(d, line_started_ + opts.line_timeout);
     if (closing_)
       d = std::min(d, close_deadline_);
@@ -457,7 +468,7 @@ private:
       return;
     }
     if (!closing_ && opts.line_timeout.count() > 0 && line_open_ && !eof_
-        && now >= line_started_ + opts.line_timeout) {
+        && !paused_ && now >= line_started_ + opts.line_timeout) {
       state_->connections_timed_out.fetch_add(1, std::memory_order_relaxed);
       log_limited(spdlog::level::info, "tcp:line-timeout", std::chrono::seconds{10},
                   fmt::format("tcp: connection {} ({}): line not complete "
@@ -551,6 +562,8 @@ private:
   clock::time_point close_deadline_;   ///< hard close once closing_
   bool line_open_ = false;             ///< a partial line is buffered
   bool closing_ = false;               ///< timed out: finishing, no reads
+  bool paused_ = false;                ///< not reading: backpressure
+  clock::time_point paused_at_;        ///< since when
 
   std::vector<char> read_buf_;
   std::string pending_;      ///< unprocessed bytes: the partial last line

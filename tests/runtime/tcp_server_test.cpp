@@ -411,6 +411,34 @@ TEST_CASE("idle and slow connections time out; an active one is served") {
   server.stop();
 }
 
+TEST_CASE("a partial line waiting on backpressure does not time out") {
+  fake_processor proc{false, 0};
+  auto opts = small_options();
+  opts.window = 1;
+  opts.line_timeout = 300ms;
+  opts.idle_timeout = 0ms;
+  tcp_server server{opts, proc.handler()};
+  server.start();
+  tcp_client client{server.port()};
+  proc.hold(true);
+  // Two chunks' worth of lines (the window holds one) and a partial line:
+  // the server stops reading, so the partial line cannot be the client's
+  // fault.
+  std::string data;
+  size_t n = 0;
+  while (data.size() < 2 * opts.max_chunk)
+    data += event(++n);
+  client.send(data + R"({"metric":"m",)");
+  std::this_thread::sleep_for(800ms);
+  proc.hold(false);
+  client.send("\"value\":1}\n");
+  auto lines = client.read_lines(n + 1, 5s);
+  REQUIRE(lines.size() == n + 1);
+  CHECK(lines.back() == std::to_string(n + 1));
+  CHECK(server.stats().connections_timed_out == 0);
+  server.stop();
+}
+
 TEST_CASE("a connection with a chunk in flight is not idle") {
   fake_processor proc{false, 0};
   auto opts = small_options();
