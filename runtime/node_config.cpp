@@ -283,7 +283,9 @@ caf::error node_config::parse(string_list args, std::istream& ini) {
 
 namespace {
 
-/// Sections CAF itself reads; their unknown keys are left to CAF.
+/// Sections CAF itself reads. CAF 0.17 registers every option of them
+/// (logger, openssl and opencl included, loaded or not), so their keys are
+/// checked like ours.
 bool is_caf_section(std::string_view name) {
   static constexpr std::string_view known[]
     = {"global",    "scheduler", "work-stealing", "middleman", "openssl",
@@ -365,11 +367,6 @@ void check_tree(const caf::config_option_set& opts, const std::string& path,
         check_tree(opts, full, *sub, source);
         continue;
       }
-      // Keys of CAF's own sections that this CAF build does not know are
-      // CAF's business (e.g. options of modules not loaded).
-      auto top = full.substr(0, full.find('.'));
-      if (is_caf_section(top) && top != "global")
-        continue;
       if (path.empty())
         throw config_error("option '" + key + "' outside any section in "
                            + source);

@@ -192,6 +192,8 @@ TEST_CASE("config errors name the key: INI keys, sections, types, ranges") {
     {"[cairn.nosuch]\na = 1\n", {}, "[cairn.nosuch]"},
     {"[bogus]\na = 1\n", {}, "[bogus]"},
     {"stray = 1\n[cairn]\n", {}, "stray"},
+    {"[scheduler]\nmax-thread = 2\n", {}, "scheduler.max-thread"},
+    {"[middleman]\nheartbeat-interval = \"x\"\n", {}, "middleman.heartbeat-interval"},
     {"[cairn]\npartitions = -4\n", {}, "cairn.partitions"},
     {"[cairn.tcp]\nport = \"abc\"\n", {}, "cairn.tcp.port"},
     {"[cairn.tcp]\nport = 99999\n", {}, "cairn.tcp.port"},
