@@ -4,6 +4,7 @@
 #include "actors/messages.hpp"
 #include "actors/reply.hpp"
 #include "cqrs/event_parser.hpp"
+#include "cqrs/protocol_op.hpp"
 
 #include <caf/actor_pool.hpp>
 #include <caf/actor_system.hpp>
@@ -65,11 +66,6 @@ struct parser_state {
 using parser_pointer = introspectable_actor<parser_state>*;
 
 void process(parser_pointer self, const job_ptr& j);
-
-bool is_barrier(const std::string& op) {
-  return op == "flush" || op == "query" || op == "topk" || op == "series"
-         || op == "metrics" || op == "stats" || op == "cluster";
-}
 
 void complete(const job_ptr& j) {
   std::string text;
@@ -199,12 +195,47 @@ void handle_ingest(parser_pointer self, const job_ptr& j,
     });
 }
 
+} // namespace
+
+request_route route_request(std::string_view op, node_status status) noexcept {
+  if (op.empty())
+    return request_route::bad_request;
+  auto known = cqrs::from_string(op);
+  if (!known)
+    return request_route::unknown_op;
+  switch (*known) {
+    case cqrs::protocol_op::ping:
+      return request_route::ping;
+    case cqrs::protocol_op::flush:
+      return request_route::flush;
+    case cqrs::protocol_op::ingest:
+      return status == node_status::ready ? request_route::ingest
+                                          : request_route::unavailable;
+    case cqrs::protocol_op::stats:
+    case cqrs::protocol_op::cluster:
+      // Answered while recovering too: they report the recovery.
+      return request_route::coordinator;
+    default:
+      return status == node_status::ready ? request_route::coordinator
+                                          : request_route::unavailable;
+  }
+}
+
+namespace {
+
 /// Handles a request line. Returns false if the job must pause first (a
 /// barrier with work still in flight); the line is then handled again.
+///
+/// The node status is read once, and the route follows from that one value:
+/// reading it twice once let a request that saw `recovering` on the first
+/// read and `ready` on the second fall through every branch into
+/// `unknown_op` (a valid ingest answered "unknown op 'ingest'" around the
+/// recovering -> ready switch).
 bool handle_request(parser_pointer self, const job_ptr& j,
                     std::string_view line, const std::string& op) {
   auto& st = self->state;
-  if (is_barrier(op)) {
+  auto parsed = cqrs::from_string(op);
+  if (parsed && cqrs::is_barrier(*parsed)) {
     dispatch_pending(self, j);
     if (j->outstanding > 0) {
       j->paused = true;
@@ -212,54 +243,65 @@ bool handle_request(parser_pointer self, const job_ptr& j,
     }
   }
   st.requests->fetch_add(1);
-  if (op == "ingest" && st.settings->status.load() == node_status::ready) {
+  auto status = st.settings->status.load();
+  auto route = route_request(op, status);
+  if (route == request_route::ingest) {
     handle_ingest(self, j, line);
     return true;
   }
   auto req = json::parse(line, nullptr, false);
   auto id = request_id(req);
-  auto status = st.settings->status.load();
-  if (op == "ping") {
-    json out{{"ok", true},
-             {"node", st.settings->node_name},
-             {"version", st.settings->version},
-             {"status", to_string(status)}};
-    j->emit(finish_reply(out, id));
-  } else if (op == "flush") {
-    json out{{"ok", true},
-             {"accepted", j->c.conn->accepted.exchange(0)},
-             {"rejected", j->c.conn->rejected.exchange(0)}};
-    j->emit(finish_reply(out, id));
-  } else if (status != node_status::ready && op != "stats"
-             && op != "cluster") {
-    j->emit(error_reply(id, cqrs::error_code::unavailable,
-                        std::string{"node is "} + to_string(status)));
-  } else if (is_barrier(op)) {
-    auto slot = j->reserve_slot();
-    ++j->outstanding;
-    self
-      ->request(st.coordinator, st.settings->query_timeout * 2,
-                query_atom::value, std::string{line})
-      .then(
-        [self, j, slot](std::string& reply) {
-          j->slots[slot] = std::move(reply);
-          j->slots[slot] += '\n';
-          resume(self, j);
-        },
-        [self, j, slot, id](caf::error& err) {
-          j->slots[slot] = error_reply(id, cqrs::error_code::timeout,
-                                       "request failed: " + to_string(err))
-                           + '\n';
-          resume(self, j);
-        });
-  } else if (op.empty()) {
-    j->emit(error_reply(id, cqrs::error_code::bad_request,
-                        "\"op\" must be a non-empty string"));
-  } else {
-    j->emit(error_reply(id, cqrs::error_code::unknown_op,
-                        "unknown op '" + op
-                          + "' (known: ping, flush, ingest, query, topk, "
-                            "series, metrics, stats, cluster)"));
+  switch (route) {
+    case request_route::ingest:
+      break; // handled above
+    case request_route::ping: {
+      json out{{"ok", true},
+               {"node", st.settings->node_name},
+               {"version", st.settings->version},
+               {"status", to_string(status)}};
+      j->emit(finish_reply(out, id));
+      break;
+    }
+    case request_route::flush: {
+      json out{{"ok", true},
+               {"accepted", j->c.conn->accepted.exchange(0)},
+               {"rejected", j->c.conn->rejected.exchange(0)}};
+      j->emit(finish_reply(out, id));
+      break;
+    }
+    case request_route::unavailable:
+      j->emit(error_reply(id, cqrs::error_code::unavailable,
+                          std::string{"node is "} + to_string(status)));
+      break;
+    case request_route::coordinator: {
+      auto slot = j->reserve_slot();
+      ++j->outstanding;
+      self
+        ->request(st.coordinator, st.settings->query_timeout * 2,
+                  query_atom::value, std::string{line})
+        .then(
+          [self, j, slot](std::string& reply) {
+            j->slots[slot] = std::move(reply);
+            j->slots[slot] += '\n';
+            resume(self, j);
+          },
+          [self, j, slot, id](caf::error& err) {
+            j->slots[slot] = error_reply(id, cqrs::error_code::timeout,
+                                         "request failed: " + to_string(err))
+                             + '\n';
+            resume(self, j);
+          });
+      break;
+    }
+    case request_route::bad_request:
+      j->emit(error_reply(id, cqrs::error_code::bad_request,
+                          "\"op\" must be a non-empty string"));
+      break;
+    case request_route::unknown_op:
+      j->emit(error_reply(id, cqrs::error_code::unknown_op,
+                          "unknown op '" + op + "' (known: "
+                            + cqrs::known_ops() + ")"));
+      break;
   }
   return true;
 }
@@ -268,7 +310,9 @@ void process(parser_pointer self, const job_ptr& j) {
   auto& st = self->state;
   const auto& data = j->c.data;
   auto max_batch = st.settings->max_batch_events;
-  bool ready = st.settings->status.load() == node_status::ready;
+  // One status for the whole chunk (see handle_request for why one read).
+  auto status = st.settings->status.load();
+  bool ready = status == node_status::ready;
   while (j->pos < data.size()) {
     auto nl = data.find('\n', j->pos);
     if (nl == std::string::npos)
@@ -283,7 +327,8 @@ void process(parser_pointer self, const job_ptr& j) {
           j->c.conn->rejected.fetch_add(1);
           st.rejected->fetch_add(1);
           j->emit(line_error_reply(
-            line_no, {cqrs::error_code::unavailable, "node is recovering"}));
+            line_no, {cqrs::error_code::unavailable,
+                      std::string{"node is "} + to_string(status)}));
         } else if (j->pending.size() >= max_batch) {
           dispatch_pending(self, j);
         }

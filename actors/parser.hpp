@@ -17,7 +17,33 @@
 
 #include <caf/actor.hpp>
 
+#include <cstdint>
+#include <string_view>
+
 namespace cairn::actors {
+
+/// What a parser worker does with a request line.
+enum class request_route : uint8_t {
+  /// Validate the events and answer once the ingestor acknowledged them.
+  ingest,
+  /// Answered by the parser itself.
+  ping,
+  /// Answered by the parser itself (the connection's counters).
+  flush,
+  /// Forwarded to the query coordinator.
+  coordinator,
+  /// `unavailable`: the node is recovering or stopping.
+  unavailable,
+  /// `bad_request`: "op" is empty or not a string.
+  bad_request,
+  /// `unknown_op`: not one of cqrs::all_protocol_ops.
+  unknown_op,
+};
+
+/// The route of a request with op `op` (empty if "op" is not a string)
+/// while the node is in `status`. A pure function of one status value: the
+/// caller reads the status once and uses the same value for the reply.
+request_route route_request(std::string_view op, node_status status) noexcept;
 
 /// Spawns `settings->parsers` parser workers behind one actor_pool handle.
 caf::actor spawn_parser_pool(caf::actor_system& sys, settings_ptr settings,

@@ -5,6 +5,7 @@
 
 #include "runtime/detail/server_lifecycle.hpp"
 #include "runtime/detail/session_registry.hpp"
+#include "runtime/log.hpp"
 
 // Boost 1.74 asio/awaitable.hpp uses std::exchange without <utility> in C++20.
 #include <utility>
@@ -131,6 +132,7 @@ struct shared_state {
   /// Live sessions; late API replies are dropped once the I/O threads are
   /// gone.
   detail::session_registry<http_session> sessions;
+  std::atomic<size_t> open{0};  ///< sessions not closed yet
 
   shared_state(http_server_options o, metrics_registry& m,
                http_server::api_handler h)
@@ -168,10 +170,41 @@ private:
       return;
     parser_.emplace();
     parser_->body_limit(state_->opts.max_body);
-    stream_.expires_after(state_->opts.idle_timeout);
+    if (buffer_.size() > 0)
+      return read_request();
+    // Between requests: wait for the first byte under the idle timeout.
+    expire(state_->opts.idle_timeout);
+    stream_.async_read_some(buffer_.prepare(4096),
+                            beast::bind_front_handler(
+                              &http_session::on_first_bytes,
+                              shared_from_this()));
+  }
+
+  void on_first_bytes(error_code ec, size_t n) {
+    if (closed_)
+      return;
+    if (ec) {
+      fail(ec, "read");
+      close();
+      return;
+    }
+    buffer_.commit(n);
+    read_request();
+  }
+
+  /// Header and body must be complete within the read timeout.
+  void read_request() {
+    expire(state_->opts.read_timeout);
     http::async_read(stream_, buffer_, *parser_,
                      beast::bind_front_handler(&http_session::on_read,
                                                shared_from_this()));
+  }
+
+  void expire(std::chrono::milliseconds t) {
+    if (t.count() > 0)
+      stream_.expires_after(t);
+    else
+      stream_.expires_never();
   }
 
   void on_read(error_code ec, size_t) {
@@ -305,6 +338,8 @@ private:
   }
 
   void send(response res) {
+    // A client that does not read its response is cut off like an idle one.
+    expire(state_->opts.idle_timeout);
     res_ = std::make_shared<response>(std::move(res));
     http::async_write(stream_, *res_,
                       beast::bind_front_handler(&http_session::on_write,
@@ -338,6 +373,7 @@ private:
     error_code ignored;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
     stream_.socket().close(ignored);
+    state_->open.fetch_sub(1);
     state_->sessions.remove(id_);
   }
 
@@ -354,8 +390,29 @@ private:
 
 // -- accepting ------------------------------------------------------------------
 
-/// Starts a session for an accepted socket.
+const std::string busy_response
+  = "HTTP/1.1 503 Service Unavailable\r\nServer: cairn\r\n"
+    "Content-Type: text/plain; charset=utf-8\r\nContent-Length: 21\r\n"
+    "Connection: close\r\n\r\ntoo many connections\n";
+
+/// Starts a session for an accepted socket, or answers 503 beyond
+/// max_connections.
 void on_accept(const std::shared_ptr<shared_state>& state, tcp::socket socket) {
+  if (state->open.load() >= state->opts.max_connections) {
+    log_limited(spdlog::level::warn, "http:refuse", std::chrono::seconds{10},
+                fmt::format("http: refusing a connection: too many "
+                            "connections ({})",
+                            state->opts.max_connections));
+    auto sock = std::make_shared<tcp::socket>(std::move(socket));
+    asio::async_write(*sock, asio::buffer(busy_response),
+                      [sock](error_code, size_t) {
+                        error_code ignored;
+                        sock->shutdown(tcp::socket::shutdown_send, ignored);
+                        sock->close(ignored);
+                      });
+    return;
+  }
+  state->open.fetch_add(1);
   auto id = state->sessions.next_id();
   auto session = std::make_shared<http_session>(std::move(socket), state, id);
   state->sessions.add(id, session);
@@ -382,10 +439,18 @@ http_server::~http_server() {
   stop();
 }
 
+void http_server::bind() {
+  auto& st = *impl_->state;
+  impl_->lifecycle.bind(st.ioc, st.opts.host, st.opts.port, st.opts.option,
+                        [state = impl_->state](tcp::socket socket) {
+                          on_accept(state, std::move(socket));
+                        });
+}
+
 void http_server::start() {
   auto& st = *impl_->state;
-  impl_->lifecycle.start(st.ioc, st.opts.host, st.opts.port,
-                         st.opts.io_threads, fail,
+  impl_->lifecycle.start(st.ioc, st.opts.host, st.opts.port, st.opts.option,
+                         st.opts.io_threads,
                          [state = impl_->state](tcp::socket socket) {
                            on_accept(state, std::move(socket));
                          });

@@ -11,6 +11,10 @@
 //   anything else   404 (405 for a known path with the wrong method)
 //
 // Keep-alive is supported (one request at a time per connection, in order).
+// A connection waiting for its next request longer than `idle_timeout` is
+// closed; once the first byte of a request arrived, its header and body must
+// be complete within `read_timeout` (a slow sender is cut off). A request
+// already handed to the API handler is never affected.
 // Runs its own I/O threads; `api_handler` is called on them and must not
 // block: it should send an actor message and call `reply` later, from any
 // thread, exactly once. A reply for a connection that has closed, or after
@@ -33,7 +37,12 @@ struct http_server_options {
   std::string web_root;  ///< empty = no static files
   size_t io_threads = 1;
   size_t max_body = 8 << 20;  ///< larger request bodies get 413
-  std::chrono::seconds idle_timeout{60};
+  /// More connections get a 503 and are closed.
+  size_t max_connections = 64;
+  std::chrono::milliseconds idle_timeout{std::chrono::seconds{60}};
+  std::chrono::milliseconds read_timeout{std::chrono::seconds{30}};
+  /// The option the port comes from, named in bind errors.
+  std::string option = "cairn.http.port";
 };
 
 class http_server {
@@ -48,11 +57,16 @@ public:
   http_server(const http_server&) = delete;
   http_server& operator=(const http_server&) = delete;
 
-  /// Binds, listens and starts the I/O threads. Throws std::runtime_error if
-  /// the address cannot be bound.
+  /// Binds and listens without accepting yet. Throws std::runtime_error
+  /// ("cannot listen on H:P (<option>): <reason>") if the address cannot be
+  /// bound.
+  void bind();
+
+  /// Binds (unless bind() did), accepts and starts the I/O threads. Throws
+  /// what bind() throws.
   void start();
 
-  /// The bound port (useful with port 0). Valid after start().
+  /// The bound port (useful with port 0). Valid after bind() / start().
   uint16_t port() const noexcept;
 
   /// Stops accepting, waits up to `grace` for API requests in flight, closes

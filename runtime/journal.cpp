@@ -388,6 +388,7 @@ std::unique_ptr<journal> journal::open(const std::string& path,
   lo.create_if_missing = true;
   lo.write_buffer_size = opts.write_buffer_size;
   lo.max_file_size = 8u << 20;
+  lo.max_open_files = opts.max_open_files;
   lo.compression = opts.compression ? leveldb::kSnappyCompression
                                     : leveldb::kNoCompression;
   leveldb::DB* raw = nullptr;

@@ -67,6 +67,9 @@ struct journal_options {
   std::chrono::milliseconds sync_interval{10};
   /// LevelDB memtable size: larger means fewer, bigger level-0 files.
   size_t write_buffer_size = 32u << 20;
+  /// LevelDB's open-file budget (table cache + ~10); part of the node's
+  /// file-descriptor reserve (runtime/fd_limit.hpp).
+  int max_open_files = 128;
   /// Upper bound of one group commit's payload; a larger queue is written
   /// as several consecutive group commits (bounds write latency and memory).
   size_t max_batch_bytes = 16u << 20;

@@ -38,3 +38,49 @@ void setup_logging(const std::string& node_name, const std::string& level,
 }
 
 } // namespace cairn::runtime
+
+namespace cairn::runtime {
+
+std::optional<uint64_t> log_rate_limiter::admit(std::string_view key,
+                                                clock::time_point now) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  auto i = entries_.find(std::string{key});
+  if (i == entries_.end()) {
+    entries_.emplace(std::string{key}, entry{now, 0});
+    return uint64_t{0};
+  }
+  auto& e = i->second;
+  if (now - e.last < period_) {
+    ++e.suppressed;
+    return std::nullopt;
+  }
+  auto suppressed = e.suppressed;
+  e.last = now;
+  e.suppressed = 0;
+  return suppressed;
+}
+
+void log_limited(spdlog::level::level_enum level, std::string_view key,
+                 std::chrono::seconds period, std::string_view message) {
+  // One limiter per period; the periods in use are few and fixed.
+  static std::mutex mtx;
+  static std::unordered_map<int64_t, std::unique_ptr<log_rate_limiter>>
+    limiters;
+  log_rate_limiter* limiter = nullptr;
+  {
+    std::lock_guard<std::mutex> guard{mtx};
+    auto& slot = limiters[period.count()];
+    if (!slot)
+      slot = std::make_unique<log_rate_limiter>(period);
+    limiter = slot.get();
+  }
+  auto admitted = limiter->admit(key, log_rate_limiter::clock::now());
+  if (!admitted)
+    return;
+  if (*admitted > 0)
+    spdlog::log(level, "{} (suppressed {})", message, *admitted);
+  else
+    spdlog::log(level, "{}", message);
+}
+
+} // namespace cairn::runtime

@@ -4,8 +4,15 @@
 
 #include <caf/config_option.hpp>
 #include <caf/config_value.hpp>
+#include <caf/detail/ini_consumer.hpp>
+#include <caf/detail/parser/read_ini.hpp>
+#include <caf/parser_state.hpp>
+#include <caf/pec.hpp>
 #include <caf/settings.hpp>
 
+#include <fstream>
+#include <iterator>
+#include <sstream>
 #include <stdexcept>
 #include <string_view>
 
@@ -71,10 +78,20 @@ node_config::node_config() {
     .add(tcp_max_line, "max-line", "maximum bytes of one request line")
     .add(tcp_max_connections, "max-connections", "maximum client connections")
     .add(tcp_window, "window", "chunks in flight per client connection")
-    .add(io_threads, "io-threads", "I/O threads of the TCP gateway");
+    .add(io_threads, "io-threads", "I/O threads of the TCP gateway")
+    .add(tcp_idle_timeout_text, "idle-timeout",
+         "close a connection idle this long (duration, 0 = never)")
+    .add(tcp_line_timeout_text, "line-timeout",
+         "a started line must be complete within this (duration, 0 = never)");
   opt_group(custom_options_, "cairn.http")
     .add(http_port, "port", "HTTP / WebSocket / dashboard port")
-    .add(web_root, "web-root", "directory of the dashboard's files");
+    .add(web_root, "web-root", "directory of the dashboard's files")
+    .add(http_max_connections, "max-connections",
+         "maximum HTTP connections (more get 503)")
+    .add(http_idle_timeout_text, "idle-timeout",
+         "close a keep-alive connection idle this long (0 = never)")
+    .add(http_read_timeout_text, "read-timeout",
+         "a request's header and body must arrive within this (0 = never)");
   opt_group(custom_options_, "cairn.cluster")
     .add(cluster_port, "port", "cluster (CAF BASP) port")
     .add(cluster_node_name, "node-name",
@@ -188,21 +205,44 @@ caf::error node_config::parse(int argc, char** argv, std::istream& ini) {
 
 namespace {
 
-/// Runs CAF's parser through `caf_parse`, then copies cairn.* values into
-/// the fields and applies the `--flag=false` forms normalize_flags removed.
-template <class CafParse>
+/// The path of the INI file CAF will read: the last --config-file=X of
+/// `args`, else `fallback` (may be null). Empty if none.
+std::string config_file_of(const node_config::string_list& args,
+                           const char* fallback) {
+  std::string path = fallback != nullptr ? fallback : "";
+  for (auto& arg : args)
+    if (arg.rfind("--config-file=", 0) == 0)
+      path = arg.substr(14);
+  return path;
+}
+
+/// Runs the strict checks, then CAF's parser through `caf_parse`, then
+/// copies cairn.* values into the fields and applies the `--flag=false`
+/// forms normalize_flags removed. A failure leaves its one-line text in
+/// `message`.
+template <class Check, class CafParse>
 caf::error parse_with(node_config& cfg, caf::config_option_set& options,
                       caf::settings& content, node_config::string_list args,
-                      CafParse caf_parse) {
-  std::vector<const caf::config_option*> cleared;
-  args = normalize_flags(options, std::move(args), cleared);
-  if (auto err = caf_parse(std::move(args)))
-    return err;
-  cfg.sync_options();
-  for (auto opt : cleared) {
-    caf::config_value no{false};
-    opt->store(no);
-    caf::put(content, opt->full_name(), false);
+                      std::string& message, Check check, CafParse caf_parse) {
+  message.clear();
+  try {
+    cfg.check_args(args);
+    check();
+    std::vector<const caf::config_option*> cleared;
+    args = normalize_flags(options, std::move(args), cleared);
+    if (auto err = caf_parse(std::move(args))) {
+      message = "cannot parse the configuration: " + cfg.render(err);
+      return err;
+    }
+    cfg.sync_options();
+    for (auto opt : cleared) {
+      caf::config_value no{false};
+      opt->store(no);
+      caf::put(content, opt->full_name(), false);
+    }
+  } catch (const std::exception& e) {
+    message = e.what();
+    return caf::make_error(caf::pec::illegal_argument);
   }
   return caf::none;
 }
@@ -210,19 +250,182 @@ caf::error parse_with(node_config& cfg, caf::config_option_set& options,
 } // namespace
 
 caf::error node_config::parse(string_list args, const char* ini_file) {
-  return parse_with(*this, custom_options_, content, std::move(args),
-                    [&](string_list xs) {
-                      return caf::actor_system_config::parse(std::move(xs),
-                                                             ini_file);
-                    });
+  auto path = config_file_of(args, ini_file);
+  return parse_with(
+    *this, custom_options_, content, args, error_message_,
+    [&] {
+      if (path.empty())
+        return;
+      std::ifstream in{path};
+      if (!in)
+        throw config_error("cannot read config file '" + path
+                           + "' (--config-file)");
+      std::string text{std::istreambuf_iterator<char>{in}, {}};
+      check_ini(text, path);
+    },
+    [&](string_list xs) {
+      return caf::actor_system_config::parse(std::move(xs), ini_file);
+    });
 }
 
 caf::error node_config::parse(string_list args, std::istream& ini) {
-  return parse_with(*this, custom_options_, content, std::move(args),
-                    [&](string_list xs) {
-                      return caf::actor_system_config::parse(std::move(xs),
-                                                             ini);
-                    });
+  std::string text{std::istreambuf_iterator<char>{ini}, {}};
+  std::istringstream copy{text};
+  return parse_with(
+    *this, custom_options_, content, args, error_message_,
+    [&] { check_ini(text, "the INI input"); },
+    [&](string_list xs) {
+      return caf::actor_system_config::parse(std::move(xs), copy);
+    });
+}
+
+// -- strict checks --------------------------------------------------------------
+
+namespace {
+
+/// Sections CAF itself reads. CAF 0.17 registers every option of them
+/// (logger, openssl and opencl included, loaded or not), so their keys are
+/// checked like ours.
+bool is_caf_section(std::string_view name) {
+  static constexpr std::string_view known[]
+    = {"global",    "scheduler", "work-stealing", "middleman", "openssl",
+       "logger",    "stream",    "opencl"};
+  for (auto k : known)
+    if (name == k)
+      return true;
+  return false;
+}
+
+/// What a value of `opt` must look like, for messages.
+std::string expected_text(const caf::config_option& opt) {
+  std::string_view type{opt.type_name().data(), opt.type_name().size()};
+  if (type == "uint16")
+    return "an integer 0..65535";
+  if (type == "uint32")
+    return "an integer 0..4294967295";
+  if (type.rfind("uint", 0) == 0)
+    return "a non-negative integer";
+  if (type.rfind("int", 0) == 0)
+    return "an integer";
+  if (type == "boolean")
+    return "true or false";
+  if (type == "string")
+    return "a string in double quotes";
+  if (type == "list of string")
+    return "a list of strings, e.g. [\"a\", \"b\"]";
+  if (type.rfind("real", 0) == 0 || type == "double" || type == "float")
+    return "a number";
+  return std::string{type};
+}
+
+/// The option named `full` ("cairn.tcp.port"), or null.
+const caf::config_option* lookup(const caf::config_option_set& opts,
+                                 std::string_view full) {
+  auto dot = full.rfind('.');
+  if (dot == std::string_view::npos)
+    return opts.qualified_name_lookup("global", caf::string_view{full.data(), full.size()});
+  return opts.qualified_name_lookup(
+    caf::string_view{full.data(), dot},
+    caf::string_view{full.data() + dot + 1, full.size() - dot - 1});
+}
+
+/// True if some option's category is `group` or below it.
+bool is_group(const caf::config_option_set& opts, std::string_view group) {
+  for (auto& opt : opts) {
+    std::string_view c{opt.category().data(), opt.category().size()};
+    if (c == group
+        || (c.size() > group.size() && c.starts_with(group)
+            && c[group.size()] == '.'))
+      return true;
+  }
+  return false;
+}
+
+/// The text of line `n` (1-based) of `text`, trimmed.
+std::string line_of(const std::string& text, size_t n) {
+  std::istringstream in{text};
+  std::string line;
+  for (size_t i = 0; i < n && std::getline(in, line); ++i) {
+  }
+  auto b = line.find_first_not_of(" \t");
+  auto e = line.find_last_not_of(" \t\r");
+  return b == std::string::npos ? std::string{} : line.substr(b, e - b + 1);
+}
+
+void check_tree(const caf::config_option_set& opts, const std::string& path,
+                const caf::config_value::dictionary& dict,
+                const std::string& source) {
+  for (auto& [key, value] : dict) {
+    auto full = path.empty() ? key : path + "." + key;
+    auto opt = lookup(opts, full);
+    if (opt == nullptr) {
+      if (auto sub = caf::get_if<caf::config_value::dictionary>(&value)) {
+        if (path.empty() && !is_group(opts, full) && !is_caf_section(full))
+          throw config_error("unknown section [" + full + "] in " + source);
+        if (!path.empty() && !is_group(opts, full) && !is_caf_section(path))
+          throw config_error("unknown section [" + full + "] in " + source);
+        check_tree(opts, full, *sub, source);
+        continue;
+      }
+      if (path.empty())
+        throw config_error("option '" + key + "' outside any section in "
+                           + source);
+      throw config_error("unknown option " + full + " in " + source);
+    }
+    if (opt->check(value))
+      throw config_error("invalid value for " + full + " in " + source + ": "
+                         + caf::to_string(value) + " (expected "
+                         + expected_text(*opt) + ")");
+  }
+}
+
+} // namespace
+
+void node_config::check_ini(const std::string& text,
+                            const std::string& source) {
+  caf::config_option_set none;
+  caf::settings tree;
+  caf::detail::ini_consumer consumer{none, tree};
+  caf::string_parser_state res{text.data(), text.data() + text.size()};
+  caf::detail::parser::read_ini(res, consumer);
+  if (res.code != caf::pec::success && res.code != caf::pec::trailing_character)
+    throw config_error("cannot parse " + source + " line "
+                       + std::to_string(res.line) + " ('"
+                       + line_of(text, res.line) + "'): "
+                       + caf::to_string(res.code));
+  check_tree(custom_options_, "", tree, source);
+}
+
+void node_config::check_args(const string_list& args) {
+  for (auto& arg : args) {
+    if (arg.rfind("--", 0) != 0) {
+      if (arg.rfind("-", 0) == 0)
+        continue; // short options (-h) are CAF's
+      throw config_error("unexpected argument '" + arg + "'");
+    }
+    auto eq = arg.find('=');
+    auto name = arg.substr(2, eq == std::string::npos ? std::string::npos
+                                                      : eq - 2);
+    auto opt = lookup(custom_options_, name);
+    if (opt == nullptr)
+      throw config_error("unknown option --" + name
+                         + " (cairn-node --help lists them)");
+    if (eq == std::string::npos) {
+      if (!opt->is_flag())
+        throw config_error("option --" + name + " needs a value (--" + name
+                           + "=<" + expected_text(*opt) + ">)");
+      continue;
+    }
+    auto text = arg.substr(eq + 1);
+    if (opt->is_flag() && (text == "true" || text == "false"))
+      continue;
+    caf::settings scratch;
+    string_list one{arg};
+    auto res = custom_options_.parse(scratch, one);
+    if (res.first != caf::pec::success)
+      throw config_error("invalid value for " + name + ": '" + text
+                         + "' (expected " + expected_text(*opt) + ")");
+  }
 }
 
 void node_config::sync_options() {
@@ -234,22 +437,35 @@ void node_config::sync_options() {
     if (value == nullptr)
       continue;
     if (auto err = opt.check(*value))
-      throw std::invalid_argument("bad value for option "
-                                  + std::string{full.begin(), full.end()}
-                                  + ": " + caf::to_string(*value));
+      throw config_error("invalid value for "
+                         + std::string{full.begin(), full.end()} + ": "
+                         + caf::to_string(*value) + " (expected "
+                         + expected_text(opt) + ")");
     opt.store(*value);
   }
 }
 
 // -- validation -----------------------------------------------------------------
 
+std::chrono::milliseconds node_config::duration_of(const std::string& text) {
+  auto d = parse_duration(text);
+  if (!d)
+    throw config_error("not a duration: '" + text + "'");
+  return std::chrono::milliseconds{*d};
+}
+
 void node_config::validate() const {
   auto fail = [](const std::string& option, const std::string& why) {
-    throw std::invalid_argument("invalid option " + option + ": " + why);
+    throw config_error("invalid option " + option + ": " + why);
   };
   auto positive = [&](const char* option, size_t value) {
     if (value == 0)
       fail(option, "must be > 0");
+  };
+  auto in_range = [&](const char* option, size_t value, size_t lo, size_t hi) {
+    if (value < lo || value > hi)
+      fail(option, "must be " + std::to_string(lo) + ".." + std::to_string(hi)
+                     + ", not " + std::to_string(value));
   };
   auto duration = [&](const char* option, const std::string& text) {
     if (!parse_duration(text))
@@ -269,12 +485,15 @@ void node_config::validate() const {
   if (tcp_port == http_port || tcp_port == cluster_port
       || http_port == cluster_port)
     fail("cairn.tcp.port", "tcp, http and cluster ports must differ");
-  positive("cairn.tcp.max-line", tcp_max_line);
-  positive("cairn.tcp.max-connections", tcp_max_connections);
-  positive("cairn.tcp.window", tcp_window);
-  positive("cairn.tcp.io-threads", io_threads);
-  positive("cairn.partitions", partitions);
-  positive("cairn.ingest.parsers", parsers);
+  in_range("cairn.tcp.max-line", tcp_max_line, 1, size_t{1} << 30);
+  in_range("cairn.tcp.max-connections", tcp_max_connections, 1, 1000000);
+  in_range("cairn.tcp.window", tcp_window, 1, 4096);
+  in_range("cairn.http.max-connections", http_max_connections, 1, 100000);
+  in_range("cairn.tcp.io-threads", io_threads, 1, 64);
+  in_range("cairn.partitions", partitions, 1, 4096);
+  in_range("cairn.ingest.parsers", parsers, 1, 256);
+  if (cluster_partitions > 4096)
+    fail("cairn.cluster.partitions", "must be 0..4096");
   positive("cairn.partition.credits", partition_credits);
   positive("cairn.snapshot.every-events", snapshot_every_events);
   positive("cairn.snapshot.keep", snapshot_keep);
@@ -289,6 +508,10 @@ void node_config::validate() const {
       && storage_sync != "never")
     fail("cairn.storage.sync", "must be always, interval or never, not '"
                                  + storage_sync + "'");
+  duration("cairn.tcp.idle-timeout", tcp_idle_timeout_text);
+  duration("cairn.tcp.line-timeout", tcp_line_timeout_text);
+  duration("cairn.http.idle-timeout", http_idle_timeout_text);
+  duration("cairn.http.read-timeout", http_read_timeout_text);
   duration("cairn.ingest.max-future", max_future_text);
   duration("cairn.storage.sync-interval", storage_sync_interval_text);
   duration("cairn.snapshot.interval", snapshot_interval_text);

@@ -26,16 +26,33 @@
 // call parse on a node_config (not through an actor_system_config&).
 // Boolean options accept both `--cairn.storage.skip-corrupt` and
 // `--cairn.storage.skip-corrupt=true|false` on the command line.
+//
+// Strictness (docs/configuration.md): CAF 0.17 silently keeps unknown INI
+// keys and drops values of the wrong type, so `parse` first reads the INI
+// file itself (CAF's own INI parser, without options) and checks every key:
+// a `cairn.*` key must be a known option with a value of its type; sections
+// other than `cairn` must be ones CAF itself uses. Command-line arguments
+// get the same check. Every failure is one line naming the key
+// (`error_message()`); cairn-node prints it and exits 2.
 #pragma once
 
 #include <caf/actor_system_config.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <istream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 namespace cairn::runtime {
+
+/// A configuration error (unknown key or section, wrong type, out of range):
+/// one line that names the option. cairn-node exits 2 on it.
+class config_error : public std::invalid_argument {
+public:
+  using std::invalid_argument::invalid_argument;
+};
 
 class node_config : public caf::actor_system_config {
 public:
@@ -53,7 +70,12 @@ public:
   size_t tcp_max_connections = 512;
   size_t tcp_window = 64;         ///< chunks in flight per connection
   size_t io_threads = 1;
+  std::string tcp_idle_timeout_text = "5m";  ///< 0 = never
+  std::string tcp_line_timeout_text = "30s"; ///< 0 = never
   std::string web_root = "web";   ///< cairn.http.web-root: dashboard files
+  std::string http_idle_timeout_text = "60s"; ///< keep-alive idle; 0 = never
+  std::string http_read_timeout_text = "30s"; ///< header + body; 0 = never
+  size_t http_max_connections = 64;
 
   // -- ingest / aggregation ---------------------------------------------------
   size_t partitions = 8;
@@ -114,10 +136,13 @@ public:
   std::string log_level = "info";
   std::string log_file;  ///< empty = stderr
 
-  /// Validates the options that runtime/ understands (ports, sizes,
-  /// durations, sync mode). Throws std::invalid_argument naming the bad
-  /// option. Domain options (tiers) are validated where they are parsed.
+  /// Validates the options that runtime/ understands (ports, sizes and
+  /// their ranges, durations, sync mode). Throws config_error naming the
+  /// bad option. Domain options (tiers) are validated where they are parsed.
   void validate() const;
+
+  /// A duration option known to be valid (after validate()).
+  static std::chrono::milliseconds duration_of(const std::string& text);
 
   // -- parsing (hides the base overloads, see the header comment) -------------
 
@@ -126,6 +151,9 @@ public:
   /// `cairn-node --help`.
   std::string help_text() const;
 
+  /// Parses the INI file (--config-file=FILE, else `ini_file`) and the
+  /// command line. On failure returns an error and error_message() says,
+  /// in one line, which key is wrong and why.
   caf::error parse(int argc, char** argv, const char* ini_file = nullptr);
   caf::error parse(int argc, char** argv, std::istream& ini);
   caf::error parse(string_list args, const char* ini_file = nullptr);
@@ -135,6 +163,22 @@ public:
   /// CLI flags) into its field. Called by parse; public for callers that fill
   /// `content` by other means.
   void sync_options();
+
+  /// The one-line description of the last failed parse (empty after a
+  /// successful one).
+  const std::string& error_message() const noexcept { return error_message_; }
+
+  /// Checks the keys and values of an INI text as the class comment says.
+  /// Throws config_error naming the first bad key; `source` names the file
+  /// in the message.
+  void check_ini(const std::string& text, const std::string& source);
+
+  /// Checks command-line arguments as the class comment says. Throws
+  /// config_error naming the first bad argument.
+  void check_args(const string_list& args);
+
+private:
+  std::string error_message_;
 };
 
 } // namespace cairn::runtime

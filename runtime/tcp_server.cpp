@@ -17,6 +17,7 @@
 
 #include "runtime/detail/server_lifecycle.hpp"
 #include "runtime/detail/session_registry.hpp"
+#include "runtime/log.hpp"
 
 // Boost 1.74 asio/awaitable.hpp uses std::exchange without <utility> in C++20.
 #include <utility>
@@ -75,6 +76,7 @@ struct shared_state {
   std::atomic<uint64_t> connections_refused{0};
   std::atomic<uint64_t> lines_too_large{0};
   std::atomic<uint64_t> bytes_read{0};
+  std::atomic<uint64_t> connections_timed_out{0};
 
   /// Live sessions; late completions are dropped once the I/O threads are
   /// gone instead of being queued on a dead io_context.
@@ -93,10 +95,13 @@ struct shared_state {
 
 class tcp_session : public std::enable_shared_from_this<tcp_session> {
 public:
+  using clock = std::chrono::steady_clock;
+
   tcp_session(tcp::socket socket, std::shared_ptr<shared_state> state,
               uint64_t id, std::string peer)
     : socket_(std::move(socket)), state_(std::move(state)), id_(id),
-      peer_(std::move(peer)), read_buf_(read_size) {
+      peer_(std::move(peer)), timer_(socket_.get_executor()),
+      read_buf_(read_size) {
   }
 
   ~tcp_session() {
@@ -128,6 +133,8 @@ public:
         });
       });
     spdlog::debug("tcp: connection {} from {}", id_, peer_);
+    last_activity_ = clock::now();
+    arm_timer(last_activity_);
     maybe_read();
   }
 
@@ -158,8 +165,19 @@ private:
       return;
     if (!ready_.empty() || barrier_in_flight_
         || in_flight_ >= state_->opts.window
-        || out_pending_.size() + out_writing_.size() > output_limit)
+        || out_pending_.size() + out_writing_.size() > output_limit) {
+      // Backpressure: a partial line cannot progress while we do not read,
+      // so its line timeout stands still until reading resumes.
+      if (!paused_) {
+        paused_ = true;
+        paused_at_ = clock::now();
+      }
       return;
+    }
+    if (paused_) {
+      paused_ = false;
+      line_started_ += clock::now() - paused_at_;
+    }
     reading_ = true;
     socket_.async_read_some(
       asio::buffer(read_buf_),
@@ -171,6 +189,11 @@ private:
     reading_ = false;
     if (closed_)
       return;
+    if (closing_) {
+      // Timed out: bytes after that are not read any more.
+      check_done();
+      return;
+    }
     if (ec == asio::error::eof) {
       eof_ = true;
       // A final unterminated line is still a line.
@@ -191,7 +214,23 @@ private:
       return;
     }
     state_->bytes_read.fetch_add(n, std::memory_order_relaxed);
+    auto now = clock::now();
+    last_activity_ = now;
+    auto lines_before = next_line_;
+    bool skipping_before = skipping_;
     consume(read_buf_.data(), n);
+    // A line ended in these bytes if a line number was used up or an
+    // oversized line's skip ended.
+    bool saw_newline = next_line_ != lines_before
+                       || (skipping_before && !skipping_);
+    // The line timeout runs from the first byte of the partial last line.
+    if (!pending_.empty() || skipping_) {
+      if (!line_open_ || saw_newline)
+        line_started_ = now;
+      line_open_ = true;
+    } else {
+      line_open_ = false;
+    }
     dispatch();
     flush();
     update_busy();
@@ -372,10 +411,105 @@ private:
       close();
       return;
     }
+    last_activity_ = clock::now();
     if (!out_pending_.empty())
       write();
     update_busy();
     maybe_read();
+    check_done();
+  }
+
+  // -- timeouts -----------------------------------------------------------------
+
+  /// The earliest deadline that applies now (time_point::max() if none).
+  clock::time_point deadline() const {
+    const auto& opts = state_->opts;
+    auto d = clock::time_point::max();
+    // Idle: nothing read or written for idle_timeout and nothing of the
+    // connection in the processing side (its events are all acknowledged).
+    if (opts.idle_timeout.count() > 0 && in_flight_ == 0 && ready_.empty())
+      d = std::min(d, last_activity_ + opts.idle_timeout);
+    if (opts.line_timeout.count() > 0 && line_open_ && !eof_ && !paused_)
+      d = std::min(d, line_started_ + opts.line_timeout);
+    if (closing_)
+      d = std::min(d, close_deadline_);
+    return d;
+  }
+
+  /// Arms the timer for the current deadline. Activity only moves the time
+  /// stamps; the timer re-reads them when it fires.
+  void arm_timer(clock::time_point now) {
+    auto d = deadline();
+    bool timeouts = state_->opts.idle_timeout.count() > 0
+                    || state_->opts.line_timeout.count() > 0;
+    if (!timeouts && !closing_)
+      return; // both disabled: no timer at all
+    if (d == clock::time_point::max()) {
+      // Nothing applies right now (work in flight): look again later.
+      auto opts_min = std::chrono::milliseconds{1000};
+      for (auto t : {state_->opts.idle_timeout, state_->opts.line_timeout})
+        if (t.count() > 0)
+          opts_min = std::min(opts_min, t);
+      d = now + opts_min;
+    }
+    timer_.expires_at(d);
+    timer_.async_wait(boost::beast::bind_front_handler(&tcp_session::on_timer,
+                                                       shared_from_this()));
+  }
+
+  void on_timer(error_code ec) {
+    if (ec || closed_)
+      return;
+    auto now = clock::now();
+    const auto& opts = state_->opts;
+    if (closing_ && now >= close_deadline_) {
+      // The client does not read the replies to its last lines.
+      close();
+      return;
+    }
+    if (!closing_ && opts.line_timeout.count() > 0 && line_open_ && !eof_
+        && !paused_ && now >= line_started_ + opts.line_timeout) {
+      state_->connections_timed_out.fetch_add(1, std::memory_order_relaxed);
+      log_limited(spdlog::level::info, "tcp:line-timeout", std::chrono::seconds{10},
+                  fmt::format("tcp: connection {} ({}): line not complete "
+                              "within {} ms, closing",
+                              id_, peer_, opts.line_timeout.count()));
+      slot s;
+      s.local = true;
+      s.done = true;
+      s.text = R"({"ok":false,"line":)" + std::to_string(next_line_)
+               + R"(,"error":{"code":"timeout","message":"line not complete within )"
+               + std::to_string(opts.line_timeout.count()) + " ms\"}}\n";
+      slots_.push_back(std::move(s));
+      begin_close(now);
+    } else if (opts.idle_timeout.count() > 0 && in_flight_ == 0
+               && ready_.empty() && now >= last_activity_ + opts.idle_timeout) {
+      state_->connections_timed_out.fetch_add(1, std::memory_order_relaxed);
+      log_limited(spdlog::level::info, "tcp:idle-timeout", std::chrono::seconds{10},
+                  fmt::format("tcp: connection {} ({}) idle for {} ms, closing",
+                              id_, peer_, opts.idle_timeout.count()));
+      close();
+      return;
+    }
+    if (!closed_)
+      arm_timer(now);
+  }
+
+  /// Stops reading; the complete lines already read are still processed and
+  /// answered, then the connection closes (check_done). A client that does
+  /// not read those replies is cut off after a grace period.
+  void begin_close(clock::time_point now) {
+    closing_ = true;
+    eof_ = true;
+    line_open_ = false;
+    skipping_ = false;
+    pending_.clear();
+    scan_from_ = 0;
+    close_deadline_ = now + std::max<std::chrono::milliseconds>(
+                              state_->opts.line_timeout, std::chrono::seconds{5});
+    dispatch();
+    flush();
+    update_busy();
     check_done();
   }
 
@@ -397,6 +531,7 @@ private:
     if (closed_)
       return;
     closed_ = true;
+    timer_.cancel();
     ready_.clear();
     slots_.clear();
     in_flight_ = 0;
@@ -420,6 +555,15 @@ private:
   uint64_t id_;
   std::string peer_;
   std::shared_ptr<connection_context> ctx_;
+
+  asio::steady_timer timer_;           ///< idle / line / close deadline
+  clock::time_point last_activity_;    ///< last read or write completion
+  clock::time_point line_started_;     ///< first byte of the partial line
+  clock::time_point close_deadline_;   ///< hard close once closing_
+  bool line_open_ = false;             ///< a partial line is buffered
+  bool closing_ = false;               ///< timed out: finishing, no reads
+  bool paused_ = false;                ///< not reading: backpressure
+  clock::time_point paused_at_;        ///< since when
 
   std::vector<char> read_buf_;
   std::string pending_;      ///< unprocessed bytes: the partial last line
@@ -449,7 +593,9 @@ private:
 /// closes it.
 void refuse(shared_state& state, tcp::socket socket, const std::string& peer) {
   state.connections_refused.fetch_add(1, std::memory_order_relaxed);
-  spdlog::warn("tcp: refusing {}: too many connections", peer);
+  log_limited(spdlog::level::warn, "tcp:refuse", std::chrono::seconds{10},
+              fmt::format("tcp: refusing {}: too many connections ({})", peer,
+                          state.opts.max_connections));
   auto sock = std::make_shared<tcp::socket>(std::move(socket));
   asio::async_write(*sock, asio::buffer(refusal_line),
                     [sock](error_code, size_t) {
@@ -503,10 +649,18 @@ tcp_server::~tcp_server() {
   stop();
 }
 
+void tcp_server::bind() {
+  auto& st = *impl_->state;
+  impl_->lifecycle.bind(st.ioc, st.opts.host, st.opts.port, st.opts.option,
+                        [state = impl_->state](tcp::socket socket) {
+                          on_accept(state, std::move(socket));
+                        });
+}
+
 void tcp_server::start() {
   auto& st = *impl_->state;
-  impl_->lifecycle.start(st.ioc, st.opts.host, st.opts.port,
-                         st.opts.io_threads, fail,
+  impl_->lifecycle.start(st.ioc, st.opts.host, st.opts.port, st.opts.option,
+                         st.opts.io_threads,
                          [state = impl_->state](tcp::socket socket) {
                            on_accept(state, std::move(socket));
                          });
@@ -531,6 +685,7 @@ tcp_server_stats tcp_server::stats() const {
   out.connections_refused = st.connections_refused.load();
   out.lines_too_large = st.lines_too_large.load();
   out.bytes_read = st.bytes_read.load();
+  out.connections_timed_out = st.connections_timed_out.load();
   return out;
 }
 

@@ -9,6 +9,14 @@
 // order; the connection keeps working. Connections beyond `max_connections`
 // get one `unavailable` error line and are closed.
 //
+// Timeouts (docs/configuration.md, docs/protocol.md): a connection with no
+// traffic in either direction for `idle_timeout`, and nothing of it being
+// processed, is closed; a line that started arriving must be complete
+// within `line_timeout`, else the connection gets one `timeout` error line
+// for it and is closed once the replies to its earlier lines are written
+// (every complete line before it is still processed and answered, so
+// closing never loses events already accepted). 0 disables either.
+//
 // Runs its own I/O threads; `on_chunk` is called on them and must not block
 // (it should send an actor message). `stop()` stops accepting, lets chunks in
 // flight complete (up to `grace`), then closes every connection.
@@ -32,6 +40,10 @@ struct tcp_server_options {
   size_t window = 4;
   size_t max_chunk = 64 * 1024;
   size_t io_threads = 1;
+  std::chrono::milliseconds idle_timeout{std::chrono::minutes{5}};  ///< 0 = off
+  std::chrono::milliseconds line_timeout{std::chrono::seconds{30}}; ///< 0 = off
+  /// The option the port comes from, named in bind errors.
+  std::string option = "cairn.tcp.port";
 };
 
 struct tcp_server_stats {
@@ -40,6 +52,7 @@ struct tcp_server_stats {
   uint64_t connections_refused = 0;
   uint64_t lines_too_large = 0;
   uint64_t bytes_read = 0;
+  uint64_t connections_timed_out = 0;  ///< closed by idle or line timeout
 };
 
 class tcp_server {
@@ -51,11 +64,17 @@ public:
   tcp_server(const tcp_server&) = delete;
   tcp_server& operator=(const tcp_server&) = delete;
 
-  /// Binds, listens and starts the I/O threads. Throws std::runtime_error
-  /// if the address cannot be bound.
+  /// Binds and listens without accepting yet (so that a node can hold all
+  /// its ports before it starts anything). Throws std::runtime_error
+  /// ("cannot listen on H:P (<option>): <reason>") if the address cannot be
+  /// bound, std::logic_error if called after bind() or start().
+  void bind();
+
+  /// Binds (unless bind() did), accepts and starts the I/O threads. Throws
+  /// what bind() throws.
   void start();
 
-  /// The bound port (useful with port 0). Valid after start().
+  /// The bound port (useful with port 0). Valid after bind() / start().
   uint16_t port() const noexcept;
 
   /// Stops accepting, waits up to `grace` for in-flight chunks, closes all

@@ -3,6 +3,8 @@
 #include "actors/messages.hpp"
 #include "actors/node.hpp"
 #include "actors/node_actor.hpp"
+#include "runtime/detail/listener.hpp"
+#include "runtime/fd_limit.hpp"
 #include "runtime/http_server.hpp"
 #include "runtime/journal.hpp"
 #include "runtime/log.hpp"
@@ -18,7 +20,9 @@
 #include <spdlog/spdlog.h>
 
 #include <csignal>
+#include <functional>
 #include <iostream>
+#include <stdexcept>
 
 using namespace cairn;
 
@@ -35,17 +39,136 @@ sigset_t block_stop_signals() {
   return set;
 }
 
+/// A start-up failure that is not a configuration error: one line, exit 1.
+struct startup_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// Fails like the TCP and HTTP listeners do if `host`:`port` cannot be
+/// bound. The cluster port is bound by CAF later; checking it here first
+/// gives the same one-line error before anything else has started.
+void check_bindable(const std::string& host, uint16_t port,
+                    const char* option) {
+  boost::asio::io_context ioc;
+  boost::asio::ip::tcp::acceptor probe{ioc};
+  boost::system::error_code ec;
+  auto ep = runtime::detail::resolve_endpoint(ioc, host, port, option);
+  probe.open(ep.protocol(), ec);
+  if (!ec)
+    probe.set_option(boost::asio::socket_base::reuse_address(true), ec);
+  if (!ec)
+    probe.bind(ep, ec);
+  if (ec)
+    throw startup_error("cannot listen on " + ep.address().to_string() + ":"
+                        + std::to_string(port) + " (" + option
+                        + "): " + ec.message());
+}
+
+/// Runs `f` when it goes out of scope unless dismissed: the teardown of a
+/// start that failed half-way (an actor left running would make the
+/// actor_system destructor wait for ever).
+struct scope_exit {
+  std::function<void()> f;
+  ~scope_exit() {
+    if (f)
+      f();
+  }
+};
+
 int run(runtime::node_config& cfg, const sigset_t& signals) {
   runtime::setup_logging(cfg.node_name, cfg.log_level, cfg.log_file);
-  auto settings = actors::make_node_settings(cfg);
-  // stats replies show the gateway's connection figures once it runs.
+  std::shared_ptr<actors::node_settings> settings;
+  try {
+    settings = actors::make_node_settings(cfg);
+  } catch (const std::invalid_argument& e) {
+    throw runtime::config_error(e.what()); // tiers, cluster nodes, ...
+  }
+
+  // Descriptors: client connections plus a reserve must fit RLIMIT_NOFILE
+  // (runtime/fd_limit.hpp, docs/configuration.md).
+  runtime::fd_reserve reserve;
+  if (cfg.storage_enabled)
+    reserve.journal = static_cast<size_t>(runtime::journal_options{}.max_open_files) + 16;
+  if (settings->cluster.enabled) {
+    if (cfg.storage_enabled)
+      reserve.hints = reserve.journal;
+    reserve.cluster = 4 * settings->cluster.members.size() + 8;
+  }
+  reserve.http = cfg.http_max_connections;
+  auto fds = runtime::fit_fd_limit(cfg.tcp_max_connections, reserve);
+  if (fds.raised)
+    spdlog::info("raised the open-file limit from {} to {} (cairn.tcp.max-connections "
+                 "{} + {} reserved)",
+                 fds.soft_before, fds.soft, cfg.tcp_max_connections,
+                 reserve.total());
+  if (fds.clamped)
+    spdlog::warn("open-file limit {} (hard {}) is too low for "
+                 "cairn.tcp.max-connections={} + {} reserved: accepting at "
+                 "most {} client connections (raise ulimit -n)",
+                 fds.soft, fds.hard, cfg.tcp_max_connections, reserve.total(),
+                 fds.max_connections);
+
+  // Every port is bound before anything else starts, so that a port in use
+  // fails in one line, before the journal is opened or an actor spawned.
+  actors::node* node_ptr = nullptr;
   std::atomic<runtime::tcp_server*> gateway{nullptr};
+  runtime::tcp_server_options topts;
+  topts.host = cfg.bind_host;
+  topts.port = cfg.tcp_port;
+  topts.max_line = cfg.tcp_max_line;
+  topts.max_connections = fds.max_connections;
+  topts.window = cfg.tcp_window;
+  topts.io_threads = cfg.io_threads;
+  topts.idle_timeout = runtime::node_config::duration_of(cfg.tcp_idle_timeout_text);
+  topts.line_timeout = runtime::node_config::duration_of(cfg.tcp_line_timeout_text);
+  topts.option = "cairn.tcp.port";
+  runtime::tcp_server tcp{topts, [&node_ptr](runtime::chunk c) {
+                            node_ptr->dispatch(std::move(c));
+                          }};
+  tcp.bind();
+
+  // POST /api takes one request line and answers through the same pipeline
+  // as a TCP connection of its own.
+  runtime::http_server_options hopts;
+  hopts.host = cfg.bind_host;
+  hopts.port = cfg.http_port;
+  hopts.web_root = cfg.web_root;
+  hopts.max_connections = cfg.http_max_connections;
+  hopts.idle_timeout = runtime::node_config::duration_of(cfg.http_idle_timeout_text);
+  hopts.read_timeout = runtime::node_config::duration_of(cfg.http_read_timeout_text);
+  hopts.option = "cairn.http.port";
+  std::atomic<uint64_t> http_ids{1ull << 62};
+  runtime::http_server http{
+    hopts, *settings->metrics,
+    [&node_ptr, &http_ids](std::string body, runtime::http_server::reply_fn reply) {
+      auto ctx = std::make_shared<runtime::connection_context>(
+        http_ids.fetch_add(1), "http",
+        [reply](uint64_t, std::string text) {
+          while (!text.empty() && text.back() == '\n')
+            text.pop_back();
+          reply(200, text.empty() ? std::string{"{\"ok\":true}"} : text);
+        });
+      runtime::chunk c;
+      c.conn = std::move(ctx);
+      c.data = std::move(body);
+      for (auto& ch : c.data)
+        if (ch == '\n' || ch == '\r')
+          ch = ' ';
+      c.data += '\n';
+      c.barrier = true;
+      node_ptr->dispatch(std::move(c));
+    }};
+  http.bind();
+  check_bindable(cfg.cluster_host, cfg.cluster_port, "cairn.cluster.port");
+
+  // stats replies show the gateway's connection figures once it runs.
   settings->gateway_stats = [&gateway](nlohmann::json& out) {
     if (auto* tcp = gateway.load()) {
       auto st = tcp->stats();
       out["connections"] = {{"open", st.connections_open},
                             {"accepted", st.connections_accepted},
                             {"refused", st.connections_refused},
+                            {"timed_out", st.connections_timed_out},
                             {"lines_too_large", st.lines_too_large},
                             {"bytes_read", st.bytes_read}};
     }
@@ -92,10 +215,18 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
   }
   caf::actor_system sys{cfg};
   actors::node node{sys, settings};
+  node_ptr = &node;
 
   // The node actor is what peers and cairn-console reach on the cluster port
   // (loopback unless mutual TLS is configured).
   auto node_actor = actors::spawn_node_actor(sys, node);
+  scope_exit teardown{[&] {
+    http.stop();
+    tcp.stop(std::chrono::seconds{3});
+    gateway.store(nullptr);
+    node.shutdown();
+    caf::anon_send_exit(node_actor, caf::exit_reason::user_shutdown);
+  }};
   auto published
     = cfg.tls_enabled()
         ? caf::openssl::publish(node_actor, cfg.cluster_port,
@@ -103,50 +234,14 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
         : sys.middleman().publish(node_actor, cfg.cluster_port,
                                   cfg.cluster_host.c_str(), true);
   if (!published)
-    throw std::runtime_error("cannot publish on cluster port "
-                             + std::to_string(cfg.cluster_port) + ": "
-                             + sys.render(published.error()));
+    throw startup_error("cannot listen on " + cfg.cluster_host + ":"
+                        + std::to_string(cfg.cluster_port)
+                        + " (cairn.cluster.port): "
+                        + sys.render(published.error()));
 
-  runtime::tcp_server_options topts;
-  topts.host = cfg.bind_host;
-  topts.port = cfg.tcp_port;
-  topts.max_line = cfg.tcp_max_line;
-  topts.max_connections = cfg.tcp_max_connections;
-  topts.window = cfg.tcp_window;
-  topts.io_threads = cfg.io_threads;
-  runtime::tcp_server tcp{topts, [&node](runtime::chunk c) {
-                            node.dispatch(std::move(c));
-                          }};
   tcp.start();
   gateway.store(&tcp);
 
-  // POST /api takes one request line and answers through the same pipeline
-  // as a TCP connection of its own.
-  runtime::http_server_options hopts;
-  hopts.host = cfg.bind_host;
-  hopts.port = cfg.http_port;
-  hopts.web_root = cfg.web_root;
-  std::atomic<uint64_t> http_ids{1ull << 62};
-  runtime::http_server http{
-    hopts, *settings->metrics,
-    [&node, &http_ids](std::string body, runtime::http_server::reply_fn reply) {
-      auto ctx = std::make_shared<runtime::connection_context>(
-        http_ids.fetch_add(1), "http",
-        [reply](uint64_t, std::string text) {
-          while (!text.empty() && text.back() == '\n')
-            text.pop_back();
-          reply(200, text.empty() ? std::string{"{\"ok\":true}"} : text);
-        });
-      runtime::chunk c;
-      c.conn = std::move(ctx);
-      c.data = std::move(body);
-      for (auto& ch : c.data)
-        if (ch == '\n' || ch == '\r')
-          ch = ' ';
-      c.data += '\n';
-      c.barrier = true;
-      node.dispatch(std::move(c));
-    }};
   http.start();
 
   spdlog::info("node {} ready: tcp {}:{}, http {}:{}, {} partitions, tiers {}",
@@ -157,11 +252,8 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
   sigwait(&signals, &sig);
   spdlog::info("received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
   settings->status = actors::node_status::stopping;
-  http.stop();
-  tcp.stop(std::chrono::seconds{3});
-  gateway.store(nullptr);
-  node.shutdown();
-  caf::anon_send_exit(node_actor, caf::exit_reason::user_shutdown);
+  teardown.f();
+  teardown.f = nullptr;
   if (!cfg.tls_enabled())
     sys.middleman().unpublish(node_actor, *published);
   spdlog::info("node {} stopped", cfg.node_name);
@@ -182,17 +274,36 @@ int main(int argc, char** argv) {
       return 0;
     }
   }
+  // Configuration errors: one line naming the option, exit 2.
   if (auto err = cfg.parse(argc, argv)) {
-    std::cerr << "cairn-node: " << cfg.render(err) << '\n';
-    return 1;
+    std::cerr << "error: "
+              << (cfg.error_message().empty() ? cfg.render(err)
+                                              : cfg.error_message())
+              << '\n';
+    return 2;
   }
   if (cfg.cli_helptext_printed)
     return 0;
   try {
-    return run(cfg, signals);
+    cfg.validate();
   } catch (const std::exception& e) {
-    std::cerr << "cairn-node: " << e.what() << '\n';
-    spdlog::critical("{}", e.what());
-    return 1;
+    std::cerr << "error: " << e.what() << '\n';
+    return 2;
+  }
+  // Any other start-up failure (a port in use, a journal that cannot be
+  // opened): one line, exit 1. With a log file the line is logged too.
+  auto fail = [&cfg](const std::exception& e, int code) {
+    std::cerr << "error: " << e.what() << std::endl;
+    if (!cfg.log_file.empty())
+      spdlog::critical("{}", e.what());
+    spdlog::shutdown();
+    return code;
+  };
+  try {
+    return run(cfg, signals);
+  } catch (const runtime::config_error& e) {
+    return fail(e, 2);
+  } catch (const std::exception& e) {
+    return fail(e, 1);
   }
 }

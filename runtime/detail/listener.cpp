@@ -1,6 +1,11 @@
 #include "runtime/detail/listener.hpp"
 
+#include "runtime/log.hpp"
+
 #include <boost/beast/core/bind_handler.hpp>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
 
 #include <stdexcept>
 
@@ -11,7 +16,7 @@ using tcp = asio::ip::tcp;
 using error_code = boost::system::error_code;
 
 tcp::endpoint resolve_endpoint(asio::io_context& ioc, const std::string& host,
-                               uint16_t port, std::string_view who) {
+                               uint16_t port, std::string_view option) {
   error_code ec;
   auto addr = asio::ip::make_address(host, ec);
   if (!ec)
@@ -19,16 +24,17 @@ tcp::endpoint resolve_endpoint(asio::io_context& ioc, const std::string& host,
   tcp::resolver resolver{ioc};
   auto results = resolver.resolve(host, std::to_string(port), ec);
   if (ec || results.empty())
-    throw std::runtime_error(std::string{who} + ": cannot resolve '" + host
-                             + "': " + ec.message());
+    throw std::runtime_error("cannot resolve '" + host + "' for "
+                             + std::string{option} + ": " + ec.message());
   return results.begin()->endpoint();
 }
 
 listener::listener(asio::io_context& ioc, const tcp::endpoint& ep,
-                   std::string_view who, fail_handler fail,
+                   std::string_view option, std::string_view tag,
                    accept_handler on_accept)
-  : on_accept_(std::move(on_accept)), fail_(fail), ioc_(ioc),
-    acceptor_(asio::make_strand(ioc)) {
+  : on_accept_(std::move(on_accept)), ioc_(ioc),
+    acceptor_(asio::make_strand(ioc)), backoff_timer_(acceptor_.get_executor()),
+    tag_(tag) {
   error_code ec;
   acceptor_.open(ep.protocol(), ec);
   if (!ec)
@@ -38,10 +44,9 @@ listener::listener(asio::io_context& ioc, const tcp::endpoint& ep,
   if (!ec)
     acceptor_.listen(asio::socket_base::max_listen_connections, ec);
   if (ec)
-    throw std::runtime_error(std::string{who} + ": cannot listen on "
-                             + ep.address().to_string() + ":"
-                             + std::to_string(ep.port()) + ": "
-                             + ec.message());
+    throw std::runtime_error("cannot listen on " + ep.address().to_string()
+                             + ":" + std::to_string(ep.port()) + " ("
+                             + std::string{option} + "): " + ec.message());
   port_ = acceptor_.local_endpoint().port();
 }
 
@@ -49,6 +54,7 @@ void listener::post_close() {
   asio::post(acceptor_.get_executor(), [self = shared_from_this()] {
     error_code ignored;
     self->acceptor_.close(ignored);
+    self->backoff_timer_.cancel();
   });
 }
 
@@ -61,15 +67,28 @@ void listener::do_accept() {
 
 void listener::on_accept(error_code ec, tcp::socket socket) {
   if (ec) {
-    fail_(ec, "accept");
-    if (!acceptor_.is_open())
+    if (!acceptor_.is_open() || ec == asio::error::operation_aborted)
       return;
-    // Out of descriptors or similar: keep accepting (the next attempt may
-    // succeed once connections close).
-    do_accept();
+    // Out of descriptors or similar: the connection stays queued in the
+    // kernel, so retrying at once would spin. Wait, doubling up to 1 s.
+    using namespace std::chrono_literals;
+    backoff_ = backoff_ == 0ms ? 10ms : std::min<std::chrono::milliseconds>(backoff_ * 2, 1s);
+    log_limited(spdlog::level::warn, tag_ + ":accept", 10s,
+                fmt::format("{}: accept: {} (retrying, backoff up to 1 s)",
+                            tag_, ec.message()));
+    backoff_timer_.expires_after(backoff_);
+    backoff_timer_.async_wait(boost::beast::bind_front_handler(
+      &listener::on_backoff, shared_from_this()));
     return;
   }
+  backoff_ = std::chrono::milliseconds{0};
   on_accept_(std::move(socket));
+  do_accept();
+}
+
+void listener::on_backoff(error_code ec) {
+  if (ec || !acceptor_.is_open())
+    return;
   do_accept();
 }
 

@@ -1,12 +1,15 @@
 // server_lifecycle: starting and stopping a server, once each; shared by
 // tcp_server and http_server.
 //
-// `start` resolves the bind address, opens the listener and runs the I/O
-// threads; `stop` runs the session registry's graceful stop. Log lines start
-// with the server's `tag` ("tcp", "http"); exceptions with "<tag>_server".
+// `bind` resolves the bind address and opens the listener (so that a node
+// can hold every port before it starts anything else); `start` binds if that
+// was not done yet, accepts and runs the I/O threads; `stop` runs the session
+// registry's graceful stop. Log lines start with the server's `tag` ("tcp",
+// "http"); bind errors name the `option` the port comes from.
 //
-// Threading: `start` and `stop` may be called from any thread but never from
-// an I/O thread; they are serialized. `port` is valid after `start`.
+// Threading: `bind`, `start` and `stop` may be called from any thread but
+// never from an I/O thread; they are serialized. `port` is valid after
+// `bind`.
 #pragma once
 
 #include "runtime/detail/io_threads.hpp"
@@ -29,14 +32,22 @@ public:
   explicit server_lifecycle(std::string tag) : tag_(std::move(tag)) {
   }
 
-  /// Binds `host`:`port`, starts accepting into `on_accept` and runs `ioc`
-  /// on `io_threads` threads. Throws std::logic_error when called twice and
-  /// std::runtime_error if the address cannot be resolved or bound.
+  /// Resolves and binds `host`:`port` and listens, without accepting yet.
+  /// Throws std::logic_error when called twice and std::runtime_error
+  /// ("cannot listen on H:P (<option>): <reason>") if the address cannot be
+  /// resolved or bound.
+  void bind(boost::asio::io_context& ioc, const std::string& host,
+            uint16_t port, const std::string& option,
+            listener::accept_handler on_accept);
+
+  /// Binds as `bind` does unless that was done, starts accepting into
+  /// `on_accept` and runs `ioc` on `io_threads` threads. Throws
+  /// std::logic_error when called twice and what `bind` throws.
   void start(boost::asio::io_context& ioc, const std::string& host,
-             uint16_t port, size_t io_threads, listener::fail_handler fail,
+             uint16_t port, const std::string& option, size_t io_threads,
              listener::accept_handler on_accept);
 
-  /// The bound port (useful with port 0). Valid after start().
+  /// The bound port (useful with port 0). Valid after bind() / start().
   uint16_t port() const noexcept { return port_; }
 
   /// The first call after start() calls `before` (if any), then stops as
@@ -49,6 +60,7 @@ public:
     std::lock_guard<std::mutex> guard{mtx_};
     if (!started_ || stopped_) {
       stopped_ = true;
+      acceptor_.reset(); // bound but never started: just close the port
       return;
     }
     stopped_ = true;
@@ -59,11 +71,16 @@ public:
   }
 
 private:
+  void bind_locked(boost::asio::io_context& ioc, const std::string& host,
+                   uint16_t port, const std::string& option,
+                   listener::accept_handler on_accept);
+
   std::string tag_;
   std::mutex mtx_;  ///< serializes start / stop
   bool started_ = false;
   bool stopped_ = false;
   uint16_t port_ = 0;
+  std::string address_;  ///< the bound address, for the log
   std::shared_ptr<listener> acceptor_;
   io_threads threads_;
 };

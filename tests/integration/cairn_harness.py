@@ -180,6 +180,7 @@ class Node:
         self.tcp_port, self.http_port, self.cluster_port = free_ports(3)
         self.proc = None
         self._log_file = None
+        self.preexec_fn = None
 
     @property
     def binary(self):
@@ -205,9 +206,11 @@ class Node:
         cmd = self.command()
         self._log_file.write(("$ " + " ".join(cmd) + "\n").encode())
         self._log_file.flush()
+        # preexec_fn: set by tests that need e.g. a low RLIMIT_NOFILE.
         self.proc = subprocess.Popen(cmd, stdout=self._log_file,
                                      stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, cwd=self.tmp)
+                                     stdin=subprocess.DEVNULL, cwd=self.tmp,
+                                     preexec_fn=self.preexec_fn)
         return self
 
     def alive(self):

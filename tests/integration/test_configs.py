@@ -71,10 +71,10 @@ def check_help_and_flags(args, chk):
                  ("unknown flag --bogus", base + ["--bogus"], True),
                  ("bad value --cairn.tcp.port=notanumber", base + ["--cairn.tcp.port=notanumber"], True),
                  ("bad tier --cairn.tiers=[\"1x:5\"]", base + ['--cairn.tiers=["1x:5"]'], True),
-                 # Not in any doc: a user would expect an error, CAF 0.17
-                 # silently ignores a missing file. Reported as a note.
+                 # docs/configuration.md: an unreadable --config-file is an
+                 # error (CAF 0.17 alone would ignore it).
                  ("missing config file", [binary, "--config-file=/nonexistent/cairn.ini"] + base[2:],
-                  False)]
+                  True)]
         for desc, cmd, hard in cases:
             r = h.run_bounded(cmd, timeout=10)
             out = (r.stdout + r.stderr).decode("utf-8", "replace").strip()

@@ -154,4 +154,47 @@ TEST_CASE_FIXTURE(fixture, "Connection: close is honored") {
   CHECK(c.wait_eof());
 }
 
+TEST_CASE("idle keep-alive, slow headers and too many connections") {
+  metrics_registry metrics;
+  http_server_options opts;
+  opts.port = 0;
+  opts.idle_timeout = 300ms;
+  opts.read_timeout = 300ms;
+  opts.max_connections = 4;
+  http_server server{opts, metrics, [](std::string, http_server::reply_fn reply) {
+                       reply(200, R"({"ok":true})");
+                     }};
+  server.start();
+  tcp_client keep{server.port()};
+  CHECK(roundtrip(keep, "GET", "/healthz").status == 200);
+  tcp_client idle{server.port()};
+  tcp_client slow{server.port()};
+  slow.send("GET /healthz HTTP/1.1\r\n");
+  tcp_client active{server.port()};
+  // A fifth connection is over the limit: 503, closed.
+  {
+    tcp_client extra{server.port()};
+    auto lines = extra.read_lines(1, 2s);
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0].rfind("HTTP/1.1 503", 0) == 0);
+    CHECK(extra.wait_eof(2s));
+  }
+  for (int i = 0; i < 8; ++i) {
+    CHECK(roundtrip(active, "GET", "/healthz").status == 200);
+    try {
+      slow.send("X");  // bytes, but the header never ends
+    } catch (const std::runtime_error&) {
+    }
+    std::this_thread::sleep_for(80ms);
+  }
+  // 640 ms in: the active client was served throughout; the rest are gone.
+  CHECK(keep.wait_eof(2s));
+  CHECK(idle.wait_eof(2s));
+  CHECK(slow.wait_eof(2s));
+  // Their slots are free again.
+  tcp_client again{server.port()};
+  CHECK(roundtrip(again, "GET", "/healthz").status == 200);
+  server.stop();
+}
+
 } // TEST_SUITE

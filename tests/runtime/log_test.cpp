@@ -30,4 +30,38 @@ TEST_CASE("unknown levels are refused; file sink carries the node name") {
   CHECK(spdlog::default_logger()->level() == spdlog::level::warn);
 }
 
-} // TEST_SUITE
+TEST_CASE("the rate limiter admits one line per key per period") {
+  using namespace std::chrono_literals;
+  cairn::runtime::log_rate_limiter limiter{10s};
+  auto t0 = cairn::runtime::log_rate_limiter::clock::time_point{} + 1h;
+  REQUIRE(limiter.admit("accept", t0).has_value());
+  CHECK(*limiter.admit("other", t0) == 0);  // keys are independent
+  for (int i = 0; i < 1000; ++i)
+    CHECK_FALSE(limiter.admit("accept", t0 + 1ms * i).has_value());
+  auto next = limiter.admit("accept", t0 + 10s);
+  REQUIRE(next.has_value());
+  CHECK(*next == 1000);  // the count of suppressed lines
+  CHECK_FALSE(limiter.admit("accept", t0 + 11s).has_value());
+  CHECK(*limiter.admit("accept", t0 + 25s) == 1);
+}
+
+TEST_CASE("log_limited writes one line per period with the suppressed count") {
+  using namespace std::chrono_literals;
+  auto path = "/tmp/cairn-log-limited-test.log";
+  std::remove(path);
+  cairn::runtime::setup_logging("n6", "info", path);
+  for (int i = 0; i < 100000; ++i)
+    cairn::runtime::log_limited(spdlog::level::warn, "test:flood", 3600s,
+                                "accept: Too many open files");
+  spdlog::default_logger()->flush();
+  std::ifstream in{path};
+  std::string line;
+  int lines = 0;
+  while (std::getline(in, line))
+    if (line.find("Too many open files") != std::string::npos)
+      ++lines;
+  CHECK(lines == 1);
+  cairn::runtime::setup_logging("n6", "warn", "");
+}
+
+}

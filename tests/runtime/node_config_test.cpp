@@ -180,4 +180,86 @@ TEST_CASE("validate names the bad option") {
   expect_bad([](node_config& c) { c.log_level = "loud"; }, "cairn.log.level");
 }
 
+TEST_CASE("config errors name the key: INI keys, sections, types, ranges") {
+  struct bad_case {
+    const char* ini;
+    std::vector<std::string> flags;
+    const char* must_name;
+  };
+  const bad_case cases[] = {
+    {"[cairn]\nno-such-key = 1\n", {}, "cairn.no-such-key"},
+    {"[cairn.tcp]\nprot = 7411\n", {}, "cairn.tcp.prot"},
+    {"[cairn.nosuch]\na = 1\n", {}, "[cairn.nosuch]"},
+    {"[bogus]\na = 1\n", {}, "[bogus]"},
+    {"stray = 1\n[cairn]\n", {}, "stray"},
+    {"[scheduler]\nmax-thread = 2\n", {}, "scheduler.max-thread"},
+    {"[middleman]\nheartbeat-interval = \"x\"\n", {}, "middleman.heartbeat-interval"},
+    {"[cairn]\npartitions = -4\n", {}, "cairn.partitions"},
+    {"[cairn.tcp]\nport = \"abc\"\n", {}, "cairn.tcp.port"},
+    {"[cairn.tcp]\nport = 99999\n", {}, "cairn.tcp.port"},
+    {"[cairn]\ntcp = { window = \"x\" }\n", {}, "cairn.tcp.window"},
+    {"[cairn.tcp]\nmax-line = 99999999999999999999999\n", {}, "max-line"},
+    {"", {"--cairn.tcp.prot=1"}, "cairn.tcp.prot"},
+    {"", {"--bogus"}, "bogus"},
+    {"", {"--cairn.tcp.port=abc"}, "cairn.tcp.port"},
+    {"", {"--cairn.tcp.port=99999"}, "cairn.tcp.port"},
+    {"", {"--cairn.partitions=-4"}, "cairn.partitions"},
+    {"", {"stray-arg"}, "stray-arg"},
+  };
+  int n = 0;
+  for (auto& c : cases) {
+    CAPTURE(c.ini);
+    CAPTURE(c.must_name);
+    auto path = write_file("bad" + std::to_string(n++), c.ini);
+    std::vector<std::string> xs{"--config-file=" + path};
+    xs.insert(xs.end(), c.flags.begin(), c.flags.end());
+    args a{xs};
+    node_config cfg;
+    auto err = cfg.parse(a.argc(), a.argv());
+    CHECK(err);
+    CHECK_MESSAGE(cfg.error_message().find(c.must_name) != std::string::npos,
+                  cfg.error_message());
+    CHECK(cfg.error_message().find('\n') == std::string::npos);
+  }
+}
+
+TEST_CASE("CAF's own sections are allowed; a good file still parses") {
+  auto path = write_file("caf-sections", std::string{nested_ini}
+                                           + "\n[scheduler]\nmax-threads = 2\n"
+                                             "[middleman]\nheartbeat-interval = 1s\n");
+  args a{{"--config-file=" + path}};
+  node_config cfg;
+  auto err = cfg.parse(a.argc(), a.argv());
+  CHECK_MESSAGE(!err, cfg.error_message());
+  CHECK(cfg.tcp_port == 7500);
+}
+
+TEST_CASE("validate checks ranges and the timeouts") {
+  auto expect_bad = [](auto mutate, const char* option) {
+    node_config cfg;
+    mutate(cfg);
+    try {
+      cfg.validate();
+      FAIL("no exception for ", option);
+    } catch (const cairn::runtime::config_error& e) {
+      CHECK_MESSAGE(std::string{e.what()}.find(option) != std::string::npos,
+                    e.what());
+    }
+  };
+  expect_bad([](node_config& c) { c.partitions = 5000; }, "cairn.partitions");
+  expect_bad([](node_config& c) { c.io_threads = 1000; }, "cairn.tcp.io-threads");
+  expect_bad([](node_config& c) { c.tcp_max_connections = 0; },
+             "cairn.tcp.max-connections");
+  expect_bad([](node_config& c) { c.tcp_idle_timeout_text = "soon"; },
+             "cairn.tcp.idle-timeout");
+  expect_bad([](node_config& c) { c.tcp_line_timeout_text = "-1s"; },
+             "cairn.tcp.line-timeout");
+  expect_bad([](node_config& c) { c.http_read_timeout_text = "x"; },
+             "cairn.http.read-timeout");
+  node_config ok;
+  ok.tcp_idle_timeout_text = "0";
+  CHECK_NOTHROW(ok.validate());
+  CHECK(node_config::duration_of("5m") == std::chrono::minutes{5});
+}
+
 } // TEST_SUITE

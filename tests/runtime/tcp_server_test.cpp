@@ -4,6 +4,8 @@
 
 #include <doctest/doctest.h>
 
+#include <sys/resource.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
@@ -295,7 +297,8 @@ TEST_CASE("a connection whose chunks are not completed stops being read") {
   CHECK(proc.received() <= 4);
   // Completing the held chunks resumes reading.
   proc.hold(false);
-  std::this_thread::sleep_for(300ms);
+  for (int i = 0; i < 300 && server.stats().bytes_read <= read; ++i)
+    std::this_thread::sleep_for(10ms);  // up to 3 s on a loaded machine
   CHECK(server.stats().bytes_read > read);
   server.stop(100ms);
 }
@@ -306,7 +309,11 @@ TEST_CASE("stop() lets chunks in flight complete and closes connections") {
   server.start();
   tcp_client client{server.port()};
   client.send(R"({"op":"flush"})" "\n");
-  std::this_thread::sleep_for(20ms);  // dispatched, not yet completed
+  // Dispatched, not yet completed (waiting on the count, not a fixed sleep:
+  // under load 20 ms did not always suffice to read the line).
+  for (int i = 0; i < 500 && proc.received() == 0; ++i)
+    std::this_thread::sleep_for(1ms);
+  REQUIRE(proc.received() == 1);
   server.stop(2s);
   auto lines = client.read_lines(1, 1s);
   CHECK(lines == std::vector<std::string>{"B1"});
@@ -341,6 +348,178 @@ TEST_CASE("completions after the connection or the server died are harmless") {
   }
   // Server destroyed; the context is still usable.
   kept[0].conn->complete(kept[0].seq, "1\n");
+}
+
+TEST_CASE("a port in use fails bind() with one line naming the option") {
+  fake_processor proc;
+  tcp_server first{small_options(), proc.handler()};
+  first.start();
+  auto opts = small_options();
+  opts.port = first.port();
+  opts.option = "cairn.tcp.port";
+  tcp_server second{opts, proc.handler()};
+  std::string what;
+  try {
+    second.bind();
+  } catch (const std::runtime_error& e) {
+    what = e.what();
+  }
+  CHECK(what
+        == "cannot listen on 127.0.0.1:" + std::to_string(first.port())
+             + " (cairn.tcp.port): Address already in use");
+  // A server that was never started stops at once.
+  second.stop();
+  first.stop();
+}
+
+TEST_CASE("idle and slow connections time out; an active one is served") {
+  fake_processor proc{false, 0};
+  auto opts = small_options();
+  opts.idle_timeout = 400ms;
+  opts.line_timeout = 400ms;
+  tcp_server server{opts, proc.handler()};
+  server.start();
+  tcp_client idle{server.port()};
+  tcp_client slow{server.port()};
+  tcp_client active{server.port()};
+  // The slow sender completes two lines, then dribbles a third.
+  slow.send(event(1) + event(2) + R"({"metric":"m",)");
+  auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < 10; ++i) {
+    active.send(event(static_cast<size_t>(i + 1)));
+    REQUIRE(active.read_lines(1).size() == 1);
+    try {
+      slow.send(" ");  // bytes arrive, but the line never completes
+    } catch (const std::runtime_error&) {
+      // closed by the server: expected after the line timeout
+    }
+    std::this_thread::sleep_for(80ms);
+  }
+  // 800 ms in: the active one was never cut off, both others are gone.
+  active.send(event(99));
+  CHECK(active.read_lines(1) == std::vector<std::string>{"11"});  // line 11
+  CHECK(idle.wait_eof(2s));
+  auto lines = slow.read_lines(3, 2s);
+  REQUIRE(lines.size() == 3);
+  CHECK(lines[0] == "1");  // lines completed before the timeout are answered
+  CHECK(lines[1] == "2");
+  CHECK(lines[2].find(R"("code":"timeout")") != std::string::npos);
+  CHECK(lines[2].find(R"("line":3)") != std::string::npos);
+  CHECK(slow.wait_eof(2s));
+  CHECK(std::chrono::steady_clock::now() - t0 < 3s);
+  CHECK(server.stats().connections_timed_out >= 2);
+  server.stop();
+}
+
+TEST_CASE("a partial line waiting on backpressure does not time out") {
+  fake_processor proc{false, 0};
+  auto opts = small_options();
+  opts.window = 1;
+  opts.line_timeout = 300ms;
+  opts.idle_timeout = 0ms;
+  tcp_server server{opts, proc.handler()};
+  server.start();
+  tcp_client client{server.port()};
+  proc.hold(true);
+  // Two chunks' worth of lines (the window holds one) and a partial line:
+  // the server stops reading, so the partial line cannot be the client's
+  // fault.
+  std::string data;
+  size_t n = 0;
+  while (data.size() < 2 * opts.max_chunk)
+    data += event(++n);
+  client.send(data + R"({"metric":"m",)");
+  std::this_thread::sleep_for(800ms);
+  proc.hold(false);
+  client.send("\"value\":1}\n");
+  auto lines = client.read_lines(n + 1, 5s);
+  REQUIRE(lines.size() == n + 1);
+  CHECK(lines.back() == std::to_string(n + 1));
+  CHECK(server.stats().connections_timed_out == 0);
+  server.stop();
+}
+
+TEST_CASE("a connection with a chunk in flight is not idle") {
+  fake_processor proc{false, 0};
+  auto opts = small_options();
+  opts.idle_timeout = 200ms;
+  tcp_server server{opts, proc.handler()};
+  server.start();
+  tcp_client client{server.port()};
+  proc.hold(true);
+  client.send(event(1));
+  std::this_thread::sleep_for(600ms);
+  proc.hold(false);
+  // The reply still arrives: the connection waited for the processing side.
+  CHECK(client.read_lines(1, 2s) == std::vector<std::string>{"1"});
+  // Then, idle, it is closed.
+  CHECK(client.wait_eof(2s));
+  server.stop();
+}
+
+TEST_CASE("out of descriptors: accept backs off instead of spinning") {
+  fake_processor proc{false, 0};
+  auto opts = small_options();
+  opts.max_connections = 10000;
+  tcp_server server{opts, proc.handler()};
+  server.start();
+  tcp_client first{server.port()};
+  first.send(event(1));
+  REQUIRE(first.read_lines(1).size() == 1);
+  // Client sockets are created while descriptors are plenty; then the soft
+  // limit drops to what is open now, so every accept fails with EMFILE.
+  std::vector<int> socks;
+  for (int i = 0; i < 8; ++i)
+    socks.push_back(::socket(AF_INET, SOCK_STREAM, 0));
+  rlimit old{};
+  REQUIRE(getrlimit(RLIMIT_NOFILE, &old) == 0);
+  int highest = 0;
+  for (int fd = 0; fd < 4096; ++fd)
+    if (::fcntl(fd, F_GETFD) != -1)
+      highest = fd;
+  rlimit low = old;
+  low.rlim_cur = static_cast<rlim_t>(highest + 1);
+  REQUIRE(setrlimit(RLIMIT_NOFILE, &low) == 0);
+  // Fill the holes below the limit: no descriptor is left to accept into.
+  std::vector<int> fillers;
+  for (int fd; (fd = ::dup(0)) >= 0;)
+    fillers.push_back(fd);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(server.port());
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  for (int fd : socks)
+    CHECK(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+  rusage before{};
+  getrusage(RUSAGE_SELF, &before);
+  std::this_thread::sleep_for(1s);
+  rusage after{};
+  getrusage(RUSAGE_SELF, &after);
+  auto cpu_us = [](const rusage& r) {
+    return (r.ru_utime.tv_sec + r.ru_stime.tv_sec) * 1000000LL
+           + r.ru_utime.tv_usec + r.ru_stime.tv_usec;
+  };
+  auto used = cpu_us(after) - cpu_us(before);
+  MESSAGE("CPU while out of descriptors: ", used / 1000, " ms in 1 s");
+  CHECK(used < 300000);  // a spinning accept loop burns the whole second
+  // Nothing could be accepted meanwhile (every accept failed).
+  CHECK(server.stats().connections_accepted == 1);
+  // The open connection is still served.
+  first.send(event(2));
+  CHECK(first.read_lines(1, 2s) == std::vector<std::string>{"2"});
+  // Descriptors back: the queued connections are accepted within the
+  // backoff cap (1 s).
+  REQUIRE(setrlimit(RLIMIT_NOFILE, &old) == 0);
+  for (int fd : fillers)
+    ::close(fd);
+  auto deadline = std::chrono::steady_clock::now() + 3s;
+  while (server.stats().connections_accepted < 1 + socks.size()
+         && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(20ms);
+  CHECK(server.stats().connections_accepted == 1 + socks.size());
+  for (int fd : socks)
+    ::close(fd);
+  server.stop();
 }
 
 } // TEST_SUITE

@@ -1,0 +1,59 @@
+#include "cqrs/protocol_op.hpp"
+
+namespace cairn::cqrs {
+
+std::string_view to_string(protocol_op op) noexcept {
+  switch (op) {
+    case protocol_op::ping:
+      return "ping";
+    case protocol_op::flush:
+      return "flush";
+    case protocol_op::ingest:
+      return "ingest";
+    case protocol_op::query:
+      return "query";
+    case protocol_op::topk:
+      return "topk";
+    case protocol_op::series:
+      return "series";
+    case protocol_op::metrics:
+      return "metrics";
+    case protocol_op::stats:
+      return "stats";
+    case protocol_op::cluster:
+      return "cluster";
+  }
+  return "?";
+}
+
+std::optional<protocol_op> from_string(std::string_view name) noexcept {
+  for (auto op : all_protocol_ops)
+    if (to_string(op) == name)
+      return op;
+  return std::nullopt;
+}
+
+bool is_barrier(protocol_op op) noexcept {
+  switch (op) {
+    case protocol_op::ping:
+    case protocol_op::ingest:
+      return false;
+    default:
+      return true;
+  }
+}
+
+const std::string& known_ops() {
+  static const std::string text = [] {
+    std::string out;
+    for (auto op : all_protocol_ops) {
+      if (!out.empty())
+        out += ", ";
+      out += to_string(op);
+    }
+    return out;
+  }();
+  return text;
+}
+
+} // namespace cairn::cqrs

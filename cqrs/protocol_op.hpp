@@ -1,0 +1,55 @@
+// protocol_op: the request ops of the client protocol (docs/protocol.md).
+//
+// One enum, one place: a new op is added here, and `unknown_op` errors list
+// the known ops from `known_ops()`. Pure values; no threads, no actors.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace cairn::cqrs {
+
+enum class protocol_op : uint8_t {
+  /// Liveness and status of the node.
+  ping,
+  /// Counts of the fire-and-forget events since the last flush (barrier).
+  flush,
+  /// A batch of events, answered once they are acknowledged.
+  ingest,
+  /// Aggregates over time buckets (barrier).
+  query,
+  /// The top series by an aggregate (barrier).
+  topk,
+  /// Series names and tags (barrier).
+  series,
+  /// Metric names (barrier).
+  metrics,
+  /// Node statistics (barrier).
+  stats,
+  /// The cluster view (barrier).
+  cluster,
+};
+
+/// Every op, in protocol order.
+inline constexpr protocol_op all_protocol_ops[] = {
+  protocol_op::ping,   protocol_op::flush,   protocol_op::ingest,
+  protocol_op::query,  protocol_op::topk,    protocol_op::series,
+  protocol_op::metrics, protocol_op::stats,  protocol_op::cluster,
+};
+
+/// The wire name of `op`, e.g. "ingest".
+std::string_view to_string(protocol_op op) noexcept;
+
+/// The op named `name` (exact, case-sensitive), or nullopt.
+[[nodiscard]] std::optional<protocol_op> from_string(std::string_view name) noexcept;
+
+/// True for ops that see every event sent before them on the connection
+/// (they wait until those are acknowledged).
+bool is_barrier(protocol_op op) noexcept;
+
+/// "ping, flush, ingest, ..." for error messages.
+const std::string& known_ops();
+
+} // namespace cairn::cqrs
