@@ -3,6 +3,7 @@
 #include "actors/messages.hpp"
 #include "actors/node.hpp"
 #include "actors/node_actor.hpp"
+#include "runtime/cluster_gate.hpp"
 #include "runtime/http_server.hpp"
 #include "runtime/journal.hpp"
 #include "runtime/log.hpp"
@@ -12,13 +13,13 @@
 #include <caf/actor_system.hpp>
 #include <caf/io/middleman.hpp>
 #include <caf/openssl/manager.hpp>
-#include <caf/openssl/publish.hpp>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include <csignal>
 #include <iostream>
+#include <optional>
 
 using namespace cairn;
 
@@ -40,7 +41,18 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
   auto settings = actors::make_node_settings(cfg);
   // stats replies show the gateway's connection figures once it runs.
   std::atomic<runtime::tcp_server*> gateway{nullptr};
-  settings->gateway_stats = [&gateway](nlohmann::json& out) {
+  std::atomic<runtime::cluster_gate*> gate_view{nullptr};
+  settings->gateway_stats = [&gateway, &gate_view](nlohmann::json& out) {
+    if (auto* gate = gate_view.load()) {
+      auto st = gate->stats();
+      out["cluster_gate"] = {{"accepted", st.accepted},
+                             {"relayed", st.relayed},
+                             {"open", st.open},
+                             {"tls_failed", st.tls_failed},
+                             {"handshake_timeouts", st.handshake_timeouts},
+                             {"frames_rejected", st.frames_rejected},
+                             {"refused", st.refused}};
+    }
     if (auto* tcp = gateway.load()) {
       auto st = tcp->stats();
       out["connections"] = {{"open", st.connections_open},
@@ -90,22 +102,36 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
     cfg.openssl_cafile = cfg.tls_ca_file;
     cfg.load<caf::openssl::manager>();
   }
+  // Declared before the actor system: it stops after CAF has closed its
+  // side of every relayed connection.
+  std::optional<runtime::cluster_gate> gate;
   caf::actor_system sys{cfg};
   actors::node node{sys, settings};
 
   // The node actor is what peers and cairn-console reach on the cluster port
-  // (loopback unless mutual TLS is configured).
+  // (loopback unless mutual TLS is configured). CAF publishes it only on an
+  // internal loopback port; the cluster gate owns the cluster port, does the
+  // TLS and checks every BASP frame (docs/cluster.md, "Cluster gate").
   auto node_actor = actors::spawn_node_actor(sys, node);
-  auto published
-    = cfg.tls_enabled()
-        ? caf::openssl::publish(node_actor, cfg.cluster_port,
-                                cfg.cluster_host.c_str(), true)
-        : sys.middleman().publish(node_actor, cfg.cluster_port,
-                                  cfg.cluster_host.c_str(), true);
+  auto published = sys.middleman().publish(node_actor, 0, "127.0.0.1", true);
   if (!published)
-    throw std::runtime_error("cannot publish on cluster port "
-                             + std::to_string(cfg.cluster_port) + ": "
+    throw std::runtime_error("cannot publish the node actor on loopback: "
                              + sys.render(published.error()));
+  runtime::cluster_gate_options gopts;
+  gopts.host = cfg.cluster_host;
+  gopts.port = cfg.cluster_port;
+  gopts.upstream_port = *published;
+  gopts.max_frame = static_cast<uint32_t>(cfg.cluster_max_frame);
+  gopts.handshake_timeout = std::chrono::milliseconds{
+    *runtime::parse_duration(cfg.handshake_timeout_text)};
+  if (cfg.tls_enabled()) {
+    gopts.tls_certificate = cfg.tls_certificate;
+    gopts.tls_key = cfg.tls_key;
+    gopts.tls_ca_file = cfg.tls_ca_file;
+  }
+  gate.emplace(std::move(gopts));
+  gate->start();
+  gate_view.store(&*gate);
 
   runtime::tcp_server_options topts;
   topts.host = cfg.bind_host;
@@ -160,10 +186,10 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
   http.stop();
   tcp.stop(std::chrono::seconds{3});
   gateway.store(nullptr);
+  gate_view.store(nullptr);
   node.shutdown();
   caf::anon_send_exit(node_actor, caf::exit_reason::user_shutdown);
-  if (!cfg.tls_enabled())
-    sys.middleman().unpublish(node_actor, *published);
+  sys.middleman().unpublish(node_actor, *published);
   spdlog::info("node {} stopped", cfg.node_name);
   return 0;
 }
