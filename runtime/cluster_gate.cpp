@@ -23,6 +23,8 @@
 #include <boost/asio/ssl.hpp>
 #include <spdlog/spdlog.h>
 
+#include <pthread.h>
+
 #include <array>
 #include <atomic>
 #include <optional>
@@ -109,14 +111,29 @@ public:
 // -- session --------------------------------------------------------------------
 
 template <class Stream>
-class gate_session : public session_base,
-                     public std::enable_shared_from_this<gate_session<Stream>> {
-public:
-  static constexpr bool is_tls = !std::is_same_v<Stream, tcp::socket>;
+inline constexpr bool is_tls_stream = !std::is_same_v<Stream, tcp::socket>;
 
-  gate_session(Stream client, std::shared_ptr<shared_state> state, uint64_t id,
+/// A TCP socket, or a TLS client stream over one, on executor `ex`.
+template <class Stream>
+Stream make_stream(const tcp::socket::executor_type& ex, shared_state& st) {
+  if constexpr (is_tls_stream<Stream>)
+    return Stream{tcp::socket{ex}, *st.tls};
+  else
+    return Stream{ex};
+}
+
+template <class Client, class Upstream>
+class gate_session
+  : public session_base,
+    public std::enable_shared_from_this<gate_session<Client, Upstream>> {
+public:
+  static constexpr bool is_tls = is_tls_stream<Client>;
+  static constexpr bool upstream_tls = is_tls_stream<Upstream>;
+
+  gate_session(Client client, std::shared_ptr<shared_state> state, uint64_t id,
                std::string peer)
-    : client_(std::move(client)), upstream_(client_.get_executor()),
+    : client_(std::move(client)),
+      upstream_(make_stream<Upstream>(client_.get_executor(), *state)),
       timer_(client_.get_executor()), state_(std::move(state)), id_(id),
       peer_(std::move(peer)),
       checker_(state_->opts.max_frame, max_handshake_payload) {
@@ -177,23 +194,47 @@ private:
   }
 
   void connect_upstream() {
-    upstream_.async_connect(state_->upstream,
-                            [self = this->shared_from_this()](error_code ec) {
-                              self->on_upstream_connect(ec);
-                            });
+    upstream_.lowest_layer().async_connect(
+      state_->upstream, [self = this->shared_from_this()](error_code ec) {
+        self->on_upstream_connect(ec);
+      });
   }
 
   void on_upstream_connect(error_code ec) {
     if (closed_)
       return;
     if (ec) {
-      spdlog::error("cluster gate: cannot reach the node's internal port "
-                    "{}: {}", state_->upstream.port(), ec.message());
+      if (state_->warnings.take())
+        spdlog::warn("{}: cannot reach {}:{}: {}", state_->opts.name,
+                     state_->upstream.address().to_string(),
+                     state_->upstream.port(), ec.message());
       close();
       return;
     }
     error_code ignored;
-    upstream_.set_option(tcp::no_delay(true), ignored);
+    upstream_.lowest_layer().set_option(tcp::no_delay(true), ignored);
+    if constexpr (upstream_tls) {
+      upstream_.async_handshake(
+        ssl::stream_base::client,
+        [self = this->shared_from_this()](error_code ec) {
+          if (self->closed_)
+            return;
+          if (ec) {
+            self->state_->tls_failed.fetch_add(1, std::memory_order_relaxed);
+            self->warn("TLS handshake with {}:{} failed: {}",
+                       self->state_->upstream.address().to_string(),
+                       self->state_->upstream.port(), ec.message());
+            self->close();
+            return;
+          }
+          self->on_upstream_ready();
+        });
+    } else {
+      on_upstream_ready();
+    }
+  }
+
+  void on_upstream_ready() {
     established_ = true;
     state_->pending.fetch_sub(1, std::memory_order_relaxed);
     state_->relayed.fetch_add(1, std::memory_order_relaxed);
@@ -309,7 +350,7 @@ private:
       }
       shutting_down_ = true;
       error_code ignored;
-      upstream_.close(ignored);
+      upstream_.lowest_layer().close(ignored);
       timer_.expires_after(shutdown_grace);
       timer_.async_wait([self = this->shared_from_this()](error_code ec) {
         if (!ec)
@@ -336,21 +377,21 @@ private:
     timer_.cancel();
     client_.lowest_layer().shutdown(tcp::socket::shutdown_both, ignored);
     client_.lowest_layer().close(ignored);
-    upstream_.close(ignored);
+    upstream_.lowest_layer().close(ignored);
     state_->sessions.remove(id_);
   }
 
   template <class... Ts>
   void warn(fmt::format_string<Ts...> fmt, Ts&&... xs) {
     if (state_->warnings.take())
-      spdlog::warn("cluster gate: {}: {}", peer_,
+      spdlog::warn("{}: {}: {}", state_->opts.name, peer_,
                    fmt::format(fmt, std::forward<Ts>(xs)...));
   }
 
   // -- member variables -------------------------------------------------------
 
-  Stream client_;
-  tcp::socket upstream_;
+  Client client_;
+  Upstream upstream_;
   asio::steady_timer timer_;
   std::shared_ptr<shared_state> state_;
   uint64_t id_;
@@ -367,13 +408,12 @@ private:
 
 // -- accepting ------------------------------------------------------------------
 
-template <class Stream>
-void launch(const std::shared_ptr<shared_state>& state, Stream stream,
+template <class Client, class Upstream = tcp::socket>
+void launch(const std::shared_ptr<shared_state>& state, Client stream,
             std::string peer) {
   auto id = state->sessions.next_id();
-  auto session = std::make_shared<gate_session<Stream>>(std::move(stream),
-                                                        state, id,
-                                                        std::move(peer));
+  auto session = std::make_shared<gate_session<Client, Upstream>>(
+    std::move(stream), state, id, std::move(peer));
   state->sessions.add(id, session);
   session->start();
 }
@@ -389,23 +429,27 @@ void on_accept(const std::shared_ptr<shared_state>& state, tcp::socket socket) {
   if (state->pending.load() >= state->opts.max_pending) {
     state->refused.fetch_add(1, std::memory_order_relaxed);
     if (state->warnings.take())
-      spdlog::warn("cluster gate: {}: refused, {} connections in their "
-                   "handshake", peer, state->opts.max_pending);
+      spdlog::warn("{}: {}: refused, {} connections in their handshake",
+                   state->opts.name, peer, state->opts.max_pending);
     socket.close(ec);
     return;
   }
   state->pending.fetch_add(1, std::memory_order_relaxed);
   state->open.fetch_add(1, std::memory_order_relaxed);
-  if (state->tls)
+  if (state->tls && state->opts.tls_upstream)
+    launch<tcp::socket, ssl::stream<tcp::socket>>(state, std::move(socket),
+                                                  std::move(peer));
+  else if (state->tls)
     launch(state, ssl::stream<tcp::socket>{std::move(socket), *state->tls},
            std::move(peer));
   else
     launch(state, std::move(socket), std::move(peer));
 }
 
-/// The server side of the mutual TLS that CAF's openssl module speaks.
+/// Either side of the mutual TLS that CAF's openssl module speaks.
 ssl::context make_tls_context(const cluster_gate_options& opts) {
-  ssl::context ctx{ssl::context::tls_server};
+  ssl::context ctx{opts.tls_upstream ? ssl::context::tls_client
+                                     : ssl::context::tls_server};
   ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2
                   | ssl::context::no_sslv3 | ssl::context::single_dh_use);
   auto load = [](const char* what, const std::string& path, auto&& f) {
@@ -424,6 +468,7 @@ ssl::context make_tls_context(const cluster_gate_options& opts) {
   load("CA file", opts.tls_ca_file, [&](error_code& ec) {
     ctx.load_verify_file(opts.tls_ca_file, ec);
   });
+  // Chain verification only, no host name check (as CAF's openssl module).
   ctx.set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert);
   // The cipher list CAF 0.17's openssl module sets on both ends.
   if (SSL_CTX_set_cipher_list(ctx.native_handle(), "HIGH:!aNULL:!MD5") != 1)
@@ -460,8 +505,15 @@ void cluster_gate::start() {
                          [state = impl_->state](tcp::socket socket) {
                            on_accept(state, std::move(socket));
                          });
-  spdlog::info("cluster gate: {} on {}:{} -> CAF on {}:{}, max frame {} bytes",
-               st.tls ? "mutual TLS" : "plain", st.opts.host, port(),
+  // A name for top -H and /proc/PID/task/*/comm: the relay's CPU is visible.
+  asio::post(st.ioc, [name = st.opts.tls_upstream ? "cluster-tunnel"
+                                                  : "cluster-gate"] {
+    pthread_setname_np(pthread_self(), name);
+  });
+  spdlog::info("{}: {} on {}:{} -> {}{}:{}, max frame {} bytes",
+               st.opts.name, st.tls && !st.opts.tls_upstream ? "mutual TLS"
+                                                             : "plain",
+               st.opts.host, port(), st.opts.tls_upstream ? "mutual TLS to " : "",
                st.opts.upstream_host, st.opts.upstream_port, st.opts.max_frame);
 }
 

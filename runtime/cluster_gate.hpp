@@ -17,6 +17,13 @@
 // untouched. In TLS mode OpenSSL runs on the gate's thread with Asio's error
 // handling, not on CAF's multiplexer thread.
 //
+// With `tls_upstream` the same machinery is a node's **outbound tunnel** to
+// one TLS peer: CAF's peer link dials the tunnel's loopback port in plain
+// BASP, the tunnel does the TLS client side towards the peer's gate. So
+// OpenSSL never runs on CAF's multiplexer thread, where CAF 0.17 leaves a
+// failed connection's errors in the thread's error queue and the next read
+// of every other TLS connection fails.
+//
 // Threading: start/stop/port/stats from any thread but an I/O thread; the
 // gate runs one I/O thread of its own.
 #pragma once
@@ -41,6 +48,12 @@ struct cluster_gate_options {
   std::string tls_certificate;
   std::string tls_key;
   std::string tls_ca_file;
+  /// With the TLS files: plain toward clients, mutual TLS (client side)
+  /// toward the upstream. A node's outbound tunnel to a TLS peer: CAF dials
+  /// it on loopback, the tunnel dials the peer's cluster gate.
+  bool tls_upstream = false;
+  /// Prefix of log lines.
+  std::string name = "cluster gate";
 };
 
 struct cluster_gate_stats {

@@ -19,7 +19,9 @@
 
 #include <csignal>
 #include <iostream>
+#include <memory>
 #include <optional>
+#include <vector>
 
 using namespace cairn;
 
@@ -95,6 +97,29 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
                  c.self_name, fmt::join(c.map->nodes(), ","),
                  c.map->version(),
                  fmt::join(c.map->owned_by(c.self_index), ","));
+  }
+  // TLS: one outbound tunnel per peer, so that CAF itself speaks plain BASP
+  // on loopback only and OpenSSL never runs on its multiplexer thread.
+  std::vector<std::unique_ptr<runtime::cluster_gate>> tunnels;
+  if (cfg.tls_enabled() && settings->cluster.enabled) {
+    for (auto& m : settings->cluster.members) {
+      if (m.name == settings->cluster.self_name)
+        continue;
+      runtime::cluster_gate_options t;
+      t.name = "cluster tunnel to " + m.name;
+      t.upstream_host = m.host;
+      t.upstream_port = m.port;
+      t.max_frame = static_cast<uint32_t>(cfg.cluster_max_frame);
+      t.handshake_timeout = std::chrono::milliseconds{
+        *runtime::parse_duration(cfg.handshake_timeout_text)};
+      t.tls_certificate = cfg.tls_certificate;
+      t.tls_key = cfg.tls_key;
+      t.tls_ca_file = cfg.tls_ca_file;
+      t.tls_upstream = true;
+      tunnels.push_back(std::make_unique<runtime::cluster_gate>(t));
+      tunnels.back()->start();
+      settings->cluster.tls_tunnels[m.name] = tunnels.back()->port();
+    }
   }
   if (cfg.tls_enabled()) {
     cfg.openssl_certificate = cfg.tls_certificate;

@@ -12,7 +12,8 @@ TLS cluster (3 nodes): a loop of bare TCP connects, garbage, half TLS
 handshakes, TLS without a client certificate, and certificate-holding
 connections sending garbage or a huge header, while queries run on every
 node: every answer is complete ("partial": false), every member stays up and
-no breaker opened (`opened` counters unchanged)."""
+no breaker opened (`opened` counters unchanged). Then one member is
+SIGKILLed: the link between the two others stays up."""
 
 import os
 import socket
@@ -73,6 +74,8 @@ def breaker_opened(cluster):
     """{(node, member): opened} over every link."""
     out = {}
     for node in cluster.nodes:
+        if not node.alive():
+            continue
         v = cluster.cluster_view(node)
         for m in v.get("members", []):
             if not m.get("self"):
@@ -352,6 +355,25 @@ def tls_part(args, chk):
                                  f"--openssl.cafile={certs}/ca.pem")
         chk.check(code == 0 and first.name in out,
                   f"console with a certificate: code {code}\n{out}\n{err}")
+        # A member SIGKILLed: the link between the other two stays up (its
+        # dialer's OpenSSL is in the outbound tunnel, not in CAF).
+        before = breaker_opened(cluster)
+        second, third = cluster.nodes[1], cluster.nodes[2]
+        third.kill()
+        cluster.wait_until(
+            lambda: all(cluster.member(cluster.cluster_view(n), third.name)
+                        .get("status") == "unreachable" for n in (first, second)),
+            30, "the others to see t3 down")
+        time.sleep(2)
+        after = breaker_opened(cluster)
+        for a, b in ((first.name, second.name), (second.name, first.name)):
+            chk.check(after.get((a, b)) == before.get((a, b)),
+                      f"{a}->{b} went down when t3 was killed: "
+                      f"{before.get((a, b))} -> {after.get((a, b))}")
+        for a in (first, second):
+            m = cluster.member(cluster.cluster_view(a), first.name if a is second
+                               else second.name)
+            chk.check(m.get("status") == "up", f"{a.name}: {m}")
     except h.TestFailure as e:
         chk.check(False, str(e))
     finally:
