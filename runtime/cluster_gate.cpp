@@ -1,11 +1,13 @@
 // cluster_gate: one `gate_session` per accepted connection, templated on the
-// client stream (plain tcp::socket or ssl::stream<tcp::socket>), all its
-// handlers on the strand of its socket. The listener, the session registry
+// client and the upstream stream (plain tcp::socket or
+// ssl::stream<tcp::socket>: TLS server side for the public gate, TLS client
+// side for an outbound tunnel), all its handlers on the strand of its socket. The listener, the session registry
 // and the stop sequence are the ones tcp_server and http_server use.
 //
 // Per session: `pending_` holds the client's bytes until its first frame
-// (the client handshake) is complete; then the upstream (CAF) connection is
-// opened, `pending_` written, and two pumps run: client -> checker ->
+// (the client handshake) is complete; then the upstream connection (CAF's
+// internal port, or the peer's gate with TLS) is opened, `pending_` written,
+// and two pumps run: client -> checker ->
 // upstream, and upstream -> client. Each pump has one read or one write
 // outstanding, so a slow reader on either side stops the other side's
 // reading and TCP pushes back. Whatever fails, `close` ends both sockets of
