@@ -24,6 +24,7 @@
 #include <atomic>
 #include <functional>
 #include <chrono>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -58,6 +59,9 @@ struct cluster_settings {
   size_t credits = 8;
   size_t hints_max_bytes = 256u << 20;
   bool tls = false;
+  /// TLS: member name -> loopback port of this node's outbound tunnel to it
+  /// (docs/cluster.md, "Cluster gate"); the link dials that in plain BASP.
+  std::map<std::string, uint16_t> tls_tunnels;
   /// The hinted-handoff store (<storage.path>/hints; null = in memory).
   std::shared_ptr<runtime::journal> hints;
   /// Who holds unapplied hinted writes for which partition, cluster-wide

@@ -537,13 +537,18 @@ void try_connect(link_pointer self) {
   st.connecting = true;
   ++st.attempts;
   auto& sys = self->system();
-  auto mm = st.cluster().tls ? sys.openssl_manager().actor_handle()
-                             : sys.middleman().actor_handle();
+  // TLS: through this node's outbound tunnel on loopback (docs/cluster.md).
+  auto tunnel = st.cluster().tls_tunnels.find(st.addr.name);
+  bool tunneled = tunnel != st.cluster().tls_tunnels.end();
+  auto mm = st.cluster().tls && !tunneled
+              ? sys.openssl_manager().actor_handle()
+              : sys.middleman().actor_handle();
   auto timeout = std::max<std::chrono::milliseconds>(
     2s, st.cluster().connection_timeout);
   self
-    ->request(mm, timeout, caf::connect_atom::value, st.addr.host,
-              st.addr.port)
+    ->request(mm, timeout, caf::connect_atom::value,
+              tunneled ? std::string{"127.0.0.1"} : st.addr.host,
+              tunneled ? tunnel->second : st.addr.port)
     .then(
       [self, timeout](const caf::node_id& nid, caf::strong_actor_ptr& ptr,
                       const std::set<std::string>&) {

@@ -120,6 +120,11 @@ node_config::node_config() {
          "cap of the doubling open -> half-open delay")
     .add(hints_max_bytes, "hints-max-bytes",
          "bound of the hinted-handoff queue (bytes, all peers)")
+    .add(cluster_max_frame, "max-frame",
+         "largest BASP payload (bytes) a cluster-port client may announce")
+    .add(handshake_timeout_text, "handshake-timeout",
+         "cluster-port connections must finish TLS and the BASP handshake "
+         "within this")
     // Flat keys: a nested [cairn.cluster.tls] INI section would replace the
     // whole [cairn.cluster] section in CAF 0.17.
     .add(tls_certificate, "tls-certificate",
@@ -525,6 +530,11 @@ void node_config::validate() const {
   duration("cairn.cluster.reconnect-max", reconnect_max_text);
   duration("cairn.cluster.breaker-reset", breaker_reset_text);
   duration("cairn.cluster.breaker-reset-max", breaker_reset_max_text);
+  duration("cairn.cluster.handshake-timeout", handshake_timeout_text);
+  if (*parse_duration(handshake_timeout_text) <= 0)
+    fail("cairn.cluster.handshake-timeout", "must be > 0");
+  if (cluster_max_frame < 1024 || cluster_max_frame > 0xFFFFFFFFu)
+    fail("cairn.cluster.max-frame", "must be 1024 .. 4294967295");
   positive("cairn.cluster.credits", cluster_credits);
   positive("cairn.cluster.breaker-failures", breaker_failures);
   positive("cairn.cluster.hints-max-bytes", hints_max_bytes);

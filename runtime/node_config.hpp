@@ -122,6 +122,11 @@ public:
   std::string breaker_reset_text = "500ms";
   std::string breaker_reset_max_text = "10s";
   size_t hints_max_bytes = 256u << 20;  ///< per node, all peers together
+  /// cairn.cluster.max-frame: largest BASP payload a cluster-port client
+  /// may announce (the cluster gate closes the connection above it).
+  size_t cluster_max_frame = 64u << 20;
+  /// cairn.cluster.handshake-timeout: TLS + BASP client handshake deadline.
+  std::string handshake_timeout_text = "5s";
   std::string tls_certificate;  ///< PEM; all three set = mutual TLS
   std::string tls_key;
   std::string tls_ca_file;

@@ -3,6 +3,7 @@
 #include "actors/messages.hpp"
 #include "actors/node.hpp"
 #include "actors/node_actor.hpp"
+#include "runtime/cluster_gate.hpp"
 #include "runtime/detail/listener.hpp"
 #include "runtime/fd_limit.hpp"
 #include "runtime/http_server.hpp"
@@ -14,7 +15,6 @@
 #include <caf/actor_system.hpp>
 #include <caf/io/middleman.hpp>
 #include <caf/openssl/manager.hpp>
-#include <caf/openssl/publish.hpp>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -22,6 +22,9 @@
 #include <csignal>
 #include <functional>
 #include <iostream>
+#include <memory>
+#include <optional>
+#include <vector>
 #include <stdexcept>
 
 using namespace cairn;
@@ -161,8 +164,20 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
   http.bind();
   check_bindable(cfg.cluster_host, cfg.cluster_port, "cairn.cluster.port");
 
-  // stats replies show the gateway's connection figures once it runs.
-  settings->gateway_stats = [&gateway](nlohmann::json& out) {
+  // stats replies show the gateway's and the cluster gate's connection
+  // figures once they run.
+  std::atomic<runtime::cluster_gate*> gate_view{nullptr};
+  settings->gateway_stats = [&gateway, &gate_view](nlohmann::json& out) {
+    if (auto* gate = gate_view.load()) {
+      auto st = gate->stats();
+      out["cluster_gate"] = {{"accepted", st.accepted},
+                             {"relayed", st.relayed},
+                             {"open", st.open},
+                             {"tls_failed", st.tls_failed},
+                             {"handshake_timeouts", st.handshake_timeouts},
+                             {"frames_rejected", st.frames_rejected},
+                             {"refused", st.refused}};
+    }
     if (auto* tcp = gateway.load()) {
       auto st = tcp->stats();
       out["connections"] = {{"open", st.connections_open},
@@ -207,37 +222,79 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
                  c.map->version(),
                  fmt::join(c.map->owned_by(c.self_index), ","));
   }
+  // TLS: one outbound tunnel per peer, so that CAF itself speaks plain BASP
+  // on loopback only and OpenSSL never runs on its multiplexer thread
+  // (docs/cluster.md, "Cluster gate").
+  auto handshake_timeout = std::chrono::milliseconds{
+    *runtime::parse_duration(cfg.handshake_timeout_text)};
+  std::vector<std::unique_ptr<runtime::cluster_gate>> tunnels;
+  if (cfg.tls_enabled() && settings->cluster.enabled) {
+    for (auto& m : settings->cluster.members) {
+      if (m.name == settings->cluster.self_name)
+        continue;
+      runtime::cluster_gate_options t;
+      t.name = "cluster tunnel to " + m.name;
+      t.upstream_host = m.host;
+      t.upstream_port = m.port;
+      t.max_frame = static_cast<uint32_t>(cfg.cluster_max_frame);
+      t.handshake_timeout = handshake_timeout;
+      t.tls_certificate = cfg.tls_certificate;
+      t.tls_key = cfg.tls_key;
+      t.tls_ca_file = cfg.tls_ca_file;
+      t.tls_upstream = true;
+      tunnels.push_back(std::make_unique<runtime::cluster_gate>(t));
+      tunnels.back()->start();
+      settings->cluster.tls_tunnels[m.name] = tunnels.back()->port();
+    }
+  }
   if (cfg.tls_enabled()) {
     cfg.openssl_certificate = cfg.tls_certificate;
     cfg.openssl_key = cfg.tls_key;
     cfg.openssl_cafile = cfg.tls_ca_file;
     cfg.load<caf::openssl::manager>();
   }
+  // Declared before the actor system: it stops after CAF has closed its
+  // side of every relayed connection.
+  std::optional<runtime::cluster_gate> gate;
   caf::actor_system sys{cfg};
   actors::node node{sys, settings};
   node_ptr = &node;
 
-  // The node actor is what peers and cairn-console reach on the cluster port
-  // (loopback unless mutual TLS is configured).
+  // The node actor is what peers and cairn-console reach on the cluster
+  // port. CAF publishes it only on an internal loopback port; the cluster
+  // gate owns the cluster port, does the TLS and checks every BASP frame
+  // (docs/cluster.md, "Cluster gate").
   auto node_actor = actors::spawn_node_actor(sys, node);
   scope_exit teardown{[&] {
     http.stop();
     tcp.stop(std::chrono::seconds{3});
     gateway.store(nullptr);
+    gate_view.store(nullptr);
     node.shutdown();
     caf::anon_send_exit(node_actor, caf::exit_reason::user_shutdown);
   }};
-  auto published
-    = cfg.tls_enabled()
-        ? caf::openssl::publish(node_actor, cfg.cluster_port,
-                                cfg.cluster_host.c_str(), true)
-        : sys.middleman().publish(node_actor, cfg.cluster_port,
-                                  cfg.cluster_host.c_str(), true);
+  auto published = sys.middleman().publish(node_actor, 0, "127.0.0.1", true);
   if (!published)
-    throw startup_error("cannot listen on " + cfg.cluster_host + ":"
-                        + std::to_string(cfg.cluster_port)
-                        + " (cairn.cluster.port): "
+    throw startup_error("cannot publish the node actor on loopback: "
                         + sys.render(published.error()));
+  runtime::cluster_gate_options gopts;
+  gopts.host = cfg.cluster_host;
+  gopts.port = cfg.cluster_port;
+  gopts.upstream_port = *published;
+  gopts.max_frame = static_cast<uint32_t>(cfg.cluster_max_frame);
+  gopts.handshake_timeout = handshake_timeout;
+  if (cfg.tls_enabled()) {
+    gopts.tls_certificate = cfg.tls_certificate;
+    gopts.tls_key = cfg.tls_key;
+    gopts.tls_ca_file = cfg.tls_ca_file;
+  }
+  gate.emplace(std::move(gopts));
+  try {
+    gate->start();
+  } catch (const std::exception& e) {
+    throw startup_error(e.what());  // names the port and option already
+  }
+  gate_view.store(&*gate);
 
   tcp.start();
   gateway.store(&tcp);
@@ -254,8 +311,7 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
   settings->status = actors::node_status::stopping;
   teardown.f();
   teardown.f = nullptr;
-  if (!cfg.tls_enabled())
-    sys.middleman().unpublish(node_actor, *published);
+  sys.middleman().unpublish(node_actor, *published);
   spdlog::info("node {} stopped", cfg.node_name);
   return 0;
 }

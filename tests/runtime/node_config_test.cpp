@@ -262,4 +262,26 @@ TEST_CASE("validate checks ranges and the timeouts") {
   CHECK(node_config::duration_of("5m") == std::chrono::minutes{5});
 }
 
+TEST_CASE("cluster gate options: max-frame and handshake-timeout") {
+  node_config defaults;
+  CHECK(defaults.cluster_max_frame == 64u << 20);
+  CHECK(defaults.handshake_timeout_text == "5s");
+  node_config cfg;
+  args a{{"--cairn.cluster.max-frame=1048576",
+          "--cairn.cluster.handshake-timeout=750ms"}};
+  REQUIRE(!cfg.parse(a.argc(), a.argv()));
+  CHECK(cfg.cluster_max_frame == 1048576);
+  CHECK(cfg.handshake_timeout_text == "750ms");
+  CHECK_NOTHROW(cfg.validate());
+  auto bad = [](auto mutate) {
+    node_config c;
+    mutate(c);
+    CHECK_THROWS_AS(c.validate(), std::invalid_argument);
+  };
+  bad([](node_config& c) { c.cluster_max_frame = 100; });
+  bad([](node_config& c) { c.cluster_max_frame = size_t{1} << 32; });
+  bad([](node_config& c) { c.handshake_timeout_text = "0"; });
+  bad([](node_config& c) { c.handshake_timeout_text = "soon"; });
+}
+
 } // TEST_SUITE
