@@ -179,6 +179,15 @@ bool usable(link_pointer self) {
          && st.breaker.state(clock_type::now()) == runtime::breaker_state::closed;
 }
 
+/// Connected with a closed breaker, but the peer has not said `ready` on
+/// this connection yet (the ping is out): writes wait for it, within their
+/// deadline, rather than go to the hint queue.
+bool about_to_be_usable(link_pointer self) {
+  auto& st = self->state;
+  return st.remote && !st.peer_ready
+         && st.breaker.state(clock_type::now()) == runtime::breaker_state::closed;
+}
+
 /// True if `err` says the owner is still recovering (not a fault of the
 /// link: nothing for the breaker, wait for `ready`).
 bool is_recovering(const caf::error& err) {
@@ -458,6 +467,9 @@ void pump(link_pointer self) {
   auto& st = self->state;
   auto now = clock_type::now();
   while (!st.waiting.empty()) {
+    if (st.hints.empty() && about_to_be_usable(self)
+        && st.waiting.front()->deadline > now)
+      return;  // the readiness ping answers soon; the tick pumps again
     if (!st.hints.empty() || !usable(self)
         || st.waiting.front()->deadline <= now) {
       auto item = std::move(st.waiting.front());
@@ -732,7 +744,9 @@ caf::behavior link_impl(link_pointer self, settings_ptr s, uint32_t index,
       item->deadline = clock_type::now() + st.cluster().ingest_timeout;
       item->promise = self->make_response_promise();
       auto rp = item->promise;
-      if (!st.hints.empty() || !usable(self))
+      if (st.hints.empty() && about_to_be_usable(self))
+        st.waiting.push_back(item);
+      else if (!st.hints.empty() || !usable(self))
         to_hint(self, item);
       else if (st.in_flight.size() < st.cluster().credits && st.waiting.empty())
         send_live(self, item);

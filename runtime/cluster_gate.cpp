@@ -79,7 +79,8 @@ struct shared_state {
   cluster_gate_options opts;
   asio::io_context ioc{1};
   std::optional<ssl::context> tls;
-  tcp::endpoint upstream;
+  /// "host:port" of the upstream, for messages.
+  std::string upstream_name;
   detail::session_registry<session_base> sessions;
   log_budget warnings{10};
 
@@ -189,10 +190,25 @@ private:
     read_client();
   }
 
+  /// Resolves the upstream for every connection (a peer's name may not
+  /// resolve yet when this node starts, e.g. a pod not scheduled yet), then
+  /// connects to the first address that answers.
   void connect_upstream() {
-    upstream_.lowest_layer().async_connect(
-      state_->upstream, [self = this->shared_from_this()](error_code ec) {
-        self->on_upstream_connect(ec);
+    auto resolver = std::make_shared<tcp::resolver>(client_.get_executor());
+    resolver->async_resolve(
+      state_->opts.upstream_host, std::to_string(state_->opts.upstream_port),
+      [self = this->shared_from_this(), resolver](
+        error_code ec, tcp::resolver::results_type results) {
+        if (self->closed_)
+          return;
+        if (ec) {
+          self->on_upstream_connect(ec);
+          return;
+        }
+        asio::async_connect(self->upstream_.lowest_layer(), results,
+                            [self](error_code ec, const tcp::endpoint&) {
+                              self->on_upstream_connect(ec);
+                            });
       });
   }
 
@@ -201,9 +217,8 @@ private:
       return;
     if (ec) {
       if (state_->warnings.take())
-        spdlog::warn("{}: cannot reach {}:{}: {}", state_->opts.name,
-                     state_->upstream.address().to_string(),
-                     state_->upstream.port(), ec.message());
+        spdlog::warn("{}: cannot reach {}: {}", state_->opts.name,
+                     state_->upstream_name, ec.message());
       close();
       return;
     }
@@ -217,9 +232,8 @@ private:
             return;
           if (ec) {
             self->state_->tls_failed.fetch_add(1, std::memory_order_relaxed);
-            self->warn("TLS handshake with {}:{} failed: {}",
-                       self->state_->upstream.address().to_string(),
-                       self->state_->upstream.port(), ec.message());
+            self->warn("TLS handshake with {} failed: {}",
+                       self->state_->upstream_name, ec.message());
             self->close();
             return;
           }
@@ -494,9 +508,8 @@ void cluster_gate::start() {
   auto& st = *impl_->state;
   if (!st.opts.tls_certificate.empty())
     st.tls.emplace(make_tls_context(st.opts));
-  st.upstream = detail::resolve_endpoint(st.ioc, st.opts.upstream_host,
-                                         st.opts.upstream_port,
-                                         "cluster gate");
+  st.upstream_name = st.opts.upstream_host + ":"
+                     + std::to_string(st.opts.upstream_port);
   impl_->lifecycle.start(st.ioc, st.opts.host, st.opts.port,
                          st.opts.tls_upstream ? st.opts.name
                                               : std::string{"cairn.cluster.port"},

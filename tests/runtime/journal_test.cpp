@@ -504,6 +504,12 @@ TEST_CASE("every acknowledged append survives SIGKILL (sync = always)") {
     };
     while (std::chrono::steady_clock::now() < deadline)
       drain(10);
+    // On a loaded machine the child may not have started appending yet:
+    // the kill must land while appends are acknowledged, so wait for the
+    // first ones (bounded) rather than kill an idle child.
+    auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds{30};
+    while (round_acks < 50 && std::chrono::steady_clock::now() < give_up)
+      drain(10);
     // Kill mid-flight (acks keep flowing until the signal lands).
     REQUIRE(::kill(pid, SIGKILL) == 0);
     while (drain(1000)) {
