@@ -98,6 +98,26 @@ void ddsketch::store::add(int32_t index, uint64_t n) {
   }
 }
 
+void ddsketch::store::clear() noexcept {
+  if (dense_) {
+    counts_.clear();
+    counts_.shrink_to_fit();
+    offset_ = 0;
+    dense_ = false;
+  }
+  sparse_.clear();
+  total_ = 0;
+}
+
+size_t ddsketch::store::bins() const noexcept {
+  if (!dense_)
+    return sparse_.size();
+  size_t n = 0;
+  for (auto c : counts_)
+    n += c != 0 ? 1 : 0;
+  return n;
+}
+
 void ddsketch::store::make_dense() {
   if (dense_ || sparse_.empty())
     return;
@@ -192,6 +212,32 @@ void ddsketch::add_indexed(int32_t index, bool negative, bool zero) {
     negative_.add(index);
   else
     positive_.add(index);
+}
+
+void ddsketch::add_bin(bool negative, int32_t index, uint64_t n) {
+  count_ += n;
+  (negative ? negative_ : positive_).add(index, n);
+}
+
+void ddsketch::clear() noexcept {
+  count_ = 0;
+  zero_count_ = 0;
+  positive_.clear();
+  negative_.clear();
+}
+
+bool ddsketch::is_single(double v, const ddsketch_mapping& m) const noexcept {
+  if (count_ != 1)
+    return false;
+  auto a = std::fabs(v);
+  if (!(a >= ddsketch_mapping::min_indexable()))
+    return zero_count_ == 1;
+  auto& s = v < 0 ? negative_ : positive_;
+  if (s.total() != 1)
+    return false;
+  int32_t found = 0;
+  s.for_each([&](int32_t i, uint64_t) { found = i; });
+  return found == m.index(a);
 }
 
 void ddsketch::merge(const ddsketch& other) {
