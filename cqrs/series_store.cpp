@@ -212,6 +212,7 @@ struct series_store::impl {
   millis horizon = 2000;
   closed_handler handler;
   std::vector<closed_bucket> closed;
+  std::function<void(uint64_t, bool)> series_handler;
 
   impl(tier_set t, ddsketch_mapping m)
     : tiers(std::move(t)), mapping(m) {}
@@ -338,6 +339,10 @@ struct series_store::impl {
     }
     td.open.erase(td.open.begin() + static_cast<ptrdiff_t>(first),
                   td.open.begin() + static_cast<ptrdiff_t>(n));
+    // A burst (history sent fast, batches of two parsers interleaving) can
+    // grow `open`; give the memory back once it is sealed.
+    if (td.open.capacity() > 8 && td.open.size() * 4 < td.open.capacity())
+      td.open.shrink_to_fit();
     return n - first;
   }
 
@@ -352,7 +357,7 @@ struct series_store::impl {
         // one check here), then open it.
         if (!open.empty() && sealable(open.front().start,
                                       tiers[tier].resolution))
-          seal_tier(rec, tier, open.size() < 64);
+          seal_tier(rec, tier, open.size() < 8);
         open.push_back(open_entry{start, {}, false});
         ++buckets;
         return open.back().b;
@@ -378,7 +383,14 @@ struct series_store::impl {
 
   void apply(std::string_view key, uint64_t hash, millis ts, double value) {
     auto it = index.find(key_ref{key, hash});
-    auto id = it != index.end() ? it->second : add_series(key);
+    uint32_t id = 0;
+    if (it != index.end()) {
+      id = it->second;
+    } else {
+      id = add_series(key);
+      if (series_handler)
+        series_handler(hash, true);
+    }
     // One logarithm per event, shared by all tiers.
     auto a = std::fabs(value);
     bool zero = !(a >= ddsketch_mapping::min_indexable());
@@ -484,6 +496,17 @@ void series_store::on_closed(closed_handler handler) {
   impl_->closed.clear();
 }
 
+void series_store::on_series(
+  std::function<void(uint64_t hash, bool added)> handler) {
+  impl_->series_handler = std::move(handler);
+}
+
+void series_store::for_each_key(
+  const std::function<void(std::string_view)>& f) const {
+  for (auto& rec : impl_->series)
+    f(*rec.key);
+}
+
 size_t series_store::evict(millis now) {
   auto& s = *impl_;
   s.flush_closed();
@@ -527,6 +550,8 @@ size_t series_store::evict(millis now) {
     bool empty = std::all_of(rec.tiers.begin(), rec.tiers.end(),
                              [](auto& td) { return td.empty(); });
     if (empty) {
+      if (s.series_handler)
+        s.series_handler(series_hash(*rec.key), false);
       s.index.erase(*rec.key);
     } else {
       s.index.find(*rec.key)->second = static_cast<uint32_t>(kept.size());
@@ -832,6 +857,7 @@ bool series_store::decode(std::string_view in) {
   if (!in.empty())
     return false;
   fresh.handler = std::move(s.handler);
+  fresh.series_handler = std::move(s.series_handler);
   s = std::move(fresh);
   return true;
 }

@@ -103,6 +103,14 @@ public:
   /// end of apply and seal, on the caller's thread.
   void on_closed(closed_handler handler);
 
+  /// Installs a handler told about every series created (added = true) or
+  /// removed by eviction (false), by series_hash of its key; for the
+  /// node's series_registry. Called synchronously inside apply and evict.
+  void on_series(std::function<void(uint64_t hash, bool added)> handler);
+
+  /// Calls f(key) for every series.
+  void for_each_key(const std::function<void(std::string_view)>& f) const;
+
   // -- read side --------------------------------------------------------------
 
   void query(const query_spec& q, query_partial& out) const;
