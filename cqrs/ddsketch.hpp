@@ -130,7 +130,7 @@ public:
     std::vector<std::pair<int32_t, uint64_t>> sparse_;
     // dense form: counts_[i] is the count of bin offset_ + i
     int32_t offset_ = 0;
-    std::vector<uint64_t> counts_;
+    std::vector<uint32_t> counts_;
   };
 
   const store& positive() const noexcept { return positive_; }

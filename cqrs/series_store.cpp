@@ -56,6 +56,9 @@ struct open_entry {
   millis start;
   bucket b;
   bool reopened = false;
+  /// Changed since the last seal pass: a bucket still being written (a
+  /// backfill sent faster than real time) waits for a quiet pass.
+  bool touched = true;
 };
 
 /// The buckets of one series in one tier: sealed blocks (ascending,
@@ -301,7 +304,9 @@ struct series_store::impl {
   /// Seals the open entries of `td` that are due. `inline_only`: the cheap
   /// in-order case of the ingest path (stops at the first reopened or late
   /// entry, which the periodic pass handles). Returns buckets sealed.
-  size_t seal_tier(series_record& rec, size_t tier, bool inline_only) {
+  size_t seal_tier(series_record& rec, size_t tier, bool inline_only,
+                   bool quiet_only = false,
+                   millis before = std::numeric_limits<millis>::max()) {
     auto& td = rec.tiers[tier];
     auto res = tiers[tier].resolution;
     // Entries below the eviction floor (events older than the retention)
@@ -312,8 +317,13 @@ struct series_store::impl {
     size_t n = first;
     auto until = td.sealed_until();
     while (n < td.open.size() && sealable(td.open[n].start, res)
-           && (!inline_only || td.open[n].start > until))
+           && (!inline_only || td.open[n].start > until)
+           && !(quiet_only && td.open[n].touched)
+           && td.open[n].start < before)
       ++n;
+    if (quiet_only)
+      for (size_t k = n; k < td.open.size(); ++k)
+        td.open[k].touched = false;
     if (n == first)
       return 0;
     // Late entries (start <= sealed_until) come first: they go into the
@@ -354,23 +364,29 @@ struct series_store::impl {
     if (open.empty() || open.back().start < start) {
       if (start > td.sealed_until()) {
         // A new window: first seal what is due (the in-order case costs
-        // one check here), then open it.
-        if (!open.empty() && sealable(open.front().start,
-                                      tiers[tier].resolution))
-          seal_tier(rec, tier, open.size() < 8);
-        open.push_back(open_entry{start, {}, false});
+        // one check here), then open it. The window before the new one
+        // stays open: batches of two parsers interleave around a window
+        // boundary, and a backfill must not reopen what it just sealed.
+        auto res = tiers[tier].resolution;
+        if (!open.empty() && sealable(open.front().start, res)
+            && open.front().start < start - res)
+          seal_tier(rec, tier, open.size() < 8, false, start - res);
+        open.push_back(open_entry{start, {}, false, true});
         ++buckets;
         return open.back().b;
       }
     } else if (open.back().start == start) {
+      open.back().touched = true;
       return open.back().b;
     }
     auto it = std::lower_bound(open.begin(), open.end(), start,
                                tier_data::before);
-    if (it != open.end() && it->start == start)
+    if (it != open.end() && it->start == start) {
+      it->touched = true;
       return it->b;
+    }
     // A window before the newest open one, or in the sealed range.
-    open_entry e{start, {}, false};
+    open_entry e{start, {}, false, true};
     if (start <= td.sealed_until()
         && td.find_sealed(start, tiers[tier].resolution, mapping, e.b))
       e.reopened = true;
@@ -480,7 +496,7 @@ size_t series_store::seal(millis now) {
   size_t n = 0;
   for (auto& rec : s.series)
     for (size_t i = 0; i < s.tiers.size(); ++i)
-      n += s.seal_tier(rec, i, false);
+      n += s.seal_tier(rec, i, false, true);
   s.flush_closed();
   return n;
 }
@@ -831,7 +847,7 @@ bool series_store::decode(std::string_view in) {
         int64_t delta = 0;
         uint64_t flag = 0;
         std::string_view flag_byte;
-        open_entry e{0, {}, false};
+        open_entry e{0, {}, false, false};  // not being written
         if (!r.svarint(delta))
           return false;
         if (version == format_version) {

@@ -91,8 +91,10 @@ public:
   void set_clock(millis now) noexcept;
 
   /// Seal pass: sets the clock and seals every open bucket whose window
-  /// ended at least seal_after ago, re-encoding blocks for reopened ones.
-  /// Returns the number of buckets sealed.
+  /// ended at least seal_after ago and that no event changed since the
+  /// previous pass (a backfill faster than real time keeps the bucket it
+  /// writes open), re-encoding blocks for reopened ones. Returns the number
+  /// of buckets sealed.
   size_t seal(millis now);
 
   /// The lateness horizon (default 2 s, `cairn.ingest.seal-after`).
