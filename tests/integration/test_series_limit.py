@@ -63,7 +63,7 @@ def check(node, chk, restarted=False):
                   f"flush 2: {r}")
         # The ingest request: per-event errors at the right indexes.
         events = [json.loads(ev(3, now - 800)), json.loads(ev(77, now - 800)),
-                  {"metric": "lim.m"},  # invalid: no value
+                  {"metric": "lim.m", "value": "nope"},  # invalid value
                   json.loads(ev(4, now - 800)), json.loads(ev(78, now - 800))]
         r = c.request({"op": "ingest", "events": events})
         idx = {e["index"]: e["code"] for e in r.get("errors", [])}
