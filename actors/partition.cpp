@@ -26,6 +26,7 @@
 #include <stdexcept>
 #include <unordered_set>
 
+#include <malloc.h>
 #include <unistd.h>
 
 namespace cairn::actors {
@@ -553,6 +554,11 @@ partition_actor::behavior_type partition_impl(partition_pointer self,
       st.keys->expire(now);
       if (st.ticks++ % 5 == 0)
         st.update_memory_gauges();
+      // Sealing frees many small allocations (open buckets, grown block
+      // buffers); glibc keeps freed pages of its arenas. Hand them back to
+      // the OS now and then (one partition does it for the process).
+      if (st.id == 0 && st.ticks % 10 == 0)
+        malloc_trim(0);
       if (st.journal() && !st.recovering
           && std::chrono::steady_clock::now() - st.last_snapshot
                >= st.settings->snapshot_interval)

@@ -105,8 +105,10 @@ def templates(args):
 
 def fill(node, args, tmpl):
     """Sends the history oldest first; returns the number of events sent."""
-    now = H.now_ms()
-    start_sec = now // 1000 - args.history
+    # Second k of the history is stamped relative to the moment it is
+    # sent (now - (history - k) s): faster than real time, the timeline
+    # stays ascending, and when the fill ends the last `history` seconds
+    # before now are exactly covered however long the fill took.
     sock = socket.create_connection(("127.0.0.1", node.tcp_port))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
     counts = {"errors": 0}
@@ -116,7 +118,8 @@ def fill(node, args, tmpl):
     sent = 0
     t0 = time.time()
     for sec in range(args.history):
-        sock.sendall(tmpl[sec % len(tmpl)].replace(b"@@@@@@@@@@", b"%d" % (start_sec + sec)))
+        stamp = H.now_ms() // 1000 - (args.history - sec)
+        sock.sendall(tmpl[sec % len(tmpl)].replace(b"@@@@@@@@@@", b"%d" % stamp))
         sent += per_second
         if sec % 600 == 599:
             H.log(f"  sent {sent:,} events ({sent / (time.time() - t0):,.0f}/s)")
