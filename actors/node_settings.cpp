@@ -50,6 +50,10 @@ std::shared_ptr<node_settings> make_node_settings(
   s->limits.max_age = s->tiers.max_retention();
   s->limits.max_future = duration_option("cairn.ingest.max-future",
                                          cfg.max_future_text);
+  s->seal_after = duration_option("cairn.ingest.seal-after",
+                                  cfg.seal_after_text);
+  s->max_series = cfg.max_series;
+  s->series_registry = std::make_shared<cqrs::series_registry>(cfg.max_series);
   s->snapshot_every_events = cfg.snapshot_every_events;
   s->snapshot_interval = std::chrono::milliseconds{
     duration_option("cairn.snapshot.interval", cfg.snapshot_interval_text)};

@@ -14,6 +14,7 @@
 #include "cqrs/ddsketch.hpp"
 #include "cqrs/event_parser.hpp"
 #include "cqrs/partition_map.hpp"
+#include "cqrs/series_registry.hpp"
 #include "cqrs/tier.hpp"
 #include "runtime/circuit_breaker.hpp"
 #include "runtime/metrics.hpp"
@@ -93,6 +94,13 @@ struct node_settings {
   /// Period of a partition's housekeeping tick: retention eviction and the
   /// time-based snapshot check (so snapshot intervals >= 1 s are honoured).
   std::chrono::milliseconds evict_interval{1000};
+  /// Lateness horizon of the compact store (cairn.ingest.seal-after).
+  cqrs::millis seal_after = 2000;
+  /// Series per node (cairn.limits.max-series, 0 = none).
+  size_t max_series = 0;
+  /// The series of this node's partitions, for the cardinality guard:
+  /// partitions insert/erase, parsers check (thread-safe).
+  std::shared_ptr<cqrs::series_registry> series_registry;
 
   // -- persistence (valid when journal != nullptr) ----------------------------
   std::shared_ptr<runtime::journal> journal;

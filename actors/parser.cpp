@@ -14,6 +14,8 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include <memory>
 #include <optional>
 
@@ -132,6 +134,37 @@ void dispatch_pending(parser_pointer self, const job_ptr& j) {
     });
 }
 
+/// The cardinality guard (cqrs/series_registry.hpp, docs/protocol.md
+/// `too_many_series`): false if the event of series `hash` would create a
+/// series on this node past cairn.limits.max-series. Events for partitions
+/// of other nodes are left to their owner. Logs at most once a minute.
+bool admitted(parser_pointer self, uint64_t hash, cqrs::millis now) {
+  auto& st = self->state;
+  auto& reg = *st.settings->series_registry;
+  if (reg.limit() == 0 || reg.size() < reg.limit())
+    return true;
+  if (!st.settings->cluster.local(
+        cqrs::partition_of(hash, st.settings->partitions))
+      || reg.admits(hash))
+    return true;
+  reg.rejected.fetch_add(1, std::memory_order_relaxed);
+  if (reg.should_log(now))
+    spdlog::warn("series limit reached: {} series on this node "
+                 "(cairn.limits.max-series = {}); events that would create "
+                 "a new series are rejected with too_many_series ({} so far)",
+                 reg.size(), reg.limit(), reg.rejected.load());
+  return false;
+}
+
+cqrs::problem too_many_series(parser_pointer self) {
+  auto& reg = *self->state.settings->series_registry;
+  return {cqrs::error_code::too_many_series,
+          "the event would create a new series, and this node already holds "
+            + std::to_string(reg.size()) + " series (cairn.limits.max-series = "
+            + std::to_string(reg.limit())
+            + "); events of existing series are still accepted"};
+}
+
 json request_id(const json& req) {
   if (req.is_object())
     if (auto i = req.find("id"); i != req.end())
@@ -155,6 +188,33 @@ void handle_ingest(parser_pointer self, const job_ptr& j,
     return;
   }
   auto key = std::move(r.idempotency_key);
+  // The cardinality guard rejects events one by one like validation does:
+  // entries are the request's events minus r.rejected, in order.
+  auto& reg = *st.settings->series_registry;
+  if (reg.limit() != 0 && reg.size() >= reg.limit()) {
+    size_t index = 0;
+    size_t next_rejected = 0;
+    size_t kept = 0;
+    std::vector<std::pair<size_t, cqrs::problem>> guarded;
+    for (auto& e : batch.entries) {
+      while (next_rejected < r.rejected.size()
+             && r.rejected[next_rejected].first == index) {
+        ++next_rejected;
+        ++index;
+      }
+      if (admitted(self, e.hash, j->now))
+        batch.entries[kept++] = e;
+      else
+        guarded.emplace_back(index, too_many_series(self));
+      ++index;
+    }
+    batch.entries.resize(kept);
+    if (!guarded.empty()) {
+      r.rejected.insert(r.rejected.end(), guarded.begin(), guarded.end());
+      std::sort(r.rejected.begin(), r.rejected.end(),
+                [](auto& x, auto& y) { return x.first < y.first; });
+    }
+  }
   auto errors = json::array();
   for (auto& [index, p] : r.rejected)
     errors.push_back({{"index", index},
@@ -329,6 +389,11 @@ void process(parser_pointer self, const job_ptr& j) {
           j->emit(line_error_reply(
             line_no, {cqrs::error_code::unavailable,
                       std::string{"node is "} + to_string(status)}));
+        } else if (!admitted(self, j->pending.entries.back().hash, j->now)) {
+          j->pending.entries.pop_back();
+          j->c.conn->rejected.fetch_add(1);
+          st.rejected->fetch_add(1);
+          j->emit(line_error_reply(line_no, too_many_series(self)));
         } else if (j->pending.size() >= max_batch) {
           dispatch_pending(self, j);
         }

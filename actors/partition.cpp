@@ -7,6 +7,7 @@
 #include "cqrs/series_store.hpp"
 #include "cqrs/snapshot.hpp"
 #include "runtime/journal.hpp"
+#include "runtime/metrics.hpp"
 
 #include <caf/actor_cast.hpp>
 #include <caf/actor_system.hpp>
@@ -19,10 +20,14 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <cstdio>
 #include <deque>
 #include <optional>
 #include <stdexcept>
 #include <unordered_set>
+
+#include <malloc.h>
+#include <unistd.h>
 
 namespace cairn::actors {
 
@@ -41,6 +46,7 @@ recovered_partition_ptr recover_partition(uint32_t id,
     cqrs::idempotency_window{s->idempotency_keys, s->idempotency_window},
     {},
     0});
+  result->store.seal_after(s->seal_after);
   cqrs::restore_options opts;
   opts.skip_corrupt = s->skip_corrupt;
   result->report = cqrs::restore_partition(*s->journal, id, result->store,
@@ -84,6 +90,51 @@ struct pending_write {
   std::string error;
 };
 
+/// Node-wide memory gauges (docs/architecture.md, "Memory"): every
+/// partition adds the change of its own figures, so the gauges are sums.
+struct memory_gauges {
+  std::atomic<int64_t>* open_bytes;
+  std::atomic<int64_t>* open_buckets;
+  std::vector<std::atomic<int64_t>*> sealed_bytes;
+  std::vector<std::atomic<int64_t>*> sealed_buckets;
+  std::atomic<int64_t>* dictionary_bytes;
+  std::atomic<int64_t>* idempotency_bytes;
+  std::atomic<int64_t>* series;
+  std::atomic<int64_t>* rss_bytes;
+
+  explicit memory_gauges(runtime::metrics_registry& m,
+                         const cqrs::tier_set& tiers) {
+    open_bytes = &m.gauge("cairn_memory_open_bucket_bytes",
+                          "Bytes of open (mutable) buckets");
+    open_buckets = &m.gauge("cairn_memory_open_buckets", "Open buckets");
+    for (auto& t : tiers.tiers()) {
+      sealed_bytes.push_back(&m.gauge("cairn_memory_sealed_bytes_" + t.name,
+                                      "Bytes of sealed blocks, tier "
+                                        + t.name));
+      sealed_buckets.push_back(&m.gauge(
+        "cairn_memory_sealed_buckets_" + t.name, "Sealed buckets, tier " + t.name));
+    }
+    dictionary_bytes = &m.gauge("cairn_memory_series_dictionary_bytes",
+                                "Bytes of series keys and indexes");
+    idempotency_bytes = &m.gauge("cairn_memory_idempotency_bytes",
+                                 "Bytes of the idempotency windows");
+    series = &m.gauge("cairn_series", "Series held by this node");
+    rss_bytes = &m.gauge("cairn_process_rss_bytes",
+                         "Resident set size of the process (VmRSS)");
+  }
+};
+
+/// VmRSS of this process in bytes (0 if /proc is unavailable).
+int64_t process_rss_bytes() {
+  std::FILE* f = std::fopen("/proc/self/statm", "r");
+  if (!f)
+    return 0;
+  long pages = 0, resident = 0;
+  int n = std::fscanf(f, "%ld %ld", &pages, &resident);
+  std::fclose(f);
+  return n == 2 ? resident * static_cast<int64_t>(sysconf(_SC_PAGESIZE)) : 0;
+}
+
 struct partition_state {
   uint32_t id = 0;
   settings_ptr settings;
@@ -113,8 +164,74 @@ struct partition_state {
   /// delete journal records once older than the raw retention.
   std::deque<std::pair<uint64_t, cqrs::millis>> snapshots;
   std::string scratch;
+  /// Memory figures last added to the gauges (subtracted on the next update).
+  cqrs::store_memory reported;
+  int64_t reported_keys_bytes = 0;
+  int64_t reported_series = 0;
+  std::optional<memory_gauges> gauges;
+  uint32_t ticks = 0;
 
   static inline const char* name = "cairn.partition";
+
+  /// Tells the node's series registry (the cardinality guard) about every
+  /// series of the store, now and as they come and go.
+  void register_series() {
+    auto reg = settings->series_registry;
+    if (!reg || reg->limit() == 0 || !store)
+      return;
+    store->for_each_key(
+      [&](std::string_view key) { reg->insert(cqrs::series_hash(key)); });
+    store->on_series([reg](uint64_t hash, bool added) {
+      if (added)
+        reg->insert(hash);
+      else
+        reg->erase(hash);
+    });
+  }
+
+  /// Adds the change of this partition's memory figures to the gauges.
+  void update_memory_gauges() {
+    if (!gauges || !store || !keys)
+      return;
+    auto m = store->memory();
+    auto add = [](std::atomic<int64_t>* g, uint64_t now, uint64_t before) {
+      g->fetch_add(static_cast<int64_t>(now) - static_cast<int64_t>(before));
+    };
+    reported.sealed_bytes.resize(m.sealed_bytes.size(), 0);
+    reported.sealed_buckets.resize(m.sealed_buckets.size(), 0);
+    add(gauges->open_bytes, m.open_bytes, reported.open_bytes);
+    add(gauges->open_buckets, m.open_buckets, reported.open_buckets);
+    for (size_t i = 0; i < m.sealed_bytes.size(); ++i) {
+      add(gauges->sealed_bytes[i], m.sealed_bytes[i], reported.sealed_bytes[i]);
+      add(gauges->sealed_buckets[i], m.sealed_buckets[i],
+          reported.sealed_buckets[i]);
+    }
+    add(gauges->dictionary_bytes, m.dictionary_bytes,
+        reported.dictionary_bytes);
+    auto kb = static_cast<int64_t>(keys->memory_usage());
+    gauges->idempotency_bytes->fetch_add(kb - reported_keys_bytes);
+    reported_keys_bytes = kb;
+    auto n = static_cast<int64_t>(store->series_count());
+    gauges->series->fetch_add(n - reported_series);
+    reported_series = n;
+    reported = std::move(m);
+    if (id == 0)
+      gauges->rss_bytes->store(process_rss_bytes());
+  }
+
+  /// The memory figures of this partition for `inspect`.
+  void describe_memory(nlohmann::json& out) const {
+    auto m = store->memory();
+    out["open_buckets"] = m.open_buckets;
+    out["open_bucket_bytes"] = m.open_bytes;
+    auto& sealed = out["sealed"] = nlohmann::json::object();
+    for (size_t i = 0; i < m.sealed_bytes.size(); ++i)
+      sealed[store->tiers()[i].name] = {{"buckets", m.sealed_buckets[i]},
+                                        {"bytes", m.sealed_bytes[i]}};
+    out["series_dictionary_bytes"] = m.dictionary_bytes;
+    out["idempotency_bytes"] = keys ? keys->memory_usage() : 0;
+    out["process_rss_bytes"] = process_rss_bytes();
+  }
 
   runtime::journal* journal() const { return settings->journal.get(); }
 
@@ -126,6 +243,7 @@ struct partition_state {
       out["series"] = store->series_count();
       out["buckets"] = store->bucket_count();
       out["events"] = store->events_applied();
+      describe_memory(out["memory"]);
     }
     out["batches"] = stats.batches;
     out["duplicates"] = stats.duplicates;
@@ -218,6 +336,7 @@ void drain(partition_pointer self) {
       st.stats.duplicates += 1;
       w.promise.deliver(uint64_t{0});
     } else if (w.ok) {
+      st.store->set_clock(cqrs::wall_clock_now());
       st.store->apply(w.batch);
       st.applied_seq = w.seq;
       st.drained_seq = w.seq;
@@ -262,9 +381,11 @@ caf::result<uint64_t> ingest(partition_pointer self, cqrs::event_batch& batch,
       st.stats.duplicates += 1;
       return uint64_t{0};
     }
+    auto now = cqrs::wall_clock_now();
+    st.store->set_clock(now);
     st.store->apply(batch);
     if (!key.empty())
-      st.keys->insert(std::move(key), cqrs::wall_clock_now());
+      st.keys->insert(std::move(key), now);
     return static_cast<uint64_t>(batch.size());
   }
   pending_write w;
@@ -311,7 +432,11 @@ partition_actor::behavior_type partition_impl(partition_pointer self,
   st.id = id;
   st.settings = s;
   st.store.emplace(s->tiers, s->mapping);
+  st.store->seal_after(s->seal_after);
   st.keys.emplace(s->idempotency_keys, s->idempotency_window);
+  if (s->metrics)
+    st.gauges.emplace(*s->metrics, s->tiers);
+  st.register_series();
   st.recovering = s->journal != nullptr;
   st.last_snapshot = std::chrono::steady_clock::now();
   self->delayed_send(self, s->evict_interval, tick_atom::value);
@@ -417,6 +542,7 @@ partition_actor::behavior_type partition_impl(partition_pointer self,
       auto& st = self->state;
       st.store.emplace(std::move(r->store));
       st.keys.emplace(std::move(r->keys));
+      st.register_series();
       st.next_seq = r->report.next_seq;
       st.applied_seq = r->report.next_seq - 1;
       st.drained_seq = st.applied_seq;
@@ -433,11 +559,23 @@ partition_actor::behavior_type partition_impl(partition_pointer self,
                                   cqrs::wall_clock_now());
       st.recovering = false;
       st.last_snapshot = std::chrono::steady_clock::now();
+      st.update_memory_gauges();
     },
     [=](tick_atom) {
       auto& st = self->state;
-      st.store->evict(cqrs::wall_clock_now());
-      st.keys->expire(cqrs::wall_clock_now());
+      auto now = cqrs::wall_clock_now();
+      // The seal pass: windows that ended seal-after ago become blocks
+      // (docs/architecture.md, "Compact store"), then retention.
+      (void) st.store->seal(now);
+      st.store->evict(now);
+      st.keys->expire(now);
+      if (st.ticks++ % 5 == 0)
+        st.update_memory_gauges();
+      // Sealing frees many small allocations (open buckets, grown block
+      // buffers); glibc keeps freed pages of its arenas. Hand them back to
+      // the OS now and then (one partition does it for the process).
+      if (st.id == 0 && st.ticks % 10 == 0)
+        malloc_trim(0);
       if (st.journal() && !st.recovering
           && std::chrono::steady_clock::now() - st.last_snapshot
                >= st.settings->snapshot_interval)

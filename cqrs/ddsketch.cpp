@@ -20,6 +20,10 @@ constexpr int64_t dense_span_factor = 8;
 /// store goes back to sparse. Also keeps garbage input from allocating.
 constexpr int64_t max_dense_span = 1 << 16;
 
+/// Largest count of a dense bin (dense bins are 32-bit: half the memory of
+/// an open bucket's sketch).
+constexpr uint64_t dense_max = 0xffffffffu;
+
 } // namespace
 
 // -- mapping ------------------------------------------------------------------
@@ -55,14 +59,16 @@ void ddsketch::store::add(int32_t index, uint64_t n) {
   total_ += n;
   if (dense_) {
     int64_t end = offset_ + static_cast<int64_t>(counts_.size());
-    if (index >= offset_ && index < end) {
-      counts_[index - offset_] += n;
+    bool inside = index >= offset_ && index < end;
+    if (inside && n <= dense_max && counts_[index - offset_] <= dense_max - n) {
+      counts_[index - offset_] += static_cast<uint32_t>(n);
       return;
     }
     int64_t lo = std::min<int64_t>(offset_, index);
     int64_t hi = std::max<int64_t>(end, int64_t{index} + 1);
-    if (hi - lo > max_dense_span) {
-      // Pathological spread: fall back to the sparse form.
+    if (inside || n > dense_max || hi - lo > max_dense_span) {
+      // A bin count beyond 32 bits or a pathological spread: fall back to
+      // the sparse form (64-bit counts).
       total_ -= n;
       make_sparse();
       add(index, n);
@@ -73,7 +79,7 @@ void ddsketch::store::add(int32_t index, uint64_t n) {
     else
       counts_.resize(static_cast<size_t>(hi - lo), 0);
     offset_ = static_cast<int32_t>(lo);
-    counts_[index - offset_] += n;
+    counts_[index - offset_] = static_cast<uint32_t>(n);
     return;
   }
   // Sparse: in-order and repeated values hit the back or an existing bin.
@@ -98,13 +104,36 @@ void ddsketch::store::add(int32_t index, uint64_t n) {
   }
 }
 
+void ddsketch::store::clear() noexcept {
+  if (dense_) {
+    counts_.clear();
+    counts_.shrink_to_fit();
+    offset_ = 0;
+    dense_ = false;
+  }
+  sparse_.clear();
+  total_ = 0;
+}
+
+size_t ddsketch::store::bins() const noexcept {
+  if (!dense_)
+    return sparse_.size();
+  size_t n = 0;
+  for (auto c : counts_)
+    n += c != 0 ? 1 : 0;
+  return n;
+}
+
 void ddsketch::store::make_dense() {
   if (dense_ || sparse_.empty())
     return;
+  for (auto& bin : sparse_)
+    if (bin.second > dense_max)
+      return;  // dense bins hold 32-bit counts
   offset_ = sparse_.front().first;
   counts_.assign(static_cast<size_t>(sparse_.back().first - offset_ + 1), 0);
   for (auto& [i, n] : sparse_)
-    counts_[i - offset_] += n;
+    counts_[i - offset_] = static_cast<uint32_t>(n);
   sparse_.clear();
   sparse_.shrink_to_fit();
   dense_ = true;
@@ -162,7 +191,7 @@ void ddsketch::store::merge(const store& other) {
 
 size_t ddsketch::store::memory_usage() const noexcept {
   return sparse_.capacity() * sizeof(sparse_[0])
-         + counts_.capacity() * sizeof(uint64_t);
+         + counts_.capacity() * sizeof(uint32_t);
 }
 
 bool operator==(const ddsketch::store& x, const ddsketch::store& y) {
@@ -192,6 +221,32 @@ void ddsketch::add_indexed(int32_t index, bool negative, bool zero) {
     negative_.add(index);
   else
     positive_.add(index);
+}
+
+void ddsketch::add_bin(bool negative, int32_t index, uint64_t n) {
+  count_ += n;
+  (negative ? negative_ : positive_).add(index, n);
+}
+
+void ddsketch::clear() noexcept {
+  count_ = 0;
+  zero_count_ = 0;
+  positive_.clear();
+  negative_.clear();
+}
+
+bool ddsketch::is_single(double v, const ddsketch_mapping& m) const noexcept {
+  if (count_ != 1)
+    return false;
+  auto a = std::fabs(v);
+  if (!(a >= ddsketch_mapping::min_indexable()))
+    return zero_count_ == 1;
+  auto& s = v < 0 ? negative_ : positive_;
+  if (s.total() != 1)
+    return false;
+  int32_t found = 0;
+  s.for_each([&](int32_t i, uint64_t) { found = i; });
+  return found == m.index(a);
 }
 
 void ddsketch::merge(const ddsketch& other) {

@@ -61,6 +61,24 @@ public:
   /// Number of values added.
   uint64_t count() const noexcept { return count_; }
 
+  /// Values counted as zero (|v| < min_indexable).
+  uint64_t zero_count() const noexcept { return zero_count_; }
+
+  /// Adds `n` values to bin `index` of the positive or negative store, or to
+  /// the zero count (used by decoders that know the bins).
+  void add_bin(bool negative, int32_t index, uint64_t n);
+  void add_zero(uint64_t n) {
+    count_ += n;
+    zero_count_ += n;
+  }
+
+  /// Empties the sketch, keeping allocated capacity.
+  void clear() noexcept;
+
+  /// True if this sketch holds exactly one value and that value is `v`'s
+  /// bin under `m` (what add(v, m) on an empty sketch gives).
+  bool is_single(double v, const ddsketch_mapping& m) const noexcept;
+
   /// The q-quantile (q in [0,1]) by the lower rank definition: the value of
   /// rank floor(q * (count - 1)) in sorted order, within the relative
   /// accuracy. Returns NaN if the sketch is empty.
@@ -81,6 +99,9 @@ public:
   class store {
   public:
     void add(int32_t index, uint64_t n = 1);
+    void clear() noexcept;
+    /// Number of non-empty bins.
+    size_t bins() const noexcept;
     void merge(const store& other);
     bool empty() const noexcept { return total_ == 0; }
     uint64_t total() const noexcept { return total_; }
@@ -109,8 +130,11 @@ public:
     std::vector<std::pair<int32_t, uint64_t>> sparse_;
     // dense form: counts_[i] is the count of bin offset_ + i
     int32_t offset_ = 0;
-    std::vector<uint64_t> counts_;
+    std::vector<uint32_t> counts_;
   };
+
+  const store& positive() const noexcept { return positive_; }
+  const store& negative() const noexcept { return negative_; }
 
 private:
   uint64_t count_ = 0;

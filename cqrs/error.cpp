@@ -22,6 +22,8 @@ std::string_view to_string(error_code code) noexcept {
       return "timeout";
     case error_code::internal:
       return "internal";
+    case error_code::too_many_series:
+      return "too_many_series";
   }
   return "internal";
 }

@@ -30,6 +30,8 @@ enum class error_code : uint8_t {
   timeout,
   /// A bug or an unexpected failure on the server side.
   internal,
+  /// The event would create a series past the node's `cairn.limits.max-series`.
+  too_many_series,
 };
 
 /// Returns the wire name of `code`, e.g. "bad_request".

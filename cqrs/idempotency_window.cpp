@@ -164,4 +164,16 @@ bool operator==(const idempotency_window& x, const idempotency_window& y) {
   return true;
 }
 
+size_t idempotency_window::memory_usage() const noexcept {
+  // Entries in deque chunks, long keys on the heap, one hash node each
+  // (view + hash + next pointer + malloc header) and the bucket array.
+  size_t bytes = order_.size() * sizeof(entry)
+                 + index_.bucket_count() * sizeof(void*)
+                 + index_.size() * (sizeof(std::string_view) + 32);
+  for (auto& e : order_)
+    if (e.key.capacity() > 15)
+      bytes += e.key.capacity() + 1 + 16;
+  return bytes;
+}
+
 } // namespace cairn::cqrs

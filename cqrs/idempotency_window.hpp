@@ -47,6 +47,8 @@ public:
   bool empty() const noexcept { return order_.empty(); }
   size_t max_keys() const noexcept { return max_keys_; }
   millis window() const noexcept { return window_; }
+  /// Approximate heap bytes held (keys, order, index).
+  size_t memory_usage() const noexcept;
 
   // -- updates ----------------------------------------------------------------
 

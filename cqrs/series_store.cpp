@@ -1,9 +1,11 @@
 #include "cqrs/series_store.hpp"
 
+#include "cqrs/block.hpp"
 #include "cqrs/detail/binary.hpp"
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 namespace cairn::cqrs {
 
@@ -44,60 +46,115 @@ struct key_equal {
 
 // -- buckets of one tier ------------------------------------------------------
 
-/// The buckets of one series in one tier, sorted by start. Events mostly
-/// arrive in order, so the back is checked first; late events binary-search.
-/// Start and bucket sit side by side: the hot path touches one cache line.
-struct tier_buckets {
-  struct entry {
-    millis start;
-    bucket b;
-    bool operator==(const entry&) const = default;
-  };
-  std::vector<entry> entries;
+/// A sealed block turns into a finished one (capacity released, codec state
+/// dropped) after this many buckets.
+constexpr uint32_t max_block_buckets = 128;
 
-  static bool before(const entry& e, millis t) { return e.start < t; }
+/// An open bucket. `reopened`: a copy of a sealed bucket that late events
+/// changed; it supersedes the sealed one until re-sealed.
+struct open_entry {
+  millis start;
+  bucket b;
+  bool reopened = false;
+  /// Changed since the last seal pass: a bucket still being written (a
+  /// backfill sent faster than real time) waits for a quiet pass.
+  bool touched = true;
+};
 
-  bucket& at(millis start, size_t& created) {
-    if (entries.empty() || entries.back().start < start) {
-      entries.push_back(entry{start, {}});
-      ++created;
-      return entries.back().b;
+/// The buckets of one series in one tier: sealed blocks (ascending,
+/// disjoint) and open entries (sorted by start). Events mostly arrive in
+/// order, so the back of `open` is checked first; late events search.
+struct tier_data {
+  std::vector<open_entry> open;
+  std::vector<bucket_block> blocks;
+  /// Codec state after the last bucket of blocks.back().
+  block_state tail;
+  /// Sealed buckets starting before this are evicted (hidden).
+  millis floor = std::numeric_limits<millis>::min();
+  /// Buckets in blocks (hidden ones included).
+  uint64_t sealed = 0;
+
+  static bool before(const open_entry& e, millis t) { return e.start < t; }
+
+  millis sealed_until() const noexcept {
+    return blocks.empty() ? std::numeric_limits<millis>::min()
+                          : blocks.back().last_start();
+  }
+
+  bool empty() const noexcept { return open.empty() && blocks.empty(); }
+
+  /// Index of the block that holds (or would hold) `start`.
+  size_t block_of(millis start) const {
+    auto it = std::upper_bound(blocks.begin(), blocks.end(), start,
+                               [](millis t, const bucket_block& blk) {
+                                 return t < blk.first_start();
+                               });
+    return it == blocks.begin() ? 0 : static_cast<size_t>(it - blocks.begin()) - 1;
+  }
+
+  /// Copies the sealed bucket at `start` into `out`; false if none.
+  bool find_sealed(millis start, millis res, const ddsketch_mapping& m,
+                   bucket& out) const {
+    if (blocks.empty() || start < floor)
+      return false;
+    auto& blk = blocks[block_of(start)];
+    if (start < blk.first_start() || start > blk.last_start())
+      return false;
+    block_cursor cur{blk, res, m};
+    millis t = 0;
+    while (cur.next(t, out))
+      if (t >= start)
+        return t == start;
+    return false;
+  }
+
+  /// Calls f(start, bucket) for the visible buckets with start in
+  /// [from, to), in start order; open entries supersede sealed buckets of
+  /// the same start. `scratch` holds decoded buckets.
+  template <class F>
+  void for_each(millis from, millis to, millis res, const ddsketch_mapping& m,
+                bucket& scratch, F&& f) const {
+    auto lo = std::lower_bound(open.begin(), open.end(), from, before);
+    auto hi = std::lower_bound(lo, open.end(), to, before);
+    auto o = lo;
+    auto sealed_from = std::max(from, floor);
+    for (size_t i = blocks.empty() ? 0 : block_of(sealed_from);
+         i < blocks.size(); ++i) {
+      auto& blk = blocks[i];
+      if (blk.first_start() >= to)
+        break;
+      if (blk.last_start() < sealed_from)
+        continue;
+      block_cursor cur{blk, res, m};
+      millis t = 0;
+      while (cur.next(t, scratch)) {
+        if (t < sealed_from)
+          continue;
+        if (t >= to)
+          break;
+        while (o != hi && o->start < t) {
+          f(o->start, o->b);
+          ++o;
+        }
+        if (o != hi && o->start == t) {
+          f(o->start, o->b);
+          ++o;
+          continue;
+        }
+        f(t, static_cast<const bucket&>(scratch));
+      }
     }
-    if (entries.back().start == start)
-      return entries.back().b;
-    auto it = std::lower_bound(entries.begin(), entries.end(), start, before);
-    if (it->start != start) {
-      it = entries.insert(it, entry{start, {}});
-      ++created;
-    }
-    return it->b;
+    for (; o != hi; ++o)
+      f(o->start, o->b);
   }
 
-  /// Index range of the buckets with start in [from, to).
-  std::pair<size_t, size_t> range(millis from, millis to) const {
-    auto lo = std::lower_bound(entries.begin(), entries.end(), from, before);
-    auto hi = std::lower_bound(lo, entries.end(), to, before);
-    return {static_cast<size_t>(lo - entries.begin()),
-            static_cast<size_t>(hi - entries.begin())};
-  }
-
-  /// Drops the buckets starting before `cutoff`; returns how many.
-  size_t drop_before(millis cutoff) {
-    auto n = std::lower_bound(entries.begin(), entries.end(), cutoff, before)
-             - entries.begin();
-    entries.erase(entries.begin(), entries.begin() + n);
-    return static_cast<size_t>(n);
-  }
-
-  bool empty() const noexcept { return entries.empty(); }
-
-  bool operator==(const tier_buckets&) const = default;
+  bool operator==(const tier_data&) const = delete;
 };
 
 struct series_record {
   /// Points at the key in series_store::impl::index (node-based: stable).
   const std::string* key;
-  std::vector<tier_buckets> tiers;
+  std::vector<tier_data> tiers;
 };
 
 /// Decodes the tags of `key` as views into it. Keys in the store are valid.
@@ -138,7 +195,8 @@ const std::string_view* find_tag(const std::vector<tag_view>& tags,
 }
 
 constexpr std::string_view magic = "CRNS";
-constexpr uint8_t format_version = 1;
+constexpr uint8_t format_v1 = 1;
+constexpr uint8_t format_version = 2;
 
 } // namespace
 
@@ -153,6 +211,11 @@ struct series_store::impl {
   std::map<std::string, std::vector<uint32_t>, std::less<>> by_metric;
   uint64_t events = 0;
   size_t buckets = 0;
+  millis clock = std::numeric_limits<millis>::min();
+  millis horizon = 2000;
+  closed_handler handler;
+  std::vector<closed_bucket> closed;
+  std::function<void(uint64_t, bool)> series_handler;
 
   impl(tier_set t, ddsketch_mapping m)
     : tiers(std::move(t)), mapping(m) {}
@@ -161,7 +224,7 @@ struct series_store::impl {
     auto id = static_cast<uint32_t>(series.size());
     auto it = index.emplace(std::string{key}, id).first;
     series.push_back(series_record{&it->first,
-                                   std::vector<tier_buckets>(tiers.size())});
+                                   std::vector<tier_data>(tiers.size())});
     auto metric = series_metric(key);
     auto m = by_metric.find(metric);
     if (m == by_metric.end())
@@ -170,9 +233,180 @@ struct series_store::impl {
     return id;
   }
 
+  bool sealable(millis start, millis res) const noexcept {
+    // start + res + horizon <= clock, without overflow near min().
+    return clock != std::numeric_limits<millis>::min()
+           && start <= clock - horizon - res;
+  }
+
+  void publish(const series_record& rec, size_t tier, millis start,
+               const bucket& b, bool correction) {
+    if (handler)
+      closed.push_back(closed_bucket{*rec.key, static_cast<uint32_t>(tier),
+                                     start, b, correction});
+  }
+
+  void flush_closed() {
+    if (handler && !closed.empty()) {
+      std::vector<closed_bucket> batch;
+      batch.swap(closed);
+      handler(std::move(batch));
+    }
+  }
+
+  /// Appends one bucket after blocks.back().
+  void append_sealed(tier_data& td, millis res, millis start,
+                     const bucket& b) {
+    if (td.blocks.empty() || td.blocks.back().size() >= max_block_buckets) {
+      if (!td.blocks.empty())
+        td.blocks.back().shrink();
+      td.blocks.emplace_back();
+    }
+    td.blocks.back().append(start, b, res, mapping, td.tail);
+    ++td.sealed;
+  }
+
+  /// Re-encodes block `i` of `td` with `changes` (sorted by start) merged
+  /// in: a change replaces the sealed bucket of its start or is inserted.
+  void reencode(tier_data& td, millis res, size_t i,
+                std::vector<open_entry*>& changes) {
+    std::vector<std::pair<millis, bucket>> all;
+    all.reserve(td.blocks[i].size() + changes.size());
+    block_cursor cur{td.blocks[i], res, mapping};
+    millis t = 0;
+    bucket b;
+    while (cur.next(t, b))
+      all.emplace_back(t, b);
+    size_t inserted = 0;
+    for (auto* c : changes) {
+      auto it = std::lower_bound(all.begin(), all.end(), c->start,
+                                 [](auto& x, millis s) { return x.first < s; });
+      if (it != all.end() && it->first == c->start) {
+        it->second = std::move(c->b);
+      } else {
+        all.emplace(it, c->start, std::move(c->b));
+        ++inserted;
+      }
+    }
+    bucket_block fresh;
+    block_state st;
+    for (auto& [start, bk] : all)
+      fresh.append(start, bk, res, mapping, st);
+    bool last = i + 1 == td.blocks.size();
+    if (!last)
+      fresh.shrink();
+    td.blocks[i] = std::move(fresh);
+    if (last)
+      td.tail = st;
+    td.sealed += inserted;
+  }
+
+  /// Seals the open entries of `td` that are due. `inline_only`: the cheap
+  /// in-order case of the ingest path (stops at the first reopened or late
+  /// entry, which the periodic pass handles). Returns buckets sealed.
+  size_t seal_tier(series_record& rec, size_t tier, bool inline_only,
+                   bool quiet_only = false,
+                   millis before = std::numeric_limits<millis>::max()) {
+    auto& td = rec.tiers[tier];
+    auto res = tiers[tier].resolution;
+    // Entries below the eviction floor (events older than the retention)
+    // stay open until the next evict drops them, as they always did.
+    size_t first = 0;
+    while (first < td.open.size() && td.open[first].start < td.floor)
+      ++first;
+    size_t n = first;
+    auto until = td.sealed_until();
+    while (n < td.open.size() && sealable(td.open[n].start, res)
+           && (!inline_only || td.open[n].start > until)
+           && !(quiet_only && td.open[n].touched)
+           && td.open[n].start < before)
+      ++n;
+    if (quiet_only)
+      for (size_t k = n; k < td.open.size(); ++k)
+        td.open[k].touched = false;
+    if (n == first)
+      return 0;
+    // Late entries (start <= sealed_until) come first: they go into the
+    // existing blocks, the rest is appended.
+    std::vector<open_entry*> changes;
+    size_t i = first;
+    for (; i < n && td.open[i].start <= until; ++i) {
+      auto& e = td.open[i];
+      publish(rec, tier, e.start, e.b, e.reopened);
+      changes.push_back(&e);
+    }
+    for (size_t k = 0; k < changes.size();) {
+      auto blk = td.block_of(changes[k]->start);
+      std::vector<open_entry*> group;
+      while (k < changes.size() && td.block_of(changes[k]->start) == blk)
+        group.push_back(changes[k++]);
+      reencode(td, res, blk, group);
+    }
+    for (; i < n; ++i) {
+      auto& e = td.open[i];
+      publish(rec, tier, e.start, e.b, false);
+      append_sealed(td, res, e.start, e.b);
+    }
+    td.open.erase(td.open.begin() + static_cast<ptrdiff_t>(first),
+                  td.open.begin() + static_cast<ptrdiff_t>(n));
+    // A burst (history sent fast, batches of two parsers interleaving) can
+    // grow `open`; give the memory back once it is sealed.
+    if (td.open.capacity() > 8 && td.open.size() * 4 < td.open.capacity())
+      td.open.shrink_to_fit();
+    return n - first;
+  }
+
+  /// The open bucket for `start` in tier `tier` of `rec`, created (or
+  /// reopened from its block) if needed.
+  bucket& open_bucket(series_record& rec, size_t tier, millis start) {
+    auto& td = rec.tiers[tier];
+    auto& open = td.open;
+    if (open.empty() || open.back().start < start) {
+      if (start > td.sealed_until()) {
+        // A new window: first seal what is due (the in-order case costs
+        // one check here), then open it. The window before the new one
+        // stays open: batches of two parsers interleave around a window
+        // boundary, and a backfill must not reopen what it just sealed.
+        auto res = tiers[tier].resolution;
+        if (!open.empty() && sealable(open.front().start, res)
+            && open.front().start < start - res)
+          seal_tier(rec, tier, open.size() < 8, false, start - res);
+        open.push_back(open_entry{start, {}, false, true});
+        ++buckets;
+        return open.back().b;
+      }
+    } else if (open.back().start == start) {
+      open.back().touched = true;
+      return open.back().b;
+    }
+    auto it = std::lower_bound(open.begin(), open.end(), start,
+                               tier_data::before);
+    if (it != open.end() && it->start == start) {
+      it->touched = true;
+      return it->b;
+    }
+    // A window before the newest open one, or in the sealed range.
+    open_entry e{start, {}, false, true};
+    if (start <= td.sealed_until()
+        && td.find_sealed(start, tiers[tier].resolution, mapping, e.b))
+      e.reopened = true;
+    else {
+      e.b = bucket{};
+      ++buckets;
+    }
+    return open.insert(it, std::move(e))->b;
+  }
+
   void apply(std::string_view key, uint64_t hash, millis ts, double value) {
     auto it = index.find(key_ref{key, hash});
-    auto id = it != index.end() ? it->second : add_series(key);
+    uint32_t id = 0;
+    if (it != index.end()) {
+      id = it->second;
+    } else {
+      id = add_series(key);
+      if (series_handler)
+        series_handler(hash, true);
+    }
     // One logarithm per event, shared by all tiers.
     auto a = std::fabs(value);
     bool zero = !(a >= ddsketch_mapping::min_indexable());
@@ -180,8 +414,7 @@ struct series_store::impl {
     bool negative = value < 0;
     auto& rec = series[id];
     for (size_t i = 0; i < tiers.size(); ++i)
-      rec.tiers[i]
-        .at(align_down(ts, tiers[i].resolution), buckets)
+      open_bucket(rec, i, align_down(ts, tiers[i].resolution))
         .add(ts, value, bin, negative, zero);
     ++events;
   }
@@ -219,6 +452,18 @@ struct series_store::impl {
       m->second.push_back(id);
     }
   }
+
+  /// The visible buckets of one series tier, in order (tests, equality).
+  std::vector<std::pair<millis, bucket>> visible(const tier_data& td,
+                                                 size_t tier) const {
+    std::vector<std::pair<millis, bucket>> out;
+    bucket scratch;
+    td.for_each(std::numeric_limits<millis>::min(),
+                std::numeric_limits<millis>::max(), tiers[tier].resolution,
+                mapping, scratch,
+                [&](millis t, const bucket& b) { out.emplace_back(t, b); });
+    return out;
+  }
 };
 
 series_store::series_store(tier_set tiers, ddsketch_mapping mapping)
@@ -233,22 +478,81 @@ series_store& series_store::operator=(series_store&&) noexcept = default;
 void series_store::apply(const event_batch& batch) {
   for (auto& e : batch.entries)
     impl_->apply(batch.key(e), e.hash, e.ts, e.value);
+  impl_->flush_closed();
 }
 
 void series_store::apply(std::string_view key, millis ts, double value) {
   impl_->apply(key, series_hash(key), ts, value);
+  impl_->flush_closed();
+}
+
+void series_store::set_clock(millis now) noexcept {
+  impl_->clock = std::max(impl_->clock, now);
+}
+
+size_t series_store::seal(millis now) {
+  auto& s = *impl_;
+  set_clock(now);
+  size_t n = 0;
+  for (auto& rec : s.series)
+    for (size_t i = 0; i < s.tiers.size(); ++i)
+      n += s.seal_tier(rec, i, false, true);
+  s.flush_closed();
+  return n;
+}
+
+void series_store::seal_after(millis horizon) noexcept {
+  impl_->horizon = std::max<millis>(0, horizon);
+}
+
+millis series_store::seal_after() const noexcept { return impl_->horizon; }
+
+void series_store::on_closed(closed_handler handler) {
+  impl_->handler = std::move(handler);
+  impl_->closed.clear();
+}
+
+void series_store::on_series(
+  std::function<void(uint64_t hash, bool added)> handler) {
+  impl_->series_handler = std::move(handler);
+}
+
+void series_store::for_each_key(
+  const std::function<void(std::string_view)>& f) const {
+  for (auto& rec : impl_->series)
+    f(*rec.key);
 }
 
 size_t series_store::evict(millis now) {
   auto& s = *impl_;
+  s.flush_closed();
   size_t dropped = 0;
   bool emptied = false;
   for (auto& rec : s.series) {
     bool empty = true;
     for (size_t i = 0; i < s.tiers.size(); ++i) {
-      auto& tb = rec.tiers[i];
-      dropped += tb.drop_before(now - s.tiers[i].retention);
-      empty = empty && tb.empty();
+      auto& td = rec.tiers[i];
+      auto cutoff = now - s.tiers[i].retention;
+      // Open buckets one by one (reopened copies are counted in blocks).
+      auto n = std::lower_bound(td.open.begin(), td.open.end(), cutoff,
+                                tier_data::before)
+               - td.open.begin();
+      for (ptrdiff_t k = 0; k < n; ++k)
+        if (!td.open[static_cast<size_t>(k)].reopened)
+          ++dropped;
+      td.open.erase(td.open.begin(), td.open.begin() + n);
+      // Sealed ones: hidden below the floor, freed block by block.
+      td.floor = std::max(td.floor, cutoff);
+      size_t whole = 0;
+      while (whole < td.blocks.size()
+             && td.blocks[whole].last_start() < td.floor) {
+        dropped += td.blocks[whole].size();
+        td.sealed -= td.blocks[whole].size();
+        ++whole;
+      }
+      td.blocks.erase(td.blocks.begin(),
+                      td.blocks.begin() + static_cast<ptrdiff_t>(whole));
+      empty = empty && td.empty();
     }
     emptied = emptied || empty;
   }
@@ -260,8 +564,10 @@ size_t series_store::evict(millis now) {
   kept.reserve(s.series.size());
   for (auto& rec : s.series) {
     bool empty = std::all_of(rec.tiers.begin(), rec.tiers.end(),
-                             [](auto& tb) { return tb.empty(); });
+                             [](auto& td) { return td.empty(); });
     if (empty) {
+      if (s.series_handler)
+        s.series_handler(series_hash(*rec.key), false);
       s.index.erase(*rec.key);
     } else {
       s.index.find(*rec.key)->second = static_cast<uint32_t>(kept.size());
@@ -279,28 +585,34 @@ void series_store::query(const query_spec& q, query_partial& out) const {
   auto& s = *impl_;
   if (q.tier >= s.tiers.size() || q.step <= 0)
     return;
+  auto res = s.tiers[q.tier].resolution;
   std::vector<std::optional<std::string>> values(q.group_by.size());
+  bucket scratch;
   s.for_each_match(q.metric, q.where, [&](const series_record& rec,
                                           const std::vector<tag_view>& tags) {
-    auto& tb = rec.tiers[q.tier];
-    auto [lo, hi] = tb.range(q.from, q.to);
-    if (lo == hi)
-      return;
-    for (size_t i = 0; i < q.group_by.size(); ++i) {
-      auto* v = find_tag(tags, q.group_by[i]);
-      values[i] = v ? std::optional<std::string>{*v} : std::nullopt;
-    }
-    auto [git, added] = out.groups.try_emplace(encode_group_key(values));
-    auto& group = git->second;
-    if (added)
-      group.values = values;
-    auto hint = group.points.end();
-    for (auto i = lo; i < hi; ++i) {
-      auto& e = tb.entries[i];
-      hint = group.points.try_emplace(hint, align_down(e.start, q.step));
-      hint->second.merge(e.b);
-      ++hint;
-    }
+    auto& td = rec.tiers[q.tier];
+    query_group* group = nullptr;
+    std::map<millis, bucket>::iterator hint;
+    td.for_each(q.from, q.to, res, s.mapping, scratch,
+                [&](millis start, const bucket& b) {
+                  if (!group) {
+                    for (size_t i = 0; i < q.group_by.size(); ++i) {
+                      auto* v = find_tag(tags, q.group_by[i]);
+                      values[i] = v ? std::optional<std::string>{*v}
+                                    : std::nullopt;
+                    }
+                    auto [git, added]
+                      = out.groups.try_emplace(encode_group_key(values));
+                    group = &git->second;
+                    if (added)
+                      group->values = values;
+                    hint = group->points.end();
+                  }
+                  hint = group->points.try_emplace(hint,
+                                                   align_down(start, q.step));
+                  hint->second.merge(b);
+                  ++hint;
+                });
   });
 }
 
@@ -308,18 +620,21 @@ void series_store::topk(const topk_spec& q, topk_partial& out) const {
   auto& s = *impl_;
   if (q.tier >= s.tiers.size())
     return;
+  auto res = s.tiers[q.tier].resolution;
+  bucket scratch;
   s.for_each_match(q.metric, q.where, [&](const series_record& rec,
                                           const std::vector<tag_view>& tags) {
     auto* v = find_tag(tags, q.by);
     if (!v)
       return;
-    auto& tb = rec.tiers[q.tier];
-    auto [lo, hi] = tb.range(q.from, q.to);
-    if (lo == hi)
-      return;
-    auto it = out.values.try_emplace(std::string{*v}).first;
-    for (auto i = lo; i < hi; ++i)
-      it->second.merge(tb.entries[i].b);
+    bucket* agg = nullptr;
+    rec.tiers[q.tier].for_each(q.from, q.to, res, s.mapping, scratch,
+                               [&](millis, const bucket& b) {
+                                 if (!agg)
+                                   agg = &out.values.try_emplace(std::string{*v})
+                                            .first->second;
+                                 agg->merge(b);
+                               });
   });
 }
 
@@ -352,6 +667,11 @@ size_t series_store::series_count() const noexcept {
 
 size_t series_store::bucket_count() const noexcept { return impl_->buckets; }
 
+bool series_store::contains(std::string_view key) const noexcept {
+  return impl_->index.find(key_ref{key, series_hash(key)})
+         != impl_->index.end();
+}
+
 uint64_t series_store::events_applied() const noexcept {
   return impl_->events;
 }
@@ -362,13 +682,75 @@ const ddsketch_mapping& series_store::mapping() const noexcept {
   return impl_->mapping;
 }
 
+store_memory series_store::memory() const {
+  auto& s = *impl_;
+  store_memory m;
+  m.sealed_buckets.assign(s.tiers.size(), 0);
+  m.sealed_bytes.assign(s.tiers.size(), 0);
+  // Heap blocks cost their size plus about one word of malloc header.
+  constexpr uint64_t header = 16;
+  auto sketch_bytes = [](const bucket& b) {
+    auto n = b.sketch.memory_usage();
+    return n == 0 ? 0 : n + header;
+  };
+  for (auto& rec : s.series) {
+    m.dictionary_bytes += sizeof(series_record) + rec.key->capacity() + 1
+                          + header + sizeof(std::string) + 2 * header
+                          + sizeof(uint32_t) * 2;
+    for (size_t i = 0; i < s.tiers.size(); ++i) {
+      auto& td = rec.tiers[i];
+      m.dictionary_bytes += sizeof(tier_data);
+      m.open_buckets += td.open.size();
+      m.open_bytes += td.open.capacity() * sizeof(open_entry)
+                      + (td.open.capacity() ? header : 0);
+      for (auto& e : td.open)
+        m.open_bytes += sketch_bytes(e.b);
+      m.sealed_buckets[i] += td.sealed;
+      m.sealed_bytes[i] += td.blocks.capacity() * sizeof(bucket_block)
+                           + (td.blocks.capacity() ? header : 0);
+      for (auto& blk : td.blocks)
+        m.sealed_bytes[i] += blk.memory_usage()
+                             + (blk.memory_usage() ? header : 0);
+    }
+  }
+  m.dictionary_bytes += s.index.bucket_count() * sizeof(void*);
+  for (auto& [name, ids] : s.by_metric)
+    m.dictionary_bytes += name.capacity() + ids.capacity() * sizeof(uint32_t)
+                          + 64;
+  return m;
+}
+
 // -- persistence --------------------------------------------------------------
 
-// Format (version 1): "CRNS", version byte, sketch accuracy (f64), tiers
+namespace {
+
+void put_bucket(std::string& out, const bucket& b) {
+  detail::put_varint(out, b.count);
+  detail::put_double(out, b.sum);
+  detail::put_double(out, b.min);
+  detail::put_double(out, b.max);
+  detail::put_double(out, b.last);
+  detail::put_svarint(out, b.last_ts);
+  b.sketch.encode(out);
+}
+
+bool get_bucket(detail::reader& r, std::string_view& in, bucket& b) {
+  return r.varint(b.count) && r.f64(b.sum) && r.f64(b.min) && r.f64(b.max)
+         && r.f64(b.last) && r.svarint(b.last_ts) && b.sketch.decode(in)
+         && b.count != 0 && b.sketch.count() == b.count;
+}
+
+} // namespace
+
+// Format (version 2): "CRNS", version byte, sketch accuracy (f64), tiers
 // (varint n, then svarint resolution and retention each), varint events
 // applied, varint series count; per series: varint key length, key bytes,
-// then per tier: varint bucket count and per bucket svarint start delta,
-// varint count, f64 sum, min, max, last, svarint last_ts, sketch encoding.
+// then per tier: svarint floor (i64 min = none), varint block count and the
+// blocks as bucket_block::encode writes them, varint open count and per open
+// bucket svarint start delta, a flag byte (1 = reopened), varint count, f64
+// sum, min, max, last, svarint last_ts, sketch encoding.
+// Version 1 (before sealed blocks) had, per tier, only the bucket list (as
+// the open buckets here, without the flag byte).
 void series_store::encode(std::string& out) const {
   auto& s = *impl_;
   out.append(magic);
@@ -384,21 +766,20 @@ void series_store::encode(std::string& out) const {
   for (auto& rec : s.series) {
     detail::put_varint(out, rec.key->size());
     out.append(*rec.key);
-    for (auto& tb : rec.tiers) {
-      detail::put_varint(out, tb.entries.size());
+    for (auto& td : rec.tiers) {
+      detail::put_svarint(out, td.floor);
+      detail::put_varint(out, td.blocks.size());
+      for (auto& blk : td.blocks)
+        blk.encode(out);
+      detail::put_varint(out, td.open.size());
       millis prev = 0;
-      for (auto& [start, b] : tb.entries) {
+      for (auto& e : td.open) {
         detail::put_svarint(out, static_cast<int64_t>(
-                                   static_cast<uint64_t>(start)
+                                   static_cast<uint64_t>(e.start)
                                    - static_cast<uint64_t>(prev)));
-        prev = start;
-        detail::put_varint(out, b.count);
-        detail::put_double(out, b.sum);
-        detail::put_double(out, b.min);
-        detail::put_double(out, b.max);
-        detail::put_double(out, b.last);
-        detail::put_svarint(out, b.last_ts);
-        b.sketch.encode(out);
+        prev = e.start;
+        out.push_back(e.reopened ? 1 : 0);
+        put_bucket(out, e.b);
       }
     }
   }
@@ -406,8 +787,10 @@ void series_store::encode(std::string& out) const {
 
 bool series_store::decode(std::string_view in) {
   auto& s = *impl_;
-  if (!in.starts_with(magic) || in.size() < magic.size() + 1
-      || static_cast<uint8_t>(in[magic.size()]) != format_version)
+  if (!in.starts_with(magic) || in.size() < magic.size() + 1)
+    return false;
+  auto version = static_cast<uint8_t>(in[magic.size()]);
+  if (version != format_version && version != format_v1)
     return false;
   in.remove_prefix(magic.size() + 1);
   detail::reader r{in};
@@ -423,6 +806,8 @@ bool series_store::decode(std::string_view in) {
       return false;
   }
   impl fresh{s.tiers, s.mapping};
+  fresh.clock = s.clock;
+  fresh.horizon = s.horizon;
   uint64_t num_series = 0;
   if (!r.varint(fresh.events) || !r.varint(num_series)
       || num_series > in.size())
@@ -438,31 +823,57 @@ bool series_store::decode(std::string_view in) {
     auto& rec = fresh.series[id];
     for (size_t t = 0; t < fresh.tiers.size(); ++t) {
       auto res = fresh.tiers[t].resolution;
+      auto& td = rec.tiers[t];
+      if (version == format_version) {
+        uint64_t num_blocks = 0;
+        if (!r.svarint(td.floor) || !r.varint(num_blocks)
+            || num_blocks > in.size())
+          return false;
+        td.blocks.resize(num_blocks);
+        for (uint64_t b = 0; b < num_blocks; ++b) {
+          if (!td.blocks[b].decode(in, res, fresh.mapping, td.tail)
+              || (b > 0
+                  && td.blocks[b].first_start() <= td.blocks[b - 1].last_start()))
+            return false;
+          td.sealed += td.blocks[b].size();
+        }
+        fresh.buckets += td.sealed;
+      }
       uint64_t count = 0;
       if (!r.varint(count) || count > in.size())
         return false;
-      auto& tb = rec.tiers[t];
       millis prev = 0;
       for (uint64_t i = 0; i < count; ++i) {
         int64_t delta = 0;
-        bucket b;
-        if (!r.svarint(delta) || !r.varint(b.count) || !r.f64(b.sum)
-            || !r.f64(b.min) || !r.f64(b.max) || !r.f64(b.last)
-            || !r.svarint(b.last_ts) || !b.sketch.decode(in))
+        uint64_t flag = 0;
+        std::string_view flag_byte;
+        open_entry e{0, {}, false, false};  // not being written
+        if (!r.svarint(delta))
           return false;
-        auto start = static_cast<millis>(static_cast<uint64_t>(prev)
-                                         + static_cast<uint64_t>(delta));
-        if ((i > 0 && start <= prev) || align_down(start, res) != start
-            || b.count == 0 || b.sketch.count() != b.count)
+        if (version == format_version) {
+          if (!r.bytes(1, flag_byte) || static_cast<uint8_t>(flag_byte[0]) > 1)
+            return false;
+          flag = static_cast<uint8_t>(flag_byte[0]);
+        }
+        if (!get_bucket(r, in, e.b))
           return false;
-        prev = start;
-        tb.entries.push_back({start, std::move(b)});
-        ++fresh.buckets;
+        e.start = static_cast<millis>(static_cast<uint64_t>(prev)
+                                      + static_cast<uint64_t>(delta));
+        e.reopened = flag == 1;
+        if ((i > 0 && e.start <= prev) || align_down(e.start, res) != e.start
+            || (e.reopened && e.start > td.sealed_until()))
+          return false;
+        prev = e.start;
+        if (!e.reopened)
+          ++fresh.buckets;
+        td.open.push_back(std::move(e));
       }
     }
   }
   if (!in.empty())
     return false;
+  fresh.handler = std::move(s.handler);
+  fresh.series_handler = std::move(s.series_handler);
   s = std::move(fresh);
   return true;
 }
@@ -479,8 +890,12 @@ bool operator==(const series_store& x, const series_store& y) {
       return false;
   for (auto& rec : a.series) {
     auto it = b.index.find(*rec.key);
-    if (it == b.index.end() || rec.tiers != b.series[it->second].tiers)
+    if (it == b.index.end())
       return false;
+    auto& other = b.series[it->second];
+    for (size_t i = 0; i < a.tiers.size(); ++i)
+      if (a.visible(rec.tiers[i], i) != b.visible(other.tiers[i], i))
+        return false;
   }
   return true;
 }

@@ -2,8 +2,19 @@
 //
 // Maps series keys to their tiers of buckets and answers the partial queries
 // of query.hpp. Applying events is the projection's `apply(state, event)`;
-// it is deterministic, so snapshot + replay equals full replay. Eviction by
-// retention is a separate, explicit step driven by the owner's clock.
+// it is deterministic in its content (the buckets), so snapshot + replay
+// equals full replay. Eviction by retention is a separate, explicit step
+// driven by the owner's clock.
+//
+// Memory (docs/architecture.md, "Compact store"): per series and tier, only
+// recent buckets are mutable structs ("open"); a bucket whose window ended
+// more than `seal_after` before the store's clock is sealed into an
+// immutable compressed block (cqrs/block.hpp). An event for a sealed window
+// reopens that bucket (an exact copy, superseding the sealed one) until the
+// next seal pass re-encodes its block: queries stay exact. Every sealing is
+// published once to the closed-bucket handler (`on_closed`), a re-seal as a
+// correction. The clock is the owner's (`set_clock`); without one nothing
+// is sealed.
 //
 // Single writer: owned by one partition actor; not thread-safe.
 #pragma once
@@ -16,6 +27,7 @@
 #include "cqrs/tier.hpp"
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -24,6 +36,33 @@
 #include <vector>
 
 namespace cairn::cqrs {
+
+/// One bucket that was sealed: the hook for live subscriptions and alert
+/// evaluators (docs/architecture.md, "Closed-bucket notifications").
+struct closed_bucket {
+  std::string key;      ///< series key
+  uint32_t tier = 0;    ///< index into the tier_set
+  millis start = 0;     ///< bucket start
+  bucket value;         ///< the whole bucket as sealed
+  /// True when this bucket was published before and late events changed it:
+  /// `value` replaces the earlier one.
+  bool correction = false;
+};
+
+/// Receives the buckets sealed by one call (apply, seal), in sealing order.
+using closed_handler = std::function<void(std::vector<closed_bucket>&&)>;
+
+/// Memory held by a store, by kind (approximate heap bytes).
+struct store_memory {
+  /// Buckets held as mutable structs (including reopened copies).
+  uint64_t open_buckets = 0;
+  uint64_t open_bytes = 0;
+  /// Per tier: sealed buckets and the bytes of their blocks.
+  std::vector<uint64_t> sealed_buckets;
+  std::vector<uint64_t> sealed_bytes;
+  /// Series keys, the key index, the metric index and per-series records.
+  uint64_t dictionary_bytes = 0;
+};
 
 class series_store {
 public:
@@ -42,8 +81,37 @@ public:
   void apply(std::string_view key, millis ts, double value);
 
   /// Drops buckets whose start is older than now - retention of their tier,
-  /// and series left without buckets. Returns the number of buckets dropped.
+  /// and series left without buckets. Open buckets go one by one; sealed
+  /// ones are hidden from queries at once and freed with their whole block.
+  /// Returns the number of buckets freed.
   size_t evict(millis now);
+
+  /// Sets the clock that decides sealing (wall-clock ms; the owner calls it
+  /// before applying a batch). Never moves back.
+  void set_clock(millis now) noexcept;
+
+  /// Seal pass: sets the clock and seals every open bucket whose window
+  /// ended at least seal_after ago and that no event changed since the
+  /// previous pass (a backfill faster than real time keeps the bucket it
+  /// writes open), re-encoding blocks for reopened ones. Returns the number
+  /// of buckets sealed.
+  size_t seal(millis now);
+
+  /// The lateness horizon (default 2 s, `cairn.ingest.seal-after`).
+  void seal_after(millis horizon) noexcept;
+  millis seal_after() const noexcept;
+
+  /// Installs the handler for sealed buckets (empty: none). Called at the
+  /// end of apply and seal, on the caller's thread.
+  void on_closed(closed_handler handler);
+
+  /// Installs a handler told about every series created (added = true) or
+  /// removed by eviction (false), by series_hash of its key; for the
+  /// node's series_registry. Called synchronously inside apply and evict.
+  void on_series(std::function<void(uint64_t hash, bool added)> handler);
+
+  /// Calls f(key) for every series.
+  void for_each_key(const std::function<void(std::string_view)>& f) const;
 
   // -- read side --------------------------------------------------------------
 
@@ -55,21 +123,31 @@ public:
   // -- properties -------------------------------------------------------------
 
   size_t series_count() const noexcept;
+  /// Buckets held (open or sealed; sealed ones hidden by eviction count
+  /// until their block is freed).
   size_t bucket_count() const noexcept;
+  /// True if a series with this key exists.
+  bool contains(std::string_view key) const noexcept;
+  /// Walks every series and block: call it for stats, not per event.
+  store_memory memory() const;
   uint64_t events_applied() const noexcept;
   const tier_set& tiers() const noexcept;
   const ddsketch_mapping& mapping() const noexcept;
 
   // -- persistence ------------------------------------------------------------
 
-  /// Appends a versioned binary encoding of the whole state to `out`.
+  /// Appends a versioned binary encoding of the whole state to `out`
+  /// (version 2: sealed blocks as they are, docs/storage-format.md).
   void encode(std::string& out) const;
 
-  /// Replaces the state with one decoded from `in`. Returns false (state
-  /// unchanged) on a version mismatch or malformed input.
+  /// Replaces the state with one decoded from `in` (version 2, or version 1
+  /// as written before sealed blocks: then every bucket comes back open and
+  /// the next seal pass seals it). Returns false (state unchanged) on a
+  /// version mismatch or malformed input.
   [[nodiscard]] bool decode(std::string_view in);
 
-  /// Same series with the same buckets (used by snapshot/replay tests).
+  /// Same series with the same visible buckets, whether open or sealed
+  /// (used by snapshot/replay tests).
   friend bool operator==(const series_store& x, const series_store& y);
 
 private:

@@ -238,6 +238,11 @@ restore_report restore_partition(const runtime::journal& j, uint32_t partition,
     report.events_replayed += rec.events.size();
     return true;
   };
+  // Replayed history older than the lateness horizon is sealed as it is
+  // applied (series_store::set_clock), so recovery never holds the whole
+  // journal as open buckets.
+  store.set_clock(wall_clock_now());
+  (void) store.seal(wall_clock_now());
   try {
     j.scan(partition, report.snapshot_seq + 1, replay);
   } catch (const std::exception& ex) {
@@ -245,6 +250,7 @@ restore_report restore_partition(const runtime::journal& j, uint32_t partition,
     fail("partition " + std::to_string(partition)
          + ": cannot read the journal: " + ex.what());
   }
+  (void) store.seal(wall_clock_now());
   report.next_seq = std::max(expected, report.snapshot_seq + 1);
   return report;
 }

@@ -134,7 +134,13 @@ node_config::node_config() {
   opt_group(custom_options_, "cairn.ingest")
     .add(parsers, "parsers", "parser workers")
     .add(max_future_text, "max-future",
-         "how far ahead of now an event ts may be (duration)");
+         "how far ahead of now an event ts may be (duration)")
+    .add(seal_after_text, "seal-after",
+         "lateness horizon: buckets whose window ended this long ago are "
+         "sealed into compressed blocks (duration)");
+  opt_group(custom_options_, "cairn.limits")
+    .add(max_series, "max-series",
+         "series per node; events creating more are rejected (0 = no limit)");
   opt_group(custom_options_, "cairn.sketch")
     .add(sketch_accuracy, "accuracy", "DDSketch relative accuracy");
   opt_group(custom_options_, "cairn.partition")
@@ -518,6 +524,7 @@ void node_config::validate() const {
   duration("cairn.http.idle-timeout", http_idle_timeout_text);
   duration("cairn.http.read-timeout", http_read_timeout_text);
   duration("cairn.ingest.max-future", max_future_text);
+  duration("cairn.ingest.seal-after", seal_after_text);
   duration("cairn.storage.sync-interval", storage_sync_interval_text);
   duration("cairn.snapshot.interval", snapshot_interval_text);
   duration("cairn.storage.raw-retention", raw_retention_text);

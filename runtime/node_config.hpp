@@ -83,6 +83,11 @@ public:
   std::vector<std::string> tier_texts = {"1s:15m", "1m:2d", "1h:90d"};
   double sketch_accuracy = 0.01;
   std::string max_future_text = "10m";
+  /// cairn.ingest.seal-after: lateness horizon after which a bucket's
+  /// window is sealed into a compressed block (docs/configuration.md).
+  std::string seal_after_text = "2s";
+  /// cairn.limits.max-series: series per node (0 = no limit).
+  size_t max_series = 1000000;
   size_t partition_credits = 128; ///< in-flight batches per partition
 
   // -- storage ----------------------------------------------------------------

@@ -256,4 +256,33 @@ TEST_CASE("randomized: adds, merges, form switches and round trips agree") {
   }
 }
 
+TEST_CASE("dense stores hold 32-bit bin counts and fall back to sparse beyond") {
+  ddsketch a;
+  std::map<int32_t, uint64_t> model;
+  for (int32_t i = 0; i < 100; ++i) {  // dense: 100 bins over a span of 100
+    a.add_bin(false, i, 1);
+    model[i] += 1;
+  }
+  a.add_bin(false, 50, (uint64_t{1} << 32));  // past 32 bits
+  model[50] += uint64_t{1} << 32;
+  a.add_bin(false, 51, 0xffffffffu);
+  model[51] += 0xffffffffu;
+  a.add_bin(false, 200, 7);
+  model[200] += 7;
+  std::map<int32_t, uint64_t> got;
+  a.positive().for_each([&](int32_t i, uint64_t n) { got[i] += n; });
+  CHECK(got == model);
+  CHECK(a.count() == 100 + (uint64_t{1} << 32) + 0xffffffffu + 7);
+  // Merging a dense sketch into it keeps every count.
+  ddsketch b;
+  for (int32_t i = 0; i < 100; ++i)
+    b.add_bin(false, i, 3);
+  a.merge(b);
+  for (int32_t i = 0; i < 100; ++i)
+    model[i] += 3;
+  got.clear();
+  a.positive().for_each([&](int32_t i, uint64_t n) { got[i] += n; });
+  CHECK(got == model);
+}
+
 }

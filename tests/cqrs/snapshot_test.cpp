@@ -11,6 +11,8 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <mutex>
 #include <random>
 
@@ -372,3 +374,55 @@ TEST_CASE("restore of an empty partition") {
 }
 
 } // TEST_SUITE
+
+TEST_SUITE("cqrs.snapshot") {
+
+// tests/cqrs/data/snapshot_v1.bin was written by the encoder before sealed
+// blocks (commit 7487b27, projection format version 1) from the events
+// below; tests/cqrs/data/make_snapshot_v1.cpp.txt is the program.
+TEST_CASE("a version-1 snapshot (before sealed blocks) still recovers") {
+  std::ifstream f{std::string{CAIRN_TEST_DATA_DIR} + "/snapshot_v1.bin",
+                  std::ios::binary};
+  REQUIRE(f.good());
+  std::string bytes{std::istreambuf_iterator<char>{f}, {}};
+  REQUIRE(bytes.size() == 31914);
+  snapshot_view view;
+  REQUIRE(decode_snapshot(bytes, view) == snapshot_result::ok);
+  CHECK(view.header.partition == 3);
+  CHECK(view.header.covered_seq == 77);
+  auto tiers = tier_set::parse({"1s:15m", "1m:2d", "1h:90d"});
+  series_store old{tiers, ddsketch_mapping{0.01}};
+  REQUIRE(old.decode(view.projection));
+  idempotency_window keys{1000, 24LL * 3600 * 1000};
+  REQUIRE(keys.decode(view.idempotency));
+  CHECK(keys.contains("key-1"));
+  // The same events applied by today's code give the same store.
+  series_store expected{tiers, ddsketch_mapping{0.01}};
+  const millis base = 1'764'190'000'000;
+  for (int i = 0; i < 600; ++i) {
+    auto key = make_series_key("old.metric",
+                               {{"host", "h" + std::to_string(i % 3)}});
+    double v = (i % 7 == 0) ? -1.5 * i : (i % 11 == 0 ? 0.0 : 0.25 * i + 1);
+    expected.apply(key, base + i * 700 + (i % 5), v);
+  }
+  expected.apply(make_series_key("other", {}), base + 5, 42.0);
+  CHECK(old == expected);
+  CHECK(old.series_count() == 4);
+  CHECK(old.bucket_count() == 630);
+  CHECK(old.events_applied() == 601);
+  // Sealed and written again (version 2), it still holds the same buckets.
+  (void) old.seal(base + 3 * 3'600'000);
+  auto mem = old.memory();
+  CHECK(mem.open_buckets == 0);
+  CHECK(old == expected);
+  std::string v2;
+  old.encode(v2);
+  CHECK(v2[4] == 2);
+  CHECK(v2.size() < view.projection.size() / 3);
+  series_store again{tiers, ddsketch_mapping{0.01}};
+  REQUIRE(again.decode(v2));
+  CHECK(again == expected);
+  CHECK(again.bucket_count() == 630);
+}
+
+}

@@ -1,0 +1,389 @@
+#include "cqrs/block.hpp"
+
+#include "cqrs/detail/binary.hpp"
+#include "cqrs/detail/bits.hpp"
+
+#include <bit>
+#include <cmath>
+#include <limits>
+
+namespace cairn::cqrs {
+
+namespace {
+
+using detail::bit_reader;
+using detail::bit_writer;
+
+constexpr double pow10[] = {1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7};
+constexpr int64_t max_mantissa = int64_t{1} << 53;
+
+unsigned offset_width(millis resolution) {
+  return resolution <= 1 ? 0
+                         : static_cast<unsigned>(std::bit_width(
+                           static_cast<uint64_t>(resolution - 1)));
+}
+
+/// n with n / 10^e == d bit for bit, trying e = hint first; false if none.
+bool as_decimal(double d, uint8_t hint, int64_t& n, uint8_t& e) {
+  if (!(std::fabs(d) < 1e15))
+    return false;
+  auto bits = std::bit_cast<uint64_t>(d);
+  auto try_e = [&](uint8_t k) {
+    auto x = std::llround(d * pow10[k]);
+    if (x <= -max_mantissa || x >= max_mantissa)
+      return false;
+    if (std::bit_cast<uint64_t>(static_cast<double>(x) / pow10[k]) != bits)
+      return false;
+    n = x;
+    e = k;
+    return true;
+  };
+  if (try_e(hint))
+    return true;
+  for (uint8_t k = 0; k < 8; ++k)
+    if (k != hint && try_e(k))
+      return true;
+  return false;
+}
+
+void put_double(bit_writer& w, double d, double_state& s) {
+  int64_t n = 0;
+  uint8_t e = 0;
+  auto bits = std::bit_cast<uint64_t>(d);
+  if (as_decimal(d, s.e, n, e)) {
+    w.bit(true);
+    if (e == s.e) {
+      w.bit(false);
+    } else {
+      w.bit(true);
+      w.put(e, 3);
+    }
+    auto z = detail::zigzag(static_cast<int64_t>(static_cast<uint64_t>(n)
+                                                 - static_cast<uint64_t>(s.n)));
+    auto width = static_cast<unsigned>(std::bit_width(z));
+    w.put(width, 6);  // z < 2^55: width <= 55
+    if (width > 1)
+      w.put(z, width - 1);  // the top bit is implied
+    s.n = n;
+    s.e = e;
+    s.bits = bits;
+    return;
+  }
+  w.bit(false);
+  auto x = bits ^ s.bits;
+  s.bits = bits;
+  if (x == 0) {
+    w.bit(false);
+    return;
+  }
+  w.bit(true);
+  auto lead = static_cast<uint8_t>(std::countl_zero(x));
+  auto trail = static_cast<unsigned>(std::countr_zero(x));
+  auto len = static_cast<uint8_t>(64 - lead - trail);
+  if (s.len != 0 && lead >= s.lead && trail >= 64u - s.lead - s.len) {
+    w.bit(false);
+    w.put(x >> (64 - s.lead - s.len), s.len);
+    return;
+  }
+  w.bit(true);
+  w.put(lead, 6);
+  w.put(len - 1u, 6);
+  w.put(x >> trail, len);
+  s.lead = lead;
+  s.len = len;
+}
+
+double get_double(bit_reader& r, double_state& s) {
+  if (r.bit()) {
+    if (r.bit())
+      s.e = static_cast<uint8_t>(r.get(3));
+    auto width = static_cast<unsigned>(r.get(6));
+    uint64_t z = 0;
+    if (width > 55) {
+      r.fail();
+      return 0;
+    }
+    if (width >= 1)
+      z = (uint64_t{1} << (width - 1)) | (width > 1 ? r.get(width - 1) : 0);
+    s.n = static_cast<int64_t>(static_cast<uint64_t>(s.n)
+                               + static_cast<uint64_t>(detail::unzigzag(z)));
+    auto d = static_cast<double>(s.n) / pow10[s.e];
+    s.bits = std::bit_cast<uint64_t>(d);
+    return d;
+  }
+  if (r.bit()) {
+    uint64_t x = 0;
+    if (r.bit()) {
+      s.lead = static_cast<uint8_t>(r.get(6));
+      s.len = static_cast<uint8_t>(r.get(6) + 1);
+      if (s.lead + s.len > 64) {
+        r.fail();
+        return 0;
+      }
+    } else if (s.len == 0) {
+      r.fail();
+      return 0;
+    }
+    x = r.get(s.len) << (64 - s.lead - s.len);
+    s.bits ^= x;
+  }
+  return std::bit_cast<double>(s.bits);
+}
+
+void put_store(bit_writer& w, const ddsketch::store& s, int32_t& prev_first) {
+  w.gamma(s.bins());
+  bool first = true;
+  int32_t prev = 0;
+  s.for_each([&](int32_t i, uint64_t n) {
+    if (first) {
+      w.gamma(detail::zigzag(int64_t{i} - prev_first));
+      prev_first = i;
+      first = false;
+    } else {
+      w.gamma(static_cast<uint64_t>(int64_t{i} - prev - 1));
+    }
+    w.gamma(n - 1);
+    prev = i;
+  });
+}
+
+bool get_store(bit_reader& r, ddsketch& sk, bool negative, int32_t& prev_first,
+               uint64_t limit) {
+  auto bins = r.gamma();
+  if (!r.ok() || bins > limit)
+    return false;
+  int64_t prev = 0;
+  uint64_t total = 0;
+  for (uint64_t b = 0; b < bins; ++b) {
+    int64_t i = 0;
+    if (b == 0) {
+      i = int64_t{prev_first} + detail::unzigzag(r.gamma());
+      if (i < std::numeric_limits<int32_t>::min()
+          || i > std::numeric_limits<int32_t>::max())
+        return false;
+      prev_first = static_cast<int32_t>(i);
+    } else {
+      auto gap = r.gamma();
+      if (gap > uint64_t{1} << 32)
+        return false;
+      i = prev + 1 + static_cast<int64_t>(gap);
+      if (i > std::numeric_limits<int32_t>::max())
+        return false;
+    }
+    auto n = r.gamma() + 1;
+    if (!r.ok() || n == 0 || n > limit - total)
+      return false;
+    total += n;
+    sk.add_bin(negative, static_cast<int32_t>(i), n);
+    prev = i;
+  }
+  return r.ok();
+}
+
+bool is_single(const bucket& b, const ddsketch_mapping& m) {
+  auto v = std::bit_cast<uint64_t>(b.last);
+  return b.count == 1 && std::bit_cast<uint64_t>(b.sum) == v
+         && std::bit_cast<uint64_t>(b.min) == v
+         && std::bit_cast<uint64_t>(b.max) == v && b.sketch.is_single(b.last, m);
+}
+
+void put_offset(bit_writer& w, int64_t off, millis resolution,
+                block_state& st) {
+  if (off == st.prev_offset) {
+    w.bit(false);
+    return;
+  }
+  w.bit(true);
+  if (off >= 0 && off < resolution) {
+    w.bit(true);
+    w.put(static_cast<uint64_t>(off), offset_width(resolution));
+  } else {
+    w.bit(false);
+    w.put(static_cast<uint64_t>(off), 64);
+  }
+  st.prev_offset = off;
+}
+
+int64_t get_offset(bit_reader& r, millis resolution, block_state& st) {
+  if (r.bit()) {
+    if (r.bit())
+      st.prev_offset = static_cast<int64_t>(r.get(offset_width(resolution)));
+    else
+      st.prev_offset = static_cast<int64_t>(r.get(64));
+  }
+  return st.prev_offset;
+}
+
+} // namespace
+
+block_state initial_block_state(millis first_start, millis resolution) {
+  block_state st;
+  st.prev_start = first_start - resolution;
+  st.prev_delta = 1;
+  return st;
+}
+
+// -- writing ------------------------------------------------------------------
+
+void bucket_block::append(millis start, const bucket& b, millis resolution,
+                          const ddsketch_mapping& m, block_state& st) {
+  if (count_ == 0) {
+    first_start_ = start;
+    st = initial_block_state(start, resolution);
+  }
+  bit_writer w{bits_, nbits_};
+  // Start: delta-of-delta in resolution units.
+  auto delta = (start - st.prev_start) / resolution;
+  auto dod = delta - st.prev_delta;
+  if (dod == 0) {
+    w.bit(false);
+  } else {
+    w.bit(true);
+    w.gamma(detail::zigzag(dod));
+  }
+  st.prev_start = start;
+  st.prev_delta = delta;
+  auto off = static_cast<int64_t>(static_cast<uint64_t>(b.last_ts)
+                                  - static_cast<uint64_t>(start));
+  if (is_single(b, m)) {
+    w.bit(false);
+    put_double(w, b.last, st.last);
+    st.sum = st.min = st.max = st.last;
+    put_offset(w, off, resolution, st);
+  } else {
+    w.bit(true);
+    if (b.count == st.prev_count) {
+      w.bit(false);
+    } else {
+      w.bit(true);
+      w.gamma(detail::zigzag(static_cast<int64_t>(b.count - st.prev_count)));
+      st.prev_count = b.count;
+    }
+    put_double(w, b.sum, st.sum);
+    put_double(w, b.min, st.min);
+    put_double(w, b.max, st.max);
+    put_double(w, b.last, st.last);
+    put_offset(w, off, resolution, st);
+    w.gamma(b.sketch.zero_count());
+    put_store(w, b.sketch.positive(), st.prev_first[0]);
+    put_store(w, b.sketch.negative(), st.prev_first[1]);
+  }
+  last_start_ = start;
+  ++count_;
+}
+
+// -- cursor -------------------------------------------------------------------
+
+block_cursor::block_cursor(const bucket_block& blk, millis resolution,
+                           const ddsketch_mapping& m)
+  : blk_(blk), resolution_(resolution), mapping_(m),
+    st_(initial_block_state(blk.first_start_, resolution)) {}
+
+bool block_cursor::next(millis& start, bucket& b) {
+  if (!ok_ || index_ >= blk_.count_)
+    return false;
+  bit_reader r{blk_.bits_.data(), blk_.nbits_, pos_};
+  int64_t delta = st_.prev_delta;
+  if (r.bit()) {
+    auto dod = detail::unzigzag(r.gamma());
+    delta = static_cast<int64_t>(static_cast<uint64_t>(delta)
+                                 + static_cast<uint64_t>(dod));
+  }
+  if (delta <= 0 || delta > (int64_t{1} << 40)) {
+    ok_ = false;
+    return false;
+  }
+  start = st_.prev_start + delta * resolution_;
+  st_.prev_start = start;
+  st_.prev_delta = delta;
+  b.sketch.clear();
+  if (!r.bit()) {
+    auto v = get_double(r, st_.last);
+    st_.sum = st_.min = st_.max = st_.last;
+    auto off = get_offset(r, resolution_, st_);
+    b.count = 1;
+    b.sum = b.min = b.max = b.last = v;
+    b.last_ts = static_cast<millis>(static_cast<uint64_t>(start)
+                                    + static_cast<uint64_t>(off));
+    b.sketch.add(v, mapping_);
+  } else {
+    if (r.bit())
+      st_.prev_count += static_cast<uint64_t>(detail::unzigzag(r.gamma()));
+    b.count = st_.prev_count;
+    b.sum = get_double(r, st_.sum);
+    b.min = get_double(r, st_.min);
+    b.max = get_double(r, st_.max);
+    b.last = get_double(r, st_.last);
+    auto off = get_offset(r, resolution_, st_);
+    b.last_ts = static_cast<millis>(static_cast<uint64_t>(start)
+                                    + static_cast<uint64_t>(off));
+    auto zeros = r.gamma();
+    if (!r.ok() || b.count == 0 || zeros > b.count) {
+      ok_ = false;
+      return false;
+    }
+    b.sketch.add_zero(zeros);
+    if (!get_store(r, b.sketch, false, st_.prev_first[0], b.count - zeros)
+        || !get_store(r, b.sketch, true, st_.prev_first[1],
+                      b.count - zeros - b.sketch.positive().total())
+        || b.sketch.count() != b.count) {
+      ok_ = false;
+      return false;
+    }
+  }
+  if (!r.ok()) {
+    ok_ = false;
+    return false;
+  }
+  pos_ = r.pos();
+  ++index_;
+  return true;
+}
+
+// -- persistence --------------------------------------------------------------
+
+void bucket_block::encode(std::string& out) const {
+  detail::put_varint(out, count_);
+  detail::put_svarint(out, first_start_);
+  detail::put_svarint(out, static_cast<int64_t>(
+                             static_cast<uint64_t>(last_start_)
+                             - static_cast<uint64_t>(first_start_)));
+  detail::put_varint(out, nbits_);
+  out.append(bits_.data(), (nbits_ + 7) / 8);
+}
+
+bool bucket_block::decode(std::string_view& in, millis resolution,
+                          const ddsketch_mapping& m, block_state& st) {
+  detail::reader r{in};
+  uint64_t count = 0, nbits = 0;
+  int64_t first = 0, span = 0;
+  std::string_view bytes;
+  if (!r.varint(count) || count == 0 || count > in.size() * 8
+      || !r.svarint(first) || !r.svarint(span) || !r.varint(nbits)
+      || nbits > in.size() * 8 || !r.bytes((nbits + 7) / 8, bytes)
+      || align_down(first, resolution) != first)
+    return false;
+  bucket_block blk;
+  blk.count_ = static_cast<uint32_t>(count);
+  blk.first_start_ = first;
+  blk.last_start_ = static_cast<millis>(static_cast<uint64_t>(first)
+                                        + static_cast<uint64_t>(span));
+  blk.nbits_ = nbits;
+  blk.bits_.assign(bytes);
+  // Check every bucket (starts ascending and aligned, counts consistent),
+  // and that the stream ends where the block says.
+  block_cursor cur{blk, resolution, m};
+  millis start = 0;
+  bucket b;
+  uint32_t n = 0;
+  while (cur.next(start, b))
+    ++n;
+  if (!cur.ok() || n != count || start != blk.last_start_
+      || cur.bit_pos() != nbits)
+    return false;
+  st = cur.state();
+  *this = std::move(blk);
+  return true;
+}
+
+} // namespace cairn::cqrs

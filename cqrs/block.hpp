@@ -1,0 +1,136 @@
+// block: an immutable, compressed run of sealed buckets of one series in one
+// tier (docs/storage-format.md, "Sealed bucket blocks").
+//
+// Buckets are appended in ascending start order to a bit stream:
+//   - starts as delta-of-delta in units of the tier resolution (1 bit when
+//     buckets are consecutive),
+//   - a one-event bucket (count 1, sum = min = max = last, the sketch being
+//     the value's bin) as its value and the offset of its timestamp only,
+//   - other buckets: count (1 bit when equal to the previous one), sum, min,
+//     max, last, the last timestamp's offset and the sketch bins (zero count,
+//     then per sign the number of bins, the first index relative to the
+//     previous bucket's, gaps and counts, all Elias-gamma coded),
+//   - doubles either as decimals (the value is exactly n / 10^e, e < 8: n is
+//     delta-coded against the previous decimal of the same field) or, when
+//     not, XOR-compressed against the previous value of the field (Gorilla).
+// Decoding is exact for every double bit pattern (NaN, infinities, -0.0,
+// denormals) and every count.
+//
+// The codec state after the last bucket (`block_state`) is what the next
+// append continues from; the active block of a tier keeps it, finished
+// blocks drop it. A `block_cursor` walks a block bucket by bucket without
+// materialising the others. Pure values; not thread-safe.
+#pragma once
+
+#include "cqrs/bucket.hpp"
+#include "cqrs/ddsketch.hpp"
+#include "cqrs/time.hpp"
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace cairn::cqrs {
+
+/// Per-field state of the double coder.
+struct double_state {
+  uint64_t bits = 0;   ///< previous value's bit pattern
+  int64_t n = 0;       ///< previous decimal mantissa
+  uint8_t e = 0;       ///< previous decimal exponent
+  uint8_t lead = 0;    ///< XOR window: leading zeros
+  uint8_t len = 0;     ///< XOR window: meaningful bits (0 = no window yet)
+  bool operator==(const double_state&) const = default;
+};
+
+/// Codec state between two buckets of a block.
+struct block_state {
+  millis prev_start = 0;
+  int64_t prev_delta = 1;  ///< in resolution units
+  uint64_t prev_count = 1;
+  int64_t prev_offset = 0; ///< last_ts - start
+  double_state sum, min, max, last;
+  int32_t prev_first[2] = {0, 0};  ///< first bin index, positive/negative
+  bool operator==(const block_state&) const = default;
+};
+
+class bucket_block {
+public:
+  /// An empty block; the first append fixes its first start.
+  bucket_block() = default;
+
+  // -- writing ----------------------------------------------------------------
+
+  /// Appends bucket `b` starting at `start` (> last_start(), aligned to
+  /// `resolution`, b.count > 0); `st` is the state after the last bucket
+  /// (or fresh for an empty block) and is advanced.
+  void append(millis start, const bucket& b, millis resolution,
+              const ddsketch_mapping& m, block_state& st);
+
+  /// Releases spare capacity (a finished block).
+  void shrink() { bits_.shrink_to_fit(); }
+
+  // -- properties -------------------------------------------------------------
+
+  uint32_t size() const noexcept { return count_; }
+  bool empty() const noexcept { return count_ == 0; }
+  millis first_start() const noexcept { return first_start_; }
+  millis last_start() const noexcept { return last_start_; }
+  uint64_t bit_count() const noexcept { return nbits_; }
+  /// Heap bytes of the bit stream (capacity).
+  size_t memory_usage() const noexcept {
+    return bits_.capacity() > 15 ? bits_.capacity() + 1 : 0;
+  }
+
+  // -- persistence ------------------------------------------------------------
+
+  /// Appends the block as it is: varint count, svarint first start, svarint
+  /// last start - first start, varint bit count, the stream bytes.
+  void encode(std::string& out) const;
+
+  /// Decodes an encoded block from `in` (advancing it) and checks it by
+  /// decoding every bucket; `st` receives the state after the last one.
+  /// Returns false on malformed input.
+  [[nodiscard]] bool decode(std::string_view& in, millis resolution,
+                            const ddsketch_mapping& m, block_state& st);
+
+  bool operator==(const bucket_block&) const = default;
+
+private:
+  friend class block_cursor;
+  millis first_start_ = 0;
+  millis last_start_ = 0;
+  uint32_t count_ = 0;
+  uint64_t nbits_ = 0;
+  std::string bits_;
+};
+
+/// Walks the buckets of a block in order.
+class block_cursor {
+public:
+  block_cursor(const bucket_block& blk, millis resolution,
+               const ddsketch_mapping& m);
+
+  /// Decodes the next bucket into (start, b), reusing b's storage. Returns
+  /// false at the end or on a malformed stream (then ok() is false).
+  bool next(millis& start, bucket& b);
+
+  bool ok() const noexcept { return ok_; }
+  /// Bits consumed so far.
+  uint64_t bit_pos() const noexcept { return pos_; }
+  /// The state after the last bucket decoded.
+  const block_state& state() const noexcept { return st_; }
+
+private:
+  const bucket_block& blk_;
+  millis resolution_;
+  const ddsketch_mapping& mapping_;
+  block_state st_;
+  uint64_t pos_ = 0;
+  uint32_t index_ = 0;
+  bool ok_ = true;
+};
+
+/// The state a fresh block starting at `first_start` begins with.
+block_state initial_block_state(millis first_start, millis resolution);
+
+} // namespace cairn::cqrs

@@ -1,0 +1,262 @@
+#include "cqrs/block.hpp"
+
+#include "cqrs/detail/bits.hpp"
+
+#include <doctest/doctest.h>
+
+#include <bit>
+#include <cmath>
+#include <limits>
+#include <random>
+#include <vector>
+
+using namespace cairn::cqrs;
+
+namespace {
+
+constexpr millis t0 = 1'764'190'000'000;
+
+bool same_bits(double x, double y) {
+  return std::bit_cast<uint64_t>(x) == std::bit_cast<uint64_t>(y);
+}
+
+/// Field by field, doubles compared bit for bit (NaN == NaN, -0.0 != 0.0).
+void check_same(const bucket& x, const bucket& y) {
+  CHECK(x.count == y.count);
+  CHECK(same_bits(x.sum, y.sum));
+  CHECK(same_bits(x.min, y.min));
+  CHECK(same_bits(x.max, y.max));
+  CHECK(same_bits(x.last, y.last));
+  CHECK(x.last_ts == y.last_ts);
+  CHECK(x.sketch == y.sketch);
+}
+
+using bucket_list = std::vector<std::pair<millis, bucket>>;
+
+/// Encodes `in` into one block, decodes it with a cursor and through
+/// encode/decode, and checks both against `in`; returns the block.
+bucket_block round_trip(const bucket_list& in, millis res,
+                        const ddsketch_mapping& m) {
+  bucket_block blk;
+  block_state st;
+  for (auto& [start, b] : in)
+    blk.append(start, b, res, m, st);
+  REQUIRE(blk.size() == in.size());
+  block_cursor cur{blk, res, m};
+  millis start = 0;
+  bucket b;
+  size_t i = 0;
+  while (cur.next(start, b)) {
+    REQUIRE(i < in.size());
+    CHECK(start == in[i].first);
+    check_same(b, in[i].second);
+    ++i;
+  }
+  CHECK(cur.ok());
+  CHECK(i == in.size());
+  CHECK(cur.state() == st);
+  // The persisted form decodes to the same block and state.
+  std::string bytes;
+  blk.encode(bytes);
+  std::string_view view{bytes};
+  bucket_block back;
+  block_state st2;
+  REQUIRE(back.decode(view, res, m, st2));
+  CHECK(view.empty());
+  CHECK(back == blk);
+  CHECK(st2 == st);
+  return blk;
+}
+
+bucket one_event(millis ts, double v, const ddsketch_mapping& m) {
+  bucket b;
+  b.add(ts, v, m);
+  return b;
+}
+
+} // namespace
+
+TEST_SUITE("cqrs.block") {
+
+TEST_CASE("bit writer and reader: fixed widths and gamma codes") {
+  std::string buf;
+  uint64_t nbits = 0;
+  detail::bit_writer w{buf, nbits};
+  std::vector<uint64_t> gammas = {0, 1, 2, 3, 1000, (uint64_t{1} << 53),
+                                  std::numeric_limits<uint64_t>::max() - 1,
+                                  std::numeric_limits<uint64_t>::max()};
+  w.put(5, 3);
+  for (auto g : gammas)
+    w.gamma(g);
+  w.put(0xdeadbeefcafef00dULL, 64);
+  w.bit(true);
+  detail::bit_reader r{buf.data(), nbits};
+  CHECK(r.get(3) == 5);
+  for (auto g : gammas)
+    CHECK(r.gamma() == g);
+  CHECK(r.get(64) == 0xdeadbeefcafef00dULL);
+  CHECK(r.bit());
+  CHECK(r.ok());
+  CHECK(r.at_end());
+  (void) r.get(1);
+  CHECK_FALSE(r.ok());
+}
+
+TEST_CASE("one-event buckets cost their value and little else") {
+  ddsketch_mapping m{0.01};
+  bucket_list in;
+  for (int i = 0; i < 128; ++i)
+    in.emplace_back(t0 + i * 1000, one_event(t0 + i * 1000 + 17, 20 + i % 7, m));
+  auto blk = round_trip(in, 1000, m);
+  // Integer values near 20, constant offset: a few bits per bucket.
+  CHECK(blk.bit_count() / 8.0 / in.size() < 2.5);
+}
+
+TEST_CASE("every special double and extreme counts round-trip exactly") {
+  ddsketch_mapping m{0.01};
+  const double specials[] = {0.0,
+                             -0.0,
+                             std::numeric_limits<double>::quiet_NaN(),
+                             -std::numeric_limits<double>::quiet_NaN(),
+                             std::numeric_limits<double>::infinity(),
+                             -std::numeric_limits<double>::infinity(),
+                             std::numeric_limits<double>::denorm_min(),
+                             -std::numeric_limits<double>::denorm_min(),
+                             std::numeric_limits<double>::min(),
+                             std::numeric_limits<double>::max(),
+                             -std::numeric_limits<double>::max(),
+                             std::numeric_limits<double>::epsilon(),
+                             1e-9,
+                             0.1,
+                             123.456,
+                             9007199254740993.0,
+                             1e300};
+  bucket_list in;
+  millis start = t0;
+  for (double v : specials) {
+    in.emplace_back(start, one_event(start + 999, v, m));
+    start += 1000;
+  }
+  // A bucket whose fields are special doubles directly (sum overflowed,
+  // NaN last, -0.0 sum of a one-event bucket).
+  for (double v : specials) {
+    bucket b = one_event(start, 1.5, m);
+    b.sum = v;
+    in.emplace_back(start, b);
+    start += 3000;  // irregular deltas
+    bucket c;
+    c.add(start + 1, v, m);
+    c.add(start + 2, -v, m);
+    c.min = v;
+    c.max = -v;
+    in.emplace_back(start, c);
+    start += 1000;
+  }
+  // Counts up to 2^53 and beyond, empty and huge bins.
+  for (uint64_t n : {uint64_t{2}, uint64_t{1} << 32, (uint64_t{1} << 53) - 1,
+                     uint64_t{1} << 53, uint64_t{1} << 62}) {
+    bucket b;
+    b.add(start + 5, 3.0, m);
+    ddsketch big;
+    big.add_bin(false, m.index(3.0), n - 1);
+    b.sketch.merge(big);
+    b.count = n;
+    b.sum = 3.0 * static_cast<double>(n);
+    in.emplace_back(start, b);
+    start += 1000;
+  }
+  // A bucket whose last_ts lies outside its window (decoded v1 data).
+  bucket odd = one_event(start - 5000, 1, m);
+  in.emplace_back(start, odd);
+  round_trip(in, 1000, m);
+}
+
+TEST_CASE("random buckets of every shape round-trip (several resolutions)") {
+  ddsketch_mapping m{0.01};
+  std::mt19937_64 rng{7};
+  std::lognormal_distribution<double> val{3, 1};
+  std::uniform_int_distribution<int> pick{0, 99};
+  for (millis res : {millis{1}, millis{1000}, millis{60'000}, millis{3'600'000}}) {
+    bucket_list in;
+    millis start = align_down(t0, res);
+    for (int i = 0; i < 300; ++i) {
+      start += res * (pick(rng) < 80 ? 1 : 1 + pick(rng));
+      bucket b;
+      int n = pick(rng) < 40 ? 1 : 1 + pick(rng) % 200;
+      for (int k = 0; k < n; ++k) {
+        double v = val(rng);
+        if (pick(rng) < 30)
+          v = std::round(v);  // decimal-friendly
+        else if (pick(rng) < 20)
+          v = std::round(v * 1000) / 1000;
+        if (pick(rng) < 10)
+          v = -v;
+        if (pick(rng) < 3)
+          v = 0;
+        b.add(start + static_cast<millis>(rng() % static_cast<uint64_t>(res)), v, m);
+      }
+      in.emplace_back(start, b);
+    }
+    round_trip(in, res, m);
+  }
+}
+
+TEST_CASE("appending continues a decoded block") {
+  ddsketch_mapping m{0.01};
+  bucket_list in;
+  for (int i = 0; i < 40; ++i)
+    in.emplace_back(t0 + i * 1000, one_event(t0 + i * 1000, 1.25 * i, m));
+  bucket_block blk;
+  block_state st;
+  for (int i = 0; i < 20; ++i)
+    blk.append(in[i].first, in[i].second, 1000, m, st);
+  std::string bytes;
+  blk.encode(bytes);
+  std::string_view view{bytes};
+  bucket_block back;
+  block_state st2;
+  REQUIRE(back.decode(view, 1000, m, st2));
+  for (int i = 20; i < 40; ++i)
+    back.append(in[i].first, in[i].second, 1000, m, st2);
+  block_cursor cur{back, 1000, m};
+  millis start = 0;
+  bucket b;
+  size_t i = 0;
+  while (cur.next(start, b)) {
+    CHECK(start == in[i].first);
+    check_same(b, in[i].second);
+    ++i;
+  }
+  CHECK(i == 40);
+}
+
+TEST_CASE("malformed blocks are rejected, never crash") {
+  ddsketch_mapping m{0.01};
+  std::mt19937_64 rng{11};
+  bucket_list in;
+  for (int i = 0; i < 50; ++i) {
+    bucket b;
+    for (int k = 0; k <= i % 5; ++k)
+      b.add(t0 + i * 1000 + k, 0.5 * i - k, m);
+    in.emplace_back(t0 + i * 1000, b);
+  }
+  auto blk = round_trip(in, 1000, m);
+  std::string bytes;
+  blk.encode(bytes);
+  for (size_t cut = 0; cut < bytes.size(); ++cut) {
+    std::string_view view{bytes.data(), cut};
+    bucket_block x;
+    block_state st;
+    CHECK_FALSE(x.decode(view, 1000, m, st));
+  }
+  for (int i = 0; i < 5000; ++i) {
+    auto corrupt = bytes;
+    corrupt[rng() % corrupt.size()] ^= static_cast<char>(1 + rng() % 255);
+    std::string_view view{corrupt};
+    bucket_block x;
+    block_state st;
+    (void) x.decode(view, 1000, m, st);  // may pass on a benign flip
+  }
+}
+
+}
