@@ -144,4 +144,93 @@ void BM_query_5m_render(benchmark::State& state) {
 }
 BENCHMARK(BM_query_5m_render)->Unit(benchmark::kMicrosecond);
 
+/// The group-by query of issue 10 as the node runs it, minus the actors: 8
+/// partition stores holding 1000 series (host=h0..h999), one event per series
+/// per second over the last hour; `p99` by host at 1-minute steps. Partials
+/// of all partitions, their merge and the reply text, in one thread (the
+/// node spreads the partials over its cores).
+struct groupby_fixture {
+  tier_set tiers = bench_tiers();
+  std::vector<series_store> stores;
+  millis now = base_ts + 3'600'000 + 12'345;
+
+  groupby_fixture() {
+    for (int p = 0; p < 8; ++p)
+      stores.emplace_back(tiers, ddsketch_mapping{0.01});
+    std::mt19937_64 rng{3};
+    std::lognormal_distribution<double> latency{3, 0.8};
+    std::vector<std::string> keys;
+    for (int s = 0; s < 1000; ++s)
+      keys.push_back(make_series_key("q.lat", {{"host", "h" + std::to_string(s)}}));
+    for (millis t = now - 3'600'000; t < now; t += 1000) {
+      for (auto& k : keys)
+        stores[series_hash(k) % 8].apply(k, t + static_cast<millis>(rng() % 1000),
+                                          latency(rng));
+      if (t % 300'000 < 1000)
+        for (auto& st : stores)
+          st.evict(t);
+    }
+    for (auto& st : stores)
+      st.evict(now);
+  }
+
+  query_spec parse(const char* from, bool fine_tier) const {
+    auto req = nlohmann::json::parse(R"({"op":"query","metric":"q.lat","step":"1m",)"
+                                     R"("aggs":["p99"],"group_by":["host"]})");
+    req["from"] = from;
+    auto q = std::get<query_spec>(parse_query(req, now, tiers));
+    if (fine_tier) { // what the tier chosen from `from` alone would read
+      q.tier = tiers.select(q.from, now);
+      q.segments.clear();
+    }
+    return q;
+  }
+};
+
+const groupby_fixture& groupby() {
+  static groupby_fixture f;
+  return f;
+}
+
+void run_groupby(benchmark::State& state, const query_spec& q, bool render) {
+  auto& f = groupby();
+  size_t bytes = 0;
+  for (auto _ : state) {
+    query_partial merged;
+    for (auto& st : f.stores) {
+      query_partial part;
+      st.query(q, part);
+      merged.merge(std::move(part));
+    }
+    if (render) {
+      std::string text;
+      render_query_text(q, merged, f.tiers, f.stores[0].mapping(), {}, nullptr, text);
+      bytes = text.size();
+      benchmark::DoNotOptimize(text);
+    }
+    benchmark::DoNotOptimize(merged);
+  }
+  state.counters["reply_bytes"] = static_cast<double>(bytes);
+}
+
+void BM_groupby_5m(benchmark::State& state) {
+  run_groupby(state, groupby().parse("-5m", state.range(0) != 0), true);
+}
+BENCHMARK(BM_groupby_5m)->ArgName("fine_tier")->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
+
+void BM_groupby_5m_partials(benchmark::State& state) {
+  run_groupby(state, groupby().parse("-5m", false), false);
+}
+BENCHMARK(BM_groupby_5m_partials)->Unit(benchmark::kMillisecond);
+
+void BM_groupby_1h(benchmark::State& state) {
+  run_groupby(state, groupby().parse("-1h", false), true);
+}
+BENCHMARK(BM_groupby_1h)->Unit(benchmark::kMillisecond);
+
+void BM_groupby_1h_partials(benchmark::State& state) {
+  run_groupby(state, groupby().parse("-1h", false), false);
+}
+BENCHMARK(BM_groupby_1h_partials)->Unit(benchmark::kMillisecond);
+
 } // namespace

@@ -159,8 +159,11 @@ void ddsketch::store::merge(const store& other) {
     *this = other;
     return;
   }
-  if (!dense_ && !other.dense_ && !sparse_.empty()) {
-    // Two sparse stores: one linear merge instead of repeated inserts.
+  if (!dense_ && !other.dense_ && !sparse_.empty()
+      && other.sparse_.size() > 4) {
+    // Two sparse stores: one linear merge instead of repeated inserts (a
+    // few bins, such as a 1 s bucket's, are inserted in place: no new
+    // vector per merge).
     std::vector<std::pair<int32_t, uint64_t>> merged;
     merged.reserve(sparse_.size() + other.sparse_.size());
     auto a = sparse_.begin();
@@ -187,6 +190,40 @@ void ddsketch::store::merge(const store& other) {
     return;
   }
   other.for_each([this](int32_t i, uint64_t n) { add(i, n); });
+}
+
+int32_t ddsketch::store::index_of_rank(uint64_t r) const noexcept {
+  uint64_t seen = 0;
+  if (r < total_ / 2) {
+    int32_t found = 0;
+    bool done = false;
+    for_each([&](int32_t i, uint64_t n) {
+      if (done)
+        return;
+      seen += n;
+      if (seen > r) {
+        found = i;
+        done = true;
+      }
+    });
+    return found;
+  }
+  // From the top: the element of rank r is the (total - 1 - r)-th largest.
+  auto from_top = total_ - 1 - r;
+  if (dense_) {
+    for (size_t i = counts_.size(); i-- > 0;) {
+      seen += counts_[i];
+      if (seen > from_top)
+        return offset_ + static_cast<int32_t>(i);
+    }
+  } else {
+    for (auto it = sparse_.rbegin(); it != sparse_.rend(); ++it) {
+      seen += it->second;
+      if (seen > from_top)
+        return it->first;
+    }
+  }
+  return 0;
 }
 
 size_t ddsketch::store::memory_usage() const noexcept {
@@ -260,31 +297,15 @@ double ddsketch::quantile(double q, const ddsketch_mapping& m) const {
   if (count_ == 0 || !(q >= 0 && q <= 1))
     return std::numeric_limits<double>::quiet_NaN();
   auto rank = static_cast<uint64_t>(std::floor(q * static_cast<double>(count_ - 1)));
-  // Finds the bin holding the element of rank `r` (0-based, ascending index).
-  auto find = [](const store& s, uint64_t r) {
-    int32_t found = 0;
-    uint64_t seen = 0;
-    bool done = false;
-    s.for_each([&](int32_t i, uint64_t n) {
-      if (done)
-        return;
-      seen += n;
-      if (seen > r) {
-        found = i;
-        done = true;
-      }
-    });
-    return found;
-  };
   // Sorted order: negatives (largest magnitude first), zeros, positives.
   auto neg = negative_.total();
   if (rank < neg)
-    return -m.value(find(negative_, neg - 1 - rank));
+    return -m.value(negative_.index_of_rank(neg - 1 - rank));
   rank -= neg;
   if (rank < zero_count_)
     return 0;
   rank -= zero_count_;
-  return m.value(find(positive_, rank));
+  return m.value(positive_.index_of_rank(rank));
 }
 
 size_t ddsketch::memory_usage() const noexcept {

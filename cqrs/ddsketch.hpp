@@ -118,6 +118,10 @@ public:
           f(i, n);
       }
     }
+    /// Index of the bin holding the element of rank `r` (0-based, ascending;
+    /// r < total()). Walks from the nearer end: high quantiles cost a few
+    /// bins, not the whole store.
+    int32_t index_of_rank(uint64_t r) const noexcept;
     size_t memory_usage() const noexcept;
     friend bool operator==(const store& x, const store& y);
 

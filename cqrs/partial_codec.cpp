@@ -98,14 +98,15 @@ bool decode_partial(std::string_view in, query_partial& out) {
       }
     }
     uint64_t npoints = 0;
-    if (!r.varint(npoints))
+    if (!r.varint(npoints) || npoints > in.size())
       return false;
+    g.points.reserve(npoints);
     for (uint64_t k = 0; k < npoints; ++k) {
       millis t = 0;
       bucket b;
       if (!r.svarint(t) || !decode_bucket(in, b))
         return false;
-      g.points.emplace_hint(g.points.end(), t, std::move(b));
+      g.points.try_emplace(t, std::move(b));
     }
     out.groups.emplace(std::move(key), std::move(g));
   }

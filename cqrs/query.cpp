@@ -105,6 +105,40 @@ bool read_range(const json& req, millis now, const tier_set& tiers,
   return true;
 }
 
+/// `t` rounded up to a multiple of `res`; nullopt on overflow.
+std::optional<millis> align_up(millis t, millis res) {
+  auto down = align_down(t, res);
+  millis up = 0;
+  if (down == t)
+    return t;
+  if (__builtin_add_overflow(down, res, &up))
+    return std::nullopt;
+  return up;
+}
+
+/// Appends segments reading [a, c) (multiples of the base resolution): the
+/// coarsest of `usable[first..]` (coarsest first) whose aligned part of the
+/// range is not empty reads that part, finer ones the edges, `base` the rest.
+void split_range(const tier_set& tiers, const std::vector<size_t>& usable,
+                 size_t first, size_t base, millis a, millis c,
+                 std::vector<query_segment>& out) {
+  if (a >= c)
+    return;
+  for (size_t i = first; i < usable.size(); ++i) {
+    auto k = usable[i];
+    auto res = tiers[k].resolution;
+    auto x = align_up(a, res);
+    auto y = align_down(c, res);
+    if (!x || *x >= y)
+      continue;
+    split_range(tiers, usable, i + 1, base, a, *x, out);
+    out.push_back(query_segment{k, *x, y});
+    split_range(tiers, usable, i + 1, base, y, c, out);
+    return;
+  }
+  out.push_back(query_segment{base, a, c});
+}
+
 /// A json number for an aggregate value: integers stay integers, NaN is null.
 json agg_value(const agg_spec& a, const bucket& b, millis step,
                const ddsketch_mapping& m) {
@@ -186,6 +220,38 @@ double finalize(const agg_spec& a, const bucket& b, millis step,
   }
 }
 
+// -- planning -----------------------------------------------------------------
+
+size_t plan_segments(const tier_set& tiers, size_t base, millis from,
+                     millis to, millis step, millis now,
+                     std::vector<query_segment>& out) {
+  out.clear();
+  // Tiers coarser than `base` that can serve: the resolution divides the step
+  // (a point then holds whole buckets) and no bucket from `from` on has been
+  // evicted (eviction drops buckets starting before now - retention).
+  std::vector<size_t> usable;
+  for (size_t k = tiers.size(); k-- > base + 1;) {
+    auto& t = tiers[k];
+    millis oldest = 0;
+    bool covers = __builtin_sub_overflow(now, t.retention, &oldest)
+                  || oldest <= from;
+    if (step % t.resolution == 0 && covers)
+      usable.push_back(k);
+  }
+  auto res = tiers[base].resolution;
+  auto a = align_up(from, res);
+  auto c = align_up(to, res);
+  if (usable.empty() || from < 0 || !a || !c) {
+    out.push_back(query_segment{base, from, to});
+    return base;
+  }
+  // The base tier reads bucket starts in [from, to) = [a, c).
+  split_range(tiers, usable, 0, base, *a, *c, out);
+  if (out.empty())
+    out.push_back(query_segment{base, from, to});
+  return usable.front();
+}
+
 // -- request parsing ----------------------------------------------------------
 
 parsed<query_spec> parse_query(const json& req, millis now,
@@ -220,6 +286,7 @@ parsed<query_spec> parse_query(const json& req, millis now,
       || span / q.step + (span % q.step != 0 ? 1 : 0) > max_points)
     return bad("too many points: (to - from) / step exceeds "
                + std::to_string(max_points));
+  q.tier = plan_segments(tiers, q.tier, q.from, q.to, q.step, now, q.segments);
   if (auto it = req.find("aggs"); it != req.end() && !it->is_null()) {
     if (!it->is_array() || it->empty())
       return bad("\"aggs\" must be a non-empty list of strings");
@@ -308,16 +375,82 @@ parsed<series_spec> parse_series(const json& req) {
 
 // -- partial results ----------------------------------------------------------
 
+namespace {
+
+bool point_before(const point_map::value_type& p, millis t) {
+  return p.first < t;
+}
+
+} // namespace
+
+point_map::iterator point_map::find(millis t) {
+  auto it = std::lower_bound(points_.begin(), points_.end(), t, point_before);
+  return it != points_.end() && it->first == t ? it : points_.end();
+}
+
+point_map::const_iterator point_map::find(millis t) const {
+  auto it = std::lower_bound(points_.begin(), points_.end(), t, point_before);
+  return it != points_.end() && it->first == t ? it : points_.end();
+}
+
+point_map::iterator point_map::try_emplace(const_iterator hint, millis t) {
+  if (hint != points_.end() && hint->first == t)
+    return points_.begin() + (hint - points_.cbegin());
+  bool fits = (hint == points_.begin() || std::prev(hint)->first < t)
+              && (hint == points_.end() || t < hint->first);
+  if (!fits) {
+    hint = std::lower_bound(points_.cbegin(), points_.cend(), t, point_before);
+    if (hint != points_.end() && hint->first == t)
+      return points_.begin() + (hint - points_.cbegin());
+  }
+  if (hint == points_.end()) {
+    if (points_.capacity() == 0)
+      points_.reserve(8);
+    points_.emplace_back(t, bucket{});
+    return points_.end() - 1;
+  }
+  return points_.emplace(hint, t, bucket{});
+}
+
+std::pair<point_map::iterator, bool> point_map::try_emplace(millis t,
+                                                            bucket&& b) {
+  auto it = std::lower_bound(points_.begin(), points_.end(), t, point_before);
+  if (it != points_.end() && it->first == t)
+    return {it, false};
+  return {points_.emplace(it, t, std::move(b)), true};
+}
+
+void point_map::merge(point_map&& other) {
+  if (points_.empty()) {
+    points_ = std::move(other.points_);
+    return;
+  }
+  // One linear merge of two sorted runs.
+  container merged;
+  merged.reserve(points_.size() + other.points_.size());
+  auto a = points_.begin();
+  auto b = other.points_.begin();
+  while (a != points_.end() || b != other.points_.end()) {
+    if (b == other.points_.end()
+        || (a != points_.end() && a->first < b->first)) {
+      merged.push_back(std::move(*a++));
+    } else if (a == points_.end() || b->first < a->first) {
+      merged.push_back(std::move(*b++));
+    } else {
+      a->second.merge(b->second);
+      merged.push_back(std::move(*a++));
+      ++b;
+    }
+  }
+  points_ = std::move(merged);
+  other.points_.clear();
+}
+
 void query_partial::merge(query_partial&& other) {
   for (auto& [key, group] : other.groups) {
     auto [it, added] = groups.try_emplace(key, std::move(group));
-    if (added)
-      continue;
-    for (auto& [t, b] : group.points) {
-      auto [pit, fresh] = it->second.points.try_emplace(t, std::move(b));
-      if (!fresh)
-        pit->second.merge(b);
-    }
+    if (!added)
+      it->second.points.merge(std::move(group.points));
   }
   other.groups.clear();
 }
@@ -415,7 +548,20 @@ void render_query(const query_spec& q, const query_partial& p,
 namespace {
 
 void append_json_string(std::string& out, std::string_view text) {
-  out += json(text).dump(-1, ' ', false, json::error_handler_t::replace);
+  // Plain ASCII without quotes, backslashes or control characters is written
+  // as is (tag values almost always are); anything else the way nlohmann
+  // writes it, so both renderers stay byte-identical.
+  bool plain = std::all_of(text.begin(), text.end(), [](char c) {
+    auto u = static_cast<unsigned char>(c);
+    return u >= 0x20 && u < 0x80 && c != '"' && c != '\\';
+  });
+  if (!plain) {
+    out += json(text).dump(-1, ' ', false, json::error_handler_t::replace);
+    return;
+  }
+  out += '"';
+  out += text;
+  out += '"';
 }
 
 void append_number(std::string& out, double v) {
@@ -448,6 +594,15 @@ void render_query_text(const query_spec& q, const query_partial& p,
     append_json_string(k, a.name);
     k += ':';
     keys.push_back(std::move(k));
+  }
+  // Group-by tag names as JSON keys, likewise.
+  std::vector<std::string> tag_keys;
+  tag_keys.reserve(q.group_by.size());
+  for (auto& g : q.group_by) {
+    std::string k;
+    append_json_string(k, g);
+    k += ':';
+    tag_keys.push_back(std::move(k));
   }
   out += "{\"ok\":true";
   if (id != nullptr) {
@@ -498,8 +653,7 @@ void render_query_text(const query_spec& q, const query_partial& p,
         if (!first_tag)
           out += ',';
         first_tag = false;
-        append_json_string(out, q.group_by[i]);
-        out += ':';
+        out += tag_keys[i];
         append_json_string(out, *group.values[i]);
       }
     out += "},\"points\":[";

@@ -48,16 +48,43 @@ double finalize(const agg_spec& a, const bucket& b, millis step,
 
 // -- request specs ------------------------------------------------------------
 
+/// A piece of a query's range read from one tier: that tier's buckets whose
+/// start lies in [from, to).
+struct query_segment {
+  size_t tier = 0;
+  millis from = 0;
+  millis to = 0;
+  friend bool operator==(const query_segment&, const query_segment&) = default;
+};
+
 struct query_spec {
   std::string metric;
   millis from = 0;  ///< inclusive, bucket starts
   millis to = 0;    ///< exclusive
   millis step = 0;  ///< multiple of the tier resolution
-  size_t tier = 0;  ///< index into the node's tier_set
+  /// Index into the node's tier_set: the serving tier the reply names (the
+  /// coarsest tier of `segments`' plan).
+  size_t tier = 0;
+  /// What to read, in time order (see plan_segments). Empty: the buckets of
+  /// `tier` with start in [from, to).
+  std::vector<query_segment> segments;
   std::vector<tag> where;            ///< exact matches, sorted by key
   std::vector<std::string> group_by; ///< in request order
   std::vector<agg_spec> aggs;
 };
+
+/// The query planner. `base` is the tier the range alone selects
+/// (tier_set::select: the finest whose retention covers `from`); `step` is a
+/// multiple of its resolution. Serving tier: the coarsest tier whose
+/// resolution divides `step` and whose retention covers `from` (at least
+/// `base`). Returns it and fills `out` (replaced) with segments, in time
+/// order, that read exactly the events the buckets of `base` with start in
+/// [from, to) hold: each tier reads the part of the range aligned to its
+/// resolution, finer tiers the unaligned edges. Every tier sees every event,
+/// so the answer equals that of `base` (sums up to rounding order).
+size_t plan_segments(const tier_set& tiers, size_t base, millis from,
+                     millis to, millis step, millis now,
+                     std::vector<query_segment>& out);
 
 struct topk_spec {
   std::string metric;
@@ -98,11 +125,54 @@ parsed<series_spec> parse_series(const nlohmann::json& req);
 
 // -- partial results ----------------------------------------------------------
 
+/// The points of one group keyed by point time t, sorted: a flat map with
+/// the std::map members the store and the codec use. Points arrive in time
+/// order, so appends dominate; one allocation per group instead of one per
+/// point, and iteration walks contiguous memory.
+class point_map {
+public:
+  using value_type = std::pair<millis, bucket>;
+  using container = std::vector<value_type>;
+  using iterator = container::iterator;
+  using const_iterator = container::const_iterator;
+
+  iterator begin() noexcept { return points_.begin(); }
+  iterator end() noexcept { return points_.end(); }
+  const_iterator begin() const noexcept { return points_.begin(); }
+  const_iterator end() const noexcept { return points_.end(); }
+  size_t size() const noexcept { return points_.size(); }
+  bool empty() const noexcept { return points_.empty(); }
+  void reserve(size_t n) { points_.reserve(n); }
+
+  iterator find(millis t);
+  const_iterator find(millis t) const;
+
+  /// The point at `t`, created empty if missing.
+  bucket& operator[](millis t) { return try_emplace(end(), t)->second; }
+
+  /// The point at `t`, created empty if missing; `hint` is where it would
+  /// go (end() to append). A wrong hint costs a binary search, never a wrong
+  /// answer. Invalidates other iterators.
+  iterator try_emplace(const_iterator hint, millis t);
+
+  /// Inserts (t, b) unless t is present; returns the point and whether it
+  /// was inserted (b is moved from only then).
+  std::pair<iterator, bool> try_emplace(millis t, bucket&& b);
+
+  /// Folds every point of `other` in (exact bucket merges).
+  void merge(point_map&& other);
+
+  friend bool operator==(const point_map&, const point_map&) = default;
+
+private:
+  container points_;
+};
+
 /// One group of a query: the group_by tag values (nullopt = the series has no
 /// such tag) and its points keyed by point time t.
 struct query_group {
   std::vector<std::optional<std::string>> values;
-  std::map<millis, bucket> points;
+  point_map points;
 };
 
 struct query_partial {

@@ -583,36 +583,45 @@ size_t series_store::evict(millis now) {
 
 void series_store::query(const query_spec& q, query_partial& out) const {
   auto& s = *impl_;
-  if (q.tier >= s.tiers.size() || q.step <= 0)
+  // The planner's segments (query.hpp), in time order; none: one of q.tier.
+  const query_segment whole{q.tier, q.from, q.to};
+  auto* seg_begin = q.segments.empty() ? &whole : q.segments.data();
+  auto* seg_end = q.segments.empty() ? &whole + 1
+                                     : q.segments.data() + q.segments.size();
+  if (q.step <= 0 || std::any_of(seg_begin, seg_end, [&](auto& seg) {
+        return seg.tier >= s.tiers.size();
+      }))
     return;
-  auto res = s.tiers[q.tier].resolution;
   std::vector<std::optional<std::string>> values(q.group_by.size());
   bucket scratch;
   s.for_each_match(q.metric, q.where, [&](const series_record& rec,
                                           const std::vector<tag_view>& tags) {
-    auto& td = rec.tiers[q.tier];
     query_group* group = nullptr;
-    std::map<millis, bucket>::iterator hint;
-    td.for_each(q.from, q.to, res, s.mapping, scratch,
-                [&](millis start, const bucket& b) {
-                  if (!group) {
-                    for (size_t i = 0; i < q.group_by.size(); ++i) {
-                      auto* v = find_tag(tags, q.group_by[i]);
-                      values[i] = v ? std::optional<std::string>{*v}
-                                    : std::nullopt;
+    decltype(group->points.end()) hint;
+    for (auto* seg = seg_begin; seg != seg_end; ++seg) {
+      auto& td = rec.tiers[seg->tier];
+      auto res = s.tiers[seg->tier].resolution;
+      td.for_each(seg->from, seg->to, res, s.mapping, scratch,
+                  [&](millis start, const bucket& b) {
+                    if (!group) {
+                      for (size_t i = 0; i < q.group_by.size(); ++i) {
+                        auto* v = find_tag(tags, q.group_by[i]);
+                        values[i] = v ? std::optional<std::string>{*v}
+                                      : std::nullopt;
+                      }
+                      auto [git, added]
+                        = out.groups.try_emplace(encode_group_key(values));
+                      group = &git->second;
+                      if (added)
+                        group->values = values;
+                      hint = group->points.end();
                     }
-                    auto [git, added]
-                      = out.groups.try_emplace(encode_group_key(values));
-                    group = &git->second;
-                    if (added)
-                      group->values = values;
-                    hint = group->points.end();
-                  }
-                  hint = group->points.try_emplace(hint,
-                                                   align_down(start, q.step));
-                  hint->second.merge(b);
-                  ++hint;
-                });
+                    hint = group->points.try_emplace(hint,
+                                                     align_down(start, q.step));
+                    hint->second.merge(b);
+                    ++hint;
+                  });
+    }
   });
 }
 

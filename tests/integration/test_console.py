@@ -160,7 +160,7 @@ def check_exec(args, node, con, chk):
     # query: table and JSON identical to the protocol's answer
     q = f"query {METRIC} count,sum,max,p50 -1m step=1m where service=api by region"
     out, _ = expect(q, 0, "region", "TIME", "count", "sum", "max", "p50", "eu", "us", "ap",
-                    "(3 rows, tier 1s, step 60s)")
+                    "(3 rows, tier 1m, step 60s)")
     rows = [l.split() for l in out.splitlines() if l.startswith(("eu", "us", "ap"))]
     chk.check(sorted(r[0] for r in rows) == ["ap", "eu", "us"], f"query rows: {rows}")
     for r in rows:

@@ -1,0 +1,214 @@
+// The query planner (plan_segments): which tiers read which parts of a range,
+// and that the planned answer equals the one of the tier the range alone
+// selects, on random data.
+#include "cqrs/query.hpp"
+#include "cqrs/series_store.hpp"
+
+#include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
+
+#include <random>
+
+using namespace cairn::cqrs;
+using nlohmann::json;
+
+namespace {
+
+constexpr millis now = 1'764'190'012'345; // not aligned to any resolution
+constexpr millis sec = 1000, minute = 60 * sec, hour = 60 * minute;
+
+tier_set default_tiers() {
+  return tier_set::parse({"1s:15m", "1m:2d", "1h:90d"});
+}
+
+query_spec parse(const tier_set& tiers, const json& req) {
+  auto r = parse_query(req, now, tiers);
+  REQUIRE(std::holds_alternative<query_spec>(r));
+  return std::get<query_spec>(std::move(r));
+}
+
+/// Stores of `partitions` partitions with random events: a few series of
+/// one metric over the last `span` (and a few events up to 5 minutes ahead).
+/// Integer values keep every sum exact, so answers compare as text.
+std::vector<series_store> random_stores(const tier_set& tiers, uint64_t seed,
+                                        millis span, size_t events,
+                                        uint32_t partitions) {
+  std::vector<series_store> stores;
+  for (uint32_t p = 0; p < partitions; ++p)
+    stores.emplace_back(tiers, ddsketch_mapping{0.01});
+  std::mt19937_64 rng{seed};
+  std::uniform_int_distribution<int> pick{0, 99};
+  std::uniform_int_distribution<millis> past{now - span, now - 1};
+  std::uniform_int_distribution<millis> ahead{now, now + 5 * minute};
+  std::uniform_int_distribution<int> value{-50, 2000};
+  for (size_t i = 0; i < events; ++i) {
+    std::vector<tag> tags{{"host", "h" + std::to_string(pick(rng) % 12)}};
+    if (pick(rng) < 80)
+      tags.emplace_back("region", pick(rng) < 50 ? "eu" : "us");
+    auto key = make_series_key("m", tags);
+    auto ts = pick(rng) < 2 ? ahead(rng) : past(rng);
+    auto v = pick(rng) < 5 ? 0 : value(rng);
+    stores[series_hash(key) % partitions].apply(key, ts, v);
+  }
+  return stores;
+}
+
+std::string answer(const std::vector<series_store>& stores,
+                   const query_spec& q, const tier_set& tiers) {
+  query_partial merged;
+  for (auto& s : stores) {
+    query_partial part;
+    s.query(q, part);
+    merged.merge(std::move(part));
+  }
+  std::string text;
+  render_query_text(q, merged, tiers, stores.front().mapping(), {}, nullptr,
+                    text);
+  return text;
+}
+
+} // namespace
+
+TEST_SUITE("cqrs.query_plan") {
+
+TEST_CASE("the coarsest tier dividing the step reads the aligned middle") {
+  auto tiers = default_tiers();
+  // -5m at 1m steps: the 1m tier serves; the 1s tier reads the partial
+  // minutes at both ends.
+  auto q = parse(tiers, {{"metric", "m"}, {"from", "-5m"}, {"step", "1m"}});
+  CHECK(q.tier == 1);
+  auto from = now - 5 * minute; // 1764189712345
+  auto a = from - from % sec + sec;
+  auto x = from - from % minute + minute;
+  auto y = now - now % minute;
+  auto c = now - now % sec + sec;
+  CHECK(q.segments == std::vector<query_segment>{{0, a, x}, {1, x, y}, {0, y, c}});
+  // The default step (1s) and 10s steps: only the 1s tier divides them.
+  q = parse(tiers, {{"metric", "m"}, {"from", "-5m"}});
+  CHECK(q.tier == 0);
+  CHECK(q.segments == std::vector<query_segment>{{0, now - 5 * minute, now}});
+  q = parse(tiers, {{"metric", "m"}, {"from", "-5m"}, {"step", "10s"}});
+  CHECK(q.tier == 0);
+  // A range inside one minute: the plan names the 1m tier (it could serve)
+  // but every bucket comes from the 1s tier.
+  q = parse(tiers, {{"metric", "m"}, {"from", now - 20 * sec}, {"step", "1m"}});
+  CHECK(q.tier == 1);
+  CHECK(q.segments.size() == 1);
+  CHECK(q.segments[0].tier == 0);
+  // Two days at 1h steps from the 1m tier: the 1h tier (90d) serves.
+  q = parse(tiers, {{"metric", "m"}, {"from", "-2d"}, {"step", "1h"}});
+  CHECK(q.tier == 2);
+  REQUIRE(q.segments.size() == 3);
+  CHECK(q.segments[0].tier == 1);
+  CHECK(q.segments[1].tier == 2);
+  CHECK(q.segments[2].tier == 1);
+  // Aligned bounds: one segment of the coarse tier, nothing from finer ones.
+  auto h0 = now - now % hour;
+  q = parse(tiers, {{"metric", "m"}, {"from", h0 - 10 * minute}, {"to", h0},
+                    {"step", "5m"}});
+  CHECK(q.tier == 1);
+  CHECK(q.segments == std::vector<query_segment>{{1, h0 - 10 * minute, h0}});
+  // Three tiers in one plan: 1s edges, 1m edges, the 1h middle.
+  tier_set long_fine = tier_set::parse({"1s:1d", "1m:2d", "1h:90d"});
+  q = parse(long_fine, {{"metric", "m"}, {"from", "-5h"}, {"step", "1h"}});
+  CHECK(q.tier == 2);
+  std::vector<size_t> order;
+  for (auto& s : q.segments)
+    order.push_back(s.tier);
+  CHECK(order == std::vector<size_t>{0, 1, 2, 1, 0});
+  for (size_t i = 1; i < q.segments.size(); ++i)
+    CHECK(q.segments[i - 1].to == q.segments[i].from);
+}
+
+TEST_CASE("a tier whose retention does not cover from is not used") {
+  // 1m keeps only 10 minutes here: a 30-minute query stays on the 1s tier.
+  auto tiers = tier_set::parse({"1s:1h", "1m:10m", "1h:90d"});
+  auto q = parse(tiers, {{"metric", "m"}, {"from", "-30m"}, {"step", "1m"}});
+  CHECK(q.tier == 0);
+  CHECK(q.segments == std::vector<query_segment>{{0, now - 30 * minute, now}});
+  q = parse(tiers, {{"metric", "m"}, {"from", "-5m"}, {"step", "1m"}});
+  CHECK(q.tier == 1);
+  // Step validation still follows the tier the range selects.
+  auto r = parse_query(json{{"metric", "m"}, {"from", "-2h"}, {"step", "1s"}},
+                       now, tiers);
+  CHECK(std::holds_alternative<problem>(r));
+  // Extreme bounds plan without overflow.
+  q = parse(tiers, {{"metric", "m"},
+                    {"from", now - 5 * minute},
+                    {"to", std::numeric_limits<millis>::max()},
+                    {"step", std::numeric_limits<millis>::max() / 1000 * 1000}});
+  CHECK(q.segments.size() == 1);
+}
+
+TEST_CASE("planned answers equal the answers of the fine tier") {
+  // Random ranges, steps, aggs and groupings over random data: the planned
+  // query and the same query forced onto the tier the range selects give
+  // byte-identical replies (apart from the tier name).
+  struct setup {
+    tier_set tiers;
+    millis span;
+  };
+  std::vector<setup> setups{{default_tiers(), 2 * hour},
+                            {tier_set::parse({"1s:1h", "10s:2h", "1m:1d"}), 3 * hour},
+                            {tier_set::parse({"1s:1d", "1m:2d", "1h:90d"}), 30 * hour}};
+  std::mt19937_64 rng{7};
+  size_t compared = 0, coarse = 0, split = 0, nonempty = 0;
+  for (size_t si = 0; si < setups.size(); ++si) {
+    auto& [tiers, span] = setups[si];
+    auto stores = random_stores(tiers, 11 + si, span, 30000, 4);
+    const char* aggsets[][5] = {{"count", "sum", "min", "max", "avg"},
+                                {"last", "rate", "p50", "p99", "p0"},
+                                {"p99.9", "count", "rate", "sum", "p100"}};
+    const char* steps[] = {"1s", "2s", "10s", "30s", "1m", "2m", "5m", "15m",
+                           "1h", "3h"};
+    std::uniform_int_distribution<millis> back{0, span};
+    std::uniform_int_distribution<millis> len{1, span};
+    std::uniform_int_distribution<int> pick{0, 1 << 20};
+    for (int i = 0; i < 300; ++i) {
+      auto from = now - back(rng);
+      // Aligned bounds sometimes, ragged ones mostly.
+      if (pick(rng) % 4 == 0)
+        from -= from % minute;
+      auto to = from + len(rng);
+      json req{{"metric", "m"}, {"from", from}, {"to", to},
+               {"step", steps[pick(rng) % std::size(steps)]}};
+      req["aggs"] = json::array();
+      for (auto* a : aggsets[pick(rng) % 3])
+        req["aggs"].push_back(a);
+      switch (pick(rng) % 3) {
+        case 0: req["group_by"] = {"host"}; break;
+        case 1: req["group_by"] = {"region", "host"}; break;
+        default: break;
+      }
+      auto r = parse_query(req, now, tiers);
+      if (std::holds_alternative<problem>(r))
+        continue; // step not a multiple of the selected tier, too many points
+      auto planned = std::get<query_spec>(std::move(r));
+      auto fine = planned;
+      fine.tier = tiers.select(from, now);
+      fine.segments.clear();
+      auto expected = answer(stores, fine, tiers);
+      auto got = answer(stores, planned, tiers);
+      // Only the serving tier's name may differ.
+      auto name_of = [&](size_t t) { return "\"tier\":\"" + tiers[t].name + "\""; };
+      auto pos = got.find(name_of(planned.tier));
+      REQUIRE(pos != std::string::npos);
+      got.replace(pos, name_of(planned.tier).size(), name_of(fine.tier));
+      INFO(req.dump());
+      CHECK(got == expected);
+      ++compared;
+      coarse += planned.tier != fine.tier;
+      split += planned.segments.size() > 1;
+      nonempty += expected.find("\"points\"") != std::string::npos;
+    }
+  }
+  // The comparison must have exercised the planner, on real answers.
+  CHECK(compared > 400);
+  CHECK(coarse > 150);
+  CHECK(split > 100);
+  CHECK(nonempty > 300);
+  MESSAGE("compared " << compared << " answers, " << coarse << " on a coarser tier, "
+                      << split << " split plans");
+}
+
+} // TEST_SUITE
