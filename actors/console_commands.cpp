@@ -3,6 +3,7 @@
 #include "actors/introspection.hpp"
 #include "actors/messages.hpp"
 #include "actors/node.hpp"
+#include "actors/reply.hpp"
 #include "runtime/connection_context.hpp"
 
 #include <caf/actor_cast.hpp>
@@ -181,19 +182,6 @@ int64_t parse_partition(const json& v) {
       || !std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; }))
     return -1;
   return std::stoll(s);
-}
-
-json stats_json(const partition_stats& p) {
-  return {{"partition", p.id},
-          {"series", p.series},
-          {"buckets", p.buckets},
-          {"events", p.events},
-          {"batches", p.batches},
-          {"journal_seq", p.journal_seq},
-          {"snapshot_seq", p.snapshot_seq},
-          {"replayed_events", p.replayed_events},
-          {"recovery_ms", p.recovery_ms},
-          {"duplicates", p.duplicates}};
 }
 
 // -- helper actors --------------------------------------------------------------
@@ -530,7 +518,7 @@ caf::result<std::string> cmd_send(caf::event_based_actor* self, node* n,
         self->request(hdl, actor_timeout, stats_atom::value)
           .then(
             [rp](partition_stats& st) mutable {
-              auto out = stats_json(st);
+              auto out = partition_stats_json(st);
               out["ok"] = true;
               rp.deliver(out.dump());
             },
@@ -557,11 +545,7 @@ caf::result<std::string> cmd_send(caf::event_based_actor* self, node* n,
       known += ", ping";
       if (op == "ping") {
         auto& s = *n->settings();
-        rp.deliver(json{{"ok", true},
-                        {"node", s.node_name},
-                        {"version", s.version},
-                        {"status", to_string(s.status.load())}}
-                     .dump());
+        rp.deliver(ping_reply(s, s.status.load()).dump());
         return;
       }
     }

@@ -57,11 +57,7 @@ caf::behavior node_actor_impl(node_actor_pointer self, node* n) {
       auto cmd = req.value("cmd", std::string{});
       auto& s = *self->state.owner->settings();
       if (cmd == "ping")
-        return json{{"ok", true},
-                    {"node", s.node_name},
-                    {"version", s.version},
-                    {"status", to_string(s.status.load())}}
-          .dump();
+        return ping_reply(s, s.status.load()).dump();
       if (cmd == "cluster") {
         // Membership view and partition map, as the client op "cluster".
         auto rp = self->make_response_promise<std::string>();

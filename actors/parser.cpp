@@ -315,10 +315,7 @@ bool handle_request(parser_pointer self, const job_ptr& j,
     case request_route::ingest:
       break; // handled above
     case request_route::ping: {
-      json out{{"ok", true},
-               {"node", st.settings->node_name},
-               {"version", st.settings->version},
-               {"status", to_string(status)}};
+      auto out = ping_reply(*st.settings, status);
       j->emit(finish_reply(out, id));
       break;
     }

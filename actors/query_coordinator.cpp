@@ -269,15 +269,7 @@ void answer_stats(coordinator_pointer self, caf::response_promise rp,
       events += p.events;
       replayed += p.replayed_events;
       recovery_ms = std::max(recovery_ms, p.recovery_ms);
-      parts.push_back({{"id", p.id},
-                       {"series", p.series},
-                       {"buckets", p.buckets},
-                       {"events", p.events},
-                       {"batches", p.batches},
-                       {"journal_seq", p.journal_seq},
-                       {"snapshot_seq", p.snapshot_seq},
-                       {"replayed_events", p.replayed_events},
-                       {"duplicates", p.duplicates}});
+      parts.push_back(partition_stats_json(p));
     }
     out["series"] = series;
     out["buckets"] = buckets;

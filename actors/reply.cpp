@@ -34,4 +34,24 @@ std::string finish_reply(nlohmann::json& out, const nlohmann::json& id) {
   return out.dump(-1, ' ', false, dump_mode);
 }
 
+nlohmann::json ping_reply(const node_settings& s, node_status status) {
+  return {{"ok", true},
+          {"node", s.node_name},
+          {"version", s.version},
+          {"status", to_string(status)}};
+}
+
+nlohmann::json partition_stats_json(const partition_stats& p) {
+  return {{"id", p.id},
+          {"series", p.series},
+          {"buckets", p.buckets},
+          {"events", p.events},
+          {"batches", p.batches},
+          {"journal_seq", p.journal_seq},
+          {"snapshot_seq", p.snapshot_seq},
+          {"replayed_events", p.replayed_events},
+          {"recovery_ms", p.recovery_ms},
+          {"duplicates", p.duplicates}};
+}
+
 } // namespace cairn::actors

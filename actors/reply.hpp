@@ -1,6 +1,8 @@
 // Reply lines of the client protocol that every actor renders the same way.
 #pragma once
 
+#include "actors/messages.hpp"
+#include "actors/node_settings.hpp"
 #include "cqrs/error.hpp"
 
 #include <nlohmann/json.hpp>
@@ -25,5 +27,14 @@ std::string line_error_reply(uint64_t line, const cqrs::problem& p);
 
 /// Sets out["id"] = id unless id is no_id(), and dumps `out` to one line.
 std::string finish_reply(nlohmann::json& out, const nlohmann::json& id);
+
+/// {"ok":true,"node":N,"version":V,"status":S}: the ping reply, the same on
+/// the NDJSON port, through the node actor and in the console. `status` is
+/// passed in so that a caller that routed on one reading reports that one.
+nlohmann::json ping_reply(const node_settings& s, node_status status);
+
+/// One partition's figures, as the `stats` op lists them and the console
+/// shows them (docs/protocol.md).
+nlohmann::json partition_stats_json(const partition_stats& p);
 
 } // namespace cairn::actors

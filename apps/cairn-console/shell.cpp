@@ -93,7 +93,7 @@ std::string summary(const json& obj, size_t max = 70) {
       ordered.emplace_back(k, *it);
   for (auto& [k, v] : obj.items())
     if (std::find(first.begin(), first.end(), k) == first.end()
-        && k != "partition")
+        && k != "id")
       ordered.emplace_back(k, v);
   for (auto& [k, v] : ordered) {
     if (v.is_structured())
