@@ -1,4 +1,5 @@
 #include "connection_driver.hpp"
+#include "runtime/time.hpp"
 
 #include "../common/tcp_connect.hpp"
 
@@ -24,11 +25,6 @@ constexpr size_t max_sample_errors = 5;
 constexpr std::string_view flush_line = "{\"op\":\"flush\"}\n";
 constexpr std::string_view final_flush_line =
   "{\"op\":\"flush\",\"id\":\"bench-final\"}\n";
-
-int64_t wall_ms() {
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch())
-    .count();
-}
 
 double seconds_since(clock_type::time_point t0) {
   return duration<double>(clock_type::now() - t0).count();
@@ -98,7 +94,7 @@ void connection_driver::prepare() {
       break;
   }
   if (opts_.mode != bench_mode::query)
-    pool_.patch_timestamps(wall_ms());
+    pool_.patch_timestamps(runtime::wall_clock_now());
 }
 
 void connection_driver::start(clock_type::time_point t0) {
@@ -185,7 +181,7 @@ void connection_driver::write_loop() {
   uint64_t sent = 0;
   uint64_t since_flush = 0;
   size_t next = 0;
-  int64_t patched_second = wall_ms() / 1000;
+  int64_t patched_second = runtime::wall_clock_now() / 1000;
   while (!control_.stop.load() && !control_.abort.load() && !failed_.load()) {
     if (sent >= quota || (timed && clock_type::now() >= deadline))
       break;
@@ -201,7 +197,7 @@ void connection_driver::write_loop() {
     }
     if (!query) {
       // Keep event times current: refresh the pool's ts digits each second.
-      auto now_ms = wall_ms();
+      auto now_ms = runtime::wall_clock_now();
       if (now_ms / 1000 != patched_second) {
         patched_second = now_ms / 1000;
         pool_.patch_timestamps(now_ms);

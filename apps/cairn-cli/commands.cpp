@@ -1,6 +1,7 @@
 // Request/reply commands of cairn-cli: query, topk, series, metrics, stats,
 // ping, raw and tail. `ingest` lives in ingest.cpp.
 #include "commands.hpp"
+#include "runtime/time.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -21,26 +22,8 @@ using std::chrono::milliseconds;
 
 // -- shared helpers -------------------------------------------------------------
 
-int64_t wall_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch())
-    .count();
-}
-
-/// Formats a duration in ms with the largest exact unit ("10s", "1500ms").
-std::string format_step(int64_t ms) {
-  struct unit {
-    int64_t size;
-    const char* name;
-  };
-  static constexpr unit units[] = {{604800000, "w"}, {86400000, "d"},
-                                   {3600000, "h"},   {60000, "m"},
-                                   {1000, "s"}};
-  for (auto [size, name] : units)
-    if (ms > 0 && ms % size == 0)
-      return std::to_string(ms / size) + name;
-  return std::to_string(ms) + "ms";
-}
+using runtime::format_duration;
+using runtime::wall_clock_now;
 
 /// Parses a reply line; prints a message and returns nullopt if it is not a
 /// JSON object.
@@ -187,7 +170,7 @@ void print_query(const json& request, const json& reply) {
   auto step = int_or(reply.value("step", json{}), 0);
   std::cout << "metric " << request.value("metric", std::string{"?"});
   if (step > 0)
-    std::cout << "  step " << format_step(step);
+    std::cout << "  step " << format_duration(step);
   if (auto it = reply.find("tier"); it != reply.end())
     std::cout << "  tier " << format_cell(*it);
   std::cout << '\n';
@@ -409,7 +392,7 @@ int run_tail(const cli_options& opts, const std::string& metric,
   bool header_done = false;
   std::vector<size_t> widths;
   while (!g_interrupted.load()) {
-    auto now = wall_ms();
+    auto now = wall_clock_now();
     json request = {{"op", "query"}, {"metric", metric},
                     {"from", now - window_ms}, {"to", now}, {"aggs", aggs}};
     auto reply = parse_reply(conn.request(request.dump(), opts.timeout));
@@ -459,7 +442,7 @@ int run_tail(const cli_options& opts, const std::string& metric,
     std::cout.flush();
     // Sleep to the next poll in small slices so Ctrl-C is prompt.
     auto next = now + 1000;
-    while (!g_interrupted.load() && wall_ms() < next)
+    while (!g_interrupted.load() && wall_clock_now() < next)
       std::this_thread::sleep_for(milliseconds(50));
   }
   return exit_code::ok;

@@ -1,4 +1,5 @@
 #include "shell.hpp"
+#include "runtime/time.hpp"
 
 #include "interrupt.hpp"
 #include "query_syntax.hpp"
@@ -20,34 +21,11 @@ using cli::align;
 using cli::text_table;
 using namespace std::chrono_literals;
 
-int64_t wall_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch())
-    .count();
-}
+using runtime::wall_clock_now;
 
-/// "10s" -> 10000; 0 if malformed.
+/// "10s" -> 10000; 0 if malformed (runtime/time's one duration syntax).
 int64_t duration_ms(const std::string& s) {
-  size_t i = 0;
-  while (i < s.size() && s[i] >= '0' && s[i] <= '9')
-    ++i;
-  if (i == 0 || i > 12)
-    return 0;
-  auto n = std::stoll(s.substr(0, i));
-  auto unit = s.substr(i);
-  if (unit.empty() || unit == "ms")
-    return n;
-  if (unit == "s")
-    return n * 1000;
-  if (unit == "m")
-    return n * 60000;
-  if (unit == "h")
-    return n * 3600000;
-  if (unit == "d")
-    return n * 86400000;
-  if (unit == "w")
-    return n * 604800000;
-  return 0;
+  return runtime::parse_duration(s).value_or(0);
 }
 
 bool is_ok(const json& reply) {
@@ -991,7 +969,7 @@ int shell::cmd_watch(const std::string& line,
   while (!interrupted() && polls != 0) {
     if (polls > 0)
       --polls;
-    auto now = wall_ms();
+    auto now = wall_clock_now();
     req["from"] = now - window;
     req["to"] = now;
     auto r = link_.call({{"cmd", "query"}, {"request", req}}, opts_.timeout);
