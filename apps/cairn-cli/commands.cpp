@@ -12,7 +12,7 @@
 #include <thread>
 
 #include "line_client.hpp"
-#include "text_table.hpp"
+#include "../common/text_table.hpp"
 
 namespace cairn::cli {
 

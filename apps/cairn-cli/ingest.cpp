@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #include "line_client.hpp"
-#include "text_table.hpp"
+#include "../common/text_table.hpp"
 
 namespace cairn::cli {
 

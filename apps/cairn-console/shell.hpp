@@ -9,6 +9,10 @@
 // link to reconnect (Ctrl-C stops waiting) and retries once when that is
 // safe (reads, or a request that was never sent).
 //
+// Files: shell.cpp (dispatch, requests, errors), shell_commands.cpp (the
+// commands), shell_watch.cpp (watch), shell_completion.cpp (Tab completion),
+// shell_format.* (formatting shared by them).
+//
 // Threading: the main thread only (it blocks on replies).
 #pragma once
 
