@@ -12,6 +12,8 @@
 namespace cairn::console::detail {
 
 using nlohmann::json;
+using cli::align;
+using cli::text_table;
 using namespace std::chrono_literals;
 
 /// "10s" -> 10000; 0 if malformed (runtime/time's one duration syntax).
