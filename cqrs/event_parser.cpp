@@ -134,6 +134,16 @@ std::string validate_metric(std::string_view metric, const event_limits& l) {
   return {};
 }
 
+std::string validate_ts(millis ts, millis now, const event_limits& l) {
+  if (ts < now - l.max_age)
+    return "ts " + std::to_string(ts) + " is older than the longest retention ("
+           + format_duration(l.max_age) + ")";
+  if (ts > now + l.max_future)
+    return "ts " + std::to_string(ts) + " is more than "
+           + format_duration(l.max_future) + " in the future";
+  return {};
+}
+
 // -- impl ---------------------------------------------------------------------
 
 struct event_parser::impl {
@@ -428,13 +438,8 @@ struct event_parser::impl {
     if (auto msg = validate_metric(f.metric, l); !msg.empty())
       return reject(std::move(msg));
     millis ts = f.has_ts ? f.ts : now;
-    if (ts < now - l.max_age)
-      return reject("ts " + std::to_string(ts)
-                    + " is older than the longest retention ("
-                    + format_duration(l.max_age) + ")");
-    if (ts > now + l.max_future)
-      return reject("ts " + std::to_string(ts) + " is more than "
-                    + format_duration(l.max_future) + " in the future");
+    if (auto msg = validate_ts(ts, now, l); !msg.empty())
+      return reject(std::move(msg));
     // Canonical key: tags sorted by key, keys unique.
     std::sort(tags.begin(), tags.end(),
               [](auto& x, auto& y) { return x.first < y.first; });

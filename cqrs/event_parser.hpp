@@ -106,4 +106,7 @@ private:
 /// Returns an empty string if valid, else the error message.
 std::string validate_metric(std::string_view metric, const event_limits& l);
 
+/// Empty if `ts` is within [now - max_age, now + max_future], else why not.
+std::string validate_ts(millis ts, millis now, const event_limits& l);
+
 } // namespace cairn::cqrs

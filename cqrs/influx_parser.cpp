@@ -253,13 +253,8 @@ influx_line influx_parser::parse_line(std::string_view line, millis now,
   for (size_t t = 1; t < tags_.size(); ++t)
     if (tags_[t].first == tags_[t - 1].first)
       return invalid("duplicate tag key " + shown(tags_[t].first));
-  if (ts < now - limits_.max_age)
-    return invalid("ts " + std::to_string(ts)
-                   + " is older than the longest retention ("
-                   + format_duration(limits_.max_age) + ")");
-  if (ts > now + limits_.max_future)
-    return invalid("ts " + std::to_string(ts) + " is more than "
-                   + format_duration(limits_.max_future) + " in the future");
+  if (auto msg = validate_ts(ts, now, limits_); !msg.empty())
+    return invalid(std::move(msg));
   // -- one event per stored field ----------------------------------------------
   for (auto& f : fields) {
     if (f.is_string) {
