@@ -1,7 +1,8 @@
 # Imported targets for the Debian packages Cairn builds against.
 #
 # Debian's libcaf-dev ships neither a CMake package nor a pkg-config file, so
-# CAF's targets are written here by hand (see shared/notes/caf-0.17.md).
+# CAF's targets are written here by hand: find_path(caf/all.hpp) and one
+# find_library per CAF library (docs/design.md names the CAF version).
 
 find_package(Threads REQUIRED)
 
