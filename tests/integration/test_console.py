@@ -193,9 +193,12 @@ def check_exec(args, node, con, chk):
     chk.check(rc == 0 and j.get("duplicate") is True, f"repeated idempotency key: {j}")
     expect("ingest {\"metric\": ", 1, "not valid JSON", stream="err")
     # watch (limit=N polls): the newest closed bucket, then new ones
+    # All three in one 1 s bucket that has closed (now - 1.5 s could straddle
+    # a second boundary, which split them into two rows now and then).
+    second = (h.now_ms() - 1500) // 1000 * 1000
     with node.client() as c:
         c.request({"op": "ingest", "events": [
-            {"metric": "console.watch", "ts": h.now_ms() - 1500 - k * 10, "value": 4,
+            {"metric": "console.watch", "ts": second + 100 + k * 10, "value": 4,
              "tags": {"region": "eu"}} for k in range(3)]})
     out, _ = expect("watch console.watch count,max limit=2", 0, "watching console.watch",
                     "count", "max")
