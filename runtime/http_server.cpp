@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -123,10 +124,22 @@ class http_session;
 
 // -- shared state ---------------------------------------------------------------
 
+struct route_entry {
+  std::string path;
+  bool prefix;
+  http_server::route_handler handler;
+
+  bool matches(std::string_view p) const noexcept {
+    return prefix ? p.substr(0, path.size()) == path : p == path;
+  }
+};
+
 struct shared_state {
   http_server_options opts;
   metrics_registry& metrics;
   http_server::api_handler on_api;
+  std::vector<route_entry> routes;  ///< fixed once started
+  http_server::route_handler api_route;  ///< POST /api through on_api
   asio::io_context ioc;
 
   /// Live sessions; late API replies are dropped once the I/O threads are
@@ -138,6 +151,13 @@ struct shared_state {
                http_server::api_handler h)
     : opts(std::move(o)), metrics(m), on_api(std::move(h)),
       ioc(static_cast<int>(std::max<size_t>(opts.io_threads, 1))) {
+    api_route = [this](http_request req, http_server::response_fn reply) {
+      on_api(std::move(req.body),
+             [reply = std::move(reply)](int status, std::string json) {
+               reply(http_response{status, "application/json",
+                                   std::move(json), {}});
+             });
+    };
   }
 };
 
@@ -276,8 +296,11 @@ private:
           http::status::method_not_allowed,
           R"({"ok":false,"error":{"code":"bad_request","message":"use POST"}})",
           version, keep, "application/json"));
-      return call_api(std::move(req.body()), version, keep);
+      return call_route(state_->api_route, std::move(req), version, keep);
     }
+    for (auto& r : state_->routes)
+      if (r.matches(path))
+        return call_route(r.handler, std::move(req), version, keep);
     if (method == http::verb::get || method == http::verb::head) {
       if (auto file = resolve_static(state_->opts.web_root, target)) {
         std::ifstream in{*file, std::ios::binary};
@@ -298,42 +321,65 @@ private:
     send(make_text(http::status::not_found, "not found\n", version, keep));
   }
 
-  /// Hands the body to the API handler; the reply comes back from any thread
-  /// and is posted to this session's strand.
-  void call_api(std::string body, unsigned version, bool keep) {
+  /// Hands the request to a route handler; the reply comes back from any
+  /// thread and is posted to this session's strand.
+  void call_route(const http_server::route_handler& handler,
+                  http::request<http::string_body> req, unsigned version,
+                  bool keep) {
+    http_request in;
+    in.method = std::string{req.method_string()};
+    std::string target{req.target()};
+    auto q = target.find('?');
+    in.path = target.substr(0, q);
+    if (q != std::string::npos)
+      in.query = target.substr(q + 1);
+    for (auto& field : req) {
+      std::string name{field.name_string()};
+      std::transform(name.begin(), name.end(), name.begin(), [](char c) {
+        return static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      });
+      in.headers.emplace_back(std::move(name), std::string{field.value()});
+    }
+    in.body = std::move(req.body());
+    error_code ec;
+    auto ep = stream_.socket().remote_endpoint(ec);
+    if (!ec)
+      in.remote = ep.address().to_string() + ":" + std::to_string(ep.port());
     busy_.store(true);
     auto self = shared_from_this();
     auto st = state_;
     auto answered = std::make_shared<std::atomic<bool>>(false);
-    http_server::reply_fn reply = [self, st, answered, version,
-                                   keep](int status, std::string json) {
+    http_server::response_fn reply = [self, st, answered, version,
+                                      keep](http_response out) {
       if (answered->exchange(true))
         return;  // exactly once
       st->sessions.post_if_running([&] {
-        asio::post(
-          self->stream_.get_executor(),
-          [self, status, version, keep, json = std::move(json)]() mutable {
-            self->busy_.store(false);
-            if (self->closed_)
-              return;
-            auto code = static_cast<http::status>(status);
-            if (http::to_status_class(code) == http::status_class::unknown)
-              code = http::status::internal_server_error;
-            self->send(self->make_text(code, std::move(json), version, keep,
-                                       "application/json"));
-          });
+        asio::post(self->stream_.get_executor(),
+                   [self, version, keep, out = std::move(out)]() mutable {
+                     self->busy_.store(false);
+                     if (self->closed_)
+                       return;
+                     auto code = static_cast<http::status>(out.status);
+                     if (http::to_status_class(code)
+                         == http::status_class::unknown)
+                       code = http::status::internal_server_error;
+                     auto res = self->make_text(code, std::move(out.body),
+                                                version, keep,
+                                                out.content_type);
+                     for (auto& [k, v] : out.headers)
+                       res.set(k, v);
+                     self->send(std::move(res));
+                   });
       });
     };
     try {
-      state_->on_api(std::move(body), std::move(reply));
+      handler(std::move(in), std::move(reply));
     } catch (const std::exception& e) {
-      spdlog::error("http: api handler threw: {}", e.what());
-      busy_.store(false);
-      if (!answered->exchange(true))
-        send(make_text(
-          http::status::internal_server_error,
-          R"({"ok":false,"error":{"code":"internal","message":"handler failed"}})",
-          version, keep, "application/json"));
+      spdlog::error("http: route handler threw: {}", e.what());
+      http_response err;
+      err.status = 500;
+      err.body = R"({"ok":false,"error":{"code":"internal","message":"handler failed"}})";
+      reply(std::move(err));
     }
   }
 
@@ -433,6 +479,19 @@ http_server::http_server(http_server_options opts, metrics_registry& metrics,
   : impl_(std::make_unique<impl>()) {
   impl_->state = std::make_shared<shared_state>(std::move(opts), metrics,
                                                 std::move(on_api));
+}
+
+void http_server::route(std::string path, bool prefix,
+                        route_handler handler) {
+  impl_->state->routes.push_back(
+    route_entry{std::move(path), prefix, std::move(handler)});
+}
+
+std::string_view http_request::header(std::string_view name) const noexcept {
+  for (auto& [k, v] : headers)
+    if (k == name)
+      return v;
+  return {};
 }
 
 http_server::~http_server() {

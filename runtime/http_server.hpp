@@ -5,6 +5,9 @@
 //   GET  /healthz   200 "ok"
 //   POST /api       body = one JSON request of the TCP protocol; answered
 //                   through the api_handler with (status, json)
+//   routes          handlers added with route() before start(): exact paths
+//                   or prefixes ("/api/v1/"), any method, raw body and
+//                   headers in, status + content type + body out
 //   GET  /, /<file> static files below `web_root` ("/" -> index.html);
 //                   paths with "..", backslashes or NUL are refused (404),
 //                   as is anything resolving outside the root (symlinks)
@@ -28,6 +31,9 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 namespace cairn::runtime {
 
@@ -45,14 +51,48 @@ struct http_server_options {
   std::string option = "cairn.http.port";
 };
 
+/// One request as a route handler sees it.
+struct http_request {
+  std::string method;  ///< "GET", "POST", ...
+  std::string path;    ///< target without the query string
+  std::string query;   ///< after '?', still percent-encoded; may be empty
+  /// Header fields, names lower-case, in arrival order.
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  std::string remote;  ///< "address:port" of the client
+
+  /// The first header named `name` (lower-case), or empty.
+  std::string_view header(std::string_view name) const noexcept;
+};
+
+/// What a route handler answers.
+struct http_response {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  ///< extra fields
+};
+
 class http_server {
 public:
   /// Sends the answer of one API request: an HTTP status and a JSON body.
   using reply_fn = std::function<void(int status, std::string json)>;
   using api_handler = std::function<void(std::string body, reply_fn reply)>;
 
+  using response_fn = std::function<void(http_response)>;
+  /// Called on an I/O thread; must not block; calls `reply` exactly once,
+  /// from any thread (later calls and calls after the connection closed are
+  /// dropped).
+  using route_handler = std::function<void(http_request, response_fn reply)>;
+
   http_server(http_server_options opts, metrics_registry& metrics,
               api_handler on_api);
+
+  /// Adds a handler for `path` (exactly, or every path starting with it when
+  /// `prefix`). Call before start(); the first matching route wins, and
+  /// routes are tried before static files (never before /metrics, /healthz
+  /// and /api).
+  void route(std::string path, bool prefix, route_handler handler);
   ~http_server();
   http_server(const http_server&) = delete;
   http_server& operator=(const http_server&) = delete;

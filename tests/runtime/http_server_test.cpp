@@ -84,6 +84,22 @@ struct fixture {
           reply(200, R"({"ok":true,"echo":)" + body + "}");
         }}.detach();
       });
+    server->route("/api/v1/", true, [](http_request req,
+                                       http_server::response_fn reply) {
+      http_response out;
+      out.status = req.path == "/api/v1/missing" ? 404 : 200;
+      out.content_type = "text/plain";
+      out.body = req.method + " " + req.path + " ?" + req.query + " ["
+                 + std::string{req.header("x-test")} + "] " + req.body;
+      out.headers.emplace_back("X-Route", "v1");
+      std::thread{[out = std::move(out), reply = std::move(reply)]() mutable {
+        reply(std::move(out));
+      }}.detach();
+    });
+    server->route("/write", false,
+                  [](http_request, http_server::response_fn reply) {
+                    reply(http_response{204, "text/plain", "", {}});
+                  });
     server->start();
   }
   ~fixture() {
@@ -121,6 +137,27 @@ TEST_CASE_FIXTURE(fixture, "POST /api is answered asynchronously") {
   CHECK(r2.body == R"({"ok":true,"echo":{"op":"stats"}})");
   CHECK(calls.load() == 2);
   CHECK(roundtrip(c, "GET", "/api").status == 405);
+}
+
+TEST_CASE_FIXTURE(fixture, "routes: prefix and exact paths, headers, query, any method") {
+  tcp_client c{server->port()};
+  c.send("POST /api/v1/write?db=x&precision=s HTTP/1.1\r\nHost: h\r\n"
+         "X-Test: yes\r\nContent-Length: 3\r\n\r\nabc");
+  auto lines = c.read_lines(1, 5s);
+  REQUIRE(!lines.empty());
+  CHECK(lines[0].rfind("HTTP/1.1 200", 0) == 0);
+  c.read_lines(5, 1s);  // the rest of the header
+  tcp_client c2{server->port()};
+  auto r = roundtrip(c2, "GET", "/api/v1/query?query=up");
+  CHECK(r.status == 200);
+  CHECK(r.body == "GET /api/v1/query ?query=up [] ");
+  CHECK(r.headers.find("X-Route: v1") != std::string::npos);
+  CHECK(roundtrip(c2, "GET", "/api/v1/missing").status == 404);
+  CHECK(roundtrip(c2, "POST", "/write", "x").status == 204);
+  // Exact routes do not match longer paths; /api keeps its own handler.
+  CHECK(roundtrip(c2, "GET", "/writes").status == 404);
+  CHECK(roundtrip(c2, "POST", "/api", R"({"op":"ping"})").body
+        == R"({"ok":true,"echo":{"op":"ping"}})");
 }
 
 TEST_CASE_FIXTURE(fixture, "static files, index.html and 404") {
