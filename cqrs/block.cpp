@@ -349,7 +349,7 @@ void bucket_block::encode(std::string& out) const {
                              static_cast<uint64_t>(last_start_)
                              - static_cast<uint64_t>(first_start_)));
   detail::put_varint(out, nbits_);
-  out.append(bits_.data(), (nbits_ + 7) / 8);
+  out.append(reinterpret_cast<const char*>(bits_.data()), (nbits_ + 7) / 8);
 }
 
 bool bucket_block::decode(std::string_view& in, millis resolution,
@@ -369,7 +369,7 @@ bool bucket_block::decode(std::string_view& in, millis resolution,
   blk.last_start_ = static_cast<millis>(static_cast<uint64_t>(first)
                                         + static_cast<uint64_t>(span));
   blk.nbits_ = nbits;
-  blk.bits_.assign(bytes);
+  blk.bits_.assign(bytes.begin(), bytes.end());
   // Check every bucket (starts ascending and aligned, counts consistent),
   // and that the stream ends where the block says.
   block_cursor cur{blk, resolution, m};

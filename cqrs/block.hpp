@@ -29,6 +29,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace cairn::cqrs {
 
@@ -77,9 +78,7 @@ public:
   millis last_start() const noexcept { return last_start_; }
   uint64_t bit_count() const noexcept { return nbits_; }
   /// Heap bytes of the bit stream (capacity).
-  size_t memory_usage() const noexcept {
-    return bits_.capacity() > 15 ? bits_.capacity() + 1 : 0;
-  }
+  size_t memory_usage() const noexcept { return bits_.capacity(); }
 
   // -- persistence ------------------------------------------------------------
 
@@ -101,7 +100,7 @@ private:
   millis last_start_ = 0;
   uint32_t count_ = 0;
   uint64_t nbits_ = 0;
-  std::string bits_;
+  std::vector<uint8_t> bits_;
 };
 
 /// Walks the buckets of a block in order.

@@ -4,25 +4,36 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 namespace cairn::cqrs {
 
 namespace {
 
-/// A sparse store turns dense once it has more bins than this...
-constexpr size_t max_sparse_bins = 48;
+/// The sparse form costs about this many bytes per bin (index + count).
+constexpr int64_t sparse_bin_bytes = 16;
 
-/// ...provided the dense array would not be much larger than the sparse one.
-constexpr int64_t dense_span_factor = 8;
-
-/// A dense store never spans more bins than this (512 KiB); beyond it the
-/// store goes back to sparse. Also keeps garbage input from allocating.
+/// A dense store never spans more bins than this; beyond it the store goes
+/// back to sparse. Also keeps garbage input from allocating.
 constexpr int64_t max_dense_span = 1 << 16;
 
-/// Largest count of a dense bin (dense bins are 32-bit: half the memory of
-/// an open bucket's sketch).
-constexpr uint64_t dense_max = 0xffffffffu;
+/// Bytes a dense count needs to hold `n`.
+uint8_t width_for(uint64_t n) noexcept {
+  return n <= 0xffu ? 1 : n <= 0xffffu ? 2 : n <= 0xffffffffu ? 4 : 8;
+}
+
+/// Dense is used when its array is no larger than the sparse pairs; once
+/// dense, the store goes back to sparse only when the array would be twice
+/// that (plus a little), so a store does not flip at the boundary.
+bool dense_fits(int64_t span, uint8_t width, int64_t bins) noexcept {
+  return span <= max_dense_span && span * width <= bins * sparse_bin_bytes;
+}
+
+bool dense_stays(int64_t span, uint8_t width, int64_t bins) noexcept {
+  return span <= max_dense_span
+         && span * width <= 2 * bins * sparse_bin_bytes + 64;
+}
 
 } // namespace
 
@@ -53,117 +64,234 @@ double ddsketch_mapping::value(int32_t i) const noexcept {
 
 // -- store --------------------------------------------------------------------
 
+uint64_t ddsketch::store::at(uint32_t i) const noexcept {
+  auto* p = counts_.data() + size_t{i} * width_;
+  switch (width_) {
+    case 1:
+      return *p;
+    case 2: {
+      uint16_t v;
+      std::memcpy(&v, p, 2);
+      return v;
+    }
+    case 4: {
+      uint32_t v;
+      std::memcpy(&v, p, 4);
+      return v;
+    }
+    default: {
+      uint64_t v;
+      std::memcpy(&v, p, 8);
+      return v;
+    }
+  }
+}
+
+void ddsketch::store::put(uint32_t i, uint64_t n) noexcept {
+  auto* p = counts_.data() + size_t{i} * width_;
+  switch (width_) {
+    case 1:
+      *p = static_cast<uint8_t>(n);
+      break;
+    case 2: {
+      auto v = static_cast<uint16_t>(n);
+      std::memcpy(p, &v, 2);
+      break;
+    }
+    case 4: {
+      auto v = static_cast<uint32_t>(n);
+      std::memcpy(p, &v, 4);
+      break;
+    }
+    default:
+      std::memcpy(p, &n, 8);
+  }
+}
+
+void ddsketch::store::relayout(int64_t lo, int64_t hi, uint8_t width) {
+  std::vector<uint8_t> fresh(static_cast<size_t>(hi - lo) * width, 0);
+  std::swap(fresh, counts_);
+  auto old_width = width_;
+  auto old_offset = offset_;
+  auto old_span = span_;
+  width_ = width;
+  offset_ = static_cast<int32_t>(lo);
+  span_ = static_cast<uint32_t>(hi - lo);
+  for (uint32_t i = 0; i < old_span; ++i) {
+    auto* p = fresh.data() + size_t{i} * old_width;
+    uint64_t v = 0;
+    std::memcpy(&v, p, old_width);  // little-endian: the low bytes
+    if (v != 0)
+      put(static_cast<uint32_t>(old_offset + static_cast<int64_t>(i) - lo), v);
+  }
+}
+
 void ddsketch::store::add(int32_t index, uint64_t n) {
   if (n == 0)
     return;
+  if (total_ == 0 && width_ == 0 && sparse_.empty()) {
+    // The first bin: dense, one count wide.
+    width_ = width_for(n);
+    offset_ = index;
+    span_ = 1;
+    bins_ = 1;
+    counts_.assign(width_, 0);
+    put(0, n);
+    total_ = n;
+    return;
+  }
   total_ += n;
-  if (dense_) {
-    int64_t end = offset_ + static_cast<int64_t>(counts_.size());
-    bool inside = index >= offset_ && index < end;
-    if (inside && n <= dense_max && counts_[index - offset_] <= dense_max - n) {
-      counts_[index - offset_] += static_cast<uint32_t>(n);
+  if (width_ != 0) {
+    int64_t end = int64_t{offset_} + span_;
+    if (index >= offset_ && index < end) {
+      auto i = static_cast<uint32_t>(index - offset_);
+      auto old = at(i);
+      auto sum = old + n;  // bin counts never exceed the total (uint64)
+      if (width_for(sum) > width_)
+        relayout(offset_, end, width_for(sum));
+      put(i, sum);
+      bins_ += old == 0 ? 1 : 0;
       return;
     }
+    // Outside: grow the array (with some room on the growing side, so a
+    // rising or falling series of values does not copy it every time), or
+    // go sparse if the array would be mostly empty.
     int64_t lo = std::min<int64_t>(offset_, index);
     int64_t hi = std::max<int64_t>(end, int64_t{index} + 1);
-    if (inside || n > dense_max || hi - lo > max_dense_span) {
-      // A bin count beyond 32 bits or a pathological spread: fall back to
-      // the sparse form (64-bit counts).
+    auto width = std::max(width_, width_for(n));
+    if (!dense_stays(hi - lo, width, int64_t{bins_} + 1)) {
       total_ -= n;
       make_sparse();
       add(index, n);
       return;
     }
+    auto room = (hi - lo) / 8;
     if (index < offset_)
-      counts_.insert(counts_.begin(), static_cast<size_t>(offset_ - index), 0);
+      lo = std::max<int64_t>(lo - room, std::numeric_limits<int32_t>::min());
     else
-      counts_.resize(static_cast<size_t>(hi - lo), 0);
-    offset_ = static_cast<int32_t>(lo);
-    counts_[index - offset_] = static_cast<uint32_t>(n);
+      hi = std::min<int64_t>(hi + room, int64_t{std::numeric_limits<int32_t>::max()} + 1);
+    if (!dense_stays(hi - lo, width, int64_t{bins_} + 1)) {
+      lo = std::min<int64_t>(offset_, index);
+      hi = std::max<int64_t>(end, int64_t{index} + 1);
+    }
+    relayout(lo, hi, width);
+    put(static_cast<uint32_t>(index - offset_), n);
+    ++bins_;
     return;
   }
   // Sparse: in-order and repeated values hit the back or an existing bin.
-  auto it = sparse_.end();
   if (sparse_.empty() || sparse_.back().first < index) {
     if (sparse_.capacity() == 0)
       sparse_.reserve(2);
     sparse_.emplace_back(index, n);
   } else {
-    it = std::lower_bound(sparse_.begin(), sparse_.end(), index,
-                          [](auto& p, int32_t i) { return p.first < i; });
-    if (it->first == index) {
+    auto it = std::lower_bound(sparse_.begin(), sparse_.end(), index,
+                               [](auto& p, int32_t i) { return p.first < i; });
+    if (it != sparse_.end() && it->first == index) {
       it->second += n;
       return;
     }
     sparse_.emplace(it, index, n);
   }
-  if (sparse_.size() > max_sparse_bins) {
-    int64_t span = int64_t{sparse_.back().first} - sparse_.front().first + 1;
-    if (span <= dense_span_factor * static_cast<int64_t>(sparse_.size()))
-      make_dense();
-  }
+  maybe_dense();
+}
+
+void ddsketch::store::maybe_dense() {
+  if (width_ != 0 || sparse_.empty())
+    return;
+  int64_t span = int64_t{sparse_.back().first} - sparse_.front().first + 1;
+  uint64_t largest = 0;
+  if (!dense_fits(span, 1, static_cast<int64_t>(sparse_.size())))
+    return;  // not even one-byte counts would be smaller
+  for (auto& bin : sparse_)
+    largest = std::max(largest, bin.second);
+  auto width = width_for(largest);
+  if (dense_fits(span, width, static_cast<int64_t>(sparse_.size())))
+    make_dense(width);
 }
 
 void ddsketch::store::clear() noexcept {
-  if (dense_) {
-    counts_.clear();
-    counts_.shrink_to_fit();
-    offset_ = 0;
-    dense_ = false;
-  }
+  counts_.clear();
+  counts_.shrink_to_fit();
+  offset_ = 0;
+  span_ = 0;
+  width_ = 0;
+  bins_ = 0;
   sparse_.clear();
   total_ = 0;
 }
 
 size_t ddsketch::store::bins() const noexcept {
-  if (!dense_)
-    return sparse_.size();
-  size_t n = 0;
-  for (auto c : counts_)
-    n += c != 0 ? 1 : 0;
-  return n;
+  return width_ != 0 ? bins_ : sparse_.size();
 }
 
-void ddsketch::store::make_dense() {
-  if (dense_ || sparse_.empty())
+void ddsketch::store::make_dense(uint8_t width) {
+  if (width_ != 0 || sparse_.empty())
     return;
-  for (auto& bin : sparse_)
-    if (bin.second > dense_max)
-      return;  // dense bins hold 32-bit counts
   offset_ = sparse_.front().first;
-  counts_.assign(static_cast<size_t>(sparse_.back().first - offset_ + 1), 0);
+  span_ = static_cast<uint32_t>(sparse_.back().first - offset_ + 1);
+  width_ = width;
+  bins_ = static_cast<uint32_t>(sparse_.size());
+  counts_.assign(size_t{span_} * width_, 0);
   for (auto& [i, n] : sparse_)
-    counts_[i - offset_] = static_cast<uint32_t>(n);
+    put(static_cast<uint32_t>(i - offset_), n);
   sparse_.clear();
   sparse_.shrink_to_fit();
-  dense_ = true;
 }
 
 void ddsketch::store::make_sparse() {
-  if (!dense_)
+  if (width_ == 0)
     return;
   sparse_.clear();
-  for (size_t i = 0; i < counts_.size(); ++i)
-    if (counts_[i] != 0)
-      sparse_.emplace_back(offset_ + static_cast<int32_t>(i), counts_[i]);
+  sparse_.reserve(bins_);
+  for (uint32_t i = 0; i < span_; ++i)
+    if (auto n = at(i); n != 0)
+      sparse_.emplace_back(offset_ + static_cast<int32_t>(i), n);
   counts_.clear();
   counts_.shrink_to_fit();
   offset_ = 0;
-  dense_ = false;
+  span_ = 0;
+  width_ = 0;
+  bins_ = 0;
 }
 
 void ddsketch::store::merge(const store& other) {
   if (other.empty())
     return;
-  if (empty() && !dense_) {
+  if (empty()) {
     *this = other;
     return;
   }
-  if (!dense_ && !other.dense_ && !sparse_.empty()
+  if (width_ != 0 && other.width_ != 0) {
+    // Two dense stores: one pass over the other's array, once this one
+    // covers its range with wide enough counts.
+    int64_t end = int64_t{offset_} + span_;
+    int64_t oend = int64_t{other.offset_} + other.span_;
+    int64_t lo = std::min<int64_t>(offset_, other.offset_);
+    int64_t hi = std::max(end, oend);
+    auto width = std::max(width_, other.width_);
+    if (dense_stays(hi - lo, width, int64_t{bins_} + other.bins_)) {
+      if (lo != offset_ || hi != end || width != width_)
+        relayout(lo, hi, width);
+      auto base = static_cast<uint32_t>(other.offset_ - offset_);
+      for (uint32_t i = 0; i < other.span_; ++i) {
+        auto n = other.at(i);
+        if (n == 0)
+          continue;
+        auto old = at(base + i);
+        auto sum = old + n;
+        if (width_for(sum) > width_)
+          relayout(offset_, int64_t{offset_} + span_, width_for(sum));
+        put(base + i, sum);
+        bins_ += old == 0 ? 1 : 0;
+      }
+      total_ += other.total_;
+      return;
+    }
+  }
+  if (width_ == 0 && other.width_ == 0 && !sparse_.empty()
       && other.sparse_.size() > 4) {
-    // Two sparse stores: one linear merge instead of repeated inserts (a
-    // few bins, such as a 1 s bucket's, are inserted in place: no new
-    // vector per merge).
+    // Two sparse stores: one linear merge instead of repeated inserts.
     std::vector<std::pair<int32_t, uint64_t>> merged;
     merged.reserve(sparse_.size() + other.sparse_.size());
     auto a = sparse_.begin();
@@ -182,11 +310,7 @@ void ddsketch::store::merge(const store& other) {
     }
     sparse_ = std::move(merged);
     total_ += other.total_;
-    if (sparse_.size() > max_sparse_bins) {
-      int64_t span = int64_t{sparse_.back().first} - sparse_.front().first + 1;
-      if (span <= dense_span_factor * static_cast<int64_t>(sparse_.size()))
-        make_dense();
-    }
+    maybe_dense();
     return;
   }
   other.for_each([this](int32_t i, uint64_t n) { add(i, n); });
@@ -210,9 +334,9 @@ int32_t ddsketch::store::index_of_rank(uint64_t r) const noexcept {
   }
   // From the top: the element of rank r is the (total - 1 - r)-th largest.
   auto from_top = total_ - 1 - r;
-  if (dense_) {
-    for (size_t i = counts_.size(); i-- > 0;) {
-      seen += counts_[i];
+  if (width_ != 0) {
+    for (uint32_t i = span_; i-- > 0;) {
+      seen += at(i);
       if (seen > from_top)
         return offset_ + static_cast<int32_t>(i);
     }
@@ -227,14 +351,13 @@ int32_t ddsketch::store::index_of_rank(uint64_t r) const noexcept {
 }
 
 size_t ddsketch::store::memory_usage() const noexcept {
-  return sparse_.capacity() * sizeof(sparse_[0])
-         + counts_.capacity() * sizeof(uint32_t);
+  return sparse_.capacity() * sizeof(sparse_[0]) + counts_.capacity();
 }
 
 bool operator==(const ddsketch::store& x, const ddsketch::store& y) {
   if (x.total_ != y.total_)
     return false;
-  if (!x.dense_ && !y.dense_)
+  if (x.width_ == 0 && y.width_ == 0)
     return x.sparse_ == y.sparse_;
   std::vector<std::pair<int32_t, uint64_t>> xs, ys;
   x.for_each([&](int32_t i, uint64_t n) { xs.emplace_back(i, n); });

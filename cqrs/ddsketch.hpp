@@ -7,9 +7,10 @@
 // have separate stores; values with |v| < min_indexable go to a zero count.
 // Two sketches with the same accuracy merge exactly (bin counts add).
 //
-// Stores are sparse (sorted (index, count) pairs) while small, so a bucket
-// holding a handful of events costs a handful of bytes; they turn dense when
-// they grow. Not thread-safe: owned by one partition actor at a time.
+// Stores are dense arrays of narrow counts (a byte per bin until a count
+// passes 255) whenever that is smaller than the sparse form (sorted (index,
+// count) pairs), which is kept for wide spreads: a one-event bucket costs a
+// byte, an hour of one series' values a few hundred. Not thread-safe: owned by one partition actor at a time.
 #pragma once
 
 #include <cstdint>
@@ -95,7 +96,9 @@ public:
 
   friend bool operator==(const ddsketch&, const ddsketch&) = default;
 
-  /// Sparse-or-dense store of bin counts for one sign.
+  /// Sparse-or-dense store of bin counts for one sign. Dense counts are
+  /// 1, 2, 4 or 8 bytes wide, widened when a count outgrows them: a bucket's
+  /// sketch costs about a byte per bin it spans.
   class store {
   public:
     void add(int32_t index, uint64_t n = 1);
@@ -108,11 +111,10 @@ public:
     /// Calls f(index, count) for each non-empty bin in ascending order.
     template <class F>
     void for_each(F&& f) const {
-      if (dense_) {
-        for (size_t i = 0; i < counts_.size(); ++i)
-          if (counts_[i] != 0)
-            f(static_cast<int32_t>(offset_ + static_cast<int32_t>(i)),
-              counts_[i]);
+      if (width_ != 0) {
+        for (uint32_t i = 0; i < span_; ++i)
+          if (auto n = at(i); n != 0)
+            f(static_cast<int32_t>(offset_ + static_cast<int32_t>(i)), n);
       } else {
         for (auto& [i, n] : sparse_)
           f(i, n);
@@ -126,15 +128,23 @@ public:
     friend bool operator==(const store& x, const store& y);
 
   private:
-    void make_dense();
+    uint64_t at(uint32_t i) const noexcept;
+    void put(uint32_t i, uint64_t n) noexcept;
+    /// Re-lays the dense counts over [lo, hi) with `width` bytes each.
+    void relayout(int64_t lo, int64_t hi, uint8_t width);
+    void make_dense(uint8_t width);
     void make_sparse();
-    bool dense_ = false;
+    /// Sparse -> dense when the array would be no larger.
+    void maybe_dense();
     uint64_t total_ = 0;
-    // sparse form: sorted by index
-    std::vector<std::pair<int32_t, uint64_t>> sparse_;
-    // dense form: counts_[i] is the count of bin offset_ + i
+    // dense form (width_ != 0): count of bin offset_ + i at byte i * width_
     int32_t offset_ = 0;
-    std::vector<uint32_t> counts_;
+    uint32_t span_ = 0;
+    uint32_t bins_ = 0;  ///< dense: non-zero counts
+    uint8_t width_ = 0;
+    std::vector<uint8_t> counts_;
+    // sparse form (width_ == 0): sorted by index
+    std::vector<std::pair<int32_t, uint64_t>> sparse_;
   };
 
   const store& positive() const noexcept { return positive_; }

@@ -6,28 +6,34 @@
 // Elias-gamma codes for small unsigned numbers (1 bit for 0). Internal.
 #pragma once
 
+#include <algorithm>
 #include <bit>
 #include <cstdint>
-#include <string>
+#include <vector>
 
 namespace cairn::cqrs::detail {
 
 class bit_writer {
 public:
-  /// Appends to `buf`, whose first `nbits` bits are in use.
-  bit_writer(std::string& buf, uint64_t& nbits) : buf_(buf), nbits_(nbits) {}
+  /// Appends to `buf`, whose first `nbits` bits are in use. The buffer
+  /// grows by an eighth at a time, not by doubling: an active block keeps
+  /// its slack for as long as it is written to.
+  bit_writer(std::vector<uint8_t>& buf, uint64_t& nbits)
+    : buf_(buf), nbits_(nbits) {}
 
   /// Writes the low `n` (<= 64) bits of `v`.
   void put(uint64_t v, unsigned n) {
     while (n > 0) {
       unsigned used = static_cast<unsigned>(nbits_ & 7);
-      if (used == 0)
+      if (used == 0) {
+        if (buf_.size() == buf_.capacity())
+          buf_.reserve(buf_.size() + std::max<size_t>(16, buf_.size() / 8));
         buf_.push_back(0);
+      }
       unsigned room = 8 - used;
       unsigned take = room < n ? room : n;
       auto chunk = static_cast<unsigned>((v >> (n - take)) & ((1u << take) - 1));
-      buf_.back() = static_cast<char>(static_cast<uint8_t>(buf_.back())
-                                      | (chunk << (room - take)));
+      buf_.back() = static_cast<uint8_t>(buf_.back() | (chunk << (room - take)));
       n -= take;
       nbits_ += take;
     }
@@ -45,14 +51,14 @@ public:
   }
 
 private:
-  std::string& buf_;
+  std::vector<uint8_t>& buf_;
   uint64_t& nbits_;
 };
 
 class bit_reader {
 public:
-  bit_reader(const char* data, uint64_t nbits, uint64_t pos = 0)
-    : data_(reinterpret_cast<const uint8_t*>(data)), nbits_(nbits), pos_(pos) {}
+  bit_reader(const uint8_t* data, uint64_t nbits, uint64_t pos = 0)
+    : data_(data), nbits_(nbits), pos_(pos) {}
 
   /// Reads `n` (<= 64) bits; 0 and !ok() past the end.
   uint64_t get(unsigned n) {

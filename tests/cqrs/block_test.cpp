@@ -79,7 +79,7 @@ bucket one_event(millis ts, double v, const ddsketch_mapping& m) {
 TEST_SUITE("cqrs.block") {
 
 TEST_CASE("bit writer and reader: fixed widths and gamma codes") {
-  std::string buf;
+  std::vector<uint8_t> buf;
   uint64_t nbits = 0;
   detail::bit_writer w{buf, nbits};
   std::vector<uint64_t> gammas = {0, 1, 2, 3, 1000, (uint64_t{1} << 53),

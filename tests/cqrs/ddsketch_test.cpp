@@ -256,7 +256,7 @@ TEST_CASE("randomized: adds, merges, form switches and round trips agree") {
   }
 }
 
-TEST_CASE("dense stores hold 32-bit bin counts and fall back to sparse beyond") {
+TEST_CASE("dense counts widen from one byte to eight and keep every count") {
   ddsketch a;
   std::map<int32_t, uint64_t> model;
   for (int32_t i = 0; i < 100; ++i) {  // dense: 100 bins over a span of 100
@@ -283,6 +283,67 @@ TEST_CASE("dense stores hold 32-bit bin counts and fall back to sparse beyond") 
   got.clear();
   a.positive().for_each([&](int32_t i, uint64_t n) { got[i] += n; });
   CHECK(got == model);
+}
+
+
+TEST_CASE("dense widths: every boundary, merges of mixed widths, growing ranges") {
+  for (uint64_t big : {uint64_t{255}, uint64_t{256}, uint64_t{65535},
+                       uint64_t{65536}, uint64_t{0xffffffff},
+                       uint64_t{1} << 32, uint64_t{1} << 53}) {
+    ddsketch::store a;
+    std::map<int32_t, uint64_t> model;
+    for (int32_t i = -20; i < 20; ++i) {
+      a.add(i, 1);
+      model[i] += 1;
+    }
+    a.add(3, big - 1);  // bin 3 reaches exactly `big`
+    model[3] += big - 1;
+    ddsketch::store b;
+    for (int32_t i = 10; i < 60; ++i) {
+      b.add(i, 2);
+      model[i] += 2;
+    }
+    a.merge(b);
+    b.merge(a);  // the narrow one absorbs the wide one, too
+    std::map<int32_t, uint64_t> got;
+    a.for_each([&](int32_t i, uint64_t n) { got[i] += n; });
+    CHECK(got == model);
+    uint64_t total = 0;
+    for (auto& [i, n] : model)
+      total += n;
+    CHECK(a.total() == total);
+    CHECK(a.bins() == model.size());
+    got.clear();
+    b.for_each([&](int32_t i, uint64_t n) { got[i] += n; });
+    auto expect_b = model;
+    for (int32_t i = 10; i < 60; ++i)
+      expect_b[i] += 2;
+    CHECK(got == expect_b);
+    // Rank walks see the wide bin.
+    CHECK(a.index_of_rank(a.total() - 1) == 59);
+    CHECK(a.index_of_rank(25) == 3);
+  }
+  // One byte per bin while counts are small: an hour of one series.
+  ddsketch_mapping m;
+  ddsketch hour;
+  std::mt19937_64 rng{7};
+  std::lognormal_distribution<double> v{3.0, 0.8};
+  for (int i = 0; i < 3600; ++i)
+    hour.add(std::max(1.0, std::round(v(rng))), m);
+  CHECK(hour.memory_usage() < 600);
+  // A steadily rising value does not copy the array per new bin, and a
+  // sparse cloud stays sparse (no giant array).
+  ddsketch::store rising;
+  for (int32_t i = 0; i < 20000; ++i)
+    rising.add(i);
+  CHECK(rising.total() == 20000);
+  CHECK(rising.bins() == 20000);
+  CHECK(rising.memory_usage() < 20000 * 2);
+  ddsketch::store cloud;
+  for (int32_t i = 0; i < 50; ++i)
+    cloud.add(i * 100000);
+  CHECK(cloud.bins() == 50);
+  CHECK(cloud.memory_usage() <= 64 * 16);
 }
 
 }
