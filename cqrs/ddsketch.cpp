@@ -65,7 +65,7 @@ double ddsketch_mapping::value(int32_t i) const noexcept {
 // -- store --------------------------------------------------------------------
 
 uint64_t ddsketch::store::at(uint32_t i) const noexcept {
-  auto* p = counts_.data() + size_t{i} * width_;
+  auto* p = std::get<0>(data_).data() + size_t{i} * width_;
   switch (width_) {
     case 1:
       return *p;
@@ -88,7 +88,7 @@ uint64_t ddsketch::store::at(uint32_t i) const noexcept {
 }
 
 void ddsketch::store::put(uint32_t i, uint64_t n) noexcept {
-  auto* p = counts_.data() + size_t{i} * width_;
+  auto* p = std::get<0>(data_).data() + size_t{i} * width_;
   switch (width_) {
     case 1:
       *p = static_cast<uint8_t>(n);
@@ -108,9 +108,21 @@ void ddsketch::store::put(uint32_t i, uint64_t n) noexcept {
   }
 }
 
+ddsketch::store::sparse_bins& ddsketch::store::sparse() {
+  if (data_.index() != 1)
+    data_.emplace<1>();
+  return std::get<1>(data_);
+}
+
+const ddsketch::store::sparse_bins& ddsketch::store::sparse() const noexcept {
+  static const sparse_bins none;
+  auto* sp = std::get_if<1>(&data_);
+  return sp ? *sp : none;
+}
+
 void ddsketch::store::relayout(int64_t lo, int64_t hi, uint8_t width) {
   std::vector<uint8_t> fresh(static_cast<size_t>(hi - lo) * width, 0);
-  std::swap(fresh, counts_);
+  std::swap(fresh, dense());
   auto old_width = width_;
   auto old_offset = offset_;
   auto old_span = span_;
@@ -129,13 +141,16 @@ void ddsketch::store::relayout(int64_t lo, int64_t hi, uint8_t width) {
 void ddsketch::store::add(int32_t index, uint64_t n) {
   if (n == 0)
     return;
-  if (total_ == 0 && width_ == 0 && sparse_.empty()) {
+  if (total_ == 0 && width_ == 0) {
     // The first bin: dense, one count wide.
     width_ = width_for(n);
     offset_ = index;
     span_ = 1;
     bins_ = 1;
-    counts_.assign(width_, 0);
+    if (auto* d = std::get_if<0>(&data_))
+      d->assign(width_, 0);
+    else
+      data_.emplace<0>(width_, uint8_t{0});
     put(0, n);
     total_ = n;
     return;
@@ -180,75 +195,77 @@ void ddsketch::store::add(int32_t index, uint64_t n) {
     return;
   }
   // Sparse: in-order and repeated values hit the back or an existing bin.
-  if (sparse_.empty() || sparse_.back().first < index) {
-    if (sparse_.capacity() == 0)
-      sparse_.reserve(2);
-    sparse_.emplace_back(index, n);
+  auto& sp = sparse();
+  if (sp.empty() || sp.back().first < index) {
+    if (sp.capacity() == 0)
+      sp.reserve(2);
+    sp.emplace_back(index, n);
   } else {
-    auto it = std::lower_bound(sparse_.begin(), sparse_.end(), index,
+    auto it = std::lower_bound(sp.begin(), sp.end(), index,
                                [](auto& p, int32_t i) { return p.first < i; });
-    if (it != sparse_.end() && it->first == index) {
+    if (it != sp.end() && it->first == index) {
       it->second += n;
       return;
     }
-    sparse_.emplace(it, index, n);
+    sp.emplace(it, index, n);
   }
   maybe_dense();
 }
 
 void ddsketch::store::maybe_dense() {
-  if (width_ != 0 || sparse_.empty())
+  auto& sp = sparse();
+  if (width_ != 0 || sp.empty())
     return;
-  int64_t span = int64_t{sparse_.back().first} - sparse_.front().first + 1;
+  int64_t span = int64_t{sp.back().first} - sp.front().first + 1;
   uint64_t largest = 0;
-  if (!dense_fits(span, 1, static_cast<int64_t>(sparse_.size())))
+  if (!dense_fits(span, 1, static_cast<int64_t>(sp.size())))
     return;  // not even one-byte counts would be smaller
-  for (auto& bin : sparse_)
+  for (auto& bin : sp)
     largest = std::max(largest, bin.second);
   auto width = width_for(largest);
-  if (dense_fits(span, width, static_cast<int64_t>(sparse_.size())))
+  if (dense_fits(span, width, static_cast<int64_t>(sp.size())))
     make_dense(width);
 }
 
 void ddsketch::store::clear() noexcept {
-  counts_.clear();
-  counts_.shrink_to_fit();
+  // Keeps the capacity: decoders reuse one scratch sketch per bucket.
+  if (auto* d = std::get_if<0>(&data_))
+    d->clear();
+  else
+    std::get<1>(data_).clear();
   offset_ = 0;
   span_ = 0;
   width_ = 0;
   bins_ = 0;
-  sparse_.clear();
   total_ = 0;
 }
 
 size_t ddsketch::store::bins() const noexcept {
-  return width_ != 0 ? bins_ : sparse_.size();
+  return width_ != 0 ? bins_ : sparse().size();
 }
 
 void ddsketch::store::make_dense(uint8_t width) {
-  if (width_ != 0 || sparse_.empty())
+  if (width_ != 0 || sparse().empty())
     return;
-  offset_ = sparse_.front().first;
-  span_ = static_cast<uint32_t>(sparse_.back().first - offset_ + 1);
+  auto sp = std::move(sparse());
+  offset_ = sp.front().first;
+  span_ = static_cast<uint32_t>(sp.back().first - offset_ + 1);
   width_ = width;
-  bins_ = static_cast<uint32_t>(sparse_.size());
-  counts_.assign(size_t{span_} * width_, 0);
-  for (auto& [i, n] : sparse_)
+  bins_ = static_cast<uint32_t>(sp.size());
+  data_.emplace<0>(size_t{span_} * width_, uint8_t{0});
+  for (auto& [i, n] : sp)
     put(static_cast<uint32_t>(i - offset_), n);
-  sparse_.clear();
-  sparse_.shrink_to_fit();
 }
 
 void ddsketch::store::make_sparse() {
   if (width_ == 0)
     return;
-  sparse_.clear();
-  sparse_.reserve(bins_);
+  sparse_bins sp;
+  sp.reserve(bins_);
   for (uint32_t i = 0; i < span_; ++i)
     if (auto n = at(i); n != 0)
-      sparse_.emplace_back(offset_ + static_cast<int32_t>(i), n);
-  counts_.clear();
-  counts_.shrink_to_fit();
+      sp.emplace_back(offset_ + static_cast<int32_t>(i), n);
+  data_.emplace<1>(std::move(sp));
   offset_ = 0;
   span_ = 0;
   width_ = 0;
@@ -289,18 +306,19 @@ void ddsketch::store::merge(const store& other) {
       return;
     }
   }
-  if (width_ == 0 && other.width_ == 0 && !sparse_.empty()
-      && other.sparse_.size() > 4) {
+  if (width_ == 0 && other.width_ == 0 && !sparse().empty()
+      && other.sparse().size() > 4) {
     // Two sparse stores: one linear merge instead of repeated inserts.
-    std::vector<std::pair<int32_t, uint64_t>> merged;
-    merged.reserve(sparse_.size() + other.sparse_.size());
-    auto a = sparse_.begin();
-    auto b = other.sparse_.begin();
-    while (a != sparse_.end() || b != other.sparse_.end()) {
-      if (b == other.sparse_.end()
-          || (a != sparse_.end() && a->first < b->first))
+    auto& mine = sparse();
+    auto& theirs = other.sparse();
+    sparse_bins merged;
+    merged.reserve(mine.size() + theirs.size());
+    auto a = mine.begin();
+    auto b = theirs.begin();
+    while (a != mine.end() || b != theirs.end()) {
+      if (b == theirs.end() || (a != mine.end() && a->first < b->first))
         merged.push_back(*a++);
-      else if (a == sparse_.end() || b->first < a->first)
+      else if (a == mine.end() || b->first < a->first)
         merged.push_back(*b++);
       else {
         merged.emplace_back(a->first, a->second + b->second);
@@ -308,7 +326,7 @@ void ddsketch::store::merge(const store& other) {
         ++b;
       }
     }
-    sparse_ = std::move(merged);
+    mine = std::move(merged);
     total_ += other.total_;
     maybe_dense();
     return;
@@ -341,7 +359,8 @@ int32_t ddsketch::store::index_of_rank(uint64_t r) const noexcept {
         return offset_ + static_cast<int32_t>(i);
     }
   } else {
-    for (auto it = sparse_.rbegin(); it != sparse_.rend(); ++it) {
+    auto& sp = sparse();
+    for (auto it = sp.rbegin(); it != sp.rend(); ++it) {
       seen += it->second;
       if (seen > from_top)
         return it->first;
@@ -351,14 +370,16 @@ int32_t ddsketch::store::index_of_rank(uint64_t r) const noexcept {
 }
 
 size_t ddsketch::store::memory_usage() const noexcept {
-  return sparse_.capacity() * sizeof(sparse_[0]) + counts_.capacity();
+  if (auto* sp = std::get_if<sparse_bins>(&data_))
+    return sp->capacity() * sizeof((*sp)[0]);
+  return dense().capacity();
 }
 
 bool operator==(const ddsketch::store& x, const ddsketch::store& y) {
   if (x.total_ != y.total_)
     return false;
   if (x.width_ == 0 && y.width_ == 0)
-    return x.sparse_ == y.sparse_;
+    return x.sparse() == y.sparse();
   std::vector<std::pair<int32_t, uint64_t>> xs, ys;
   x.for_each([&](int32_t i, uint64_t n) { xs.emplace_back(i, n); });
   y.for_each([&](int32_t i, uint64_t n) { ys.emplace_back(i, n); });
@@ -366,6 +387,42 @@ bool operator==(const ddsketch::store& x, const ddsketch::store& y) {
 }
 
 // -- sketch -------------------------------------------------------------------
+
+ddsketch::ddsketch(const ddsketch& other)
+  : count_(other.count_), zero_count_(other.zero_count_),
+    positive_(other.positive_),
+    negative_(other.negative_ ? std::make_unique<store>(*other.negative_)
+                              : nullptr) {}
+
+ddsketch& ddsketch::operator=(const ddsketch& other) {
+  if (this == &other)
+    return *this;
+  count_ = other.count_;
+  zero_count_ = other.zero_count_;
+  positive_ = other.positive_;
+  if (other.negative_)
+    negative_store() = *other.negative_;
+  else
+    if (negative_)
+    negative_->clear();
+  return *this;
+}
+
+bool operator==(const ddsketch& x, const ddsketch& y) {
+  return x.count_ == y.count_ && x.zero_count_ == y.zero_count_
+         && x.positive_ == y.positive_ && x.negative() == y.negative();
+}
+
+const ddsketch::store& ddsketch::negative() const noexcept {
+  static const store none;
+  return negative_ ? *negative_ : none;
+}
+
+ddsketch::store& ddsketch::negative_store() {
+  if (!negative_)
+    negative_ = std::make_unique<store>();
+  return *negative_;
+}
 
 void ddsketch::add(double v, const ddsketch_mapping& m) {
   auto a = std::fabs(v);
@@ -378,21 +435,22 @@ void ddsketch::add_indexed(int32_t index, bool negative, bool zero) {
   if (zero)
     ++zero_count_;
   else if (negative)
-    negative_.add(index);
+    negative_store().add(index);
   else
     positive_.add(index);
 }
 
 void ddsketch::add_bin(bool negative, int32_t index, uint64_t n) {
   count_ += n;
-  (negative ? negative_ : positive_).add(index, n);
+  (negative ? negative_store() : positive_).add(index, n);
 }
 
 void ddsketch::clear() noexcept {
   count_ = 0;
   zero_count_ = 0;
   positive_.clear();
-  negative_.clear();
+  if (negative_)
+    negative_->clear();
 }
 
 bool ddsketch::is_single(double v, const ddsketch_mapping& m) const noexcept {
@@ -401,7 +459,7 @@ bool ddsketch::is_single(double v, const ddsketch_mapping& m) const noexcept {
   auto a = std::fabs(v);
   if (!(a >= ddsketch_mapping::min_indexable()))
     return zero_count_ == 1;
-  auto& s = v < 0 ? negative_ : positive_;
+  auto& s = v < 0 ? negative() : positive_;
   if (s.total() != 1)
     return false;
   int32_t found = 0;
@@ -413,7 +471,8 @@ void ddsketch::merge(const ddsketch& other) {
   count_ += other.count_;
   zero_count_ += other.zero_count_;
   positive_.merge(other.positive_);
-  negative_.merge(other.negative_);
+  if (other.negative_ && !other.negative_->empty())
+    negative_store().merge(*other.negative_);
 }
 
 double ddsketch::quantile(double q, const ddsketch_mapping& m) const {
@@ -421,9 +480,9 @@ double ddsketch::quantile(double q, const ddsketch_mapping& m) const {
     return std::numeric_limits<double>::quiet_NaN();
   auto rank = static_cast<uint64_t>(std::floor(q * static_cast<double>(count_ - 1)));
   // Sorted order: negatives (largest magnitude first), zeros, positives.
-  auto neg = negative_.total();
+  auto neg = negative().total();
   if (rank < neg)
-    return -m.value(negative_.index_of_rank(neg - 1 - rank));
+    return -m.value(negative_->index_of_rank(neg - 1 - rank));
   rank -= neg;
   if (rank < zero_count_)
     return 0;
@@ -432,7 +491,8 @@ double ddsketch::quantile(double q, const ddsketch_mapping& m) const {
 }
 
 size_t ddsketch::memory_usage() const noexcept {
-  return positive_.memory_usage() + negative_.memory_usage();
+  return positive_.memory_usage()
+         + (negative_ ? sizeof(store) + negative_->memory_usage() : 0);
 }
 
 // Encoding: varint count, varint zero count, then per store (positive,
@@ -441,7 +501,7 @@ size_t ddsketch::memory_usage() const noexcept {
 void ddsketch::encode(std::string& out) const {
   detail::put_varint(out, count_);
   detail::put_varint(out, zero_count_);
-  for (auto* s : {&positive_, &negative_}) {
+  for (auto* s : {&positive_, &negative()}) {
     size_t bins = 0;
     s->for_each([&](int32_t, uint64_t) { ++bins; });
     detail::put_varint(out, bins);
@@ -459,7 +519,7 @@ bool ddsketch::decode(std::string_view& in) {
   ddsketch result;
   if (!r.varint(result.count_) || !r.varint(result.zero_count_))
     return false;
-  for (auto* s : {&result.positive_, &result.negative_}) {
+  for (auto* s : {&result.positive_, &result.negative_store()}) {
     uint64_t bins = 0;
     if (!r.varint(bins) || bins > in.size() / 2)
       return false;
@@ -480,7 +540,7 @@ bool ddsketch::decode(std::string_view& in) {
     }
   }
   if (result.zero_count_ > result.count_
-      || result.positive_.total() + result.negative_.total()
+      || result.positive_.total() + result.negative().total()
            != result.count_ - result.zero_count_)
     return false;
   *this = std::move(result);

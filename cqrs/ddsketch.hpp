@@ -14,8 +14,10 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 namespace cairn::cqrs {
@@ -94,7 +96,13 @@ public:
   /// Decodes from `in` (advancing it). Returns false on malformed input.
   [[nodiscard]] bool decode(std::string_view& in);
 
-  friend bool operator==(const ddsketch&, const ddsketch&) = default;
+  ddsketch() = default;
+  ddsketch(const ddsketch& other);
+  ddsketch& operator=(const ddsketch& other);
+  ddsketch(ddsketch&&) noexcept = default;
+  ddsketch& operator=(ddsketch&&) noexcept = default;
+
+  friend bool operator==(const ddsketch& x, const ddsketch& y);
 
   /// Sparse-or-dense store of bin counts for one sign. Dense counts are
   /// 1, 2, 4 or 8 bytes wide, widened when a count outgrows them: a bucket's
@@ -115,8 +123,8 @@ public:
         for (uint32_t i = 0; i < span_; ++i)
           if (auto n = at(i); n != 0)
             f(static_cast<int32_t>(offset_ + static_cast<int32_t>(i)), n);
-      } else {
-        for (auto& [i, n] : sparse_)
+      } else if (auto* sp = std::get_if<sparse_bins>(&data_)) {
+        for (auto& [i, n] : *sp)
           f(i, n);
       }
     }
@@ -128,6 +136,12 @@ public:
     friend bool operator==(const store& x, const store& y);
 
   private:
+    using sparse_bins = std::vector<std::pair<int32_t, uint64_t>>;
+    /// The sparse bins (created on first use in the sparse form).
+    sparse_bins& sparse();
+    const sparse_bins& sparse() const noexcept;
+    std::vector<uint8_t>& dense() { return std::get<0>(data_); }
+    const std::vector<uint8_t>& dense() const { return std::get<0>(data_); }
     uint64_t at(uint32_t i) const noexcept;
     void put(uint32_t i, uint64_t n) noexcept;
     /// Re-lays the dense counts over [lo, hi) with `width` bytes each.
@@ -142,19 +156,24 @@ public:
     uint32_t span_ = 0;
     uint32_t bins_ = 0;  ///< dense: non-zero counts
     uint8_t width_ = 0;
-    std::vector<uint8_t> counts_;
-    // sparse form (width_ == 0): sorted by index
-    std::vector<std::pair<int32_t, uint64_t>> sparse_;
+    // dense form: the counts; sparse form (width_ == 0): bins sorted by
+    // index. One of the two, so a store is 56 bytes.
+    std::variant<std::vector<uint8_t>, sparse_bins> data_;
   };
 
   const store& positive() const noexcept { return positive_; }
-  const store& negative() const noexcept { return negative_; }
+  /// The negative values' store (an empty one if there never were any).
+  const store& negative() const noexcept;
 
 private:
   uint64_t count_ = 0;
   uint64_t zero_count_ = 0;
   store positive_;
-  store negative_;
+  /// Allocated on the first negative value: most series have none, and a
+  /// bucket is smaller without an empty store in it.
+  std::unique_ptr<store> negative_;
+
+  store& negative_store();
 };
 
 } // namespace cairn::cqrs
