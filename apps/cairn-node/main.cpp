@@ -3,6 +3,7 @@
 #include "actors/messages.hpp"
 #include "actors/node.hpp"
 #include "actors/node_actor.hpp"
+#include "promql/http_api.hpp"
 #include "runtime/cluster_gate.hpp"
 #include "runtime/detail/listener.hpp"
 #include "runtime/fd_limit.hpp"
@@ -11,6 +12,7 @@
 #include "runtime/log.hpp"
 #include "runtime/node_config.hpp"
 #include "runtime/tcp_server.hpp"
+#include "runtime/time.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/io/middleman.hpp>
@@ -130,8 +132,8 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
                           }};
   tcp.bind();
 
-  // POST /api takes one request line and answers through the same pipeline
-  // as a TCP connection of its own.
+  // POST /api and the Prometheus API (/api/v1/) hand one protocol request
+  // line at a time through the same pipeline as a TCP connection of its own.
   runtime::http_server_options hopts;
   hopts.host = cfg.bind_host;
   hopts.port = cfg.http_port;
@@ -141,26 +143,68 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
   hopts.read_timeout = runtime::node_config::duration_of(cfg.http_read_timeout_text);
   hopts.option = "cairn.http.port";
   std::atomic<uint64_t> http_ids{1ull << 62};
+  auto run_line = [&node_ptr, &http_ids](std::string line,
+                                         std::function<void(std::string)> on_reply) {
+    auto ctx = std::make_shared<runtime::connection_context>(
+      http_ids.fetch_add(1), "http",
+      [on_reply = std::move(on_reply)](uint64_t, std::string text) {
+        while (!text.empty() && text.back() == '\n')
+          text.pop_back();
+        on_reply(std::move(text));
+      });
+    runtime::chunk c;
+    c.conn = std::move(ctx);
+    c.data = std::move(line);
+    for (auto& ch : c.data)
+      if (ch == '\n' || ch == '\r')
+        ch = ' ';
+    c.data += '\n';
+    c.barrier = true;
+    node_ptr->dispatch(std::move(c));
+  };
   runtime::http_server http{
     hopts, *settings->metrics,
-    [&node_ptr, &http_ids](std::string body, runtime::http_server::reply_fn reply) {
-      auto ctx = std::make_shared<runtime::connection_context>(
-        http_ids.fetch_add(1), "http",
-        [reply](uint64_t, std::string text) {
-          while (!text.empty() && text.back() == '\n')
-            text.pop_back();
-          reply(200, text.empty() ? std::string{"{\"ok\":true}"} : text);
-        });
-      runtime::chunk c;
-      c.conn = std::move(ctx);
-      c.data = std::move(body);
-      for (auto& ch : c.data)
-        if (ch == '\n' || ch == '\r')
-          ch = ' ';
-      c.data += '\n';
-      c.barrier = true;
-      node_ptr->dispatch(std::move(c));
+    [run_line](std::string body, runtime::http_server::reply_fn reply) {
+      run_line(std::move(body), [reply](std::string text) {
+        reply(200, text.empty() ? std::string{"{\"ok\":true}"} : text);
+      });
     }};
+  // The Prometheus HTTP API (docs/prometheus-api.md): PromQL planned onto
+  // series/query requests by the promql library.
+  promql::api_options popts;
+  popts.engine.tiers.clear();
+  for (size_t i = 0; i < settings->tiers.size(); ++i)
+    popts.engine.tiers.push_back(
+      {settings->tiers[i].resolution, settings->tiers[i].retention});
+  popts.now = [] { return runtime::wall_clock_now(); };
+  popts.cairn_version = settings->version;
+  auto prom = std::make_shared<promql::prometheus_api>(
+    std::move(popts), [run_line](nlohmann::json req, promql::cairn_reply done) {
+      run_line(req.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+               [done = std::move(done)](std::string text) {
+                 auto reply = nlohmann::json::parse(text, nullptr, false);
+                 if (reply.is_discarded() || !reply.is_object())
+                   reply = {{"ok", false},
+                            {"error", {{"code", "internal"},
+                                       {"message", "unreadable reply from the node"}}}};
+                 done(std::move(reply));
+               });
+    });
+  http.route("/api/v1/", true,
+             [prom](runtime::http_request req, runtime::http_server::response_fn reply) {
+               promql::api_request r;
+               r.method = std::move(req.method);
+               r.path = std::move(req.path);
+               r.query = std::move(req.query);
+               r.body = std::move(req.body);
+               r.content_type = std::string(req.header("content-type"));
+               prom->handle(r, [reply = std::move(reply)](promql::api_response a) {
+                 runtime::http_response out;
+                 out.status = a.status;
+                 out.body = std::move(a.body);
+                 reply(std::move(out));
+               });
+             });
   http.bind();
   check_bindable(cfg.cluster_host, cfg.cluster_port, "cairn.cluster.port");
 
