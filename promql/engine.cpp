@@ -102,6 +102,10 @@ struct evaluation : std::enable_shared_from_this<evaluation> {
   /// per_window mode: values per series and time index.
   std::map<label_set, std::vector<std::optional<double>>> window_values;
   size_t next_window = 0;
+  /// Speculation: the query sent with the series request, by these keys.
+  std::vector<std::string> guessed_keys;
+
+  std::string cache_key() const { return p.metric + '\0' + p.where.dump(); }
 
   void fail(problem pr) { done(std::move(pr)); }
 
@@ -120,19 +124,62 @@ struct evaluation : std::enable_shared_from_this<evaluation> {
     json req = {{"op", "series"}, {"metric", p.metric}, {"where", p.where},
                 {"limit", opts.max_series}};
     auto self = shared_from_this();
+    bool one_query = p.mode != fetch_mode::per_window || p.times.size() == 1;
+    if (one_query && opts.key_cache && opts.key_cache->get(cache_key(), guessed_keys)) {
+      // The query goes out with the keys seen last time, in one batch with
+      // the series request; on_both() checks the guess.
+      json batch = json::array({std::move(req),
+                                query_request(p.from, p.to, p.step, guessed_keys)});
+      call(std::move(batch), [self](json replies) { self->on_both(std::move(replies)); });
+      return;
+    }
     call(std::move(req), [self](json reply) { self->on_series(reply); });
   }
 
+  void on_both(json replies) {
+    if (!replies.is_array() || replies.size() != 2)
+      return fail(problem{error_type::internal, "a batch of 2 requests got "
+                                                  + std::to_string(replies.size())
+                                                  + " replies"});
+    if (!absorb_series(replies[0]))
+      return;
+    if (matched.empty())
+      return finish();
+    // Grouping by a superset of the keys still isolates every series.
+    bool covered = std::includes(guessed_keys.begin(), guessed_keys.end(),
+                                 group_keys.begin(), group_keys.end());
+    if (!covered)
+      return send_query(p.from, p.to, p.step);
+    group_keys = guessed_keys;
+    on_query(replies[1]);
+  }
+
   void on_series(const json& reply) {
-    if (!reply.value("ok", false))
-      return fail(problem_of_reply(reply));
+    if (!absorb_series(reply))
+      return;
+    if (matched.empty())
+      return finish();
+    if (p.mode == fetch_mode::per_window)
+      return next_query();
+    send_query(p.from, p.to, p.step);
+  }
+
+  /// Reads the series reply into `matched` and `group_keys`; false (and
+  /// done called) on an error.
+  bool absorb_series(const json& reply) {
+    if (!reply.value("ok", false)) {
+      fail(problem_of_reply(reply));
+      return false;
+    }
     note_partial(reply);
-    if (reply.value("truncated", false))
-      return fail(problem{error_type::execution,
-                          "more than " + std::to_string(opts.max_series)
-                            + " series of metric \"" + p.metric
-                            + "\" match the selector's equality matchers; "
-                              "narrow the selector"});
+    if (reply.value("truncated", false)) {
+      fail(problem{error_type::execution,
+                   "more than " + std::to_string(opts.max_series)
+                     + " series of metric \"" + p.metric
+                     + "\" match the selector's equality matchers; "
+                       "narrow the selector"});
+      return false;
+    }
     std::set<std::string> keys;
     if (auto it = reply.find("series"); it != reply.end() && it->is_array())
       for (auto& s : *it) {
@@ -147,17 +194,20 @@ struct evaluation : std::enable_shared_from_this<evaluation> {
           matched.insert(std::move(tags));
       }
     group_keys.assign(keys.begin(), keys.end());
-    if (matched.empty())
-      return finish();
-    if (p.mode == fetch_mode::per_window)
-      return next_query();
-    send_query(p.from, p.to, p.step);
+    if (opts.key_cache)
+      opts.key_cache->put(cache_key(), group_keys);
+    return true;
+  }
+
+  json query_request(millis from, millis to, millis step,
+                     const std::vector<std::string>& keys) const {
+    return {{"op", "query"}, {"metric", p.metric}, {"from", from},
+            {"to", to},      {"step", step},       {"aggs", p.aggs},
+            {"where", p.where}, {"group_by", keys}};
   }
 
   void send_query(millis from, millis to, millis step) {
-    json req = {{"op", "query"}, {"metric", p.metric}, {"from", from},
-                {"to", to},      {"step", step},       {"aggs", p.aggs},
-                {"where", p.where}, {"group_by", group_keys}};
+    json req = query_request(from, to, step, group_keys);
     auto self = shared_from_this();
     call(std::move(req), [self](json reply) { self->on_query(reply); });
   }
@@ -406,6 +456,22 @@ struct evaluation : std::enable_shared_from_this<evaluation> {
 } // namespace
 
 // -- helpers ------------------------------------------------------------------
+
+bool group_key_cache::get(const std::string& key, std::vector<std::string>& out) const {
+  std::lock_guard<std::mutex> guard{mu_};
+  auto it = entries_.find(key);
+  if (it == entries_.end())
+    return false;
+  out = it->second;
+  return true;
+}
+
+void group_key_cache::put(const std::string& key, std::vector<std::string> keys) {
+  std::lock_guard<std::mutex> guard{mu_};
+  if (entries_.size() >= max_ && !entries_.count(key))
+    entries_.clear();  // a crude bound: the cache is only a hint
+  entries_[key] = std::move(keys);
+}
 
 std::string quantile_agg(double phi) {
   phi = std::clamp(phi, 0.0, 1.0);

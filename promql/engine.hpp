@@ -22,6 +22,9 @@
 #include <nlohmann/json.hpp>
 
 #include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
@@ -29,6 +32,24 @@
 #include <vector>
 
 namespace cairn::promql {
+
+/// The tag keys last seen behind a selector's equality matchers, per metric:
+/// the guess that lets a query go out together with its `series` request
+/// (docs/prometheus-api.md, "Latency"). Only a hint: the answer is used
+/// only if the series request confirms that the guess covers every key.
+/// Thread-safe.
+class group_key_cache {
+public:
+  explicit group_key_cache(size_t max_entries = 10000) : max_(max_entries) {
+  }
+  bool get(const std::string& key, std::vector<std::string>& out) const;
+  void put(const std::string& key, std::vector<std::string> keys);
+
+private:
+  mutable std::mutex mu_;
+  std::map<std::string, std::vector<std::string>> entries_;
+  size_t max_;
+};
 
 /// A Cairn tier (`resolution:retention`), finest first in engine_options.
 struct tier_info {
@@ -49,6 +70,9 @@ struct engine_options {
   size_t max_window_queries = 1100;
   /// Most points one Cairn query may return per series (its own limit).
   size_t max_points = 100000;
+  /// Shared by every evaluation of a node; nullptr: always ask for the
+  /// series first, then query.
+  std::shared_ptr<group_key_cache> key_cache;
 };
 
 /// Evaluation times: an instant query has start == end and step 0.
@@ -79,7 +103,9 @@ struct query_value {
 using query_outcome = std::variant<query_value, problem>;
 
 /// Sends one protocol request (a JSON object with "op") and calls `done`
-/// once with its reply object (from any thread).
+/// once with its reply object (from any thread). `request` may also be an
+/// array of requests, sent together as consecutive lines of one
+/// connection; the reply is then the array of their replies, in order.
 using cairn_reply = std::function<void(nlohmann::json reply)>;
 using cairn_call = std::function<void(nlohmann::json request, cairn_reply done)>;
 

@@ -155,9 +155,6 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
     runtime::chunk c;
     c.conn = std::move(ctx);
     c.data = std::move(line);
-    for (auto& ch : c.data)
-      if (ch == '\n' || ch == '\r')
-        ch = ' ';
     c.data += '\n';
     c.barrier = true;
     node_ptr->dispatch(std::move(c));
@@ -165,6 +162,10 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
   runtime::http_server http{
     hopts, *settings->metrics,
     [run_line](std::string body, runtime::http_server::reply_fn reply) {
+      // One request line: newlines inside the body become spaces.
+      for (auto& ch : body)
+        if (ch == '\n' || ch == '\r')
+          ch = ' ';
       run_line(std::move(body), [reply](std::string text) {
         reply(200, text.empty() ? std::string{"{\"ok\":true}"} : text);
       });
@@ -176,19 +177,43 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
   for (size_t i = 0; i < settings->tiers.size(); ++i)
     popts.engine.tiers.push_back(
       {settings->tiers[i].resolution, settings->tiers[i].retention});
+  popts.engine.key_cache = std::make_shared<promql::group_key_cache>();
   popts.now = [] { return runtime::wall_clock_now(); };
   popts.cairn_version = settings->version;
   auto prom = std::make_shared<promql::prometheus_api>(
     std::move(popts), [run_line](nlohmann::json req, promql::cairn_reply done) {
-      run_line(req.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
-               [done = std::move(done)](std::string text) {
-                 auto reply = nlohmann::json::parse(text, nullptr, false);
-                 if (reply.is_discarded() || !reply.is_object())
-                   reply = {{"ok", false},
-                            {"error", {{"code", "internal"},
-                                       {"message", "unreadable reply from the node"}}}};
-                 done(std::move(reply));
-               });
+      // One request, or a batch sent as consecutive lines of one chunk
+      // (answered in order, one reply line each).
+      bool batch = req.is_array();
+      size_t n = batch ? req.size() : 1;
+      std::string lines;
+      for (size_t i = 0; i < n; ++i) {
+        if (i > 0)
+          lines += '\n';
+        lines += (batch ? req[i] : req).dump(-1, ' ', false,
+                                             nlohmann::json::error_handler_t::replace);
+      }
+      run_line(std::move(lines), [batch, n, done = std::move(done)](std::string text) {
+        auto replies = nlohmann::json::array();
+        size_t pos = 0;
+        while (replies.size() < n) {
+          auto end = text.find('\n', pos);
+          auto one = nlohmann::json::parse(text.substr(pos, end == std::string::npos
+                                                              ? std::string::npos
+                                                              : end - pos),
+                                           nullptr, false);
+          if (one.is_discarded() || !one.is_object())
+            one = {{"ok", false},
+                   {"error", {{"code", "internal"},
+                              {"message", "unreadable reply from the node"}}}};
+          replies.push_back(std::move(one));
+          if (end == std::string::npos)
+            pos = text.size();
+          else
+            pos = end + 1;
+        }
+        done(batch ? std::move(replies) : std::move(replies[0]));
+      });
     });
   http.route("/api/v1/", true,
              [prom](runtime::http_request req, runtime::http_server::response_fn reply) {

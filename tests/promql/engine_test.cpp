@@ -118,8 +118,17 @@ struct fake_node {
   }
 
   cairn_call caller() {
-    return [this](json req, cairn_reply done) { done(answer(req)); };
+    return [this](json req, cairn_reply done) {
+      if (!req.is_array())
+        return done(answer(req));
+      ++batches;
+      json out = json::array();
+      for (auto& r : req)
+        out.push_back(answer(r));
+      done(out);
+    };
   }
+  int batches = 0;
 };
 
 /// Two series of `req_total` (counters, one sample every 15 s at +500 ms)
@@ -379,6 +388,45 @@ TEST_CASE("numbers, empty answers, errors and partial answers") {
   REQUIRE(pv.warnings.size() == 1);
   CHECK(pv.warnings[0].find("partitions [3]") != std::string::npos);
   CHECK(pv.series.size() == 2);
+}
+
+TEST_CASE("the key cache sends the query with the series request, checked") {
+  auto n = sample_node();
+  engine_options opts;
+  opts.key_cache = std::make_shared<group_key_cache>();
+  auto once = [&](std::string_view q) {
+    query_outcome out;
+    evaluate(std::get<expr>(parse(q)), {now, now, 0}, now, opts, n.caller(),
+             [&](query_outcome o) { out = std::move(o); });
+    return value_of(std::move(out));
+  };
+  auto first = once("max_over_time(lat[1m])");
+  CHECK(n.requests.size() == 2);
+  CHECK(n.requests[0]["op"] == "series");
+  CHECK(n.requests[1]["op"] == "query");
+  n.requests.clear();
+  auto second = once("max_over_time(lat[1m])");
+  REQUIRE(n.requests.size() == 2);  // both in one batch, no third request
+  CHECK(n.batches == 1);
+  CHECK(n.requests[1]["group_by"] == json{"dc", "host"});
+  CHECK(second.series.size() == first.series.size());
+  CHECK(second.series[0].points == first.series[0].points);
+
+  // A series with a new key: the guess no longer isolates every series, so
+  // the query is sent again with the full key set.
+  fake_series extra{"lat", {{"host", "x"}, {"dc", "eu"}, {"rack", "r1"}}, {}};
+  extra.events.emplace_back(now - 30000, 5000);
+  n.data.push_back(extra);
+  n.requests.clear();
+  auto third = once("max_over_time(lat[1m])");
+  REQUIRE(n.requests.size() == 3);
+  CHECK(n.requests[2]["group_by"] == json{"dc", "host", "rack"});
+  REQUIRE(third.series.size() == 3);
+  // Sorted by labels: {dc,host} < {dc,host,rack} < {host}.
+  CHECK(third.series[0].points[0].second == 1059);  // dc=eu alone, not 5000
+  CHECK(label(third.series[1], "rack") == "r1");
+  CHECK(third.series[1].points[0].second == 5000);
+  CHECK(third.series[2].points[0].second == 60);
 }
 
 }
