@@ -451,6 +451,15 @@ private:
   }
 
   expr parse_expr(int min_prec) {
+    // Nesting is bounded so a hostile query cannot exhaust the stack.
+    struct depth_guard {
+      int& d;
+      explicit depth_guard(int& x) : d(x) { ++d; }
+      ~depth_guard() { --d; }
+    } guard{depth_};
+    if (depth_ > max_depth)
+      throw parse_failure("expression nested deeper than "
+                          + std::to_string(max_depth) + " levels");
     auto lhs = parse_unary();
     while (true) {
       auto [op, prec] = binary_op();
@@ -668,6 +677,10 @@ private:
         unexpected("a quoted label value");
       m.value = cur_.text;
       if (m.op == match_op::regex || m.op == match_op::not_regex) {
+        // std::regex compiles and matches recursively: bound the pattern.
+        if (m.value.size() > max_regex)
+          throw parse_failure("regular expression longer than "
+                              + std::to_string(max_regex) + " bytes");
         try {
           m.re = std::make_shared<const std::regex>(m.value, std::regex::ECMAScript);
         } catch (const std::regex_error& e) {
@@ -714,8 +727,12 @@ private:
     }
   }
 
+  static constexpr int max_depth = 200;
+  static constexpr size_t max_regex = 1024;
+
   lexer lex_;
   token cur_;
+  int depth_ = 0;
 };
 
 } // namespace

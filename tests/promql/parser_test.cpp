@@ -140,6 +140,11 @@ TEST_CASE("syntax and type errors") {
   CHECK(error_of("5m").find("outside of a range") != std::string::npos);
   CHECK(error_of("m m").find("expected end of input") != std::string::npos);
   CHECK(error_of("").find("parse error") == 0);
+  // Hostile input: bounded nesting and regex size, never a crash.
+  CHECK(error_of(std::string(100000, '(') + "1" + std::string(100000, ')'))
+        .find("nested deeper than") != std::string::npos);
+  CHECK(error_of("m{a=~\"" + std::string(5000, 'a') + "\"}").find("longer than") != std::string::npos);
+  CHECK(error_of(std::string(1000, '-') + "1") == "expression nested deeper than 200 levels");
 }
 
 TEST_CASE("lone selectors for match[]") {
