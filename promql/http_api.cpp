@@ -338,8 +338,16 @@ void prometheus_api::handle(const api_request& req,
       return bad("invalid percent-encoding in the label name");
     return series(params, 2, std::move(name), std::move(reply));
   }
+  // Endpoints Grafana calls that Cairn has nothing for: empty answers
+  // instead of errors on the panel.
   if (path == "/api/v1/metadata")
     return reply(api_response{200, success(json::object())});
+  if (path == "/api/v1/query_exemplars")
+    return reply(api_response{200, success(json::array())});
+  if (path == "/api/v1/rules")
+    return reply(api_response{200, success({{"groups", json::array()}})});
+  if (path == "/api/v1/alerts")
+    return reply(api_response{200, success({{"alerts", json::array()}})});
   if (path == "/api/v1/status/buildinfo")
     return reply(api_response{
       200, success({{"version", "2.42.0"},

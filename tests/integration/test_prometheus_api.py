@@ -332,6 +332,22 @@ def run_errors(chk, port, t0):
                              f"{GAUGE} + 1"])
     chk.check(rc != 0 and "unsupported operator" in (out + err),
               f"promtool on an unsupported expression: rc {rc}, {out}{err}")
+    # GET with RFC 3339 times and a duration step gives what the float form gives.
+    import datetime
+    def rfc(sec):
+        return datetime.datetime.fromtimestamp(sec, datetime.timezone.utc).strftime(
+            "%Y-%m-%dT%H:%M:%SZ")
+    q = f'max_over_time({GAUGE}{{job="api",instance=~"a|b"}}[1m])'
+    st1, b1 = http_get(port, "/api/v1/query_range",
+                       {"query": q, "start": rfc(t - 300), "end": rfc(t), "step": "1m"})
+    st2, b2 = http_get(port, "/api/v1/query_range",
+                       {"query": q, "start": t - 300, "end": t, "step": 60})
+    chk.check(st1 == 200 and b1 == b2 and len(b1["data"]["result"]) == 2
+              and all(len(x["values"]) == 6 for x in b1["data"]["result"]),
+              f"RFC 3339 GET: {st1} {str(b1)[:300]} vs {str(b2)[:300]}")
+    st, body = http_get(port, "/api/v1/query_range",
+                        {"query": q, "start": t - 300, "end": t, "step": "0"})
+    chk.check(st == 400 and body.get("errorType") == "bad_data", f"step 0: {st} {body}")
     st, body = http_get(port, "/api/v1/nothing", {})
     chk.check(st == 404 and body.get("errorType") == "not_found", f"404: {st} {body}")
     # Metadata endpoints.

@@ -196,6 +196,9 @@ TEST_CASE("labels, label values, series, buildinfo") {
   CHECK(bj["data"]["version"] == "2.42.0");
   CHECK(bj["data"]["revision"] == "cairn-0.1.0");
   CHECK(h.get("/api/v1/metadata").second["status"] == "success");
+  CHECK(h.get("/api/v1/query_exemplars").second["data"] == json::array());
+  CHECK(h.get("/api/v1/rules").second["data"]["groups"] == json::array());
+  CHECK(h.get("/api/v1/alerts").second["data"]["alerts"] == json::array());
 }
 
 }
