@@ -22,8 +22,13 @@ if [ "${CAIRN_DEPS:-all}" != "build" ]; then
   # (tests/integration/test_deploy.py); Chromium for the dashboard test
   # (tests/browser, driven by playwright-core); clang, its libFuzzer runtime
   # and rapidcheck for the fuzz targets and property tests.
+  # prometheus (Prometheus 2.42 and promtool) is the reference the
+  # Prometheus API test compares against (tests/integration/
+  # test_prometheus_api.py); victoria-metrics the query benchmark's
+  # competitor (tests/soak/prom_query_bench.py).
   PACKAGES+=(curl golang-go nodejs python3-kubernetes systemd
-             chromium clang libclang-rt-14-dev librapidcheck-dev)
+             chromium clang libclang-rt-14-dev librapidcheck-dev
+             prometheus victoria-metrics)
 fi
 
 SUDO=""

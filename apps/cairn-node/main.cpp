@@ -3,6 +3,7 @@
 #include "actors/messages.hpp"
 #include "actors/node.hpp"
 #include "actors/node_actor.hpp"
+#include "promql/http_api.hpp"
 #include "runtime/cluster_gate.hpp"
 #include "runtime/detail/listener.hpp"
 #include "runtime/fd_limit.hpp"
@@ -11,6 +12,7 @@
 #include "runtime/log.hpp"
 #include "runtime/node_config.hpp"
 #include "runtime/tcp_server.hpp"
+#include "runtime/time.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/io/middleman.hpp>
@@ -130,8 +132,8 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
                           }};
   tcp.bind();
 
-  // POST /api takes one request line and answers through the same pipeline
-  // as a TCP connection of its own.
+  // POST /api and the Prometheus API (/api/v1/) hand one protocol request
+  // line at a time through the same pipeline as a TCP connection of its own.
   runtime::http_server_options hopts;
   hopts.host = cfg.bind_host;
   hopts.port = cfg.http_port;
@@ -141,26 +143,93 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
   hopts.read_timeout = runtime::node_config::duration_of(cfg.http_read_timeout_text);
   hopts.option = "cairn.http.port";
   std::atomic<uint64_t> http_ids{1ull << 62};
+  auto run_line = [&node_ptr, &http_ids](std::string line,
+                                         std::function<void(std::string)> on_reply) {
+    auto ctx = std::make_shared<runtime::connection_context>(
+      http_ids.fetch_add(1), "http",
+      [on_reply = std::move(on_reply)](uint64_t, std::string text) {
+        while (!text.empty() && text.back() == '\n')
+          text.pop_back();
+        on_reply(std::move(text));
+      });
+    runtime::chunk c;
+    c.conn = std::move(ctx);
+    c.data = std::move(line);
+    c.data += '\n';
+    c.barrier = true;
+    node_ptr->dispatch(std::move(c));
+  };
   runtime::http_server http{
     hopts, *settings->metrics,
-    [&node_ptr, &http_ids](std::string body, runtime::http_server::reply_fn reply) {
-      auto ctx = std::make_shared<runtime::connection_context>(
-        http_ids.fetch_add(1), "http",
-        [reply](uint64_t, std::string text) {
-          while (!text.empty() && text.back() == '\n')
-            text.pop_back();
-          reply(200, text.empty() ? std::string{"{\"ok\":true}"} : text);
-        });
-      runtime::chunk c;
-      c.conn = std::move(ctx);
-      c.data = std::move(body);
-      for (auto& ch : c.data)
+    [run_line](std::string body, runtime::http_server::reply_fn reply) {
+      // One request line: newlines inside the body become spaces.
+      for (auto& ch : body)
         if (ch == '\n' || ch == '\r')
           ch = ' ';
-      c.data += '\n';
-      c.barrier = true;
-      node_ptr->dispatch(std::move(c));
+      run_line(std::move(body), [reply](std::string text) {
+        reply(200, text.empty() ? std::string{"{\"ok\":true}"} : text);
+      });
     }};
+  // The Prometheus HTTP API (docs/prometheus-api.md): PromQL planned onto
+  // series/query requests by the promql library.
+  promql::api_options popts;
+  popts.engine.tiers.clear();
+  for (size_t i = 0; i < settings->tiers.size(); ++i)
+    popts.engine.tiers.push_back(
+      {settings->tiers[i].resolution, settings->tiers[i].retention});
+  popts.engine.key_cache = std::make_shared<promql::group_key_cache>();
+  popts.now = [] { return runtime::wall_clock_now(); };
+  popts.cairn_version = settings->version;
+  auto prom = std::make_shared<promql::prometheus_api>(
+    std::move(popts), [run_line](nlohmann::json req, promql::cairn_reply done) {
+      // One request, or a batch sent as consecutive lines of one chunk
+      // (answered in order, one reply line each).
+      bool batch = req.is_array();
+      size_t n = batch ? req.size() : 1;
+      std::string lines;
+      for (size_t i = 0; i < n; ++i) {
+        if (i > 0)
+          lines += '\n';
+        lines += (batch ? req[i] : req).dump(-1, ' ', false,
+                                             nlohmann::json::error_handler_t::replace);
+      }
+      run_line(std::move(lines), [batch, n, done = std::move(done)](std::string text) {
+        auto replies = nlohmann::json::array();
+        size_t pos = 0;
+        while (replies.size() < n) {
+          auto end = text.find('\n', pos);
+          auto one = nlohmann::json::parse(text.substr(pos, end == std::string::npos
+                                                              ? std::string::npos
+                                                              : end - pos),
+                                           nullptr, false);
+          if (one.is_discarded() || !one.is_object())
+            one = {{"ok", false},
+                   {"error", {{"code", "internal"},
+                              {"message", "unreadable reply from the node"}}}};
+          replies.push_back(std::move(one));
+          if (end == std::string::npos)
+            pos = text.size();
+          else
+            pos = end + 1;
+        }
+        done(batch ? std::move(replies) : std::move(replies[0]));
+      });
+    });
+  http.route("/api/v1/", true,
+             [prom](runtime::http_request req, runtime::http_server::response_fn reply) {
+               promql::api_request r;
+               r.method = std::move(req.method);
+               r.path = std::move(req.path);
+               r.query = std::move(req.query);
+               r.body = std::move(req.body);
+               r.content_type = std::string(req.header("content-type"));
+               prom->handle(r, [reply = std::move(reply)](promql::api_response a) {
+                 runtime::http_response out;
+                 out.status = a.status;
+                 out.body = std::move(a.body);
+                 reply(std::move(out));
+               });
+             });
   http.bind();
   check_bindable(cfg.cluster_host, cfg.cluster_port, "cairn.cluster.port");
 

@@ -1,0 +1,198 @@
+#!/usr/bin/env python3
+"""Prometheus API query latency: Cairn vs VictoriaMetrics (docs/benchmarks.md).
+Not a ctest.
+
+Both get the same samples: SERIES series of `bench_lat` (tag/label
+host=h0..), one sample per series every INTERVAL seconds over the last SPAN
+seconds (Cairn: NDJSON `ingest` with explicit ts; VictoriaMetrics (Debian's
+victoria-metrics): POST /api/v1/import/prometheus with ms timestamps). Then
+`/api/v1/query_range` over the last 5 minutes of ONE series is sent N times
+per round over one keep-alive HTTP connection (one request in flight) to
+each server, rounds interleaved, and p50 / p99 / p99.9 are reported.
+VictoriaMetrics is measured twice: as installed (its rollup result cache on)
+and with `nocache=1` (every query from storage, as Cairn answers every one).
+Before timing, the answers of both are compared (same timestamps, same
+values).
+
+  python3 tests/soak/prom_query_bench.py --bin-dir build/apps --source-dir . \
+      --queries 2000 --rounds 3
+"""
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+import cairn_harness as H  # noqa: E402
+
+METRIC = "bench_lat"
+
+
+def samples(series, interval_s, span_s, now_s):
+    out = []
+    start = now_s - span_s
+    for k in range(span_s // interval_s):
+        ts = (start + k * interval_s) * 1000 + 500
+        for h in range(series):
+            v = round(1 + ((k * 7919 + h * 104729) % 100000) / 100.0, 2)
+            out.append((h, ts, v))
+    return out
+
+
+def fill_cairn(node, data):
+    with node.client(timeout=600) as c:
+        for i in range(0, len(data), 5000):
+            evs = [{"metric": METRIC, "ts": ts, "value": v, "tags": {"host": f"h{h}"}}
+                   for h, ts, v in data[i:i + 5000]]
+            r = c.request({"op": "ingest", "events": evs}, timeout=600)
+            if not r.get("ok") or r.get("rejected"):
+                raise H.TestFailure(f"cairn ingest: {r}")
+
+
+def fill_vm(port, data):
+    body = "".join(f'{METRIC}{{host="h{h}"}} {v!r} {ts}\n' for h, ts, v in data)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    conn.request("POST", "/api/v1/import/prometheus", body=body.encode())
+    r = conn.getresponse()
+    r.read()
+    if r.status not in (200, 204):
+        raise H.TestFailure(f"vm import: {r.status}")
+    conn.request("GET", "/internal/force_flush")
+    conn.getresponse().read()
+    conn.close()
+
+
+class Http:
+    def __init__(self, port):
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+
+    def get(self, path, params):
+        self.conn.request("GET", path + "?" + urllib.parse.urlencode(params))
+        r = self.conn.getresponse()
+        body = r.read()
+        return r.status, body
+
+
+def wait_http(port, path, timeout=60):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            st, _ = Http(port).get(path, {})
+            if st == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise H.TestFailure(f"port {port}{path} not ready")
+
+
+def run(port, params, n):
+    c = Http(port)
+    lat = []
+    for _ in range(n):
+        t = time.perf_counter()
+        st, body = c.get("/api/v1/query_range", params)
+        lat.append((time.perf_counter() - t) * 1e6)
+        if st != 200:
+            raise H.TestFailure(f"port {port}: {st} {body[:300]}")
+    return lat
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(p * len(xs)))]
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--bin-dir", required=True)
+    p.add_argument("--source-dir", required=True)
+    p.add_argument("--series", type=int, default=100)
+    p.add_argument("--interval", type=int, default=1)
+    p.add_argument("--span", type=int, default=600)
+    p.add_argument("--queries", type=int, default=2000)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--expr", default=f'{METRIC}{{host="h7"}}')
+    p.add_argument("--step", default="15")
+    p.add_argument("--node-arg", action="append", default=[],
+                   help="extra cairn-node option (repeatable)")
+    p.add_argument("--partitions", type=int, default=8,
+                   help="cairn.partitions of the node (the harness default 8)")
+    args = p.parse_args()
+    if not shutil.which("victoria-metrics"):
+        print("victoria-metrics not installed (Debian package victoria-metrics)")
+        return 2
+
+    now_s = int(time.time())
+    data = samples(args.series, args.interval, args.span, now_s)
+    tmp = tempfile.mkdtemp(prefix="cairn-prombench-")
+    vm_port = H.free_ports(1)[0]
+    vm = subprocess.Popen(
+        ["victoria-metrics", f"-httpListenAddr=127.0.0.1:{vm_port}",
+         f"-storageDataPath={tmp}/vm", "-retentionPeriod=1d", "-search.latencyOffset=0s"],
+        stdout=open(f"{tmp}/vm.log", "wb"), stderr=subprocess.STDOUT)
+    node = H.Node(os.path.abspath(args.bin_dir), os.path.abspath(args.source_dir),
+                  name="prombench", partitions=args.partitions,
+                  extra_args=["--cairn.storage.enabled=false"] + args.node_arg)
+    try:
+        with node:
+            wait_http(vm_port, "/health")
+            t = time.time()
+            fill_cairn(node, data)
+            H.log(f"cairn: {len(data)} samples in {time.time() - t:.1f}s")
+            t = time.time()
+            fill_vm(vm_port, data)
+            H.log(f"victoria-metrics: {len(data)} samples in {time.time() - t:.1f}s")
+            time.sleep(2)
+            end = now_s - 5
+            params = {"query": args.expr, "start": end - 300, "end": end,
+                      "step": args.step}
+            # Same answer from both before timing.
+            answers = []
+            for port in (node.http_port, vm_port):
+                st, body = Http(port).get("/api/v1/query_range", params)
+                j = json.loads(body)
+                answers.append([(s["metric"].get("host"), s["values"])
+                                for s in j["data"]["result"]])
+            if answers[0] != answers[1]:
+                raise H.TestFailure(f"answers differ:\n cairn {str(answers[0])[:400]}\n"
+                                    f" vm    {str(answers[1])[:400]}")
+            H.log(f"same answer: {sum(len(v) for _, v in answers[0])} points "
+                  f"for {args.expr} over 5 minutes, step {args.step}s")
+            targets = [("cairn", node.http_port, params),
+                       ("victoria-metrics", vm_port, params),
+                       ("victoria-metrics nocache=1", vm_port, dict(params, nocache=1))]
+            lat = {name: [] for name, _, _ in targets}
+            for name, port, prm in targets:  # warm-up
+                run(port, prm, 100)
+            for _ in range(args.rounds):
+                for name, port, prm in targets:
+                    lat[name] += run(port, prm, args.queries)
+            print(f"\nquery_range {args.expr} 5m step {args.step}s, "
+                  f"{args.rounds}x{args.queries} queries, one connection")
+            print(f"{'server':30} {'p50 us':>9} {'p99 us':>9} {'p99.9 us':>9} {'mean us':>9}")
+            for name, xs in lat.items():
+                print(f"{name:30} {pct(xs, 0.5):9.0f} {pct(xs, 0.99):9.0f} "
+                      f"{pct(xs, 0.999):9.0f} {statistics.mean(xs):9.0f}")
+    finally:
+        vm.terminate()
+        try:
+            vm.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            vm.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
