@@ -6,6 +6,8 @@
 #include <bit>
 #include <cmath>
 #include <limits>
+#include <utility>
+#include <vector>
 
 namespace cairn::cqrs {
 
@@ -152,6 +154,11 @@ bool get_store(bit_reader& r, ddsketch& sk, bool negative, int32_t& prev_first,
   auto bins = r.gamma();
   if (!r.ok() || bins > limit)
     return false;
+  if (bins == 0)
+    return true;
+  // Decoded first, then handed over at once: the store allocates once.
+  thread_local std::vector<std::pair<int32_t, uint64_t>> scratch;
+  scratch.clear();
   int64_t prev = 0;
   uint64_t total = 0;
   for (uint64_t b = 0; b < bins; ++b) {
@@ -174,10 +181,13 @@ bool get_store(bit_reader& r, ddsketch& sk, bool negative, int32_t& prev_first,
     if (!r.ok() || n == 0 || n > limit - total)
       return false;
     total += n;
-    sk.add_bin(negative, static_cast<int32_t>(i), n);
+    scratch.emplace_back(static_cast<int32_t>(i), n);
     prev = i;
   }
-  return r.ok();
+  if (!r.ok())
+    return false;
+  sk.add_bins(negative, scratch.data(), scratch.size());
+  return true;
 }
 
 bool is_single(const bucket& b, const ddsketch_mapping& m) {

@@ -129,6 +129,12 @@ void ddsketch::store::relayout(int64_t lo, int64_t hi, uint8_t width) {
   width_ = width;
   offset_ = static_cast<int32_t>(lo);
   span_ = static_cast<uint32_t>(hi - lo);
+  auto shift = static_cast<size_t>(old_offset - lo);
+  if (old_width == width) {
+    std::memcpy(dense().data() + shift * width, fresh.data(),
+                size_t{old_span} * width);
+    return;
+  }
   for (uint32_t i = 0; i < old_span; ++i) {
     auto* p = fresh.data() + size_t{i} * old_width;
     uint64_t v = 0;
@@ -180,7 +186,7 @@ void ddsketch::store::add(int32_t index, uint64_t n) {
       add(index, n);
       return;
     }
-    auto room = (hi - lo) / 8;
+    auto room = std::max<int64_t>((hi - lo) / 8, 4);
     if (index < offset_)
       lo = std::max<int64_t>(lo - room, std::numeric_limits<int32_t>::min());
     else
@@ -210,6 +216,39 @@ void ddsketch::store::add(int32_t index, uint64_t n) {
     sp.emplace(it, index, n);
   }
   maybe_dense();
+}
+
+void ddsketch::store::add_sorted(const std::pair<int32_t, uint64_t>* bins,
+                                 size_t n) {
+  if (n == 0)
+    return;
+  if (total_ != 0) {
+    for (size_t k = 0; k < n; ++k)
+      add(bins[k].first, bins[k].second);
+    return;
+  }
+  uint64_t largest = 0, total = 0;
+  for (size_t k = 0; k < n; ++k) {
+    largest = std::max(largest, bins[k].second);
+    total += bins[k].second;
+  }
+  int64_t span = int64_t{bins[n - 1].first} - bins[0].first + 1;
+  auto width = width_for(largest);
+  total_ = total;
+  if (dense_fits(span, width, static_cast<int64_t>(n))) {
+    width_ = width;
+    offset_ = bins[0].first;
+    span_ = static_cast<uint32_t>(span);
+    bins_ = static_cast<uint32_t>(n);
+    if (auto* d = std::get_if<0>(&data_))
+      d->assign(size_t{span_} * width_, 0);
+    else
+      data_.emplace<0>(size_t{span_} * width_, uint8_t{0});
+    for (size_t k = 0; k < n; ++k)
+      put(static_cast<uint32_t>(bins[k].first - offset_), bins[k].second);
+  } else {
+    sparse().assign(bins, bins + n);
+  }
 }
 
 void ddsketch::store::maybe_dense() {
@@ -440,6 +479,13 @@ void ddsketch::add_indexed(int32_t index, bool negative, bool zero) {
     positive_.add(index);
 }
 
+void ddsketch::add_bins(bool negative,
+                        const std::pair<int32_t, uint64_t>* bins, size_t n) {
+  for (size_t k = 0; k < n; ++k)
+    count_ += bins[k].second;
+  (negative ? negative_store() : positive_).add_sorted(bins, n);
+}
+
 void ddsketch::add_bin(bool negative, int32_t index, uint64_t n) {
   count_ += n;
   (negative ? negative_store() : positive_).add(index, n);
@@ -519,11 +565,14 @@ bool ddsketch::decode(std::string_view& in) {
   ddsketch result;
   if (!r.varint(result.count_) || !r.varint(result.zero_count_))
     return false;
-  for (auto* s : {&result.positive_, &result.negative_store()}) {
+  for (int sign = 0; sign < 2; ++sign) {
     uint64_t bins = 0;
     if (!r.varint(bins) || bins > in.size() / 2)
       return false;
     int64_t prev = 0;
+    uint64_t seen = 0;
+    thread_local std::vector<std::pair<int32_t, uint64_t>> scratch;
+    scratch.clear();
     for (uint64_t b = 0; b < bins; ++b) {
       int64_t delta = 0;
       uint64_t n = 0;
@@ -533,11 +582,15 @@ bool ddsketch::decode(std::string_view& in) {
       int64_t i = prev + delta;
       if ((b > 0 && delta <= 0) || i < std::numeric_limits<int32_t>::min()
           || i > std::numeric_limits<int32_t>::max()
-          || n > result.count_ || s->total() > result.count_ - n)
+          || n > result.count_ || seen > result.count_ - n)
         return false;
-      s->add(static_cast<int32_t>(i), n);
+      scratch.emplace_back(static_cast<int32_t>(i), n);
+      seen += n;
       prev = i;
     }
+    if (!scratch.empty())
+      (sign == 0 ? result.positive_ : result.negative_store())
+        .add_sorted(scratch.data(), scratch.size());
   }
   if (result.zero_count_ > result.count_
       || result.positive_.total() + result.negative().total()

@@ -70,6 +70,10 @@ public:
   /// Adds `n` values to bin `index` of the positive or negative store, or to
   /// the zero count (used by decoders that know the bins).
   void add_bin(bool negative, int32_t index, uint64_t n);
+  /// Adds `n` bins (ascending, distinct indexes, counts > 0) to one store:
+  /// built in one allocation when the store is empty (decoders).
+  void add_bins(bool negative, const std::pair<int32_t, uint64_t>* bins,
+                size_t n);
   void add_zero(uint64_t n) {
     count_ += n;
     zero_count_ += n;
@@ -110,6 +114,8 @@ public:
   class store {
   public:
     void add(int32_t index, uint64_t n = 1);
+    /// add() for ascending, distinct bins; one allocation if empty.
+    void add_sorted(const std::pair<int32_t, uint64_t>* bins, size_t n);
     void clear() noexcept;
     /// Number of non-empty bins.
     size_t bins() const noexcept;

@@ -42,6 +42,24 @@ def vm_rss(pid):
     return 0
 
 
+def mappings(pid):
+    """RSS by kind of mapping (MB): the main heap, other anonymous mappings
+    (thread arenas, large allocations, stacks) and file-backed ones."""
+    out = {"heap": 0, "anon": 0, "file": 0}
+    kind = None
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            parts = line.split()
+            if not parts:
+                continue
+            if "-" in parts[0] and len(parts) >= 5 and not parts[0].endswith(":"):
+                path = parts[5] if len(parts) > 5 else ""
+                kind = "heap" if path == "[heap]" else ("anon" if path in ("", "[stack]") or path.startswith("[anon") else "file")
+            elif parts[0] == "Rss:" and kind:
+                out[kind] += int(parts[1]) * 1024
+    return {k: round(v / 2**20, 1) for k, v in out.items()}
+
+
 def value_pool(kind, n, seed):
     rng = random.Random(seed)
     if kind == "int":
@@ -165,7 +183,7 @@ def measure(bin_dir, args, tmpl):
                "applied": applied, "errors": counts["errors"],
                "fill_s": round(took, 1), "rss_mb": round(rss / 2**20, 1),
                "peak_rss_mb": round(hwm / 2**20, 1), "idle_rss_mb": round(idle / 2**20, 1),
-               "buckets": st.get("buckets")}
+               "buckets": st.get("buckets"), "rss_by_mapping_mb": mappings(node.proc.pid)}
         mem = {k: v for k, v in counters.items() if k.startswith("cairn_memory_")}
         if mem:
             row["memory"] = mem
