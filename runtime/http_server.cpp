@@ -313,6 +313,11 @@ private:
     for (auto& [ws_path, handler] : state_->websockets)
       if (path == ws_path && websocket::is_upgrade(req))
         return upgrade(std::move(req), handler);
+    if (state_->open.load() > state_->opts.max_connections) {
+      keep_alive_ = false;
+      return send(make_text(http::status::service_unavailable,
+                            "too many connections\n", version, false));
+    }
     if (path == "/api") {
       if (method != http::verb::post)
         return send(make_text(
@@ -669,7 +674,15 @@ const std::string busy_response
 /// Starts a session for an accepted socket, or answers 503 beyond
 /// max_connections.
 void on_accept(const std::shared_ptr<shared_state>& state, tcp::socket socket) {
-  if (state->open.load() >= state->opts.max_connections) {
+  // A connection may become a WebSocket: until its request is read it is
+  // admitted against both budgets; a plain request beyond max_connections
+  // gets 503 then (http_session::handle).
+  auto ws_room = state->websockets.empty()
+                   ? size_t{0}
+                   : state->opts.max_websockets
+                       - std::min(state->ws_open.load(),
+                                  state->opts.max_websockets);
+  if (state->open.load() >= state->opts.max_connections + ws_room) {
     log_limited(spdlog::level::warn, "http:refuse", std::chrono::seconds{10},
                 fmt::format("http: refusing a connection: too many "
                             "connections ({})",

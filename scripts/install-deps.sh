@@ -22,7 +22,9 @@ if [ "${CAIRN_DEPS:-all}" != "build" ]; then
   # (tests/integration/test_deploy.py); Chromium for the dashboard test
   # (tests/browser, driven by playwright-core); clang, its libFuzzer runtime
   # and rapidcheck for the fuzz targets and property tests.
-  PACKAGES+=(curl golang-go nodejs python3-kubernetes systemd
+  # python3-websockets for the live-subscription tests and benchmark
+  # (tests/integration/test_live*.py, tests/soak/live_bench.py).
+  PACKAGES+=(curl golang-go nodejs python3-kubernetes python3-websockets systemd
              chromium clang libclang-rt-14-dev librapidcheck-dev)
 fi
 
