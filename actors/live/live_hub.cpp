@@ -109,6 +109,9 @@ void drop_subscription(hub_pointer self, uint64_t sink_id,
 void subscribe(hub_pointer self, const stream_sink_ptr& sink, const json& req,
                const json& id) {
   auto& st = self->state;
+  if (auto status = st.settings->status.load(); status != node_status::ready)
+    return reply_error(sink, id, cqrs::error_code::unavailable,
+                       std::string{"node is "} + to_string(status));
   if (id.is_discarded() || id.is_null() || id.is_object() || id.is_array())
     return reply_error(sink, id, cqrs::error_code::bad_request,
                        "subscribe needs an \"id\" (a string or a number) "
