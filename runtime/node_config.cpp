@@ -92,6 +92,8 @@ node_config::node_config() {
          "close a keep-alive connection idle this long (0 = never)")
     .add(http_read_timeout_text, "read-timeout",
          "a request's header and body must arrive within this (0 = never)")
+    .add(http_io_threads, "io-threads",
+         "I/O threads of the HTTP / WebSocket server")
     .add(http_max_websockets, "max-websockets",
          "maximum WebSocket connections (/v1/live; more get 503)")
     .add(http_ws_max_message, "ws-max-message",
@@ -513,6 +515,7 @@ void node_config::validate() const {
   in_range("cairn.tcp.max-connections", tcp_max_connections, 1, 1000000);
   in_range("cairn.tcp.window", tcp_window, 1, 4096);
   in_range("cairn.http.max-connections", http_max_connections, 1, 100000);
+  in_range("cairn.http.io-threads", http_io_threads, 1, 64);
   in_range("cairn.http.max-websockets", http_max_websockets, 1, 1000000);
   in_range("cairn.http.ws-max-message", http_ws_max_message, 64, size_t{1} << 26);
   in_range("cairn.live.max-subscriptions", live_max_subscriptions, 1, 100000);

@@ -79,6 +79,8 @@ public:
   /// cairn.http.max-websockets: WebSocket connections (/v1/live), counted
   /// apart from HTTP requests.
   size_t http_max_websockets = 1024;
+  /// cairn.http.io-threads: Asio threads of the HTTP / WebSocket server.
+  size_t http_io_threads = 1;
   /// cairn.http.ws-max-message: largest message a WebSocket client may send.
   size_t http_ws_max_message = 64 * 1024;
   /// cairn.http.ws-ping-interval: ping an idle WebSocket this often; one

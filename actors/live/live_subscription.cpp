@@ -21,7 +21,7 @@ using json = nlohmann::json;
 /// Notices of one window arriving within this of the first one are answered
 /// by one query (every partition publishes its own batch at the same
 /// moment).
-constexpr cqrs::millis debounce_ms = 5;
+constexpr cqrs::millis debounce_ms = 2;
 
 /// Windows remembered as answered (for corrections), at most.
 constexpr size_t answered_kept = 4096;

@@ -143,6 +143,7 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
   hopts.read_timeout = runtime::node_config::duration_of(cfg.http_read_timeout_text);
   hopts.option = "cairn.http.port";
   hopts.max_websockets = cfg.http_max_websockets;
+  hopts.io_threads = cfg.http_io_threads;
   hopts.ws_max_message = cfg.http_ws_max_message;
   hopts.ws_ping_interval = runtime::node_config::duration_of(cfg.http_ws_ping_interval_text);
   std::atomic<uint64_t> http_ids{1ull << 62};
