@@ -15,6 +15,7 @@ Checked:
 - running: true streams the open window's value ("running");
 - unsubscribe answers "unsubscribed" and stops that id's updates only;
   closing a socket drops its subscriptions (gauges fall back);
+- a client message over cairn.http.ws-max-message closes the socket (1009);
 - errors with stable codes: bad JSON and missing/invalid query fields
   (bad_request naming the field), duplicate id, unknown_subscription,
   unknown_op, too_many_subscriptions; subscribe over POST /api is refused;
@@ -51,6 +52,7 @@ GRACE_MS = 100
 MAX_SUBS = 6
 MANY = 1000
 MAX_WS = MANY + 10
+WS_MAX_MESSAGE = 4096
 
 
 def metrics(node):
@@ -297,6 +299,14 @@ async def basics(node, chk):
 
     await ws2.close()
     await ws.close()
+    # A message over cairn.http.ws-max-message closes the socket (1009).
+    big = await connect(node)
+    await big.send("x" * (WS_MAX_MESSAGE + 1))
+    try:
+        await asyncio.wait_for(big.recv(), 5)
+        chk.check(False, "a message over ws-max-message was answered")
+    except websockets.exceptions.ConnectionClosed as e:
+        chk.check(e.code == 1009, f"oversized message: closed with {e.code}, not 1009")
     deadline = time.time() + 5
     while time.time() < deadline:
         m = metrics(node)
@@ -464,7 +474,8 @@ def main():
     node = h.Node(args.bin_dir, args.source_dir, name="live", keep=args.keep,
                   extra_args=[f"--cairn.live.grace={GRACE_MS}ms",
                               f"--cairn.live.max-subscriptions={MAX_SUBS}",
-                              f"--cairn.http.max-websockets={MAX_WS}"])
+                              f"--cairn.http.max-websockets={MAX_WS}",
+                              f"--cairn.http.ws-max-message={WS_MAX_MESSAGE}"])
     try:
         node.start()
         node.wait_ready()
