@@ -89,7 +89,7 @@ void reply_error(const stream_sink_ptr& sink, const json& id,
   sink->send(error_reply(id, code, message));
 }
 
-/// Drops subscription `id_key` of `client` (sink id `sink_id`).
+/// Drops subscription `id_key` of the client `sink_id` (client_key).
 void drop_subscription(hub_pointer self, uint64_t sink_id,
                        const std::string& id_key,
                        const std::string& query_key) {
@@ -137,11 +137,11 @@ void subscribe(hub_pointer self, const stream_sink_ptr& sink, const json& req,
     return reply_error(sink, id, p->code, "query: " + p->message);
   auto& spec = std::get<cqrs::query_spec>(parsed);
   auto id_key = id.dump();
-  auto& client = st.clients[sink->id()];
+  auto& client = st.clients[client_key(sink)];
   if (!client.sink) {
     client.sink = sink;
     caf::weak_actor_ptr weak = caf::actor_cast<caf::weak_actor_ptr>(self);
-    auto sink_id = sink->id();
+    auto sink_id = client_key(sink);
     sink->on_close([weak, sink_id] {
       if (auto hub = caf::actor_cast<caf::actor>(weak))
         caf::anon_send(hub, unsubscribe_atom::value, sink_id);
@@ -182,7 +182,7 @@ void unsubscribe(hub_pointer self, const stream_sink_ptr& sink,
                  const json& id) {
   auto& st = self->state;
   auto id_key = id.is_discarded() ? std::string{} : id.dump();
-  auto c = st.clients.find(sink->id());
+  auto c = st.clients.find(client_key(sink));
   if (c == st.clients.end() || c->second.subs.count(id_key) == 0)
     return reply_error(sink, id, cqrs::error_code::unknown_subscription,
                        "no subscription with \"id\" "
@@ -190,7 +190,7 @@ void unsubscribe(hub_pointer self, const stream_sink_ptr& sink,
                          + " on this connection");
   auto query_key = c->second.subs[id_key];
   c->second.subs.erase(id_key);
-  drop_subscription(self, sink->id(), id_key, query_key);
+  drop_subscription(self, client_key(sink), id_key, query_key);
   sink->forget(id_key);
   json out{{"ok", true}, {"type", "unsubscribed"}};
   sink->send(finish_reply(out, id));

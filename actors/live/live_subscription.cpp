@@ -314,7 +314,7 @@ caf::behavior live_subscription_impl(sub_pointer self, settings_ptr s,
       auto drop = [&](std::vector<live_client>& cs) {
         cs.erase(std::remove_if(cs.begin(), cs.end(),
                                 [&](const live_client& c) {
-                                  return c.sink->id() == sink_id
+                                  return client_key(c.sink) == sink_id
                                          && c.key == key;
                                 }),
                  cs.end());

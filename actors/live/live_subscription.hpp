@@ -28,6 +28,7 @@
 #include <nlohmann/json.hpp>
 
 #include <atomic>
+#include <cstdint>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -49,6 +50,13 @@ struct live_counters {
   std::atomic<int64_t>* coalesced = nullptr;  ///< cairn_live_coalesced_total
 };
 
+/// A client's identity for the hub and the subscriptions: its sink's
+/// address (stream_sink ids are unique per server only, and a node has two
+/// servers that stream). Stable while the hub holds the sink.
+inline uint64_t client_key(const stream_sink_ptr& sink) noexcept {
+  return static_cast<uint64_t>(reinterpret_cast<uintptr_t>(sink.get()));
+}
+
 /// Timer of a window due (start) / of the running value.
 using window_atom = caf::atom_constant<caf::atom("window")>;
 using running_atom = caf::atom_constant<caf::atom("running")>;
@@ -58,7 +66,7 @@ using running_atom = caf::atom_constant<caf::atom("running")>;
 /// get the open window's value at most every live running interval.
 /// Messages (from the hub):
 ///   (subscribe_atom, stream_sink_ptr, std::string id_json, std::string key)
-///   (unsubscribe_atom, uint64_t sink_id, std::string key)
+///   (unsubscribe_atom, uint64_t client_key, std::string key)
 ///   (closed_atom, closed_windows_ptr)
 caf::actor spawn_live_subscription(caf::actor_system& sys,
                                    settings_ptr settings,
