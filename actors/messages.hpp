@@ -10,7 +10,9 @@
 #include "cqrs/event_batch.hpp"
 #include "cqrs/journal_record.hpp"
 #include "cqrs/query.hpp"
+#include "cqrs/series_store.hpp"
 #include "runtime/connection_context.hpp"
+#include "runtime/stream_sink.hpp"
 
 #include <caf/actor_system_config.hpp>
 #include <caf/allowed_unsafe_message_type.hpp>
@@ -40,6 +42,16 @@ using request_atom = caf::atom_constant<caf::atom("request")>;
 using journaled_atom = caf::atom_constant<caf::atom("journaled")>;
 using snapshot_atom = caf::atom_constant<caf::atom("snapshot")>;
 using recovered_atom = caf::atom_constant<caf::atom("recovered")>;
+// -- closed-bucket stream (docs/architecture.md) --
+/// (subscribe_atom, caf::actor) to a partition: send me closed_batch_ptr
+/// messages; (unsubscribe_atom, caf::actor): stop. Also the client ops of
+/// the live hub (actors/live/live_hub.hpp).
+using subscribe_atom = caf::atom_constant<caf::atom("subscribe")>;
+using unsubscribe_atom = caf::atom_constant<caf::atom("unsubscr")>;
+/// (closed_atom, closed_batch_ptr): a partition's close pass published.
+using closed_atom = caf::atom_constant<caf::atom("closed")>;
+/// A partition's timer for its next close pass.
+using close_atom = caf::atom_constant<caf::atom("close")>;
 // -- cluster (docs/cluster.md) --
 using forward_atom = caf::atom_constant<caf::atom("forward")>;
 using partial_atom = caf::atom_constant<caf::atom("partial")>;
@@ -62,6 +74,21 @@ using pending_atom = caf::atom_constant<caf::atom("pending")>;
 using query_spec_ptr = std::shared_ptr<const cqrs::query_spec>;
 using topk_spec_ptr = std::shared_ptr<const cqrs::topk_spec>;
 using series_spec_ptr = std::shared_ptr<const cqrs::series_spec>;
+
+/// The buckets one close pass (or seal pass, or apply) of partition
+/// `partition` published, in publishing order (docs/architecture.md,
+/// "Closed-bucket notifications"). Shared read-only by every subscriber.
+struct closed_batch {
+  uint32_t partition = 0;
+  /// Wall clock (ms) of the pass that published them.
+  cqrs::millis published_at = 0;
+  std::vector<cqrs::closed_bucket> buckets;
+};
+
+using closed_batch_ptr = std::shared_ptr<const closed_batch>;
+
+/// A client's stream of live messages (a WebSocket or an NDJSON connection).
+using stream_sink_ptr = std::shared_ptr<runtime::stream_sink>;
 
 /// What one partition reports about itself.
 struct partition_stats {
@@ -179,6 +206,8 @@ inspect(Inspector& f, event_batch& x) {
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cairn::runtime::chunk)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cairn::actors::query_spec_ptr)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cairn::actors::closed_batch_ptr)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cairn::actors::stream_sink_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cairn::actors::topk_spec_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cairn::actors::series_spec_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cairn::cqrs::query_partial)

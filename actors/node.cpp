@@ -1,6 +1,7 @@
 #include "actors/node.hpp"
 
 #include "actors/ingestor.hpp"
+#include "actors/live/live_hub.hpp"
 #include "actors/parser.hpp"
 #include "actors/peer_link.hpp"
 #include "actors/query_coordinator.hpp"
@@ -35,7 +36,9 @@ node::node(caf::actor_system& sys, std::shared_ptr<node_settings> settings)
   }
   ingestor_ = spawn_ingestor(sys, settings_, partitions_, links_);
   coordinator_ = spawn_query_coordinator(sys, settings_, partitions_, links_);
-  parsers_ = spawn_parser_pool(sys, settings_, ingestor_, coordinator_);
+  live_hub_ = spawn_live_hub(sys, settings_, partitions_, coordinator_);
+  parsers_ = spawn_parser_pool(sys, settings_, ingestor_, coordinator_,
+                               live_hub_);
   if (!settings->journal) {
     settings->status = node_status::ready;
     return;
@@ -107,6 +110,7 @@ void node::shutdown() {
       caf::anon_send_exit(h, caf::exit_reason::user_shutdown);
   };
   stop(parsers_);
+  stop(live_hub_);
   stop(coordinator_);
   stop(ingestor_);
   for (auto& l : links_)

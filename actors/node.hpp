@@ -42,6 +42,8 @@ public:
   }
   const caf::actor& coordinator() const noexcept { return coordinator_; }
   const caf::actor& ingestor() const noexcept { return ingestor_; }
+  /// The live hub (actors/live/live_hub.hpp): subscribe / unsubscribe.
+  const caf::actor& live_hub() const noexcept { return live_hub_; }
   /// Peer links by partition-map member index (null for this node; empty on
   /// a single node).
   const std::vector<caf::actor>& links() const noexcept { return links_; }
@@ -55,6 +57,7 @@ private:
   std::vector<partition_actor> partitions_;
   caf::actor ingestor_;
   caf::actor coordinator_;
+  caf::actor live_hub_;
   caf::actor parsers_;
   std::vector<caf::actor> links_;
   std::thread recovery_;

@@ -1,5 +1,7 @@
 #include "actors/node_settings.hpp"
 
+#include <algorithm>
+
 #include <stdexcept>
 
 namespace cairn::actors {
@@ -52,6 +54,10 @@ std::shared_ptr<node_settings> make_node_settings(
                                          cfg.max_future_text);
   s->seal_after = duration_option("cairn.ingest.seal-after",
                                   cfg.seal_after_text);
+  s->live_grace = std::min(duration_option("cairn.live.grace",
+                                           cfg.live_grace_text),
+                           s->seal_after);
+  s->live_max_subscriptions = cfg.live_max_subscriptions;
   s->max_series = cfg.max_series;
   s->series_registry = std::make_shared<cqrs::series_registry>(cfg.max_series);
   s->snapshot_every_events = cfg.snapshot_every_events;

@@ -96,6 +96,14 @@ struct node_settings {
   std::chrono::milliseconds evict_interval{1000};
   /// Lateness horizon of the compact store (cairn.ingest.seal-after).
   cqrs::millis seal_after = 2000;
+  /// Live: a bucket counts as closed this long after its window ended
+  /// (cairn.live.grace; at most seal_after).
+  cqrs::millis live_grace = 200;
+  /// Live: subscriptions per client (cairn.live.max-subscriptions).
+  size_t live_max_subscriptions = 64;
+  /// Live: the open bucket's running value at most this often
+  /// (cairn.live.running-interval) for subscriptions that ask for it.
+  cqrs::millis live_running_interval = 1000;
   /// Series per node (cairn.limits.max-series, 0 = none).
   size_t max_series = 0;
   /// The series of this node's partitions, for the cardinality guard:

@@ -9,6 +9,7 @@
 #include <caf/actor_pool.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
 
 #include <nlohmann/json.hpp>
@@ -57,6 +58,7 @@ struct parser_state {
   settings_ptr settings;
   caf::actor ingestor;
   caf::actor coordinator;
+  caf::actor live;  ///< the live hub (may be null)
   std::optional<cqrs::event_parser> parser;
   std::vector<cqrs::event_batch> split;
   std::atomic<int64_t>* accepted = nullptr;
@@ -275,6 +277,11 @@ request_route route_request(std::string_view op, node_status status) noexcept {
     case cqrs::protocol_op::cluster:
       // Answered while recovering too: they report the recovery.
       return request_route::coordinator;
+    case cqrs::protocol_op::subscribe:
+      return status == node_status::ready ? request_route::live
+                                          : request_route::unavailable;
+    case cqrs::protocol_op::unsubscribe:
+      return request_route::live;
     default:
       return status == node_status::ready ? request_route::coordinator
                                           : request_route::unavailable;
@@ -350,6 +357,23 @@ bool handle_request(parser_pointer self, const job_ptr& j,
           });
       break;
     }
+    case request_route::live: {
+      // The answer (and every later message of the subscription) comes
+      // through the connection's stream, not as this line's reply.
+      auto sink = j->c.conn->stream();
+      if (!sink) {
+        j->emit(error_reply(id, cqrs::error_code::bad_request,
+                            "subscribe needs a stream: a WebSocket of "
+                            "/v1/live or an NDJSON connection"));
+      } else if (!st.live) {
+        j->emit(error_reply(id, cqrs::error_code::unavailable,
+                            "live subscriptions are not running"));
+      } else {
+        caf::anon_send(st.live, request_atom::value, std::move(sink),
+                       std::string{line});
+      }
+      break;
+    }
     case request_route::bad_request:
       j->emit(error_reply(id, cqrs::error_code::bad_request,
                           "\"op\" must be a non-empty string"));
@@ -416,9 +440,11 @@ void process(parser_pointer self, const job_ptr& j) {
 }
 
 caf::behavior parser_impl(parser_pointer self, settings_ptr s,
-                          caf::actor ingestor, caf::actor coordinator) {
+                          caf::actor ingestor, caf::actor coordinator,
+                          caf::actor live) {
   auto& st = self->state;
   st.settings = s;
+  st.live = std::move(live);
   st.ingestor = std::move(ingestor);
   st.coordinator = std::move(coordinator);
   st.parser.emplace(s->limits);
@@ -441,10 +467,11 @@ caf::behavior parser_impl(parser_pointer self, settings_ptr s,
 } // namespace
 
 caf::actor spawn_parser_pool(caf::actor_system& sys, settings_ptr settings,
-                             caf::actor ingestor, caf::actor coordinator) {
+                             caf::actor ingestor, caf::actor coordinator,
+                             caf::actor live) {
   auto n = settings->parsers;
-  auto factory = [&sys, settings, ingestor, coordinator] {
-    return sys.spawn(parser_impl, settings, ingestor, coordinator);
+  auto factory = [&sys, settings, ingestor, coordinator, live] {
+    return sys.spawn(parser_impl, settings, ingestor, coordinator, live);
   };
   return caf::actor_pool::make(sys.dummy_execution_unit(), n, factory,
                                caf::actor_pool::round_robin());

@@ -32,6 +32,9 @@ enum class request_route : uint8_t {
   flush,
   /// Forwarded to the query coordinator.
   coordinator,
+  /// subscribe / unsubscribe: handed to the live hub with the connection's
+  /// stream (actors/live/live_hub.hpp).
+  live,
   /// `unavailable`: the node is recovering or stopping.
   unavailable,
   /// `bad_request`: "op" is empty or not a string.
@@ -46,7 +49,9 @@ enum class request_route : uint8_t {
 request_route route_request(std::string_view op, node_status status) noexcept;
 
 /// Spawns `settings->parsers` parser workers behind one actor_pool handle.
+/// `live` is the live hub (null: subscribe is answered `unavailable`).
 caf::actor spawn_parser_pool(caf::actor_system& sys, settings_ptr settings,
-                             caf::actor ingestor, caf::actor coordinator);
+                             caf::actor ingestor, caf::actor coordinator,
+                             caf::actor live = {});
 
 } // namespace cairn::actors

@@ -21,7 +21,9 @@
 
 #include <chrono>
 #include <cstdio>
+#include <algorithm>
 #include <deque>
+#include <iterator>
 #include <optional>
 #include <stdexcept>
 #include <unordered_set>
@@ -171,6 +173,32 @@ struct partition_state {
   std::optional<memory_gauges> gauges;
   uint32_t ticks = 0;
 
+  // -- closed-bucket stream (docs/architecture.md) ----------------------------
+  /// Subscribed actors (monitored).
+  std::vector<caf::actor> subscribers;
+  /// Buckets the store published since the last publish_closed.
+  std::vector<cqrs::closed_bucket> closed;
+  /// A close_atom timer is pending.
+  bool close_armed = false;
+
+  /// Installs the store's closed-bucket handler (with subscribers only:
+  /// without one nothing is copied).
+  void install_closed_handler() {
+    if (!store)
+      return;
+    if (subscribers.empty()) {
+      store->on_closed({});
+      closed.clear();
+      return;
+    }
+    store->on_closed([this](std::vector<cqrs::closed_bucket>&& batch) {
+      if (closed.empty())
+        closed = std::move(batch);
+      else
+        std::move(batch.begin(), batch.end(), std::back_inserter(closed));
+    });
+  }
+
   static inline const char* name = "cairn.partition";
 
   /// Tells the node's series registry (the cardinality guard) about every
@@ -274,6 +302,38 @@ struct partition_state {
 using partition_pointer
   = introspectable_actor<partition_state, partition_actor::base>*;
 
+/// Sends what the store published since the last call to every
+/// subscriber, as one shared batch.
+void publish_closed(partition_pointer self) {
+  auto& st = self->state;
+  if (st.closed.empty())
+    return;
+  auto batch = std::make_shared<closed_batch>();
+  batch->partition = st.id;
+  batch->published_at = cqrs::wall_clock_now();
+  batch->buckets.swap(st.closed);
+  closed_batch_ptr out = std::move(batch);
+  for (auto& sub : st.subscribers)
+    caf::anon_send(sub, closed_atom::value, out);
+}
+
+/// Arms the next close pass: the next window end of the finest tier plus
+/// the grace (docs/architecture.md, "Closed-bucket notifications").
+void arm_close(partition_pointer self) {
+  auto& st = self->state;
+  if (st.close_armed || st.subscribers.empty())
+    return;
+  st.close_armed = true;
+  cqrs::millis res = st.settings->tiers[0].resolution;
+  for (auto& t : st.settings->tiers.tiers())
+    res = std::min(res, t.resolution);
+  auto now = cqrs::wall_clock_now();
+  auto grace = st.settings->live_grace;
+  auto next = (now - grace) - (now - grace) % res + res + grace;
+  self->delayed_send(self, std::chrono::milliseconds{std::max<cqrs::millis>(1, next - now)},
+                     close_atom::value);
+}
+
 void take_snapshot(partition_pointer self) {
   auto& st = self->state;
   if (!st.journal() || st.snapshot_in_flight || st.applied_seq == 0
@@ -338,6 +398,7 @@ void drain(partition_pointer self) {
     } else if (w.ok) {
       st.store->set_clock(cqrs::wall_clock_now());
       st.store->apply(w.batch);
+      publish_closed(self);
       st.applied_seq = w.seq;
       st.drained_seq = w.seq;
       st.events_since_snapshot += w.batch.size();
@@ -384,6 +445,7 @@ caf::result<uint64_t> ingest(partition_pointer self, cqrs::event_batch& batch,
     auto now = cqrs::wall_clock_now();
     st.store->set_clock(now);
     st.store->apply(batch);
+    publish_closed(self);
     if (!key.empty())
       st.keys->insert(std::move(key), now);
     return static_cast<uint64_t>(batch.size());
@@ -440,6 +502,17 @@ partition_actor::behavior_type partition_impl(partition_pointer self,
   st.recovering = s->journal != nullptr;
   st.last_snapshot = std::chrono::steady_clock::now();
   self->delayed_send(self, s->evict_interval, tick_atom::value);
+  self->set_down_handler([self](caf::down_msg& msg) {
+    auto& st = self->state;
+    auto& subs = st.subscribers;
+    subs.erase(std::remove_if(subs.begin(), subs.end(),
+                              [&](const caf::actor& a) {
+                                return a.address() == msg.source;
+                              }),
+               subs.end());
+    if (subs.empty())
+      st.install_closed_handler();
+  });
   return {
     [=](ingest_atom, cqrs::event_batch& batch,
         std::string& key) -> caf::result<uint64_t> {
@@ -491,6 +564,37 @@ partition_actor::behavior_type partition_impl(partition_pointer self,
       return out;
     },
     [=](stats_atom) { return self->state.current_stats(); },
+    [=](subscribe_atom, caf::actor& who) {
+      auto& st = self->state;
+      if (!who || std::find(st.subscribers.begin(), st.subscribers.end(), who)
+                    != st.subscribers.end())
+        return;
+      self->monitor(who);
+      st.subscribers.push_back(std::move(who));
+      if (st.subscribers.size() == 1)
+        st.install_closed_handler();
+      arm_close(self);
+    },
+    [=](unsubscribe_atom, const caf::actor& who) {
+      auto& st = self->state;
+      auto it = std::find(st.subscribers.begin(), st.subscribers.end(), who);
+      if (it == st.subscribers.end())
+        return;
+      self->demonitor(who);
+      st.subscribers.erase(it);
+      if (st.subscribers.empty())
+        st.install_closed_handler();
+    },
+    [=](close_atom) {
+      auto& st = self->state;
+      st.close_armed = false;
+      if (st.subscribers.empty())
+        return;
+      if (!st.recovering)
+        (void) st.store->close(cqrs::wall_clock_now(), st.settings->live_grace);
+      publish_closed(self);
+      arm_close(self);
+    },
     // Snapshot now (shutdown, console): answered once it is enqueued, i.e.
     // after the records in flight are applied.
     [=](snapshot_atom) -> caf::result<uint64_t> {
@@ -543,6 +647,7 @@ partition_actor::behavior_type partition_impl(partition_pointer self,
       st.store.emplace(std::move(r->store));
       st.keys.emplace(std::move(r->keys));
       st.register_series();
+      st.install_closed_handler();
       st.next_seq = r->report.next_seq;
       st.applied_seq = r->report.next_seq - 1;
       st.drained_seq = st.applied_seq;
@@ -567,6 +672,7 @@ partition_actor::behavior_type partition_impl(partition_pointer self,
       // The seal pass: windows that ended seal-after ago become blocks
       // (docs/architecture.md, "Compact store"), then retention.
       (void) st.store->seal(now);
+      publish_closed(self);
       st.store->evict(now);
       st.keys->expire(now);
       if (st.ticks++ % 5 == 0)

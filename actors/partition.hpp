@@ -5,7 +5,8 @@
 // persistence on, a batch is first appended to the node's journal and only
 // applied and acknowledged once durable. Queries read the projection only
 // and answer with mergeable partials. A periodic tick evicts buckets past
-// their tier's retention.
+// their tier's retention. Subscribed actors get the buckets that closed
+// (the closed-bucket stream, docs/architecture.md).
 //
 // Threading: a CAF event-based actor; never blocks a scheduler thread.
 #pragma once
@@ -53,6 +54,14 @@ using partition_actor = caf::typed_actor<
   // Takes a snapshot now (persistence on); replies with the covered seq.
   caf::replies_to<snapshot_atom>::with<uint64_t>,
   caf::reacts_to<tick_atom>,
+  // Closed-bucket stream (docs/architecture.md): `subscriber` gets
+  // (closed_atom, closed_batch_ptr) after every pass that published
+  // buckets, until it unsubscribes or terminates (monitored). While there
+  // are subscribers the partition runs a close pass at every window end of
+  // the finest tier plus `cairn.live.grace`.
+  caf::reacts_to<subscribe_atom, caf::actor>,
+  caf::reacts_to<unsubscribe_atom, caf::actor>,
+  caf::reacts_to<close_atom>,
   // From the journal's committer thread: the write of record `seq` is done.
   caf::reacts_to<journaled_atom, uint64_t, bool, std::string>,
   // From the journal: the snapshot covering `seq` is written.

@@ -24,6 +24,10 @@ std::string_view to_string(error_code code) noexcept {
       return "internal";
     case error_code::too_many_series:
       return "too_many_series";
+    case error_code::too_many_subscriptions:
+      return "too_many_subscriptions";
+    case error_code::unknown_subscription:
+      return "unknown_subscription";
   }
   return "internal";
 }

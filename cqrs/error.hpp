@@ -32,6 +32,11 @@ enum class error_code : uint8_t {
   internal,
   /// The event would create a series past the node's `cairn.limits.max-series`.
   too_many_series,
+  /// A client asked for more live subscriptions than
+  /// `cairn.live.max-subscriptions`.
+  too_many_subscriptions,
+  /// An unsubscribe named an id that is not subscribed on this client.
+  unknown_subscription,
 };
 
 /// Returns the wire name of `code`, e.g. "bad_request".

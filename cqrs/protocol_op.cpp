@@ -22,6 +22,10 @@ std::string_view to_string(protocol_op op) noexcept {
       return "stats";
     case protocol_op::cluster:
       return "cluster";
+    case protocol_op::subscribe:
+      return "subscribe";
+    case protocol_op::unsubscribe:
+      return "unsubscribe";
   }
   return "?";
 }

@@ -30,6 +30,11 @@ enum class protocol_op : uint8_t {
   stats,
   /// The cluster view (barrier).
   cluster,
+  /// Live subscription: a query's answer, then every closed bucket
+  /// (barrier; docs/protocol.md, "Live subscriptions").
+  subscribe,
+  /// Ends a live subscription by id (barrier).
+  unsubscribe,
 };
 
 /// Every op, in protocol order.
@@ -37,6 +42,7 @@ inline constexpr protocol_op all_protocol_ops[] = {
   protocol_op::ping,   protocol_op::flush,   protocol_op::ingest,
   protocol_op::query,  protocol_op::topk,    protocol_op::series,
   protocol_op::metrics, protocol_op::stats,  protocol_op::cluster,
+  protocol_op::subscribe, protocol_op::unsubscribe,
 };
 
 /// The wire name of `op`, e.g. "ingest".

@@ -59,6 +59,17 @@ struct open_entry {
   /// Changed since the last seal pass: a bucket still being written (a
   /// backfill sent faster than real time) waits for a quiet pass.
   bool touched = true;
+  /// Published by a close pass (series_store::close) before sealing.
+  bool published = false;
+  /// Changed after it was published: the next close pass (or the seal)
+  /// publishes it again as a correction.
+  bool dirty = false;
+
+  /// Marks an event added to this existing entry.
+  void touch() noexcept {
+    touched = true;
+    dirty = published;
+  }
 };
 
 /// The buckets of one series in one tier: sealed blocks (ascending,
@@ -332,7 +343,8 @@ struct series_store::impl {
     size_t i = first;
     for (; i < n && td.open[i].start <= until; ++i) {
       auto& e = td.open[i];
-      publish(rec, tier, e.start, e.b, e.reopened);
+      if (!e.published || e.dirty)
+        publish(rec, tier, e.start, e.b, e.reopened || e.published);
       changes.push_back(&e);
     }
     for (size_t k = 0; k < changes.size();) {
@@ -344,7 +356,8 @@ struct series_store::impl {
     }
     for (; i < n; ++i) {
       auto& e = td.open[i];
-      publish(rec, tier, e.start, e.b, false);
+      if (!e.published || e.dirty)
+        publish(rec, tier, e.start, e.b, e.published);
       append_sealed(td, res, e.start, e.b);
     }
     td.open.erase(td.open.begin() + static_cast<ptrdiff_t>(first),
@@ -376,13 +389,13 @@ struct series_store::impl {
         return open.back().b;
       }
     } else if (open.back().start == start) {
-      open.back().touched = true;
+      open.back().touch();
       return open.back().b;
     }
     auto it = std::lower_bound(open.begin(), open.end(), start,
                                tier_data::before);
     if (it != open.end() && it->start == start) {
-      it->touched = true;
+      it->touch();
       return it->b;
     }
     // A window before the newest open one, or in the sealed range.
@@ -497,6 +510,33 @@ size_t series_store::seal(millis now) {
   for (auto& rec : s.series)
     for (size_t i = 0; i < s.tiers.size(); ++i)
       n += s.seal_tier(rec, i, false, true);
+  s.flush_closed();
+  return n;
+}
+
+size_t series_store::close(millis now, millis grace) {
+  auto& s = *impl_;
+  if (!s.handler)
+    return 0;
+  set_clock(now);
+  size_t n = 0;
+  for (auto& rec : s.series)
+    for (size_t i = 0; i < s.tiers.size(); ++i) {
+      auto& td = rec.tiers[i];
+      auto res = s.tiers[i].resolution;
+      // Open entries are sorted by start: stop at the first still open
+      // window (start + res + grace > now, written without overflow).
+      for (auto& e : td.open) {
+        if (e.start > now - grace - res)
+          break;
+        if (e.start < td.floor || (e.published && !e.dirty))
+          continue;
+        s.publish(rec, i, e.start, e.b, e.reopened || e.published);
+        e.published = true;
+        e.dirty = false;
+        ++n;
+      }
+    }
   s.flush_closed();
   return n;
 }

@@ -97,6 +97,16 @@ public:
   /// of buckets sealed.
   size_t seal(millis now);
 
+  /// Close pass (live, docs/architecture.md "Closed-bucket notifications"):
+  /// publishes every open bucket whose window ended at least `grace` before
+  /// `now` and that was not published yet (correction = false, or true for
+  /// a reopened bucket), and every published bucket that events changed
+  /// since (correction = true). A bucket published here is not published
+  /// again when it is sealed unless it changed. Without a handler it does
+  /// nothing (buckets are then published when sealed). Sets the clock.
+  /// Returns the number of buckets published.
+  size_t close(millis now, millis grace);
+
   /// The lateness horizon (default 2 s, `cairn.ingest.seal-after`).
   void seal_after(millis horizon) noexcept;
   millis seal_after() const noexcept;

@@ -7,7 +7,12 @@
 // chunk order and resumes reading when the window has room (backpressure:
 // an unanswered connection stops being read, so TCP slows the client).
 //
-// Thread-safe: `complete` and the counters may be used from any thread.
+// A connection may also carry a stream (runtime/stream_sink) for messages
+// the node pushes without a request (live subscriptions on the NDJSON
+// port, docs/protocol.md): `stream()` turns it on.
+//
+// Thread-safe: `complete`, `stream` and the counters may be used from any
+// thread.
 #pragma once
 
 #include <atomic>
@@ -15,6 +20,8 @@
 #include <functional>
 #include <memory>
 #include <string>
+
+#include "runtime/stream_sink.hpp"
 
 namespace cairn::runtime {
 
@@ -36,6 +43,28 @@ public:
     on_complete_(seq, std::move(text));
   }
 
+  /// Installs the connection's stream (by the server, before the context is
+  /// handed out). Without one, stream() returns null.
+  void set_stream(std::shared_ptr<stream_sink> sink) {
+    sink_ = std::move(sink);
+  }
+
+  /// The connection's stream, marking the connection as streaming (the
+  /// server then never closes it as idle); null if it cannot stream.
+  std::shared_ptr<stream_sink> stream() {
+    if (sink_)
+      streaming_.store(true, std::memory_order_release);
+    return sink_;
+  }
+
+  /// The stream without marking it (the server's own use).
+  std::shared_ptr<stream_sink> stream_if_open() const { return sink_; }
+
+  /// True once stream() handed the stream out.
+  bool streaming() const noexcept {
+    return streaming_.load(std::memory_order_acquire);
+  }
+
   /// Fire-and-forget events accepted / rejected since the last flush. Only
   /// the processing side touches these.
   std::atomic<uint64_t> accepted{0};
@@ -45,6 +74,8 @@ private:
   uint64_t id_;
   std::string peer_;
   completion on_complete_;
+  std::shared_ptr<stream_sink> sink_;
+  std::atomic<bool> streaming_{false};
 };
 
 /// One chunk of complete lines from a connection.

@@ -14,6 +14,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/version.hpp>
+#include <boost/beast/websocket.hpp>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -120,6 +121,16 @@ std::optional<fs::path> resolve_static(const std::string& root,
   return file;
 }
 
+namespace websocket = beast::websocket;
+
+/// What the session registry needs of a session (HTTP or WebSocket).
+class server_session {
+public:
+  virtual ~server_session() = default;
+  virtual bool busy() const noexcept = 0;
+  virtual void post_close() = 0;
+};
+
 class http_session;
 
 // -- shared state ---------------------------------------------------------------
@@ -139,12 +150,15 @@ struct shared_state {
   metrics_registry& metrics;
   http_server::api_handler on_api;
   std::vector<route_entry> routes;  ///< fixed once started
+  /// WebSocket paths (fixed once started).
+  std::vector<std::pair<std::string, http_server::websocket_handler>> websockets;
+  std::atomic<size_t> ws_open{0};
   http_server::route_handler api_route;  ///< POST /api through on_api
   asio::io_context ioc;
 
   /// Live sessions; late API replies are dropped once the I/O threads are
   /// gone.
-  detail::session_registry<http_session> sessions;
+  detail::session_registry<server_session> sessions;
   std::atomic<size_t> open{0};  ///< sessions not closed yet
 
   shared_state(http_server_options o, metrics_registry& m,
@@ -163,7 +177,13 @@ struct shared_state {
 
 // -- session --------------------------------------------------------------------
 
-class http_session : public std::enable_shared_from_this<http_session> {
+void start_websocket(const std::shared_ptr<shared_state>& state,
+                     beast::tcp_stream stream,
+                     http::request<http::string_body> req,
+                     const http_server::websocket_handler& handler);
+
+class http_session : public server_session,
+                     public std::enable_shared_from_this<http_session> {
 public:
   using response = http::response<http::string_body>;
 
@@ -177,9 +197,9 @@ public:
                    [self = shared_from_this()] { self->do_read(); });
   }
 
-  bool busy() const noexcept { return busy_.load(); }
+  bool busy() const noexcept override { return busy_.load(); }
 
-  void post_close() {
+  void post_close() override {
     asio::post(stream_.get_executor(),
                [self = shared_from_this()] { self->close(); });
   }
@@ -290,6 +310,14 @@ private:
                               "use GET\n", version, keep));
       return send(make_text(http::status::ok, "ok", version, keep));
     }
+    for (auto& [ws_path, handler] : state_->websockets)
+      if (path == ws_path && websocket::is_upgrade(req))
+        return upgrade(std::move(req), handler);
+    if (state_->open.load() > state_->opts.max_connections) {
+      keep_alive_ = false;
+      return send(make_text(http::status::service_unavailable,
+                            "too many connections\n", version, false));
+    }
     if (path == "/api") {
       if (method != http::verb::post)
         return send(make_text(
@@ -319,6 +347,29 @@ private:
       }
     }
     send(make_text(http::status::not_found, "not found\n", version, keep));
+  }
+
+  /// Hands the connection to a WebSocket session (this session ends without
+  /// closing the socket), or answers 503 beyond max_websockets.
+  void upgrade(http::request<http::string_body> req,
+               const http_server::websocket_handler& handler) {
+    auto& st = *state_;
+    if (st.ws_open.load() >= st.opts.max_websockets) {
+      log_limited(spdlog::level::warn, "http:ws-refuse",
+                  std::chrono::seconds{10},
+                  fmt::format("http: refusing a WebSocket: too many "
+                              "WebSockets ({}, cairn.http.max-websockets)",
+                              st.opts.max_websockets));
+      keep_alive_ = false;
+      return send(make_text(http::status::service_unavailable,
+                            "too many websockets\n", req.version(), false));
+    }
+    closed_ = true;
+    state_->open.fetch_sub(1);
+    auto st_ptr = state_;
+    auto id = id_;
+    start_websocket(st_ptr, std::move(stream_), std::move(req), handler);
+    st_ptr->sessions.remove(id);  // may destroy this session
   }
 
   /// Hands the request to a route handler; the reply comes back from any
@@ -434,6 +485,185 @@ private:
   std::atomic<bool> busy_{false};
 };
 
+// -- websocket session ------------------------------------------------------------
+
+/// A WebSocket of a websocket() path: reads text messages into the handler
+/// and writes what the connection's stream_sink holds, one message at a
+/// time (a slow reader lets updates coalesce in the sink).
+class websocket_session : public server_session,
+                          public std::enable_shared_from_this<websocket_session> {
+public:
+  websocket_session(beast::tcp_stream stream,
+                    std::shared_ptr<shared_state> state, uint64_t id,
+                    http_server::websocket_handler handler)
+    : ws_(std::move(stream)), state_(std::move(state)), id_(id),
+      handler_(std::move(handler)) {
+  }
+
+  ~websocket_session() override {
+    if (sink_)
+      sink_->mark_closed();
+  }
+
+  /// Builds the sink, then accepts the upgrade `req` (already read).
+  void start(http::request<http::string_body> req) {
+    std::weak_ptr<websocket_session> weak = shared_from_this();
+    auto st = state_;
+    std::weak_ptr<shared_state> weak_state = state_;
+    sink_ = std::make_shared<stream_sink>(id_, st->opts.ws_max_backlog,
+                                          [weak, weak_state] {
+                                            auto self = weak.lock();
+                                            auto st = weak_state.lock();
+                                            if (!self || !st)
+                                              return;
+                                            st->sessions.post_if_running([&] {
+                                              asio::post(
+                                                self->ws_.get_executor(),
+                                                [self] { self->pump(); });
+                                            });
+                                          });
+    beast::get_lowest_layer(ws_).expires_never();
+    websocket::stream_base::timeout opt{};
+    opt.handshake_timeout = std::chrono::seconds{30};
+    auto ping = st->opts.ws_ping_interval;
+    if (ping.count() > 0) {
+      // Beast pings after half the idle timeout without traffic and closes
+      // after the whole of it.
+      opt.idle_timeout = 2 * ping;
+      opt.keep_alive_pings = true;
+    } else {
+      opt.idle_timeout = websocket::stream_base::none();
+      opt.keep_alive_pings = false;
+    }
+    ws_.set_option(opt);
+    ws_.read_message_max(st->opts.ws_max_message);
+    ws_.text(true);
+    ws_.set_option(websocket::stream_base::decorator(
+      [](websocket::response_type& res) {
+        res.set(http::field::server, "cairn");
+      }));
+    ws_.async_accept(req, beast::bind_front_handler(
+                            &websocket_session::on_accept, shared_from_this()));
+  }
+
+  bool busy() const noexcept override { return false; }
+
+  void post_close() override {
+    asio::post(ws_.get_executor(),
+               [self = shared_from_this()] { self->close(); });
+  }
+
+private:
+  void on_accept(error_code ec) {
+    if (ec) {
+      fail(ec, "websocket accept");
+      return close();
+    }
+    accepted_ = true;
+    do_read();
+    pump();
+  }
+
+  void do_read() {
+    if (closed_)
+      return;
+    ws_.async_read(buffer_, beast::bind_front_handler(
+                              &websocket_session::on_read, shared_from_this()));
+  }
+
+  void on_read(error_code ec, size_t) {
+    if (closed_)
+      return;
+    if (ec) {
+      if (ec != websocket::error::closed)
+        fail(ec, "websocket read");
+      return close();
+    }
+    std::string text = beast::buffers_to_string(buffer_.data());
+    buffer_.consume(buffer_.size());
+    try {
+      handler_(sink_, std::move(text));
+    } catch (const std::exception& e) {
+      spdlog::error("http: websocket handler threw: {}", e.what());
+    }
+    do_read();
+  }
+
+  /// Writes the next message of the sink, if not writing already.
+  void pump() {
+    if (closed_ || !accepted_ || writing_)
+      return;
+    if (sink_->closed())
+      return close_gracefully();
+    if (!sink_->next(out_))
+      return;
+    writing_ = true;
+    ws_.async_write(asio::buffer(out_),
+                    beast::bind_front_handler(&websocket_session::on_write,
+                                              shared_from_this()));
+  }
+
+  void on_write(error_code ec, size_t) {
+    writing_ = false;
+    out_.clear();
+    if (closed_)
+      return;
+    if (ec) {
+      fail(ec, "websocket write");
+      return close();
+    }
+    pump();
+  }
+
+  /// The sink was closed (by the application, or a backlog overflow):
+  /// a close frame, then the socket.
+  void close_gracefully() {
+    if (closing_)
+      return;
+    closing_ = true;
+    ws_.async_close(websocket::close_code::policy_error,
+                    [self = shared_from_this()](error_code) { self->close(); });
+  }
+
+  void close() {
+    if (closed_)
+      return;
+    closed_ = true;
+    error_code ignored;
+    auto& sock = beast::get_lowest_layer(ws_).socket();
+    sock.shutdown(tcp::socket::shutdown_both, ignored);
+    sock.close(ignored);
+    state_->ws_open.fetch_sub(1);
+    if (sink_)
+      sink_->mark_closed();
+    state_->sessions.remove(id_);
+  }
+
+  websocket::stream<beast::tcp_stream> ws_;
+  std::shared_ptr<shared_state> state_;
+  uint64_t id_;
+  http_server::websocket_handler handler_;
+  std::shared_ptr<stream_sink> sink_;
+  beast::flat_buffer buffer_;
+  std::string out_;
+  bool accepted_ = false;
+  bool writing_ = false;
+  bool closing_ = false;
+  bool closed_ = false;
+};
+
+void start_websocket(const std::shared_ptr<shared_state>& state,
+                     beast::tcp_stream stream,
+                     http::request<http::string_body> req,
+                     const http_server::websocket_handler& handler) {
+  state->ws_open.fetch_add(1);
+  auto id = state->sessions.next_id();
+  auto session = std::make_shared<websocket_session>(std::move(stream), state,
+                                                     id, handler);
+  state->sessions.add(id, session);
+  session->start(std::move(req));
+}
+
 // -- accepting ------------------------------------------------------------------
 
 const std::string busy_response
@@ -444,7 +674,15 @@ const std::string busy_response
 /// Starts a session for an accepted socket, or answers 503 beyond
 /// max_connections.
 void on_accept(const std::shared_ptr<shared_state>& state, tcp::socket socket) {
-  if (state->open.load() >= state->opts.max_connections) {
+  // A connection may become a WebSocket: until its request is read it is
+  // admitted against both budgets; a plain request beyond max_connections
+  // gets 503 then (http_session::handle).
+  auto ws_room = state->websockets.empty()
+                   ? size_t{0}
+                   : state->opts.max_websockets
+                       - std::min(state->ws_open.load(),
+                                  state->opts.max_websockets);
+  if (state->open.load() >= state->opts.max_connections + ws_room) {
     log_limited(spdlog::level::warn, "http:refuse", std::chrono::seconds{10},
                 fmt::format("http: refusing a connection: too many "
                             "connections ({})",
@@ -485,6 +723,14 @@ void http_server::route(std::string path, bool prefix,
                         route_handler handler) {
   impl_->state->routes.push_back(
     route_entry{std::move(path), prefix, std::move(handler)});
+}
+
+void http_server::websocket(std::string path, websocket_handler handler) {
+  impl_->state->websockets.emplace_back(std::move(path), std::move(handler));
+}
+
+size_t http_server::websockets_open() const noexcept {
+  return impl_->state->ws_open.load();
 }
 
 std::string_view http_request::header(std::string_view name) const noexcept {

@@ -8,6 +8,16 @@
 //   routes          handlers added with route() before start(): exact paths
 //                   or prefixes ("/api/v1/"), any method, raw body and
 //                   headers in, status + content type + body out
+//   websockets      paths added with websocket() before start(): a GET
+//                   with a WebSocket upgrade becomes a WebSocket
+//                   (Boost.Beast); each text message from the client goes to
+//                   the handler with the connection's stream_sink, through
+//                   which the server pushes messages (runtime/stream_sink).
+//                   They are counted apart from HTTP connections
+//                   (`max_websockets`, more get 503), take messages up to
+//                   `ws_max_message` bytes (larger: closed with 1009), and
+//                   are pinged when idle for `ws_ping_interval` (silent for
+//                   two intervals: closed)
 //   GET  /, /<file> static files below `web_root` ("/" -> index.html);
 //                   paths with "..", backslashes or NUL are refused (404),
 //                   as is anything resolving outside the root (symlinks)
@@ -25,6 +35,7 @@
 #pragma once
 
 #include "runtime/metrics.hpp"
+#include "runtime/stream_sink.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -47,6 +58,14 @@ struct http_server_options {
   size_t max_connections = 64;
   std::chrono::milliseconds idle_timeout{std::chrono::seconds{60}};
   std::chrono::milliseconds read_timeout{std::chrono::seconds{30}};
+  /// WebSocket connections (apart from max_connections).
+  size_t max_websockets = 1024;
+  /// Largest WebSocket message a client may send.
+  size_t ws_max_message = 64 * 1024;
+  /// Ping an idle WebSocket this often (0 = never; no idle close either).
+  std::chrono::milliseconds ws_ping_interval{std::chrono::seconds{30}};
+  /// Messages of a WebSocket's stream_sink that may wait (see stream_sink).
+  size_t ws_max_backlog = 4096;
   /// The option the port comes from, named in bind errors.
   std::string option = "cairn.http.port";
 };
@@ -87,6 +106,18 @@ public:
 
   http_server(http_server_options opts, metrics_registry& metrics,
               api_handler on_api);
+
+  /// Called on an I/O thread for every text message a WebSocket client sent;
+  /// must not block. `sink` is the connection's (the same object for every
+  /// message of one connection); it reports the close (stream_sink::on_close).
+  using websocket_handler = std::function<void(
+    const std::shared_ptr<stream_sink>& sink, std::string message)>;
+
+  /// Accepts WebSocket upgrades on `path` (exact). Call before start().
+  void websocket(std::string path, websocket_handler handler);
+
+  /// WebSocket connections open now.
+  size_t websockets_open() const noexcept;
 
   /// Adds a handler for `path` (exactly, or every path starting with it when
   /// `prefix`). Call before start(); the first matching route wins, and

@@ -91,7 +91,22 @@ node_config::node_config() {
     .add(http_idle_timeout_text, "idle-timeout",
          "close a keep-alive connection idle this long (0 = never)")
     .add(http_read_timeout_text, "read-timeout",
-         "a request's header and body must arrive within this (0 = never)");
+         "a request's header and body must arrive within this (0 = never)")
+    .add(http_io_threads, "io-threads",
+         "I/O threads of the HTTP / WebSocket server")
+    .add(http_max_websockets, "max-websockets",
+         "maximum WebSocket connections (/v1/live; more get 503)")
+    .add(http_ws_max_message, "ws-max-message",
+         "largest WebSocket message a client may send (bytes)")
+    .add(http_ws_ping_interval_text, "ws-ping-interval",
+         "ping idle WebSockets this often; silent for two intervals: closed "
+         "(0 = never)");
+  opt_group(custom_options_, "cairn.live")
+    .add(live_grace_text, "grace",
+         "a bucket counts as closed for live subscribers this long after its "
+         "window ends (duration, at most cairn.ingest.seal-after)")
+    .add(live_max_subscriptions, "max-subscriptions",
+         "live subscriptions per client (more get too_many_subscriptions)");
   opt_group(custom_options_, "cairn.cluster")
     .add(cluster_port, "port", "cluster (CAF BASP) port")
     .add(cluster_node_name, "node-name",
@@ -500,6 +515,10 @@ void node_config::validate() const {
   in_range("cairn.tcp.max-connections", tcp_max_connections, 1, 1000000);
   in_range("cairn.tcp.window", tcp_window, 1, 4096);
   in_range("cairn.http.max-connections", http_max_connections, 1, 100000);
+  in_range("cairn.http.io-threads", http_io_threads, 1, 64);
+  in_range("cairn.http.max-websockets", http_max_websockets, 1, 1000000);
+  in_range("cairn.http.ws-max-message", http_ws_max_message, 64, size_t{1} << 26);
+  in_range("cairn.live.max-subscriptions", live_max_subscriptions, 1, 100000);
   in_range("cairn.tcp.io-threads", io_threads, 1, 64);
   in_range("cairn.partitions", partitions, 1, 4096);
   in_range("cairn.ingest.parsers", parsers, 1, 256);
@@ -525,6 +544,8 @@ void node_config::validate() const {
   duration("cairn.http.read-timeout", http_read_timeout_text);
   duration("cairn.ingest.max-future", max_future_text);
   duration("cairn.ingest.seal-after", seal_after_text);
+  duration("cairn.http.ws-ping-interval", http_ws_ping_interval_text);
+  duration("cairn.live.grace", live_grace_text);
   duration("cairn.storage.sync-interval", storage_sync_interval_text);
   duration("cairn.snapshot.interval", snapshot_interval_text);
   duration("cairn.storage.raw-retention", raw_retention_text);

@@ -76,6 +76,22 @@ public:
   std::string http_idle_timeout_text = "60s"; ///< keep-alive idle; 0 = never
   std::string http_read_timeout_text = "30s"; ///< header + body; 0 = never
   size_t http_max_connections = 64;
+  /// cairn.http.max-websockets: WebSocket connections (/v1/live), counted
+  /// apart from HTTP requests.
+  size_t http_max_websockets = 1024;
+  /// cairn.http.io-threads: Asio threads of the HTTP / WebSocket server.
+  size_t http_io_threads = 1;
+  /// cairn.http.ws-max-message: largest message a WebSocket client may send.
+  size_t http_ws_max_message = 64 * 1024;
+  /// cairn.http.ws-ping-interval: ping an idle WebSocket this often; one
+  /// that answers nothing for two intervals is closed (0 = never).
+  std::string http_ws_ping_interval_text = "30s";
+
+  // -- live subscriptions (docs/protocol.md, "Live subscriptions") ------------
+  /// cairn.live.grace: a bucket counts as closed this long after its window.
+  std::string live_grace_text = "200ms";
+  /// cairn.live.max-subscriptions: per client (socket or connection).
+  size_t live_max_subscriptions = 64;
 
   // -- ingest / aggregation ---------------------------------------------------
   size_t partitions = 8;

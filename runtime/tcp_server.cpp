@@ -45,6 +45,9 @@ constexpr size_t read_size = 64 * 1024;
 
 /// Above this many queued reply bytes the session stops reading.
 constexpr size_t output_limit = 1 << 20;
+/// Messages a connection's stream (live subscriptions) may hold waiting
+/// (runtime/stream_sink.hpp); a client letting more pile up is closed.
+constexpr size_t stream_backlog = 4096;
 
 const std::string refusal_line
   = R"({"ok":false,"error":{"code":"unavailable","message":"too many connections"}})"
@@ -132,6 +135,18 @@ public:
                      });
         });
       });
+    // The stream of live subscriptions (docs/protocol.md): pushed messages
+    // join the output between chunk replies.
+    ctx_->set_stream(std::make_shared<stream_sink>(
+      id_, stream_backlog, [weak, st] {
+        auto self = weak.lock();
+        if (!self)
+          return;
+        st->sessions.post_if_running([&] {
+          asio::post(self->socket_.get_executor(),
+                     [self] { self->pull_stream(); });
+        });
+      }));
     spdlog::debug("tcp: connection {} from {}", id_, peer_);
     last_activity_ = clock::now();
     arm_timer(last_activity_);
@@ -392,6 +407,28 @@ private:
       write();
   }
 
+  /// Moves the stream's queued messages into the output (when not writing:
+  /// while a write is in flight they wait, so updates coalesce).
+  void pull_stream() {
+    if (closed_ || writing_)
+      return;
+    auto sink = ctx_ ? ctx_->stream_if_open() : nullptr;
+    if (!sink)
+      return;
+    if (sink->closed()) {
+      close();
+      return;
+    }
+    std::string msg;
+    while (sink->next(msg)) {
+      out_pending_ += msg;
+      out_pending_ += '\n';
+    }
+    if (!out_pending_.empty())
+      write();
+    update_busy();
+  }
+
   void write() {
     writing_ = true;
     out_writing_.swap(out_pending_);
@@ -414,6 +451,8 @@ private:
     last_activity_ = clock::now();
     if (!out_pending_.empty())
       write();
+    else
+      pull_stream();
     update_busy();
     maybe_read();
     check_done();
@@ -427,7 +466,9 @@ private:
     auto d = clock::time_point::max();
     // Idle: nothing read or written for idle_timeout and nothing of the
     // connection in the processing side (its events are all acknowledged).
-    if (opts.idle_timeout.count() > 0 && in_flight_ == 0 && ready_.empty())
+    // A connection that subscribed (a stream) is never idle.
+    if (opts.idle_timeout.count() > 0 && in_flight_ == 0 && ready_.empty()
+        && !(ctx_ && ctx_->streaming()))
       d = std::min(d, last_activity_ + opts.idle_timeout);
     if (opts.line_timeout.count() > 0 && line_open_ && !eof_ && !paused_)
       d = std::min(d, line_started_ + opts.line_timeout);
@@ -483,7 +524,8 @@ private:
       slots_.push_back(std::move(s));
       begin_close(now);
     } else if (opts.idle_timeout.count() > 0 && in_flight_ == 0
-               && ready_.empty() && now >= last_activity_ + opts.idle_timeout) {
+               && ready_.empty() && !(ctx_ && ctx_->streaming())
+               && now >= last_activity_ + opts.idle_timeout) {
       state_->connections_timed_out.fetch_add(1, std::memory_order_relaxed);
       log_limited(spdlog::level::info, "tcp:idle-timeout", std::chrono::seconds{10},
                   fmt::format("tcp: connection {} ({}) idle for {} ms, closing",
@@ -540,6 +582,8 @@ private:
     socket_.shutdown(tcp::socket::shutdown_both, ignored);
     socket_.close(ignored);
     state_->connections_open.fetch_sub(1, std::memory_order_relaxed);
+    if (auto sink = ctx_ ? ctx_->stream_if_open() : nullptr)
+      sink->mark_closed();
     state_->sessions.remove(id_);
   }
 

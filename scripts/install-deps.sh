@@ -29,6 +29,9 @@ if [ "${CAIRN_DEPS:-all}" != "build" ]; then
   PACKAGES+=(curl golang-go nodejs python3-kubernetes systemd
              chromium clang libclang-rt-14-dev librapidcheck-dev
              prometheus victoria-metrics)
+  # python3-websockets for the live-subscription tests and benchmark
+  # (tests/integration/test_live*.py, tests/soak/live_bench.py).
+  PACKAGES+=(python3-websockets)
 fi
 
 SUDO=""

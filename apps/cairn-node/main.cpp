@@ -17,6 +17,7 @@
 #include <caf/actor_system.hpp>
 #include <caf/io/middleman.hpp>
 #include <caf/openssl/manager.hpp>
+#include <caf/send.hpp>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -99,7 +100,8 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
       reserve.hints = reserve.journal;
     reserve.cluster = 4 * settings->cluster.members.size() + 8;
   }
-  reserve.http = cfg.http_max_connections;
+  // WebSockets of /v1/live are counted apart from HTTP requests.
+  reserve.http = cfg.http_max_connections + cfg.http_max_websockets;
   auto fds = runtime::fit_fd_limit(cfg.tcp_max_connections, reserve);
   if (fds.raised)
     spdlog::info("raised the open-file limit from {} to {} (cairn.tcp.max-connections "
@@ -142,6 +144,10 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
   hopts.idle_timeout = runtime::node_config::duration_of(cfg.http_idle_timeout_text);
   hopts.read_timeout = runtime::node_config::duration_of(cfg.http_read_timeout_text);
   hopts.option = "cairn.http.port";
+  hopts.max_websockets = cfg.http_max_websockets;
+  hopts.io_threads = cfg.http_io_threads;
+  hopts.ws_max_message = cfg.http_ws_max_message;
+  hopts.ws_ping_interval = runtime::node_config::duration_of(cfg.http_ws_ping_interval_text);
   std::atomic<uint64_t> http_ids{1ull << 62};
   auto run_line = [&node_ptr, &http_ids](std::string line,
                                          std::function<void(std::string)> on_reply) {
@@ -230,13 +236,33 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
                  reply(std::move(out));
                });
              });
+  // Live subscriptions over WebSocket (docs/protocol.md, "Live
+  // subscriptions"): every message goes to the node's live hub.
+  http.websocket("/v1/live", [&node_ptr](const std::shared_ptr<runtime::stream_sink>& sink,
+                                         std::string message) {
+    if (auto* n = node_ptr)
+      caf::anon_send(n->live_hub(), actors::request_atom::value, sink,
+                     std::move(message));
+  });
   http.bind();
   check_bindable(cfg.cluster_host, cfg.cluster_port, "cairn.cluster.port");
 
   // stats replies show the gateway's and the cluster gate's connection
   // figures once they run.
   std::atomic<runtime::cluster_gate*> gate_view{nullptr};
-  settings->gateway_stats = [&gateway, &gate_view](nlohmann::json& out) {
+  std::atomic<runtime::http_server*> http_view{nullptr};
+  settings->gateway_stats = [&gateway, &gate_view, &http_view,
+                             metrics = settings->metrics](nlohmann::json& out) {
+    if (auto* web = http_view.load()) {
+      auto live = nlohmann::json::object();
+      for (auto& [name, value] : metrics->snapshot()) {
+        static constexpr std::string_view prefix = "cairn_live_";
+        if (name.rfind(prefix, 0) == 0)
+          live[name.substr(prefix.size())] = value;
+      }
+      live["websockets"] = web->websockets_open();
+      out["live"] = std::move(live);
+    }
     if (auto* gate = gate_view.load()) {
       auto st = gate->stats();
       out["cluster_gate"] = {{"accepted", st.accepted},
@@ -335,6 +361,7 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
   // (docs/cluster.md, "Cluster gate").
   auto node_actor = actors::spawn_node_actor(sys, node);
   scope_exit teardown{[&] {
+    http_view.store(nullptr);
     http.stop();
     tcp.stop(std::chrono::seconds{3});
     gateway.store(nullptr);
@@ -369,6 +396,7 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
   gateway.store(&tcp);
 
   http.start();
+  http_view.store(&http);
 
   spdlog::info("node {} ready: tcp {}:{}, http {}:{}, {} partitions, tiers {}",
                cfg.node_name, cfg.bind_host, tcp.port(), cfg.bind_host,

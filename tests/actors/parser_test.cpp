@@ -54,6 +54,10 @@ TEST_CASE("every known op is routed, in every node status") {
                        : request_route::unavailable));
     CHECK(actors::route_request("ping", status) == request_route::ping);
     CHECK(actors::route_request("stats", status) == request_route::coordinator);
+    CHECK(actors::route_request("subscribe", status)
+          == (status == actors::node_status::ready ? request_route::live
+                                                   : request_route::unavailable));
+    CHECK(actors::route_request("unsubscribe", status) == request_route::live);
     CHECK(actors::route_request("nope", status) == request_route::unknown_op);
     CHECK(actors::route_request("", status) == request_route::bad_request);
   }

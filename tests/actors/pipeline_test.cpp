@@ -6,6 +6,8 @@
 #include "actors/query_coordinator.hpp"
 #include "runtime/journal.hpp"
 #include "runtime/node_config.hpp"
+#include "cqrs/series_key.hpp"
+#include "cqrs/time.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/scoped_actor.hpp>
@@ -209,6 +211,9 @@ TEST_CASE("a partition that does not answer makes the query partial") {
       [](actors::stats_atom) { return actors::partition_stats{}; },
       [](actors::snapshot_atom) { return uint64_t{0}; },
       [](actors::tick_atom) {},
+      [](actors::subscribe_atom, caf::actor&) {},
+      [](actors::unsubscribe_atom, const caf::actor&) {},
+      [](actors::close_atom) {},
       [](actors::journaled_atom, uint64_t, bool, std::string&) {},
       [](actors::snapshot_atom, uint64_t, bool, std::string&) {},
       [](actors::recovered_atom, actors::recovered_partition_ptr&) {},
@@ -229,6 +234,74 @@ TEST_CASE("a partition that does not answer makes the query partial") {
   self->send_exit(good, caf::exit_reason::user_shutdown);
   self->send_exit(silent, caf::exit_reason::user_shutdown);
   self->send_exit(coordinator, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("a partition publishes closed buckets to its subscribers") {
+  system_fixture f{1};
+  auto settings = actors::make_node_settings(f.cfg);
+  settings->live_grace = 50;
+  settings->status = actors::node_status::ready;
+  auto part = actors::spawn_partition(*f.sys, 3, settings);
+  caf::scoped_actor self{*f.sys};
+  caf::actor me = caf::actor_cast<caf::actor>(self);
+  self->send(part, actors::subscribe_atom::value, me);
+  // Two events in a window that ended already, one in the open window.
+  auto now = cqrs::wall_clock_now();
+  auto closed_start = now - now % 1000 - 1000;
+  cqrs::event_batch batch;
+  auto key = cqrs::make_series_key("m", {{"region", "eu"}});
+  batch.add(key, cqrs::series_hash(key), closed_start + 10, 1.0);
+  batch.add(key, cqrs::series_hash(key), closed_start + 20, 2.0);
+  self->request(part, 5s, actors::ingest_atom::value, batch, std::string{})
+    .receive([](uint64_t n) { CHECK(n == 2); },
+             [](caf::error& err) { FAIL("ingest: " << to_string(err)); });
+  // The next close pass (<= 1 s + grace) publishes the 1 s bucket.
+  bool got = false;
+  for (int i = 0; i < 5 && !got; ++i)
+    self->receive(
+      [&](actors::closed_atom, const actors::closed_batch_ptr& b) {
+        CHECK(b->partition == 3);
+        for (auto& c : b->buckets)
+          if (c.tier == 0 && c.start == closed_start) {
+            CHECK(c.key == key);
+            CHECK(c.value.count == 2);
+            CHECK(c.value.sum == 3.0);
+            CHECK_FALSE(c.correction);
+            got = true;
+          }
+      },
+      caf::after(3s) >> [&] { i = 5; });
+  CHECK(got);
+  // A late event for it comes again as a correction.
+  cqrs::event_batch late;
+  late.add(key, cqrs::series_hash(key), closed_start + 30, 4.0);
+  self->request(part, 5s, actors::ingest_atom::value, late, std::string{})
+    .receive([](uint64_t) {}, [](caf::error& err) { FAIL(to_string(err)); });
+  bool corrected = false;
+  for (int i = 0; i < 5 && !corrected; ++i)
+    self->receive(
+      [&](actors::closed_atom, const actors::closed_batch_ptr& b) {
+        for (auto& c : b->buckets)
+          if (c.tier == 0 && c.start == closed_start) {
+            CHECK(c.correction);
+            CHECK(c.value.count == 3);
+            corrected = true;
+          }
+      },
+      caf::after(3s) >> [&] { i = 5; });
+  CHECK(corrected);
+  // Unsubscribed: nothing more arrives.
+  self->send(part, actors::unsubscribe_atom::value, me);
+  cqrs::event_batch more;
+  more.add(key, cqrs::series_hash(key), closed_start + 40, 8.0);
+  self->request(part, 5s, actors::ingest_atom::value, more, std::string{})
+    .receive([](uint64_t) {}, [](caf::error& err) { FAIL(to_string(err)); });
+  bool quiet = true;
+  self->receive(
+    [&](actors::closed_atom, const actors::closed_batch_ptr&) { quiet = false; },
+    caf::after(1500ms) >> [] {});
+  CHECK(quiet);
+  self->send_exit(part, caf::exit_reason::user_shutdown);
 }
 
 } // TEST_SUITE

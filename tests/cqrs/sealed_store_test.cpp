@@ -288,3 +288,69 @@ TEST_CASE("memory: sealed one-event buckets cost a few bytes") {
 }
 
 }
+
+TEST_CASE("close pass: buckets published at window end + grace, once, "
+          "changes as corrections") {
+  series_store s{test_tiers(), ddsketch_mapping{0.01}};
+  s.seal_after(2000);
+  using id = std::tuple<std::string, uint32_t, millis>;
+  std::map<id, int> firsts;
+  std::map<id, int> corrections;
+  std::map<id, bucket> latest;
+  s.on_closed([&](std::vector<closed_bucket>&& batch) {
+    for (auto& c : batch) {
+      id k{c.key, c.tier, c.start};
+      if (c.correction) {
+        CHECK(firsts.count(k) == 1);
+        ++corrections[k];
+      } else {
+        ++firsts[k];
+      }
+      latest[k] = c.value;
+    }
+  });
+  auto key = make_series_key("m", {});
+  auto add = [&](millis ts, double v, millis now) {
+    event_batch b;
+    b.add(key, series_hash(key), ts, v);
+    s.set_clock(now);
+    s.apply(b);
+  };
+  id first_second{key, 0, t0};
+  add(t0 + 10, 1.0, t0 + 10);
+  add(t0 + 990, 2.0, t0 + 990);
+  // Window [t0, t0+1000) ends at t0+1000; with a grace of 100 ms it closes
+  // at t0+1100, not before.
+  CHECK(s.close(t0 + 1099, 100) == 0);
+  CHECK(s.close(t0 + 1100, 100) == 1);  // the 1s bucket only
+  REQUIRE(firsts.count(first_second) == 1);
+  CHECK(latest[first_second].count == 2);
+  CHECK(latest[first_second].sum == 3.0);
+  // A second pass publishes nothing new.
+  CHECK(s.close(t0 + 1500, 100) == 0);
+  // A late event (before sealing) is published again as a correction.
+  add(t0 + 500, 4.0, t0 + 1600);
+  CHECK(s.close(t0 + 1700, 100) == 1);
+  CHECK(corrections[first_second] == 1);
+  CHECK(latest[first_second].count == 3);
+  // Sealing a published, unchanged bucket does not publish it again.
+  (void) s.seal(t0 + 4000);
+  (void) s.seal(t0 + 4000);
+  CHECK(firsts[first_second] == 1);
+  CHECK(corrections[first_second] == 1);
+  // A late event after sealing reopens it: the close pass corrects it.
+  add(t0 + 700, 8.0, t0 + 4100);
+  CHECK(s.close(t0 + 4200, 100) == 1);
+  CHECK(corrections[first_second] == 2);
+  CHECK(latest[first_second].count == 4);
+  (void) s.seal(t0 + 8000);
+  (void) s.seal(t0 + 8000);
+  CHECK(corrections[first_second] == 2);
+  // Coarser tiers close at their own window end: the 1m bucket after a
+  // minute plus grace.
+  id first_minute{key, 1, t0 - t0 % 60'000};
+  CHECK(firsts.count(first_minute) == 0);
+  (void) s.close(t0 - t0 % 60'000 + 60'100, 100);
+  CHECK(firsts.count(first_minute) == 1);
+  CHECK(latest[first_minute].count == 4);
+}

@@ -1,0 +1,108 @@
+// stream_sink: messages a server pushes to one client without a request —
+// the live subscriptions of docs/protocol.md ("Live subscriptions") on a
+// WebSocket of /v1/live or on an NDJSON connection that subscribed.
+//
+// Two kinds of message; every waiting `send` message is written before any
+// waiting update (so a subscription's snapshot precedes its updates), each
+// kind in queueing order:
+//   send(text)         a message that must arrive (replies, snapshots,
+//                      errors); never dropped. A client that lets more than
+//                      `max_backlog` of them pile up is closed (a slow
+//                      consumer never costs unbounded memory).
+//   update(key, text)  a message that may be replaced by a newer one of the
+//                      same key (a subscription id) while it waits: a slow
+//                      client sees fewer, newer updates. At most one queued
+//                      update per key.
+// The session that owns the connection pulls with `next` on its own strand
+// after `wake` (a callback it installs) told it that something is queued.
+//
+// Threading: send, update, close, closed and on_close may be called from any
+// thread (a mutex guards the queue); next and mark_closed only by the owning
+// session. `wake` and the on_close callback are called without the lock
+// held, on the calling thread.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <utility>
+
+namespace cairn::runtime {
+
+class stream_sink {
+public:
+  /// What update() did with a message.
+  enum class offer : uint8_t {
+    /// Queued (nothing of its key was waiting).
+    queued,
+    /// Replaced a waiting message of the same key (which is dropped).
+    coalesced,
+    /// The client is gone; dropped.
+    closed,
+  };
+
+  /// `wake` is called when the first message is queued after the session
+  /// had pulled everything (and on close); it should post a pull to the
+  /// session's strand.
+  stream_sink(uint64_t id, size_t max_backlog, std::function<void()> wake);
+
+  stream_sink(const stream_sink&) = delete;
+  stream_sink& operator=(const stream_sink&) = delete;
+
+  // -- producers (any thread) -------------------------------------------------
+
+  /// Queues a message that is never coalesced. Returns false if the client
+  /// is gone, or if this overflowed the backlog (the client is then closed).
+  bool send(std::string text);
+
+  /// Queues `text` as the newest update of `key`.
+  offer update(const std::string& key, std::string text);
+
+  /// Drops the waiting update of `key`, if any (an unsubscribed id).
+  void forget(const std::string& key);
+
+  /// Closes the connection at once (queued messages are dropped).
+  /// Idempotent.
+  void close();
+
+  /// True once the connection closed (or close() was called).
+  bool closed() const;
+
+  /// Installs the callback run once when the connection closes (at once if
+  /// it is closed already).
+  void on_close(std::function<void()> f);
+
+  /// A stable id of this client (unique per server).
+  uint64_t id() const noexcept { return id_; }
+
+  // -- the owning session -----------------------------------------------------
+
+  /// Takes the next message; false if none is queued (the next producer
+  /// wakes the session again).
+  bool next(std::string& out);
+
+  /// The connection is gone: drop what is queued, refuse more, run the
+  /// on_close callback.
+  void mark_closed();
+
+  /// Messages queued now (both kinds).
+  size_t backlog() const;
+
+private:
+  void fire_close();
+
+  uint64_t id_;
+  size_t max_backlog_;
+  std::function<void()> wake_;
+  mutable std::mutex mtx_;
+  std::deque<std::string> control_;
+  std::deque<std::pair<std::string, std::string>> updates_;
+  bool pulling_ = false;  ///< the session was woken and has not drained
+  bool closed_ = false;
+  bool close_fired_ = false;
+  std::function<void()> on_close_;
+};
+
+} // namespace cairn::runtime
