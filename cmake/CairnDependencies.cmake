@@ -24,6 +24,10 @@ find_package(nlohmann_json 3 REQUIRED)
 find_package(simdjson REQUIRED)
 find_package(spdlog REQUIRED)
 find_package(leveldb REQUIRED)
+# Prometheus remote_write (promwire/): protoc + the lite runtime, and snappy's
+# block format (libprotobuf-dev, protobuf-compiler, libsnappy-dev).
+find_package(Protobuf REQUIRED)
+find_package(Snappy REQUIRED)
 
 find_path(XXHASH_INCLUDE_DIR xxhash.h REQUIRED)
 find_library(XXHASH_LIBRARY NAMES xxhash REQUIRED)

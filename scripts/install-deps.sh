@@ -11,7 +11,7 @@ PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git
   libcaf-dev libboost-dev libboost-system-dev
   nlohmann-json3-dev libsimdjson-dev doctest-dev
-  libssl-dev libleveldb-dev libsnappy-dev libspdlog-dev libfmt-dev libjwt-dev libxxhash-dev
+  libssl-dev libleveldb-dev libsnappy-dev libprotobuf-dev protobuf-compiler libspdlog-dev libfmt-dev libjwt-dev libxxhash-dev
   libreadline-dev libbenchmark-dev
   netcat-openbsd python3 tmux expect procps openssl
 )
@@ -21,9 +21,10 @@ if [ "${CAIRN_DEPS:-all}" != "build" ]; then
   # tools/k8s-strict.py, systemd-analyze for the unit
   # (tests/integration/test_deploy.py); Chromium for the dashboard test
   # (tests/browser, driven by playwright-core); clang, its libFuzzer runtime
-  # and rapidcheck for the fuzz targets and property tests.
+  # and rapidcheck for the fuzz targets and property tests; Prometheus for
+  # the remote_write test (tests/integration/test_remote_write.py).
   PACKAGES+=(curl golang-go nodejs python3-kubernetes systemd
-             chromium clang libclang-rt-14-dev librapidcheck-dev)
+             chromium clang libclang-rt-14-dev librapidcheck-dev prometheus)
 fi
 
 SUDO=""
