@@ -3,6 +3,7 @@
 #include "actors/messages.hpp"
 #include "actors/node.hpp"
 #include "actors/node_actor.hpp"
+#include "actors/write_routes.hpp"
 #include "runtime/cluster_gate.hpp"
 #include "runtime/detail/listener.hpp"
 #include "runtime/fd_limit.hpp"
@@ -130,6 +131,21 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
                           }};
   tcp.bind();
 
+  // Influx line protocol over TCP (cairn.influx.port, off by default): the
+  // same gateway, chunks of format influx, nothing written back.
+  std::optional<runtime::tcp_server> influx;
+  if (cfg.influx_port != 0) {
+    auto iopts = topts;
+    iopts.port = cfg.influx_port;
+    iopts.option = "cairn.influx.port";
+    iopts.format = runtime::chunk_format::influx;
+    iopts.replies = false;
+    influx.emplace(iopts, [&node_ptr](runtime::chunk c) {
+      node_ptr->dispatch(std::move(c));
+    });
+    influx->bind();
+  }
+
   // POST /api takes one request line and answers through the same pipeline
   // as a TCP connection of its own.
   runtime::http_server_options hopts;
@@ -161,6 +177,11 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
       c.barrier = true;
       node_ptr->dispatch(std::move(c));
     }};
+  // POST /write (line protocol) and POST /api/v1/write (Prometheus
+  // remote_write): docs/integrations.md.
+  actors::add_write_routes(http, [&node_ptr](runtime::chunk c) {
+    node_ptr->dispatch(std::move(c));
+  });
   http.bind();
   check_bindable(cfg.cluster_host, cfg.cluster_port, "cairn.cluster.port");
 
@@ -267,6 +288,8 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
   auto node_actor = actors::spawn_node_actor(sys, node);
   scope_exit teardown{[&] {
     http.stop();
+    if (influx)
+      influx->stop(std::chrono::seconds{3});
     tcp.stop(std::chrono::seconds{3});
     gateway.store(nullptr);
     gate_view.store(nullptr);
@@ -298,6 +321,11 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
 
   tcp.start();
   gateway.store(&tcp);
+  if (influx) {
+    influx->start();
+    spdlog::info("influx line protocol on {}:{}", cfg.bind_host,
+                 influx->port());
+  }
 
   http.start();
 

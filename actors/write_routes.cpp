@@ -1,0 +1,286 @@
+#include "actors/write_routes.hpp"
+
+#include "actors/reply.hpp"
+#include "cqrs/error.hpp"
+#include "cqrs/influx_parser.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <memory>
+#include <optional>
+
+namespace cairn::actors {
+
+namespace {
+
+using nlohmann::json;
+
+constexpr auto dump_mode = json::error_handler_t::replace;
+
+/// Most line problems listed in a 400 body (the count is always complete).
+constexpr size_t max_listed = 1000;
+
+/// HTTP ids, disjoint from the TCP gateway's and from POST /api's.
+std::atomic<uint64_t> write_ids{3ull << 61};
+
+runtime::http_response json_response(int status, json body) {
+  runtime::http_response r;
+  r.status = status;
+  r.body = body.dump(-1, ' ', false, dump_mode);
+  return r;
+}
+
+runtime::http_response error_response(int status, cqrs::error_code code,
+                                      std::string message) {
+  return json_response(
+    status, {{"ok", false},
+             {"error", {{"code", std::string{cqrs::to_string(code)}},
+                        {"message", std::move(message)}}}});
+}
+
+runtime::http_response no_content() {
+  runtime::http_response r;
+  r.status = 204;
+  r.content_type = "text/plain";
+  return r;
+}
+
+/// A connection context for one HTTP request whose completion calls
+/// `on_text` with the chunk's reply text and the events it had accepted.
+template <class F>
+std::shared_ptr<runtime::connection_context> request_context(F on_text) {
+  auto self = std::make_shared<std::weak_ptr<runtime::connection_context>>();
+  auto ctx = std::make_shared<runtime::connection_context>(
+    write_ids.fetch_add(1), "http",
+    [self, on_text](uint64_t, std::string text) {
+      uint64_t accepted = 0;
+      if (auto c = self->lock())
+        accepted = c->accepted.load();
+      on_text(std::move(text), accepted);
+    });
+  *self = ctx;
+  return ctx;
+}
+
+/// Calls `f` with each reply line of `text` parsed as JSON.
+template <class F>
+void each_reply(const std::string& text, F f) {
+  size_t pos = 0;
+  while (pos < text.size()) {
+    auto nl = text.find('\n', pos);
+    if (nl == std::string::npos)
+      nl = text.size();
+    if (nl > pos) {
+      auto line = json::parse(text.begin() + static_cast<ptrdiff_t>(pos),
+                              text.begin() + static_cast<ptrdiff_t>(nl),
+                              nullptr, false);
+      if (!line.is_discarded())
+        f(line);
+    }
+    pos = nl + 1;
+  }
+}
+
+std::string code_of(const json& reply) {
+  if (auto e = reply.find("error"); e != reply.end() && e->is_object())
+    return e->value("code", "");
+  return {};
+}
+
+/// Only `Content-Encoding: identity` (or none) for line protocol.
+bool plain_body(const runtime::http_request& req) {
+  auto enc = req.header("content-encoding");
+  return enc.empty() || enc == "identity";
+}
+
+// -- POST /write ----------------------------------------------------------------
+
+void on_write(const chunk_dispatch& dispatch, runtime::http_request req,
+              runtime::http_server::response_fn reply) {
+  if (req.method != "POST")
+    return reply(error_response(405, cqrs::error_code::bad_request,
+                                "use POST /write"));
+  if (!plain_body(req))
+    return reply(error_response(
+      415, cqrs::error_code::bad_request,
+      "unsupported Content-Encoding (send the line protocol uncompressed; "
+      "Telegraf: content_encoding = \"identity\")"));
+  auto precision = cqrs::influx_precision::ns;
+  if (auto p = query_param(req.query, "precision"); p && !p->empty()) {
+    auto parsed = cqrs::parse_influx_precision(*p);
+    if (!parsed)
+      return reply(error_response(400, cqrs::error_code::bad_request,
+                                  "precision must be ns, us, ms or s"));
+    precision = *parsed;
+  }
+  auto ctx = request_context([reply](std::string text, uint64_t accepted) {
+    auto lines = json::array();
+    size_t problems = 0;
+    bool unavailable = false;
+    std::string first_code;
+    each_reply(text, [&](const json& r) {
+      auto code = code_of(r);
+      if (code == "unavailable")
+        unavailable = true;
+      if (first_code.empty())
+        first_code = code;
+      ++problems;
+      if (lines.size() < max_listed) {
+        json entry;
+        if (auto l = r.find("line"); l != r.end())
+          entry["line"] = *l;
+        entry["code"] = code;
+        if (auto e = r.find("error"); e != r.end() && e->is_object())
+          entry["message"] = e->value("message", "");
+        lines.push_back(std::move(entry));
+      }
+    });
+    if (problems == 0)
+      return reply(no_content());
+    json body{{"ok", false},
+              {"error",
+               {{"code", unavailable ? "unavailable" : first_code},
+                {"message", std::to_string(problems)
+                              + " lines or fields were not stored; "
+                              + std::to_string(accepted)
+                              + " events were"}}},
+              {"accepted", accepted},
+              {"rejected", problems},
+              {"lines", std::move(lines)}};
+    if (problems > max_listed)
+      body["truncated"] = true;
+    reply(json_response(unavailable ? 503 : 400, std::move(body)));
+  });
+  runtime::chunk c;
+  c.conn = std::move(ctx);
+  c.data = std::move(req.body);
+  c.format = runtime::chunk_format::influx;
+  c.precision = static_cast<uint8_t>(precision);
+  dispatch(std::move(c));
+}
+
+// -- POST /api/v1/write -----------------------------------------------------------
+
+void on_remote_write(const chunk_dispatch& dispatch, runtime::http_request req,
+                     runtime::http_server::response_fn reply) {
+  if (req.method != "POST")
+    return reply(error_response(405, cqrs::error_code::bad_request,
+                                "use POST /api/v1/write"));
+  auto enc = req.header("content-encoding");
+  if (!enc.empty() && enc != "snappy")
+    return reply(error_response(
+      415, cqrs::error_code::bad_request,
+      "remote_write bodies must be snappy-compressed (Content-Encoding: "
+      "snappy)"));
+  auto ctx = request_context([reply](std::string text, uint64_t) {
+    std::optional<runtime::http_response> failure;
+    json summary;
+    each_reply(text, [&](const json& r) {
+      if (r.value("ok", false)) {
+        summary = r;
+        return;
+      }
+      auto code = code_of(r);
+      auto message = r.contains("error") ? r["error"].value("message", "")
+                                         : std::string{};
+      if (code == "unavailable")
+        failure = error_response(503, cqrs::error_code::unavailable, message);
+      else if (!failure)
+        failure = error_response(400, cqrs::error_code::bad_request, message);
+    });
+    if (failure)
+      return reply(std::move(*failure));
+    if (!summary.is_object())
+      return reply(error_response(500, cqrs::error_code::internal,
+                                  "no reply from the parser"));
+    auto accepted = summary.value("accepted", uint64_t{0});
+    auto rejected = summary.value("rejected", uint64_t{0});
+    if (accepted == 0 && rejected > 0) {
+      // Nothing storable: a 4xx tells Prometheus not to retry this batch.
+      std::string code = "invalid_event";
+      std::string message;
+      if (auto& errs = summary["errors"]; errs.is_array() && !errs.empty()) {
+        code = errs[0].value("code", code);
+        message = errs[0].value("message", "");
+      }
+      auto status = code == "unavailable" ? 503 : 400;
+      json body{{"ok", false},
+                {"error",
+                 {{"code", code},
+                  {"message", std::to_string(rejected)
+                                + " samples were not stored: " + message}}},
+                {"accepted", 0},
+                {"rejected", rejected},
+                {"errors", summary["errors"]}};
+      return reply(json_response(status, std::move(body)));
+    }
+    reply(no_content());
+  });
+  runtime::chunk c;
+  c.conn = std::move(ctx);
+  c.data = std::move(req.body);
+  c.format = runtime::chunk_format::remote_write;
+  dispatch(std::move(c));
+}
+
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+std::string percent_decoded(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '+') {
+      out += ' ';
+    } else if (s[i] == '%' && i + 2 < s.size() && hex_digit(s[i + 1]) >= 0
+               && hex_digit(s[i + 2]) >= 0) {
+      out += static_cast<char>(hex_digit(s[i + 1]) * 16 + hex_digit(s[i + 2]));
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+} // namespace
+
+std::optional<std::string> query_param(std::string_view query,
+                                       std::string_view name) {
+  while (!query.empty()) {
+    auto amp = query.find('&');
+    auto part = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view{}
+                                          : query.substr(amp + 1);
+    auto eq = part.find('=');
+    if (percent_decoded(part.substr(0, eq)) == name)
+      return eq == std::string_view::npos
+               ? std::string{}
+               : percent_decoded(part.substr(eq + 1));
+  }
+  return std::nullopt;
+}
+
+void add_write_routes(runtime::http_server& http, chunk_dispatch dispatch) {
+  auto d = std::make_shared<chunk_dispatch>(std::move(dispatch));
+  http.route("/write", false,
+             [d](runtime::http_request req,
+                 runtime::http_server::response_fn reply) {
+               on_write(*d, std::move(req), std::move(reply));
+             });
+  http.route("/api/v1/write", false,
+             [d](runtime::http_request req,
+                 runtime::http_server::response_fn reply) {
+               on_remote_write(*d, std::move(req), std::move(reply));
+             });
+}
+
+} // namespace cairn::actors
