@@ -6,9 +6,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <vector>
 
 namespace cairn::actors {
 
@@ -20,6 +23,10 @@ constexpr auto dump_mode = json::error_handler_t::replace;
 
 /// Most line problems listed in a 400 body (the count is always complete).
 constexpr size_t max_listed = 1000;
+
+/// A /write body is cut into chunks of about this size, like the TCP
+/// gateway's (runtime/tcp_server.hpp, max_chunk).
+constexpr size_t chunk_bytes = 64 * 1024;
 
 /// HTTP ids, disjoint from the TCP gateway's and from POST /api's.
 std::atomic<uint64_t> write_ids{3ull << 61};
@@ -46,20 +53,40 @@ runtime::http_response no_content() {
   return r;
 }
 
-/// A connection context for one HTTP request whose completion calls
-/// `on_text` with the chunk's reply text and the events it had accepted.
+/// A connection context for one HTTP request cut into `pieces` chunks
+/// (seq 0 .. pieces-1): once every chunk completed, `on_text` gets their
+/// reply texts in order and the events the request had accepted.
 template <class F>
-std::shared_ptr<runtime::connection_context> request_context(F on_text) {
-  auto self = std::make_shared<std::weak_ptr<runtime::connection_context>>();
+std::shared_ptr<runtime::connection_context> request_context(size_t pieces,
+                                                             F on_text) {
+  struct gather {
+    std::mutex mtx;
+    std::vector<std::string> texts;
+    size_t done = 0;
+    std::weak_ptr<runtime::connection_context> ctx;
+  };
+  auto g = std::make_shared<gather>();
+  g->texts.resize(pieces);
   auto ctx = std::make_shared<runtime::connection_context>(
     write_ids.fetch_add(1), "http",
-    [self, on_text](uint64_t, std::string text) {
+    [g, on_text](uint64_t seq, std::string text) {
+      std::string all;
+      {
+        std::lock_guard<std::mutex> guard{g->mtx};
+        if (seq >= g->texts.size())
+          return;
+        g->texts[seq] = std::move(text);
+        if (++g->done < g->texts.size())
+          return;
+        for (auto& t : g->texts)
+          all += t;
+      }
       uint64_t accepted = 0;
-      if (auto c = self->lock())
+      if (auto c = g->ctx.lock())
         accepted = c->accepted.load();
-      on_text(std::move(text), accepted);
+      on_text(std::move(all), accepted);
     });
-  *self = ctx;
+  g->ctx = ctx;
   return ctx;
 }
 
@@ -114,7 +141,33 @@ void on_write(const chunk_dispatch& dispatch, runtime::http_request req,
                                   "precision must be ns, us, ms or s"));
     precision = *parsed;
   }
-  auto ctx = request_context([reply](std::string text, uint64_t accepted) {
+  // Pieces of at most chunk_bytes (whole lines) go to the parser pool side
+  // by side, as the TCP gateway's chunks do; the answer waits for all.
+  std::vector<std::pair<size_t, size_t>> pieces; // (offset, length)
+  std::vector<uint64_t> first_lines;
+  {
+    const auto& b = req.body;
+    size_t pos = 0;
+    uint64_t line = 1;
+    while (pos < b.size() || pieces.empty()) {
+      auto end = std::min(b.size(), pos + chunk_bytes);
+      if (end < b.size()) {
+        auto nl = b.rfind('\n', end - 1);
+        end = (nl == std::string::npos || nl < pos) ? b.find('\n', end) : nl;
+        end = end == std::string::npos ? b.size() : end + 1;
+      }
+      pieces.emplace_back(pos, end - pos);
+      first_lines.push_back(line);
+      line += static_cast<uint64_t>(
+        std::count(b.begin() + static_cast<ptrdiff_t>(pos),
+                   b.begin() + static_cast<ptrdiff_t>(end), '\n'));
+      pos = end;
+      if (pos >= b.size())
+        break;
+    }
+  }
+  auto ctx = request_context(pieces.size(), [reply](std::string text,
+                                                    uint64_t accepted) {
     auto lines = json::array();
     size_t problems = 0;
     bool unavailable = false;
@@ -152,12 +205,18 @@ void on_write(const chunk_dispatch& dispatch, runtime::http_request req,
       body["truncated"] = true;
     reply(json_response(unavailable ? 503 : 400, std::move(body)));
   });
-  runtime::chunk c;
-  c.conn = std::move(ctx);
-  c.data = std::move(req.body);
-  c.format = runtime::chunk_format::influx;
-  c.precision = static_cast<uint8_t>(precision);
-  dispatch(std::move(c));
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    runtime::chunk c;
+    c.conn = ctx;
+    c.seq = i;
+    c.first_line = first_lines[i];
+    c.data = pieces.size() == 1
+               ? std::move(req.body)
+               : req.body.substr(pieces[i].first, pieces[i].second);
+    c.format = runtime::chunk_format::influx;
+    c.precision = static_cast<uint8_t>(precision);
+    dispatch(std::move(c));
+  }
 }
 
 // -- POST /api/v1/write -----------------------------------------------------------
@@ -173,7 +232,7 @@ void on_remote_write(const chunk_dispatch& dispatch, runtime::http_request req,
       415, cqrs::error_code::bad_request,
       "remote_write bodies must be snappy-compressed (Content-Encoding: "
       "snappy)"));
-  auto ctx = request_context([reply](std::string text, uint64_t) {
+  auto ctx = request_context(1, [reply](std::string text, uint64_t) {
     std::optional<runtime::http_response> failure;
     json summary;
     each_reply(text, [&](const json& r) {

@@ -15,6 +15,7 @@ Checked:
     body with malformed lines and a string field answers 400 naming those
     line numbers and codes while its other lines are stored; bad precision
     400, GET 405, gzip 415, a body over the HTTP limit 413.
+  * A body of several 64 KiB chunks keeps the body's line numbers.
   * Query: count, sum, min, max and last per series equal what was sent.
 """
 
@@ -194,6 +195,23 @@ def http_phase(node, chk, base):
         expect(chk, got, ("h1",), 4, 100, 10, 40, 40, "http web.latency")
         got = query(c, "web.code", base - 1, base + 60_000)
         expect(chk, got, ("h1",), 1, 200, 200, 200, 200, "http web.code")
+    # A body of several chunks (> 64 KiB): line numbers stay those of the
+    # body, every good line counts.
+    big = [f"big,host=h{i % 10} v={i}i {base + i % 50_000}" for i in range(20_000)]
+    bad = {7: "big,host=h1 v=", 15_001: "big,host=h1", 19_999: "big v=\"s\""}
+    for n, text in bad.items():
+        big[n - 1] = text
+    status, reply = curl(node, "/write?precision=ms", ("\n".join(big) + "\n").encode())
+    got_lines = [x.get("line") for x in reply.get("lines", [])] if isinstance(reply, dict) else []
+    chk.check(status == 400 and got_lines == sorted(bad),
+              f"multi-chunk body names lines {sorted(bad)}: {status} {got_lines}")
+    want_sum = sum(i for i in range(20_000) if i + 1 not in bad)
+    with node.client() as c:
+        got = query(c, "big.v", base - 1, base + 60_000, group_by=())
+        g = got.get((), {})
+        chk.check(g.get("count") == 20_000 - 3 and g.get("sum") == want_sum,
+                  f"multi-chunk body stored: {g}, want count {20_000 - 3} sum {want_sum}")
+        chk.count(2)
     # Refusals.
     status, reply = curl(node, "/write?precision=h", b"x v=1\n")
     chk.check(status == 400 and reply["error"]["code"] == "bad_request"
