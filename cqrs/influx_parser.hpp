@@ -1,5 +1,5 @@
 // Influx line protocol: `measurement[,k=v...] field=value[,field=value...] [ts]`
-// turned into Cairn events (docs/influx.md).
+// turned into Cairn events (docs/integrations.md).
 //
 // One event per numeric field: metric `measurement.field`, the line's tags,
 // the field's value (integers `12i` / `12u` and floats as numbers, booleans

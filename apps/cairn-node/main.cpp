@@ -116,6 +116,7 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
   // fails in one line, before the journal is opened or an actor spawned.
   actors::node* node_ptr = nullptr;
   std::atomic<runtime::tcp_server*> gateway{nullptr};
+  std::atomic<runtime::tcp_server*> influx_gateway{nullptr};
   runtime::tcp_server_options topts;
   topts.host = cfg.bind_host;
   topts.port = cfg.tcp_port;
@@ -188,7 +189,17 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
   // stats replies show the gateway's and the cluster gate's connection
   // figures once they run.
   std::atomic<runtime::cluster_gate*> gate_view{nullptr};
-  settings->gateway_stats = [&gateway, &gate_view](nlohmann::json& out) {
+  settings->gateway_stats = [&gateway, &gate_view,
+                             &influx_gateway](nlohmann::json& out) {
+    if (auto* lp = influx_gateway.load()) {
+      auto st = lp->stats();
+      out["influx"] = {{"open", st.connections_open},
+                       {"accepted", st.connections_accepted},
+                       {"refused", st.connections_refused},
+                       {"timed_out", st.connections_timed_out},
+                       {"lines_too_large", st.lines_too_large},
+                       {"bytes_read", st.bytes_read}};
+    }
     if (auto* gate = gate_view.load()) {
       auto st = gate->stats();
       out["cluster_gate"] = {{"accepted", st.accepted},
@@ -288,6 +299,7 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
   auto node_actor = actors::spawn_node_actor(sys, node);
   scope_exit teardown{[&] {
     http.stop();
+    influx_gateway.store(nullptr);
     if (influx)
       influx->stop(std::chrono::seconds{3});
     tcp.stop(std::chrono::seconds{3});
@@ -323,6 +335,7 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
   gateway.store(&tcp);
   if (influx) {
     influx->start();
+    influx_gateway.store(&*influx);
     spdlog::info("influx line protocol on {}:{}", cfg.bind_host,
                  influx->port());
   }

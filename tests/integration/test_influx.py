@@ -9,7 +9,8 @@ Checked:
     comments and blank lines, CRLF; a malformed line, a string field and an
     over-long line are not stored, nothing is written back, the connection
     stays open and the lines after them count; the log names the problem
-    (rate-limited) and /metrics counts cairn_influx_rejected_total.
+    (rate-limited), /metrics counts cairn_influx_rejected_total and the
+    stats op has an `influx` section (connections, lines too large).
   * HTTP: precision ns, us, ms, s (and n, u) all land on the same
     millisecond; db, bucket, org, rp are accepted; 204 for a clean body; a
     body with malformed lines and a string field answers 400 naming those
@@ -140,6 +141,12 @@ def tcp_phase(node, chk, base):
               "the log names the malformed line 5")
     chk.check("cairn.influx.port" in log and "exceeds" in log,
               "the log names the over-long line")
+    with node.client() as c:
+        st = c.request({"op": "stats"})
+    lp = st.get("influx", {})
+    chk.check(lp.get("lines_too_large") == 1 and lp.get("accepted") == 1
+              and lp.get("bytes_read", 0) > 3_000_000,
+              f"stats influx section: {lp}")
     p = subprocess.run(["curl", "-s", f"http://127.0.0.1:{node.http_port}/metrics"],
                        capture_output=True, text=True, timeout=30)
     m = re.search(r"^cairn_influx_rejected_total (\d+)", p.stdout, re.M)
