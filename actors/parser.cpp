@@ -461,6 +461,9 @@ void process_remote_write(parser_pointer self, const job_ptr& j) {
   j->c.data.shrink_to_fit();
   if (!r.ok) {
     st.remote_write_rejected->fetch_add(1);
+    runtime::log_limited(spdlog::level::warn, "remote_write:body",
+                         std::chrono::seconds{10},
+                         "remote_write: request refused: " + r.error);
     j->emit(error_reply(no_id(), cqrs::error_code::bad_request, r.error));
     complete(j);
     return;
@@ -478,6 +481,15 @@ void process_remote_write(parser_pointer self, const job_ptr& j) {
   r.accepted = j->pending.size();
   st.rejected->fetch_add(static_cast<int64_t>(r.rejected));
   st.remote_write_rejected->fetch_add(static_cast<int64_t>(r.rejected));
+  // Prometheus logs nothing for a 204: the node's log says what was lost.
+  if (r.rejected > 0)
+    runtime::log_limited(
+      spdlog::level::warn, "remote_write:samples", std::chrono::seconds{10},
+      fmt::format("remote_write: {} of {} samples not stored ({} stored); "
+                  "first reason: {}",
+                  r.rejected, r.samples, r.accepted,
+                  errors.empty() ? std::string{"?"}
+                                 : errors[0].value("message", std::string{})));
   json out{{"ok", true},
            {"accepted", r.accepted},
            {"rejected", r.rejected},

@@ -18,6 +18,12 @@ the node's POST /api/v1/write. Checked:
     (samples_total > 0);
   * bodies Prometheus would never send: not snappy -> 400 bad_request;
     wrong Content-Encoding -> 415; GET -> 405.
+Before Prometheus starts, bodies built byte by byte here (protobuf with the
+prompb field numbers, snappy literals): a mix of valid and invalid samples
+-> 204, the valid ones (a recording-rule name with ':', a counter) query
+back exactly, the stale marker is skipped; only invalid samples -> 400
+listing the reasons; cairn_remote_write_rejected_total and the log count
+them.
 Prometheus is killed at the end whatever happens.
 """
 
@@ -25,6 +31,7 @@ import json
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -69,6 +76,92 @@ def prom_metric(text, name, labels=""):
     return float(m.group(m.lastindex)) if m else None
 
 
+# -- hand-built bodies: protobuf and snappy written byte by byte ----------------
+
+def varint(v):
+    out = bytearray()
+    while v >= 0x80:
+        out.append((v & 0x7F) | 0x80)
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
+def pb_bytes(field, data):
+    return varint(field << 3 | 2) + varint(len(data)) + data
+
+
+def write_request(series):
+    """prometheus.WriteRequest: [(labels dict, [(value, ts_ms)])], field
+    numbers of prompb (TimeSeries 1, Label 1/2, Sample 1 double/2 int64)."""
+    body = b""
+    for labels, samples in series:
+        ts = b""
+        for k, v in labels.items():
+            ts += pb_bytes(1, pb_bytes(1, k.encode()) + pb_bytes(2, v.encode()))
+        for value, t in samples:
+            sample = varint(1 << 3 | 1) + struct.pack("<d", value)
+            sample += varint(2 << 3 | 0) + varint(t & (2**64 - 1))
+            ts += pb_bytes(2, sample)
+        body += pb_bytes(1, ts)
+    return body
+
+
+def snappy_literal(data):
+    """The snappy block format with literals only (valid, uncompressed)."""
+    out = bytearray(varint(len(data)))
+    for i in range(0, len(data), 65536):
+        piece = data[i:i + 65536]
+        out.append(61 << 2)  # literal, length-1 in the next two bytes
+        out += struct.pack("<H", len(piece) - 1)
+        out += piece
+    return bytes(out)
+
+
+def hand_built_phase(node, chk):
+    url = f"http://127.0.0.1:{node.http_port}/api/v1/write"
+    hdr = {"Content-Encoding": "snappy", "Content-Type": "application/x-protobuf",
+           "X-Prometheus-Remote-Write-Version": "0.1.0"}
+    base = (h.now_ms() - 120_000) // 60_000 * 60_000
+    stale = struct.unpack("<d", struct.pack("<Q", 0x7FF0000000000002))[0]
+    good = [({"__name__": "job:reqs:rate5m", "job": "api", "instance": "a:1"},
+             [(1.5, base + 1000), (2.5, base + 2000), (stale, base + 3000)]),
+            ({"__name__": "hb_total", "job": "api"},
+             [(10.0, base + 1000), (12.0, base + 2000), (15.0, base + 3000)])]
+    bad = [({"job": "no name"}, [(1.0, base)]),
+           ({"__name__": "hb_total", "job": "nan"}, [(float("nan"), base)])]
+    status, text = http("POST", url, snappy_literal(write_request(good + bad)), hdr)
+    chk.check(status == 204 and text == "",
+              f"hand-built body with some invalid samples: {status} {text}")
+    status, text = http("POST", url, snappy_literal(write_request(bad)), hdr)
+    body = json.loads(text) if text.startswith("{") else {}
+    chk.check(status == 400 and body.get("rejected") == 2
+              and body.get("accepted") == 0
+              and body.get("error", {}).get("code") == "invalid_event"
+              and len(body.get("errors", [])) == 2,
+              f"only invalid samples -> 400 with reasons: {status} {text}")
+    status, text = http("POST", url, snappy_literal(b""), hdr)
+    chk.check(status == 204, f"empty WriteRequest: {status} {text}")
+    with node.client() as c:
+        for metric, where, want in (
+                ("job:reqs:rate5m", {"job": "api"}, [1.5, 2.5]),
+                ("hb_total", {"job": "api"}, [10.0, 12.0, 15.0])):
+            pts = points(c, metric, where, base, base + 60_000)
+            chk.check([p["last"] for p in pts] == want
+                      and [p["t"] for p in pts] == [base + 1000 * (i + 1)
+                                                    for i in range(len(want))],
+                      f"{metric}: {pts}, want {want} at base+1s..")
+            chk.count(len(want))
+        chk.check(series(c, "hb_total") == [{"metric": "hb_total",
+                                             "tags": {"job": "api"}}],
+                  f"the NaN series stored nothing: {series(c, 'hb_total')}")
+    _, metrics = http("GET", f"http://127.0.0.1:{node.http_port}/metrics")
+    chk.check(prom_metric(metrics, "cairn_remote_write_rejected_total") == 4,
+              "cairn_remote_write_rejected_total counts the 4 invalid samples")
+    chk.check("remote_write: 2 of 8 samples not stored" in node.log_text(),
+              "the log names the rejected samples")
+
+
 def main():
     args = h.parse_args(__doc__)
     chk = h.Checker("test_remote_write")
@@ -86,6 +179,7 @@ def main():
     prom_log = os.path.join(tmp, "prometheus.log")
     try:
         with node:
+            hand_built_phase(node, chk)
             prom_port = h.free_port()
             config = os.path.join(tmp, "prometheus.yml")
             with open(config, "w") as f:
