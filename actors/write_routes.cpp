@@ -257,11 +257,17 @@ void on_remote_write(const chunk_dispatch& dispatch, runtime::http_request req,
     auto rejected = summary.value("rejected", uint64_t{0});
     if (accepted == 0 && rejected > 0) {
       // Nothing storable: a 4xx tells Prometheus not to retry this batch.
+      // `unavailable` wins: those samples must be retried (503), not
+      // dropped by the sender as a 400 would make it.
       std::string code = "invalid_event";
       std::string message;
       if (auto& errs = summary["errors"]; errs.is_array() && !errs.empty()) {
-        code = errs[0].value("code", code);
-        message = errs[0].value("message", "");
+        const json* pick = &errs[0];
+        for (auto& e : errs)
+          if (e.value("code", "") == "unavailable")
+            pick = &e;
+        code = pick->value("code", code);
+        message = pick->value("message", "");
       }
       auto status = code == "unavailable" ? 503 : 400;
       json body{{"ok", false},

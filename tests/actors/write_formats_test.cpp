@@ -5,7 +5,9 @@
 #include "actors/node.hpp"
 #include "actors/write_routes.hpp"
 #include "cqrs/influx_parser.hpp"
+#include "runtime/http_server.hpp"
 #include "runtime/node_config.hpp"
+#include "runtime/tcp_client.hpp"
 
 #include "remote.pb.h"
 
@@ -91,9 +93,89 @@ json query(actors::node& n, const std::string& metric, int64_t from,
   return a.replies[0];
 }
 
+std::string remote_write_body(int64_t ts, bool with_invalid) {
+  prometheus::WriteRequest req;
+  auto* t = req.add_timeseries();
+  auto* l = t->add_labels();
+  l->set_name("__name__");
+  l->set_value("up");
+  auto* s = t->add_samples();
+  s->set_value(1);
+  s->set_timestamp(ts);
+  if (with_invalid)
+    req.add_timeseries()->add_samples()->set_value(2); // no __name__
+  std::string raw, body;
+  REQUIRE(req.SerializeToString(&raw));
+  snappy::Compress(raw.data(), raw.size(), &body);
+  return body;
+}
+
+struct http_answer {
+  int status = 0;
+  json body;
+};
+
+/// One POST on a fresh connection (Connection: close, read to EOF).
+http_answer post(uint16_t port, const std::string& target,
+                 const std::string& body, const std::string& headers = {}) {
+  test::tcp_client c{port};
+  c.send("POST " + target + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+         + headers + "Content-Length: " + std::to_string(body.size())
+         + "\r\n\r\n" + body);
+  c.wait_eof(10s);
+  const auto& text = c.rest();
+  http_answer a;
+  if (text.size() > 12)
+    a.status = std::stoi(text.substr(9, 3));
+  if (auto p = text.find("\r\n\r\n"); p != std::string::npos && p + 4 < text.size())
+    a.body = json::parse(text.substr(p + 4), nullptr, false);
+  return a;
+}
+
 } // namespace
 
 TEST_SUITE("actors.write_formats") {
+
+TEST_CASE("HTTP statuses: 204 stored, 400 bad, 503 while the node is not ready") {
+  system_fixture f;
+  auto settings = actors::make_node_settings(f.cfg);
+  actors::node n{*f.sys, settings};
+  runtime::metrics_registry metrics;
+  runtime::http_server_options opts;
+  opts.port = 0;
+  runtime::http_server http{opts, metrics,
+                            [](std::string, runtime::http_server::reply_fn r) {
+                              r(404, "{}");
+                            }};
+  actors::add_write_routes(http, [&n](runtime::chunk c) {
+    n.dispatch(std::move(c));
+  });
+  http.start();
+  auto port = http.port();
+  auto now = cqrs::wall_clock_now();
+  const std::string snappy = "Content-Encoding: snappy\r\n";
+  CHECK(post(port, "/write?precision=ms", "m v=1 " + std::to_string(now)).status
+        == 204);
+  auto bad = post(port, "/write", "m v=1\nm v=\n");
+  CHECK(bad.status == 400);
+  CHECK(bad.body["lines"][0]["line"] == 2);
+  CHECK(post(port, "/api/v1/write", remote_write_body(now, true), snappy).status
+        == 204);
+  CHECK(post(port, "/api/v1/write", "junk", snappy).status == 400);
+  settings->status = actors::node_status::recovering;
+  auto lp = post(port, "/write?precision=ms", "m v=1 " + std::to_string(now));
+  CHECK(lp.status == 503);
+  CHECK(lp.body["error"]["code"] == "unavailable");
+  // Invalid samples beside the unavailable ones must not turn the answer
+  // into a 400: Prometheus would drop the batch instead of retrying it.
+  auto rw = post(port, "/api/v1/write", remote_write_body(now, true), snappy);
+  CHECK(rw.status == 503);
+  CHECK(rw.body["error"]["code"] == "unavailable");
+  settings->status = actors::node_status::ready;
+  http.stop();
+  n.shutdown();
+}
+
 
 TEST_CASE("line protocol: stored fields count, problems name their lines") {
   system_fixture f;
