@@ -99,6 +99,9 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
     reserve.cluster = 4 * settings->cluster.members.size() + 8;
   }
   reserve.http = cfg.http_max_connections;
+  // The influx port has a connection limit of its own, the same value.
+  if (cfg.influx_port != 0)
+    reserve.influx = cfg.tcp_max_connections;
   auto fds = runtime::fit_fd_limit(cfg.tcp_max_connections, reserve);
   if (fds.raised)
     spdlog::info("raised the open-file limit from {} to {} (cairn.tcp.max-connections "
