@@ -127,7 +127,7 @@ void on_write(const chunk_dispatch& dispatch, runtime::http_request req,
               runtime::http_server::response_fn reply) {
   if (req.method != "POST")
     return reply(error_response(405, cqrs::error_code::bad_request,
-                                "use POST /write"));
+                                "use POST " + req.path));
   if (!plain_body(req))
     return reply(error_response(
       415, cqrs::error_code::bad_request,
@@ -337,6 +337,12 @@ std::optional<std::string> query_param(std::string_view query,
 void add_write_routes(runtime::http_server& http, chunk_dispatch dispatch) {
   auto d = std::make_shared<chunk_dispatch>(std::move(dispatch));
   http.route("/write", false,
+             [d](runtime::http_request req,
+                 runtime::http_server::response_fn reply) {
+               on_write(*d, std::move(req), std::move(reply));
+             });
+  // InfluxDB 2.x clients (Telegraf's outputs.influxdb_v2) write here.
+  http.route("/api/v2/write", false,
              [d](runtime::http_request req,
                  runtime::http_server::response_fn reply) {
                on_write(*d, std::move(req), std::move(reply));

@@ -1,7 +1,8 @@
 // write_routes: the HTTP ingest endpoints of other ecosystems
 // (docs/integrations.md).
 //
-//   POST /write          Influx line protocol (InfluxDB 1.x and 2.x style):
+//   POST /write          Influx line protocol (InfluxDB 1.x and 2.x style;
+//   POST /api/v2/write   the same under InfluxDB 2.x's path):
 //                        ?precision=ns|us|ms|s (default ns; also n, u);
 //                        db, bucket, org, rp, u, p are accepted and ignored.
 //                        204 when every line was stored; 400 with a JSON body
@@ -40,7 +41,8 @@ using chunk_dispatch = std::function<void(runtime::chunk)>;
 std::optional<std::string> query_param(std::string_view query,
                                        std::string_view name);
 
-/// Adds POST /write and POST /api/v1/write to `http` (before start()).
+/// Adds POST /write, /api/v2/write and /api/v1/write to `http` (before
+/// start()).
 void add_write_routes(runtime::http_server& http, chunk_dispatch dispatch);
 
 } // namespace cairn::actors

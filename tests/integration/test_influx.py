@@ -219,6 +219,14 @@ def http_phase(node, chk, base):
         chk.check(g.get("count") == 20_000 - 3 and g.get("sum") == want_sum,
                   f"multi-chunk body stored: {g}, want count {20_000 - 3} sum {want_sum}")
         chk.count(2)
+    # InfluxDB 2.x's path, with its org/bucket parameters and token header.
+    status, reply = curl(node, "/api/v2/write?org=o&bucket=b&precision=ms",
+                         f"v2,host=h1 v=3 {base + 5}\n".encode(),
+                         ["-H", "Authorization: Token abc"])
+    chk.check(status == 204, f"/api/v2/write: {status} {reply}")
+    with node.client() as c:
+        got = query(c, "v2.v", base - 1, base + 60_000)
+        expect(chk, got, ("h1",), 1, 3, 3, 3, 3, "/api/v2/write")
     # Refusals.
     status, reply = curl(node, "/write?precision=h", b"x v=1\n")
     chk.check(status == 400 and reply["error"]["code"] == "bad_request"
