@@ -5,6 +5,7 @@
 #include "cqrs/influx_parser.hpp"
 
 #include <nlohmann/json.hpp>
+#include <zlib.h>
 
 #include <algorithm>
 #include <atomic>
@@ -115,10 +116,38 @@ std::string code_of(const json& reply) {
   return {};
 }
 
-/// Only `Content-Encoding: identity` (or none) for line protocol.
-bool plain_body(const runtime::http_request& req) {
-  auto enc = req.header("content-encoding");
-  return enc.empty() || enc == "identity";
+/// Largest line-protocol body after gunzip (what an 8 MiB gzip body may
+/// expand to; more is refused rather than inflated without bound).
+constexpr size_t max_gunzipped = 64u << 20;
+
+/// Inflates a gzip body (Telegraf's default content_encoding) into `out`.
+/// Returns an error message, empty on success.
+std::string gunzip(std::string_view in, std::string& out) {
+  z_stream zs{};
+  if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK)
+    return "cannot initialize zlib";
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+  zs.avail_in = static_cast<uInt>(in.size());
+  out.clear();
+  int rc = Z_OK;
+  char buf[64 * 1024];
+  while (rc == Z_OK) {
+    zs.next_out = reinterpret_cast<Bytef*>(buf);
+    zs.avail_out = sizeof buf;
+    rc = inflate(&zs, Z_NO_FLUSH);
+    out.append(buf, sizeof buf - zs.avail_out);
+    if (out.size() > max_gunzipped) {
+      inflateEnd(&zs);
+      return "gzip body expands beyond " + std::to_string(max_gunzipped)
+             + " bytes";
+    }
+    if (rc == Z_BUF_ERROR && zs.avail_in == 0)
+      break; // truncated input
+  }
+  inflateEnd(&zs);
+  if (rc != Z_STREAM_END)
+    return "body is not valid gzip data";
+  return {};
 }
 
 // -- POST /write ----------------------------------------------------------------
@@ -128,11 +157,16 @@ void on_write(const chunk_dispatch& dispatch, runtime::http_request req,
   if (req.method != "POST")
     return reply(error_response(405, cqrs::error_code::bad_request,
                                 "use POST " + req.path));
-  if (!plain_body(req))
+  if (auto enc = req.header("content-encoding"); enc == "gzip") {
+    std::string plain;
+    if (auto err = gunzip(req.body, plain); !err.empty())
+      return reply(error_response(400, cqrs::error_code::bad_request, err));
+    req.body = std::move(plain);
+  } else if (!enc.empty() && enc != "identity") {
     return reply(error_response(
       415, cqrs::error_code::bad_request,
-      "unsupported Content-Encoding (send the line protocol uncompressed; "
-      "Telegraf: content_encoding = \"identity\")"));
+      "unsupported Content-Encoding (use gzip, identity or none)"));
+  }
   auto precision = cqrs::influx_precision::ns;
   if (auto p = query_param(req.query, "precision"); p && !p->empty()) {
     auto parsed = cqrs::parse_influx_precision(*p);

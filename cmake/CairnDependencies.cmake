@@ -28,6 +28,8 @@ find_package(leveldb REQUIRED)
 # block format (libprotobuf-dev, protobuf-compiler, libsnappy-dev).
 find_package(Protobuf REQUIRED)
 find_package(Snappy REQUIRED)
+# gzip bodies of POST /write (zlib1g-dev).
+find_package(ZLIB REQUIRED)
 
 find_path(XXHASH_INCLUDE_DIR xxhash.h REQUIRED)
 find_library(XXHASH_LIBRARY NAMES xxhash REQUIRED)

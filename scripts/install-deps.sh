@@ -11,7 +11,7 @@ PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git
   libcaf-dev libboost-dev libboost-system-dev
   nlohmann-json3-dev libsimdjson-dev doctest-dev
-  libssl-dev libleveldb-dev libsnappy-dev libprotobuf-dev protobuf-compiler libspdlog-dev libfmt-dev libjwt-dev libxxhash-dev
+  libssl-dev libleveldb-dev libsnappy-dev libprotobuf-dev protobuf-compiler zlib1g-dev libspdlog-dev libfmt-dev libjwt-dev libxxhash-dev
   libreadline-dev libbenchmark-dev
   netcat-openbsd python3 tmux expect procps openssl
 )

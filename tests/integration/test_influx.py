@@ -15,11 +15,13 @@ Checked:
     millisecond; db, bucket, org, rp are accepted; 204 for a clean body; a
     body with malformed lines and a string field answers 400 naming those
     line numbers and codes while its other lines are stored; bad precision
-    400, GET 405, gzip 415, a body over the HTTP limit 413.
+    400, GET 405, a gzip body stored (truncated gzip 400), other encodings
+    415, a body over the HTTP limit 413.
   * A body of several 64 KiB chunks keeps the body's line numbers.
   * Query: count, sum, min, max and last per series equal what was sent.
 """
 
+import gzip
 import json
 import os
 import re
@@ -236,9 +238,17 @@ def http_phase(node, chk, base):
                         f"http://127.0.0.1:{node.http_port}/write"],
                        capture_output=True, text=True, timeout=30)
     chk.check(p.stdout == "405", f"GET /write: {p.stdout}")
-    status, reply = curl(node, "/write", b"x v=1\n",
-                         ["-H", "Content-Encoding: gzip"])
-    chk.check(status == 415, f"gzip body: {status} {reply}")
+    gz = gzip.compress(f"gz,host=h1 v=5 {base + 6}\ngz,host=h1 v=6 {base + 7}\n".encode())
+    status, reply = curl(node, "/write?precision=ms", gz, ["-H", "Content-Encoding: gzip"])
+    chk.check(status == 204, f"gzip body: {status} {reply}")
+    with node.client() as c:
+        got = query(c, "gz.v", base - 1, base + 60_000)
+        expect(chk, got, ("h1",), 2, 11, 5, 6, 6, "gzip body")
+    status, reply = curl(node, "/write", gz[:-8], ["-H", "Content-Encoding: gzip"])
+    chk.check(status == 400 and reply["error"]["code"] == "bad_request",
+              f"truncated gzip body: {status} {reply}")
+    status, reply = curl(node, "/write", b"x v=1\n", ["-H", "Content-Encoding: br"])
+    chk.check(status == 415, f"br body: {status} {reply}")
     status, _ = curl(node, "/write", b"big v=1\n" * (9 << 17))  # 9 MiB
     chk.check(status == 413, f"9 MiB body: {status}")
     status, reply = curl(node, "/write", b"")
