@@ -4,7 +4,10 @@
 #include "actors/messages.hpp"
 #include "actors/reply.hpp"
 #include "cqrs/event_parser.hpp"
+#include "cqrs/influx_parser.hpp"
 #include "cqrs/protocol_op.hpp"
+#include "promwire/remote_write.hpp"
+#include "runtime/log.hpp"
 
 #include <caf/actor_pool.hpp>
 #include <caf/actor_system.hpp>
@@ -60,10 +63,14 @@ struct parser_state {
   caf::actor coordinator;
   caf::actor live;  ///< the live hub (may be null)
   std::optional<cqrs::event_parser> parser;
+  std::optional<cqrs::influx_parser> influx;
   std::vector<cqrs::event_batch> split;
   std::atomic<int64_t>* accepted = nullptr;
   std::atomic<int64_t>* rejected = nullptr;
   std::atomic<int64_t>* requests = nullptr;
+  /// Line-protocol lines / fields and remote_write samples not stored.
+  std::atomic<int64_t>* influx_rejected = nullptr;
+  std::atomic<int64_t>* remote_write_rejected = nullptr;
   static inline const char* name = "cairn.parser";
 };
 
@@ -127,6 +134,8 @@ void dispatch_pending(parser_pointer self, const job_ptr& j) {
       j->c.conn->rejected.fetch_add(n);
       self->state.rejected->fetch_add(static_cast<int64_t>(n));
       spdlog::warn("{} events not acknowledged: {}", n, to_string(err));
+      if (!j->c.replies)
+        return resume(self, j); // logged above; the client reads nothing
       j->slots[slot] = error_reply(no_id(), cqrs::error_code::unavailable,
                                    std::to_string(n)
                                      + " events were not acknowledged: "
@@ -387,8 +396,145 @@ bool handle_request(parser_pointer self, const job_ptr& j,
   return true;
 }
 
+/// The events of `j->pending` from `first` on that the node cannot take
+/// now (not ready, or the cardinality guard): removed, and the problem that
+/// applies returned (nullopt if all stay).
+std::optional<cqrs::problem> admit_tail(parser_pointer self, const job_ptr& j,
+                                        size_t first, node_status status) {
+  auto& entries = j->pending.entries;
+  if (first >= entries.size())
+    return std::nullopt;
+  if (status != node_status::ready) {
+    entries.resize(first);
+    return cqrs::problem{cqrs::error_code::unavailable,
+                         std::string{"node is "} + to_string(status)};
+  }
+  auto kept = first;
+  for (auto i = first; i < entries.size(); ++i)
+    if (admitted(self, entries[i].hash, j->now))
+      entries[kept++] = entries[i];
+  if (kept == entries.size())
+    return std::nullopt;
+  entries.resize(kept);
+  return too_many_series(self);
+}
+
+/// A problem of line-protocol line `line_no`: a reply line for a client
+/// that reads them (HTTP), else counted and logged rate-limited (the TCP
+/// port, where InfluxDB too answers nothing).
+void influx_problem(parser_pointer self, const job_ptr& j, uint64_t line_no,
+                    const cqrs::problem& p) {
+  auto& st = self->state;
+  j->c.conn->rejected.fetch_add(1);
+  st.rejected->fetch_add(1);
+  st.influx_rejected->fetch_add(1);
+  if (j->c.replies) {
+    j->emit(line_error_reply(line_no, p));
+    return;
+  }
+  runtime::log_limited(spdlog::level::warn, "influx:line",
+                       std::chrono::seconds{10},
+                       fmt::format("influx: connection {} ({}) line {}: {}: {}",
+                                   j->c.conn->id(), j->c.conn->peer(), line_no,
+                                   to_string(p.code), p.message));
+}
+
+/// A chunk of Influx line protocol: events only, batched and acknowledged
+/// like NDJSON fire-and-forget events; a problem per malformed line or
+/// unstored field (influx_problem).
+void process_influx(parser_pointer self, const job_ptr& j) {
+  auto& st = self->state;
+  const auto& data = j->c.data;
+  auto max_batch = st.settings->max_batch_events;
+  auto precision = static_cast<cqrs::influx_precision>(j->c.precision);
+  auto status = st.settings->status.load();
+  while (j->pos < data.size()) {
+    auto nl = data.find('\n', j->pos);
+    if (nl == std::string::npos)
+      nl = data.size();
+    std::string_view line{data.data() + j->pos, nl - j->pos};
+    if (!line.empty() && line.back() == '\r')
+      line.remove_suffix(1);
+    auto line_no = j->c.first_line + j->line;
+    auto before = j->pending.size();
+    auto r = st.influx->parse_line(line, j->now, precision, j->pending);
+    for (auto& p : r.problems)
+      influx_problem(self, j, line_no, p);
+    if (auto p = admit_tail(self, j, before, status))
+      influx_problem(self, j, line_no, *p);
+    if (j->pending.size() >= max_batch)
+      dispatch_pending(self, j);
+    j->pos = nl + 1;
+    ++j->line;
+  }
+  dispatch_pending(self, j);
+  if (j->outstanding == 0)
+    complete(j);
+}
+
+/// A remote_write body (promwire): decoded, validated and acknowledged as
+/// one batch. The reply is one summary line, {"ok":true,"accepted":A,
+/// "rejected":R,"stale":S,"errors":[...]}, or {"ok":false,...} for a body
+/// that cannot be decoded; the HTTP route turns it into a status.
+void process_remote_write(parser_pointer self, const job_ptr& j) {
+  auto& st = self->state;
+  auto status = st.settings->status.load();
+  auto r = promwire::decode_remote_write(j->c.data, j->now,
+                                         st.settings->limits, j->pending);
+  j->c.data.clear();
+  j->c.data.shrink_to_fit();
+  if (!r.ok) {
+    st.remote_write_rejected->fetch_add(1);
+    runtime::log_limited(spdlog::level::warn, "remote_write:body",
+                         std::chrono::seconds{10},
+                         "remote_write: request refused: " + r.error);
+    j->emit(error_reply(no_id(), cqrs::error_code::bad_request, r.error));
+    complete(j);
+    return;
+  }
+  auto errors = json::array();
+  for (auto& p : r.problems)
+    errors.push_back({{"code", std::string{to_string(p.code)}},
+                      {"message", p.message}});
+  auto before = j->pending.size();
+  if (auto p = admit_tail(self, j, 0, status)) {
+    r.rejected += before - j->pending.size();
+    errors.push_back({{"code", std::string{to_string(p->code)}},
+                      {"message", p->message}});
+  }
+  r.accepted = j->pending.size();
+  st.rejected->fetch_add(static_cast<int64_t>(r.rejected));
+  st.remote_write_rejected->fetch_add(static_cast<int64_t>(r.rejected));
+  // Prometheus logs nothing for a 204: the node's log says what was lost.
+  if (r.rejected > 0)
+    runtime::log_limited(
+      spdlog::level::warn, "remote_write:samples", std::chrono::seconds{10},
+      fmt::format("remote_write: {} of {} samples not stored ({} stored); "
+                  "first reason: {}",
+                  r.rejected, r.samples, r.accepted,
+                  errors.empty() ? std::string{"?"}
+                                 : errors[0].value("message", std::string{})));
+  json out{{"ok", true},
+           {"accepted", r.accepted},
+           {"rejected", r.rejected},
+           {"stale", r.stale},
+           {"errors", errors}};
+  j->emit(out.dump(-1, ' ', false, json::error_handler_t::replace));
+  dispatch_pending(self, j);
+  if (j->outstanding == 0)
+    complete(j);
+}
+
 void process(parser_pointer self, const job_ptr& j) {
   auto& st = self->state;
+  switch (j->c.format) {
+    case runtime::chunk_format::ndjson:
+      break;
+    case runtime::chunk_format::influx:
+      return process_influx(self, j);
+    case runtime::chunk_format::remote_write:
+      return process_remote_write(self, j);
+  }
   const auto& data = j->c.data;
   auto max_batch = st.settings->max_batch_events;
   // One status for the whole chunk (see handle_request for why one read).
@@ -448,6 +594,13 @@ caf::behavior parser_impl(parser_pointer self, settings_ptr s,
   st.ingestor = std::move(ingestor);
   st.coordinator = std::move(coordinator);
   st.parser.emplace(s->limits);
+  st.influx.emplace(s->limits);
+  st.influx_rejected = &s->metrics->counter(
+    "cairn_influx_rejected_total",
+    "Line-protocol lines and fields not stored (TCP and HTTP)");
+  st.remote_write_rejected = &s->metrics->counter(
+    "cairn_remote_write_rejected_total",
+    "remote_write samples not stored, and undecodable bodies");
   st.accepted = &s->metrics->counter("cairn_events_accepted_total",
                                      "Events accepted by validation");
   st.rejected = &s->metrics->counter("cairn_events_rejected_total",

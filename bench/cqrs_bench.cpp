@@ -1,6 +1,7 @@
 // Micro-benchmarks of the domain hot paths: event parsing, projection
 // updates and a typical dashboard query. Run with --benchmark_min_time=0.2.
 #include "cqrs/event_parser.hpp"
+#include "cqrs/influx_parser.hpp"
 #include "cqrs/series_store.hpp"
 
 #include <benchmark/benchmark.h>
@@ -54,6 +55,36 @@ void BM_parse_line(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<int64_t>(bytes));
 }
 BENCHMARK(BM_parse_line);
+
+/// The same events as line protocol (ns timestamps, what Telegraf sends):
+/// http,host=..,path=..,region=..,service=.. latency_ms=V TS.
+void BM_parse_influx_line(benchmark::State& state) {
+  std::vector<std::string> lines;
+  for (auto& json_line : event_lines(4096)) {
+    auto j = nlohmann::json::parse(json_line);
+    std::string l = "http";
+    for (auto& [k, v] : j["tags"].items())
+      l += "," + k + "=" + v.get<std::string>();
+    char buf[128];
+    snprintf(buf, sizeof buf, " latency_ms=%.3f %lld000000",
+             j["value"].get<double>(), j["ts"].get<long long>());
+    lines.push_back(l + buf);
+  }
+  influx_parser parser;
+  event_batch batch;
+  size_t i = 0, bytes = 0;
+  for (auto _ : state) {
+    auto& line = lines[i++ & 4095];
+    bytes += line.size();
+    auto r = parser.parse_line(line, base_ts + 1000, influx_precision::ns, batch);
+    benchmark::DoNotOptimize(r.events);
+    if (batch.size() == 1024)
+      batch.clear();
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
+  state.SetBytesProcessed(static_cast<int64_t>(bytes));
+}
+BENCHMARK(BM_parse_influx_line);
 
 /// Batches of 10000 events over `series` series, 1 s of event time each.
 void BM_apply(benchmark::State& state) {

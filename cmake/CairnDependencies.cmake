@@ -24,6 +24,12 @@ find_package(nlohmann_json 3 REQUIRED)
 find_package(simdjson REQUIRED)
 find_package(spdlog REQUIRED)
 find_package(leveldb REQUIRED)
+# Prometheus remote_write (promwire/): protoc + the lite runtime, and snappy's
+# block format (libprotobuf-dev, protobuf-compiler, libsnappy-dev).
+find_package(Protobuf REQUIRED)
+find_package(Snappy REQUIRED)
+# gzip bodies of POST /write (zlib1g-dev).
+find_package(ZLIB REQUIRED)
 
 find_path(XXHASH_INCLUDE_DIR xxhash.h REQUIRED)
 find_library(XXHASH_LIBRARY NAMES xxhash REQUIRED)

@@ -11,24 +11,33 @@ namespace cairn::cqrs {
 
 namespace {
 
-struct field {
-  std::string key;
-  double value = 0;
-  bool is_string = false;
-};
-
-/// Reads up to the first unescaped character of `stops`, unescaping the
-/// characters of `escapable` after a backslash (a backslash before anything
-/// else stays as it is, as the spec says). Advances `i`.
-std::string read_escaped(std::string_view line, size_t& i,
-                         std::string_view stops, std::string_view escapable) {
-  std::string out;
+/// Reads up to the first unescaped character of `stops` into `out`
+/// (replacing its contents, keeping its capacity), unescaping the characters
+/// of `escapable` after a backslash (a backslash before anything else stays
+/// as it is, as the spec says). Advances `i`. `specials` is `stops` plus the
+/// backslash: runs without them are copied in one piece.
+void read_escaped(std::string_view line, size_t& i, std::string_view stops,
+                  std::string_view escapable, std::string_view specials,
+                  std::string& out) {
+  out.clear();
   while (i < line.size()) {
+    auto next = line.find_first_of(specials, i);
+    if (next == std::string_view::npos)
+      next = line.size();
+    out.append(line.data() + i, next - i);
+    i = next;
+    if (i >= line.size())
+      break;
     char c = line[i];
-    if (c == '\\' && i + 1 < line.size()
-        && escapable.find(line[i + 1]) != std::string_view::npos) {
-      out.push_back(line[i + 1]);
-      i += 2;
+    if (c == '\\') {
+      if (i + 1 < line.size()
+          && escapable.find(line[i + 1]) != std::string_view::npos) {
+        out.push_back(line[i + 1]);
+        i += 2;
+      } else {
+        out.push_back(c);
+        ++i;
+      }
       continue;
     }
     if (stops.find(c) != std::string_view::npos)
@@ -36,7 +45,6 @@ std::string read_escaped(std::string_view line, size_t& i,
     out.push_back(c);
     ++i;
   }
-  return out;
 }
 
 std::string shown(std::string_view s) {
@@ -132,34 +140,41 @@ influx_line influx_parser::parse_line(std::string_view line, millis now,
     return result;
   }
   // -- measurement -------------------------------------------------------------
-  measurement_ = read_escaped(line, i, ", ", ", ");
+  read_escaped(line, i, ", ", ", ", ", \\", measurement_);
   if (measurement_.empty())
     return bad("line protocol: missing measurement");
   // -- tags ------------------------------------------------------------------
-  tag_text_.clear();
+  size_t tag_strings = 0; // tag_text_[0 .. tag_strings): key, value, ...
   while (i < line.size() && line[i] == ',') {
     ++i;
-    auto k = read_escaped(line, i, ",= ", ",= ");
+    if (tag_text_.size() < tag_strings + 2)
+      tag_text_.resize(tag_strings + 2);
+    auto& k = tag_text_[tag_strings];
+    auto& v = tag_text_[tag_strings + 1];
+    read_escaped(line, i, ",= ", ",= ", ",= \\", k);
     if (i >= line.size() || line[i] != '=')
       return bad("line protocol: tag " + shown(k) + " has no '='");
     ++i;
-    auto v = read_escaped(line, i, ", ", ",= ");
+    read_escaped(line, i, ", ", ",= ", ", \\", v);
     if (k.empty())
       return invalid("tag keys must not be empty");
     if (v.empty())
       return invalid("tag " + shown(k) + " has an empty value");
-    tag_text_.push_back(std::move(k));
-    tag_text_.push_back(std::move(v));
+    tag_strings += 2;
   }
   if (i >= line.size() || line[i] != ' ')
     return bad("line protocol: no fields after " + shown(measurement_));
   while (i < line.size() && line[i] == ' ')
     ++i;
   // -- fields ----------------------------------------------------------------
-  std::vector<field> fields;
+  size_t nfields = 0; // fields_[0 .. nfields)
   for (;;) {
-    field f;
-    f.key = read_escaped(line, i, ",= ", ",= ");
+    if (fields_.size() <= nfields)
+      fields_.resize(nfields + 1);
+    auto& f = fields_[nfields];
+    f.value = 0;
+    f.is_string = false;
+    read_escaped(line, i, ",= ", ",= ", ",= \\", f.key);
     if (i >= line.size() || line[i] != '=')
       return bad("line protocol: field " + shown(f.key) + " has no '='");
     ++i;
@@ -196,7 +211,7 @@ influx_line influx_parser::parse_line(std::string_view line, millis now,
                    + " has an invalid value " + shown(text));
       f.value = *v;
     }
-    fields.push_back(std::move(f));
+    ++nfields;
     if (i < line.size() && line[i] == ',') {
       ++i;
       continue;
@@ -235,9 +250,9 @@ influx_line influx_parser::parse_line(std::string_view line, millis now,
     }
   }
   // -- validation, as for an NDJSON event ----------------------------------------
-  if (tag_text_.size() / 2 > limits_.max_tags)
+  if (tag_strings / 2 > limits_.max_tags)
     return invalid("more than " + std::to_string(limits_.max_tags) + " tags");
-  for (size_t t = 0; t < tag_text_.size(); t += 2) {
+  for (size_t t = 0; t < tag_strings; t += 2) {
     if (tag_text_[t].size() > limits_.max_tag_bytes)
       return invalid("tag key " + shown(tag_text_[t]) + " is longer than "
                      + std::to_string(limits_.max_tag_bytes) + " bytes");
@@ -246,7 +261,7 @@ influx_line influx_parser::parse_line(std::string_view line, millis now,
                      + std::to_string(limits_.max_tag_bytes) + " bytes");
   }
   tags_.clear();
-  for (size_t t = 0; t < tag_text_.size(); t += 2)
+  for (size_t t = 0; t < tag_strings; t += 2)
     tags_.emplace_back(tag_text_[t], tag_text_[t + 1]);
   std::sort(tags_.begin(), tags_.end(),
             [](auto& x, auto& y) { return x.first < y.first; });
@@ -256,7 +271,8 @@ influx_line influx_parser::parse_line(std::string_view line, millis now,
   if (auto msg = validate_ts(ts, now, limits_); !msg.empty())
     return invalid(std::move(msg));
   // -- one event per stored field ----------------------------------------------
-  for (auto& f : fields) {
+  for (size_t n = 0; n < nfields; ++n) {
+    auto& f = fields_[n];
     if (f.is_string) {
       result.problems.push_back(
         {error_code::invalid_event,

@@ -1,5 +1,5 @@
 // Influx line protocol: `measurement[,k=v...] field=value[,field=value...] [ts]`
-// turned into Cairn events (docs/influx.md).
+// turned into Cairn events (docs/integrations.md).
 //
 // One event per numeric field: metric `measurement.field`, the line's tags,
 // the field's value (integers `12i` / `12u` and floats as numbers, booleans
@@ -58,7 +58,15 @@ private:
   event_limits limits_;
   // Scratch, reused across lines.
   std::string measurement_;
+  /// Key, value, key, value, ... of the current line; strings are reused
+  /// (their capacity kept) across lines, only a prefix is in use.
   std::vector<std::string> tag_text_;
+  struct field_text {
+    std::string key;
+    double value = 0;
+    bool is_string = false;
+  };
+  std::vector<field_text> fields_;
   std::vector<tag_view> tags_;
   std::string metric_;
   std::string key_;

@@ -78,6 +78,17 @@ private:
   std::atomic<bool> streaming_{false};
 };
 
+/// What the bytes of a chunk are (docs/integrations.md for the last two).
+enum class chunk_format : uint8_t {
+  /// NDJSON events and requests (docs/protocol.md).
+  ndjson,
+  /// Influx line protocol: events only, no requests. `precision` applies.
+  influx,
+  /// One Prometheus remote_write body (snappy block + protobuf WriteRequest),
+  /// not lines.
+  remote_write,
+};
+
 /// One chunk of complete lines from a connection.
 struct chunk {
   std::shared_ptr<connection_context> conn;
@@ -93,6 +104,14 @@ struct chunk {
   /// connection is in flight, and dispatches nothing else until it completes
   /// (a barrier), so flush and queries see everything sent before them.
   bool barrier = false;
+  chunk_format format = chunk_format::ndjson;
+  /// For `influx`: the timestamp precision, a cqrs::influx_precision value
+  /// (0 = ns).
+  uint8_t precision = 0;
+  /// False if the client reads no replies (line protocol over TCP): the
+  /// processing side then logs problems rate-limited, counts them and
+  /// completes the chunk with an empty text.
+  bool replies = true;
 };
 
 } // namespace cairn::runtime

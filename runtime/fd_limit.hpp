@@ -33,9 +33,10 @@ struct fd_reserve {
   size_t http = 0;      ///< HTTP connections
   size_t cluster = 0;   ///< cluster connections
   size_t base = 64;     ///< stdio, log file, epoll, pipes, timers, CAF
+  size_t influx = 0;    ///< line-protocol connections (cairn.influx.port)
 
   size_t total() const noexcept {
-    return journal + hints + http + cluster + base;
+    return journal + hints + http + influx + cluster + base;
   }
 };
 

@@ -107,6 +107,9 @@ node_config::node_config() {
          "window ends (duration, at most cairn.ingest.seal-after)")
     .add(live_max_subscriptions, "max-subscriptions",
          "live subscriptions per client (more get too_many_subscriptions)");
+  opt_group(custom_options_, "cairn.influx")
+    .add(influx_port, "port",
+         "Influx line-protocol TCP port (0 = off; docs/integrations.md)");
   opt_group(custom_options_, "cairn.cluster")
     .add(cluster_port, "port", "cluster (CAF BASP) port")
     .add(cluster_node_name, "node-name",
@@ -511,6 +514,10 @@ void node_config::validate() const {
   if (tcp_port == http_port || tcp_port == cluster_port
       || http_port == cluster_port)
     fail("cairn.tcp.port", "tcp, http and cluster ports must differ");
+  if (influx_port != 0
+      && (influx_port == tcp_port || influx_port == http_port
+          || influx_port == cluster_port))
+    fail("cairn.influx.port", "must differ from the tcp, http and cluster ports");
   in_range("cairn.tcp.max-line", tcp_max_line, 1, size_t{1} << 30);
   in_range("cairn.tcp.max-connections", tcp_max_connections, 1, 1000000);
   in_range("cairn.tcp.window", tcp_window, 1, 4096);

@@ -66,6 +66,8 @@ public:
   uint16_t tcp_port = 7411;
   uint16_t http_port = 7480;
   uint16_t cluster_port = 7400;
+  /// cairn.influx.port: Influx line protocol over TCP (0 = off).
+  uint16_t influx_port = 0;
   size_t tcp_max_line = 1 << 20;
   size_t tcp_max_connections = 512;
   size_t tcp_window = 64;         ///< chunks in flight per connection

@@ -295,7 +295,9 @@ private:
         push_too_large(line_no);
       } else {
         std::string_view line{pending_.data() + start, len + 1};
-        bool barrier = line.find("\"op\"") != std::string_view::npos;
+        // Only NDJSON has requests; a line-protocol field may contain "op".
+        bool barrier = opts.format == chunk_format::ndjson
+                       && line.find("\"op\"") != std::string_view::npos;
         bool empty = chunk_end == chunk_begin;
         if (!empty
             && (barrier != chunk_barrier
@@ -330,12 +332,21 @@ private:
     c.first_line = first_line;
     c.data = std::move(data);
     c.barrier = barrier;
+    c.format = state_->opts.format;
+    c.replies = state_->opts.replies;
     slots_.push_back(slot{c.seq, false, barrier, false, {}});
     ready_.push_back(std::move(c));
   }
 
   void push_too_large(uint64_t line_no) {
     state_->lines_too_large.fetch_add(1, std::memory_order_relaxed);
+    if (!state_->opts.replies)
+      log_limited(spdlog::level::warn, "tcp:line-too-large",
+                  std::chrono::seconds{10},
+                  fmt::format("{}: connection {} ({}): line {} exceeds {} "
+                              "bytes, skipped",
+                              state_->opts.option, id_, peer_, line_no,
+                              state_->opts.max_line));
     slot s;
     s.local = true;
     s.done = true;
@@ -400,7 +411,8 @@ private:
   /// Moves the answered slots at the front, in order, into the output.
   void flush() {
     while (!slots_.empty() && slots_.front().done) {
-      out_pending_ += slots_.front().text;
+      if (state_->opts.replies)
+        out_pending_ += slots_.front().text;
       slots_.pop_front();
     }
     if (!writing_ && !out_pending_.empty())

@@ -17,6 +17,10 @@
 // (every complete line before it is still processed and answered, so
 // closing never loses events already accepted). 0 disables either.
 //
+// The same server carries Influx line protocol (`format`, `replies`,
+// docs/integrations.md): chunks are cut the same way, never barriers, and
+// no reply is written.
+//
 // Runs its own I/O threads; `on_chunk` is called on them and must not block
 // (it should send an actor message). `stop()` stops accepting, lets chunks in
 // flight complete (up to `grace`), then closes every connection.
@@ -44,6 +48,12 @@ struct tcp_server_options {
   std::chrono::milliseconds line_timeout{std::chrono::seconds{30}}; ///< 0 = off
   /// The option the port comes from, named in bind errors.
   std::string option = "cairn.tcp.port";
+  /// What the connections send; set on every chunk. Only `ndjson` chunks
+  /// can be barriers (hold requests).
+  chunk_format format = chunk_format::ndjson;
+  /// False: nothing is written back (line protocol has no replies); lines
+  /// too large are logged rate-limited instead of answered.
+  bool replies = true;
 };
 
 struct tcp_server_stats {

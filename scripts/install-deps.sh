@@ -11,7 +11,7 @@ PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git
   libcaf-dev libboost-dev libboost-system-dev
   nlohmann-json3-dev libsimdjson-dev doctest-dev
-  libssl-dev libleveldb-dev libsnappy-dev libspdlog-dev libfmt-dev libjwt-dev libxxhash-dev
+  libssl-dev libleveldb-dev libsnappy-dev libprotobuf-dev protobuf-compiler zlib1g-dev libspdlog-dev libfmt-dev libjwt-dev libxxhash-dev
   libreadline-dev libbenchmark-dev
   netcat-openbsd python3 tmux expect procps openssl
 )
@@ -24,7 +24,8 @@ if [ "${CAIRN_DEPS:-all}" != "build" ]; then
   # and rapidcheck for the fuzz targets and property tests.
   # prometheus (Prometheus 2.42 and promtool) is the reference the
   # Prometheus API test compares against (tests/integration/
-  # test_prometheus_api.py); victoria-metrics the query benchmark's
+  # test_prometheus_api.py) and the remote_write test
+  # (test_remote_write.py); victoria-metrics the query benchmark's
   # competitor (tests/soak/prom_query_bench.py).
   PACKAGES+=(curl golang-go nodejs python3-kubernetes systemd
              chromium clang libclang-rt-14-dev librapidcheck-dev

@@ -4,6 +4,7 @@
 #include "actors/node.hpp"
 #include "actors/node_actor.hpp"
 #include "promql/http_api.hpp"
+#include "actors/write_routes.hpp"
 #include "runtime/cluster_gate.hpp"
 #include "runtime/detail/listener.hpp"
 #include "runtime/fd_limit.hpp"
@@ -102,6 +103,9 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
   }
   // WebSockets of /v1/live are counted apart from HTTP requests.
   reserve.http = cfg.http_max_connections + cfg.http_max_websockets;
+  // The influx port has a connection limit of its own, the same value.
+  if (cfg.influx_port != 0)
+    reserve.influx = cfg.tcp_max_connections;
   auto fds = runtime::fit_fd_limit(cfg.tcp_max_connections, reserve);
   if (fds.raised)
     spdlog::info("raised the open-file limit from {} to {} (cairn.tcp.max-connections "
@@ -119,6 +123,7 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
   // fails in one line, before the journal is opened or an actor spawned.
   actors::node* node_ptr = nullptr;
   std::atomic<runtime::tcp_server*> gateway{nullptr};
+  std::atomic<runtime::tcp_server*> influx_gateway{nullptr};
   runtime::tcp_server_options topts;
   topts.host = cfg.bind_host;
   topts.port = cfg.tcp_port;
@@ -133,6 +138,21 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
                             node_ptr->dispatch(std::move(c));
                           }};
   tcp.bind();
+
+  // Influx line protocol over TCP (cairn.influx.port, off by default): the
+  // same gateway, chunks of format influx, nothing written back.
+  std::optional<runtime::tcp_server> influx;
+  if (cfg.influx_port != 0) {
+    auto iopts = topts;
+    iopts.port = cfg.influx_port;
+    iopts.option = "cairn.influx.port";
+    iopts.format = runtime::chunk_format::influx;
+    iopts.replies = false;
+    influx.emplace(iopts, [&node_ptr](runtime::chunk c) {
+      node_ptr->dispatch(std::move(c));
+    });
+    influx->bind();
+  }
 
   // POST /api and the Prometheus API (/api/v1/) hand one protocol request
   // line at a time through the same pipeline as a TCP connection of its own.
@@ -176,6 +196,11 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
         reply(200, text.empty() ? std::string{"{\"ok\":true}"} : text);
       });
     }};
+  // POST /write (line protocol) and POST /api/v1/write (Prometheus
+  // remote_write): docs/integrations.md.
+  actors::add_write_routes(http, [&node_ptr](runtime::chunk c) {
+    node_ptr->dispatch(std::move(c));
+  });
   // The Prometheus HTTP API (docs/prometheus-api.md): PromQL planned onto
   // series/query requests by the promql library.
   promql::api_options popts;
@@ -251,8 +276,17 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
   // figures once they run.
   std::atomic<runtime::cluster_gate*> gate_view{nullptr};
   std::atomic<runtime::http_server*> http_view{nullptr};
-  settings->gateway_stats = [&gateway, &gate_view, &http_view,
+  settings->gateway_stats = [&gateway, &gate_view, &http_view, &influx_gateway,
                              metrics = settings->metrics](nlohmann::json& out) {
+    if (auto* lp = influx_gateway.load()) {
+      auto st = lp->stats();
+      out["influx"] = {{"open", st.connections_open},
+                       {"accepted", st.connections_accepted},
+                       {"refused", st.connections_refused},
+                       {"timed_out", st.connections_timed_out},
+                       {"lines_too_large", st.lines_too_large},
+                       {"bytes_read", st.bytes_read}};
+    }
     if (auto* web = http_view.load()) {
       auto live = nlohmann::json::object();
       for (auto& [name, value] : metrics->snapshot()) {
@@ -363,6 +397,9 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
   scope_exit teardown{[&] {
     http_view.store(nullptr);
     http.stop();
+    influx_gateway.store(nullptr);
+    if (influx)
+      influx->stop(std::chrono::seconds{3});
     tcp.stop(std::chrono::seconds{3});
     gateway.store(nullptr);
     gate_view.store(nullptr);
@@ -394,6 +431,12 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
 
   tcp.start();
   gateway.store(&tcp);
+  if (influx) {
+    influx->start();
+    influx_gateway.store(&*influx);
+    spdlog::info("influx line protocol on {}:{}", cfg.bind_host,
+                 influx->port());
+  }
 
   http.start();
   http_view.store(&http);

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The tutorials run as written.
 
-For docs/tutorial.md and docs/tutorial-cluster.md: every ```sh block is run,
+For docs/tutorial.md, docs/tutorial-cluster.md and the "Try it" section of
+docs/integrations.md: every ```sh block is run,
 in order, in one bash process from the source tree (so variables carry over,
 as in a reader's shell), with the tutorial's own variables (CAIRN_PORT,
 CAIRN_BASE_PORT, ...) pointed at free loopback ports and a temporary folder.
@@ -185,8 +186,14 @@ def main():
                 "CAIRN_CLUSTER_DIR": os.path.join(tmp, "cluster"),
                 "CAIRN_BIN": os.path.join(args.bin_dir, "cairn-node")}
 
+    def influx_env(tmp):
+        env = single_env(tmp)
+        env["CAIRN_INFLUX_PORT"] = str(h.free_port())
+        return env
+
     for doc, env, timeout in [("tutorial.md", single_env, 90),
-                              ("tutorial-cluster.md", cluster_env, 120)]:
+                              ("tutorial-cluster.md", cluster_env, 120),
+                              ("integrations.md", influx_env, 60)]:
         if not os.path.exists(os.path.join(args.source_dir, "docs", doc)):
             chk.check(False, f"docs/{doc} is missing")
             continue

@@ -241,6 +241,46 @@ TEST_CASE("EOF inside an oversized final line still answers it") {
   CHECK(client.wait_eof());
 }
 
+TEST_CASE("line-protocol mode: chunks carry the format, no barriers, nothing written back") {
+  std::mutex mtx;
+  std::vector<chunk> seen;
+  auto opts = small_options();
+  opts.format = chunk_format::influx;
+  opts.replies = false;
+  tcp_server server{opts, [&](chunk c) {
+                      auto conn = c.conn;
+                      auto seq = c.seq;
+                      {
+                        std::lock_guard<std::mutex> guard{mtx};
+                        seen.push_back(std::move(c));
+                      }
+                      // Even a processor that answers is not written back.
+                      conn->complete(seq, "should not be sent\n");
+                    }};
+  server.start();
+  tcp_client client{server.port()};
+  // Line 2 holds the bytes "op" (a barrier in NDJSON); line 3 is too long.
+  client.send("m v=1\nm,op=x s=\"\\\"op\\\"\"\n" + std::string(5000, 'x')
+              + "\nm v=4\n");
+  client.shutdown_write();
+  CHECK(client.wait_eof());
+  CHECK(client.rest().empty());
+  server.stop();
+  std::lock_guard<std::mutex> guard{mtx};
+  REQUIRE(!seen.empty());
+  std::string data;
+  for (auto& c : seen) {
+    CHECK(c.format == chunk_format::influx);
+    CHECK_FALSE(c.replies);
+    CHECK_FALSE(c.barrier);
+    data += c.data;
+  }
+  CHECK(data.find("m v=4") != std::string::npos);
+  CHECK(data.find("xxx") == std::string::npos);
+  CHECK(seen.back().first_line == (seen.size() == 1 ? 1 : 4));
+  CHECK(server.stats().lines_too_large == 1);
+}
+
 TEST_CASE("connections beyond max_connections are refused") {
   fake_processor proc;
   auto opts = small_options();
