@@ -1,0 +1,121 @@
+// Drives the dashboard's query and overview pages in headless Chromium
+// (Debian's, through playwright-core) against a running node and reports
+// what it saw as one JSON line on stdout (tests/integration/test_dashboard.py
+// asserts on it). Events are sent by this script through POST /api while the
+// page stays loaded, so the charts must grow without a reload.
+// Usage: node dashboard_live.mjs BASE_URL METRIC SHOT_DIR
+import { chromium } from "playwright-core";
+import path from "node:path";
+
+const [base, metric, shots] = process.argv.slice(2);
+const out = { errors: [], console: [] };
+
+async function api(request) {
+  const res = await fetch(`${base}/api`, { method: "POST", body: JSON.stringify(request) });
+  return res.json();
+}
+
+async function ingest(n, value) {
+  const now = Date.now();
+  const events = [];
+  for (let i = 0; i < n; i++)
+    events.push({ metric, ts: now - i * 10, value: value + i, tags: { host: i % 2 ? "h1" : "h2" } });
+  const r = await api({ op: "ingest", events });
+  if (!r.ok || r.accepted !== n) throw new Error(`ingest: ${JSON.stringify(r)}`);
+}
+
+const totalCount = (charts) => {
+  const c = charts.count;
+  if (!c) return 0;
+  return c.data.slice(1).reduce((s, ys) => s + ys.reduce((a, y) => a + (y || 0), 0), 0);
+};
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"],
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  page.on("pageerror", (e) => out.errors.push(String(e)));
+  page.on("console", (m) => { if (m.type() === "error") out.console.push(m.text()); });
+
+  // 1. The query page from a hash: metric, two aggregations, grouped by host.
+  const hash = `#query?metric=${encodeURIComponent(metric)}&aggs=count,p99&group_by=host&range=5m&step=1s`;
+  await page.goto(`${base}/${hash}`);
+  await page.waitForFunction(() => window.__cairn && window.__cairn.charts().count
+    && window.__cairn.charts().count.data[0].length > 0, null, { timeout: 20000 });
+  await page.evaluate(() => { window.__notReloaded = true; });
+  const before = await page.evaluate(() => window.__cairn.charts());
+  out.count_before = totalCount(before);
+  out.labels = before.count.labels;
+  out.aggs_shown = await page.$$eval(".chart", (xs) => xs.map((x) => x.dataset.agg));
+  out.mode = await page.evaluate(() => window.__cairn.mode());
+  out.indicator = await page.textContent("#live-mode");
+
+  // 2. More events: the chart grows while the page stays loaded.
+  await ingest(40, 1000);
+  await page.waitForFunction((n) => {
+    const c = window.__cairn.charts().count;
+    const total = c ? c.data.slice(1).reduce((s, ys) => s + ys.reduce((a, y) => a + (y || 0), 0), 0) : 0;
+    return total >= n;
+  }, out.count_before + 40, { timeout: 20000 }).catch((e) => out.errors.push(`no growth: ${e}`));
+  out.count_after = totalCount(await page.evaluate(() => window.__cairn.charts()));
+  out.not_reloaded = await page.evaluate(() => window.__notReloaded === true);
+  out.has_canvas = await page.$$eval(".chart canvas", (xs) => xs.length);
+
+  // 3. Hover: the legend shows the values under the cursor.
+  const plot = await page.$(".chart[data-agg=count] .u-over");
+  const box = await plot.boundingBox();
+  await page.mouse.move(box.x + box.width - 3, box.y + box.height / 2);
+  await page.waitForTimeout(200);
+  out.legend_hover = await page.textContent(".chart[data-agg=count] .legend");
+  if (shots) await page.screenshot({ path: path.join(shots, "query.png"), fullPage: true });
+
+  // 4. A reload restores the state from the hash.
+  await page.reload();
+  await page.waitForFunction(() => window.__cairn && window.__cairn.charts().p99, null, { timeout: 20000 });
+  out.state_after_reload = await page.evaluate(() => window.__cairn.state());
+  out.checked_aggs = await page.$$eval("#aggs input:checked", (xs) => xs.map((x) => x.value));
+
+  // 5. A query the node refuses (step 1s over 24 h: not a multiple of the
+  //    range tier's resolution) shows its code and message in the banner.
+  await page.selectOption("#range", "24h");
+  await page.waitForSelector("#banner:not([hidden])", { timeout: 10000 })
+    .catch((e) => out.errors.push(`no banner: ${e}`));
+  out.banner_server = await page.textContent("#banner");
+  if (shots) await page.screenshot({ path: path.join(shots, "error.png"), fullPage: false });
+  // A bad input is explained before anything is sent.
+  await page.selectOption("#range", "5m");
+  await page.fill("#aggs-extra", "median");
+  await page.dispatchEvent("#aggs-extra", "change");
+  await page.waitForFunction(() => document.querySelector("#banner").textContent.includes("bad_input"),
+    null, { timeout: 5000 }).catch((e) => out.errors.push(`no input banner: ${e}`));
+  out.banner_input = await page.textContent("#banner");
+  await page.fill("#aggs-extra", "");
+  await page.dispatchEvent("#aggs-extra", "change");
+  await page.waitForFunction(() => document.querySelector("#banner").hidden, null, { timeout: 10000 })
+    .catch((e) => out.errors.push(`banner not cleared: ${e}`));
+  out.banner_cleared = await page.evaluate(() => document.querySelector("#banner").hidden);
+
+  // 6. The overview page against the stats reply.
+  await page.click("#tab-overview");
+  await page.waitForFunction(() => window.__cairnOverview.rates().ingest !== null
+    && document.querySelector("#ov-partitions tbody tr"), null, { timeout: 15000 });
+  const stats = await api({ op: "stats" });
+  await page.waitForTimeout(2500);  // one more refresh, after our stats call
+  out.stats = { accepted: stats.events.accepted, series: stats.series, partitions: stats.partitions.length,
+                rss: stats.counters.cairn_process_rss_bytes };
+  out.cards = await page.$$eval("#ov-cards .card", (xs) =>
+    Object.fromEntries(xs.map((x) => [x.dataset.k, x.querySelector(".v").textContent])));
+  out.partition_rows = await page.$$eval("#ov-partitions tbody tr", (xs) => xs.length);
+  out.memory_rows = await page.$$eval("#ov-memory tbody tr td:first-child", (xs) => xs.map((x) => x.textContent));
+  out.members = await page.$$eval("#ov-members tbody tr", (xs) => xs.map((x) => x.textContent));
+  if (shots) await page.screenshot({ path: path.join(shots, "overview.png"), fullPage: true });
+} catch (e) {
+  out.errors.push(String(e));
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(out));
