@@ -113,9 +113,80 @@ try {
   out.memory_rows = await page.$$eval("#ov-memory tbody tr td:first-child", (xs) => xs.map((x) => x.textContent));
   out.members = await page.$$eval("#ov-members tbody tr", (xs) => xs.map((x) => x.textContent));
   if (shots) await page.screenshot({ path: path.join(shots, "overview.png"), fullPage: true });
+
+  // 7. The WebSocket feed: /v1/live answered by this script (playwright's
+  //    routeWebSocket) with the protocol's frames, so the client's side is
+  //    checked whether or not the node has the endpoint.
+  out.ws = await checkWebSocket(browser);
 } catch (e) {
   out.errors.push(String(e));
 } finally {
   await browser.close();
 }
 console.log(JSON.stringify(out));
+
+async function checkWebSocket(browser) {
+  const r = { frames: [] };
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  page.on("pageerror", (e) => out.errors.push(`ws page: ${e}`));
+  const t0 = Math.floor(Date.now() / 1000) * 1000 - 10000;
+  let sock = null, sub = null, connects = 0;
+  await page.routeWebSocket(/\/v1\/live$/, (ws) => {
+    connects++;
+    sock = ws;
+    ws.onMessage((text) => {
+      const m = JSON.parse(text);
+      r.frames.push(m);
+      if (m.op !== "subscribe") return;
+      sub = m;
+      ws.send(JSON.stringify({ id: m.id, ok: true, type: "snapshot", step: 1000, tier: "1s", partial: false,
+        series: [{ tags: { host: "h1" }, points: [{ t: t0, count: 5, p99: 1.5 }] }] }));
+    });
+  });
+  const send = (msg) => sock.send(JSON.stringify({ id: sub.id, ...msg }));
+  const charts = () => page.evaluate(() => window.__cairn.charts());
+  const hash = `#query?metric=${encodeURIComponent(metric)}&aggs=count,p99&group_by=host&range=5m&step=1s`;
+  await page.goto(`${base}/${hash}`);
+  await page.waitForFunction(() => window.__cairn && window.__cairn.mode() === "websocket"
+    && window.__cairn.charts().count, null, { timeout: 15000 });
+  r.indicator = await page.textContent("#live-mode");
+  r.subscribe = sub;
+  r.snapshot = (await charts()).count.data;
+  // An update replaces the point with the same t and appends a new one.
+  send({ type: "update", series: [{ tags: { host: "h1" },
+    points: [{ t: t0, count: 7, p99: 2 }, { t: t0 + 1000, count: 3, p99: 1 }] }] });
+  await page.waitForFunction(() => window.__cairn.updates() >= 1, null, { timeout: 5000 });
+  r.after_update = (await charts()).count.data;
+  // A new group gets its own line; a point older than the range is dropped.
+  send({ type: "update", series: [{ tags: { host: "h2" }, points: [{ t: t0 + 2000, count: 4, p99: 9 }] },
+                                  { tags: { host: "h1" }, points: [{ t: t0 - 600000, count: 99, p99: 99 }] }] });
+  await page.waitForFunction(() => window.__cairn.updates() >= 2, null, { timeout: 5000 });
+  const c2 = await charts();
+  r.labels = c2.count.labels;
+  r.after_second = c2.count.data;
+  // An error frame for the subscription shows in the banner.
+  send({ ok: false, error: { code: "too_many_series", message: "the query would return too many series" } });
+  await page.waitForSelector("#banner:not([hidden])", { timeout: 5000 }).catch(() => {});
+  r.banner = await page.textContent("#banner");
+  // A changed query: unsubscribe the old id, subscribe the new query.
+  const oldId = sub.id;
+  await page.uncheck("#aggs input[value=p99]");
+  await page.waitForFunction(() => window.__cairn.charts().count && !window.__cairn.charts().p99,
+    null, { timeout: 5000 });
+  await page.waitForTimeout(200);
+  r.unsubscribed = r.frames.some((f) => f.op === "unsubscribe" && f.id === oldId);
+  r.resubscribed = sub.id !== oldId ? sub.query : null;
+  // The socket closes: polling takes over, then the client reconnects.
+  await sock.close();
+  await page.waitForFunction(() => window.__cairn.mode() === "polling", null, { timeout: 5000 })
+    .catch((e) => out.errors.push(`no polling after close: ${e}`));
+  r.mode_after_close = await page.evaluate(() => window.__cairn.mode());
+  await page.waitForFunction(() => window.__cairn.mode() === "websocket", null, { timeout: 10000 })
+    .catch((e) => out.errors.push(`no reconnect: ${e}`));
+  r.mode_after_reconnect = await page.evaluate(() => window.__cairn.mode());
+  r.connects = connects;
+  r.t0 = t0;
+  if (shots) await page.screenshot({ path: path.join(shots, "websocket.png"), fullPage: true });
+  await page.close();
+  return r;
+}

@@ -17,7 +17,10 @@ group, the count chart grows without a reload (read through the page's
 values under the cursor, a reload restores the state from the hash, a query
 the node refuses shows its code and message in the banner and a bad input is
 explained before anything is sent, and the overview page's figures match the
-node's `stats` reply.
+node's `stats` reply. The WebSocket client is checked against /v1/live
+frames the browser script plays itself (snapshot, updates replacing and
+appending points, a new group, a point older than the range, an error frame,
+unsubscribe on a query change, polling after a close and the reconnect).
 """
 
 import json
@@ -98,6 +101,34 @@ def check_live(args, chk, node, browser_dir):
     chk.check(len(members) == len(stats["cluster"]["members"]) and members[0].startswith(stats["node"]),
               f"members {members}")
     chk.count(19)
+    check_websocket_client(chk, out.get("ws") or {})
+
+
+def check_websocket_client(chk, ws):
+    """The client side of /v1/live, against frames the browser script sends."""
+    t0 = ws.get("t0", 0) / 1000
+    sub = ws.get("subscribe") or {}
+    q = sub.get("query", {})
+    chk.check(sub.get("op") == "subscribe" and sub.get("id")
+              and q.get("metric") == "web.live" and q.get("aggs") == ["count", "p99"]
+              and q.get("group_by") == ["host"] and q.get("from") == "-5m" and q.get("step") == "1s",
+              f"subscribe frame: {sub}")
+    chk.check(ws.get("indicator") == "live: websocket", f"indicator: {ws.get('indicator')!r}")
+    chk.check(ws.get("snapshot") == [[t0], [5]], f"snapshot data: {ws.get('snapshot')}")
+    chk.check(ws.get("after_update") == [[t0, t0 + 1], [7, 3]],
+              f"update (replace t0, append t0+1s): {ws.get('after_update')}")
+    chk.check(ws.get("labels") == ["host=h1", "host=h2"]
+              and ws.get("after_second") == [[t0, t0 + 1, t0 + 2], [7, 3, None], [None, None, 4]],
+              f"new group, old point dropped: {ws.get('labels')} {ws.get('after_second')}")
+    chk.check("too_many_series" in ws.get("banner", "") and "too many series" in ws.get("banner", ""),
+              f"error frame not shown: {ws.get('banner')!r}")
+    chk.check(ws.get("unsubscribed") is True and (ws.get("resubscribed") or {}).get("aggs") == ["count"],
+              f"query change: unsubscribed {ws.get('unsubscribed')}, resubscribed {ws.get('resubscribed')}")
+    chk.check(ws.get("mode_after_close") == "polling" and ws.get("mode_after_reconnect") == "websocket"
+              and ws.get("connects", 0) >= 2,
+              f"close -> {ws.get('mode_after_close')}, reconnect -> {ws.get('mode_after_reconnect')}, "
+              f"{ws.get('connects')} connects")
+    chk.count(8)
 
 
 def main():

@@ -137,13 +137,19 @@ export class LiveFeed {
     this.pollTimer = null;
   }
 
+  /// A poll's answer still wanted: same query, and no subscription took
+  /// over while it was under way.
+  current(query) {
+    return query === this.query && (this.polling || !this.live);
+  }
+
   async pollOnce() {
     const query = this.query;
     try {
       const reply = await api({ op: "query", ...query });
-      if (query === this.query) this.h.onSnapshot(reply);
+      if (this.current(query)) this.h.onSnapshot(reply);
     } catch (e) {
-      if (query === this.query) this.h.onError(e);
+      if (this.current(query)) this.h.onError(e);
     }
   }
 }
