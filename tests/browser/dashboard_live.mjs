@@ -79,6 +79,29 @@ try {
   out.state_after_reload = await page.evaluate(() => window.__cairn.state());
   out.checked_aggs = await page.$$eval("#aggs input:checked", (xs) => xs.map((x) => x.value));
 
+  // 4b. The metric search filters the picker; a where chip narrows the
+  //     query to one group, and its × removes it again.
+  await page.fill("#metric-search", "liv");
+  out.search_options = await page.$$eval("#metric option", (xs) => xs.map((x) => x.textContent));
+  await page.fill("#metric-search", "");
+  await page.dispatchEvent("#metric-search", "input");
+  await page.selectOption("#where-key", "host");
+  await page.dispatchEvent("#where-key", "change");
+  await page.selectOption("#where-value", "h1");
+  await page.click("#where-add");
+  await page.waitForFunction(() => {
+    const c = window.__cairn.charts().count;
+    return c && c.labels.length === 1;
+  }, null, { timeout: 10000 }).catch((e) => out.errors.push(`where: ${e}`));
+  out.where_labels = (await page.evaluate(() => window.__cairn.charts())).count.labels;
+  out.where_chips = await page.$$eval("#where-chips .chip", (xs) => xs.map((x) => x.title));
+  out.where_hash = await page.evaluate(() => decodeURIComponent(location.hash));
+  await page.click("#where-chips .chip .x");
+  await page.waitForFunction(() => {
+    const c = window.__cairn.charts().count;
+    return c && c.labels.length === 2;
+  }, null, { timeout: 10000 }).catch((e) => out.errors.push(`where removed: ${e}`));
+
   // 5. A query the node refuses (step 1s over 24 h: not a multiple of the
   //    range tier's resolution) shows its code and message in the banner.
   await page.selectOption("#range", "24h");

@@ -75,6 +75,11 @@ def check_live(args, chk, node, browser_dir):
               and st.get("group_by") == ["host"] and st.get("step") == "1s"
               and st.get("range") == "5m" and out.get("checked_aggs") == ["count", "p99"],
               f"state after reload: {st}, checked {out.get('checked_aggs')}")
+    chk.check(out.get("search_options") == ["web.live"], f"search 'liv': {out.get('search_options')}")
+    chk.check(out.get("where_labels") == ["host=h1"] and out.get("where_chips") == ["host=h1"]
+              and "where=host=h1" in out.get("where_hash", ""),
+              f"where chip: labels {out.get('where_labels')}, chips {out.get('where_chips')}, "
+              f"hash {out.get('where_hash')!r}")
     srv = out.get("banner_server", "")
     chk.check("bad_request" in srv and "step" in srv, f"banner for a refused query: {srv!r}")
     inp = out.get("banner_input", "")
@@ -100,7 +105,7 @@ def check_live(args, chk, node, browser_dir):
     members = out.get("members", [])
     chk.check(len(members) == len(stats["cluster"]["members"]) and members[0].startswith(stats["node"]),
               f"members {members}")
-    chk.count(19)
+    chk.count(21)
     check_websocket_client(chk, out.get("ws") or {})
 
 

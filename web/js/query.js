@@ -318,6 +318,16 @@ function draw() {
   $("charts").replaceChildren(...state.aggs.map((a) => charts.get(a).box));
 }
 
+/// Tick labels: seconds when the axis spans under 10 minutes, the date as
+/// well when it spans more than a day.
+function timeLabel(u) {
+  const span = u.scales.x.max - u.scales.x.min;
+  const opts = span < 600 ? { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false }
+    : { hour: "2-digit", minute: "2-digit", hour12: false };
+  if (span > 86400) Object.assign(opts, { month: "short", day: "numeric" });
+  return (v) => new Date(v * 1000).toLocaleString("en-GB", opts);
+}
+
 function xRange(min, max) {
   if (state.range in RANGES) {
     const now = Date.now() / 1000;
@@ -358,7 +368,7 @@ function makeChart(agg, labels, data) {
       });
       return;
     }
-    time.textContent = new Date(d[0][idx] * 1000).toLocaleTimeString();
+    time.textContent = new Date(d[0][idx] * 1000).toLocaleTimeString("en-GB", { hour12: false });
     values.forEach((v, i) => { v.textContent = fmtNum(d[i + 1][idx]); });
   };
   c.showLast = () => showAt(c.u.cursor.idx);
@@ -373,7 +383,7 @@ function makeChart(agg, labels, data) {
       label, stroke: COLORS[i % COLORS.length], width: 1.5, spanGaps: false,
       points: { show: data[0].length < 60 },
     }))],
-    axes: [{}, { size: 60, values: (u, vals) => vals.map((v) => fmtNum(v)) }],
+    axes: [{ space: 70, values: (u, splits) => splits.map(timeLabel(u)) }, { size: 60, values: (u, vals) => vals.map((v) => fmtNum(v)) }],
     hooks: { setCursor: [(u) => showAt(u.cursor.idx)] },
   };
   c.u = new uPlot(opts, data, plot);
