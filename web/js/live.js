@@ -113,6 +113,11 @@ export class LiveFeed {
     if (msg.ok === false) {
       const err = msg.error || {};
       this.h.onError(new ApiError(err.code || "error", err.message || "subscription failed"));
+      // A recovering node refuses for a while: ask again (the same query).
+      if (err.code === "unavailable") {
+        const id = this.subId;
+        setTimeout(() => { if (this.subId === id && this.wsOpen) this.subscribe(); }, POLL_MS);
+      }
       return;
     }
     if (msg.type === "snapshot") this.h.onSnapshot(msg);

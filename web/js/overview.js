@@ -41,6 +41,8 @@ function render(s) {
     card("open connections", fmtNum(s.connections ? s.connections.open : null), "connections"),
     card("memory (RSS)", fmtBytes(c.cairn_process_rss_bytes), "rss"),
     card("uptime", fmtDuration(s.uptime_ms), "uptime"),
+    ...(s.live ? [card("live subscriptions", fmtNum(s.live.subscriptions), "live_subscriptions"),
+                  card("live clients", fmtNum(s.live.clients), "live_clients")] : []),
     ...(s.ack_latency_ms !== undefined
       ? [card("ack latency", `${fmtNum(s.ack_latency_ms)} ms`, "ack_latency")] : []));
   $("ov-node").textContent = `node ${s.node} · v${s.version || "?"} · ${s.status}`;
