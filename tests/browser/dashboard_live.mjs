@@ -136,6 +136,11 @@ try {
   out.memory_rows = await page.$$eval("#ov-memory tbody tr td:first-child", (xs) => xs.map((x) => x.textContent));
   out.members = await page.$$eval("#ov-members tbody tr", (xs) => xs.map((x) => x.textContent));
   if (shots) await page.screenshot({ path: path.join(shots, "overview.png"), fullPage: true });
+  // The ingest rate follows events sent while the page is open.
+  await ingest(200, 5);
+  await page.waitForFunction(() => window.__cairnOverview.rates().ingest > 0, null, { timeout: 8000 })
+    .catch((e) => out.errors.push(`ingest rate stays 0: ${e}`));
+  out.rate_card = await page.textContent("#ov-cards .card[data-k=ingest_rate] .v");
 
   // 7. The WebSocket feed: /v1/live answered by this script (playwright's
   //    routeWebSocket) with the protocol's frames, so the client's side is
