@@ -152,6 +152,9 @@ def main():
     try:
         chk.require(os.path.isdir(os.path.join(browser_dir, "node_modules", "playwright-core")),
                     "playwright-core missing: run scripts/install-deps.sh")
+        chk.require(os.path.isfile(os.path.join(args.source_dir, "web", "node_modules", "uplot", "dist",
+                                                "uPlot.iife.min.js")),
+                    "web/node_modules/uplot missing: run scripts/install-deps.sh (npm ci in web/)")
         node.start()
         node.wait_ready()
         now = h.now_ms()
