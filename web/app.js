@@ -2,7 +2,7 @@
 // pages (#query, #overview) and the node's status. The pages talk to the node
 // through POST /api (docs/protocol.md) and the live feed /v1/live.
 import { $, api, showError, clearError } from "./js/util.js";
-import { initQuery } from "./js/query.js";
+import { initQuery, queryHash } from "./js/query.js";
 import { showOverview } from "./js/overview.js";
 
 function route() {
@@ -29,20 +29,21 @@ async function ping() {
   }
 }
 
-const hash = location.hash.replace(/^#/, "");
+// The query state: the address's, else this tab's last one (a reload of
+// the overview), else the defaults.
+let saved = "";
+try { saved = sessionStorage.getItem("cairn.query") || ""; } catch (e) { /* storage off */ }
+const hash = (location.hash.startsWith("#query") ? location.hash : saved).replace(/^#/, "");
 const q = hash.indexOf("?");
 initQuery(new URLSearchParams(hash.startsWith("query") && q >= 0 ? hash.slice(q + 1) : ""));
 // The query page keeps its state in the hash; going back to it restores it.
-let queryHash = hash.startsWith("query") ? location.hash : "#query";
 $("tab-query").addEventListener("click", (e) => {
   e.preventDefault();
-  history.replaceState(null, "", queryHash);
+  history.pushState(null, "", queryHash());
   route();
 });
-window.addEventListener("hashchange", () => {
-  if (location.hash.startsWith("#query")) queryHash = location.hash;
-  route();
-});
+window.addEventListener("hashchange", route);
+window.addEventListener("popstate", route);
 route();
 ping();
 setInterval(ping, 5000);

@@ -141,6 +141,17 @@ try {
   await page.waitForFunction(() => window.__cairnOverview.rates().ingest > 0, null, { timeout: 8000 })
     .catch((e) => out.errors.push(`ingest rate stays 0: ${e}`));
   out.rate_card = await page.textContent("#ov-cards .card[data-k=ingest_rate] .v");
+  // A reload stays on the overview; the Query tab brings the query back.
+  await page.reload();
+  await page.waitForSelector("#ov-partitions tbody tr", { timeout: 10000 })
+    .catch((e) => out.errors.push(`overview after reload: ${e}`));
+  out.overview_reload = { hash: await page.evaluate(() => location.hash),
+                          shown: await page.isVisible("#page-overview") };
+  await page.click("#tab-query");
+  await page.waitForFunction(() => window.__cairn.charts().count, null, { timeout: 10000 })
+    .catch((e) => out.errors.push(`back to query: ${e}`));
+  out.query_tab = { hash: await page.evaluate(() => decodeURIComponent(location.hash)),
+                    shown: await page.isVisible("#page-query") };
 
   // 7. The WebSocket feed: /v1/live answered by this script (playwright's
   //    routeWebSocket) with the protocol's frames, so the client's side is

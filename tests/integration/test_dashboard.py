@@ -105,13 +105,18 @@ def check_live(args, chk, node, browser_dir):
     chk.check(cards.get("ingest_rate", "").endswith("ev/s"), f"ingest rate {cards.get('ingest_rate')!r}")
     chk.check(out.get("partition_rows") == len(stats["partitions"]),
               f"{out.get('partition_rows')} partition rows, stats has {len(stats['partitions'])}")
+    ovr, qt = out.get("overview_reload") or {}, out.get("query_tab") or {}
+    chk.check(ovr.get("hash") == "#overview" and ovr.get("shown") is True
+              and qt.get("shown") is True and "metric=web.live" in qt.get("hash", "")
+              and "aggs=count" in qt.get("hash", ""),
+              f"overview reload {ovr}, query tab {qt}")
     mem = sorted(k for k in stats["counters"] if k.startswith("cairn_memory_"))
     chk.check(mem and all(k in out.get("memory_rows", []) for k in mem),
               f"memory rows {out.get('memory_rows')} lack some of {mem}")
     members = out.get("members", [])
     chk.check(len(members) == len(stats["cluster"]["members"]) and members[0].startswith(stats["node"]),
               f"members {members}")
-    chk.count(22)
+    chk.count(23)
     check_websocket_client(chk, out.get("ws") or {})
 
 

@@ -43,7 +43,8 @@ export function readHash(params) {
   state.live = params.get("live") !== "0";
 }
 
-function writeHash() {
+/// The query page's state as a URL hash.
+export function queryHash() {
   const p = new URLSearchParams();
   if (state.metric) p.set("metric", state.metric);
   p.set("aggs", state.aggs.join(","));
@@ -53,7 +54,15 @@ function writeHash() {
   if (state.range === "custom") { p.set("from", state.from); p.set("to", state.to); }
   if (state.step) p.set("step", state.step);
   if (!state.live) p.set("live", "0");
-  history.replaceState(null, "", `#query?${p}`);
+  return `#query?${p}`;
+}
+
+function writeHash() {
+  // The overview keeps its own address; the query state waits for the tab
+  // (and survives a reload of the overview in this tab's sessionStorage).
+  const hash = queryHash();
+  if (!location.hash.startsWith("#overview")) history.replaceState(null, "", hash);
+  try { sessionStorage.setItem("cairn.query", hash); } catch (e) { /* storage off */ }
 }
 
 // ---- controls ------------------------------------------------------------
