@@ -14,6 +14,7 @@ PACKAGES=(
   libssl-dev libleveldb-dev libsnappy-dev libprotobuf-dev protobuf-compiler zlib1g-dev libspdlog-dev libfmt-dev libjwt-dev libxxhash-dev
   libreadline-dev libbenchmark-dev
   netcat-openbsd python3 tmux expect procps openssl
+  nodejs  # npm ci of web/: the dashboard's chart library
 )
 if [ "${CAIRN_DEPS:-all}" != "build" ]; then
   # Tests and tutorials: curl and Go for docs/tutorial.md, Node.js for it and
@@ -27,7 +28,7 @@ if [ "${CAIRN_DEPS:-all}" != "build" ]; then
   # test_prometheus_api.py) and the remote_write test
   # (test_remote_write.py); victoria-metrics the query benchmark's
   # competitor (tests/soak/prom_query_bench.py).
-  PACKAGES+=(curl golang-go nodejs python3-kubernetes systemd
+  PACKAGES+=(curl golang-go python3-kubernetes systemd
              chromium clang libclang-rt-14-dev librapidcheck-dev
              prometheus victoria-metrics)
   # python3-websockets for the live-subscription tests and benchmark
@@ -51,7 +52,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 # Debian ships npm separately; some Node.js builds bring their own.
-if [ "${CAIRN_DEPS:-all}" != "build" ] && ! command -v npm >/dev/null 2>&1; then
+if ! command -v npm >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get install -y -qq --no-install-recommends npm
 fi
@@ -59,12 +60,17 @@ echo "install-deps: all ${#PACKAGES[@]} packages present"
 
 # Project-local npm packages, pinned by the lock files next to them, never
 # global (playwright-core drives Debian's chromium; it downloads no browser).
-if [ "${CAIRN_DEPS:-all}" != "build" ]; then
-  for dir in tools tests/browser; do
-    stamp="$here/$dir/node_modules/.package-lock.json"
-    if [ ! -f "$stamp" ] || [ "$here/$dir/package-lock.json" -nt "$stamp" ]; then
-      (cd "$here/$dir" && npm ci --no-audit --no-fund --loglevel=error)
-    fi
-    echo "install-deps: $dir/node_modules present"
-  done
-fi
+# web/ holds the dashboard's chart library (uPlot), served by the node from
+# its web root (docs/operations.md, "Dashboard"): it is part of what is
+# shipped, so the container's build stage installs it too (CAIRN_DEPS=build).
+npm_dirs=(web)
+if [ "${CAIRN_DEPS:-all}" != "build" ]; then npm_dirs+=(tools tests/browser); fi
+for dir in "${npm_dirs[@]}"; do
+  # The container's build stage copies only web/'s manifest before this.
+  [ -f "$here/$dir/package-lock.json" ] || continue
+  stamp="$here/$dir/node_modules/.package-lock.json"
+  if [ ! -f "$stamp" ] || [ "$here/$dir/package-lock.json" -nt "$stamp" ]; then
+    (cd "$here/$dir" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+  echo "install-deps: $dir/node_modules present"
+done

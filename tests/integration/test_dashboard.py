@@ -1,4 +1,5 @@
-"""The dashboard in a real browser: values from clients never become markup.
+"""The dashboard in a real browser: values from clients never become markup,
+and the query and overview pages work against a real node.
 
 A node gets events whose tag values are HTML (`<img src=x onerror=...>`, a
 quote-and-ampersand string); headless Chromium (Debian's chromium, driven by
@@ -6,6 +7,20 @@ playwright-core from tests/browser) opens the dashboard, picks the metric,
 groups by that tag, and the test asserts: no injected element exists, the
 injected handler never ran, the legend shows the values as literal text, and
 the page is served with a Content-Security-Policy that forbids inline script.
+
+Then tests/browser/dashboard_live.mjs opens the query page from a URL hash
+(metric, count and p99, grouped by host), sends more events through POST /api
+and the test asserts: one chart per aggregation with one legend entry per
+group, the count chart grows without a reload (read through the page's
+`window.__cairn` hook), the live indicator names the feed in use (WebSocket
+/v1/live, or polling when the node has no such endpoint), hovering shows the
+values under the cursor, a reload restores the state from the hash, a query
+the node refuses shows its code and message in the banner and a bad input is
+explained before anything is sent, and the overview page's figures match the
+node's `stats` reply. The WebSocket client is checked against /v1/live
+frames the browser script plays itself (snapshot, updates replacing and
+appending points, a new group, a point older than the range, an error frame,
+unsubscribe on a query change, polling after a close and the reconnect).
 """
 
 import json
@@ -19,6 +34,119 @@ EVIL = '<img src=x onerror="window.__pwned=true">'
 QUOTED = 'a"b\'c&d<b>bold</b>'
 
 
+def check_live(args, chk, node, browser_dir):
+    now = h.now_ms()
+    first = [{"metric": "web.live", "ts": now - 30000 + i * 500, "value": i,
+              "tags": {"host": "h1" if i % 2 else "h2"}} for i in range(50)]
+    with node.client() as c:
+        c.send_lines(first)
+        r = c.request({"op": "flush"})
+    chk.require(r.get("accepted") == 50, f"flush: {r}")
+    shots = os.path.join(node.tmp, "shots")
+    os.makedirs(shots, exist_ok=True)
+    p = h.run(["node", os.path.join(browser_dir, "dashboard_live.mjs"),
+               f"http://127.0.0.1:{node.http_port}", "web.live", shots],
+              timeout=150, cwd=browser_dir)
+    lines = [ln for ln in p.stdout.decode(errors="replace").splitlines() if ln.startswith("{")]
+    chk.require(p.returncode == 0 and lines,
+                f"browser run failed ({p.returncode}): {p.stderr.decode(errors='replace')[-2000:]}")
+    out = json.loads(lines[-1])
+    h.log(f"live page: {json.dumps(out)[:3000]}")
+    h.log(f"screenshots in {shots}")
+    chk.check(not out.get("errors"), f"page errors: {out.get('errors')}")
+    # The node of this branch may lack /v1/live: its refused handshake is
+    # the one console error allowed.
+    noise = [m for m in out.get("console", []) if "/v1/live" not in m]
+    chk.check(not noise, f"console errors: {noise}")
+    chk.check(out.get("aggs_shown") == ["count", "p99"], f"charts: {out.get('aggs_shown')}")
+    chk.check(out.get("has_canvas") == 2, f"{out.get('has_canvas')} uPlot canvases, want 2")
+    chk.check(out.get("labels") == ["host=h1", "host=h2"], f"legend labels: {out.get('labels')}")
+    chk.check(out.get("count_before") == 50, f"count before: {out.get('count_before')}")
+    chk.check(out.get("count_after", 0) >= 90, f"count after 40 more events: {out.get('count_after')}")
+    chk.check(out.get("not_reloaded") is True, "the page reloaded to show new data")
+    mode = out.get("mode")
+    chk.check(mode in ("websocket", "polling") and out.get("indicator") == f"live: {mode}",
+              f"live mode {mode!r}, indicator {out.get('indicator')!r}")
+    hover = out.get("legend_hover", "")
+    chk.check("host=h1" in hover and "latest" not in hover and ":" in hover,
+              f"hover legend: {hover!r}")
+    st = out.get("state_after_reload", {})
+    chk.check(st.get("metric") == "web.live" and st.get("aggs") == ["count", "p99"]
+              and st.get("group_by") == ["host"] and st.get("step") == "1s"
+              and st.get("range") == "5m" and out.get("checked_aggs") == ["count", "p99"],
+              f"state after reload: {st}, checked {out.get('checked_aggs')}")
+    chk.check(out.get("search_options") == ["web.live"], f"search 'liv': {out.get('search_options')}")
+    chk.check(out.get("where_labels") == ["host=h1"] and out.get("where_chips") == ["host=h1"]
+              and "where=host=h1" in out.get("where_hash", ""),
+              f"where chip: labels {out.get('where_labels')}, chips {out.get('where_chips')}, "
+              f"hash {out.get('where_hash')!r}")
+    srv = out.get("banner_server", "")
+    chk.check("bad_request" in srv and "step" in srv, f"banner for a refused query: {srv!r}")
+    inp = out.get("banner_input", "")
+    chk.check("bad_input" in inp and "median" in inp and "bad_request" not in inp,
+              f"banner for a bad input: {inp!r}")
+    chk.check(out.get("banner_cleared") is True, "banner stays after a good query")
+    # Overview: the cards against the node's stats (no events since: the
+    # browser script took this reply just before reading the cards; the
+    # 200 events it sends afterwards are for the rate).
+    with node.client() as c:
+        stats = c.request({"op": "stats"})
+    seen = out.get("stats", {})
+    cards = out.get("cards", {})
+    chk.check(cards.get("accepted") == f"{seen.get('accepted', -1):,}" and seen.get("accepted") == 110
+              and stats["events"]["accepted"] == 310,
+              f"accepted card {cards.get('accepted')!r}, stats then {seen}, now {stats['events']}")
+    chk.check(cards.get("series") == f"{stats['series']:,}",
+              f"series card {cards.get('series')!r}, stats {stats['series']}")
+    rate = out.get("rate_card", "")
+    chk.check(rate.endswith(" ev/s") and float(rate.split()[0].replace(",", "") or 0) > 0,
+              f"ingest rate after 200 events: {rate!r}")
+    chk.check(cards.get("status") == stats["status"], f"status card {cards.get('status')!r}")
+    chk.check(cards.get("ingest_rate", "").endswith("ev/s"), f"ingest rate {cards.get('ingest_rate')!r}")
+    chk.check(out.get("partition_rows") == len(stats["partitions"]),
+              f"{out.get('partition_rows')} partition rows, stats has {len(stats['partitions'])}")
+    ovr, qt = out.get("overview_reload") or {}, out.get("query_tab") or {}
+    chk.check(ovr.get("hash") == "#overview" and ovr.get("shown") is True
+              and qt.get("shown") is True and "metric=web.live" in qt.get("hash", "")
+              and "aggs=count" in qt.get("hash", ""),
+              f"overview reload {ovr}, query tab {qt}")
+    mem = sorted(k for k in stats["counters"] if k.startswith("cairn_memory_"))
+    chk.check(mem and all(k in out.get("memory_rows", []) for k in mem),
+              f"memory rows {out.get('memory_rows')} lack some of {mem}")
+    members = out.get("members", [])
+    chk.check(len(members) == len(stats["cluster"]["members"]) and members[0].startswith(stats["node"]),
+              f"members {members}")
+    chk.count(23)
+    check_websocket_client(chk, out.get("ws") or {})
+
+
+def check_websocket_client(chk, ws):
+    """The client side of /v1/live, against frames the browser script sends."""
+    t0 = ws.get("t0", 0) / 1000
+    sub = ws.get("subscribe") or {}
+    q = sub.get("query", {})
+    chk.check(sub.get("op") == "subscribe" and sub.get("id")
+              and q.get("metric") == "web.live" and q.get("aggs") == ["count", "p99"]
+              and q.get("group_by") == ["host"] and q.get("from") == "-5m" and q.get("step") == "1s",
+              f"subscribe frame: {sub}")
+    chk.check(ws.get("indicator") == "live: websocket", f"indicator: {ws.get('indicator')!r}")
+    chk.check(ws.get("snapshot") == [[t0], [5]], f"snapshot data: {ws.get('snapshot')}")
+    chk.check(ws.get("after_update") == [[t0, t0 + 1], [7, 3]],
+              f"update (replace t0, append t0+1s): {ws.get('after_update')}")
+    chk.check(ws.get("labels") == ["host=h1", "host=h2"]
+              and ws.get("after_second") == [[t0, t0 + 1, t0 + 2], [7, 3, None], [None, None, 4]],
+              f"new group, old point dropped: {ws.get('labels')} {ws.get('after_second')}")
+    chk.check("too_many_series" in ws.get("banner", "") and "too many series" in ws.get("banner", ""),
+              f"error frame not shown: {ws.get('banner')!r}")
+    chk.check(ws.get("unsubscribed") is True and (ws.get("resubscribed") or {}).get("aggs") == ["count"],
+              f"query change: unsubscribed {ws.get('unsubscribed')}, resubscribed {ws.get('resubscribed')}")
+    chk.check(ws.get("mode_after_close") == "polling" and ws.get("mode_after_reconnect") == "websocket"
+              and ws.get("connects", 0) >= 2,
+              f"close -> {ws.get('mode_after_close')}, reconnect -> {ws.get('mode_after_reconnect')}, "
+              f"{ws.get('connects')} connects")
+    chk.count(8)
+
+
 def main():
     args = h.parse_args(__doc__)
     chk = h.Checker("test_dashboard")
@@ -29,6 +157,9 @@ def main():
     try:
         chk.require(os.path.isdir(os.path.join(browser_dir, "node_modules", "playwright-core")),
                     "playwright-core missing: run scripts/install-deps.sh")
+        chk.require(os.path.isfile(os.path.join(args.source_dir, "web", "node_modules", "uplot", "dist",
+                                                "uPlot.iife.min.js")),
+                    "web/node_modules/uplot missing: run scripts/install-deps.sh (npm ci in web/)")
         node.start()
         node.wait_ready()
         now = h.now_ms()
@@ -57,6 +188,7 @@ def main():
         chk.check("script-src 'self'" in csp and "unsafe-inline" not in csp.split("style-src")[0],
                   f"no Content-Security-Policy forbidding inline script: {csp!r}")
         chk.count(4)
+        check_live(args, chk, node, browser_dir)
     except h.TestFailure as e:
         chk.check(False, str(e))
     finally:

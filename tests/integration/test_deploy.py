@@ -117,6 +117,13 @@ def check_dockerfile(args, chk):
     build_runs = " ".join(a for s, i, a in ins if s == 0 and i == "RUN")
     chk.check("scripts/install-deps.sh" in build_runs,
               "build stage does not run scripts/install-deps.sh")
+    # The dashboard's chart library: web/'s lock file reaches install-deps.sh
+    # (npm ci there) before it runs, and the host's node_modules stays out.
+    build_copies = [a for s, i, a in ins if s == 0 and i == "COPY"]
+    chk.check(any("web/package-lock.json" in a for a in build_copies[:2]),
+              f"build stage does not copy web/package-lock.json before install-deps: {build_copies}")
+    ignore = open(os.path.join(args.source_dir, ".dockerignore"), encoding="utf-8").read().split()
+    chk.check("web/node_modules/" in ignore, ".dockerignore does not exclude web/node_modules/")
     rt = [(i, a) for s, i, a in ins if s == 1]
     users = [a for i, a in rt if i == "USER"]
     chk.check(users and not users[-1].startswith(("root", "0")),
@@ -183,6 +190,10 @@ def check_image_config_and_healthcheck(args, chk, health_cmd):
         with urllib.request.urlopen(f"http://127.0.0.1:{node.http_port}/", timeout=5) as r:
             chk.check(r.status == 200 and b"<" in r.read(200),
                       "dashboard not served with the image's config")
+        lib = f"http://127.0.0.1:{node.http_port}/node_modules/uplot/dist/uPlot.iife.min.js"
+        with urllib.request.urlopen(lib, timeout=5) as r:
+            chk.check(r.status == 200 and b"uPlot" in r.read(),
+                      "the dashboard's chart library is not served (npm ci in web/)")
         node.stop()
         code, out = run_probe(health_cmd, env)
         chk.check(code not in (0, None), f"HEALTHCHECK passes with no node: exit {code}")

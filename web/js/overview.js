@@ -1,0 +1,111 @@
+// The overview page: the node's `stats` reply every 2 s (docs/protocol.md):
+// ingest rate from successive counters, node status, partitions, cluster
+// members with their breakers, journal and memory figures.
+import { $, el, api, showError, clearError, fmtNum, fmtBytes, fmtDuration } from "./util.js";
+
+const REFRESH_MS = 2000;
+let prev = null;      // {t, accepted, rejected, requests}
+let timer = null;
+let gen = 0;          // a page switch ends the loop of the previous one
+let last = null;      // the last stats reply (test hook)
+let rates = { ingest: null, rejected: null, requests: null };
+
+function card(label, value, id) {
+  return el("div", { class: "card", "data-k": id },
+            el("div", { class: "v", text: value }), el("div", { class: "k", text: label }));
+}
+
+function table(headers, rows) {
+  return el("table", {},
+            el("thead", {}, el("tr", {}, ...headers.map((h) => el("th", { text: h })))),
+            el("tbody", {}, ...rows.map((r) => el("tr", {}, ...r.map((c) =>
+              c instanceof Node ? el("td", {}, c) : el("td", { text: c }))))));
+}
+
+function kvTable(obj, fmt) {
+  return table(["counter", "value"],
+               Object.entries(obj).sort().map(([k, v]) => [k, fmt(k, v)]));
+}
+
+function render(s) {
+  const c = s.counters || {};
+  const ev = s.events || {};
+  $("ov-cards").replaceChildren(
+    card("status", s.status, "status"),
+    card("ingest rate", rates.ingest === null ? "–" : `${fmtNum(rates.ingest)} ev/s`, "ingest_rate"),
+    card("rejected rate", rates.rejected === null ? "–" : `${fmtNum(rates.rejected)} ev/s`, "rejected_rate"),
+    card("events accepted", fmtNum(ev.accepted), "accepted"),
+    card("events rejected", fmtNum(ev.rejected), "rejected"),
+    card("series", fmtNum(s.series), "series"),
+    card("buckets", fmtNum(s.buckets), "buckets"),
+    card("open connections", fmtNum(s.connections ? s.connections.open : null), "connections"),
+    card("memory (RSS)", fmtBytes(c.cairn_process_rss_bytes), "rss"),
+    card("uptime", fmtDuration(s.uptime_ms), "uptime"),
+    ...(s.live ? [card("live subscriptions", fmtNum(s.live.subscriptions), "live_subscriptions"),
+                  card("live clients", fmtNum(s.live.clients), "live_clients")] : []),
+    ...(s.ack_latency_ms !== undefined
+      ? [card("ack latency", `${fmtNum(s.ack_latency_ms)} ms`, "ack_latency")] : []));
+  $("ov-node").textContent = `node ${s.node} · v${s.version || "?"} · ${s.status}`;
+
+  const parts = (s.partitions || []).map((p) => [
+    String(p.id), fmtNum(p.series), fmtNum(p.events), fmtNum(p.buckets),
+    fmtNum(p.journal_seq), fmtNum(p.snapshot_seq), fmtNum(p.replayed_events),
+    p.recovering ? "recovering" : (p.recovery_ms ? `recovered in ${fmtNum(p.recovery_ms)} ms` : "ready"),
+    fmtNum(p.duplicates)]);
+  $("ov-partitions").replaceChildren(table(
+    ["partition", "series", "events", "buckets", "journal seq", "snapshot seq", "replayed", "state", "duplicates"], parts));
+
+  const cl = s.cluster || {};
+  const members = (cl.members || []).map((m) => {
+    const b = m.breaker || {};
+    const state = m.self ? "self" : (b.state || "–");
+    return [m.name, m.address || (m.self ? "this node" : "–"), m.status_detail ? `${m.status} (${m.status_detail})` : (m.status || "–"),
+            el("span", { class: `breaker breaker-${state.replace(/[^a-z-]/g, "")}`, text: state }),
+            m.self ? "–" : fmtNum(b.consecutive_failures), m.self ? "–" : fmtNum(m.in_flight),
+            m.hints ? fmtNum(m.hints.pending) : "–"];
+  });
+  $("ov-cluster-info").textContent = cl.enabled
+    ? `cluster: ${fmtNum(cl.up)} up, ${fmtNum(cl.unreachable)} unreachable, partition map v${cl.partition_map ? cl.partition_map.version : "?"}`
+    : "single node (cluster off)";
+  $("ov-members").replaceChildren(table(
+    ["member", "address", "status", "breaker", "failures", "in flight", "hints pending"], members));
+
+  $("ov-journal").replaceChildren(s.journal
+    ? kvTable(s.journal, (k, v) => (k.endsWith("bytes") ? fmtBytes(v) : fmtNum(v)))
+    : el("p", { class: "muted", text: "journal off (persistence disabled)" }));
+  const mem = Object.fromEntries(Object.entries(c).filter(([k]) => k.startsWith("cairn_memory_") || k === "cairn_process_rss_bytes"));
+  $("ov-memory").replaceChildren(kvTable(mem, (k, v) => (k.includes("bytes") ? fmtBytes(v) : fmtNum(v))));
+}
+
+async function refresh() {
+  try {
+    const s = await api({ op: "stats" });
+    const now = performance.now();
+    const cur = { t: now, accepted: s.events ? s.events.accepted : 0, rejected: s.events ? s.events.rejected : 0 };
+    if (prev && now > prev.t) {
+      const dt = (now - prev.t) / 1000;
+      rates = { ingest: Math.max(0, (cur.accepted - prev.accepted) / dt),
+                rejected: Math.max(0, (cur.rejected - prev.rejected) / dt) };
+    }
+    prev = cur;
+    last = s;
+    render(s);
+    clearError("stats");
+  } catch (e) {
+    showError("stats", e);
+  }
+}
+
+export function showOverview(on) {
+  clearTimeout(timer);
+  timer = null;
+  const mine = ++gen;
+  if (!on) return;
+  const loop = async () => {
+    await refresh();
+    if (mine === gen) timer = setTimeout(loop, REFRESH_MS);
+  };
+  loop();
+}
+
+window.__cairnOverview = { stats: () => last, rates: () => rates };
