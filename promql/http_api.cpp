@@ -249,37 +249,29 @@ std::string render_value(const query_value& v) {
       append_point(out, v.time, v.scalar);
       break;
     case query_value::kind::vector:
-      out += "vector\",\"result\":[";
+    case query_value::kind::matrix: {
+      // A vector's series carry one point ("value"), a matrix's many
+      // ("values"); the rest of the shape is the same.
+      bool matrix = v.type == query_value::kind::matrix;
+      out += matrix ? "matrix\",\"result\":[" : "vector\",\"result\":[";
       for (size_t i = 0; i < v.series.size(); ++i) {
         auto& s = v.series[i];
         if (i > 0)
           out += ',';
         out += "{\"metric\":";
         append_labels(out, s.labels);
-        out += ",\"value\":";
-        append_point(out, s.points.front().first, s.points.front().second);
-        out += '}';
-      }
-      out += ']';
-      break;
-    case query_value::kind::matrix:
-      out += "matrix\",\"result\":[";
-      for (size_t i = 0; i < v.series.size(); ++i) {
-        auto& s = v.series[i];
-        if (i > 0)
-          out += ',';
-        out += "{\"metric\":";
-        append_labels(out, s.labels);
-        out += ",\"values\":[";
-        for (size_t k = 0; k < s.points.size(); ++k) {
+        out += matrix ? ",\"values\":[" : ",\"value\":";
+        auto points = matrix ? s.points.size() : 1;
+        for (size_t k = 0; k < points; ++k) {
           if (k > 0)
             out += ',';
           append_point(out, s.points[k].first, s.points[k].second);
         }
-        out += "]}";
+        out += matrix ? "]}" : "}";
       }
       out += ']';
       break;
+    }
   }
   out += '}';
   if (!v.warnings.empty()) {

@@ -8,6 +8,7 @@
 #include "runtime/node_config.hpp"
 #include "cqrs/series_key.hpp"
 #include "cqrs/time.hpp"
+#include "node_fixture.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/scoped_actor.hpp>
@@ -28,36 +29,17 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct system_fixture {
-  runtime::node_config cfg;
-  std::unique_ptr<caf::actor_system> sys;
-
-  explicit system_fixture(size_t partitions = 4) {
-    actors::register_message_types(cfg);
-    cfg.partitions = partitions;
-    cfg.set("scheduler.max-threads", size_t{2});
-    sys = std::make_unique<caf::actor_system>(cfg);
-  }
-};
+using test::system_fixture;
 
 /// Sends `lines` as one chunk and returns the reply lines.
 std::vector<json> roundtrip(actors::node& n, const std::vector<std::string>& lines,
                             uint64_t conn_id = 1) {
-  auto done = std::make_shared<std::promise<std::string>>();
-  auto result = done->get_future();
-  auto ctx = std::make_shared<runtime::connection_context>(
-    conn_id, "test", [done](uint64_t, std::string text) {
-      done->set_value(std::move(text));
-    });
   runtime::chunk c;
-  c.conn = ctx;
   for (auto& l : lines)
     c.data += l + "\n";
   c.barrier = c.data.find("\"op\"") != std::string::npos;
-  n.dispatch(std::move(c));
-  REQUIRE(result.wait_for(10s) == std::future_status::ready);
   std::vector<json> out;
-  std::istringstream in{result.get()};
+  std::istringstream in{test::dispatch_and_wait(n, std::move(c), conn_id)};
   for (std::string line; std::getline(in, line);)
     out.push_back(json::parse(line));
   return out;

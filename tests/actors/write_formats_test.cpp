@@ -4,6 +4,7 @@
 #include "actors/messages.hpp"
 #include "actors/node.hpp"
 #include "actors/write_routes.hpp"
+#include "node_fixture.hpp"
 #include "cqrs/influx_parser.hpp"
 #include "runtime/http_server.hpp"
 #include "runtime/node_config.hpp"
@@ -27,17 +28,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct system_fixture {
-  runtime::node_config cfg;
-  std::unique_ptr<caf::actor_system> sys;
-
-  system_fixture() {
-    actors::register_message_types(cfg);
-    cfg.partitions = 4;
-    cfg.set("scheduler.max-threads", size_t{2});
-    sys = std::make_unique<caf::actor_system>(cfg);
-  }
-};
+using test::system_fixture;
 
 struct answer {
   std::vector<json> replies;
@@ -47,17 +38,10 @@ struct answer {
 
 /// Sends one chunk and waits for its completion.
 answer roundtrip(actors::node& n, runtime::chunk c) {
-  auto done = std::make_shared<std::promise<std::string>>();
-  auto result = done->get_future();
-  auto ctx = std::make_shared<runtime::connection_context>(
-    7, "test", [done](uint64_t, std::string text) {
-      done->set_value(std::move(text));
-    });
-  c.conn = ctx;
-  n.dispatch(std::move(c));
-  REQUIRE(result.wait_for(10s) == std::future_status::ready);
+  std::shared_ptr<runtime::connection_context> ctx;
+  auto text = test::dispatch_and_wait(n, std::move(c), 7, &ctx);
   answer a;
-  std::istringstream in{result.get()};
+  std::istringstream in{text};
   for (std::string line; std::getline(in, line);)
     a.replies.push_back(json::parse(line));
   a.accepted = ctx->accepted.load();

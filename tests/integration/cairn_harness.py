@@ -32,6 +32,9 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 
 # Relative accuracy of the node's DDSketch is 1 % by default; allow a little
 # floating-point slack on top (the brief's 0.011).
@@ -726,6 +729,17 @@ def run_bounded(cmd, timeout=10):
         out, err = p.communicate()
         code = None
     return subprocess.CompletedProcess(cmd, code, out, err)
+
+
+def http_get_json(port, path, params=None, timeout=30):
+    """GET http://127.0.0.1:port/path?params (list values repeat the key);
+    returns (status, decoded JSON body), error statuses included."""
+    url = f"http://127.0.0.1:{port}{path}?" + urllib.parse.urlencode(params or {}, doseq=True)
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
 
 
 def is_error(reply, code=None):

@@ -170,13 +170,6 @@ def compare(chk, name, prom, cairn, tol, matrix_ts_slack=0.0):
             chk.count()
 
 
-def http_get(port, path, params):
-    url = f"http://127.0.0.1:{port}{path}?" + urllib.parse.urlencode(params, doseq=True)
-    try:
-        with urllib.request.urlopen(url, timeout=30) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
 
 
 def main():
@@ -322,7 +315,7 @@ def run_errors(chk, port, t0):
         (f"rate({COUNTER}[5m:1m])", "unsupported subquery"),
         ("sum(", "parse error"),
     ]:
-        st, body = http_get(port, "/api/v1/query", {"query": expr, "time": t})
+        st, body = H.http_get_json(port, "/api/v1/query", {"query": expr, "time": t})
         chk.check(st == 400 and body.get("status") == "error"
                   and body.get("errorType") == "bad_data"
                   and part in body.get("error", ""),
@@ -338,34 +331,34 @@ def run_errors(chk, port, t0):
         return datetime.datetime.fromtimestamp(sec, datetime.timezone.utc).strftime(
             "%Y-%m-%dT%H:%M:%SZ")
     q = f'max_over_time({GAUGE}{{job="api",instance=~"a|b"}}[1m])'
-    st1, b1 = http_get(port, "/api/v1/query_range",
+    st1, b1 = H.http_get_json(port, "/api/v1/query_range",
                        {"query": q, "start": rfc(t - 300), "end": rfc(t), "step": "1m"})
-    st2, b2 = http_get(port, "/api/v1/query_range",
+    st2, b2 = H.http_get_json(port, "/api/v1/query_range",
                        {"query": q, "start": t - 300, "end": t, "step": 60})
     chk.check(st1 == 200 and b1 == b2 and len(b1["data"]["result"]) == 2
               and all(len(x["values"]) == 6 for x in b1["data"]["result"]),
               f"RFC 3339 GET: {st1} {str(b1)[:300]} vs {str(b2)[:300]}")
-    st, body = http_get(port, "/api/v1/query_range",
+    st, body = H.http_get_json(port, "/api/v1/query_range",
                         {"query": q, "start": t - 300, "end": t, "step": "0"})
     chk.check(st == 400 and body.get("errorType") == "bad_data", f"step 0: {st} {body}")
-    st, body = http_get(port, "/api/v1/nothing", {})
+    st, body = H.http_get_json(port, "/api/v1/nothing", {})
     chk.check(st == 404 and body.get("errorType") == "not_found", f"404: {st} {body}")
     # Metadata endpoints.
-    st, body = http_get(port, "/api/v1/labels", {})
+    st, body = H.http_get_json(port, "/api/v1/labels", {})
     chk.check(st == 200 and body["data"] == ["__name__", "code", "instance", "job"],
               f"labels: {st} {body}")
-    st, body = http_get(port, "/api/v1/label/__name__/values", {})
+    st, body = H.http_get_json(port, "/api/v1/label/__name__/values", {})
     chk.check(st == 200 and body["data"] == [GAUGE, COUNTER] or
               body["data"] == sorted([GAUGE, COUNTER]), f"names: {st} {body}")
-    st, body = http_get(port, "/api/v1/label/instance/values",
+    st, body = H.http_get_json(port, "/api/v1/label/instance/values",
                         {"match[]": f'{GAUGE}{{job="api"}}'})
     chk.check(st == 200 and body["data"] == ["a", "b", "c"], f"values: {st} {body}")
-    st, body = http_get(port, "/api/v1/series",
+    st, body = H.http_get_json(port, "/api/v1/series",
                         {"match[]": [f'{COUNTER}{{code=~"[45]0."}}']})
     chk.check(st == 200 and [s["code"] for s in body["data"]] == ["404", "500"]
               and all(s["__name__"] == COUNTER for s in body["data"]),
               f"series: {st} {body}")
-    st, body = http_get(port, "/api/v1/status/buildinfo", {})
+    st, body = H.http_get_json(port, "/api/v1/status/buildinfo", {})
     chk.check(st == 200 and body["data"]["revision"].startswith("cairn-"),
               f"buildinfo: {st} {body}")
 

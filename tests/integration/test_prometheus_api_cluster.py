@@ -13,9 +13,6 @@ import json
 import os
 import sys
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cairn_harness as h  # noqa: E402
@@ -25,13 +22,6 @@ SERIES = 40
 PER_SERIES = 30
 
 
-def get(port, path, params):
-    url = f"http://127.0.0.1:{port}{path}?" + urllib.parse.urlencode(params, doseq=True)
-    try:
-        with urllib.request.urlopen(url, timeout=30) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
 
 
 def main():
@@ -50,7 +40,7 @@ def main():
             r = c.request({"op": "ingest", "events": events}, 30)
         chk.require(r.get("ok") and r.get("accepted") == len(events), f"ingest: {r}")
         q = {"query": "count_over_time(prom_part[2m])", "time": t / 1000}
-        st, body = get(n1.http_port, "/api/v1/query", q)
+        st, body = h.http_get_json(n1.http_port, "/api/v1/query", q)
         chk.check(st == 200 and body.get("status") == "success", f"full: {st} {body}")
         res = body.get("data", {}).get("result", [])
         chk.check(len(res) == SERIES, f"full: {len(res)} series, want {SERIES}")
@@ -62,7 +52,7 @@ def main():
         owned2 = cluster.owned(n2.name)
         n2.kill()
         time.sleep(3)
-        st, body = get(n1.http_port, "/api/v1/query", q)
+        st, body = h.http_get_json(n1.http_port, "/api/v1/query", q)
         chk.check(st == 200 and body.get("status") == "success", f"partial: {st} {str(body)[:300]}")
         res = body.get("data", {}).get("result", [])
         chk.check(0 < len(res) < SERIES,
@@ -74,7 +64,7 @@ def main():
                   and json.dumps(owned2, separators=(",", ":")) in w[0],
                   f"partial: warnings {w}, want one naming {owned2}")
         chk.count(len(res))
-        st, body = get(n1.http_port, "/api/v1/series", {"match[]": "prom_part"})
+        st, body = h.http_get_json(n1.http_port, "/api/v1/series", {"match[]": "prom_part"})
         chk.check(st == 200 and 0 < len(body.get("data", [])) < SERIES
                   and len(body.get("warnings", [])) == 1,
                   f"series while partial: {st} {str(body)[:300]}")
