@@ -134,6 +134,17 @@ std::string validate_metric(std::string_view metric, const event_limits& l) {
   return {};
 }
 
+std::string shown_value(std::string_view s) {
+  std::string out = "'";
+  for (char c : s.substr(0, 64)) {
+    auto u = static_cast<unsigned char>(c);
+    out += (u < 0x20 || u == 0x7f) ? '?' : c;
+  }
+  if (s.size() > 64)
+    out += "...";
+  return out + "'";
+}
+
 std::string validate_ts(millis ts, millis now, const event_limits& l) {
   if (ts < now - l.max_age)
     return "ts " + std::to_string(ts) + " is older than the longest retention ("

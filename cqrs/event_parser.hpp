@@ -109,4 +109,9 @@ std::string validate_metric(std::string_view metric, const event_limits& l);
 /// Empty if `ts` is within [now - max_age, now + max_future], else why not.
 std::string validate_ts(millis ts, millis now, const event_limits& l);
 
+/// A client value as shown in an error message (line protocol,
+/// remote_write): at most 64 bytes, control bytes replaced by '?', in single
+/// quotes.
+std::string shown_value(std::string_view s);
+
 } // namespace cairn::cqrs

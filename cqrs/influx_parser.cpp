@@ -47,20 +47,6 @@ void read_escaped(std::string_view line, size_t& i, std::string_view stops,
   }
 }
 
-std::string shown(std::string_view s) {
-  std::string out = "'";
-  for (char c : s.substr(0, 64)) {
-    auto u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u == 0x7f)
-      out += '?';
-    else
-      out += c;
-  }
-  if (s.size() > 64)
-    out += "...";
-  return out + "'";
-}
-
 /// The numeric value of an unquoted field: floats, `12i`, `12u`, booleans.
 std::optional<double> field_value(std::string_view v) {
   if (v.empty())
@@ -153,17 +139,17 @@ influx_line influx_parser::parse_line(std::string_view line, millis now,
     auto& v = tag_text_[tag_strings + 1];
     read_escaped(line, i, ",= ", ",= ", ",= \\", k);
     if (i >= line.size() || line[i] != '=')
-      return bad("line protocol: tag " + shown(k) + " has no '='");
+      return bad("line protocol: tag " + shown_value(k) + " has no '='");
     ++i;
     read_escaped(line, i, ", ", ",= ", ", \\", v);
     if (k.empty())
       return invalid("tag keys must not be empty");
     if (v.empty())
-      return invalid("tag " + shown(k) + " has an empty value");
+      return invalid("tag " + shown_value(k) + " has an empty value");
     tag_strings += 2;
   }
   if (i >= line.size() || line[i] != ' ')
-    return bad("line protocol: no fields after " + shown(measurement_));
+    return bad("line protocol: no fields after " + shown_value(measurement_));
   while (i < line.size() && line[i] == ' ')
     ++i;
   // -- fields ----------------------------------------------------------------
@@ -176,7 +162,7 @@ influx_line influx_parser::parse_line(std::string_view line, millis now,
     f.is_string = false;
     read_escaped(line, i, ",= ", ",= ", ",= \\", f.key);
     if (i >= line.size() || line[i] != '=')
-      return bad("line protocol: field " + shown(f.key) + " has no '='");
+      return bad("line protocol: field " + shown_value(f.key) + " has no '='");
     ++i;
     if (f.key.empty())
       return bad("line protocol: empty field key");
@@ -198,7 +184,7 @@ influx_line influx_parser::parse_line(std::string_view line, millis now,
       }
       if (!closed)
         return bad("line protocol: unterminated string in field "
-                   + shown(f.key));
+                   + shown_value(f.key));
       f.is_string = true;
     } else {
       auto start = i;
@@ -207,8 +193,8 @@ influx_line influx_parser::parse_line(std::string_view line, millis now,
       auto text = line.substr(start, i - start);
       auto v = field_value(text);
       if (!v)
-        return bad("line protocol: field " + shown(f.key)
-                   + " has an invalid value " + shown(text));
+        return bad("line protocol: field " + shown_value(f.key)
+                   + " has an invalid value " + shown_value(text));
       f.value = *v;
     }
     ++nfields;
@@ -227,7 +213,7 @@ influx_line influx_parser::parse_line(std::string_view line, millis now,
     int64_t raw = 0;
     auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), raw);
     if (ec != std::errc{} || p != text.data() + text.size())
-      return bad("line protocol: invalid timestamp " + shown(text));
+      return bad("line protocol: invalid timestamp " + shown_value(text));
     auto floor_div = [](int64_t a, int64_t b) {
       return a / b - ((a % b != 0) && ((a < 0) != (b < 0)) ? 1 : 0);
     };
@@ -254,10 +240,10 @@ influx_line influx_parser::parse_line(std::string_view line, millis now,
     return invalid("more than " + std::to_string(limits_.max_tags) + " tags");
   for (size_t t = 0; t < tag_strings; t += 2) {
     if (tag_text_[t].size() > limits_.max_tag_bytes)
-      return invalid("tag key " + shown(tag_text_[t]) + " is longer than "
+      return invalid("tag key " + shown_value(tag_text_[t]) + " is longer than "
                      + std::to_string(limits_.max_tag_bytes) + " bytes");
     if (tag_text_[t + 1].size() > limits_.max_tag_bytes)
-      return invalid("value of tag " + shown(tag_text_[t]) + " is longer than "
+      return invalid("value of tag " + shown_value(tag_text_[t]) + " is longer than "
                      + std::to_string(limits_.max_tag_bytes) + " bytes");
   }
   tags_.clear();
@@ -267,7 +253,7 @@ influx_line influx_parser::parse_line(std::string_view line, millis now,
             [](auto& x, auto& y) { return x.first < y.first; });
   for (size_t t = 1; t < tags_.size(); ++t)
     if (tags_[t].first == tags_[t - 1].first)
-      return invalid("duplicate tag key " + shown(tags_[t].first));
+      return invalid("duplicate tag key " + shown_value(tags_[t].first));
   if (auto msg = validate_ts(ts, now, limits_); !msg.empty())
     return invalid(std::move(msg));
   // -- one event per stored field ----------------------------------------------
@@ -276,14 +262,14 @@ influx_line influx_parser::parse_line(std::string_view line, millis now,
     if (f.is_string) {
       result.problems.push_back(
         {error_code::invalid_event,
-         "field " + shown(f.key)
+         "field " + shown_value(f.key)
            + " is a string; only integer, float and boolean fields are stored"});
       continue;
     }
     if (!std::isfinite(f.value)) {
       result.problems.push_back(
         {error_code::invalid_event,
-         "field " + shown(f.key) + " is not a finite number"});
+         "field " + shown_value(f.key) + " is not a finite number"});
       continue;
     }
     metric_ = measurement_;

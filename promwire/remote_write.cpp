@@ -15,19 +15,6 @@ namespace cairn::promwire {
 
 namespace {
 
-/// A client value as shown in a message: at most 64 bytes, control bytes
-/// replaced, in single quotes.
-std::string shown(std::string_view s) {
-  std::string out = "'";
-  for (char c : s.substr(0, 64)) {
-    auto u = static_cast<unsigned char>(c);
-    out += (u < 0x20 || u == 0x7f) ? '?' : c;
-  }
-  if (s.size() > 64)
-    out += "...";
-  return out + "'";
-}
-
 /// Why the labels of a series cannot make a Cairn series (empty = they
 /// can); on success `metric` and `tags` hold the series, tags sorted.
 std::string series_of(const prometheus::TimeSeries& ts,
@@ -48,10 +35,10 @@ std::string series_of(const prometheus::TimeSeries& ts,
     if (label.name().empty())
       return "a label has an empty name";
     if (label.name().size() > l.max_tag_bytes)
-      return "label " + shown(label.name()) + " is longer than "
+      return "label " + cqrs::shown_value(label.name()) + " is longer than "
              + std::to_string(l.max_tag_bytes) + " bytes";
     if (label.value().size() > l.max_tag_bytes)
-      return "value of label " + shown(label.name()) + " is longer than "
+      return "value of label " + cqrs::shown_value(label.name()) + " is longer than "
              + std::to_string(l.max_tag_bytes) + " bytes";
     tags.emplace_back(label.name(), label.value());
   }
@@ -60,14 +47,14 @@ std::string series_of(const prometheus::TimeSeries& ts,
   if (auto msg = cqrs::validate_metric(metric, l); !msg.empty())
     return msg;
   if (tags.size() > l.max_tags)
-    return "series " + shown(metric) + " has more than "
+    return "series " + cqrs::shown_value(metric) + " has more than "
            + std::to_string(l.max_tags) + " labels besides __name__";
   std::sort(tags.begin(), tags.end(),
             [](auto& x, auto& y) { return x.first < y.first; });
   for (size_t i = 1; i < tags.size(); ++i)
     if (tags[i].first == tags[i - 1].first)
-      return "series " + shown(metric) + ": duplicate label "
-             + shown(tags[i].first);
+      return "series " + cqrs::shown_value(metric) + ": duplicate label "
+             + cqrs::shown_value(tags[i].first);
   return {};
 }
 
@@ -133,13 +120,13 @@ remote_write_result decode_remote_write(std::string_view body, cqrs::millis now,
       }
       if (!std::isfinite(s.value())) {
         ++r.rejected;
-        problem("series " + shown(metric) + ": value must be a finite number");
+        problem("series " + cqrs::shown_value(metric) + ": value must be a finite number");
         continue;
       }
       if (auto msg = cqrs::validate_ts(s.timestamp(), now, limits);
           !msg.empty()) {
         ++r.rejected;
-        problem("series " + shown(metric) + ": " + msg);
+        problem("series " + cqrs::shown_value(metric) + ": " + msg);
         continue;
       }
       out.add(key, hash, s.timestamp(), s.value());
