@@ -37,6 +37,17 @@ namespace {
 
 /// Blocks SIGINT/SIGTERM in every thread (call before any thread starts) so
 /// that main can wait for them with sigwait.
+/// The connection figures of a TCP gateway (NDJSON or line protocol) as
+/// the stats reply shows them (docs/protocol.md, "stats").
+nlohmann::json gateway_json(const runtime::tcp_server_stats& st) {
+  return {{"open", st.connections_open},
+          {"accepted", st.connections_accepted},
+          {"refused", st.connections_refused},
+          {"timed_out", st.connections_timed_out},
+          {"lines_too_large", st.lines_too_large},
+          {"bytes_read", st.bytes_read}};
+}
+
 sigset_t block_stop_signals() {
   sigset_t set;
   sigemptyset(&set);
@@ -279,13 +290,7 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
   settings->gateway_stats = [&gateway, &gate_view, &http_view, &influx_gateway,
                              metrics = settings->metrics](nlohmann::json& out) {
     if (auto* lp = influx_gateway.load()) {
-      auto st = lp->stats();
-      out["influx"] = {{"open", st.connections_open},
-                       {"accepted", st.connections_accepted},
-                       {"refused", st.connections_refused},
-                       {"timed_out", st.connections_timed_out},
-                       {"lines_too_large", st.lines_too_large},
-                       {"bytes_read", st.bytes_read}};
+      out["influx"] = gateway_json(lp->stats());
     }
     if (auto* web = http_view.load()) {
       auto live = nlohmann::json::object();
@@ -308,13 +313,7 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
                              {"refused", st.refused}};
     }
     if (auto* tcp = gateway.load()) {
-      auto st = tcp->stats();
-      out["connections"] = {{"open", st.connections_open},
-                            {"accepted", st.connections_accepted},
-                            {"refused", st.connections_refused},
-                            {"timed_out", st.connections_timed_out},
-                            {"lines_too_large", st.lines_too_large},
-                            {"bytes_read", st.bytes_read}};
+      out["connections"] = gateway_json(tcp->stats());
     }
   };
   if (cfg.storage_enabled) {
