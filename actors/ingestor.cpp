@@ -130,6 +130,7 @@ caf::behavior ingestor_impl(ingestor_pointer self, settings_ptr s,
                             std::vector<caf::actor> links) {
   auto& st = self->state;
   st.settings = s;
+  self->track_mailbox(*s->metrics);
   st.partitions = std::move(partitions);
   st.in_flight.assign(st.partitions.size(), 0);
   st.waiting.resize(st.partitions.size());

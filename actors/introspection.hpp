@@ -20,12 +20,19 @@
 // its mailbox and state is safe. CAF 0.17 offers no per-actor metrics (the
 // actor profiler is compiled out of Debian's build).
 //
+// `track_mailbox(metrics)` also keeps `cairn_mailbox_depth{kind=...}` (the
+// messages waiting in every actor of the kind, summed) and
+// `cairn_actor_messages_total{kind=...}` current, sampled every 16th message
+// and whenever the mailbox is empty, so an idle actor reports 0 and a busy
+// one costs one shared-counter update per 16 messages.
+//
 // Threading: everything runs on the actor's own thread. Senders reach the
 // introspection handler through a dynamically typed handle
 // (`caf::actor_cast<caf::actor>(typed_handle)`).
 #pragma once
 
 #include "actors/messages.hpp"
+#include "runtime/metrics.hpp"
 
 #include <caf/event_based_actor.hpp>
 #include <caf/mailbox_element.hpp>
@@ -36,6 +43,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace cairn::actors {
 
@@ -72,10 +80,28 @@ public:
     return out;
   }
 
+  /// Reports this actor's mailbox depth and message count to `m` under the
+  /// kind named by `State::name` without its "cairn." prefix.
+  void track_mailbox(runtime::metrics_registry& m) {
+    std::string_view kind = State::name;
+    if (kind.rfind("cairn.", 0) == 0)
+      kind.remove_prefix(6);
+    runtime::metric_labels labels{{"kind", std::string{kind}}};
+    depth_gauge_ = &m.gauge("cairn_mailbox_depth",
+                            "Messages waiting in the mailboxes of the actors "
+                            "of a kind",
+                            labels);
+    messages_ = &m.counter("cairn_actor_messages_total",
+                           "Messages processed by the actors of a kind",
+                           labels);
+  }
+
   // -- overrides --------------------------------------------------------------
 
   caf::invoke_message_result consume(caf::mailbox_element& x) override {
     ++processed_;
+    if (depth_gauge_ != nullptr)
+      sample_mailbox();
     if (x.content().template match_elements<introspect_atom>()) {
       this->current_mailbox_element(&x);
       auto rp = this->make_response_promise();
@@ -86,8 +112,30 @@ public:
     return super::consume(x);
   }
 
+  ~introspectable_actor() override {
+    if (depth_gauge_ != nullptr)
+      depth_gauge_->fetch_add(-reported_depth_, std::memory_order_relaxed);
+  }
+
 private:
+  void sample_mailbox() {
+    // An empty mailbox is the idle case (cheap to test, and then the shared
+    // counters are not contended); a busy actor reports every 16th message.
+    if ((processed_ & 15) != 0 && !this->mailbox().empty())
+      return;
+    auto depth = static_cast<int64_t>(this->mailbox().size());
+    depth_gauge_->fetch_add(depth - reported_depth_, std::memory_order_relaxed);
+    reported_depth_ = depth;
+    messages_->fetch_add(static_cast<int64_t>(processed_ - reported_processed_),
+                         std::memory_order_relaxed);
+    reported_processed_ = processed_;
+  }
+
   uint64_t processed_ = 0;
+  std::atomic<int64_t>* depth_gauge_ = nullptr;
+  std::atomic<int64_t>* messages_ = nullptr;
+  int64_t reported_depth_ = 0;
+  uint64_t reported_processed_ = 0;
 };
 
 } // namespace cairn::actors

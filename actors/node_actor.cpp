@@ -33,6 +33,7 @@ std::string command_error(const std::string& message) {
 
 caf::behavior node_actor_impl(node_actor_pointer self, node* n) {
   self->state.owner = n;
+  self->track_mailbox(*n->settings()->metrics);
   self->state.console = std::make_unique<console_commands>(*n);
   // Console commands naming another member go through its peer link.
   self->state.console->set_handler(

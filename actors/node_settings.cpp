@@ -1,5 +1,7 @@
 #include "actors/node_settings.hpp"
 
+#include "runtime/process_metrics.hpp"
+
 #include <algorithm>
 
 #include <stdexcept>
@@ -129,6 +131,7 @@ std::shared_ptr<node_settings> make_node_settings(
       c.pending = std::make_shared<hint_view>(c.map->nodes(), c.self_index);
   }
   s->metrics = std::make_shared<runtime::metrics_registry>();
+  runtime::register_process_metrics(*s->metrics, s->version);
   s->started_at = cqrs::wall_clock_now();
   return s;
 }

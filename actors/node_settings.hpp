@@ -77,7 +77,7 @@ struct cluster_settings {
 
 struct node_settings {
   std::string node_name;
-  std::string version = "0.1.0";
+  std::string version = CAIRN_VERSION;
   uint32_t partitions = 16;
   size_t parsers = 2;
   size_t partition_credits = 8;

@@ -19,6 +19,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 
 #include <memory>
 #include <optional>
@@ -35,6 +36,7 @@ struct chunk_job {
   size_t pos = 0;
   uint64_t line = 0;
   cqrs::millis now = 0;
+  std::chrono::steady_clock::time_point received;
   /// Reply texts in line order; async replies own a reserved slot.
   std::vector<std::string> slots{1};
   size_t outstanding = 0;
@@ -68,6 +70,7 @@ struct parser_state {
   std::atomic<int64_t>* accepted = nullptr;
   std::atomic<int64_t>* rejected = nullptr;
   std::atomic<int64_t>* requests = nullptr;
+  runtime::latency_histogram* ack_latency = nullptr;
   /// Line-protocol lines / fields and remote_write samples not stored.
   std::atomic<int64_t>* influx_rejected = nullptr;
   std::atomic<int64_t>* remote_write_rejected = nullptr;
@@ -254,6 +257,8 @@ void handle_ingest(parser_pointer self, const job_ptr& j,
     self, batch, key,
     [self, j, slot, reply, accepted](uint64_t applied) {
       self->state.accepted->fetch_add(static_cast<int64_t>(accepted));
+      self->state.ack_latency->observe(std::chrono::steady_clock::now()
+                                       - j->received);
       j->slots[slot] = reply(applied) + '\n';
       resume(self, j);
     },
@@ -601,10 +606,17 @@ caf::behavior parser_impl(parser_pointer self, settings_ptr s,
   st.remote_write_rejected = &s->metrics->counter(
     "cairn_remote_write_rejected_total",
     "remote_write samples not stored, and undecodable bodies");
-  st.accepted = &s->metrics->counter("cairn_events_accepted_total",
-                                     "Events accepted by validation");
-  st.rejected = &s->metrics->counter("cairn_events_rejected_total",
-                                     "Events rejected with an error");
+  st.accepted = &s->metrics->counter("cairn_events_total",
+                                     "Events received, by result",
+                                     {{"result", "accepted"}});
+  st.rejected = &s->metrics->counter("cairn_events_total",
+                                     "Events received, by result",
+                                     {{"result", "rejected"}});
+  st.ack_latency = &s->metrics->histogram(
+    "cairn_ack_latency_seconds",
+    "From a chunk holding an ingest request reaching a parser to its "
+    "acknowledgement (journaled when persistence is on)");
+  self->track_mailbox(*s->metrics);
   st.requests = &s->metrics->counter("cairn_requests_total",
                                      "Requests (lines with an op) handled");
   return {
@@ -612,6 +624,7 @@ caf::behavior parser_impl(parser_pointer self, settings_ptr s,
       auto j = std::make_shared<chunk_job>();
       j->c = std::move(c);
       j->now = cqrs::wall_clock_now();
+      j->received = std::chrono::steady_clock::now();
       process(self, j);
     },
   };

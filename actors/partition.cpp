@@ -8,6 +8,7 @@
 #include "cqrs/snapshot.hpp"
 #include "runtime/journal.hpp"
 #include "runtime/metrics.hpp"
+#include "runtime/process_metrics.hpp"
 
 #include <caf/actor_cast.hpp>
 #include <caf/actor_system.hpp>
@@ -102,7 +103,7 @@ struct memory_gauges {
   std::atomic<int64_t>* dictionary_bytes;
   std::atomic<int64_t>* idempotency_bytes;
   std::atomic<int64_t>* series;
-  std::atomic<int64_t>* rss_bytes;
+  std::atomic<int64_t>* snapshot_age = nullptr; ///< this partition's, in ms
 
   explicit memory_gauges(runtime::metrics_registry& m,
                          const cqrs::tier_set& tiers) {
@@ -110,32 +111,27 @@ struct memory_gauges {
                           "Bytes of open (mutable) buckets");
     open_buckets = &m.gauge("cairn_memory_open_buckets", "Open buckets");
     for (auto& t : tiers.tiers()) {
-      sealed_bytes.push_back(&m.gauge("cairn_memory_sealed_bytes_" + t.name,
-                                      "Bytes of sealed blocks, tier "
-                                        + t.name));
-      sealed_buckets.push_back(&m.gauge(
-        "cairn_memory_sealed_buckets_" + t.name, "Sealed buckets, tier " + t.name));
+      sealed_bytes.push_back(&m.gauge("cairn_memory_sealed_bytes",
+                                      "Bytes of sealed blocks, by tier",
+                                      {{"tier", t.name}}));
+      sealed_buckets.push_back(&m.gauge("cairn_memory_sealed_buckets",
+                                        "Sealed buckets, by tier",
+                                        {{"tier", t.name}}));
     }
     dictionary_bytes = &m.gauge("cairn_memory_series_dictionary_bytes",
                                 "Bytes of series keys and indexes");
     idempotency_bytes = &m.gauge("cairn_memory_idempotency_bytes",
                                  "Bytes of the idempotency windows");
     series = &m.gauge("cairn_series", "Series held by this node");
-    rss_bytes = &m.gauge("cairn_process_rss_bytes",
-                         "Resident set size of the process (VmRSS)");
+  }
+
+  void track_snapshots(runtime::metrics_registry& m, uint32_t partition) {
+    snapshot_age = &m.gauge("cairn_snapshot_age_seconds",
+                            "Time since the partition last started a "
+                            "snapshot or finished recovery",
+                            {{"partition", std::to_string(partition)}}, 1000);
   }
 };
-
-/// VmRSS of this process in bytes (0 if /proc is unavailable).
-int64_t process_rss_bytes() {
-  std::FILE* f = std::fopen("/proc/self/statm", "r");
-  if (!f)
-    return 0;
-  long pages = 0, resident = 0;
-  int n = std::fscanf(f, "%ld %ld", &pages, &resident);
-  std::fclose(f);
-  return n == 2 ? resident * static_cast<int64_t>(sysconf(_SC_PAGESIZE)) : 0;
-}
 
 struct partition_state {
   uint32_t id = 0;
@@ -243,8 +239,6 @@ struct partition_state {
     gauges->series->fetch_add(n - reported_series);
     reported_series = n;
     reported = std::move(m);
-    if (id == 0)
-      gauges->rss_bytes->store(process_rss_bytes());
   }
 
   /// The memory figures of this partition for `inspect`.
@@ -258,7 +252,7 @@ struct partition_state {
                                         {"bytes", m.sealed_bytes[i]}};
     out["series_dictionary_bytes"] = m.dictionary_bytes;
     out["idempotency_bytes"] = keys ? keys->memory_usage() : 0;
-    out["process_rss_bytes"] = process_rss_bytes();
+    out["process_rss_bytes"] = runtime::read_process_figures().resident_bytes;
   }
 
   runtime::journal* journal() const { return settings->journal.get(); }
@@ -496,8 +490,12 @@ partition_actor::behavior_type partition_impl(partition_pointer self,
   st.store.emplace(s->tiers, s->mapping);
   st.store->seal_after(s->seal_after);
   st.keys.emplace(s->idempotency_keys, s->idempotency_window);
-  if (s->metrics)
+  if (s->metrics) {
     st.gauges.emplace(*s->metrics, s->tiers);
+    if (s->journal)
+      st.gauges->track_snapshots(*s->metrics, id);
+    self->track_mailbox(*s->metrics);
+  }
   st.register_series();
   st.recovering = s->journal != nullptr;
   st.last_snapshot = std::chrono::steady_clock::now();
@@ -682,9 +680,13 @@ partition_actor::behavior_type partition_impl(partition_pointer self,
       // the OS now and then (one partition does it for the process).
       if (st.id == 0 && st.ticks % 10 == 0)
         malloc_trim(0);
+      auto since_snapshot = std::chrono::steady_clock::now() - st.last_snapshot;
+      if (st.gauges && st.gauges->snapshot_age)
+        st.gauges->snapshot_age->store(
+          std::chrono::duration_cast<std::chrono::milliseconds>(since_snapshot)
+            .count());
       if (st.journal() && !st.recovering
-          && std::chrono::steady_clock::now() - st.last_snapshot
-               >= st.settings->snapshot_interval)
+          && since_snapshot >= st.settings->snapshot_interval)
         request_snapshot(self);
       self->delayed_send(self, st.settings->evict_interval, tick_atom::value);
     },

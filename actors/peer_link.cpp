@@ -1,6 +1,7 @@
 #include "actors/peer_link.hpp"
 
 #include "actors/hint_queue.hpp"
+#include "actors/introspection.hpp"
 #include "actors/messages.hpp"
 #include "runtime/journal.hpp"
 
@@ -68,7 +69,23 @@ struct counters {
   std::atomic<int64_t>* breaker_opened;
   std::atomic<int64_t>* reconnects;
   std::atomic<int64_t>* peer_downs;
+  /// 0 closed, 1 half-open, 2 open (docs/operations.md, "Metrics").
+  std::atomic<int64_t>* breaker_state;
+  std::atomic<int64_t>* hints_pending;
 };
+
+/// The value of cairn_cluster_breaker_state for `s`.
+int64_t breaker_gauge_value(runtime::breaker_state s) {
+  switch (s) {
+    case runtime::breaker_state::closed:
+      return 0;
+    case runtime::breaker_state::half_open:
+      return 1;
+    case runtime::breaker_state::open:
+      return 2;
+  }
+  return 2;
+}
 
 struct link_state {
   settings_ptr settings;
@@ -138,7 +155,7 @@ struct link_state {
   const cluster_settings& cluster() const { return settings->cluster; }
 };
 
-using link_pointer = caf::stateful_actor<link_state>*;
+using link_pointer = introspectable_actor<link_state>*;
 
 void pump(link_pointer self);
 void drain_hints(link_pointer self);
@@ -154,6 +171,7 @@ void observe_breaker(link_pointer self) {
     return;
   if (now_state == runtime::breaker_state::open)
     st.metrics.breaker_opened->fetch_add(1);
+  st.metrics.breaker_state->store(breaker_gauge_value(now_state));
   auto level = now_state == runtime::breaker_state::closed
                  ? spdlog::level::info
                  : spdlog::level::warn;
@@ -281,8 +299,11 @@ void request_announcement(link_pointer self) {
 // -- hints --------------------------------------------------------------------
 
 /// The bound on hints is for all peers together (cluster.hints-max-bytes).
+/// Every change of the hint queue passes here (after the change).
 void add_hint_bytes(link_pointer self, int64_t delta) {
-  self->state.settings->hint_bytes.fetch_add(static_cast<size_t>(delta));
+  auto& st = self->state;
+  st.settings->hint_bytes.fetch_add(static_cast<size_t>(delta));
+  st.metrics.hints_pending->store(static_cast<int64_t>(st.hints.size()));
 }
 
 /// Moves a forwarded ingest into the hinted-handoff queue; its promise is
@@ -673,19 +694,26 @@ caf::behavior link_impl(link_pointer self, settings_ptr s, uint32_t index,
   st.breaker = runtime::circuit_breaker{s->cluster.breaker};
   st.since = cqrs::wall_clock_now();
   auto& m = *s->metrics;
+  self->track_mailbox(m);
+  runtime::metric_labels peer{{"peer", st.addr.name}};
   st.metrics = counters{
     &m.counter("cairn_cluster_hints_stored_total",
-               "Forwarded writes stored in the hinted-handoff queue"),
+               "Forwarded writes stored in the hinted-handoff queue", peer),
     &m.counter("cairn_cluster_hints_delivered_total",
-               "Hints delivered to their owner"),
+               "Hints delivered to their owner", peer),
     &m.counter("cairn_cluster_hints_refused_total",
-               "Writes refused because the hint queue was full"),
+               "Writes refused because the hint queue was full", peer),
     &m.counter("cairn_cluster_forwarded_total",
-               "Batches forwarded to their owner node"),
+               "Batches forwarded to their owner node", peer),
     &m.counter("cairn_cluster_breaker_opened_total",
-               "Transitions of a peer breaker to open"),
-    &m.counter("cairn_cluster_reconnects_total", "Reconnections to a peer"),
-    &m.counter("cairn_cluster_peer_down_total", "Peers seen going down")};
+               "Transitions of a peer breaker to open", peer),
+    &m.counter("cairn_cluster_reconnects_total", "Reconnections to a peer",
+               peer),
+    &m.counter("cairn_cluster_peer_down_total", "Peers seen going down", peer),
+    &m.gauge("cairn_cluster_breaker_state",
+             "Breaker of a peer: 0 closed, 1 half-open, 2 open", peer),
+    &m.gauge("cairn_cluster_hints_pending",
+             "Hints waiting for their owner", peer)};
   for (auto& h : loaded)
     st.hints.load(h.seq, std::move(h.record));
   add_hint_bytes(self, static_cast<int64_t>(st.hints.bytes()));

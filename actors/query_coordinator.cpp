@@ -13,6 +13,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cmath>
+
 #include <algorithm>
 #include <functional>
 #include <optional>
@@ -31,7 +33,16 @@ struct coordinator_state {
   std::vector<caf::actor> links;
   /// Partitions this node owns (all of them on a single node).
   std::vector<uint32_t> local;
+  /// cairn_query_latency_seconds by op, for the read ops.
+  std::vector<std::pair<std::string, runtime::latency_histogram*>> latency;
   static inline const char* name = "cairn.query_coordinator";
+
+  runtime::latency_histogram* latency_of(const std::string& op) const {
+    for (auto& [name, h] : latency)
+      if (name == op)
+        return h;
+    return nullptr;
+  }
 
   /// Console introspection.
   void describe(nlohmann::json& out) const {
@@ -41,6 +52,13 @@ struct coordinator_state {
 };
 
 using coordinator_pointer = introspectable_actor<coordinator_state>*;
+
+/// A metric value for JSON: an integer when it is one.
+json metric_json(double value) {
+  if (value == std::floor(value) && std::abs(value) < 9e15)
+    return static_cast<int64_t>(value);
+  return value;
+}
 
 /// Where a scatter goes: local partitions (`local`), and, for a request
 /// from a client, every other owner through its peer link (`remote`, the
@@ -291,10 +309,19 @@ void answer_stats(coordinator_pointer self, caf::response_promise rp,
     }
     auto& counters = out["counters"] = json::object();
     for (auto& [name, value] : s->metrics->snapshot())
-      counters[name] = value;
+      counters[name] = metric_json(value);
     out["events"] = {
-      {"accepted", counters.value("cairn_events_accepted_total", int64_t{0})},
-      {"rejected", counters.value("cairn_events_rejected_total", int64_t{0})}};
+      {"accepted",
+       counters.value("cairn_events_total{result=\"accepted\"}", int64_t{0})},
+      {"rejected",
+       counters.value("cairn_events_total{result=\"rejected\"}", int64_t{0})}};
+    // The latency histograms as count and estimated quantiles, for the
+    // console and the overview page (docs/protocol.md, `stats`).
+    auto& latency = out["latency"] = json::object();
+    for (auto& [series, h] : s->metrics->histograms())
+      latency[series] = {{"count", h->count()},
+                         {"p50_ms", h->quantile(0.5) * 1e3},
+                         {"p99_ms", h->quantile(0.99) * 1e3}};
     if (!g->missing.empty()) {
       out["partial"] = true;
       out["missing_partitions"] = g->missing;
@@ -435,6 +462,12 @@ caf::behavior coordinator_impl(coordinator_pointer self, settings_ptr s,
   for (uint32_t p = 0; p < self->state.partitions.size(); ++p)
     if (s->cluster.local(p))
       self->state.local.push_back(p);
+  for (auto op : {"query", "topk", "series", "metrics"})
+    self->state.latency.emplace_back(
+      op, &s->metrics->histogram("cairn_query_latency_seconds",
+                                 "Client reads from request to answer, by op",
+                                 {{"op", op}}));
+  self->track_mailbox(*s->metrics);
   return {
     [=](query_atom, const std::string& line) -> caf::result<std::string> {
       auto& st = self->state;
@@ -473,7 +506,13 @@ caf::behavior coordinator_impl(coordinator_pointer self, settings_ptr s,
       }
       read_sink sink;
       sink.id = id;
-      sink.reply = [rp](std::string text) mutable { rp.deliver(std::move(text)); };
+      sink.reply = [rp, latency = st.latency_of(op),
+                    start = std::chrono::steady_clock::now()](
+                     std::string text) mutable {
+        if (latency != nullptr)
+          latency->observe(std::chrono::steady_clock::now() - start);
+        rp.deliver(std::move(text));
+      };
       if (auto problem = run_read(self, op, req, now, std::move(plan), sink))
         rp.deliver(error_reply(id, problem->code, problem->message));
       return rp;

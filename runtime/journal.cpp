@@ -255,6 +255,8 @@ struct journal::impl {
     wo.sync = sync;
     leveldb::WriteBatch empty;
     auto status = db->Write(wo, batch != nullptr ? batch : &empty);
+    if (sync && opts.sync_latency != nullptr)
+      opts.sync_latency->observe(clock_type::now() - now);
     batches.fetch_add(1, std::memory_order_relaxed);
     std::string error;
     if (status.ok()) {

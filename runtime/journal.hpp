@@ -31,6 +31,8 @@
 // anything since the last LevelDB compaction or memtable flush.
 #pragma once
 
+#include "runtime/metrics.hpp"
+
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -78,6 +80,8 @@ struct journal_options {
   size_t max_pending_bytes = 64u << 20;
   /// Snappy block compression (LevelDB stores raw blocks if unavailable).
   bool compression = true;
+  /// Observes the duration of every synced (fsynced) write, if set.
+  latency_histogram* sync_latency = nullptr;
 };
 
 /// Counters for metrics; monotonic since `open`.

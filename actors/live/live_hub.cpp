@@ -1,6 +1,7 @@
 #include "actors/live/live_hub.hpp"
 
 #include "actors/live/live_subscription.hpp"
+#include "actors/introspection.hpp"
 #include "actors/messages.hpp"
 #include "actors/reply.hpp"
 #include "cqrs/query.hpp"
@@ -65,7 +66,7 @@ struct live_hub_state {
   }
 };
 
-using hub_pointer = caf::stateful_actor<live_hub_state>*;
+using hub_pointer = introspectable_actor<live_hub_state>*;
 
 /// Subscribes to (or leaves) every partition's closed-bucket stream as the
 /// first subscription comes (or the last goes).
@@ -260,6 +261,7 @@ caf::behavior live_hub_impl(hub_pointer self, settings_ptr s,
                             caf::actor coordinator) {
   auto& st = self->state;
   st.settings = s;
+  self->track_mailbox(*s->metrics);
   st.partitions = std::move(partitions);
   st.coordinator = std::move(coordinator);
   auto& m = *s->metrics;

@@ -1,5 +1,6 @@
 #include "actors/live/live_subscription.hpp"
 
+#include "actors/introspection.hpp"
 #include "cqrs/query.hpp"
 #include "cqrs/time.hpp"
 
@@ -61,7 +62,7 @@ struct live_subscription_state {
   static inline const char* name = "cairn.live_subscription";
 };
 
-using sub_pointer = caf::stateful_actor<live_subscription_state>*;
+using sub_pointer = introspectable_actor<live_subscription_state>*;
 
 /// `{"id":ID,"type":TYPE,` + body (a reply object without its '{').
 std::string message(const std::string& id_json, std::string_view type,
@@ -292,6 +293,7 @@ caf::behavior live_subscription_impl(sub_pointer self, settings_ptr s,
                                      bool running, live_counters counters) {
   auto& st = self->state;
   st.settings = s;
+  self->track_mailbox(*s->metrics);
   st.coordinator = std::move(coordinator);
   st.running = running;
   st.counters = counters;

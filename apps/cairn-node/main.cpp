@@ -297,7 +297,7 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
       for (auto& [name, value] : metrics->snapshot()) {
         static constexpr std::string_view prefix = "cairn_live_";
         if (name.rfind(prefix, 0) == 0)
-          live[name.substr(prefix.size())] = value;
+          live[name.substr(prefix.size())] = static_cast<int64_t>(value);
       }
       live["websockets"] = web->websockets_open();
       out["live"] = std::move(live);
@@ -319,6 +319,9 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
   if (cfg.storage_enabled) {
     runtime::journal_options jopts;
     jopts.sync = *runtime::parse_sync_mode(cfg.storage_sync);
+    jopts.sync_latency = &settings->metrics->histogram(
+      "cairn_journal_sync_latency_seconds",
+      "Duration of the journal's synced (fsynced) group commits");
     // Journal records live only until a snapshot covers them: compressing
     // them costs ingest CPU and saves little disk.
     jopts.compression = false;

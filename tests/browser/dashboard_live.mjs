@@ -129,7 +129,7 @@ try {
   const stats = await api({ op: "stats" });
   await page.waitForTimeout(2500);  // one more refresh, after our stats call
   out.stats = { accepted: stats.events.accepted, series: stats.series, partitions: stats.partitions.length,
-                rss: stats.counters.cairn_process_rss_bytes };
+                rss: stats.counters.process_resident_memory_bytes };
   out.cards = await page.$$eval("#ov-cards .card", (xs) =>
     Object.fromEntries(xs.map((x) => [x.dataset.k, x.querySelector(".v").textContent])));
   out.partition_rows = await page.$$eval("#ov-partitions tbody tr", (xs) => xs.length);

@@ -25,6 +25,7 @@ unsubscribe on a query change, polling after a close and the reconnect).
 
 import json
 import os
+import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -110,6 +111,11 @@ def check_live(args, chk, node, browser_dir):
               and qt.get("shown") is True and "metric=web.live" in qt.get("hash", "")
               and "aggs=count" in qt.get("hash", ""),
               f"overview reload {ovr}, query tab {qt}")
+    # 310 acknowledged ingests by now: the latency card shows p50 / p99.
+    chk.check(stats["latency"]["cairn_ack_latency_seconds"]["count"] > 0
+              and re.fullmatch(r"[0-9.,]+ / [0-9.,]+ ms", cards.get("ack_latency", "")),
+              f"ack latency card {cards.get('ack_latency')!r}, "
+              f"stats {stats['latency'].get('cairn_ack_latency_seconds')}")
     mem = sorted(k for k in stats["counters"] if k.startswith("cairn_memory_"))
     chk.check(mem and all(k in out.get("memory_rows", []) for k in mem),
               f"memory rows {out.get('memory_rows')} lack some of {mem}")

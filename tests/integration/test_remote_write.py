@@ -10,7 +10,7 @@ the node's POST /api/v1/write. Checked:
     `prometheus --version` prints, value 1;
   * a counter (prometheus_http_requests_total{handler="/metrics"}, which the
     self-scrape increments) arrives as raw, non-decreasing values, and the
-    node's own cairn_events_accepted_total comes back through Prometheus
+    node's own cairn_events_total{result="accepted"} comes back through Prometheus
     with a value > 0;
   * sample timestamps lie between the start of Prometheus and now;
   * Prometheus itself counts no failed samples and no non-retryable errors
@@ -254,10 +254,11 @@ remote_write:
                           f"prometheus_http_requests_total{where} raw and rising: "
                           f"{lasts[:20]}")
                 chk.count(len(lasts))
-                own = points(c, "cairn_events_accepted_total", {"job": "cairn"},
+                own = points(c, "cairn_events_total",
+                             {"job": "cairn", "result": "accepted"},
                              started - 1000, now)
                 chk.check(own and own[-1]["last"] > 0,
-                          f"cairn_events_accepted_total via Prometheus: {own[-3:]}")
+                          f"cairn_events_total{{result=accepted}} via Prometheus: {own[-3:]}")
             # Prometheus' own view: nothing failed, something sent.
             status, text = http("GET", f"http://127.0.0.1:{prom_port}/metrics")
             failed = prom_metric(text, "prometheus_remote_storage_samples_failed_total")

@@ -188,9 +188,9 @@ def measure(bin_dir, args, tmpl):
         if mem:
             row["memory"] = mem
             for k, v in mem.items():
-                if k.startswith("cairn_memory_sealed_bytes_"):
-                    tier = k[len("cairn_memory_sealed_bytes_"):]
-                    n = mem.get("cairn_memory_sealed_buckets_" + tier, 0)
+                if k.startswith('cairn_memory_sealed_bytes{tier="'):
+                    tier = k[len('cairn_memory_sealed_bytes{tier="'):-2]
+                    n = mem.get('cairn_memory_sealed_buckets{tier="%s"}' % tier, 0)
                     if n:
                         row[f"bytes_per_sealed_bucket_{tier}"] = round(v / n, 2)
         return row

@@ -27,6 +27,18 @@ function kvTable(obj, fmt) {
                Object.entries(obj).sort().map(([k, v]) => [k, fmt(k, v)]));
 }
 
+// p50 / p99 of the latency histograms in stats (docs/protocol.md, `stats`),
+// for those that have observations.
+function latencyCards(lat) {
+  const shown = [["cairn_ack_latency_seconds", "ack latency", "ack_latency"],
+                 ['cairn_query_latency_seconds{op="query"}', "query latency", "query_latency"],
+                 ["cairn_journal_sync_latency_seconds", "journal sync", "sync_latency"]];
+  const ms = (x) => (x < 10 ? x.toFixed(2) : fmtNum(Math.round(x)));
+  return shown.filter(([k]) => lat[k] && lat[k].count > 0)
+    .map(([k, label, key]) => card(`${label} p50 / p99`,
+                                   `${ms(lat[k].p50_ms)} / ${ms(lat[k].p99_ms)} ms`, key));
+}
+
 function render(s) {
   const c = s.counters || {};
   const ev = s.events || {};
@@ -39,12 +51,11 @@ function render(s) {
     card("series", fmtNum(s.series), "series"),
     card("buckets", fmtNum(s.buckets), "buckets"),
     card("open connections", fmtNum(s.connections ? s.connections.open : null), "connections"),
-    card("memory (RSS)", fmtBytes(c.cairn_process_rss_bytes), "rss"),
+    card("memory (RSS)", fmtBytes(c.process_resident_memory_bytes), "rss"),
     card("uptime", fmtDuration(s.uptime_ms), "uptime"),
     ...(s.live ? [card("live subscriptions", fmtNum(s.live.subscriptions), "live_subscriptions"),
                   card("live clients", fmtNum(s.live.clients), "live_clients")] : []),
-    ...(s.ack_latency_ms !== undefined
-      ? [card("ack latency", `${fmtNum(s.ack_latency_ms)} ms`, "ack_latency")] : []));
+    ...latencyCards(s.latency || {}));
   $("ov-node").textContent = `node ${s.node} · v${s.version || "?"} · ${s.status}`;
 
   const parts = (s.partitions || []).map((p) => [
@@ -73,7 +84,7 @@ function render(s) {
   $("ov-journal").replaceChildren(s.journal
     ? kvTable(s.journal, (k, v) => (k.endsWith("bytes") ? fmtBytes(v) : fmtNum(v)))
     : el("p", { class: "muted", text: "journal off (persistence disabled)" }));
-  const mem = Object.fromEntries(Object.entries(c).filter(([k]) => k.startsWith("cairn_memory_") || k === "cairn_process_rss_bytes"));
+  const mem = Object.fromEntries(Object.entries(c).filter(([k]) => k.startsWith("cairn_memory_") || k === "process_resident_memory_bytes"));
   $("ov-memory").replaceChildren(kvTable(mem, (k, v) => (k.includes("bytes") ? fmtBytes(v) : fmtNum(v))));
 }
 
