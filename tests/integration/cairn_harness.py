@@ -742,6 +742,40 @@ def http_get_json(port, path, params=None, timeout=30):
         return e.code, json.loads(e.read())
 
 
+def start_prometheus(tmp, config_text, tsdb=None, extra_args=(), port=None):
+    """A real `prometheus` (Debian's) on a free loopback port, with
+    `config_text` as its config, its TSDB (default tmp/tsdb) and log
+    (tmp/prometheus.log) in `tmp`; `port` when the config must name it.
+    Returns (process, port)."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        raise TestFailure("prometheus not installed (scripts/install-deps.sh installs it)")
+    config = os.path.join(tmp, "prometheus.yml")
+    with open(config, "w") as f:
+        f.write(config_text)
+    port = port or free_port()
+    with open(os.path.join(tmp, "prometheus.log"), "ab") as log:
+        proc = subprocess.Popen(
+            [binary, f"--config.file={config}",
+             f"--storage.tsdb.path={tsdb or os.path.join(tmp, 'tsdb')}",
+             f"--web.listen-address=127.0.0.1:{port}", *extra_args],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=tmp)
+    return proc, port
+
+
+def stop_process(proc, timeout=20):
+    """Terminates `proc` (None is fine), killing it if it does not exit in
+    `timeout` seconds."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def is_error(reply, code=None):
     if reply.get("ok") is not False or not isinstance(reply.get("error"), dict):
         return False

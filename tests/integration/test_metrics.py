@@ -175,12 +175,7 @@ def check_text(chk, node, peer, accepted, rejected, started_s):
 def run(cluster, chk, tmp):
     m1, m2 = cluster.nodes
     started_s = time.time() - 120  # the nodes started before this function
-    binary = shutil.which("prometheus")
-    chk.require(binary is not None, "prometheus not installed")
-    prom_port = h.free_port()
-    config = os.path.join(tmp, "prometheus.yml")
-    with open(config, "w") as f:
-        f.write(f"""
+    prom, prom_port = h.start_prometheus(tmp, f"""
 global:
   scrape_interval: 1s
 scrape_configs:
@@ -188,12 +183,6 @@ scrape_configs:
     static_configs:
       - targets: ['127.0.0.1:{m1.http_port}', '127.0.0.1:{m2.http_port}']
 """)
-    log = open(os.path.join(tmp, "prometheus.log"), "wb")
-    prom = subprocess.Popen(
-        [binary, f"--config.file={config}",
-         f"--storage.tsdb.path={os.path.join(tmp, 'tsdb')}",
-         f"--web.listen-address=127.0.0.1:{prom_port}"],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=tmp)
     try:
         accepted = produce(chk, m1)
         check_text(chk, m1, "m2", accepted, 1, started_s)
@@ -230,12 +219,7 @@ scrape_configs:
         _, text = scrape(m1)
         promtool_check(chk, text, "m1 with its peer down")
     finally:
-        prom.terminate()
-        try:
-            prom.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            prom.kill()
-        log.close()
+        h.stop_process(prom)
 
 
 def main():

@@ -193,16 +193,9 @@ def main():
         rc, out, err = promtool(["tsdb", "create-blocks-from", "openmetrics", om, tsdb],
                                 timeout=120)
         chk.require(rc == 0, f"promtool create-blocks-from failed: {err or out}")
-        cfg = os.path.join(tmp, "prometheus.yml")
-        with open(cfg, "w") as f:
-            f.write("global:\n  scrape_interval: 1h\n")
-        prom_port = H.free_ports(1)[0]
-        prom_log = open(os.path.join(tmp, "prometheus.log"), "wb")
-        prom = subprocess.Popen(
-            ["prometheus", f"--config.file={cfg}", f"--storage.tsdb.path={tsdb}",
-             "--storage.tsdb.retention.time=30d",
-             f"--web.listen-address=127.0.0.1:{prom_port}"],
-            stdout=prom_log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=tmp)
+        prom, prom_port = H.start_prometheus(
+            tmp, "global:\n  scrape_interval: 1h\n", tsdb=tsdb,
+            extra_args=["--storage.tsdb.retention.time=30d"])
 
         node = H.Node(args.bin_dir, args.source_dir, name="prom",
                       extra_args=['--cairn.tiers=["1s:1h","1m:2d","1h:90d"]',
@@ -223,13 +216,7 @@ def main():
             run_comparisons(chk, t0, cairn_url, prom_url)
             run_errors(chk, node.http_port, t0)
     finally:
-        if prom is not None:
-            prom.terminate()
-            try:
-                prom.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                prom.kill()
-                prom.wait()
+        H.stop_process(prom, timeout=10)
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
     return chk.summary()

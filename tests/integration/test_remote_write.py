@@ -181,9 +181,7 @@ def main():
         with node:
             hand_built_phase(node, chk)
             prom_port = h.free_port()
-            config = os.path.join(tmp, "prometheus.yml")
-            with open(config, "w") as f:
-                f.write(f"""
+            config = f"""
 global:
   scrape_interval: 1s
   evaluation_interval: 1s
@@ -199,15 +197,9 @@ remote_write:
     queue_config:
       batch_send_deadline: 1s
       min_backoff: 100ms
-""")
+"""
             started = h.now_ms()
-            with open(prom_log, "wb") as log:
-                prom = subprocess.Popen(
-                    [binary, f"--config.file={config}",
-                     f"--storage.tsdb.path={os.path.join(tmp, 'tsdb')}",
-                     f"--web.listen-address=127.0.0.1:{prom_port}"],
-                    stdout=log, stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL, cwd=tmp)
+            prom, _ = h.start_prometheus(tmp, config, port=prom_port)
             with node.client() as c:
                 # Wait for both jobs' `up` and a few seconds of samples.
                 deadline = time.time() + 90
@@ -277,17 +269,14 @@ remote_write:
             chk.check(status == 415, f"gzip body: {status} {body}")
             status, body = http("GET", url)
             chk.check(status == 405, f"GET: {status} {body}")
-            prom.terminate()
-            prom.wait(timeout=30)
+            h.stop_process(prom, timeout=30)
             prom = None
             node.stop()
     except h.TestFailure as e:
         chk.check(False, str(e))
         node.dump_log()
     finally:
-        if prom is not None:
-            prom.kill()
-            prom.wait()
+        h.stop_process(prom, timeout=1)
         if chk.failures and os.path.exists(prom_log):
             with open(prom_log, errors="replace") as f:
                 h.log("--- prometheus log (tail) ---\n" + "".join(f.readlines()[-40:]))
