@@ -1,5 +1,7 @@
 #include "bench_options.hpp"
 
+#include "runtime/time.hpp"
+
 #include <algorithm>
 #include <charconv>
 #include <iostream>
@@ -38,6 +40,10 @@ load:
                       the flush (ack) latency (default 0 = only at the end)
   --pool E            pre-generated events per connection (default 65536)
   --seed S            random seed for values and jitter (default 42)
+  --ts-spread D       event times uniform over the last D (e.g. 60s, 500ms;
+                      at most 1h) instead of now (default 0)
+  --value-spread N    values log-uniform over N decades (1 .. 10^N, N <= 15)
+                      instead of latency-like (default 0)
 
 query mode:
   --query-mode        fire a query repeatedly instead of ingesting
@@ -72,6 +78,15 @@ bool parse_double(std::string_view text, double& out) {
   } catch (const std::exception&) {
     return false;
   }
+}
+
+/// A duration like "60s" or "500ms" (runtime/time.hpp), at most an hour.
+bool parse_spread(std::string_view text, uint32_t& out_ms) {
+  auto d = runtime::parse_duration(text);
+  if (!d || *d < 0 || *d > 3'600'000)
+    return false;
+  out_ms = static_cast<uint32_t>(*d);
+  return true;
 }
 
 } // namespace
@@ -116,7 +131,8 @@ std::optional<bench_options> parse_bench_options(int argc, char** argv,
       "--host",     "--port",     "--connections", "--rate",
       "--duration", "--events",   "--series",      "--batch",
       "--inflight", "--flush-every", "--pool",     "--seed",
-      "--timeout",  "--queries",  "--query",       "--mode"};
+      "--timeout",  "--queries",  "--query",       "--mode",
+      "--ts-spread", "--value-spread"};
     if (std::find(std::begin(valued), std::end(valued), name)
         == std::end(valued)) {
       usage_error(arg.starts_with("-") ? "unknown option " + std::string{name}
@@ -169,6 +185,11 @@ std::optional<bench_options> parse_bench_options(int argc, char** argv,
            && opts.pool <= 4'000'000;
     else if (name == "--seed")
       ok = parse_int(value, opts.seed);
+    else if (name == "--ts-spread")
+      ok = parse_spread(value, opts.shape.ts_spread_ms);
+    else if (name == "--value-spread")
+      ok = parse_int(value, opts.shape.value_decades)
+           && opts.shape.value_decades <= 15;
     else if (name == "--timeout")
       ok = parse_double(value, opts.timeout_s) && opts.timeout_s > 0;
     else if (name == "--queries")

@@ -1,6 +1,8 @@
 // Command-line options of cairn-bench (see `--help` and docs/clients.md).
 #pragma once
 
+#include "event_pool.hpp"
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -42,6 +44,8 @@ struct bench_options {
   /// Events per connection in the pre-generated pool.
   uint64_t pool = 65536;
   uint64_t seed = 42;
+  /// Event-time and value spread (--ts-spread, --value-spread).
+  pool_shape shape;
   bool json = false;
   /// Seconds without any reply progress before giving up.
   double timeout_s = 30;

@@ -82,12 +82,12 @@ void connection_driver::prepare() {
   switch (opts_.mode) {
     case bench_mode::ff:
       pool_ = event_pool::event_lines(opts_.pool, index_, opts_.connections,
-                                      opts_.series, opts_.seed);
+                                      opts_.series, opts_.seed, opts_.shape);
       break;
     case bench_mode::ack:
       pool_ = event_pool::ingest_requests(opts_.pool, opts_.batch, index_,
                                           opts_.connections, opts_.series,
-                                          opts_.seed);
+                                          opts_.seed, opts_.shape);
       break;
     case bench_mode::query:
       query_line_ = opts_.query + "\n";

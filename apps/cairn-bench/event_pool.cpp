@@ -48,17 +48,34 @@ void event_pool::append_event(uint64_t s, double value, uint16_t jitter) {
   buffer_ += R"("}})";
 }
 
+template <class Rng>
+void event_pool::append_next(Rng& rng, uint64_t s) {
+  double value;
+  if (shape_.value_decades == 0) {
+    std::lognormal_distribution<double> latency{3.0, 0.8}; // median ~20
+    value = latency(rng);
+  } else {
+    std::uniform_real_distribution<double> exponent{
+      0.0, static_cast<double>(shape_.value_decades)};
+    value = std::pow(10.0, exponent(rng));
+  }
+  std::uniform_int_distribution<int> jitter{0, 99};
+  append_event(s, value, static_cast<uint16_t>(jitter(rng)));
+  if (shape_.ts_spread_ms > 0) {
+    std::uniform_int_distribution<uint32_t> age{0, shape_.ts_spread_ms - 1};
+    age_ms_.push_back(age(rng));
+  }
+}
+
 event_pool event_pool::event_lines(size_t events, uint32_t conn,
                                    uint32_t conns, uint64_t series,
-                                   uint64_t seed) {
+                                   uint64_t seed, pool_shape shape) {
   event_pool pool;
+  pool.shape_ = shape;
   pool.buffer_.reserve(events * 110);
   std::mt19937_64 rng{seed * 1000003 + conn};
-  std::lognormal_distribution<double> latency{3.0, 0.8}; // median ~20
-  std::uniform_int_distribution<int> jitter{0, 99};
   for (size_t k = 0; k < events; ++k) {
-    auto s = (conn + k * conns) % series;
-    pool.append_event(s, latency(rng), static_cast<uint16_t>(jitter(rng)));
+    pool.append_next(rng, (conn + k * conns) % series);
     pool.buffer_ += '\n';
     pool.unit_end_.push_back(static_cast<uint32_t>(pool.buffer_.size()));
   }
@@ -67,22 +84,21 @@ event_pool event_pool::event_lines(size_t events, uint32_t conn,
 
 event_pool event_pool::ingest_requests(size_t events, size_t batch,
                                        uint32_t conn, uint32_t conns,
-                                       uint64_t series, uint64_t seed) {
+                                       uint64_t series, uint64_t seed,
+                                       pool_shape shape) {
   event_pool pool;
+  pool.shape_ = shape;
   pool.events_per_unit_ = batch;
   auto requests = std::max<size_t>(2, (events + batch - 1) / batch);
   pool.buffer_.reserve(requests * batch * 110);
   std::mt19937_64 rng{seed * 1000003 + conn};
-  std::lognormal_distribution<double> latency{3.0, 0.8};
-  std::uniform_int_distribution<int> jitter{0, 99};
   size_t k = 0;
   for (size_t r = 0; r < requests; ++r) {
     pool.buffer_ += R"({"op":"ingest","events":[)";
     for (size_t i = 0; i < batch; ++i, ++k) {
       if (i > 0)
         pool.buffer_ += ',';
-      auto s = (conn + k * conns) % series;
-      pool.append_event(s, latency(rng), static_cast<uint16_t>(jitter(rng)));
+      pool.append_next(rng, (conn + k * conns) % series);
     }
     pool.buffer_ += "]}\n";
     pool.unit_end_.push_back(static_cast<uint32_t>(pool.buffer_.size()));
@@ -104,9 +120,11 @@ void event_pool::patch_timestamps(int64_t now_ms) noexcept {
   char* base = buffer_.data();
   const int64_t second = now_ms - now_ms % 1000;
   const int64_t into = now_ms % 1000;
+  const bool spread = !age_ms_.empty();
   for (size_t i = 0; i < ts_offset_.size(); ++i) {
     auto ts = static_cast<uint64_t>(
-      second + std::min<int64_t>(into + jitter_ms_[i], 999));
+      spread ? now_ms - age_ms_[i]
+             : second + std::min<int64_t>(into + jitter_ms_[i], 999));
     char* p = base + ts_offset_[i] + ts_digits;
     for (int d = 0; d < ts_digits; ++d) {
       *--p = static_cast<char>('0' + ts % 10);

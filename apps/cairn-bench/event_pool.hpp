@@ -7,6 +7,13 @@
 // 13-digit epoch milliseconds so they can be refreshed in place
 // (`patch_timestamps`, about once a second) without moving any bytes.
 //
+// Shape (`pool_shape`): by default event times are "now" (plus a jitter that
+// keeps them in the current second) and values are latency-like (lognormal,
+// median ~20). The realistic shape spreads event times uniformly over the
+// last `ts_spread_ms` (each event keeps its own age across refreshes, so
+// every second's sends touch buckets all over the last minute) and values
+// log-uniformly over `value_decades` decades (1 .. 10^decades).
+//
 // Series: event k of connection c belongs to series
 // s = (c + k * connections) mod K, whose metric is "bench.m<s%10>" and whose
 // tags are {"host":"h<s/10>","region":<one of 4 by s/10>}: K distinct series
@@ -22,19 +29,27 @@
 
 namespace cairn::bench {
 
+struct pool_shape {
+  /// 0: event time = now; else uniform in (now - ts_spread_ms, now].
+  uint32_t ts_spread_ms = 0;
+  /// 0: lognormal latency-like values; else log-uniform in [1, 10^N).
+  uint32_t value_decades = 0;
+};
+
 class event_pool {
 public:
   // -- construction -----------------------------------------------------------
 
   /// Builds `events` fire-and-forget event lines, one unit per line.
   static event_pool event_lines(size_t events, uint32_t conn, uint32_t conns,
-                                uint64_t series, uint64_t seed);
+                                uint64_t series, uint64_t seed,
+                                pool_shape shape = {});
 
   /// Builds ingest requests of `batch` events each ({"op":"ingest",...}),
   /// one unit per request, about `events` events in total.
   static event_pool ingest_requests(size_t events, size_t batch, uint32_t conn,
                                     uint32_t conns, uint64_t series,
-                                    uint64_t seed);
+                                    uint64_t seed, pool_shape shape = {});
 
   // -- access -------------------------------------------------------------------
 
@@ -61,7 +76,8 @@ public:
 
   /// Rewrites every timestamp to `now_ms` plus its per-event jitter
   /// (0..99 ms), capped at the last millisecond of `now_ms`'s second so the
-  /// events land in the current 1 s bucket. Cheap: 13 digits per event, no
+  /// events land in the current 1 s bucket; with a ts spread, to `now_ms`
+  /// minus the event's own age. Cheap: 13 digits per event, no
   /// reallocation.
   void patch_timestamps(int64_t now_ms) noexcept;
 
@@ -71,12 +87,17 @@ public:
   static std::string region_of(uint64_t s);
 
 private:
+  /// Draws the value, jitter and age of the next event and appends it.
+  template <class Rng>
+  void append_next(Rng& rng, uint64_t s);
   void append_event(uint64_t s, double value, uint16_t jitter);
 
   std::string buffer_;
   std::vector<uint32_t> unit_end_;   // end offset of each unit
   std::vector<uint32_t> ts_offset_;  // where each 13-digit ts starts
   std::vector<uint8_t> jitter_ms_;   // per event
+  std::vector<uint32_t> age_ms_;     // per event, with a ts spread only
+  pool_shape shape_;
   size_t events_per_unit_ = 1;
 };
 

@@ -206,6 +206,8 @@ int main(int argc, char** argv) {
                 {"series", opts.series},
                 {"batch", opts.batch},
                 {"rate", opts.rate},
+                {"ts_spread_ms", opts.shape.ts_spread_ms},
+                {"value_decades", opts.shape.value_decades},
                 {"wall_seconds", wall},
                 {"cpu_seconds", cpu},
                 {"cpu_percent_of_core", wall > 0 ? 100 * cpu / wall : 0}};

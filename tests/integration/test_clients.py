@@ -6,7 +6,9 @@ lines -> exit 1), query (table and --json), topk (table and --json), series,
 metrics, error exits (bad request -> 1, no server -> 2, usage -> 64).
 cairn-bench: short runs (--duration 2) fire-and-forget, ack mode and query
 mode (--queries 200) exit 0, report events/s and latency percentiles in
-their --json output, and accepted == sent; the node's stats agree.
+their --json output, and accepted == sent; the node's stats agree. The
+realistic shape (--ts-spread 60s --value-spread 5, on a node of its own)
+puts events over the whole last minute and values over five decades.
 """
 
 import json
@@ -247,6 +249,33 @@ def check_bench(args, node, chk):
     return total_acked
 
 
+def check_bench_shape(args, chk):
+    """--ts-spread 60s --value-spread 5 on a node of its own: the events'
+    times cover the last minute and their values five decades."""
+    with h.Node(args.bin_dir, args.source_dir, name="shape", keep=args.keep) as node:
+        code, doc, out, err = bench(args, node, "--mode", "ack", "--events", "30000",
+                                    "--series", "10", "--connections", "1",
+                                    "--ts-spread", "60s", "--value-spread", "5")
+        chk.require(code == 0 and isinstance(doc, dict) and doc.get("accepted") == 30000,
+                    f"bench with a spread: exit {code} {out[-800:]} {err[-800:]}")
+        with node.client() as c:
+            r = c.request({"op": "query", "metric": "bench.m0", "range": "3m",
+                           "step": "1s", "aggs": ["count", "min", "max"]})
+        pts = [p for s in r.get("series", []) for p in s.get("points", [])
+               if p.get("count", 0) > 0]
+        span = (max(p["t"] for p in pts) - min(p["t"] for p in pts)) if pts else 0
+        chk.check(len(pts) >= 50 and 55_000 <= span <= 61_000,
+                  f"event times spread over the last minute: {len(pts)} seconds "
+                  f"with events, spanning {span} ms")
+        lo = min((p["min"] for p in pts), default=0)
+        hi = max((p["max"] for p in pts), default=0)
+        chk.check(1 <= lo < 10 and 10_000 < hi < 100_000,
+                  f"values over five decades: min {lo}, max {hi}")
+        code, _, _, err = bench(args, node, "--ts-spread", "2h")
+        chk.check(code == 64 and "--ts-spread" in err,
+                  f"a spread past an hour is a usage error: exit {code} {err[-300:]}")
+
+
 def main():
     args = h.parse_args(__doc__)
     chk = h.Checker("test_clients")
@@ -267,6 +296,10 @@ def main():
                       f"{CLI_ACCEPTED} (cli) + {acked} (bench) = {CLI_ACCEPTED + acked}")
         except Exception as e:
             chk.check(False, f"cairn-bench: {e!r}")
+        try:
+            check_bench_shape(args, chk)
+        except h.TestFailure as e:
+            chk.check(False, str(e))
         chk.check(node.alive(), "node died")
         if node.alive():
             code, took = node.terminate(10)
