@@ -26,14 +26,19 @@ Checked:
   messages interleave with replies to later requests (a ping), nc style;
 - 1,000 WebSockets at once, 10 distinct queries: every socket gets its
   update; cairn.http.max-websockets refuses the ones over the limit with
-  503; closing them all brings the gauges back.
+  503; closing them all brings the gauges back;
+- keep-alive (cairn.http.ws-ping-interval, a node of its own): a client's
+  ping is answered; a quiet socket is pinged within the interval; one that
+  never answers is closed; one that answers stays open and works.
 """
 
 import asyncio
+import base64
 import json
 import os
 import resource
 import socket
+import struct
 import sys
 import threading
 import time
@@ -465,6 +470,88 @@ async def many_sockets(node, chk):
               f"subscriptions {m.get('cairn_live_subscriptions')}")
 
 
+PING_MS = 400
+
+
+def raw_ws(port):
+    """A WebSocket handshake on a plain socket; returns the socket."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall((f"GET /v1/live HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                  f"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                  f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n")
+                 .encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise h.TestFailure("handshake: connection closed")
+        head += chunk
+    if not head.startswith(b"HTTP/1.1 101"):
+        raise h.TestFailure(f"handshake refused: {head[:200]!r}")
+    return sock
+
+
+def read_frames(sock, seconds):
+    """(opcode, arrival seconds) of every frame the server sends within
+    `seconds`, and whether it closed the connection."""
+    sock.settimeout(0.1)
+    buf, frames, closed = b"", [], False
+    t0 = time.time()
+    while time.time() - t0 < seconds and not closed:
+        try:
+            chunk = sock.recv(4096)
+        except socket.timeout:
+            continue
+        except ConnectionResetError:
+            closed = True
+            break
+        if not chunk:
+            closed = True
+            break
+        buf += chunk
+        while len(buf) >= 2:
+            n = buf[1] & 0x7F
+            need = 2 + (2 if n == 126 else 8 if n == 127 else 0)
+            if len(buf) < need:
+                break
+            if n == 126:
+                n = struct.unpack(">H", buf[2:4])[0]
+            elif n == 127:
+                n = struct.unpack(">Q", buf[2:10])[0]
+            if len(buf) < need + n:
+                break
+            frames.append((buf[0] & 0x0F, time.time() - t0))
+            buf = buf[need + n:]
+    return frames, closed
+
+
+async def keepalive(args, chk):
+    """cairn.http.ws-ping-interval: the node pings a quiet socket, keeps one
+    that answers, closes one that does not, and answers a client's ping."""
+    node = h.Node(args.bin_dir, args.source_dir, name="live-ping", keep=args.keep,
+                  extra_args=[f"--cairn.http.ws-ping-interval={PING_MS}ms"])
+    with node:
+        ws = await connect(node, ping_interval=None)  # answers pings itself
+        pong = await ws.ping(b"cairn")
+        await asyncio.wait_for(pong, 3)
+        chk.count()
+        sock = raw_ws(node.http_port)
+        frames, closed = await asyncio.to_thread(read_frames, sock, 8 * PING_MS / 1000)
+        sock.close()
+        pings = [t for op, t in frames if op == 0x9]
+        chk.check(pings and pings[0] <= 3 * PING_MS / 1000,
+                  f"a quiet socket is pinged within the interval: frames {frames}")
+        chk.check(closed and all(op in (0x8, 0x9) for op, _ in frames),
+                  f"one that never answers is closed: closed {closed}, frames {frames}")
+        # The answering client outlived the silent one, and still works.
+        snap = await request(ws, {"op": "subscribe", "id": "ka",
+                                  "query": {"metric": "ka.m", "from": "-10s"}})
+        chk.check(snap is not None and snap.get("type") == "snapshot",
+                  f"a socket that answers pings stays open for {8 * PING_MS} ms: {snap}")
+        await ws.close()
+
+
 def main():
     args = h.parse_args(__doc__)
     chk = h.Checker("test_live")
@@ -483,6 +570,7 @@ def main():
         ndjson_stream(node, chk)
         asyncio.run(slow_consumer(node, chk))
         asyncio.run(many_sockets(node, chk))
+        asyncio.run(keepalive(args, chk))
         with node.client(timeout=10) as c:
             st = c.request({"op": "stats"})
         live = st.get("live", {})
