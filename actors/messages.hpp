@@ -68,6 +68,29 @@ using hello_atom = caf::atom_constant<caf::atom("hello")>;
 /// link announces this node's set to its peer; answered when all did.
 /// (pending_atom, bool) -> bool, to a link: announce to your peer now.
 using pending_atom = caf::atom_constant<caf::atom("pending")>;
+/// (live_follow_atom, caf::actor hub, std::vector<std::string> metrics):
+/// to a peer link, then the peer's node actor, then its live hub: send
+/// `hub` the closed windows of these metrics (remote_closed) for a while
+/// (docs/architecture.md, "Live subscriptions"; renewed every few seconds,
+/// an empty list stops it).
+using live_follow_atom = caf::atom_constant<caf::atom("livefollow")>;
+
+/// Closed windows of the finest tier, by metric, that a member's partitions
+/// published (answer to live_follow_atom): bucket starts of metrics[i] are
+/// starts[offsets[i] .. offsets[i + 1]).
+struct remote_closed {
+  cqrs::millis published_at = 0;
+  cqrs::millis resolution = 0;
+  std::vector<std::string> metrics;
+  std::vector<uint32_t> offsets;
+  std::vector<cqrs::millis> starts;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, remote_closed& x) {
+  return f(caf::meta::type_name("cairn.remote_closed"), x.published_at,
+           x.resolution, x.metrics, x.offsets, x.starts);
+}
 
 // -- local-only request payloads ----------------------------------------------
 

@@ -36,7 +36,7 @@ node::node(caf::actor_system& sys, std::shared_ptr<node_settings> settings)
   }
   ingestor_ = spawn_ingestor(sys, settings_, partitions_, links_);
   coordinator_ = spawn_query_coordinator(sys, settings_, partitions_, links_);
-  live_hub_ = spawn_live_hub(sys, settings_, partitions_, coordinator_);
+  live_hub_ = spawn_live_hub(sys, settings_, partitions_, coordinator_, links_);
   parsers_ = spawn_parser_pool(sys, settings_, ingestor_, coordinator_,
                                live_hub_);
   if (!settings->journal) {

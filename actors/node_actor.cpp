@@ -133,6 +133,10 @@ caf::behavior node_actor_impl(node_actor_pointer self, node* n) {
       }
       return rp;
     },
+    [=](live_follow_atom a, caf::actor& hub, std::vector<std::string>& metrics) {
+      caf::anon_send(self->state.owner->live_hub(), a, std::move(hub),
+                     std::move(metrics));
+    },
     [=](partial_atom, remote_query& q) {
       return self->delegate(self->state.owner->coordinator(),
                             partial_atom::value, std::move(q));

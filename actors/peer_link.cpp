@@ -736,6 +736,13 @@ caf::behavior link_impl(link_pointer self, settings_ptr s, uint32_t index,
       try_connect(self);
     },
     // The peer dialed us and said hello (through our node actor).
+    // The live hub follows the peer's closed windows (docs/architecture.md,
+    // "Live subscriptions"); dropped while the peer is away (renewed).
+    [self](live_follow_atom, caf::actor& hub, std::vector<std::string>& metrics) {
+      if (auto& remote = self->state.remote)
+        caf::anon_send(remote, live_follow_atom::value, std::move(hub),
+                       std::move(metrics));
+    },
     [self](hello_atom, const std::string&, caf::actor& remote) -> bool {
       auto& st = self->state;
       if (st.dials) {

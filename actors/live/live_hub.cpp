@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 #include <unordered_map>
 
 namespace cairn::actors {
@@ -38,10 +39,27 @@ struct hub_subscription {
   size_t clients = 0;
 };
 
+/// Another member's hub that follows closed windows of these metrics here.
+struct hub_follower {
+  caf::actor hub;
+  std::set<std::string> metrics;
+  cqrs::millis expires = 0;
+};
+
+/// How often a hub renews its follow requests, and how long one lasts.
+constexpr cqrs::millis follow_renew_ms = 2000;
+constexpr cqrs::millis follow_lease_ms = 3 * follow_renew_ms;
+
 struct live_hub_state {
   settings_ptr settings;
   std::vector<partition_actor> partitions;
   caf::actor coordinator;
+  /// Cluster: the peer links (null for this node), the metrics last asked
+  /// of the peers, and the peers' hubs that follow this node.
+  std::vector<caf::actor> links;
+  std::vector<std::string> followed;
+  std::map<caf::actor_addr, hub_follower> followers;
+  bool renew_armed = false;
   live_counters counters;
   std::atomic<int64_t>* subscriptions_gauge = nullptr;
   std::atomic<int64_t>* clients_gauge = nullptr;
@@ -72,7 +90,7 @@ using hub_pointer = introspectable_actor<live_hub_state>*;
 /// first subscription comes (or the last goes).
 void follow_partitions(hub_pointer self) {
   auto& st = self->state;
-  bool want = !st.subs.empty();
+  bool want = !st.subs.empty() || !st.followers.empty();
   if (want == st.on_partitions)
     return;
   st.on_partitions = want;
@@ -82,6 +100,35 @@ void follow_partitions(hub_pointer self) {
       caf::anon_send(p, subscribe_atom::value, me);
     else
       caf::anon_send(p, unsubscribe_atom::value, me);
+  }
+}
+
+/// Cluster: asks every other member's hub for the closed windows of the
+/// metrics subscribed here (partitions there send no notices here
+/// otherwise, so late events for windows they own would not be streamed
+/// again). Renewed every follow_renew_ms while anything is subscribed; an
+/// empty list tells the peers to stop.
+void follow_peers(hub_pointer self, bool renew) {
+  auto& st = self->state;
+  if (st.links.empty())
+    return;
+  std::vector<std::string> metrics;
+  for (auto& [metric, subs] : st.by_metric)
+    metrics.push_back(metric);
+  std::sort(metrics.begin(), metrics.end());
+  if (!renew && metrics == st.followed)
+    return;
+  if (metrics.empty() && st.followed.empty())
+    return;
+  st.followed = metrics;
+  auto me = caf::actor_cast<caf::actor>(self);
+  for (auto& link : st.links)
+    if (link)
+      caf::anon_send(link, live_follow_atom::value, me, metrics);
+  if (!st.renew_armed && !metrics.empty()) {
+    st.renew_armed = true;
+    self->delayed_send(self, std::chrono::milliseconds{follow_renew_ms},
+                       tick_atom::value);
   }
 }
 
@@ -104,6 +151,7 @@ void drop_subscription(hub_pointer self, uint64_t sink_id,
     caf::anon_send_exit(it->second.actor, caf::exit_reason::user_shutdown);
     st.subs.erase(it);
     st.rebuild_metric_index();
+    follow_peers(self, false);
   }
 }
 
@@ -170,6 +218,7 @@ void subscribe(hub_pointer self, const stream_sink_ptr& sink, const json& req,
     it = st.subs.emplace(query_key, hub_subscription{actor, spec.metric, 0})
            .first;
     st.rebuild_metric_index();
+    follow_peers(self, false);
   }
   ++it->second.clients;
   client.subs.emplace(id_key, query_key);
@@ -222,45 +271,141 @@ void on_request(hub_pointer self, const stream_sink_ptr& sink,
                 + "' on a live stream (known: subscribe, unsubscribe)");
 }
 
+/// Hands the closed windows of `metric` to its subscriptions here.
+void dispatch(hub_pointer self, const std::string& metric,
+              closed_windows_ptr cw) {
+  auto& st = self->state;
+  auto it = st.by_metric.find(metric);
+  if (it == st.by_metric.end())
+    return;
+  for (auto& sub : it->second)
+    caf::anon_send(sub, closed_atom::value, cw);
+}
+
 /// Forwards a partition's batch: the finest tier's buckets, by metric, to
-/// the subscriptions of that metric.
+/// the subscriptions of that metric here and to the followers of it.
 void on_closed(hub_pointer self, const closed_batch& batch) {
   auto& st = self->state;
-  if (st.by_metric.empty())
+  if (st.by_metric.empty() && st.followers.empty())
     return;
   auto res = st.settings->tiers[st.finest_tier].resolution;
-  std::unordered_map<std::string_view, std::shared_ptr<closed_windows>> out;
+  // Metric -> starts (in publishing order, consecutive repeats dropped).
+  std::map<std::string_view, std::vector<cqrs::millis>> by_metric;
   for (auto& b : batch.buckets) {
     if (b.tier != st.finest_tier)
       continue;
-    auto metric = cqrs::series_metric(b.key);
-    auto& cw = out[metric];
-    if (!cw) {
-      if (st.by_metric.count(std::string{metric}) == 0)
-        continue;
-      cw = std::make_shared<closed_windows>();
-      cw->published_at = batch.published_at;
-    }
-    if (cw->buckets.empty() || cw->buckets.back().second != b.start)
-      cw->buckets.emplace_back(res, b.start);
+    auto& starts = by_metric[cqrs::series_metric(b.key)];
+    if (starts.empty() || starts.back() != b.start)
+      starts.push_back(b.start);
   }
-  for (auto& [metric, cw] : out) {
-    if (!cw)
+  for (auto& [metric, starts] : by_metric) {
+    std::string name{metric};
+    if (st.by_metric.count(name) == 0)
       continue;
-    auto it = st.by_metric.find(std::string{metric});
-    if (it == st.by_metric.end())
+    auto cw = std::make_shared<closed_windows>();
+    cw->published_at = batch.published_at;
+    for (auto start : starts)
+      cw->buckets.emplace_back(res, start);
+    dispatch(self, name, std::move(cw));
+  }
+  for (auto& [addr, f] : st.followers) {
+    remote_closed out;
+    out.published_at = batch.published_at;
+    out.resolution = res;
+    for (auto& [metric, starts] : by_metric) {
+      if (f.metrics.count(std::string{metric}) == 0)
+        continue;
+      out.metrics.emplace_back(metric);
+      out.offsets.push_back(static_cast<uint32_t>(out.starts.size()));
+      out.starts.insert(out.starts.end(), starts.begin(), starts.end());
+    }
+    if (out.metrics.empty())
       continue;
-    closed_windows_ptr msg = cw;
-    for (auto& sub : it->second)
-      caf::anon_send(sub, closed_atom::value, msg);
+    out.offsets.push_back(static_cast<uint32_t>(out.starts.size()));
+    caf::anon_send(f.hub, closed_atom::value, std::move(out));
+  }
+}
+
+/// A follower's windows arrived: the same as a local batch for the
+/// subscriptions here.
+void on_remote_closed(hub_pointer self, const remote_closed& rc) {
+  if (rc.offsets.size() != rc.metrics.size() + 1)
+    return;
+  for (size_t i = 0; i < rc.metrics.size(); ++i) {
+    auto first = std::min<size_t>(rc.offsets[i], rc.starts.size());
+    auto last = std::min<size_t>(rc.offsets[i + 1], rc.starts.size());
+    if (first >= last)
+      continue;
+    auto cw = std::make_shared<closed_windows>();
+    cw->published_at = rc.published_at;
+    for (auto k = first; k < last; ++k)
+      cw->buckets.emplace_back(rc.resolution, rc.starts[k]);
+    dispatch(self, rc.metrics[i], std::move(cw));
+  }
+}
+
+/// A peer's hub asks for (or, with no metrics, stops) the closed windows
+/// of `metrics` here.
+void on_follow(hub_pointer self, caf::actor hub,
+               std::vector<std::string> metrics) {
+  auto& st = self->state;
+  if (!hub)
+    return;
+  auto addr = hub.address();
+  if (metrics.empty()) {
+    if (st.followers.erase(addr) > 0)
+      self->demonitor(hub);
+  } else {
+    auto [it, added] = st.followers.try_emplace(addr);
+    if (added)
+      self->monitor(hub);
+    it->second.hub = std::move(hub);
+    it->second.metrics = {metrics.begin(), metrics.end()};
+    it->second.expires = cqrs::wall_clock_now() + follow_lease_ms;
+    if (!st.renew_armed) {
+      st.renew_armed = true;
+      self->delayed_send(self, std::chrono::milliseconds{follow_renew_ms},
+                         tick_atom::value);
+    }
+  }
+  follow_partitions(self);
+}
+
+/// Renews this hub's follow requests and expires followers that stopped
+/// renewing theirs (a member that restarted never says so).
+void on_renew(hub_pointer self) {
+  auto& st = self->state;
+  st.renew_armed = false;
+  auto now = cqrs::wall_clock_now();
+  for (auto it = st.followers.begin(); it != st.followers.end();) {
+    if (it->second.expires <= now) {
+      self->demonitor(it->second.hub);
+      it = st.followers.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  follow_partitions(self);
+  follow_peers(self, true);
+  if (!st.renew_armed && !st.followers.empty()) {
+    st.renew_armed = true;
+    self->delayed_send(self, std::chrono::milliseconds{follow_renew_ms},
+                       tick_atom::value);
   }
 }
 
 caf::behavior live_hub_impl(hub_pointer self, settings_ptr s,
                             std::vector<partition_actor> partitions,
-                            caf::actor coordinator) {
+                            caf::actor coordinator,
+                            std::vector<caf::actor> links) {
   auto& st = self->state;
   st.settings = s;
+  if (s->cluster.enabled)
+    st.links = std::move(links);
+  self->set_down_handler([self](caf::down_msg& dm) {
+    if (self->state.followers.erase(dm.source) > 0)
+      follow_partitions(self);
+  });
   self->track_mailbox(*s->metrics);
   st.partitions = std::move(partitions);
   st.coordinator = std::move(coordinator);
@@ -296,6 +441,11 @@ caf::behavior live_hub_impl(hub_pointer self, settings_ptr s,
     [=](closed_atom, const closed_batch_ptr& batch) {
       on_closed(self, *batch);
     },
+    [=](closed_atom, const remote_closed& rc) { on_remote_closed(self, rc); },
+    [=](live_follow_atom, caf::actor& hub, std::vector<std::string>& metrics) {
+      on_follow(self, std::move(hub), std::move(metrics));
+    },
+    [=](tick_atom) { on_renew(self); },
   };
 }
 
@@ -303,9 +453,10 @@ caf::behavior live_hub_impl(hub_pointer self, settings_ptr s,
 
 caf::actor spawn_live_hub(caf::actor_system& sys, settings_ptr settings,
                           std::vector<partition_actor> partitions,
-                          caf::actor coordinator) {
+                          caf::actor coordinator,
+                          std::vector<caf::actor> links) {
   return sys.spawn(live_hub_impl, std::move(settings), std::move(partitions),
-                   std::move(coordinator));
+                   std::move(coordinator), std::move(links));
 }
 
 } // namespace cairn::actors

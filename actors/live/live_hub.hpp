@@ -33,8 +33,11 @@ namespace cairn::actors {
 /// cairn_live_clients and the counters cairn_live_updates_total and
 /// cairn_live_coalesced_total in settings->metrics. Stop it with an exit
 /// message (its subscriptions are linked to it and stop with it).
+/// In a cluster, `links` (by member index, null for this node) carry the
+/// hub's follow requests to the other members' hubs.
 caf::actor spawn_live_hub(caf::actor_system& sys, settings_ptr settings,
                           std::vector<partition_actor> partitions,
-                          caf::actor coordinator);
+                          caf::actor coordinator,
+                          std::vector<caf::actor> links = {});
 
 } // namespace cairn::actors

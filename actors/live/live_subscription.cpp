@@ -181,7 +181,9 @@ void flush_due(sub_pointer self) {
   auto done = [self, sent_at](const std::string& reply) {
     auto& st = self->state;
     st.window_query_in_flight = false;
-    if (has_points(reply)) {
+    // An answer identical to the last one (a window re-queried because a
+    // notice from another member crossed the timer's query) is not sent again.
+    if (has_points(reply) && body_of(reply) != st.last_body) {
       st.last_body = body_of(reply);
       st.last_sent_at = sent_at;
       fan_out(self, "update", st.last_body);

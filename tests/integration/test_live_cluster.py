@@ -8,7 +8,9 @@ them (each node's stats show events applied); the snapshot and every
 update gather from every owner: the update of the window has all 60 series
 with their exact counts and sums and says "partial": false; a second
 window (events sent to the third node) streams as well; an NDJSON client of
-the third node gets the same points.
+the third node gets the same points; a late event for a window already
+streamed, for a series the subscriber's node does not own, is streamed
+again as a correction (the hub follows the other members' closed windows).
 """
 
 import asyncio
@@ -117,6 +119,56 @@ async def run(cluster, chk):
                   f"{node.name} applied no event: the stream did not need it")
         h.log(f"{node.name}: {st.get('events_applied')} events applied")
     nd.close()
+    await ws.close()
+    await remote_correction(cluster, chk)
+
+
+def applied(node):
+    with node.client(timeout=10) as c:
+        return c.request({"op": "stats"}).get("events_applied", 0)
+
+
+async def remote_correction(cluster, chk):
+    """A late event for a window already streamed, owned by another member
+    than the subscriber's node: the subscriber streams the correction."""
+    n1, n2, n3 = cluster.nodes
+    now, w = next_window()
+    key = None
+    for i in range(20):  # a series n2 does not own: its events leave n2 alone
+        before = applied(n2)
+        ingest(n1, [{"metric": "lc.r", "ts": w + 100, "value": 1, "tags": {"k": f"r{i}"}}])
+        if applied(n2) == before:
+            key = f"r{i}"
+            break
+    chk.require(key is not None, "no series owned away from n2 among 20")
+    ws = await websockets.connect(f"ws://127.0.0.1:{n2.http_port}/v1/live",
+                                  open_timeout=10, max_size=1 << 24)
+    await ws.send(json.dumps({"op": "subscribe", "id": "r", "query": {
+        "metric": "lc.r", "where": {"k": key}, "aggs": ["count"], "from": "-60s"}}))
+    snap = json.loads(await asyncio.wait_for(ws.recv(), 10))
+    counts = {p["t"]: p["count"] for s in snap.get("series", []) for p in s["points"]}
+    chk.check(counts.get(w) == 1, f"snapshot of {key}: window {w} {counts}")
+    # The window is closed (end + grace passed) before the late event.
+    time.sleep(max(0, (w + 1000 + 200 + 800 - h.now_ms()) / 1000))
+    ingest(n3, [{"metric": "lc.r", "ts": w + 500, "value": 1, "tags": {"k": key}}])
+    sent = h.now_ms()
+    got = None
+    deadline = time.time() + 8
+    while time.time() < deadline and got is None:
+        try:
+            m = json.loads(await asyncio.wait_for(ws.recv(), deadline - time.time()))
+        except asyncio.TimeoutError:
+            break
+        if m.get("type") == "update" and m.get("id") == "r":
+            for s in m.get("series", []):
+                for p in s.get("points", []):
+                    if p["t"] == w and p.get("count") == 2:
+                        got = m
+    chk.check(got is not None and got.get("partial") is False,
+              f"the correction of window {w} ({key}, owned away from n2) reached "
+              f"n2's subscriber: {got}")
+    if got is not None:
+        h.log(f"remote correction streamed {h.now_ms() - sent} ms after the late event")
     await ws.close()
 
 
