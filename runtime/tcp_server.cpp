@@ -250,10 +250,14 @@ private:
     if (ec == asio::error::eof || ec == ssl::error::stream_truncated) {
       eof_ = true;
       truncated_ = ec == ssl::error::stream_truncated;
-      // A final unterminated line is still a line.
-      if (!skipping_ && !pending_.empty()) {
-        pending_ += '\n';
+      // A final unterminated line is still a line (complete lines may wait
+      // in pending_ too, see defer_cut).
+      if (!skipping_) {
         cut_lines();
+        if (!skipping_ && !pending_.empty()) {
+          pending_ += '\n';
+          cut_lines();
+        }
       }
       pending_.clear();
       dispatch();
@@ -304,7 +308,21 @@ private:
       n -= skip;
     }
     pending_.append(data, n);
+    if (defer_cut())
+      return;
     cut_lines();
+  }
+
+  /// TLS hands over at most one record (16 KiB) per read, a quarter of a
+  /// plain read: while more ciphertext waits in the socket, gather up to a
+  /// chunk before cutting, so that chunks (one parser message each) stay as
+  /// large as with plain TCP. The next read follows at once (maybe_read).
+  bool defer_cut() {
+    if (!socket_.tls() || pending_.size() >= state_->opts.max_chunk)
+      return false;
+    error_code ec;
+    auto waiting = socket_.next_layer().available(ec);
+    return !ec && waiting > 0;
   }
 
   /// Cuts the complete lines of `pending_` into chunks (consecutive lines
@@ -606,6 +624,9 @@ private:
     closing_ = true;
     eof_ = true;
     line_open_ = false;
+    // Complete lines gathered by defer_cut are still processed.
+    if (!skipping_)
+      cut_lines();
     skipping_ = false;
     pending_.clear();
     scan_from_ = 0;
