@@ -819,6 +819,10 @@ size_t http_server::websockets_open() const noexcept {
   return impl_->state->ws_open.load();
 }
 
+uint64_t http_server::tls_failed() const noexcept {
+  return impl_->state->tls_failed.load();
+}
+
 std::string_view http_request::header(std::string_view name) const noexcept {
   for (auto& [k, v] : headers)
     if (k == name)

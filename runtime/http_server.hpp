@@ -135,6 +135,9 @@ public:
   /// WebSocket connections open now.
   size_t websockets_open() const noexcept;
 
+  /// TLS handshakes that failed or timed out (0 without TLS).
+  uint64_t tls_failed() const noexcept;
+
   /// Adds a handler for `path` (exactly, or every path starting with it when
   /// `prefix`). Call before start(); the first matching route wins, and
   /// routes are tried before static files (never before /metrics, /healthz

@@ -327,6 +327,7 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
       }
       live["websockets"] = web->websockets_open();
       out["live"] = std::move(live);
+      out["http"] = {{"tls_failed", web->tls_failed()}};
     }
     if (auto* gate = gate_view.load()) {
       auto st = gate->stats();

@@ -268,6 +268,8 @@ def check_mutual_tls(args, chk, certs):
             st = c.request({"op": "stats"})
         chk.check(st.get("connections", {}).get("tls_failed", 0) >= 2,
                   f"refused handshakes not counted: {st.get('connections')}")
+        chk.check(st.get("http", {}).get("tls_failed", 0) >= 2,
+                  f"refused HTTPS handshakes not counted: {st.get('http')}")
         node.stop()
 
 
