@@ -41,6 +41,7 @@ node::node(caf::actor_system& sys, std::shared_ptr<node_settings> settings)
                                live_hub_);
   if (!settings->journal) {
     settings->status = node_status::ready;
+    ready_ = true;
     return;
   }
   // Recovery reads LevelDB (blocking), so it runs on threads of its own,
@@ -69,6 +70,11 @@ node::node(caf::actor_system& sys, std::shared_ptr<node_settings> settings)
     std::thread helper{worker};
     worker();
     helper.join();
+    // Fault seam for tests (tests/integration/test_http_semantics.py): a
+    // recovery that takes this much longer, so that the recovering state can
+    // be observed from outside. Never set in production.
+    if (const char* delay = std::getenv("CAIRN_TEST_RECOVERY_DELAY_MS"))
+      std::this_thread::sleep_for(std::chrono::milliseconds{std::atol(delay)});
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                 std::chrono::steady_clock::now() - start)
                 .count();
@@ -77,11 +83,30 @@ node::node(caf::actor_system& sys, std::shared_ptr<node_settings> settings)
                  partitions_.size(), replayed.load(), ms);
     if (settings->status == node_status::recovering)
       settings->status = node_status::ready;
+    std::function<void()> f;
+    {
+      std::lock_guard<std::mutex> guard{ready_mtx_};
+      ready_ = true;
+      f = std::move(on_ready_);
+    }
+    if (f)
+      f();
   }};
 }
 
 node::~node() {
   shutdown();
+}
+
+void node::when_ready(std::function<void()> f) {
+  {
+    std::lock_guard<std::mutex> guard{ready_mtx_};
+    if (!ready_) {
+      on_ready_ = std::move(f);
+      return;
+    }
+  }
+  f();
 }
 
 void node::dispatch(runtime::chunk c) {

@@ -13,6 +13,8 @@
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 
+#include <functional>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -35,6 +37,12 @@ public:
   /// journal, and sends exit messages to all actors (idempotent). Blocks the
   /// calling thread: call it from main, never from an actor.
   void shutdown();
+
+  /// Calls `f` once the node is ready (recovery complete): now, on the
+  /// calling thread, if it is already, else on the recovery thread when
+  /// recovery ends. Replaces an earlier `f` not called yet. Never called if
+  /// recovery stops the process.
+  void when_ready(std::function<void()> f);
 
   const settings_ptr& settings() const noexcept { return settings_; }
   const std::vector<partition_actor>& partitions() const noexcept {
@@ -62,6 +70,9 @@ private:
   std::vector<caf::actor> links_;
   std::thread recovery_;
   bool stopped_ = false;
+  std::mutex ready_mtx_;             ///< guards the two below
+  bool ready_ = false;               ///< recovery done (or none needed)
+  std::function<void()> on_ready_;   ///< when_ready's, until called
 };
 
 } // namespace cairn::actors

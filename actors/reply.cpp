@@ -54,4 +54,23 @@ nlohmann::json partition_stats_json(const partition_stats& p) {
           {"duplicates", p.duplicates}};
 }
 
+int http_status_of_reply(std::string_view line) {
+  // `"ok":false` can only appear as JSON structure (inside a string the
+  // quotes are escaped), so a successful reply, however large, is not
+  // parsed; an error reply is small.
+  if (line.find("\"ok\":false") == std::string_view::npos)
+    return 200;
+  auto j = nlohmann::json::parse(line, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || j.value("ok", true))
+    return 200;
+  auto err = j.find("error");
+  if (err == j.end() || !err->is_object())
+    return 500;
+  cqrs::error_code code;
+  auto name = err->value("code", std::string{});
+  if (!cqrs::from_string(name, code))
+    return 500;
+  return cqrs::http_status(code);
+}
+
 } // namespace cairn::actors

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include <string>
+#include <string_view>
 
 namespace cairn::actors {
 
@@ -32,6 +33,13 @@ std::string finish_reply(nlohmann::json& out, const nlohmann::json& id);
 /// the NDJSON port, through the node actor and in the console. `status` is
 /// passed in so that a caller that routed on one reading reports that one.
 nlohmann::json ping_reply(const node_settings& s, node_status status);
+
+/// The HTTP status of one reply line on POST /api (docs/protocol.md, "HTTP
+/// statuses"): 200 unless the line is an error reply
+/// ({"ok":false,...,"error":{"code":C}}), then cqrs::http_status(C); an
+/// error without a known code is 500. Fire-and-forget results inside a
+/// successful reply (ingest's `errors`) keep it 200.
+int http_status_of_reply(std::string_view line);
 
 /// One partition's figures, as the `stats` op lists them and the console
 /// shows them (docs/protocol.md).

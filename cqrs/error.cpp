@@ -32,4 +32,39 @@ std::string_view to_string(error_code code) noexcept {
   return "internal";
 }
 
+bool from_string(std::string_view name, error_code& out) noexcept {
+  for (auto i = 0; i <= static_cast<int>(error_code::unknown_subscription); ++i)
+    if (to_string(static_cast<error_code>(i)) == name) {
+      out = static_cast<error_code>(i);
+      return true;
+    }
+  return false;
+}
+
+int http_status(error_code code) noexcept {
+  switch (code) {
+    case error_code::bad_request:
+    case error_code::invalid_event:
+    case error_code::unknown_op:
+    case error_code::too_many_series:
+    case error_code::too_many_subscriptions:
+      return 400;
+    case error_code::unauthorized:
+      return 401;
+    case error_code::unknown_subscription:
+      return 404;
+    case error_code::too_large:
+      return 413;
+    case error_code::rate_limited:
+      return 429;
+    case error_code::unavailable:
+      return 503;
+    case error_code::timeout:
+      return 504;
+    case error_code::internal:
+      return 500;
+  }
+  return 500;
+}
+
 } // namespace cairn::cqrs

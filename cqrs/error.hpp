@@ -42,6 +42,15 @@ enum class error_code : uint8_t {
 /// Returns the wire name of `code`, e.g. "bad_request".
 std::string_view to_string(error_code code) noexcept;
 
+/// The code named `name` ("bad_request"), or false if none is.
+[[nodiscard]] bool from_string(std::string_view name, error_code& out) noexcept;
+
+/// The HTTP status an error reply with `code` carries on the HTTP port
+/// (docs/protocol.md, "HTTP statuses"): 400 for what the client must fix,
+/// 401 unauthorized, 404 unknown_subscription, 413 too_large, 429
+/// rate_limited, 503 unavailable (retry later), 504 timeout, 500 internal.
+int http_status(error_code code) noexcept;
+
 /// An error a client caused, with the message it is shown.
 struct problem {
   error_code code = error_code::internal;

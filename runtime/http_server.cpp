@@ -3,8 +3,10 @@
 // session, and a pending API reply holding it, never outlive their executor).
 #include "runtime/http_server.hpp"
 
+#include "runtime/detail/maybe_tls_stream.hpp"
 #include "runtime/detail/server_lifecycle.hpp"
 #include "runtime/detail/session_registry.hpp"
+#include "runtime/detail/tls_context.hpp"
 #include "runtime/log.hpp"
 
 // Boost 1.74 asio/awaitable.hpp uses std::exchange without <utility> in C++20.
@@ -35,14 +37,24 @@ namespace http = beast::http;
 namespace fs = std::filesystem;
 using tcp = asio::ip::tcp;
 using error_code = boost::system::error_code;
+namespace ssl = asio::ssl;
+/// Plain TCP or TLS over it, per server (runtime/detail/maybe_tls_stream);
+/// the tcp_stream underneath carries the timeouts either way.
+using stream_type = detail::maybe_tls_stream<beast::tcp_stream>;
 
 void fail(error_code ec, const char* what) {
   if (ec == asio::error::operation_aborted || ec == http::error::end_of_stream
       || ec == asio::error::eof || ec == beast::error::timeout
-      || ec == asio::error::connection_reset)
+      || ec == asio::error::connection_reset
+      || ec == ssl::error::stream_truncated)
     return;
   spdlog::warn("http: {}: {}", what, ec.message());
 }
+
+/// The body of a 503 for too many connections (JSON, like every error of
+/// POST /api: clients read error bodies on any status).
+constexpr std::string_view too_many_connections_json
+  = R"({"ok":false,"error":{"code":"unavailable","message":"too many connections"}})";
 
 std::string_view mime_type(std::string_view path) {
   auto dot = path.rfind('.');
@@ -154,6 +166,9 @@ struct shared_state {
   std::vector<std::pair<std::string, http_server::websocket_handler>> websockets;
   std::atomic<size_t> ws_open{0};
   http_server::route_handler api_route;  ///< POST /api through on_api
+  /// Set when opts.tls is enabled; shared by every session.
+  std::shared_ptr<ssl::context> tls;
+  std::atomic<uint64_t> tls_failed{0};
   asio::io_context ioc;
 
   /// Live sessions; late API replies are dropped once the I/O threads are
@@ -178,7 +193,7 @@ struct shared_state {
 // -- session --------------------------------------------------------------------
 
 void start_websocket(const std::shared_ptr<shared_state>& state,
-                     beast::tcp_stream stream,
+                     stream_type stream,
                      http::request<http::string_body> req,
                      const http_server::websocket_handler& handler);
 
@@ -187,14 +202,23 @@ class http_session : public server_session,
 public:
   using response = http::response<http::string_body>;
 
-  http_session(tcp::socket socket, std::shared_ptr<shared_state> state,
+  http_session(stream_type stream, std::shared_ptr<shared_state> state,
                uint64_t id)
-    : stream_(std::move(socket)), state_(std::move(state)), id_(id) {
+    : stream_(std::move(stream)), state_(std::move(state)), id_(id) {
   }
 
   void start() {
-    asio::dispatch(stream_.get_executor(),
-                   [self = shared_from_this()] { self->do_read(); });
+    asio::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+      if (!self->stream_.tls())
+        return self->do_read();
+      // TLS: the handshake must complete within the read timeout.
+      self->expire(self->state_->opts.read_timeout.count() > 0
+                     ? self->state_->opts.read_timeout
+                     : std::chrono::seconds{30});
+      self->stream_.tls_stream().async_handshake(
+        ssl::stream_base::server,
+        beast::bind_front_handler(&http_session::on_handshake, self));
+    });
   }
 
   bool busy() const noexcept override { return busy_.load(); }
@@ -205,6 +229,24 @@ public:
   }
 
 private:
+  void on_handshake(error_code ec) {
+    if (closed_)
+      return;
+    if (ec) {
+      state_->tls_failed.fetch_add(1, std::memory_order_relaxed);
+      log_limited(spdlog::level::info, "http:tls-failed",
+                  std::chrono::seconds{10},
+                  fmt::format("http: TLS handshake failed: {}", ec.message()));
+      return close();
+    }
+    do_read();
+  }
+
+  /// The socket under the (maybe TLS) stream.
+  tcp::socket& socket() noexcept {
+    return beast::get_lowest_layer(stream_).socket();
+  }
+
   void do_read() {
     if (closed_)
       return;
@@ -242,9 +284,9 @@ private:
 
   void expire(std::chrono::milliseconds t) {
     if (t.count() > 0)
-      stream_.expires_after(t);
+      beast::get_lowest_layer(stream_).expires_after(t);
     else
-      stream_.expires_never();
+      beast::get_lowest_layer(stream_).expires_never();
   }
 
   void on_read(error_code ec, size_t) {
@@ -252,8 +294,10 @@ private:
       return;
     if (ec == http::error::body_limit) {
       keep_alive_ = false;
-      send(make_text(http::status::payload_too_large, "request too large\n",
-                     11, false));
+      send(make_text(http::status::payload_too_large,
+                     R"({"ok":false,"error":{"code":"too_large","message":"request body exceeds )"
+                       + std::to_string(state_->opts.max_body) + " bytes\"}}",
+                     11, false, "application/json"));
       return;
     }
     if (ec) {
@@ -261,7 +305,7 @@ private:
       close();
       return;
     }
-    stream_.expires_never();
+    beast::get_lowest_layer(stream_).expires_never();
     handle(parser_->release());
   }
 
@@ -285,6 +329,15 @@ private:
     return res;
   }
 
+  /// 405 naming the methods `allow`ed (in the Allow header and the body).
+  response not_allowed(const char* allow, unsigned version, bool keep) {
+    auto res = make_text(http::status::method_not_allowed,
+                         std::string{"method not allowed; use "} + allow + "\n",
+                         version, keep);
+    res.set(http::field::allow, allow);
+    return res;
+  }
+
   void handle(http::request<http::string_body> req) {
     auto version = req.version();
     auto keep = req.keep_alive();
@@ -293,10 +346,10 @@ private:
     auto path = std::string_view{target}.substr(
       0, std::min(target.find('?'), target.size()));
     auto method = req.method();
+    bool get_or_head = method == http::verb::get || method == http::verb::head;
     if (path == "/metrics") {
-      if (method != http::verb::get && method != http::verb::head)
-        return send(make_text(http::status::method_not_allowed,
-                              "use GET\n", version, keep));
+      if (!get_or_head)
+        return send(not_allowed("GET, HEAD", version, keep));
       auto res = make_text(http::status::ok,
                            state_->metrics.render_prometheus(), version, keep,
                            "text/plain; version=0.0.4; charset=utf-8");
@@ -304,32 +357,62 @@ private:
         res.body().clear();
       return send(std::move(res));
     }
-    if (path == "/healthz") {
-      if (method != http::verb::get && method != http::verb::head)
-        return send(make_text(http::status::method_not_allowed,
-                              "use GET\n", version, keep));
-      return send(make_text(http::status::ok, "ok", version, keep));
+    // Liveness: the process answers. Readiness: the node serves reads and
+    // writes (docs/protocol.md, "Health and readiness").
+    if (path == "/healthz" || path == "/readyz") {
+      if (!get_or_head)
+        return send(not_allowed("GET, HEAD", version, keep));
+      std::string why;
+      if (path == "/readyz" && state_->opts.readiness)
+        why = state_->opts.readiness();
+      auto res = why.empty()
+                   ? make_text(http::status::ok, "ok", version, keep)
+                   : make_text(http::status::service_unavailable, why + "\n",
+                               version, keep);
+      if (!why.empty())
+        res.set(http::field::retry_after, "1");
+      if (method == http::verb::head) {
+        auto size = res.body().size();
+        res.body().clear();
+        res.content_length(size);
+      }
+      return send(std::move(res));
     }
     for (auto& [ws_path, handler] : state_->websockets)
-      if (path == ws_path && websocket::is_upgrade(req))
-        return upgrade(std::move(req), handler);
+      if (path == ws_path) {
+        if (websocket::is_upgrade(req))
+          return upgrade(std::move(req), handler);
+        if (method != http::verb::get)
+          return send(not_allowed("GET", version, keep));
+        auto res = make_text(http::status::upgrade_required,
+                             "a WebSocket upgrade is required\n", version,
+                             keep);
+        res.set(http::field::upgrade, "websocket");
+        return send(std::move(res));
+      }
     if (state_->open.load() > state_->opts.max_connections) {
       keep_alive_ = false;
       return send(make_text(http::status::service_unavailable,
-                            "too many connections\n", version, false));
+                            std::string{too_many_connections_json}, version,
+                            false, "application/json"));
     }
     if (path == "/api") {
-      if (method != http::verb::post)
-        return send(make_text(
+      if (method != http::verb::post) {
+        auto res = make_text(
           http::status::method_not_allowed,
           R"({"ok":false,"error":{"code":"bad_request","message":"use POST"}})",
-          version, keep, "application/json"));
+          version, keep, "application/json");
+        res.set(http::field::allow, "POST");
+        return send(std::move(res));
+      }
       return call_route(state_->api_route, std::move(req), version, keep);
     }
     for (auto& r : state_->routes)
       if (r.matches(path))
         return call_route(r.handler, std::move(req), version, keep);
-    if (method == http::verb::get || method == http::verb::head) {
+    if (!get_or_head && resolve_static(state_->opts.web_root, target))
+      return send(not_allowed("GET, HEAD", version, keep));
+    if (get_or_head) {
       if (auto file = resolve_static(state_->opts.web_root, target)) {
         std::ifstream in{*file, std::ios::binary};
         if (in) {
@@ -362,7 +445,8 @@ private:
                               st.opts.max_websockets));
       keep_alive_ = false;
       return send(make_text(http::status::service_unavailable,
-                            "too many websockets\n", req.version(), false));
+                            R"({"ok":false,"error":{"code":"unavailable","message":"too many websockets"}})",
+                            req.version(), false, "application/json"));
     }
     closed_ = true;
     state_->open.fetch_sub(1);
@@ -393,7 +477,7 @@ private:
     }
     in.body = std::move(req.body());
     error_code ec;
-    auto ep = stream_.socket().remote_endpoint(ec);
+    auto ep = socket().remote_endpoint(ec);
     if (!ec)
       in.remote = ep.address().to_string() + ":" + std::to_string(ep.port());
     busy_.store(true);
@@ -455,7 +539,7 @@ private:
     }
     if (close_after || !keep_alive_) {
       error_code ignored;
-      stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+      socket().shutdown(tcp::socket::shutdown_send, ignored);
       close();
       return;
     }
@@ -468,13 +552,13 @@ private:
     closed_ = true;
     busy_.store(false);
     error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
-    stream_.socket().close(ignored);
+    socket().shutdown(tcp::socket::shutdown_both, ignored);
+    socket().close(ignored);
     state_->open.fetch_sub(1);
     state_->sessions.remove(id_);
   }
 
-  beast::tcp_stream stream_;
+  stream_type stream_;
   std::shared_ptr<shared_state> state_;
   uint64_t id_;
   beast::flat_buffer buffer_;
@@ -493,7 +577,7 @@ private:
 class websocket_session : public server_session,
                           public std::enable_shared_from_this<websocket_session> {
 public:
-  websocket_session(beast::tcp_stream stream,
+  websocket_session(stream_type stream,
                     std::shared_ptr<shared_state> state, uint64_t id,
                     http_server::websocket_handler handler)
     : ws_(std::move(stream)), state_(std::move(state)), id_(id),
@@ -639,7 +723,7 @@ private:
     state_->sessions.remove(id_);
   }
 
-  websocket::stream<beast::tcp_stream> ws_;
+  websocket::stream<stream_type> ws_;
   std::shared_ptr<shared_state> state_;
   uint64_t id_;
   http_server::websocket_handler handler_;
@@ -653,7 +737,7 @@ private:
 };
 
 void start_websocket(const std::shared_ptr<shared_state>& state,
-                     beast::tcp_stream stream,
+                     stream_type stream,
                      http::request<http::string_body> req,
                      const http_server::websocket_handler& handler) {
   state->ws_open.fetch_add(1);
@@ -668,8 +752,10 @@ void start_websocket(const std::shared_ptr<shared_state>& state,
 
 const std::string busy_response
   = "HTTP/1.1 503 Service Unavailable\r\nServer: cairn\r\n"
-    "Content-Type: text/plain; charset=utf-8\r\nContent-Length: 21\r\n"
-    "Connection: close\r\n\r\ntoo many connections\n";
+    "Content-Type: application/json\r\nContent-Length: "
+    + std::to_string(too_many_connections_json.size())
+    + "\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+    + std::string{too_many_connections_json};
 
 /// Starts a session for an accepted socket, or answers 503 beyond
 /// max_connections.
@@ -687,18 +773,16 @@ void on_accept(const std::shared_ptr<shared_state>& state, tcp::socket socket) {
                 fmt::format("http: refusing a connection: too many "
                             "connections ({})",
                             state->opts.max_connections));
-    auto sock = std::make_shared<tcp::socket>(std::move(socket));
-    asio::async_write(*sock, asio::buffer(busy_response),
-                      [sock](error_code, size_t) {
-                        error_code ignored;
-                        sock->shutdown(tcp::socket::shutdown_send, ignored);
-                        sock->close(ignored);
-                      });
+    detail::async_refuse(std::move(socket), state->tls, busy_response,
+                         std::chrono::seconds{5});
     return;
   }
   state->open.fetch_add(1);
   auto id = state->sessions.next_id();
-  auto session = std::make_shared<http_session>(std::move(socket), state, id);
+  auto stream = state->tls
+                  ? stream_type{beast::tcp_stream{std::move(socket)}, *state->tls}
+                  : stream_type{beast::tcp_stream{std::move(socket)}};
+  auto session = std::make_shared<http_session>(std::move(stream), state, id);
   state->sessions.add(id, session);
   session->start();
 }
@@ -717,6 +801,8 @@ http_server::http_server(http_server_options opts, metrics_registry& metrics,
   : impl_(std::make_unique<impl>()) {
   impl_->state = std::make_shared<shared_state>(std::move(opts), metrics,
                                                 std::move(on_api));
+  if (impl_->state->opts.tls.enabled())
+    impl_->state->tls = detail::make_server_tls_context(impl_->state->opts.tls);
 }
 
 void http_server::route(std::string path, bool prefix,
@@ -731,6 +817,10 @@ void http_server::websocket(std::string path, websocket_handler handler) {
 
 size_t http_server::websockets_open() const noexcept {
   return impl_->state->ws_open.load();
+}
+
+uint64_t http_server::tls_failed() const noexcept {
+  return impl_->state->tls_failed.load();
 }
 
 std::string_view http_request::header(std::string_view name) const noexcept {

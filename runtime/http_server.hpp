@@ -2,7 +2,15 @@
 // health check, the JSON API and the dashboard's static files.
 //
 //   GET  /metrics   text/plain Prometheus exposition of a metrics_registry
-//   GET  /healthz   200 "ok"
+//   GET  /healthz   200 "ok" (liveness: the process answers)
+//   GET  /readyz    200 "ok" when `readiness` says so, else 503 with its
+//                   reason and Retry-After
+//   errors          every error has its status: 400 / 401 / 403 / 404 from
+//                   the handlers, 405 with an Allow header for a known path
+//                   and the wrong method, 413 for a body over `max_body`,
+//                   426 for a WebSocket path without the upgrade, 503 for
+//                   too many connections (JSON bodies where /api is
+//                   concerned: clients read the body on any status)
 //   POST /api       body = one JSON request of the TCP protocol; answered
 //                   through the api_handler with (status, json)
 //   routes          handlers added with route() before start(): exact paths
@@ -36,6 +44,7 @@
 
 #include "runtime/metrics.hpp"
 #include "runtime/stream_sink.hpp"
+#include "runtime/tls_options.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -68,6 +77,13 @@ struct http_server_options {
   size_t ws_max_backlog = 4096;
   /// The option the port comes from, named in bind errors.
   std::string option = "cairn.http.port";
+  /// GET /readyz: empty when the node is ready, else why not (answered
+  /// with 503 and that text). Unset: /readyz is /healthz. Called on an I/O
+  /// thread; must not block.
+  std::function<std::string()> readiness;
+  /// TLS (HTTPS and wss://) on this port (off unless tls.certificate is
+  /// set); the handshake must complete within read_timeout.
+  tls_options tls;
 };
 
 /// One request as a route handler sees it.
@@ -118,6 +134,9 @@ public:
 
   /// WebSocket connections open now.
   size_t websockets_open() const noexcept;
+
+  /// TLS handshakes that failed or timed out (0 without TLS).
+  uint64_t tls_failed() const noexcept;
 
   /// Adds a handler for `path` (exactly, or every path starting with it when
   /// `prefix`). Call before start(); the first matching route wins, and

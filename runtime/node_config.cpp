@@ -82,7 +82,14 @@ node_config::node_config() {
     .add(tcp_idle_timeout_text, "idle-timeout",
          "close a connection idle this long (duration, 0 = never)")
     .add(tcp_line_timeout_text, "line-timeout",
-         "a started line must be complete within this (duration, 0 = never)");
+         "a started line must be complete within this (duration, 0 = never)")
+    // Flat keys, as for the cluster's TLS (see below).
+    .add(tcp_tls_certificate, "tls-certificate",
+         "TLS on the NDJSON (and influx) port: server certificate chain (PEM; "
+         "empty = plain TCP)")
+    .add(tcp_tls_key, "tls-key", "private key of tls-certificate (PEM)")
+    .add(tcp_tls_client_ca, "tls-client-ca",
+         "CA (PEM) whose client certificates are required (empty = none asked)");
   opt_group(custom_options_, "cairn.http")
     .add(http_port, "port", "HTTP / WebSocket / dashboard port")
     .add(web_root, "web-root", "directory of the dashboard's files")
@@ -100,7 +107,13 @@ node_config::node_config() {
          "largest WebSocket message a client may send (bytes)")
     .add(http_ws_ping_interval_text, "ws-ping-interval",
          "ping idle WebSockets this often; silent for two intervals: closed "
-         "(0 = never)");
+         "(0 = never)")
+    .add(http_tls_certificate, "tls-certificate",
+         "HTTPS / wss:// on the HTTP port: server certificate chain (PEM; "
+         "empty = plain HTTP)")
+    .add(http_tls_key, "tls-key", "private key of tls-certificate (PEM)")
+    .add(http_tls_client_ca, "tls-client-ca",
+         "CA (PEM) whose client certificates are required (empty = none asked)");
   opt_group(custom_options_, "cairn.live")
     .add(live_grace_text, "grace",
          "a bucket counts as closed for live subscribers this long after its "
@@ -280,6 +293,7 @@ caf::error parse_with(node_config& cfg, caf::config_option_set& options,
 
 caf::error node_config::parse(string_list args, const char* ini_file) {
   auto path = config_file_of(args, ini_file);
+  config_file = path;
   return parse_with(
     *this, custom_options_, content, args, error_message_,
     [&] {
@@ -573,6 +587,32 @@ void node_config::validate() const {
   positive("cairn.cluster.credits", cluster_credits);
   positive("cairn.cluster.breaker-failures", breaker_failures);
   positive("cairn.cluster.hints-max-bytes", hints_max_bytes);
+  // TLS of the client ports: a key needs its certificate and vice versa;
+  // every file named must be readable (its contents are checked when the
+  // server builds its context).
+  auto tls_files = [&](const std::string& prefix, const std::string& cert,
+                       const std::string& key, const std::string& ca) {
+    if (cert.empty()) {
+      if (!key.empty() || !ca.empty())
+        fail(prefix + (key.empty() ? "tls-client-ca" : "tls-key"),
+             "needs " + prefix + "tls-certificate");
+      return;
+    }
+    if (key.empty())
+      fail(prefix + "tls-key", "required with " + prefix + "tls-certificate");
+    for (auto [name, path] : {std::pair{"tls-certificate", &cert},
+                              std::pair{"tls-key", &key},
+                              std::pair{"tls-client-ca", &ca}}) {
+      if (path->empty())
+        continue;
+      std::ifstream probe{*path};
+      if (!probe)
+        fail(prefix + name, "cannot read '" + *path + "'");
+    }
+  };
+  tls_files("cairn.tcp.", tcp_tls_certificate, tcp_tls_key, tcp_tls_client_ca);
+  tls_files("cairn.http.", http_tls_certificate, http_tls_key,
+            http_tls_client_ca);
   bool loopback = cluster_host == "127.0.0.1" || cluster_host == "localhost"
                   || cluster_host == "::1";
   if (!loopback && !tls_enabled())

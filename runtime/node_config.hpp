@@ -74,6 +74,11 @@ public:
   size_t io_threads = 1;
   std::string tcp_idle_timeout_text = "5m";  ///< 0 = never
   std::string tcp_line_timeout_text = "30s"; ///< 0 = never
+  /// cairn.tcp.tls-*: TLS on the NDJSON and influx ports (docs/operations.md,
+  /// "TLS"); empty certificate = plain TCP.
+  std::string tcp_tls_certificate;
+  std::string tcp_tls_key;
+  std::string tcp_tls_client_ca;  ///< set = client certificates required
   std::string web_root = "web";   ///< cairn.http.web-root: dashboard files
   std::string http_idle_timeout_text = "60s"; ///< keep-alive idle; 0 = never
   std::string http_read_timeout_text = "30s"; ///< header + body; 0 = never
@@ -88,6 +93,10 @@ public:
   /// cairn.http.ws-ping-interval: ping an idle WebSocket this often; one
   /// that answers nothing for two intervals is closed (0 = never).
   std::string http_ws_ping_interval_text = "30s";
+  /// cairn.http.tls-*: HTTPS and wss:// on the HTTP port, as cairn.tcp.tls-*.
+  std::string http_tls_certificate;
+  std::string http_tls_key;
+  std::string http_tls_client_ca;
 
   // -- live subscriptions (docs/protocol.md, "Live subscriptions") ------------
   /// cairn.live.grace: a bucket counts as closed this long after its window.
@@ -159,6 +168,10 @@ public:
     return cluster_node_name.empty() ? node_name : cluster_node_name;
   }
   bool tls_enabled() const noexcept { return !tls_certificate.empty(); }
+
+  /// The INI file parse() read (--config-file), empty if none: relative
+  /// paths such as cairn.http.web-root are also looked up next to it.
+  std::string config_file;
 
   // -- logging ----------------------------------------------------------------
   std::string log_level = "info";

@@ -15,8 +15,10 @@
 // pushes back on the client.
 #include "runtime/tcp_server.hpp"
 
+#include "runtime/detail/maybe_tls_stream.hpp"
 #include "runtime/detail/server_lifecycle.hpp"
 #include "runtime/detail/session_registry.hpp"
+#include "runtime/detail/tls_context.hpp"
 #include "runtime/log.hpp"
 
 // Boost 1.74 asio/awaitable.hpp uses std::exchange without <utility> in C++20.
@@ -39,6 +41,9 @@ namespace {
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 using error_code = boost::system::error_code;
+namespace ssl = asio::ssl;
+/// Plain TCP or TLS over it, per server (runtime/detail/maybe_tls_stream).
+using stream_type = detail::maybe_tls_stream<tcp::socket>;
 
 /// Bytes per socket read.
 constexpr size_t read_size = 64 * 1024;
@@ -80,6 +85,9 @@ struct shared_state {
   std::atomic<uint64_t> lines_too_large{0};
   std::atomic<uint64_t> bytes_read{0};
   std::atomic<uint64_t> connections_timed_out{0};
+  std::atomic<uint64_t> tls_failed{0};
+  /// Set when opts.tls is enabled; shared by every session.
+  std::shared_ptr<ssl::context> tls;
 
   /// Live sessions; late completions are dropped once the I/O threads are
   /// gone instead of being queued on a dead io_context.
@@ -100,7 +108,7 @@ class tcp_session : public std::enable_shared_from_this<tcp_session> {
 public:
   using clock = std::chrono::steady_clock;
 
-  tcp_session(tcp::socket socket, std::shared_ptr<shared_state> state,
+  tcp_session(stream_type socket, std::shared_ptr<shared_state> state,
               uint64_t id, std::string peer)
     : socket_(std::move(socket)), state_(std::move(state)), id_(id),
       peer_(std::move(peer)), timer_(socket_.get_executor()),
@@ -149,6 +157,18 @@ public:
       }));
     spdlog::debug("tcp: connection {} from {}", id_, peer_);
     last_activity_ = clock::now();
+    if (socket_.tls()) {
+      // The handshake has a deadline of its own (see deadline()); reading
+      // starts once it is done.
+      handshaking_ = true;
+      auto t = state_->opts.line_timeout;
+      handshake_deadline_ = last_activity_
+                            + (t.count() > 0 ? t : std::chrono::seconds{30});
+      socket_.tls_stream().async_handshake(
+        ssl::stream_base::server,
+        boost::beast::bind_front_handler(&tcp_session::on_handshake,
+                                         shared_from_this()));
+    }
     arm_timer(last_activity_);
     maybe_read();
   }
@@ -173,10 +193,27 @@ private:
     std::string text;
   };
 
+  // -- TLS ----------------------------------------------------------------------
+
+  void on_handshake(error_code ec) {
+    if (closed_)
+      return;
+    handshaking_ = false;
+    if (ec) {
+      state_->tls_failed.fetch_add(1, std::memory_order_relaxed);
+      log_limited(spdlog::level::info, "tcp:tls-failed", std::chrono::seconds{10},
+                  fmt::format("tcp: connection {} ({}): TLS handshake failed: {}",
+                              id_, peer_, ec.message()));
+      return close();
+    }
+    last_activity_ = clock::now();
+    maybe_read();
+  }
+
   // -- reading ------------------------------------------------------------------
 
   void maybe_read() {
-    if (reading_ || eof_ || closed_ || state_->draining.load())
+    if (reading_ || eof_ || closed_ || handshaking_ || state_->draining.load())
       return;
     if (!ready_.empty() || barrier_in_flight_
         || in_flight_ >= state_->opts.window
@@ -209,12 +246,18 @@ private:
       check_done();
       return;
     }
-    if (ec == asio::error::eof) {
+    // A TLS client closing without close_notify is an end of input too.
+    if (ec == asio::error::eof || ec == ssl::error::stream_truncated) {
       eof_ = true;
-      // A final unterminated line is still a line.
-      if (!skipping_ && !pending_.empty()) {
-        pending_ += '\n';
+      truncated_ = ec == ssl::error::stream_truncated;
+      // A final unterminated line is still a line (complete lines may wait
+      // in pending_ too, see defer_cut).
+      if (!skipping_) {
         cut_lines();
+        if (!skipping_ && !pending_.empty()) {
+          pending_ += '\n';
+          cut_lines();
+        }
       }
       pending_.clear();
       dispatch();
@@ -265,7 +308,21 @@ private:
       n -= skip;
     }
     pending_.append(data, n);
+    if (defer_cut())
+      return;
     cut_lines();
+  }
+
+  /// TLS hands over at most one record (16 KiB) per read, a quarter of a
+  /// plain read: while more ciphertext waits in the socket, gather up to a
+  /// chunk before cutting, so that chunks (one parser message each) stay as
+  /// large as with plain TCP. The next read follows at once (maybe_read).
+  bool defer_cut() {
+    if (!socket_.tls() || pending_.size() >= state_->opts.max_chunk)
+      return false;
+    error_code ec;
+    auto waiting = socket_.next_layer().available(ec);
+    return !ec && waiting > 0;
   }
 
   /// Cuts the complete lines of `pending_` into chunks (consecutive lines
@@ -486,6 +543,8 @@ private:
       d = std::min(d, line_started_ + opts.line_timeout);
     if (closing_)
       d = std::min(d, close_deadline_);
+    if (handshaking_)
+      d = std::min(d, handshake_deadline_);
     return d;
   }
 
@@ -495,7 +554,7 @@ private:
     auto d = deadline();
     bool timeouts = state_->opts.idle_timeout.count() > 0
                     || state_->opts.line_timeout.count() > 0;
-    if (!timeouts && !closing_)
+    if (!timeouts && !closing_ && !handshaking_)
       return; // both disabled: no timer at all
     if (d == clock::time_point::max()) {
       // Nothing applies right now (work in flight): look again later.
@@ -515,6 +574,15 @@ private:
       return;
     auto now = clock::now();
     const auto& opts = state_->opts;
+    if (handshaking_ && now >= handshake_deadline_) {
+      state_->tls_failed.fetch_add(1, std::memory_order_relaxed);
+      log_limited(spdlog::level::info, "tcp:tls-timeout", std::chrono::seconds{10},
+                  fmt::format("tcp: connection {} ({}): no TLS handshake "
+                              "within the deadline, closing",
+                              id_, peer_));
+      close();
+      return;
+    }
     if (closing_ && now >= close_deadline_) {
       // The client does not read the replies to its last lines.
       close();
@@ -556,6 +624,9 @@ private:
     closing_ = true;
     eof_ = true;
     line_open_ = false;
+    // Complete lines gathered by defer_cut are still processed.
+    if (!skipping_)
+      cut_lines();
     skipping_ = false;
     pending_.clear();
     scan_from_ = 0;
@@ -575,8 +646,23 @@ private:
       return;
     if (ready_.empty() && in_flight_ == 0 && slots_.empty() && !writing_
         && out_pending_.empty()) {
+      if (socket_.tls() && !truncated_) {
+        // TLS: answer the client's close_notify with ours (bounded by the
+        // close deadline), then close.
+        if (tls_shutdown_)
+          return;
+        tls_shutdown_ = true;
+        if (!closing_) {
+          closing_ = true;
+          close_deadline_ = clock::now() + std::chrono::seconds{5};
+          arm_timer(clock::now());
+        }
+        socket_.tls_stream().async_shutdown(
+          [self = shared_from_this()](error_code) { self->close(); });
+        return;
+      }
       error_code ignored;
-      socket_.shutdown(tcp::socket::shutdown_send, ignored);
+      socket_.next_layer().shutdown(tcp::socket::shutdown_send, ignored);
       close();
     }
   }
@@ -591,8 +677,8 @@ private:
     in_flight_ = 0;
     busy_.store(false, std::memory_order_release);
     error_code ignored;
-    socket_.shutdown(tcp::socket::shutdown_both, ignored);
-    socket_.close(ignored);
+    socket_.next_layer().shutdown(tcp::socket::shutdown_both, ignored);
+    socket_.next_layer().close(ignored);
     state_->connections_open.fetch_sub(1, std::memory_order_relaxed);
     if (auto sink = ctx_ ? ctx_->stream_if_open() : nullptr)
       sink->mark_closed();
@@ -606,7 +692,7 @@ private:
 
   // -- member variables ---------------------------------------------------------
 
-  tcp::socket socket_;
+  stream_type socket_;
   std::shared_ptr<shared_state> state_;
   uint64_t id_;
   std::string peer_;
@@ -620,6 +706,10 @@ private:
   bool closing_ = false;               ///< timed out: finishing, no reads
   bool paused_ = false;                ///< not reading: backpressure
   clock::time_point paused_at_;        ///< since when
+  bool handshaking_ = false;           ///< TLS handshake not done yet
+  clock::time_point handshake_deadline_;
+  bool truncated_ = false;             ///< TLS input ended without close_notify
+  bool tls_shutdown_ = false;          ///< our close_notify is on its way
 
   std::vector<char> read_buf_;
   std::string pending_;      ///< unprocessed bytes: the partial last line
@@ -652,13 +742,8 @@ void refuse(shared_state& state, tcp::socket socket, const std::string& peer) {
   log_limited(spdlog::level::warn, "tcp:refuse", std::chrono::seconds{10},
               fmt::format("tcp: refusing {}: too many connections ({})", peer,
                           state.opts.max_connections));
-  auto sock = std::make_shared<tcp::socket>(std::move(socket));
-  asio::async_write(*sock, asio::buffer(refusal_line),
-                    [sock](error_code, size_t) {
-                      error_code ignored;
-                      sock->shutdown(tcp::socket::shutdown_send, ignored);
-                      sock->close(ignored);
-                    });
+  detail::async_refuse(std::move(socket), state.tls, refusal_line,
+                       std::chrono::seconds{5});
 }
 
 /// Starts a session for an accepted socket, or refuses it.
@@ -676,7 +761,9 @@ void on_accept(const std::shared_ptr<shared_state>& state, tcp::socket socket) {
   state->connections_accepted.fetch_add(1, std::memory_order_relaxed);
   state->connections_open.fetch_add(1, std::memory_order_relaxed);
   auto id = state->sessions.next_id();
-  auto session = std::make_shared<tcp_session>(std::move(socket), state, id,
+  auto stream = state->tls ? stream_type{std::move(socket), *state->tls}
+                           : stream_type{std::move(socket)};
+  auto session = std::make_shared<tcp_session>(std::move(stream), state, id,
                                                std::move(peer));
   state->sessions.add(id, session);
   session->start();
@@ -699,6 +786,8 @@ tcp_server::tcp_server(tcp_server_options opts, chunk_handler on_chunk)
     opts.max_chunk = 1;
   impl_->state = std::make_shared<shared_state>(std::move(opts),
                                                 std::move(on_chunk));
+  if (impl_->state->opts.tls.enabled())
+    impl_->state->tls = detail::make_server_tls_context(impl_->state->opts.tls);
 }
 
 tcp_server::~tcp_server() {
@@ -742,6 +831,7 @@ tcp_server_stats tcp_server::stats() const {
   out.lines_too_large = st.lines_too_large.load();
   out.bytes_read = st.bytes_read.load();
   out.connections_timed_out = st.connections_timed_out.load();
+  out.tls_failed = st.tls_failed.load();
   return out;
 }
 

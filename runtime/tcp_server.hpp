@@ -21,12 +21,20 @@
 // docs/integrations.md): chunks are cut the same way, never barriers, and
 // no reply is written.
 //
+// TLS (`tls`, runtime/tls_options.hpp, docs/operations.md "TLS"): every
+// connection starts with a TLS handshake that must complete within
+// `line_timeout` (30 s if that is 0), else it is closed and counted in
+// `tls_failed`, as is a failed handshake (no or an untrusted client
+// certificate when one is required). After it the connection behaves as
+// above, byte for byte.
+//
 // Runs its own I/O threads; `on_chunk` is called on them and must not block
 // (it should send an actor message). `stop()` stops accepting, lets chunks in
 // flight complete (up to `grace`), then closes every connection.
 #pragma once
 
 #include "runtime/connection_context.hpp"
+#include "runtime/tls_options.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -54,6 +62,8 @@ struct tcp_server_options {
   /// False: nothing is written back (line protocol has no replies); lines
   /// too large are logged rate-limited instead of answered.
   bool replies = true;
+  /// TLS on this port (off unless tls.certificate is set).
+  tls_options tls;
 };
 
 struct tcp_server_stats {
@@ -63,12 +73,15 @@ struct tcp_server_stats {
   uint64_t lines_too_large = 0;
   uint64_t bytes_read = 0;
   uint64_t connections_timed_out = 0;  ///< closed by idle or line timeout
+  uint64_t tls_failed = 0;  ///< TLS handshakes that failed or timed out
 };
 
 class tcp_server {
 public:
   using chunk_handler = std::function<void(chunk)>;
 
+  /// Throws std::runtime_error naming the option if TLS is configured and
+  /// its certificate, key or client CA cannot be loaded.
   tcp_server(tcp_server_options opts, chunk_handler on_chunk);
   ~tcp_server();
   tcp_server(const tcp_server&) = delete;

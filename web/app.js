@@ -44,6 +44,15 @@ $("tab-query").addEventListener("click", (e) => {
 });
 window.addEventListener("hashchange", route);
 window.addEventListener("popstate", route);
+// The dashboard's own failures (a bug, a chart that cannot render) go to
+// the banner the user looks at, not only to the browser console.
+window.addEventListener("error", (ev) => {
+  showError("dashboard", { code: "script_error", message: ev.message || String(ev.error) });
+});
+window.addEventListener("unhandledrejection", (ev) => {
+  const r = ev.reason;
+  showError("dashboard", { code: (r && r.code) || "script_error", message: (r && r.message) || String(r) });
+});
 route();
 ping();
 setInterval(ping, 5000);

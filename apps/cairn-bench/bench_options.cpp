@@ -23,6 +23,12 @@ connection:
   --port P            client port (default 7411)
   --connections N     parallel connections (default 4; 1 in --query-mode)
   --timeout S         give up after S seconds without reply progress (default 30)
+  --tls               connect with TLS (implied by every --tls-* flag)
+  --tls-ca PEM        CA that signed the node's certificate (default: system store)
+  --tls-cert PEM --tls-key PEM
+                      client certificate, when the node requires one
+  --tls-server-name N name the certificate must carry (default: --host)
+  --tls-insecure      skip every certificate check (tests only)
 
 load:
   --mode ff|ack       ff: fire-and-forget event lines, one flush per connection
@@ -126,13 +132,18 @@ std::optional<bench_options> parse_bench_options(int argc, char** argv,
       query_mode = true;
       continue;
     }
+    if (arg == "--tls" || arg == "--tls-insecure") {
+      (void)opts.tls.parse_flag(std::string{arg}, {});
+      continue;
+    }
     std::string_view name = arg.substr(0, arg.find('='));
     static constexpr std::string_view valued[] = {
       "--host",     "--port",     "--connections", "--rate",
       "--duration", "--events",   "--series",      "--batch",
       "--inflight", "--flush-every", "--pool",     "--seed",
       "--timeout",  "--queries",  "--query",       "--mode",
-      "--ts-spread", "--value-spread"};
+      "--ts-spread", "--value-spread",
+      "--tls-ca",   "--tls-cert", "--tls-key",     "--tls-server-name"};
     if (std::find(std::begin(valued), std::end(valued), name)
         == std::end(valued)) {
       usage_error(arg.starts_with("-") ? "unknown option " + std::string{name}
@@ -154,7 +165,9 @@ std::optional<bench_options> parse_bench_options(int argc, char** argv,
       return std::nullopt;
     }
     bool ok = true;
-    if (name == "--host")
+    if (apps::tls_client_options::takes_value(std::string{name}))
+      (void)opts.tls.parse_flag(std::string{name}, std::string{value});
+    else if (name == "--host")
       opts.host = value;
     else if (name == "--port")
       ok = parse_int(value, opts.port) && opts.port != 0;

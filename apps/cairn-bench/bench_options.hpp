@@ -7,6 +7,8 @@
 #include <optional>
 #include <string>
 
+#include "../common/tls_client.hpp"
+
 namespace cairn::bench {
 
 /// What the bench sends.
@@ -49,6 +51,8 @@ struct bench_options {
   bool json = false;
   /// Seconds without any reply progress before giving up.
   double timeout_s = 30;
+  /// TLS to the client port (--tls, --tls-*).
+  apps::tls_client_options tls;
 };
 
 /// Parses argv. Returns the options, or nullopt after printing help (then

@@ -68,6 +68,7 @@ connection_driver::connection_driver(const bench_options& opts, uint32_t index,
 connection_driver::~connection_driver() {
   if (writer_.joinable() || reader_.joinable())
     join();
+  tls_.reset();
   if (fd_ >= 0)
     ::close(fd_);
 }
@@ -76,6 +77,41 @@ void connection_driver::connect() {
   fd_ = apps::tcp_connect(opts_.host, opts_.port, milliseconds(5000));
   set_timeout(fd_, SO_SNDTIMEO, milliseconds(200));
   set_timeout(fd_, SO_RCVTIMEO, milliseconds(200));
+  if (opts_.tls.enabled)
+    tls_ = std::make_unique<apps::tls_session>(fd_, opts_.host, opts_.port,
+                                               opts_.tls, milliseconds(5000));
+}
+
+ssize_t connection_driver::send_some(const char* data, size_t n) {
+  if (!tls_)
+    return ::send(fd_, data, n, MSG_NOSIGNAL);
+  try {
+    auto w = tls_->write_some(data, n, milliseconds(200));
+    if (w == 0) {
+      errno = EAGAIN;
+      return -1;
+    }
+    return static_cast<ssize_t>(w);
+  } catch (const std::exception& e) {
+    fail(e.what());
+    errno = EPIPE;
+    return -1;
+  }
+}
+
+ssize_t connection_driver::recv_some(char* buf, size_t n) {
+  if (!tls_)
+    return ::recv(fd_, buf, n, 0);
+  try {
+    auto r = tls_->read_some(buf, n, milliseconds(200));
+    if (r < 0)
+      errno = EAGAIN;
+    return r;
+  } catch (const std::exception& e) {
+    fail(e.what());
+    errno = EPIPE;
+    return -1;
+  }
 }
 
 void connection_driver::prepare() {
@@ -115,7 +151,7 @@ void connection_driver::join() {
 bool connection_driver::write_all(std::string_view data) {
   auto last_progress = clock_type::now();
   while (!data.empty()) {
-    auto n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
+    auto n = send_some(data.data(), data.size());
     if (n > 0) {
       data.remove_prefix(static_cast<size_t>(n));
       last_progress = clock_type::now();
@@ -330,7 +366,7 @@ void connection_driver::read_loop() {
   for (;;) {
     if (control_.abort.load() || failed_.load())
       return;
-    auto n = ::recv(fd_, chunk.data(), chunk.size(), 0);
+    auto n = recv_some(chunk.data(), chunk.size());
     if (n > 0) {
       last_progress = clock_type::now();
       // Handle complete lines straight from the chunk when nothing is

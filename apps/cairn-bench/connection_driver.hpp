@@ -18,12 +18,14 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <vector>
 
+#include "../common/tls_client.hpp"
 #include "bench_options.hpp"
 #include "event_pool.hpp"
 #include "latency_histogram.hpp"
@@ -114,6 +116,13 @@ private:
   uint32_t index_;
   run_control& control_;
   int fd_ = -1;
+  /// TLS (--tls): every send and recv goes through it; null = plain TCP.
+  std::unique_ptr<apps::tls_session> tls_;
+
+  /// ::send / ::recv, or their TLS forms: > 0 bytes, 0 (recv) end of
+  /// stream, -1 with errno (EAGAIN after the 200 ms socket timeout).
+  ssize_t send_some(const char* data, size_t n);
+  ssize_t recv_some(char* buf, size_t n);
   event_pool pool_;
   std::string query_line_;
   clock_type::time_point t0_;

@@ -18,6 +18,7 @@
 #include "connection_driver.hpp"
 
 #include "../common/tcp_connect.hpp"
+#include "../common/tls_client.hpp"
 
 namespace {
 
@@ -60,12 +61,41 @@ double cpu_seconds() {
 /// Sends a ping on a fresh connection; returns the reply or throws.
 json ping_node(const bench_options& opts) {
   int fd = cairn::apps::tcp_connect(opts.host, opts.port, std::chrono::milliseconds(5000));
-  timeval tv{5, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   std::string_view ping = "{\"op\":\"ping\"}\n";
-  auto sent = ::send(fd, ping.data(), ping.size(), MSG_NOSIGNAL);
   std::string reply;
   char buf[4096];
+  if (opts.tls.enabled) {
+    // TLS errors (a wrong CA, a missing client certificate) surface here,
+    // once, before any load connection is opened.
+    try {
+      cairn::apps::tls_session tls{fd, opts.host, opts.port, opts.tls,
+                                   std::chrono::milliseconds(5000)};
+      size_t off = 0;
+      while (off < ping.size()) {
+        auto w = tls.write_some(ping.data() + off, ping.size() - off,
+                                std::chrono::milliseconds(5000));
+        if (w == 0)
+          break;
+        off += w;
+      }
+      while (off == ping.size() && reply.find('\n') == std::string::npos) {
+        auto n = tls.read_some(buf, sizeof(buf), std::chrono::milliseconds(5000));
+        if (n <= 0)
+          break;
+        reply.append(buf, static_cast<size_t>(n));
+      }
+      tls.close();
+    } catch (...) {
+      ::close(fd);
+      throw;
+    }
+    ::close(fd);
+    fd = -1;
+  }
+  timeval tv{5, 0};
+  if (fd >= 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  auto sent = fd < 0 ? ssize_t{-1} : ::send(fd, ping.data(), ping.size(), MSG_NOSIGNAL);
   while (sent == static_cast<ssize_t>(ping.size())
          && reply.find('\n') == std::string::npos) {
     auto n = ::recv(fd, buf, sizeof(buf), 0);
@@ -73,7 +103,8 @@ json ping_node(const bench_options& opts) {
       break;
     reply.append(buf, static_cast<size_t>(n));
   }
-  ::close(fd);
+  if (fd >= 0)
+    ::close(fd);
   auto nl = reply.find('\n');
   if (nl == std::string::npos)
     throw std::runtime_error("no reply to ping from " + opts.host + ":"

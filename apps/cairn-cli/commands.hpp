@@ -18,6 +18,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "../common/tls_client.hpp"
+
 namespace cairn::cli {
 
 /// Exit statuses shared by all commands.
@@ -38,6 +40,8 @@ struct cli_options {
   std::chrono::milliseconds timeout{10000};
   /// How many error lines `ingest` prints before only counting them.
   int64_t max_errors = 100;
+  /// TLS to the client port (--tls, --tls-*; docs/clients.md).
+  apps::tls_client_options tls;
 };
 
 /// Prints "error: CODE: MESSAGE" for an error reply to stderr and returns

@@ -26,16 +26,25 @@ int remaining_ms(clock_type::time_point deadline) {
 // -- construction -------------------------------------------------------------
 
 line_client::line_client(const std::string& host, uint16_t port,
-                         std::chrono::milliseconds connect_timeout)
+                         std::chrono::milliseconds connect_timeout,
+                         const apps::tls_client_options& tls)
   : peer_(host + ":" + std::to_string(port)) {
   try {
     fd_ = apps::tcp_connect(host, port, connect_timeout);
+    if (tls.enabled)
+      tls_ = std::make_unique<apps::tls_session>(fd_, host, port, tls,
+                                                 connect_timeout);
   } catch (const std::runtime_error& e) {
+    if (fd_ >= 0)
+      ::close(fd_);
     throw transport_error(e.what());
   }
 }
 
 line_client::~line_client() {
+  if (tls_)
+    tls_->close();
+  tls_.reset();
   if (fd_ >= 0)
     ::close(fd_);
 }
@@ -44,6 +53,23 @@ line_client::~line_client() {
 
 void line_client::send_all(std::string_view data,
                            std::chrono::milliseconds stall_timeout) {
+  if (tls_) {
+    try {
+      while (!data.empty()) {
+        auto n = tls_->write_some(data.data(), data.size(), stall_timeout);
+        if (n == 0)
+          throw transport_error("server at " + peer_ + " stopped reading for "
+                                + std::to_string(stall_timeout.count() / 1000)
+                                + " s");
+        data.remove_prefix(n);
+      }
+    } catch (const transport_error&) {
+      throw;
+    } catch (const std::runtime_error& e) {
+      throw transport_error(e.what());
+    }
+    return;
+  }
   while (!data.empty()) {
     auto n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n > 0) {
@@ -88,6 +114,31 @@ read_status line_client::read_line(std::string& out,
       in_.erase(0, in_pos_);
       scan_pos_ -= in_pos_;
       in_pos_ = 0;
+    }
+    if (tls_) {
+      char buf[65536];
+      std::ptrdiff_t n;
+      try {
+        auto left = timeout.count() < 0
+                      ? timeout
+                      : std::chrono::milliseconds{remaining_ms(deadline)};
+        n = tls_->read_some(buf, sizeof(buf), left);
+      } catch (const std::runtime_error& e) {
+        throw transport_error(e.what());
+      }
+      if (n < 0)
+        return read_status::timeout;
+      if (n > 0) {
+        in_.append(buf, static_cast<size_t>(n));
+        continue;
+      }
+      if (!in_.empty()) { // a last line without '\n'
+        out = std::move(in_);
+        in_.clear();
+        scan_pos_ = 0;
+        return read_status::line;
+      }
+      return read_status::eof;
     }
     if (timeout.count() >= 0) {
       pollfd pfd{fd_, POLLIN, 0};

@@ -8,12 +8,18 @@
 // share only the socket descriptor. Two concurrent senders or two concurrent
 // readers are not allowed.
 //
+// With TLS (`tls.enabled`) the same calls go through an apps::tls_session,
+// whose lock keeps the one-sender-one-reader contract valid.
+//
 // Transport failures (cannot connect, connection lost, timeouts while
 // sending) throw `transport_error`; cairn-cli maps them to exit status 2.
 #pragma once
 
+#include "../common/tls_client.hpp"
+
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -43,7 +49,8 @@ public:
   /// Connects to `host:port`, waiting at most `connect_timeout`. Throws
   /// `transport_error` with a readable message when no address accepts.
   line_client(const std::string& host, uint16_t port,
-              std::chrono::milliseconds connect_timeout);
+              std::chrono::milliseconds connect_timeout,
+              const apps::tls_client_options& tls = {});
 
   ~line_client();
 
@@ -76,6 +83,7 @@ public:
 
 private:
   int fd_ = -1;
+  std::unique_ptr<apps::tls_session> tls_;  ///< null: plain TCP
   std::string peer_;
   std::string in_;       // received bytes not yet returned as lines
   size_t in_pos_ = 0;    // start of the unconsumed part of in_

@@ -17,7 +17,7 @@ using namespace cairn::cli;
 
 constexpr const char* usage_text = R"(usage: cairn-cli [OPTIONS] COMMAND [ARGS]
 
-Talks to a Cairn node's client port (NDJSON over TCP).
+Talks to a Cairn node's client port (NDJSON over TCP, or TLS with --tls).
 
 commands:
   ingest FILE|-          stream NDJSON events from FILE or stdin (fire-and-forget),
@@ -40,6 +40,13 @@ options:
   --timeout S            seconds to wait for a connection or reply (default 10;
                          ingest waits up to 6x this for its flush)
   --max-errors N         ingest: print at most N rejected lines (default 100)
+  --tls                  connect with TLS (implied by every --tls-* flag)
+  --tls-ca PEM           CA that signed the node's certificate (default: the
+                         system's CA store)
+  --tls-cert PEM --tls-key PEM
+                         client certificate, when the node requires one
+  --tls-server-name N    name the certificate must carry (default: --host)
+  --tls-insecure         skip every certificate check (tests only)
   -h, --help             this text
 
 exit status: 0 ok, 1 server error or rejected events, 2 connection failure,
@@ -120,6 +127,10 @@ int main(int argc, char** argv) {
       opts.json = true;
       continue;
     }
+    if (arg == "--tls" || arg == "--tls-insecure") {
+      (void)opts.tls.parse_flag(std::string{arg}, {});
+      continue;
+    }
     // Options with a value: "--name value" or "--name=value".
     std::string_view name = arg;
     std::string_view value;
@@ -146,6 +157,8 @@ int main(int argc, char** argv) {
       if (!(secs > 0))
         return usage_error("bad timeout '" + std::string{value} + "'");
       opts.timeout = std::chrono::milliseconds(static_cast<int64_t>(secs * 1000));
+    } else if (cairn::apps::tls_client_options::takes_value(std::string{name})) {
+      (void)opts.tls.parse_flag(std::string{name}, std::string{value});
     } else if (name == "--max-errors") {
       if (!parse_number(value, opts.max_errors) || opts.max_errors < 0)
         return usage_error("bad --max-errors '" + std::string{value} + "'");

@@ -3,6 +3,7 @@
 #include "actors/messages.hpp"
 #include "actors/node.hpp"
 #include "actors/node_actor.hpp"
+#include "actors/reply.hpp"
 #include "promql/http_api.hpp"
 #include "actors/write_routes.hpp"
 #include "runtime/cluster_gate.hpp"
@@ -14,6 +15,7 @@
 #include "runtime/node_config.hpp"
 #include "runtime/tcp_server.hpp"
 #include "runtime/time.hpp"
+#include "runtime/web_root.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/io/middleman.hpp>
@@ -45,7 +47,8 @@ nlohmann::json gateway_json(const runtime::tcp_server_stats& st) {
           {"refused", st.connections_refused},
           {"timed_out", st.connections_timed_out},
           {"lines_too_large", st.lines_too_large},
-          {"bytes_read", st.bytes_read}};
+          {"bytes_read", st.bytes_read},
+          {"tls_failed", st.tls_failed}};
 }
 
 sigset_t block_stop_signals() {
@@ -145,6 +148,9 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
   topts.idle_timeout = runtime::node_config::duration_of(cfg.tcp_idle_timeout_text);
   topts.line_timeout = runtime::node_config::duration_of(cfg.tcp_line_timeout_text);
   topts.option = "cairn.tcp.port";
+  // TLS of the NDJSON port, shared by the influx port (docs/operations.md).
+  topts.tls = {cfg.tcp_tls_certificate, cfg.tcp_tls_key, cfg.tcp_tls_client_ca,
+               "cairn.tcp.tls-"};
   runtime::tcp_server tcp{topts, [&node_ptr](runtime::chunk c) {
                             node_ptr->dispatch(std::move(c));
                           }};
@@ -170,7 +176,22 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
   runtime::http_server_options hopts;
   hopts.host = cfg.bind_host;
   hopts.port = cfg.http_port;
-  hopts.web_root = cfg.web_root;
+  // The dashboard's files: next to the config file, the current directory
+  // or the binary (runtime/web_root.hpp); a missing one is only a warning
+  // (logged below).
+  auto web = runtime::find_web_root(cfg.web_root, cfg.config_file);
+  hopts.web_root = web.path;
+  hopts.tls = {cfg.http_tls_certificate, cfg.http_tls_key,
+               cfg.http_tls_client_ca, "cairn.http.tls-"};
+  // /readyz: 503 while recovering, stopping, or without a partition map.
+  hopts.readiness = [settings]() -> std::string {
+    auto status = settings->status.load();
+    if (status != actors::node_status::ready)
+      return std::string{"not ready: "} + to_string(status);
+    if (settings->cluster.enabled && !settings->cluster.map)
+      return "not ready: cluster map unknown";
+    return {};
+  };
   hopts.max_connections = cfg.http_max_connections;
   hopts.idle_timeout = runtime::node_config::duration_of(cfg.http_idle_timeout_text);
   hopts.read_timeout = runtime::node_config::duration_of(cfg.http_read_timeout_text);
@@ -203,8 +224,13 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
       for (auto& ch : body)
         if (ch == '\n' || ch == '\r')
           ch = ' ';
+      // Error replies carry their HTTP status (docs/protocol.md, "HTTP
+      // statuses"), the body stays the protocol's reply.
       run_line(std::move(body), [reply](std::string text) {
-        reply(200, text.empty() ? std::string{"{\"ok\":true}"} : text);
+        if (text.empty())
+          return reply(200, "{\"ok\":true}");
+        auto status = actors::http_status_of_reply(text);
+        reply(status, std::move(text));
       });
     }};
   // POST /write (line protocol) and POST /api/v1/write (Prometheus
@@ -301,6 +327,7 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
       }
       live["websockets"] = web->websockets_open();
       out["live"] = std::move(live);
+      out["http"] = {{"tls_failed", web->tls_failed()}};
     }
     if (auto* gate = gate_view.load()) {
       auto st = gate->stats();
@@ -443,9 +470,26 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
   http.start();
   http_view.store(&http);
 
-  spdlog::info("node {} ready: tcp {}:{}, http {}:{}, {} partitions, tiers {}",
-               cfg.node_name, cfg.bind_host, tcp.port(), cfg.bind_host,
-               http.port(), settings->partitions, fmt::join(cfg.tier_texts, ","));
+  // Said once the ports are bound (a port in use stays a one-line error).
+  if (web.path.empty() && !cfg.web_root.empty())
+    spdlog::warn("dashboard files not found: cairn.http.web-root = '{}' has no "
+                 "index.html in {}; the dashboard will answer 404 (set "
+                 "cairn.http.web-root, docs/operations.md \"Dashboard\")",
+                 cfg.web_root, fmt::join(web.tried, ", "));
+  else if (!web.path.empty())
+    spdlog::info("dashboard files in {}", web.path);
+  // "ready" only once recovery is complete (the ports answer before that:
+  // `unavailable` and /readyz 503 while recovering).
+  auto ready_line = fmt::format(
+    "node {} ready: tcp {}:{}{}, http {}:{}{}, {} partitions, tiers {}",
+    cfg.node_name, cfg.bind_host, tcp.port(), topts.tls.enabled() ? " (TLS)" : "",
+    cfg.bind_host, http.port(), hopts.tls.enabled() ? " (TLS)" : "",
+    settings->partitions, fmt::join(cfg.tier_texts, ","));
+  if (settings->status.load() != actors::node_status::ready)
+    spdlog::info("node {} listening: tcp {}:{}, http {}:{}; recovering",
+                 cfg.node_name, cfg.bind_host, tcp.port(), cfg.bind_host,
+                 http.port());
+  node.when_ready([ready_line] { spdlog::info("{}", ready_line); });
 
   int sig = 0;
   sigwait(&signals, &sig);

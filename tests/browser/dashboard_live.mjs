@@ -4,6 +4,9 @@
 // asserts on it). Events are sent by this script through POST /api while the
 // page stays loaded, so the charts must grow without a reload.
 // Usage: node dashboard_live.mjs BASE_URL METRIC SHOT_DIR
+// BASE_URL may be https:// (a node with cairn.http.tls-*): the browser takes
+// the test CA's certificate as it is (ignoreHTTPSErrors), this script's own
+// fetch trusts it through NODE_EXTRA_CA_CERTS.
 import { chromium } from "playwright-core";
 import path from "node:path";
 
@@ -37,7 +40,7 @@ const browser = await chromium.launch({
          "--disable-component-update", "--disable-sync"],
 });
 try {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 }, ignoreHTTPSErrors: true });
   page.on("pageerror", (e) => out.errors.push(String(e)));
   page.on("console", (m) => { if (m.type() === "error") out.console.push(m.text()); });
 
@@ -166,7 +169,7 @@ console.log(JSON.stringify(out));
 
 async function checkWebSocket(browser) {
   const r = { frames: [] };
-  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 }, ignoreHTTPSErrors: true });
   page.on("pageerror", (e) => out.errors.push(`ws page: ${e}`));
   const t0 = Math.floor(Date.now() / 1000) * 1000 - 10000;
   let sock = null, sub = null, connects = 0;

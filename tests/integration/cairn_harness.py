@@ -184,6 +184,9 @@ class Node:
         self.proc = None
         self._log_file = None
         self.preexec_fn = None
+        # An ssl.SSLContext when the node's NDJSON port speaks TLS
+        # (cairn.tcp.tls-*): wait_ready and client() then use it.
+        self.tls_context = None
 
     @property
     def binary(self):
@@ -230,7 +233,8 @@ class Node:
                     f"cairn-node exited with code {self.proc.returncode} "
                     f"before becoming ready")
             try:
-                with Client("127.0.0.1", self.tcp_port, timeout=2.0) as c:
+                with Client("127.0.0.1", self.tcp_port, timeout=2.0,
+                            ssl_context=self.tls_context) as c:
                     last = c.request({"op": "ping"}, timeout=2.0)
                     if last.get("ok") is True and (
                             want_status is None or last.get("status") == want_status):
@@ -241,7 +245,8 @@ class Node:
         raise TestFailure(f"node not ready after {timeout}s; last ping: {last!r}")
 
     def client(self, timeout=30.0):
-        return Client("127.0.0.1", self.tcp_port, timeout=timeout)
+        return Client("127.0.0.1", self.tcp_port, timeout=timeout,
+                      ssl_context=self.tls_context)
 
     def terminate(self, timeout=DEFAULT_STOP_TIMEOUT):
         """SIGTERM, wait up to `timeout` s. Returns (exit code or None if it
@@ -331,10 +336,18 @@ def encode(obj):
 class Client:
     """One NDJSON connection with buffered, time-limited reads."""
 
-    def __init__(self, host, port, timeout=30.0):
+    def __init__(self, host, port, timeout=30.0, ssl_context=None):
         self.timeout = timeout
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if ssl_context is not None:
+            # TLS (docs/operations.md, "TLS"): the handshake runs here; the
+            # certificate must name `host`.
+            try:
+                self.sock = ssl_context.wrap_socket(self.sock, server_hostname=host)
+            except BaseException:
+                self.sock.close()
+                raise
         self.buf = b""
         self.closed_by_peer = False
 
@@ -774,6 +787,22 @@ def stop_process(proc, timeout=20):
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def http_request(port, method, path, body=None, headers=None, timeout=30,
+                 ssl_context=None):
+    """One HTTP(S) request to 127.0.0.1:port; returns (status, headers as a
+    dict with lower-case names, body bytes), error statuses included. With
+    `ssl_context` it is HTTPS (the certificate must name 127.0.0.1)."""
+    scheme = "https" if ssl_context is not None else "http"
+    data = body.encode() if isinstance(body, str) else body
+    req = urllib.request.Request(f"{scheme}://127.0.0.1:{port}{path}", data=data,
+                                 method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout, context=ssl_context) as r:
+            return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
 
 
 def is_error(reply, code=None):

@@ -26,7 +26,10 @@ unsubscribe on a query change, polling after a close and the reconnect).
 import json
 import os
 import re
+import shutil
+import subprocess
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cairn_harness as h  # noqa: E402
@@ -35,7 +38,7 @@ EVIL = '<img src=x onerror="window.__pwned=true">'
 QUOTED = 'a"b\'c&d<b>bold</b>'
 
 
-def check_live(args, chk, node, browser_dir):
+def check_live(args, chk, node, browser_dir, base=None, env=None):
     now = h.now_ms()
     first = [{"metric": "web.live", "ts": now - 30000 + i * 500, "value": i,
               "tags": {"host": "h1" if i % 2 else "h2"}} for i in range(50)]
@@ -45,9 +48,10 @@ def check_live(args, chk, node, browser_dir):
     chk.require(r.get("accepted") == 50, f"flush: {r}")
     shots = os.path.join(node.tmp, "shots")
     os.makedirs(shots, exist_ok=True)
-    p = h.run(["node", os.path.join(browser_dir, "dashboard_live.mjs"),
-               f"http://127.0.0.1:{node.http_port}", "web.live", shots],
-              timeout=150, cwd=browser_dir)
+    base = base or f"http://127.0.0.1:{node.http_port}"
+    p = subprocess.run(["node", os.path.join(browser_dir, "dashboard_live.mjs"),
+                        base, "web.live", shots], capture_output=True,
+                       timeout=150, cwd=browser_dir, env=env)
     lines = [ln for ln in p.stdout.decode(errors="replace").splitlines() if ln.startswith("{")]
     chk.require(p.returncode == 0 and lines,
                 f"browser run failed ({p.returncode}): {p.stderr.decode(errors='replace')[-2000:]}")
@@ -124,6 +128,7 @@ def check_live(args, chk, node, browser_dir):
               f"members {members}")
     chk.count(23)
     check_websocket_client(chk, out.get("ws") or {})
+    return out
 
 
 def check_websocket_client(chk, ws):
@@ -151,6 +156,40 @@ def check_websocket_client(chk, ws):
               f"close -> {ws.get('mode_after_close')}, reconnect -> {ws.get('mode_after_reconnect')}, "
               f"{ws.get('connects')} connects")
     chk.count(8)
+
+
+def check_https(args, chk, browser_dir):
+    """The same live scenario over HTTPS and wss:// (cairn.http.tls-*,
+    docs/operations.md "TLS"): the page, POST /api and /v1/live all work."""
+    certs = tempfile.mkdtemp(prefix="cairn-dash-tls-")
+    subprocess.run([os.path.join(args.source_dir, "scripts", "gen-certs.sh"), certs, "1"],
+                   check=True, capture_output=True)
+    node = h.Node(args.bin_dir, args.source_dir, name="dashtls", keep=args.keep,
+                  extra_args=[f"--cairn.http.web-root={os.path.join(args.source_dir, 'web')}",
+                              f"--cairn.http.tls-certificate={certs}/n1.pem",
+                              f"--cairn.http.tls-key={certs}/n1.key"])
+    try:
+        node.start()
+        node.wait_ready()
+        h.log("HTTPS: the live page over https:// and wss://")
+        # The live scenario counts the 20 events the first node held before it.
+        with node.client() as c:
+            c.send_lines([{"metric": "web.pre", "ts": h.now_ms() - 1000 - i, "value": i}
+                          for i in range(20)])
+            r = c.request({"op": "flush"})
+        chk.require(r.get("accepted") == 20, f"flush: {r}")
+        env = dict(os.environ, NODE_EXTRA_CA_CERTS=f"{certs}/ca.pem")
+        before = len(chk.failures)
+        out = check_live(args, chk, node, browser_dir,
+                         base=f"https://127.0.0.1:{node.http_port}", env=env)
+        chk.check(out.get("mode") == "websocket",
+                  f"over HTTPS the live feed is {out.get('mode')!r}, not a wss:// WebSocket")
+        if len(chk.failures) > before:
+            node.dump_log(60)
+        node.stop()
+    finally:
+        node.cleanup()
+        shutil.rmtree(certs, ignore_errors=True)
 
 
 def main():
@@ -195,6 +234,7 @@ def main():
                   f"no Content-Security-Policy forbidding inline script: {csp!r}")
         chk.count(4)
         check_live(args, chk, node, browser_dir)
+        check_https(args, chk, browser_dir)
     except h.TestFailure as e:
         chk.check(False, str(e))
     finally:

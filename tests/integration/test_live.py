@@ -72,10 +72,11 @@ def metrics(node):
 
 
 def post_api(node, obj):
-    req = urllib.request.Request(f"http://127.0.0.1:{node.http_port}/api",
-                                 data=json.dumps(obj).encode(), method="POST")
-    with urllib.request.urlopen(req, timeout=5) as r:
-        return json.loads(r.read())
+    """POST /api; returns (HTTP status, reply): error replies come with
+    their status and the protocol's JSON body (docs/protocol.md)."""
+    status, _, body = h.http_request(node.http_port, "POST", "/api",
+                                     json.dumps(obj), timeout=5)
+    return status, json.loads(body)
 
 
 def ingest(node, events):
@@ -276,9 +277,9 @@ async def basics(node, chk):
     r = await request(ws, {"op": "subscribe", "id": "over", "query": {"metric": "lv.f"}})
     chk.check((r or {}).get("error", {}).get("code") == "too_many_subscriptions",
               f"subscription {MAX_SUBS + 1}: {r}")
-    r = post_api(node, {"op": "subscribe", "id": 1, "query": {"metric": "m"}})
-    chk.check(r.get("error", {}).get("code") == "bad_request"
-              and "stream" in r["error"].get("message", ""), f"subscribe over /api: {r}")
+    status, r = post_api(node, {"op": "subscribe", "id": 1, "query": {"metric": "m"}})
+    chk.check(status == 400 and r.get("error", {}).get("code") == "bad_request"
+              and "stream" in r["error"].get("message", ""), f"subscribe over /api: {status} {r}")
 
     # Unsubscribe stops that id only.
     r = await request(ws, {"op": "unsubscribe", "id": "a"})

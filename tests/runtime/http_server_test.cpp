@@ -75,6 +75,9 @@ struct fixture {
     http_server_options opts;
     opts.port = 0;
     opts.web_root = root.string();
+    opts.readiness = [this]() -> std::string {
+      return ready.load() ? "" : "not ready: recovering";
+    };
     server = std::make_unique<http_server>(
       opts, metrics, [this](std::string body, http_server::reply_fn reply) {
         ++calls;
@@ -109,6 +112,7 @@ struct fixture {
   std::filesystem::path root;
   metrics_registry metrics;
   std::atomic<int> calls{0};
+  std::atomic<bool> ready{false};
   std::unique_ptr<http_server> server;
 };
 
@@ -125,6 +129,55 @@ TEST_CASE_FIXTURE(fixture, "GET /metrics and /healthz on one keep-alive connecti
   auto h = roundtrip(c, "GET", "/healthz");
   CHECK(h.status == 200);
   CHECK(h.body == "ok");
+}
+
+TEST_CASE_FIXTURE(fixture, "/readyz follows readiness, /healthz does not") {
+  tcp_client c{server->port()};
+  auto r = roundtrip(c, "GET", "/readyz");
+  CHECK(r.status == 503);
+  CHECK(r.body == "not ready: recovering\n");
+  CHECK(r.headers.find("Retry-After: 1") != std::string::npos);
+  CHECK(roundtrip(c, "GET", "/healthz").status == 200);
+  ready = true;
+  r = roundtrip(c, "GET", "/readyz");
+  CHECK(r.status == 200);
+  CHECK(r.body == "ok");
+}
+
+TEST_CASE_FIXTURE(fixture, "wrong methods get 405 with Allow, WebSocket paths 426") {
+  server->stop();
+  http_server_options opts;
+  opts.port = 0;
+  opts.web_root = root.string();
+  http_server ws_server{opts, metrics, [](std::string, http_server::reply_fn r) {
+                          r(200, "{}");
+                        }};
+  ws_server.websocket("/v1/live", [](const std::shared_ptr<stream_sink>&,
+                                     std::string) {});
+  ws_server.start();
+  tcp_client c{ws_server.port()};
+  struct expectation {
+    const char* method;
+    const char* path;
+    const char* allow;
+  };
+  for (auto e : {expectation{"GET", "/api", "Allow: POST"},
+                 expectation{"POST", "/metrics", "Allow: GET, HEAD"},
+                 expectation{"PUT", "/healthz", "Allow: GET, HEAD"},
+                 expectation{"POST", "/readyz", "Allow: GET, HEAD"},
+                 expectation{"DELETE", "/index.html", "Allow: GET, HEAD"},
+                 expectation{"POST", "/v1/live", "Allow: GET"}}) {
+    CAPTURE(e.method);
+    CAPTURE(e.path);
+    auto r = roundtrip(c, e.method, e.path);
+    CHECK(r.status == 405);
+    CHECK(r.headers.find(e.allow) != std::string::npos);
+  }
+  auto r = roundtrip(c, "GET", "/v1/live");
+  CHECK(r.status == 426);
+  CHECK(r.headers.find("Upgrade: websocket") != std::string::npos);
+  CHECK(roundtrip(c, "POST", "/nothing/here").status == 404);
+  ws_server.stop();
 }
 
 TEST_CASE_FIXTURE(fixture, "POST /api is answered asynchronously") {

@@ -29,7 +29,10 @@ export class ApiError extends Error {
 }
 
 /// POST /api with one request (the NDJSON protocol's JSON); throws ApiError
-/// for `ok:false`, for a non-JSON answer and for a network failure.
+/// for an error reply, for a network failure and for an answer that is not
+/// the protocol's JSON. Error replies come with their HTTP status (400, 413,
+/// 429, 503, ...: docs/protocol.md, "HTTP statuses") and the same JSON body,
+/// so the body is read whatever the status; `status` keeps the HTTP status.
 export async function api(request) {
   let res;
   try {
@@ -37,15 +40,29 @@ export async function api(request) {
   } catch (e) {
     throw new ApiError("network", `node not reachable: ${e.message}`);
   }
+  let text = "";
+  try {
+    text = await res.text();
+  } catch (e) {
+    throw new ApiError("network", `answer cut off (HTTP ${res.status}): ${e.message}`);
+  }
   let reply;
   try {
-    reply = await res.json();
+    reply = JSON.parse(text);
   } catch (e) {
-    throw new ApiError(`http_${res.status}`, `answer is not JSON (HTTP ${res.status})`);
+    // Not ours (a proxy's error page, a plain-text 404): show its start.
+    const snippet = text.trim().slice(0, 120);
+    const err = new ApiError(`http_${res.status}`,
+      `answer is not JSON (HTTP ${res.status} ${res.statusText})${snippet ? `: ${snippet}` : ""}`);
+    err.status = res.status;
+    throw err;
   }
-  if (!reply.ok) {
-    const err = reply.error || {};
-    throw new ApiError(err.code || `http_${res.status}`, err.message || "request failed");
+  if (!reply || reply.ok === false || !res.ok) {
+    const e = (reply && reply.error) || {};
+    const err = new ApiError(e.code || `http_${res.status}`,
+      e.message || `request failed (HTTP ${res.status})`);
+    err.status = res.status;
+    throw err;
   }
   return reply;
 }
