@@ -28,6 +28,8 @@ std::string_view to_string(error_code code) noexcept {
       return "too_many_subscriptions";
     case error_code::unknown_subscription:
       return "unknown_subscription";
+    case error_code::forbidden:
+      return "forbidden";
   }
   return "internal";
 }

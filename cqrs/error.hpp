@@ -20,9 +20,11 @@ enum class error_code : uint8_t {
   unknown_op,
   /// A line or batch exceeds a configured limit.
   too_large,
-  /// The client exceeded its rate limit.
+  /// The client exceeded its rate limit; the error carries
+  /// `retry_after_ms` (docs/protocol.md, "Rate limits").
   rate_limited,
-  /// Authentication is missing or invalid.
+  /// No token, or a token that is invalid or expired (docs/protocol.md,
+  /// "Authentication").
   unauthorized,
   /// A resource needed to serve the request is not available.
   unavailable,
@@ -37,6 +39,9 @@ enum class error_code : uint8_t {
   too_many_subscriptions,
   /// An unsubscribe named an id that is not subscribed on this client.
   unknown_subscription,
+  /// The client is authenticated, but its token lacks the scope the request
+  /// needs (docs/protocol.md, "Authentication").
+  forbidden,
 };
 
 /// Returns the wire name of `code`, e.g. "bad_request".
