@@ -45,8 +45,13 @@ std::atomic<int64_t>& metrics_registry::add(const std::string& name,
   return e.value;
 }
 
-std::string metrics_registry::render_prometheus() const {
+void metrics_registry::add_renderer(std::function<std::string()> render) {
   std::lock_guard<std::mutex> guard{mtx_};
+  renderers_.push_back(std::move(render));
+}
+
+std::string metrics_registry::render_prometheus() const {
+  std::unique_lock<std::mutex> guard{mtx_};
   std::string out;
   out.reserve(entries_.size() * 96);
   for (auto& e : entries_) {
@@ -62,6 +67,10 @@ std::string metrics_registry::render_prometheus() const {
     out += std::to_string(e.value.load(std::memory_order_relaxed));
     out += '\n';
   }
+  auto renderers = renderers_;
+  guard.unlock();
+  for (auto& r : renderers)
+    out += r();
   return out;
 }
 

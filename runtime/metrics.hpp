@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -31,8 +32,14 @@ public:
   std::atomic<int64_t>& gauge(const std::string& name,
                               const std::string& help);
 
-  /// Prometheus text format, entries in registration order.
+  /// Prometheus text format, entries in registration order, then what each
+  /// renderer adds.
   std::string render_prometheus() const;
+
+  /// Adds complete exposition lines rendered at each scrape (labelled
+  /// families, e.g. per principal). Called under no lock of the registry;
+  /// must be thread-safe. Register at start-up.
+  void add_renderer(std::function<std::string()> render);
 
   /// name -> value snapshot.
   std::vector<std::pair<std::string, int64_t>> snapshot() const;
@@ -42,6 +49,7 @@ private:
                             bool counter);
   mutable std::mutex mtx_;
   std::deque<entry> entries_;
+  std::vector<std::function<std::string()>> renderers_;
 };
 
 } // namespace cairn::runtime

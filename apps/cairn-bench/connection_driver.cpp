@@ -74,6 +74,7 @@ connection_driver::~connection_driver() {
 
 void connection_driver::connect() {
   fd_ = apps::tcp_connect(opts_.host, opts_.port, milliseconds(5000));
+  apps::tcp_authenticate(fd_, opts_.token, milliseconds(5000));
   set_timeout(fd_, SO_SNDTIMEO, milliseconds(200));
   set_timeout(fd_, SO_RCVTIMEO, milliseconds(200));
 }

@@ -38,6 +38,9 @@ struct cli_options {
   std::chrono::milliseconds timeout{10000};
   /// How many error lines `ingest` prints before only counting them.
   int64_t max_errors = 100;
+  /// JWT presented first on every connection (--token or CAIRN_TOKEN;
+  /// empty = none).
+  std::string token;
 };
 
 /// Prints "error: CODE: MESSAGE" for an error reply to stderr and returns

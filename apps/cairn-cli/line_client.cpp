@@ -26,12 +26,20 @@ int remaining_ms(clock_type::time_point deadline) {
 // -- construction -------------------------------------------------------------
 
 line_client::line_client(const std::string& host, uint16_t port,
-                         std::chrono::milliseconds connect_timeout)
+                         std::chrono::milliseconds connect_timeout,
+                         const std::string& token)
   : peer_(host + ":" + std::to_string(port)) {
   try {
     fd_ = apps::tcp_connect(host, port, connect_timeout);
   } catch (const std::runtime_error& e) {
     throw transport_error(e.what());
+  }
+  try {
+    apps::tcp_authenticate(fd_, token, connect_timeout);
+  } catch (...) {
+    ::close(fd_);
+    fd_ = -1;
+    throw;
   }
 }
 
