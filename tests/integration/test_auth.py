@@ -13,6 +13,8 @@ python3-jwt) and Node's jsonwebtoken (tests/auth, npm). Checked:
   NDJSON connection is closed after its error line; ping needs no token;
 - HS256 (required on loopback), RS256 and ES256 with public keys; the
   HS256-with-the-public-key confusion refused;
+- cairn-cli and cairn-bench with --token and CAIRN_TOKEN (a refused token:
+  exit 1 / 2);
 - no token value in the node's log;
 - rate limits: 429 + Retry-After + retry_after_ms past requests/s on HTTP,
   recovery after the window; NDJSON `rate_limited` with retry_after_ms for
@@ -290,6 +292,31 @@ def matrix_hs256():
                     and any(p["principal"] == "node-writer" and p["events"] >= 2
                             for p in st.get("principals", [])),
                     f"stats auth section: {json.dumps(st)[:400]}")
+        # The clients: --token and CAIRN_TOKEN.
+        cli = os.path.join(ARGS.bin_dir, "cairn-cli")
+        bench = os.path.join(ARGS.bin_dir, "cairn-bench")
+        port = ["--port", str(node.tcp_port)]
+        p = subprocess.run([cli, *port, "--token", good_py, "metrics"], capture_output=True,
+                           text=True, timeout=30)
+        CHECK.check(p.returncode == 0 and "auth.m" in p.stdout,
+                    f"cairn-cli --token metrics: exit {p.returncode} {p.stdout[-200:]} {p.stderr[-200:]}")
+        env = dict(os.environ, CAIRN_TOKEN=good_node)
+        p = subprocess.run([cli, *port, "stats"], capture_output=True, text=True, timeout=30, env=env)
+        CHECK.check(p.returncode == 0, f"cairn-cli with CAIRN_TOKEN: exit {p.returncode} {p.stderr[-200:]}")
+        p = subprocess.run([cli, *port, "--token", tokens["expired"], "metrics"],
+                           capture_output=True, text=True, timeout=30)
+        CHECK.check(p.returncode == 1 and "unauthorized" in p.stderr,
+                    f"cairn-cli with an expired token: exit 1 unauthorized, got {p.returncode} {p.stderr[-200:]}")
+        p = subprocess.run([cli, *port, "metrics"], capture_output=True, text=True, timeout=30)
+        CHECK.check(p.returncode != 0, f"cairn-cli without a token fails: exit {p.returncode}")
+        p = subprocess.run([bench, *port, "--events", "20000", "--connections", "2"],
+                           capture_output=True, text=True, timeout=60, env=env)
+        CHECK.check(p.returncode == 0 and "20,000 accepted" in p.stdout,
+                    f"cairn-bench with CAIRN_TOKEN: exit {p.returncode} {p.stdout[-300:]} {p.stderr[-200:]}")
+        p = subprocess.run([bench, *port, "--events", "1000", "--token", tokens["wrong_key"]],
+                           capture_output=True, text=True, timeout=60)
+        CHECK.check(p.returncode == 2 and "refused the token" in p.stderr,
+                    f"cairn-bench with a wrong-key token: exit 2, got {p.returncode} {p.stderr[-200:]}")
         # No token bytes in the log (the signature part is the secret-bearing one).
         text = node.log_text()
         leaked = [t for t in ALL_TOKENS if len(t) > 20 and (t in text or t.split(".")[-1] in text
