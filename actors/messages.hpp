@@ -68,6 +68,10 @@ using hello_atom = caf::atom_constant<caf::atom("hello")>;
 /// link announces this node's set to its peer; answered when all did.
 /// (pending_atom, bool) -> bool, to a link: announce to your peer now.
 using pending_atom = caf::atom_constant<caf::atom("pending")>;
+/// (resume_atom, uint64_t ticket): a parser's own timer, a chunk that waited
+/// for its rate limit may go on (actors/parser.cpp).
+using resume_atom = caf::atom_constant<caf::atom("resume")>;
+
 /// (live_follow_atom, caf::actor hub, std::vector<std::string> metrics):
 /// to a peer link, then the peer's node actor, then its live hub: send
 /// `hub` the closed windows of these metrics (remote_closed) for a while

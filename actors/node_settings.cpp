@@ -37,6 +37,7 @@ std::shared_ptr<node_settings> make_node_settings(
   cfg.validate();
   auto s = std::make_shared<node_settings>();
   s->node_name = cfg.node_name;
+  s->access = runtime::auth::make_access_control(cfg);
   if (cfg.partitions == 0 || cfg.partitions > 4096)
     throw std::invalid_argument("option cairn.partitions must be in 1..4096");
   s->partitions = static_cast<uint32_t>(cfg.partitions);

@@ -16,6 +16,7 @@
 #include "cqrs/partition_map.hpp"
 #include "cqrs/series_registry.hpp"
 #include "cqrs/tier.hpp"
+#include "runtime/auth/access_control.hpp"
 #include "runtime/circuit_breaker.hpp"
 #include "runtime/metrics.hpp"
 #include "runtime/node_config.hpp"
@@ -131,6 +132,9 @@ struct node_settings {
   cqrs::millis started_at = 0;
   /// Wall time the node took to recover all partitions (ms), once ready.
   mutable std::atomic<int64_t> recovery_ms{0};
+  /// Authentication and rate limits of the client ports (docs/protocol.md,
+  /// "Authentication"); never null after make_node_settings.
+  std::shared_ptr<runtime::auth::access_control> access;
   /// Adds the gateway's connection figures to a stats reply (set by main
   /// before the gateway starts; reads the gateway's thread-safe counters).
   std::function<void(nlohmann::json&)> gateway_stats;

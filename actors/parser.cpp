@@ -1,5 +1,6 @@
 #include "actors/parser.hpp"
 
+#include "actors/access_guard.hpp"
 #include "actors/introspection.hpp"
 #include "actors/messages.hpp"
 #include "actors/reply.hpp"
@@ -20,6 +21,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <unordered_map>
 
 #include <memory>
 #include <optional>
@@ -42,6 +44,18 @@ struct chunk_job {
   size_t outstanding = 0;
   bool paused = false;
   cqrs::event_batch pending;
+  // -- authentication and rate limits (actors/access_guard.hpp) --------------
+  /// Who the chunk's lines act as (null: the node has no access policy).
+  std::shared_ptr<const runtime::auth::principal> who;
+  /// The chunk passed the connection check and its events were charged.
+  bool gated = false;
+  /// > 0: the rate limit refused the chunk's events; retry after (ms).
+  int64_t refused_ms = 0;
+  bool refusal_reported = false;
+  /// The request line at `pos` already waited for its rate limit.
+  bool request_charged = false;
+  /// Nothing more of the chunk is handled (an unauthenticated client).
+  bool stopped = false;
 
   size_t reserve_slot() {
     slots.emplace_back();
@@ -74,6 +88,9 @@ struct parser_state {
   /// Line-protocol lines / fields and remote_write samples not stored.
   std::atomic<int64_t>* influx_rejected = nullptr;
   std::atomic<int64_t>* remote_write_rejected = nullptr;
+  /// Jobs waiting for their rate limit, by ticket (resume_atom).
+  std::unordered_map<uint64_t, job_ptr> waiting;
+  uint64_t next_ticket = 0;
   static inline const char* name = "cairn.parser";
 };
 
@@ -186,6 +203,196 @@ json request_id(const json& req) {
   return no_id();
 }
 
+/// Pauses `j` for `delay` (its rate limit): nothing of the connection is
+/// read meanwhile once its window is full (docs/protocol.md, "Rate
+/// limits"); resume() goes on where it stopped.
+void wait_for_rate(parser_pointer self, const job_ptr& j,
+                   std::chrono::milliseconds delay) {
+  auto& st = self->state;
+  auto ticket = st.next_ticket++;
+  st.waiting.emplace(ticket, j);
+  j->paused = true;
+  ++j->outstanding;
+  self->delayed_send(self, delay, resume_atom::value, ticket);
+}
+
+/// An unauthenticated client on a node that requires a token: one
+/// `unauthorized` line, nothing more of the chunk, and the connection closes
+/// once its replies are written.
+void refuse_unauthenticated(parser_pointer self, const job_ptr& j,
+                            const json& id, std::optional<uint64_t> line,
+                            const std::string& message) {
+  auto& access = *self->state.settings->access;
+  access.unauthorized.fetch_add(1, std::memory_order_relaxed);
+  auto reply = line ? line_error_reply(*line, {cqrs::error_code::unauthorized, message})
+                    : error_reply(id, cqrs::error_code::unauthorized, message);
+  j->emit(reply);
+  j->c.conn->request_close();
+  j->stopped = true;
+}
+
+/// The connection check of a chunk, once, before its first line: the
+/// principal (the connection's, else anonymous), a token that expired
+/// since it was presented, and the events' rate. Returns false if the job
+/// must not go on now (it waits, or it is finished).
+bool gate(parser_pointer self, const job_ptr& j) {
+  j->gated = true;
+  auto* access = self->state.settings->access.get();
+  if (!access)
+    return true;
+  auto& conn = *j->c.conn;
+  if (conn.close_requested()) {
+    j->stopped = true;
+    return true;
+  }
+  auto who = conn.principal();
+  if (!who) {
+    who = access->anonymous(conn.peer());
+    conn.set_principal(who);
+  }
+  j->who = who;
+  if (!access->still_valid(*who, j->now)) {
+    refuse_unauthenticated(self, j, no_id(), j->c.first_line,
+                           "the token expired; authenticate again");
+    return true;
+  }
+  if (j->c.format == runtime::chunk_format::remote_write)
+    return true; // its samples are counted once decoded
+  // Events by lines (a barrier chunk holds a request); one take per chunk.
+  auto lines = static_cast<uint64_t>(
+    std::count(j->c.data.begin(), j->c.data.end(), '\n'));
+  if (j->c.barrier && lines > 0)
+    --lines;
+  if (lines == 0)
+    return true;
+  auto d = access->rates().take(*who, runtime::rate_kind::events, lines,
+                                runtime::rate_limiter::clock::now(), true);
+  if (!d.admitted) {
+    j->refused_ms = d.retry_after.count();
+  } else if (d.delay.count() > 0) {
+    wait_for_rate(self, j, d.delay);
+    return false;
+  }
+  return true;
+}
+
+/// An event line of a chunk the rate limit refused: counted as rejected,
+/// one `rate_limited` line per chunk.
+void refuse_event(parser_pointer self, const job_ptr& j, uint64_t line_no) {
+  j->c.conn->rejected.fetch_add(1);
+  self->state.rejected->fetch_add(1);
+  if (j->refusal_reported || !j->c.replies)
+    return;
+  j->refusal_reported = true;
+  j->emit(rate_limited_reply(
+    no_id(), line_no, j->refused_ms,
+    "events past the rate limit of " + j->who->key()
+      + ": this line and the chunk's later events were not stored"));
+}
+
+/// An event line of a principal without scope ingest: `unauthorized`
+/// (and the connection closes) if the node requires a token and none was
+/// presented, else `forbidden` for the line.
+void refuse_unscoped_event(parser_pointer self, const job_ptr& j,
+                           uint64_t line_no) {
+  j->c.conn->rejected.fetch_add(1);
+  self->state.rejected->fetch_add(1);
+  auto& access = *self->state.settings->access;
+  if (access.required() && !j->who->authenticated)
+    return refuse_unauthenticated(
+      self, j, no_id(), line_no,
+      "authenticate first: {\"op\":\"auth\",\"token\":...}");
+  access.forbidden.fetch_add(1, std::memory_order_relaxed);
+  j->emit(line_error_reply(
+    line_no, {cqrs::error_code::forbidden,
+              forbidden_message("an event", static_cast<runtime::auth::scope_set>(
+                                               runtime::auth::scope::ingest),
+                                j->who->scopes)}));
+}
+
+enum class admission : uint8_t { handle, answered, wait };
+
+/// The access check of a request line: authentication, scope and the
+/// requests' rate: handle it, or it was answered (refused), or it must wait
+/// (the job is paused and the line handled again later).
+admission admit_request(parser_pointer self, const job_ptr& j,
+                   std::optional<cqrs::protocol_op> op, std::string_view line) {
+  auto* access = self->state.settings->access.get();
+  // auth, and ping (a liveness probe that shows nothing private), need no
+  // token.
+  if (!access || !j->who
+      || (op && (*op == cqrs::protocol_op::auth || *op == cqrs::protocol_op::ping)))
+    return admission::handle;
+  const auto& who = *j->who;
+  if (access->required() && !who.authenticated) {
+    refuse_unauthenticated(self, j, request_id(json::parse(line, nullptr, false)),
+                           std::nullopt,
+                           "authenticate first: {\"op\":\"auth\",\"token\":...}");
+    return admission::answered;
+  }
+  auto needed = op ? required_scopes(*op) : runtime::auth::scope_set{0};
+  if (needed != 0 && (who.scopes & needed) == 0) {
+    access->forbidden.fetch_add(1, std::memory_order_relaxed);
+    j->emit(error_reply(request_id(json::parse(line, nullptr, false)),
+                        cqrs::error_code::forbidden,
+                        forbidden_message(to_string(*op), needed, who.scopes)));
+    return admission::answered;
+  }
+  if (j->request_charged || j->c.conn->charged_upstream) {
+    j->request_charged = false;
+    return admission::handle;
+  }
+  auto d = access->rates().take(who, runtime::rate_kind::requests, 1,
+                                runtime::rate_limiter::clock::now(), true);
+  if (!d.admitted) {
+    j->emit(rate_limited_reply(request_id(json::parse(line, nullptr, false)),
+                               std::nullopt, d.retry_after.count(),
+                               "requests past the rate limit of " + who.key()));
+    return admission::answered;
+  }
+  if (d.delay.count() > 0) {
+    j->request_charged = true;
+    wait_for_rate(self, j, d.delay);
+    return admission::wait;
+  }
+  return admission::handle;
+}
+
+/// Handles {"op":"auth","token":".."}: verifies the token and makes its
+/// principal the connection's. A refused token on a node that requires one
+/// closes the connection; elsewhere the connection stays anonymous.
+void handle_auth(parser_pointer self, const job_ptr& j, std::string_view line) {
+  auto* access = self->state.settings->access.get();
+  auto req = json::parse(line, nullptr, false);
+  auto id = request_id(req);
+  auto token = auth_token(req);
+  auto& conn = *j->c.conn;
+  if (!access || !access->verifies()) {
+    auto out = auth_reply(runtime::auth::principal{}, false);
+    j->emit(finish_reply(out, id));
+    return;
+  }
+  auto refuse = [&](const std::string& message) {
+    runtime::log_limited(spdlog::level::warn, "auth:refused", std::chrono::seconds{10},
+                         fmt::format("auth: connection {} ({}) refused: {}",
+                                     conn.id(), conn.peer(), message));
+    if (access->required() && !(j->who && j->who->authenticated))
+      return refuse_unauthenticated(self, j, id, std::nullopt, message);
+    access->unauthorized.fetch_add(1, std::memory_order_relaxed);
+    j->emit(error_reply(id, cqrs::error_code::unauthorized, message));
+  };
+  if (!token)
+    return refuse("auth needs \"token\": a JWT string");
+  auto r = access->authenticate(*token, conn.peer());
+  if (auto* no = std::get_if<runtime::auth::jwt_refusal>(&r))
+    return refuse(no->message);
+  auto who = std::get<std::shared_ptr<const runtime::auth::principal>>(std::move(r));
+  conn.set_principal(who);
+  j->who = who;
+  auto out = auth_reply(*who, true);
+  j->emit(finish_reply(out, id));
+}
+
 /// Handles {"op":"ingest",...}: validates every event, sends the accepted
 /// ones as one request and answers after they are acknowledged.
 void handle_ingest(parser_pointer self, const job_ptr& j,
@@ -200,6 +407,20 @@ void handle_ingest(parser_pointer self, const job_ptr& j,
   if (!r.ok) {
     j->emit(error_reply(id, r.error.code, r.error.message));
     return;
+  }
+  // The events' rate: an ingest request is one take for all its events,
+  // refused whole (the request's rate was taken in admit_request).
+  if (auto* access = st.settings->access.get(); access && j->who && !batch.empty()) {
+    auto d = access->rates().take(*j->who, runtime::rate_kind::events,
+                                  static_cast<uint64_t>(batch.size()),
+                                  runtime::rate_limiter::clock::now(), false);
+    if (!d.admitted) {
+      st.rejected->fetch_add(static_cast<int64_t>(batch.size()));
+      j->emit(rate_limited_reply(id, std::nullopt, d.retry_after.count(),
+                                 "events past the rate limit of " + j->who->key()
+                                   + ": none of the request's events were stored"));
+      return;
+    }
   }
   auto key = std::move(r.idempotency_key);
   // The cardinality guard rejects events one by one like validation does:
@@ -323,7 +544,19 @@ bool handle_request(parser_pointer self, const job_ptr& j,
       return false;
     }
   }
+  switch (admit_request(self, j, parsed, line)) {
+    case admission::handle:
+      break;
+    case admission::answered:
+      return true;
+    case admission::wait:
+      return false;
+  }
   st.requests->fetch_add(1);
+  if (parsed && *parsed == cqrs::protocol_op::auth) {
+    handle_auth(self, j, line);
+    return true;
+  }
   auto status = st.settings->status.load();
   auto route = route_request(op, status);
   if (route == request_route::ingest) {
@@ -453,6 +686,18 @@ void process_influx(parser_pointer self, const job_ptr& j) {
   auto max_batch = st.settings->max_batch_events;
   auto precision = static_cast<cqrs::influx_precision>(j->c.precision);
   auto status = st.settings->status.load();
+  if (j->stopped || j->refused_ms > 0) {
+    // Past the rate limit: nothing of the chunk is stored.
+    auto lines = static_cast<uint64_t>(std::count(data.begin(), data.end(), '\n'));
+    j->c.conn->rejected.fetch_add(lines);
+    st.rejected->fetch_add(static_cast<int64_t>(lines));
+    if (j->refused_ms > 0 && j->c.replies)
+      j->emit(rate_limited_reply(no_id(), j->c.first_line, j->refused_ms,
+                                 "events past the rate limit of " + j->who->key()
+                                   + ": the chunk's lines were not stored"));
+    complete(j);
+    return;
+  }
   while (j->pos < data.size()) {
     auto nl = data.find('\n', j->pos);
     if (nl == std::string::npos)
@@ -532,6 +777,11 @@ void process_remote_write(parser_pointer self, const job_ptr& j) {
 
 void process(parser_pointer self, const job_ptr& j) {
   auto& st = self->state;
+  // Line protocol and remote_write reach here from HTTP routes whose guard
+  // checked the token and scope already (actors/http_access.hpp); the gate
+  // still charges their events.
+  if (!j->gated && !gate(self, j))
+    return; // waits for its rate limit; resume() calls process again
   switch (j->c.format) {
     case runtime::chunk_format::ndjson:
       break;
@@ -542,6 +792,7 @@ void process(parser_pointer self, const job_ptr& j) {
   }
   const auto& data = j->c.data;
   auto max_batch = st.settings->max_batch_events;
+  bool may_ingest = !j->who || j->who->has(runtime::auth::scope::ingest);
   // One status for the whole chunk (see handle_request for why one read).
   auto status = st.settings->status.load();
   bool ready = status == node_status::ready;
@@ -551,10 +802,18 @@ void process(parser_pointer self, const job_ptr& j) {
       nl = data.size();
     std::string_view line{data.data() + j->pos, nl - j->pos};
     auto line_no = j->c.first_line + j->line;
+    if (j->stopped)
+      break;
     auto r = st.parser->parse_line(line, j->now, j->pending);
     switch (r.kind) {
       case cqrs::line_kind::event:
-        if (!ready) {
+        if (!may_ingest || j->refused_ms > 0) {
+          j->pending.entries.pop_back();
+          if (j->refused_ms > 0 && may_ingest)
+            refuse_event(self, j, line_no);
+          else
+            refuse_unscoped_event(self, j, line_no);
+        } else if (!ready) {
           j->pending.entries.pop_back();
           j->c.conn->rejected.fetch_add(1);
           st.rejected->fetch_add(1);
@@ -578,6 +837,8 @@ void process(parser_pointer self, const job_ptr& j) {
       case cqrs::line_kind::request:
         if (!handle_request(self, j, line, r.op))
           return; // paused; resume() calls process again
+        // An auth line changes what the later lines may do.
+        may_ingest = !j->who || j->who->has(runtime::auth::scope::ingest);
         break;
       case cqrs::line_kind::blank:
         break;
@@ -620,6 +881,14 @@ caf::behavior parser_impl(parser_pointer self, settings_ptr s,
   st.requests = &s->metrics->counter("cairn_requests_total",
                                      "Requests (lines with an op) handled");
   return {
+    [=](resume_atom, uint64_t ticket) {
+      auto i = self->state.waiting.find(ticket);
+      if (i == self->state.waiting.end())
+        return;
+      auto j = std::move(i->second);
+      self->state.waiting.erase(i);
+      resume(self, j);
+    },
     [=](runtime::chunk& c) {
       auto j = std::make_shared<chunk_job>();
       j->c = std::move(c);

@@ -205,11 +205,14 @@ void on_write(const chunk_dispatch& dispatch, runtime::http_request req,
     auto lines = json::array();
     size_t problems = 0;
     bool unavailable = false;
+    int64_t retry_after_ms = -1;  // rate_limited (docs/protocol.md)
     std::string first_code;
     each_reply(text, [&](const json& r) {
       auto code = code_of(r);
       if (code == "unavailable")
         unavailable = true;
+      if (code == "rate_limited")
+        retry_after_ms = r["error"].value("retry_after_ms", int64_t{1000});
       if (first_code.empty())
         first_code = code;
       ++problems;
@@ -237,8 +240,18 @@ void on_write(const chunk_dispatch& dispatch, runtime::http_request req,
               {"lines", std::move(lines)}};
     if (problems > max_listed)
       body["truncated"] = true;
+    if (retry_after_ms >= 0 && !unavailable) {
+      body["error"]["code"] = "rate_limited";
+      body["error"]["retry_after_ms"] = retry_after_ms;
+      auto r = json_response(429, std::move(body));
+      r.headers.emplace_back("Retry-After", std::to_string((retry_after_ms + 999) / 1000));
+      return reply(std::move(r));
+    }
     reply(json_response(unavailable ? 503 : 400, std::move(body)));
   });
+  // The HTTP guard checked the token and counted the request.
+  ctx->set_principal(req.principal);
+  ctx->charged_upstream = true;
   for (size_t i = 0; i < pieces.size(); ++i) {
     runtime::chunk c;
     c.conn = ctx;
@@ -316,6 +329,8 @@ void on_remote_write(const chunk_dispatch& dispatch, runtime::http_request req,
     }
     reply(no_content());
   });
+  ctx->set_principal(req.principal);
+  ctx->charged_upstream = true;
   runtime::chunk c;
   c.conn = std::move(ctx);
   c.data = std::move(req.body);

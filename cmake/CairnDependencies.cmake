@@ -41,3 +41,8 @@ set_target_properties(xxhash::xxhash PROPERTIES
 find_library(READLINE_LIBRARY NAMES readline)
 find_path(DOCTEST_INCLUDE_DIR doctest/doctest.h)
 find_package(benchmark QUIET)
+
+# JWT verification of client tokens (runtime/auth/jwt_verifier; libjwt-dev
+# ships a pkg-config file).
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(JWT REQUIRED IMPORTED_TARGET libjwt)

@@ -28,12 +28,14 @@ std::string_view to_string(error_code code) noexcept {
       return "too_many_subscriptions";
     case error_code::unknown_subscription:
       return "unknown_subscription";
+    case error_code::forbidden:
+      return "forbidden";
   }
   return "internal";
 }
 
 bool from_string(std::string_view name, error_code& out) noexcept {
-  for (auto i = 0; i <= static_cast<int>(error_code::unknown_subscription); ++i)
+  for (auto i = 0; i <= static_cast<int>(last_error_code); ++i)
     if (to_string(static_cast<error_code>(i)) == name) {
       out = static_cast<error_code>(i);
       return true;
@@ -51,6 +53,8 @@ int http_status(error_code code) noexcept {
       return 400;
     case error_code::unauthorized:
       return 401;
+    case error_code::forbidden:
+      return 403;
     case error_code::unknown_subscription:
       return 404;
     case error_code::too_large:

@@ -20,9 +20,11 @@ enum class error_code : uint8_t {
   unknown_op,
   /// A line or batch exceeds a configured limit.
   too_large,
-  /// The client exceeded its rate limit.
+  /// The client exceeded its rate limit; the error carries
+  /// `retry_after_ms` (docs/protocol.md, "Rate limits").
   rate_limited,
-  /// Authentication is missing or invalid.
+  /// No token, or a token that is invalid or expired (docs/protocol.md,
+  /// "Authentication").
   unauthorized,
   /// A resource needed to serve the request is not available.
   unavailable,
@@ -37,7 +39,13 @@ enum class error_code : uint8_t {
   too_many_subscriptions,
   /// An unsubscribe named an id that is not subscribed on this client.
   unknown_subscription,
+  /// The client is authenticated, but its token lacks the scope the request
+  /// needs (docs/protocol.md, "Authentication").
+  forbidden,
 };
+
+/// The highest code (keep it the last enumerator above).
+inline constexpr error_code last_error_code = error_code::forbidden;
 
 /// Returns the wire name of `code`, e.g. "bad_request".
 std::string_view to_string(error_code code) noexcept;
@@ -47,7 +55,7 @@ std::string_view to_string(error_code code) noexcept;
 
 /// The HTTP status an error reply with `code` carries on the HTTP port
 /// (docs/protocol.md, "HTTP statuses"): 400 for what the client must fix,
-/// 401 unauthorized, 404 unknown_subscription, 413 too_large, 429
+/// 401 unauthorized, 403 forbidden, 404 unknown_subscription, 413 too_large, 429
 /// rate_limited, 503 unavailable (retry later), 504 timeout, 500 internal.
 int http_status(error_code code) noexcept;
 

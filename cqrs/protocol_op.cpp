@@ -26,6 +26,8 @@ std::string_view to_string(protocol_op op) noexcept {
       return "subscribe";
     case protocol_op::unsubscribe:
       return "unsubscribe";
+    case protocol_op::auth:
+      return "auth";
   }
   return "?";
 }
@@ -41,6 +43,7 @@ bool is_barrier(protocol_op op) noexcept {
   switch (op) {
     case protocol_op::ping:
     case protocol_op::ingest:
+    case protocol_op::auth:
       return false;
     default:
       return true;

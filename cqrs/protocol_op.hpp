@@ -35,6 +35,9 @@ enum class protocol_op : uint8_t {
   subscribe,
   /// Ends a live subscription by id (barrier).
   unsubscribe,
+  /// Presents a JWT for the connection (docs/protocol.md,
+  /// "Authentication").
+  auth,
 };
 
 /// Every op, in protocol order.
@@ -42,7 +45,7 @@ inline constexpr protocol_op all_protocol_ops[] = {
   protocol_op::ping,   protocol_op::flush,   protocol_op::ingest,
   protocol_op::query,  protocol_op::topk,    protocol_op::series,
   protocol_op::metrics, protocol_op::stats,  protocol_op::cluster,
-  protocol_op::subscribe, protocol_op::unsubscribe,
+  protocol_op::subscribe, protocol_op::unsubscribe, protocol_op::auth,
 };
 
 /// The wire name of `op`, e.g. "ingest".

@@ -21,7 +21,10 @@
 #include <memory>
 #include <string>
 
+#include "runtime/auth/principal.hpp"
 #include "runtime/stream_sink.hpp"
+
+#include <mutex>
 
 namespace cairn::runtime {
 
@@ -65,6 +68,32 @@ public:
     return streaming_.load(std::memory_order_acquire);
   }
 
+  /// Who the connection acts as (docs/protocol.md, "Authentication"):
+  /// null until the processing side set one (the `auth` op, or the HTTP
+  /// server's Bearer token).
+  std::shared_ptr<const auth::principal> principal() const {
+    std::lock_guard<std::mutex> guard{principal_mtx_};
+    return principal_;
+  }
+  void set_principal(std::shared_ptr<const auth::principal> who) {
+    std::lock_guard<std::mutex> guard{principal_mtx_};
+    principal_ = std::move(who);
+  }
+
+  /// Asks the server to close the connection once the replies of the chunks
+  /// completed so far are written (reads nothing more): an unauthenticated
+  /// client. Set before completing the chunk.
+  void request_close() noexcept {
+    close_requested_.store(true, std::memory_order_release);
+  }
+  bool close_requested() const noexcept {
+    return close_requested_.load(std::memory_order_acquire);
+  }
+
+  /// True for the HTTP API's contexts: their requests were counted against
+  /// the rate limit by the HTTP side already (set before handing it out).
+  bool charged_upstream = false;
+
   /// Fire-and-forget events accepted / rejected since the last flush. Only
   /// the processing side touches these.
   std::atomic<uint64_t> accepted{0};
@@ -76,6 +105,9 @@ private:
   completion on_complete_;
   std::shared_ptr<stream_sink> sink_;
   std::atomic<bool> streaming_{false};
+  mutable std::mutex principal_mtx_;
+  std::shared_ptr<const auth::principal> principal_;
+  std::atomic<bool> close_requested_{false};
 };
 
 /// What the bytes of a chunk are (docs/integrations.md for the last two).

@@ -169,6 +169,8 @@ struct shared_state {
   /// Set when opts.tls is enabled; shared by every session.
   std::shared_ptr<ssl::context> tls;
   std::atomic<uint64_t> tls_failed{0};
+  http_server::principal_api_handler on_api_principal;  ///< replaces on_api
+  http_server::guard_fn guard;  ///< fixed once started; may be empty
   asio::io_context ioc;
 
   /// Live sessions; late API replies are dropped once the I/O threads are
@@ -181,11 +183,14 @@ struct shared_state {
     : opts(std::move(o)), metrics(m), on_api(std::move(h)),
       ioc(static_cast<int>(std::max<size_t>(opts.io_threads, 1))) {
     api_route = [this](http_request req, http_server::response_fn reply) {
-      on_api(std::move(req.body),
-             [reply = std::move(reply)](int status, std::string json) {
-               reply(http_response{status, "application/json",
-                                   std::move(json), {}});
-             });
+      auto answer = [reply = std::move(reply)](int status, std::string json) {
+        reply(http_response{status, "application/json", std::move(json), {}});
+      };
+      if (on_api_principal)
+        on_api_principal(std::move(req.body), std::move(req.principal),
+                         std::move(answer));
+      else
+        on_api(std::move(req.body), std::move(answer));
     };
   }
 };
@@ -195,7 +200,8 @@ struct shared_state {
 void start_websocket(const std::shared_ptr<shared_state>& state,
                      stream_type stream,
                      http::request<http::string_body> req,
-                     const http_server::websocket_handler& handler);
+                     const http_server::websocket_handler& handler,
+                     http_server::guard_decision access);
 
 class http_session : public server_session,
                      public std::enable_shared_from_this<http_session> {
@@ -347,6 +353,20 @@ private:
       0, std::min(target.find('?'), target.size()));
     auto method = req.method();
     bool get_or_head = method == http::verb::get || method == http::verb::head;
+    // The access check (docs/protocol.md, "Authentication"); /healthz is
+    // always open.
+    http_server::guard_decision access;
+    if (state_->guard && path != "/healthz") {
+      access = state_->guard(head_of(req));
+      if (access.refuse) {
+        auto& r = *access.refuse;
+        auto res = make_text(static_cast<http::status>(r.status), std::move(r.body),
+                             version, keep, r.content_type);
+        for (auto& [k, v] : r.headers)
+          res.set(k, v);
+        return send(std::move(res));
+      }
+    }
     if (path == "/metrics") {
       if (!get_or_head)
         return send(not_allowed("GET, HEAD", version, keep));
@@ -381,7 +401,7 @@ private:
     for (auto& [ws_path, handler] : state_->websockets)
       if (path == ws_path) {
         if (websocket::is_upgrade(req))
-          return upgrade(std::move(req), handler);
+          return upgrade(std::move(req), handler, std::move(access));
         if (method != http::verb::get)
           return send(not_allowed("GET", version, keep));
         auto res = make_text(http::status::upgrade_required,
@@ -405,11 +425,13 @@ private:
         res.set(http::field::allow, "POST");
         return send(std::move(res));
       }
-      return call_route(state_->api_route, std::move(req), version, keep);
+      return call_route(state_->api_route, std::move(req), version, keep,
+                        std::move(access.principal));
     }
     for (auto& r : state_->routes)
       if (r.matches(path))
-        return call_route(r.handler, std::move(req), version, keep);
+        return call_route(r.handler, std::move(req), version, keep,
+                          std::move(access.principal));
     if (!get_or_head && resolve_static(state_->opts.web_root, target))
       return send(not_allowed("GET, HEAD", version, keep));
     if (get_or_head) {
@@ -435,7 +457,8 @@ private:
   /// Hands the connection to a WebSocket session (this session ends without
   /// closing the socket), or answers 503 beyond max_websockets.
   void upgrade(http::request<http::string_body> req,
-               const http_server::websocket_handler& handler) {
+               const http_server::websocket_handler& handler,
+               http_server::guard_decision access) {
     auto& st = *state_;
     if (st.ws_open.load() >= st.opts.max_websockets) {
       log_limited(spdlog::level::warn, "http:ws-refuse",
@@ -452,15 +475,15 @@ private:
     state_->open.fetch_sub(1);
     auto st_ptr = state_;
     auto id = id_;
-    start_websocket(st_ptr, std::move(stream_), std::move(req), handler);
+    start_websocket(st_ptr, std::move(stream_), std::move(req), handler,
+                    std::move(access));
     st_ptr->sessions.remove(id);  // may destroy this session
   }
 
   /// Hands the request to a route handler; the reply comes back from any
   /// thread and is posted to this session's strand.
-  void call_route(const http_server::route_handler& handler,
-                  http::request<http::string_body> req, unsigned version,
-                  bool keep) {
+  /// The request without its body, as route handlers and the guard see it.
+  http_request head_of(const http::request<http::string_body>& req) {
     http_request in;
     in.method = std::string{req.method_string()};
     std::string target{req.target()};
@@ -475,11 +498,20 @@ private:
       });
       in.headers.emplace_back(std::move(name), std::string{field.value()});
     }
-    in.body = std::move(req.body());
     error_code ec;
     auto ep = socket().remote_endpoint(ec);
     if (!ec)
       in.remote = ep.address().to_string() + ":" + std::to_string(ep.port());
+    return in;
+  }
+
+  void call_route(const http_server::route_handler& handler,
+                  http::request<http::string_body> req, unsigned version,
+                  bool keep,
+                  std::shared_ptr<const auth::principal> who = nullptr) {
+    auto in = head_of(req);
+    in.body = std::move(req.body());
+    in.principal = std::move(who);
     busy_.store(true);
     auto self = shared_from_this();
     auto st = state_;
@@ -590,7 +622,8 @@ public:
   }
 
   /// Builds the sink, then accepts the upgrade `req` (already read).
-  void start(http::request<http::string_body> req) {
+  void start(http::request<http::string_body> req,
+             http_server::guard_decision access) {
     std::weak_ptr<websocket_session> weak = shared_from_this();
     auto st = state_;
     std::weak_ptr<shared_state> weak_state = state_;
@@ -622,9 +655,12 @@ public:
     ws_.set_option(opt);
     ws_.read_message_max(st->opts.ws_max_message);
     ws_.text(true);
+    sink_->set_principal(std::move(access.principal));
     ws_.set_option(websocket::stream_base::decorator(
-      [](websocket::response_type& res) {
+      [protocol = std::move(access.ws_protocol)](websocket::response_type& res) {
         res.set(http::field::server, "cairn");
+        if (!protocol.empty())
+          res.set(http::field::sec_websocket_protocol, protocol);
       }));
     ws_.async_accept(req, beast::bind_front_handler(
                             &websocket_session::on_accept, shared_from_this()));
@@ -739,13 +775,14 @@ private:
 void start_websocket(const std::shared_ptr<shared_state>& state,
                      stream_type stream,
                      http::request<http::string_body> req,
-                     const http_server::websocket_handler& handler) {
+                     const http_server::websocket_handler& handler,
+                     http_server::guard_decision access) {
   state->ws_open.fetch_add(1);
   auto id = state->sessions.next_id();
   auto session = std::make_shared<websocket_session>(std::move(stream), state,
                                                      id, handler);
   state->sessions.add(id, session);
-  session->start(std::move(req));
+  session->start(std::move(req), std::move(access));
 }
 
 // -- accepting ------------------------------------------------------------------
@@ -809,6 +846,14 @@ void http_server::route(std::string path, bool prefix,
                         route_handler handler) {
   impl_->state->routes.push_back(
     route_entry{std::move(path), prefix, std::move(handler)});
+}
+
+void http_server::guard(guard_fn fn) {
+  impl_->state->guard = std::move(fn);
+}
+
+void http_server::api_with_principal(principal_api_handler handler) {
+  impl_->state->on_api_principal = std::move(handler);
 }
 
 void http_server::websocket(std::string path, websocket_handler handler) {

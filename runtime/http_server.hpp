@@ -42,6 +42,7 @@
 // stop(), is dropped. The registry must outlive the server.
 #pragma once
 
+#include "runtime/auth/principal.hpp"
 #include "runtime/metrics.hpp"
 #include "runtime/stream_sink.hpp"
 #include "runtime/tls_options.hpp"
@@ -50,6 +51,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -95,6 +97,8 @@ struct http_request {
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
   std::string remote;  ///< "address:port" of the client
+  /// Who the request acts as, as the guard decided (null without a guard).
+  std::shared_ptr<const auth::principal> principal;
 
   /// The first header named `name` (lower-case), or empty.
   std::string_view header(std::string_view name) const noexcept;
@@ -113,6 +117,12 @@ public:
   /// Sends the answer of one API request: an HTTP status and a JSON body.
   using reply_fn = std::function<void(int status, std::string json)>;
   using api_handler = std::function<void(std::string body, reply_fn reply)>;
+  /// The same with the request's principal (null without a guard); set with
+  /// api_with_principal() before start() to replace the constructor's.
+  using principal_api_handler = std::function<void(
+    std::string body, std::shared_ptr<const auth::principal> who,
+    reply_fn reply)>;
+  void api_with_principal(principal_api_handler handler);
 
   using response_fn = std::function<void(http_response)>;
   /// Called on an I/O thread; must not block; calls `reply` exactly once,
@@ -137,6 +147,22 @@ public:
 
   /// TLS handshakes that failed or timed out (0 without TLS).
   uint64_t tls_failed() const noexcept;
+
+  /// The access check of every request but /healthz and static files
+  /// (docs/protocol.md, "Authentication"): called on an I/O thread with the
+  /// request's method, path, query, headers and remote (no body yet).
+  /// Returns a response to send instead (401, 403, 429), or nullopt to go on;
+  /// it may set `principal`, which the request then carries (POST /api: the
+  /// api handler's `principal` argument; WebSockets: the sink's). For a
+  /// WebSocket upgrade, `ws_protocol` may be set to the subprotocol to
+  /// answer.
+  struct guard_decision {
+    std::optional<http_response> refuse;
+    std::shared_ptr<const auth::principal> principal;
+    std::string ws_protocol;
+  };
+  using guard_fn = std::function<guard_decision(const http_request& head)>;
+  void guard(guard_fn fn);
 
   /// Adds a handler for `path` (exactly, or every path starting with it when
   /// `prefix`). Call before start(); the first matching route wins, and

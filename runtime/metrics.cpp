@@ -169,6 +169,11 @@ latency_histogram& metrics_registry::histogram(std::string_view name,
   return *add(name, help, kind::histogram, labels, 1).histogram;
 }
 
+void metrics_registry::add_renderer(std::function<std::string()> render) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  renderers_.push_back(std::move(render));
+}
+
 void metrics_registry::on_collect(std::function<void()> hook) {
   std::lock_guard<std::mutex> guard{mtx_};
   hooks_.push_back(std::move(hook));
@@ -218,7 +223,7 @@ void metrics_registry::collect() const {
 
 std::string metrics_registry::render_prometheus() const {
   collect();
-  std::lock_guard<std::mutex> guard{mtx_};
+  std::unique_lock<std::mutex> guard{mtx_};
   std::string out;
   out.reserve(families_.size() * 160);
   for (auto& f : families_) {
@@ -276,6 +281,10 @@ std::string metrics_registry::render_prometheus() const {
       out += '\n';
     }
   }
+  auto renderers = renderers_;
+  guard.unlock();
+  for (auto& r : renderers)
+    out += r();
   return out;
 }
 

@@ -78,6 +78,12 @@ public:
   /// Runs `hook` before every render and snapshot (it may register series).
   void on_collect(std::function<void()> hook);
 
+  /// Adds complete exposition text rendered at each scrape after the
+  /// registry's own families: for families whose series come and go (per
+  /// principal, docs/protocol.md "Rate limits"), which the registry would
+  /// keep forever. The text must be whole families with escaped labels.
+  void add_renderer(std::function<std::string()> render);
+
   /// Prometheus text format.
   std::string render_prometheus() const;
 
@@ -116,6 +122,7 @@ private:
   std::deque<family> families_;
   std::unordered_map<std::string, family*> by_name_;
   std::vector<std::function<void()>> hooks_;
+  std::vector<std::function<std::string()>> renderers_;
 };
 
 /// `name{labels}` as the exposition format writes it, label values escaped

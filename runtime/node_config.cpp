@@ -195,6 +195,41 @@ node_config::node_config() {
   opt_group(custom_options_, "cairn.idempotency")
     .add(idempotency_keys, "keys", "idempotency keys remembered per partition")
     .add(idempotency_window_text, "window", "how long a key is remembered");
+  opt_group(custom_options_, "cairn.auth")
+    .add(auth_required, "required",
+         "every client must present a JWT (always when cairn.tcp.host is "
+         "not loopback)")
+    .add(auth_algorithm, "algorithm", "JWT algorithm: HS256 | RS256 | ES256")
+    .add(auth_secret_file, "secret-file",
+         "file holding the HS256 shared secret (at least 32 bytes)")
+    .add(auth_public_key_file, "public-key-file",
+         "PEM public key for RS256 / ES256 tokens")
+    .add(auth_leeway_text, "leeway", "clock skew allowed for exp / nbf")
+    .add(auth_issuer, "issuer", "required iss claim (empty = not checked)")
+    .add(auth_audience, "audience", "required aud claim (empty = not checked)");
+  opt_group(custom_options_, "cairn.rate")
+    .add(rate_events_per_sec, "events-per-sec",
+         "events per second per principal (0 = unlimited)")
+    .add(rate_requests_per_sec, "requests-per-sec",
+         "requests per second per principal (0 = unlimited)")
+    .add(rate_ingest_events_per_sec, "ingest-events-per-sec",
+         "events/s for principals with scope ingest (0 = events-per-sec)")
+    .add(rate_ingest_requests_per_sec, "ingest-requests-per-sec",
+         "requests/s for scope ingest (0 = requests-per-sec)")
+    .add(rate_query_events_per_sec, "query-events-per-sec",
+         "events/s for scope query (0 = events-per-sec)")
+    .add(rate_query_requests_per_sec, "query-requests-per-sec",
+         "requests/s for scope query (0 = requests-per-sec)")
+    .add(rate_admin_events_per_sec, "admin-events-per-sec",
+         "events/s for scope admin (0 = events-per-sec)")
+    .add(rate_admin_requests_per_sec, "admin-requests-per-sec",
+         "requests/s for scope admin (0 = requests-per-sec)")
+    .add(rate_burst_text, "burst", "a bucket holds this much of its rate")
+    .add(rate_max_delay_text, "max-delay",
+         "NDJSON: how long a flooding connection is not read before its "
+         "lines are refused with rate_limited")
+    .add(rate_max_principals, "max-principals",
+         "principals tracked (idle ones are forgotten past it)");
   opt_group(custom_options_, "cairn.log")
     .add(log_level, "level", "trace | debug | info | warn | error | off")
     .add(log_file, "file", "log file (empty = stderr)");
@@ -635,6 +670,43 @@ void node_config::validate() const {
       fail("cairn.cluster.nodes", "does not list this node ('" + member_name()
                                     + "')");
   }
+  if (!auth_algorithm.empty() && auth_algorithm != "HS256"
+      && auth_algorithm != "RS256" && auth_algorithm != "ES256")
+    fail("cairn.auth.algorithm", "must be HS256, RS256 or ES256, not '"
+                                   + auth_algorithm + "'");
+  if (!auth_secret_file.empty() && !auth_public_key_file.empty())
+    fail("cairn.auth.secret-file", "set either secret-file (HS256) or "
+                                   "public-key-file (RS256 / ES256), not both");
+  if (auth_algorithm == "HS256" && !auth_public_key_file.empty())
+    fail("cairn.auth.public-key-file", "needs cairn.auth.algorithm RS256 or ES256");
+  if (auth_algorithm != "HS256" && !auth_secret_file.empty())
+    fail("cairn.auth.secret-file", "needs cairn.auth.algorithm HS256");
+  if (auth_enforced() && auth_secret_file.empty() && auth_public_key_file.empty())
+    fail(auth_required ? "cairn.auth.required" : "cairn.tcp.host",
+         std::string{auth_required ? "authentication is required"
+                                   : "a non-loopback client port ('" + bind_host
+                                       + "') requires authentication"}
+           + ": set cairn.auth.secret-file (HS256) or cairn.auth.public-key-file "
+             "(RS256 / ES256)");
+  if (auth_enforced() && influx_port != 0)
+    fail("cairn.influx.port", "line protocol over TCP carries no token: with "
+                              "authentication use POST /write with a Bearer token");
+  duration("cairn.auth.leeway", auth_leeway_text);
+  duration("cairn.rate.burst", rate_burst_text);
+  duration("cairn.rate.max-delay", rate_max_delay_text);
+  if (*parse_duration(rate_burst_text) <= 0)
+    fail("cairn.rate.burst", "must be > 0");
+  for (auto [name, v] : {std::pair{"cairn.rate.events-per-sec", rate_events_per_sec},
+                         {"cairn.rate.requests-per-sec", rate_requests_per_sec},
+                         {"cairn.rate.ingest-events-per-sec", rate_ingest_events_per_sec},
+                         {"cairn.rate.ingest-requests-per-sec", rate_ingest_requests_per_sec},
+                         {"cairn.rate.query-events-per-sec", rate_query_events_per_sec},
+                         {"cairn.rate.query-requests-per-sec", rate_query_requests_per_sec},
+                         {"cairn.rate.admin-events-per-sec", rate_admin_events_per_sec},
+                         {"cairn.rate.admin-requests-per-sec", rate_admin_requests_per_sec}})
+    if (v > 1000000000000ull)
+      fail(name, "must be 0 (unlimited) .. 10^12");
+  positive("cairn.rate.max-principals", rate_max_principals);
   static constexpr const char* levels[]
     = {"trace", "debug", "info", "warn", "warning", "error", "critical", "off"};
   bool known = false;
@@ -642,6 +714,11 @@ void node_config::validate() const {
     known = known || log_level == l;
   if (!known)
     fail("cairn.log.level", "unknown level '" + log_level + "'");
+}
+
+bool node_config::clients_exposed() const noexcept {
+  return !(bind_host == "127.0.0.1" || bind_host == "localhost"
+           || bind_host == "::1" || bind_host.rfind("127.", 0) == 0);
 }
 
 } // namespace cairn::runtime

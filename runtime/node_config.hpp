@@ -173,6 +173,37 @@ public:
   /// paths such as cairn.http.web-root are also looked up next to it.
   std::string config_file;
 
+  // -- client authentication and rate limits (docs/operations.md,
+  //    "Securing a node") -------------------------------------------------------
+  bool auth_required = false;        ///< cairn.auth.required
+  std::string auth_algorithm = "HS256";
+  std::string auth_secret_file;      ///< HS256 shared secret
+  std::string auth_public_key_file;  ///< RS256 / ES256 PEM public key
+  std::string auth_leeway_text = "30s";
+  std::string auth_issuer;
+  std::string auth_audience;
+  // Integers: CAF 0.17's INI parser reads "20" as an integer, which a
+  // double option refuses.
+  size_t rate_events_per_sec = 0;    ///< 0 = unlimited
+  size_t rate_requests_per_sec = 0;
+  size_t rate_ingest_events_per_sec = 0;  ///< 0 = the default above
+  size_t rate_ingest_requests_per_sec = 0;
+  size_t rate_query_events_per_sec = 0;
+  size_t rate_query_requests_per_sec = 0;
+  size_t rate_admin_events_per_sec = 0;
+  size_t rate_admin_requests_per_sec = 0;
+  std::string rate_burst_text = "1s";
+  std::string rate_max_delay_text = "1s";
+  size_t rate_max_principals = 100000;
+
+  /// True if the client ports (tcp, http) bind a non-loopback address.
+  bool clients_exposed() const noexcept;
+  /// True if every client must authenticate: cairn.auth.required, or a
+  /// non-loopback client port.
+  bool auth_enforced() const noexcept {
+    return auth_required || clients_exposed();
+  }
+
   // -- logging ----------------------------------------------------------------
   std::string log_level = "info";
   std::string log_file;  ///< empty = stderr

@@ -22,8 +22,11 @@
 // held, on the calling thread.
 #pragma once
 
+#include "runtime/auth/principal.hpp"
+
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <functional>
 #include <mutex>
 #include <string>
@@ -77,6 +80,17 @@ public:
   /// A stable id of this client (unique per server).
   uint64_t id() const noexcept { return id_; }
 
+  /// Who the client acts as (docs/protocol.md, "Authentication"): set from
+  /// the upgrade's header or by the first message's `auth`; null before.
+  std::shared_ptr<const auth::principal> principal() const {
+    std::lock_guard<std::mutex> guard{mtx_};
+    return principal_;
+  }
+  void set_principal(std::shared_ptr<const auth::principal> who) {
+    std::lock_guard<std::mutex> guard{mtx_};
+    principal_ = std::move(who);
+  }
+
   // -- the owning session -----------------------------------------------------
 
   /// Takes the next message; false if none is queued (the next producer
@@ -103,6 +117,7 @@ private:
   bool closed_ = false;
   bool close_fired_ = false;
   std::function<void()> on_close_;
+  std::shared_ptr<const auth::principal> principal_;
 };
 
 } // namespace cairn::runtime

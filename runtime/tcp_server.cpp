@@ -456,6 +456,10 @@ private:
     --in_flight_;
     if (i->barrier)
       barrier_in_flight_ = false;
+    // An unauthenticated client (docs/protocol.md, "Authentication"):
+    // its replies are written, nothing more is read.
+    if (ctx_->close_requested() && !closing_)
+      return begin_close(clock::now());
     flush();
     dispatch();
     update_busy();

@@ -34,6 +34,9 @@ if [ "${CAIRN_DEPS:-all}" != "build" ]; then
   # python3-websockets for the live-subscription tests and benchmark
   # (tests/integration/test_live*.py, tests/soak/live_bench.py).
   PACKAGES+=(python3-websockets)
+  # python3-jwt (with python3-cryptography for RS256 / ES256) mints tokens
+  # of another library for the JWT matrix (tests/integration/test_auth.py).
+  PACKAGES+=(python3-jwt python3-cryptography)
 fi
 
 SUDO=""
@@ -64,7 +67,9 @@ echo "install-deps: all ${#PACKAGES[@]} packages present"
 # its web root (docs/operations.md, "Dashboard"): it is part of what is
 # shipped, so the container's build stage installs it too (CAIRN_DEPS=build).
 npm_dirs=(web)
-if [ "${CAIRN_DEPS:-all}" != "build" ]; then npm_dirs+=(tools tests/browser); fi
+# tests/auth: Node's jsonwebtoken mints tokens for the JWT matrix
+# (tests/integration/test_auth.py).
+if [ "${CAIRN_DEPS:-all}" != "build" ]; then npm_dirs+=(tools tests/browser tests/auth); fi
 for dir in "${npm_dirs[@]}"; do
   # The container's build stage copies only web/'s manifest before this.
   [ -f "$here/$dir/package-lock.json" ] || continue

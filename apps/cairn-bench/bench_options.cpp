@@ -3,6 +3,7 @@
 #include "runtime/time.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 #include <charconv>
 #include <iostream>
 #include <string_view>
@@ -21,6 +22,8 @@ latency histograms.
 connection:
   --host H            node address (default 127.0.0.1)
   --port P            client port (default 7411)
+  --token JWT         token presented first on each connection (default:
+                      the environment variable CAIRN_TOKEN)
   --connections N     parallel connections (default 4; 1 in --query-mode)
   --timeout S         give up after S seconds without reply progress (default 30)
   --tls               connect with TLS (implied by every --tls-* flag)
@@ -143,7 +146,7 @@ std::optional<bench_options> parse_bench_options(int argc, char** argv,
       "--inflight", "--flush-every", "--pool",     "--seed",
       "--timeout",  "--queries",  "--query",       "--mode",
       "--ts-spread", "--value-spread",
-      "--tls-ca",   "--tls-cert", "--tls-key",     "--tls-server-name"};
+      "--tls-ca",   "--tls-cert", "--tls-key",     "--tls-server-name", "--token"};
     if (std::find(std::begin(valued), std::end(valued), name)
         == std::end(valued)) {
       usage_error(arg.starts_with("-") ? "unknown option " + std::string{name}
@@ -169,6 +172,8 @@ std::optional<bench_options> parse_bench_options(int argc, char** argv,
       (void)opts.tls.parse_flag(std::string{name}, std::string{value});
     else if (name == "--host")
       opts.host = value;
+    else if (name == "--token")
+      opts.token = value;
     else if (name == "--port")
       ok = parse_int(value, opts.port) && opts.port != 0;
     else if (name == "--connections") {
@@ -254,6 +259,9 @@ std::optional<bench_options> parse_bench_options(int argc, char** argv,
     usage_error("--query and --queries need --query-mode");
     return std::nullopt;
   }
+  if (opts.token.empty())
+    if (const char* env = std::getenv("CAIRN_TOKEN"))
+      opts.token = env;
   exit_status = 0;
   return opts;
 }

@@ -43,6 +43,9 @@ struct bench_options {
   uint64_t flush_every = 0;
   /// Query mode: the request line.
   std::string query;
+  /// JWT presented first on every connection (docs/protocol.md,
+  /// "Authentication"); empty = none.
+  std::string token;
   /// Events per connection in the pre-generated pool.
   uint64_t pool = 65536;
   uint64_t seed = 42;

@@ -75,11 +75,12 @@ connection_driver::~connection_driver() {
 
 void connection_driver::connect() {
   fd_ = apps::tcp_connect(opts_.host, opts_.port, milliseconds(5000));
-  set_timeout(fd_, SO_SNDTIMEO, milliseconds(200));
-  set_timeout(fd_, SO_RCVTIMEO, milliseconds(200));
   if (opts_.tls.enabled)
     tls_ = std::make_unique<apps::tls_session>(fd_, opts_.host, opts_.port,
                                                opts_.tls, milliseconds(5000));
+  apps::tcp_authenticate(fd_, tls_.get(), opts_.token, milliseconds(5000));
+  set_timeout(fd_, SO_SNDTIMEO, milliseconds(200));
+  set_timeout(fd_, SO_RCVTIMEO, milliseconds(200));
 }
 
 ssize_t connection_driver::send_some(const char* data, size_t n) {

@@ -65,7 +65,7 @@ std::optional<json> parse_request(const std::string& text, const char* op) {
 /// error message. Stores the raw reply line in `raw` when given.
 std::optional<json> call(const cli_options& opts, const json& request,
                          std::string* raw = nullptr) {
-  line_client conn{opts.host, opts.port, opts.timeout, opts.tls};
+  line_client conn{opts.host, opts.port, opts.timeout, opts.tls, opts.token};
   auto line = conn.request(request.dump(), opts.timeout);
   if (raw != nullptr)
     *raw = line;
@@ -334,7 +334,7 @@ int run_stats(const cli_options& opts) {
 }
 
 int run_ping(const cli_options& opts) {
-  line_client conn{opts.host, opts.port, opts.timeout, opts.tls};
+  line_client conn{opts.host, opts.port, opts.timeout, opts.tls, opts.token};
   auto start = std::chrono::steady_clock::now();
   auto line = conn.request(R"({"op":"ping"})", opts.timeout);
   auto rtt = std::chrono::duration<double, std::milli>(
@@ -363,7 +363,7 @@ int run_raw(const cli_options& opts, const std::string& request_text) {
   // as a single line.
   std::string line = request_text;
   std::replace(line.begin(), line.end(), '\n', ' ');
-  line_client conn{opts.host, opts.port, opts.timeout, opts.tls};
+  line_client conn{opts.host, opts.port, opts.timeout, opts.tls, opts.token};
   auto reply_line = conn.request(line, opts.timeout);
   std::cout << reply_line << '\n';
   auto reply = json::parse(reply_line, nullptr, false);
@@ -385,7 +385,7 @@ int run_tail(const cli_options& opts, const std::string& metric,
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
 
-  line_client conn{opts.host, opts.port, opts.timeout, opts.tls};
+  line_client conn{opts.host, opts.port, opts.timeout, opts.tls, opts.token};
   constexpr int64_t window_ms = 60000;
   constexpr int64_t close_grace_ms = 1000; // let late events of a bucket land
   int64_t last_t = std::numeric_limits<int64_t>::min();

@@ -42,6 +42,9 @@ struct cli_options {
   int64_t max_errors = 100;
   /// TLS to the client port (--tls, --tls-*; docs/clients.md).
   apps::tls_client_options tls;
+  /// JWT presented first on every connection (--token or CAIRN_TOKEN;
+  /// empty = none).
+  std::string token;
 };
 
 /// Prints "error: CODE: MESSAGE" for an error reply to stderr and returns

@@ -89,7 +89,7 @@ int run_ingest(const cli_options& opts, const std::string& path) {
       return exit_code::usage;
     }
   }
-  line_client conn{opts.host, opts.port, opts.timeout, opts.tls};
+  line_client conn{opts.host, opts.port, opts.timeout, opts.tls, opts.token};
   auto start = std::chrono::steady_clock::now();
 
   // -- reply thread ------------------------------------------------------------

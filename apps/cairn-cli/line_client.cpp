@@ -27,7 +27,8 @@ int remaining_ms(clock_type::time_point deadline) {
 
 line_client::line_client(const std::string& host, uint16_t port,
                          std::chrono::milliseconds connect_timeout,
-                         const apps::tls_client_options& tls)
+                         const apps::tls_client_options& tls,
+                         const std::string& token)
   : peer_(host + ":" + std::to_string(port)) {
   try {
     fd_ = apps::tcp_connect(host, port, connect_timeout);
@@ -38,6 +39,14 @@ line_client::line_client(const std::string& host, uint16_t port,
     if (fd_ >= 0)
       ::close(fd_);
     throw transport_error(e.what());
+  }
+  try {
+    apps::tcp_authenticate(fd_, tls_.get(), token, connect_timeout);
+  } catch (...) {
+    tls_.reset();
+    ::close(fd_);
+    fd_ = -1;
+    throw;
   }
 }
 

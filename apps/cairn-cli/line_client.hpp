@@ -46,11 +46,14 @@ class line_client {
 public:
   // -- construction -----------------------------------------------------------
 
-  /// Connects to `host:port`, waiting at most `connect_timeout`. Throws
-  /// `transport_error` with a readable message when no address accepts.
+  /// Connects to `host:port`, waiting at most `connect_timeout`, and
+  /// presents `token` if not empty (docs/protocol.md, "Authentication").
+  /// Throws `transport_error` with a readable message when no address
+  /// accepts, std::runtime_error when the node refuses the token.
   line_client(const std::string& host, uint16_t port,
               std::chrono::milliseconds connect_timeout,
-              const apps::tls_client_options& tls = {});
+              const apps::tls_client_options& tls = {},
+              const std::string& token = {});
 
   ~line_client();
 

@@ -10,6 +10,7 @@
 
 #include "commands.hpp"
 #include "line_client.hpp"
+#include "../common/tcp_connect.hpp"
 
 namespace {
 
@@ -35,6 +36,8 @@ commands:
 
 options:
   --host H               node address (default 127.0.0.1)
+  --token JWT            token presented first on each connection (default:
+                         the environment variable CAIRN_TOKEN)
   --port P               client port (default 7411)
   --json                 print raw reply lines / a JSON summary instead of tables
   --timeout S            seconds to wait for a connection or reply (default 10;
@@ -159,6 +162,8 @@ int main(int argc, char** argv) {
       opts.timeout = std::chrono::milliseconds(static_cast<int64_t>(secs * 1000));
     } else if (cairn::apps::tls_client_options::takes_value(std::string{name})) {
       (void)opts.tls.parse_flag(std::string{name}, std::string{value});
+    } else if (name == "--token") {
+      opts.token = value;
     } else if (name == "--max-errors") {
       if (!parse_number(value, opts.max_errors) || opts.max_errors < 0)
         return usage_error("bad --max-errors '" + std::string{value} + "'");
@@ -168,6 +173,7 @@ int main(int argc, char** argv) {
   }
   if (positional.empty())
     return usage_error("no command given");
+  opts.token = cairn::apps::client_token(opts.token);
   try {
     return dispatch(opts, positional);
   } catch (const transport_error& e) {

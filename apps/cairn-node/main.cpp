@@ -1,5 +1,6 @@
 // cairn-node: one Cairn node. Parses config, builds the actor system and the
 // node's actors, starts the gateways, waits for SIGINT/SIGTERM.
+#include "actors/http_access.hpp"
 #include "actors/messages.hpp"
 #include "actors/node.hpp"
 #include "actors/node_actor.hpp"
@@ -201,8 +202,11 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
   hopts.ws_max_message = cfg.http_ws_max_message;
   hopts.ws_ping_interval = runtime::node_config::duration_of(cfg.http_ws_ping_interval_text);
   std::atomic<uint64_t> http_ids{1ull << 62};
+  // `who`: the request's principal (docs/protocol.md, "Authentication"),
+  // whose request the HTTP guard counted already.
   auto run_line = [&node_ptr, &http_ids](std::string line,
-                                         std::function<void(std::string)> on_reply) {
+                                         std::function<void(std::string)> on_reply,
+                                         std::shared_ptr<const runtime::auth::principal> who) {
     auto ctx = std::make_shared<runtime::connection_context>(
       http_ids.fetch_add(1), "http",
       [on_reply = std::move(on_reply)](uint64_t, std::string text) {
@@ -210,6 +214,8 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
           text.pop_back();
         on_reply(std::move(text));
       });
+    ctx->set_principal(std::move(who));
+    ctx->charged_upstream = true;
     runtime::chunk c;
     c.conn = std::move(ctx);
     c.data = std::move(line);
@@ -217,22 +223,26 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
     c.barrier = true;
     node_ptr->dispatch(std::move(c));
   };
-  runtime::http_server http{
-    hopts, *settings->metrics,
-    [run_line](std::string body, runtime::http_server::reply_fn reply) {
-      // One request line: newlines inside the body become spaces.
-      for (auto& ch : body)
-        if (ch == '\n' || ch == '\r')
-          ch = ' ';
-      // Error replies carry their HTTP status (docs/protocol.md, "HTTP
-      // statuses"), the body stays the protocol's reply.
-      run_line(std::move(body), [reply](std::string text) {
-        if (text.empty())
-          return reply(200, "{\"ok\":true}");
-        auto status = actors::http_status_of_reply(text);
-        reply(status, std::move(text));
-      });
-    }};
+  runtime::http_server http{hopts, *settings->metrics,
+                            [](std::string, runtime::http_server::reply_fn) {}};
+  http.api_with_principal([run_line](std::string body,
+                                     std::shared_ptr<const runtime::auth::principal> who,
+                                     runtime::http_server::reply_fn reply) {
+    // One request line: newlines inside the body become spaces.
+    for (auto& ch : body)
+      if (ch == '\n' || ch == '\r')
+        ch = ' ';
+    // Error replies carry their HTTP status (docs/protocol.md, "HTTP
+    // statuses"), the body stays the protocol's reply.
+    run_line(std::move(body), [reply](std::string text) {
+      if (text.empty())
+        return reply(200, "{\"ok\":true}");
+      auto status = actors::http_status_of_reply(text);
+      reply(status, std::move(text));
+    }, std::move(who));
+  });
+  // Tokens, scopes and request rates of every HTTP path (actors/http_access).
+  http.guard(actors::make_http_guard(settings));
   // POST /write (line protocol) and POST /api/v1/write (Prometheus
   // remote_write): docs/integrations.md.
   actors::add_write_routes(http, [&node_ptr](runtime::chunk c) {
@@ -281,7 +291,7 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
             pos = end + 1;
         }
         done(batch ? std::move(replies) : std::move(replies[0]));
-      });
+      }, actors::prometheus_principal());
     });
   http.route("/api/v1/", true,
              [prom](runtime::http_request req, runtime::http_server::response_fn reply) {
@@ -302,7 +312,8 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
   // subscriptions"): every message goes to the node's live hub.
   http.websocket("/v1/live", [&node_ptr](const std::shared_ptr<runtime::stream_sink>& sink,
                                          std::string message) {
-    if (auto* n = node_ptr)
+    auto* n = node_ptr;
+    if (n && actors::ws_admit(*n->settings(), sink, message))
       caf::anon_send(n->live_hub(), actors::request_atom::value, sink,
                      std::move(message));
   });
@@ -343,6 +354,7 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
       out["connections"] = gateway_json(tcp->stats());
     }
   };
+  actors::publish_access_stats(*settings);
   if (cfg.storage_enabled) {
     runtime::journal_options jopts;
     jopts.sync = *runtime::parse_sync_mode(cfg.storage_sync);

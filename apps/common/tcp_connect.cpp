@@ -1,6 +1,12 @@
 #include "tcp_connect.hpp"
 
+#include "tls_client.hpp"
+
+#include <nlohmann/json.hpp>
+
 #include <cerrno>
+#include <cstdlib>
+#include <string_view>
 #include <cstring>
 #include <stdexcept>
 
@@ -81,6 +87,82 @@ int tcp_connect(const std::string& host, uint16_t port,
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   return fd;
+}
+
+void tcp_authenticate(int fd, tls_session* tls, const std::string& token,
+                      std::chrono::milliseconds timeout) {
+  if (token.empty())
+    return;
+  auto line = nlohmann::json{{"op", "auth"}, {"token", token}}.dump() + "\n";
+  std::string_view rest = line;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto left_ms = [&deadline] {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      deadline - std::chrono::steady_clock::now());
+    return left.count() < 0 ? 0 : static_cast<int>(left.count());
+  };
+  while (!rest.empty()) {
+    if (tls != nullptr) {
+      auto n = tls->write_some(rest.data(), rest.size(),
+                               std::chrono::milliseconds{left_ms()});
+      if (n == 0)
+        throw std::runtime_error("cannot send the token: the node does not read");
+      rest.remove_prefix(n);
+      continue;
+    }
+    pollfd pfd{fd, POLLOUT, 0};
+    if (::poll(&pfd, 1, left_ms()) <= 0)
+      throw std::runtime_error("cannot send the token: the node does not read");
+    auto n = ::send(fd, rest.data(), rest.size(), MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      throw std::runtime_error(std::string{"cannot send the token: "} + std::strerror(errno));
+    rest.remove_prefix(static_cast<size_t>(n));
+  }
+  // Byte by byte up to the newline: nothing after the reply is consumed.
+  std::string reply;
+  auto no_reply = [&timeout] {
+    return std::runtime_error("no reply to the auth request within "
+                              + std::to_string(timeout.count()) + " ms");
+  };
+  while (reply.empty() || reply.back() != '\n') {
+    char c;
+    if (tls != nullptr) {
+      auto n = tls->read_some(&c, 1, std::chrono::milliseconds{left_ms()});
+      if (n < 0)
+        throw no_reply();
+      if (n == 0)
+        throw std::runtime_error("the node closed the connection during auth");
+      reply += c;
+      continue;
+    }
+    pollfd pfd{fd, POLLIN, 0};
+    if (::poll(&pfd, 1, left_ms()) <= 0)
+      throw no_reply();
+    auto n = ::recv(fd, &c, 1, 0);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      throw std::runtime_error("the node closed the connection during auth");
+    reply += c;
+  }
+  auto doc = nlohmann::json::parse(reply, nullptr, false);
+  if (doc.is_object() && doc.value("ok", false))
+    return;
+  std::string message = "unreadable reply";
+  if (doc.is_object() && doc.contains("error") && doc["error"].is_object())
+    message = doc["error"].value("code", std::string{"?"}) + ": "
+              + doc["error"].value("message", std::string{});
+  throw std::runtime_error("the node refused the token: " + message);
+}
+
+std::string client_token(const std::string& option) {
+  if (!option.empty())
+    return option;
+  if (const char* env = std::getenv("CAIRN_TOKEN"))
+    return env;
+  return {};
 }
 
 } // namespace cairn::apps

@@ -20,4 +20,19 @@ namespace cairn::apps {
 [[nodiscard]] int tcp_connect(const std::string& host, uint16_t port,
                               std::chrono::milliseconds timeout);
 
+class tls_session;
+
+/// Presents `token` on a fresh NDJSON connection `fd` (docs/protocol.md,
+/// "Authentication"), through `tls` when not null (after its handshake):
+/// sends {"op":"auth","token":...} and reads its reply line, waiting at
+/// most `timeout`. Throws std::runtime_error ("the node refused the token:
+/// ...") if the node refuses it or does not answer. Nothing is sent when
+/// `token` is empty.
+void tcp_authenticate(int fd, tls_session* tls, const std::string& token,
+                      std::chrono::milliseconds timeout);
+
+/// The token the clients use: `option` (--token) if not empty, else the
+/// environment variable CAIRN_TOKEN, else empty.
+std::string client_token(const std::string& option);
+
 } // namespace cairn::apps

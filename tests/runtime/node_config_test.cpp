@@ -59,6 +59,14 @@ skip-corrupt = true
 [cairn.snapshot]
 interval = "30s"
 
+; 0.0.0.0 requires authentication (docs/operations.md)
+[cairn.auth]
+secret-file = "/etc/cairn/jwt-secret"
+
+[cairn.rate]
+events-per-sec = 5000
+query-requests-per-sec = 20
+
 [cairn.log]
 level = "debug"
 )";
@@ -99,7 +107,43 @@ TEST_CASE("an INI file with [cairn] and nested [cairn.x] sections") {
   CHECK(cfg.skip_corrupt);
   CHECK(cfg.snapshot_interval_text == "30s");
   CHECK(cfg.log_level == "debug");
+  CHECK(cfg.auth_secret_file == "/etc/cairn/jwt-secret");
+  CHECK(cfg.rate_events_per_sec == 5000);
+  CHECK(cfg.rate_query_requests_per_sec == 20);
+  CHECK(cfg.auth_enforced());
   CHECK_NOTHROW(cfg.validate());
+}
+
+TEST_CASE("authentication rules: a non-loopback client port needs a key") {
+  auto check = [](std::vector<std::string> flags, const char* option) {
+    node_config cfg;
+    args a{flags};
+    auto err = cfg.parse(a.argc(), a.argv());
+    REQUIRE_MESSAGE(!err, cfg.render(err));
+    if (option == nullptr) {
+      CHECK_NOTHROW(cfg.validate());
+      return;
+    }
+    try {
+      cfg.validate();
+      FAIL("no error for " << option);
+    } catch (const cairn::runtime::config_error& e) {
+      CHECK_MESSAGE(std::string{e.what()}.find(option) != std::string::npos, e.what());
+    }
+  };
+  check({}, nullptr);  // loopback: off by default
+  check({"--cairn.tcp.host=0.0.0.0"}, "cairn.tcp.host");
+  check({"--cairn.tcp.host=10.1.2.3", "--cairn.auth.secret-file=/k"}, nullptr);
+  check({"--cairn.auth.required=true"}, "cairn.auth.required");
+  check({"--cairn.auth.required=true", "--cairn.auth.algorithm=ES256",
+         "--cairn.auth.public-key-file=/k.pub"}, nullptr);
+  check({"--cairn.auth.algorithm=none"}, "cairn.auth.algorithm");
+  check({"--cairn.auth.secret-file=/k", "--cairn.auth.algorithm=RS256"},
+        "cairn.auth.secret-file");
+  check({"--cairn.auth.public-key-file=/k"}, "cairn.auth.public-key-file");
+  check({"--cairn.auth.required=true", "--cairn.auth.secret-file=/k",
+         "--cairn.influx.port=7499"}, "cairn.influx.port");
+  check({"--cairn.rate.max-delay=soon"}, "cairn.rate.max-delay");
 }
 
 TEST_CASE("map syntax inside [cairn] is equivalent") {
