@@ -17,6 +17,15 @@ namespace {
 
 class memory_kv : public kv_store {
 public:
+  bool write(const std::vector<kv_op>& ops, bool) override {
+    for (auto& op : ops) {
+      if (op.erase)
+        data_.erase(op.key);
+      else
+        data_[op.key] = op.value;
+    }
+    return true;
+  }
   bool put(const std::string& k, const std::string& v) override {
     data_[k] = v;
     return true;
@@ -50,6 +59,18 @@ public:
       throw std::runtime_error("cannot open alert store " + path + ": "
                                + s.ToString());
     db_.reset(db);
+  }
+  bool write(const std::vector<kv_op>& ops, bool sync) override {
+    leveldb::WriteBatch batch;
+    for (auto& op : ops) {
+      if (op.erase)
+        batch.Delete(op.key);
+      else
+        batch.Put(op.key, op.value);
+    }
+    leveldb::WriteOptions w;
+    w.sync = sync;
+    return db_->Write(w, &batch).ok();
   }
   bool put(const std::string& k, const std::string& v) override {
     leveldb::WriteOptions w;
@@ -368,6 +389,52 @@ std::vector<json> alert_store::history(size_t limit, const std::string& rule) {
   if (out.size() > limit)
     out.erase(out.begin(), out.end() - static_cast<long>(limit));
   return out;
+}
+
+bool alert_store::commit(batch& b, bool sync) {
+  std::lock_guard lk{mtx_};
+  if (b.ops.empty())
+    return true;
+  bool ok = kv_->write(b.ops, sync);
+  b.ops.clear();
+  return ok;
+}
+
+std::string alert_store::add_outbox(batch& b, json n) {
+  std::lock_guard lk{mtx_};
+  auto id = seq_key('o', next_outbox_++).substr(2);
+  n["id"] = id;
+  b.ops.push_back({"o/" + id, n.dump(-1, ' ', false, json::error_handler_t::replace)});
+  return id;
+}
+
+void alert_store::put_outbox(batch& b, const std::string& id, const json& n) {
+  b.ops.push_back({"o/" + id, n.dump(-1, ' ', false, json::error_handler_t::replace)});
+}
+
+void alert_store::erase_outbox(batch& b, const std::string& id) {
+  b.ops.push_back({"o/" + id, {}, true});
+}
+
+void alert_store::put_dead_letter(batch& b, const std::string& id, const json& n) {
+  b.ops.push_back({"d/" + id, n.dump(-1, ' ', false, json::error_handler_t::replace)});
+}
+
+void alert_store::journal(batch& b, const instance_record& r) {
+  auto key = instance_key(r.rule, r.group);
+  if (r.erased)
+    b.ops.push_back({key, {}, true});
+  else
+    b.ops.push_back({key, to_json(r).dump(-1, ' ', false, json::error_handler_t::replace)});
+}
+
+void alert_store::record(batch& b, json entry) {
+  std::lock_guard lk{mtx_};
+  entry["seq"] = next_history_;
+  b.ops.push_back({seq_key('h', next_history_++),
+                   entry.dump(-1, ' ', false, json::error_handler_t::replace)});
+  while (next_history_ - oldest_history_ > history_keep_)
+    b.ops.push_back({seq_key('h', oldest_history_++), {}, true});
 }
 
 } // namespace cairn::alerts

@@ -31,10 +31,20 @@
 
 namespace cairn::alerts {
 
+/// One write of a batch: a put, or an erase when `erase` is set.
+struct kv_op {
+  std::string key;
+  std::string value;
+  bool erase = false;
+};
+
 /// Ordered key-value storage with synced writes.
 class kv_store {
 public:
   virtual ~kv_store();
+  /// Applies `ops` atomically; with `sync`, durable once it returns (one
+  /// fsync for all of them).
+  [[nodiscard]] virtual bool write(const std::vector<kv_op>& ops, bool sync) = 0;
   /// True once durable.
   [[nodiscard]] virtual bool put(const std::string& k, const std::string& v) = 0;
   [[nodiscard]] virtual bool erase(const std::string& k) = 0;
@@ -68,6 +78,24 @@ instance_from_json(const nlohmann::json& j);
 class alert_store {
 public:
   explicit alert_store(std::unique_ptr<kv_store> kv, size_t history_keep = 10000);
+
+  /// Writes gathered by the `(batch&, ...)` overloads and applied by
+  /// `commit` in one LevelDB write: an evaluation's outbox entries,
+  /// instance states and history cost one fsync together.
+  struct batch {
+    std::vector<kv_op> ops;
+  };
+
+  /// Applies `b` (then empties it). `sync`: durable before it returns; the
+  /// notifier's delivery outcomes are written without (a lost outcome only
+  /// means a re-send with the same idempotency key).
+  [[nodiscard]] bool commit(batch& b, bool sync = true);
+  std::string add_outbox(batch& b, nlohmann::json n);
+  void put_outbox(batch& b, const std::string& id, const nlohmann::json& n);
+  void erase_outbox(batch& b, const std::string& id);
+  void put_dead_letter(batch& b, const std::string& id, const nlohmann::json& n);
+  void journal(batch& b, const instance_record& r);
+  void record(batch& b, nlohmann::json entry);
 
   // -- rules ------------------------------------------------------------------
 

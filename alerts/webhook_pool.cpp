@@ -153,6 +153,8 @@ struct webhook_pool::impl : std::enable_shared_from_this<webhook_pool::impl> {
               return self->failed(c, std::move(*jp),
                                   "connect: " + ec.message(), false);
             ++self->counters.opened;
+            error_code ignored;
+            c->stream.socket().set_option(tcp::no_delay(true), ignored);
             self->send(c, std::move(*jp), false);
           });
       });

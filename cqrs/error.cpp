@@ -28,6 +28,10 @@ std::string_view to_string(error_code code) noexcept {
       return "too_many_subscriptions";
     case error_code::unknown_subscription:
       return "unknown_subscription";
+    case error_code::unknown_rule:
+      return "unknown_rule";
+    case error_code::rule_exists:
+      return "rule_exists";
   }
   return "internal";
 }

@@ -37,6 +37,10 @@ enum class error_code : uint8_t {
   too_many_subscriptions,
   /// An unsubscribe named an id that is not subscribed on this client.
   unknown_subscription,
+  /// An alert op named a rule that does not exist (docs/alerting.md).
+  unknown_rule,
+  /// alert.create named a rule that already exists.
+  rule_exists,
 };
 
 /// Returns the wire name of `code`, e.g. "bad_request".

@@ -98,3 +98,44 @@ TEST_CASE("LevelDB store survives reopening") {
 }
 
 }
+
+TEST_SUITE("alerts.store") {
+
+TEST_CASE("a batch lands in one write, ids continue after reopening") {
+  auto dir = std::filesystem::temp_directory_path()
+             / ("cairn_alert_batch_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::string first;
+  {
+    alert_store s{open_leveldb_kv(dir.string()), 3};
+    alert_store::batch b;
+    first = s.add_outbox(b, json{{"key", "a"}});
+    auto second = s.add_outbox(b, json{{"key", "b"}});
+    CHECK(second > first);
+    instance_record r{"r", "", {}, {}, false};
+    s.journal(b, r);
+    for (int i = 0; i < 5; ++i)
+      s.record(b, json{{"i", i}});
+    CHECK(s.outbox().empty()); // nothing before commit
+    REQUIRE(s.commit(b));
+    CHECK(b.ops.empty());
+    CHECK(s.outbox().size() == 2);
+    CHECK(s.load_instances().size() == 1);
+    CHECK(s.history(100).size() == 3);
+    s.erase_outbox(b, first);
+    REQUIRE(s.commit(b, false));
+    CHECK(s.outbox().size() == 1);
+  }
+  {
+    alert_store s{open_leveldb_kv(dir.string()), 3};
+    alert_store::batch b;
+    auto id = s.add_outbox(b, json{{"key", "c"}});
+    REQUIRE(s.commit(b));
+    CHECK(id > first);
+    CHECK(s.outbox().size() == 2);
+    CHECK(s.outbox().front().second["key"] == "b");
+  }
+  std::filesystem::remove_all(dir);
+}
+
+}
