@@ -136,12 +136,30 @@ void evaluator::evaluate_group(rule_state& rs, const std::string& key,
   auto begin = end - r.window;
   while (!g.window.empty() && g.window.front().start < begin)
     g.window.pop_front();
+  // Only quantiles need the sketches: other aggregations merge the scalar
+  // fields alone (what bucket::merge does for them, without the sketch).
   cqrs::bucket merged;
+  bool sketches = r.agg.kind == cqrs::agg_kind::quantile;
   for (auto& s : g.window) {
     if (s.start >= end)
       break;
-    for (auto& p : s.parts)
-      merged.merge(p.b);
+    for (auto& p : s.parts) {
+      if (sketches) {
+        merged.merge(p.b);
+        continue;
+      }
+      auto& o = p.b;
+      if (o.empty())
+        continue;
+      merged.count += o.count;
+      merged.sum += o.sum;
+      merged.min = std::min(merged.min, o.min);
+      merged.max = std::max(merged.max, o.max);
+      if (o.last_ts >= merged.last_ts) {
+        merged.last_ts = o.last_ts;
+        merged.last = o.last;
+      }
+    }
   }
   observation o;
   o.has_data = merged.count > 0;
