@@ -27,6 +27,16 @@ runtime::auth::scope_set required_scopes(cqrs::protocol_op op) noexcept {
       return query | admin;
     case cqrs::protocol_op::cluster:
       return admin;
+    // Reading alert rules and history is a query; changing rules is admin
+    // (docs/alerting.md).
+    case cqrs::protocol_op::alert_list:
+    case cqrs::protocol_op::alert_get:
+    case cqrs::protocol_op::alert_history:
+      return query | admin;
+    case cqrs::protocol_op::alert_create:
+    case cqrs::protocol_op::alert_update:
+    case cqrs::protocol_op::alert_delete:
+      return admin;
   }
   return admin;
 }

@@ -413,6 +413,30 @@ json protocol_request(const json& req) {
   return out;
 }
 
+/// alerts: the alert.* op named by "op" (default alert.list), answered by
+/// the alert manager (docs/alerting.md).
+caf::result<std::string> cmd_alerts(caf::event_based_actor* self, node* n,
+                                    const json& req) {
+  if (!n->alert_manager())
+    return fail("alerting is disabled (cairn.alerts.enabled=false)");
+  auto body = protocol_request(req);
+  if (!body.is_object())
+    return fail("the request must be a JSON object");
+  auto op = body.value("op", std::string{"alert.list"});
+  if (op.rfind("alert.", 0) != 0)
+    return fail("alerts: \"op\" must be an alert.* op");
+  body["op"] = op;
+  auto rp = self->make_response_promise<std::string>();
+  self
+    ->request(n->alert_manager(), n->settings()->query_timeout,
+              alert_atom::value, body.dump())
+    .then([rp](std::string& reply) mutable { rp.deliver(std::move(reply)); },
+          [rp](caf::error& err) mutable {
+            rp.deliver(fail("alert manager: " + render(err)));
+          });
+  return rp;
+}
+
 caf::result<std::string> cmd_ingest(caf::event_based_actor* self, node* n,
                                     const json& req) {
   auto body = protocol_request(req);
@@ -630,6 +654,7 @@ console_commands::console_commands(node& n) : node_(&n) {
   handlers_["send"] = bind(cmd_send);
   handlers_["snapshot"] = bind(cmd_snapshot);
   handlers_["ingest"] = bind(cmd_ingest);
+  handlers_["alerts"] = bind(cmd_alerts);
   handlers_["nodes"] = bind(default_nodes);
   handlers_["cluster"] = bind(default_nodes);
   handlers_["breakers"] = bind(default_breakers);

@@ -52,6 +52,17 @@ using unsubscribe_atom = caf::atom_constant<caf::atom("unsubscr")>;
 using closed_atom = caf::atom_constant<caf::atom("closed")>;
 /// A partition's timer for its next close pass.
 using close_atom = caf::atom_constant<caf::atom("close")>;
+// -- alerting (docs/alerting.md) --
+/// (alert_atom, std::string line) -> std::string: an alert.* request.
+using alert_atom = caf::atom_constant<caf::atom("alert")>;
+/// The alert manager's coalesced / aligned evaluation timers.
+using evaluate_atom = caf::atom_constant<caf::atom("alerteval")>;
+/// (notify_atom, std::string outbox_id, std::string entry): to the notifier.
+using notify_atom = caf::atom_constant<caf::atom("notify")>;
+/// (delivered_atom, id, status, error, reused, elapsed_us): a webhook outcome.
+using delivered_atom = caf::atom_constant<caf::atom("delivered")>;
+/// (retry_atom, id): a delivery's backoff expired.
+using retry_atom = caf::atom_constant<caf::atom("retry")>;
 // -- cluster (docs/cluster.md) --
 using forward_atom = caf::atom_constant<caf::atom("forward")>;
 using partial_atom = caf::atom_constant<caf::atom("partial")>;

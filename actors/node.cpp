@@ -1,5 +1,6 @@
 #include "actors/node.hpp"
 
+#include "actors/alerts/alert_manager.hpp"
 #include "actors/ingestor.hpp"
 #include "actors/live/live_hub.hpp"
 #include "actors/parser.hpp"
@@ -37,8 +38,10 @@ node::node(caf::actor_system& sys, std::shared_ptr<node_settings> settings)
   ingestor_ = spawn_ingestor(sys, settings_, partitions_, links_);
   coordinator_ = spawn_query_coordinator(sys, settings_, partitions_, links_);
   live_hub_ = spawn_live_hub(sys, settings_, partitions_, coordinator_, links_);
+  if (settings->alerts.enabled)
+    alert_manager_ = spawn_alert_manager(sys, settings_, partitions_);
   parsers_ = spawn_parser_pool(sys, settings_, ingestor_, coordinator_,
-                               live_hub_);
+                               live_hub_, alert_manager_);
   if (!settings->journal) {
     settings->status = node_status::ready;
     ready_ = true;
@@ -135,6 +138,7 @@ void node::shutdown() {
       caf::anon_send_exit(h, caf::exit_reason::user_shutdown);
   };
   stop(parsers_);
+  stop(alert_manager_);
   stop(live_hub_);
   stop(coordinator_);
   stop(ingestor_);

@@ -52,6 +52,8 @@ public:
   const caf::actor& ingestor() const noexcept { return ingestor_; }
   /// The live hub (actors/live/live_hub.hpp): subscribe / unsubscribe.
   const caf::actor& live_hub() const noexcept { return live_hub_; }
+  /// The alert manager (actors/alerts/alert_manager.hpp; null if disabled).
+  const caf::actor& alert_manager() const noexcept { return alert_manager_; }
   /// Peer links by partition-map member index (null for this node; empty on
   /// a single node).
   const std::vector<caf::actor>& links() const noexcept { return links_; }
@@ -66,6 +68,7 @@ private:
   caf::actor ingestor_;
   caf::actor coordinator_;
   caf::actor live_hub_;
+  caf::actor alert_manager_;
   caf::actor parsers_;
   std::vector<caf::actor> links_;
   std::thread recovery_;

@@ -73,6 +73,25 @@ std::shared_ptr<node_settings> make_node_settings(
   s->idempotency_keys = cfg.idempotency_keys;
   s->idempotency_window = duration_option("cairn.idempotency.window",
                                           cfg.idempotency_window_text);
+  // -- alerting ---------------------------------------------------------------
+  auto& a = s->alerts;
+  a.enabled = cfg.alerts_enabled;
+  if (cfg.storage_enabled)
+    a.path = cfg.storage_path + "/alerts";
+  a.max_connections = cfg.alerts_max_connections;
+  a.connect_timeout = std::chrono::milliseconds{duration_option(
+    "cairn.alerts.connect-timeout", cfg.alerts_connect_timeout_text)};
+  a.request_timeout = std::chrono::milliseconds{duration_option(
+    "cairn.alerts.request-timeout", cfg.alerts_request_timeout_text)};
+  a.idle_timeout = std::chrono::milliseconds{duration_option(
+    "cairn.alerts.idle-timeout", cfg.alerts_idle_timeout_text)};
+  a.retry_initial = std::max<cqrs::millis>(
+    1, duration_option("cairn.alerts.retry-initial", cfg.alerts_retry_initial_text));
+  a.retry_cap = std::max(a.retry_initial,
+                         duration_option("cairn.alerts.retry-cap",
+                                         cfg.alerts_retry_cap_text));
+  a.max_attempts = static_cast<uint32_t>(cfg.alerts_max_attempts);
+  a.history = cfg.alerts_history;
   // -- cluster ----------------------------------------------------------------
   if (cfg.cluster_partitions > 0)
     s->partitions = static_cast<uint32_t>(cfg.cluster_partitions);

@@ -76,6 +76,22 @@ struct cluster_settings {
   }
 };
 
+/// Alerting (docs/alerting.md; cairn.alerts.*).
+struct alerts_settings {
+  bool enabled = true;
+  /// LevelDB directory of rules, state journal, outbox and history
+  /// (<storage.path>/alerts; empty = in memory).
+  std::string path;
+  size_t max_connections = 4;
+  std::chrono::milliseconds connect_timeout{2000};
+  std::chrono::milliseconds request_timeout{5000};
+  std::chrono::milliseconds idle_timeout{30000};
+  cqrs::millis retry_initial = 200;
+  cqrs::millis retry_cap = 30000;
+  uint32_t max_attempts = 10;
+  size_t history = 10000;
+};
+
 struct node_settings {
   std::string node_name;
   std::string version = CAIRN_VERSION;
@@ -122,6 +138,7 @@ struct node_settings {
   cqrs::millis idempotency_window = 24LL * 3600 * 1000;
 
   cluster_settings cluster;
+  alerts_settings alerts;
 
   // -- shared state -----------------------------------------------------------
   std::shared_ptr<runtime::metrics_registry> metrics;

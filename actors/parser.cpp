@@ -78,6 +78,7 @@ struct parser_state {
   caf::actor ingestor;
   caf::actor coordinator;
   caf::actor live;  ///< the live hub (may be null)
+  caf::actor alerts;  ///< the alert manager (may be null)
   std::optional<cqrs::event_parser> parser;
   std::optional<cqrs::influx_parser> influx;
   std::vector<cqrs::event_batch> split;
@@ -517,6 +518,14 @@ request_route route_request(std::string_view op, node_status status) noexcept {
                                           : request_route::unavailable;
     case cqrs::protocol_op::unsubscribe:
       return request_route::live;
+    case cqrs::protocol_op::alert_create:
+    case cqrs::protocol_op::alert_update:
+    case cqrs::protocol_op::alert_delete:
+    case cqrs::protocol_op::alert_list:
+    case cqrs::protocol_op::alert_get:
+    case cqrs::protocol_op::alert_history:
+      // Rules live in their own store: answered while recovering too.
+      return request_route::alerts;
     default:
       return status == node_status::ready ? request_route::coordinator
                                           : request_route::unavailable;
@@ -590,6 +599,31 @@ bool handle_request(parser_pointer self, const job_ptr& j,
       self
         ->request(st.coordinator, st.settings->query_timeout * 2,
                   query_atom::value, std::string{line})
+        .then(
+          [self, j, slot](std::string& reply) {
+            j->slots[slot] = std::move(reply);
+            j->slots[slot] += '\n';
+            resume(self, j);
+          },
+          [self, j, slot, id](caf::error& err) {
+            j->slots[slot] = error_reply(id, cqrs::error_code::timeout,
+                                         "request failed: " + to_string(err))
+                             + '\n';
+            resume(self, j);
+          });
+      break;
+    }
+    case request_route::alerts: {
+      if (!st.alerts) {
+        j->emit(error_reply(id, cqrs::error_code::unavailable,
+                            "alerting is disabled (cairn.alerts.enabled)"));
+        break;
+      }
+      auto slot = j->reserve_slot();
+      ++j->outstanding;
+      self
+        ->request(st.alerts, st.settings->query_timeout, alert_atom::value,
+                  std::string{line})
         .then(
           [self, j, slot](std::string& reply) {
             j->slots[slot] = std::move(reply);
@@ -853,10 +887,11 @@ void process(parser_pointer self, const job_ptr& j) {
 
 caf::behavior parser_impl(parser_pointer self, settings_ptr s,
                           caf::actor ingestor, caf::actor coordinator,
-                          caf::actor live) {
+                          caf::actor live, caf::actor alerts) {
   auto& st = self->state;
   st.settings = s;
   st.live = std::move(live);
+  st.alerts = std::move(alerts);
   st.ingestor = std::move(ingestor);
   st.coordinator = std::move(coordinator);
   st.parser.emplace(s->limits);
@@ -903,10 +938,11 @@ caf::behavior parser_impl(parser_pointer self, settings_ptr s,
 
 caf::actor spawn_parser_pool(caf::actor_system& sys, settings_ptr settings,
                              caf::actor ingestor, caf::actor coordinator,
-                             caf::actor live) {
+                             caf::actor live, caf::actor alerts) {
   auto n = settings->parsers;
-  auto factory = [&sys, settings, ingestor, coordinator, live] {
-    return sys.spawn(parser_impl, settings, ingestor, coordinator, live);
+  auto factory = [&sys, settings, ingestor, coordinator, live, alerts] {
+    return sys.spawn(parser_impl, settings, ingestor, coordinator, live,
+                     alerts);
   };
   return caf::actor_pool::make(sys.dummy_execution_unit(), n, factory,
                                caf::actor_pool::round_robin());

@@ -35,6 +35,8 @@ enum class request_route : uint8_t {
   /// subscribe / unsubscribe: handed to the live hub with the connection's
   /// stream (actors/live/live_hub.hpp).
   live,
+  /// alert.*: forwarded to the alert manager (actors/alerts/alert_manager).
+  alerts,
   /// `unavailable`: the node is recovering or stopping.
   unavailable,
   /// `bad_request`: "op" is empty or not a string.
@@ -49,9 +51,10 @@ enum class request_route : uint8_t {
 request_route route_request(std::string_view op, node_status status) noexcept;
 
 /// Spawns `settings->parsers` parser workers behind one actor_pool handle.
-/// `live` is the live hub (null: subscribe is answered `unavailable`).
+/// `live` is the live hub (null: subscribe is answered `unavailable`),
+/// `alerts` the alert manager (null: alert.* ops are `unavailable`).
 caf::actor spawn_parser_pool(caf::actor_system& sys, settings_ptr settings,
                              caf::actor ingestor, caf::actor coordinator,
-                             caf::actor live = {});
+                             caf::actor live = {}, caf::actor alerts = {});
 
 } // namespace cairn::actors

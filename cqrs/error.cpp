@@ -30,6 +30,10 @@ std::string_view to_string(error_code code) noexcept {
       return "unknown_subscription";
     case error_code::forbidden:
       return "forbidden";
+    case error_code::unknown_rule:
+      return "unknown_rule";
+    case error_code::rule_exists:
+      return "rule_exists";
   }
   return "internal";
 }
@@ -56,7 +60,10 @@ int http_status(error_code code) noexcept {
     case error_code::forbidden:
       return 403;
     case error_code::unknown_subscription:
+    case error_code::unknown_rule:
       return 404;
+    case error_code::rule_exists:
+      return 409;
     case error_code::too_large:
       return 413;
     case error_code::rate_limited:

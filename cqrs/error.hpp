@@ -42,10 +42,14 @@ enum class error_code : uint8_t {
   /// The client is authenticated, but its token lacks the scope the request
   /// needs (docs/protocol.md, "Authentication").
   forbidden,
+  /// An alert op named a rule that does not exist (docs/alerting.md).
+  unknown_rule,
+  /// alert.create named a rule that already exists.
+  rule_exists,
 };
 
 /// The highest code (keep it the last enumerator above).
-inline constexpr error_code last_error_code = error_code::forbidden;
+inline constexpr error_code last_error_code = error_code::rule_exists;
 
 /// Returns the wire name of `code`, e.g. "bad_request".
 std::string_view to_string(error_code code) noexcept;

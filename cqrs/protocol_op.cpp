@@ -28,6 +28,18 @@ std::string_view to_string(protocol_op op) noexcept {
       return "unsubscribe";
     case protocol_op::auth:
       return "auth";
+    case protocol_op::alert_create:
+      return "alert.create";
+    case protocol_op::alert_update:
+      return "alert.update";
+    case protocol_op::alert_delete:
+      return "alert.delete";
+    case protocol_op::alert_list:
+      return "alert.list";
+    case protocol_op::alert_get:
+      return "alert.get";
+    case protocol_op::alert_history:
+      return "alert.history";
   }
   return "?";
 }

@@ -38,6 +38,14 @@ enum class protocol_op : uint8_t {
   /// Presents a JWT for the connection (docs/protocol.md,
   /// "Authentication").
   auth,
+  /// Alert rules and history (docs/alerting.md): create, update, delete,
+  /// list, get one, history (barriers, answered by the alert manager).
+  alert_create,
+  alert_update,
+  alert_delete,
+  alert_list,
+  alert_get,
+  alert_history,
 };
 
 /// Every op, in protocol order.
@@ -46,7 +54,16 @@ inline constexpr protocol_op all_protocol_ops[] = {
   protocol_op::query,  protocol_op::topk,    protocol_op::series,
   protocol_op::metrics, protocol_op::stats,  protocol_op::cluster,
   protocol_op::subscribe, protocol_op::unsubscribe, protocol_op::auth,
+  protocol_op::subscribe, protocol_op::unsubscribe,
+  protocol_op::alert_create, protocol_op::alert_update,
+  protocol_op::alert_delete, protocol_op::alert_list,
+  protocol_op::alert_get, protocol_op::alert_history,
 };
+
+/// True for the alert.* ops.
+constexpr bool is_alert_op(protocol_op op) noexcept {
+  return op >= protocol_op::alert_create && op <= protocol_op::alert_history;
+}
 
 /// The wire name of `op`, e.g. "ingest".
 std::string_view to_string(protocol_op op) noexcept;

@@ -120,6 +120,23 @@ node_config::node_config() {
          "window ends (duration, at most cairn.ingest.seal-after)")
     .add(live_max_subscriptions, "max-subscriptions",
          "live subscriptions per client (more get too_many_subscriptions)");
+  opt_group(custom_options_, "cairn.alerts")
+    .add(alerts_enabled, "enabled",
+         "evaluate alert rules and send webhooks (docs/alerting.md)")
+    .add(alerts_max_connections, "max-connections",
+         "webhook sockets per destination host")
+    .add(alerts_connect_timeout_text, "connect-timeout",
+         "webhook connect timeout (duration)")
+    .add(alerts_request_timeout_text, "request-timeout",
+         "webhook request timeout: write and whole response (duration)")
+    .add(alerts_idle_timeout_text, "idle-timeout",
+         "close a pooled webhook connection idle this long (duration)")
+    .add(alerts_retry_initial_text, "retry-initial",
+         "first retry backoff ceiling (duration; doubles, full jitter)")
+    .add(alerts_retry_cap_text, "retry-cap", "largest retry backoff (duration)")
+    .add(alerts_max_attempts, "max-attempts",
+         "delivery attempts before a notification becomes a dead letter")
+    .add(alerts_history, "history", "alert history entries kept");
   opt_group(custom_options_, "cairn.influx")
     .add(influx_port, "port",
          "Influx line-protocol TCP port (0 = off; docs/integrations.md)");
@@ -575,6 +592,9 @@ void node_config::validate() const {
   in_range("cairn.http.max-websockets", http_max_websockets, 1, 1000000);
   in_range("cairn.http.ws-max-message", http_ws_max_message, 64, size_t{1} << 26);
   in_range("cairn.live.max-subscriptions", live_max_subscriptions, 1, 100000);
+  in_range("cairn.alerts.max-connections", alerts_max_connections, 1, 1024);
+  in_range("cairn.alerts.max-attempts", alerts_max_attempts, 1, 1000);
+  in_range("cairn.alerts.history", alerts_history, 1, 10000000);
   in_range("cairn.tcp.io-threads", io_threads, 1, 64);
   in_range("cairn.partitions", partitions, 1, 4096);
   in_range("cairn.ingest.parsers", parsers, 1, 256);
@@ -602,6 +622,11 @@ void node_config::validate() const {
   duration("cairn.ingest.seal-after", seal_after_text);
   duration("cairn.http.ws-ping-interval", http_ws_ping_interval_text);
   duration("cairn.live.grace", live_grace_text);
+  duration("cairn.alerts.connect-timeout", alerts_connect_timeout_text);
+  duration("cairn.alerts.request-timeout", alerts_request_timeout_text);
+  duration("cairn.alerts.idle-timeout", alerts_idle_timeout_text);
+  duration("cairn.alerts.retry-initial", alerts_retry_initial_text);
+  duration("cairn.alerts.retry-cap", alerts_retry_cap_text);
   duration("cairn.storage.sync-interval", storage_sync_interval_text);
   duration("cairn.snapshot.interval", snapshot_interval_text);
   duration("cairn.storage.raw-retention", raw_retention_text);

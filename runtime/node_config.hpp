@@ -104,6 +104,22 @@ public:
   /// cairn.live.max-subscriptions: per client (socket or connection).
   size_t live_max_subscriptions = 64;
 
+  // -- alerting (docs/alerting.md) --------------------------------------------
+  /// cairn.alerts.enabled: evaluate alert rules and send notifications.
+  bool alerts_enabled = true;
+  /// cairn.alerts.max-connections: webhook sockets per destination host.
+  size_t alerts_max_connections = 4;
+  std::string alerts_connect_timeout_text = "2s";
+  std::string alerts_request_timeout_text = "5s";
+  std::string alerts_idle_timeout_text = "30s";
+  /// Retries: full-jitter exponential backoff from retry-initial, doubling,
+  /// capped at retry-cap; after max-attempts a dead letter.
+  std::string alerts_retry_initial_text = "200ms";
+  std::string alerts_retry_cap_text = "30s";
+  size_t alerts_max_attempts = 10;
+  /// cairn.alerts.history: history entries kept.
+  size_t alerts_history = 10000;
+
   // -- ingest / aggregation ---------------------------------------------------
   size_t partitions = 8;
   size_t parsers = 2;

@@ -1,17 +1,20 @@
-// Cairn dashboard entry (an ES module, no build step): the header, the two
-// pages (#query, #overview) and the node's status. The pages talk to the node
+// Cairn dashboard entry (an ES module, no build step): the header, the
+// pages (#query, #overview, #alerts) and the node's status. The pages talk to the node
 // through POST /api (docs/protocol.md) and the live feed /v1/live.
 import { $, api, showError, clearError } from "./js/util.js";
 import { initQuery, queryHash } from "./js/query.js";
 import { showOverview } from "./js/overview.js";
+import { showAlerts } from "./js/alerts.js";
 
 function route() {
   const hash = location.hash.replace(/^#/, "");
-  const page = hash.startsWith("overview") ? "overview" : "query";
+  const page = hash.startsWith("overview") ? "overview" : hash.startsWith("alerts") ? "alerts" : "query";
   $("page-query").hidden = page !== "query";
   $("page-overview").hidden = page !== "overview";
+  $("page-alerts").hidden = page !== "alerts";
   for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.dataset.page === page);
   showOverview(page === "overview");
+  showAlerts(page === "alerts");
   return page;
 }
 

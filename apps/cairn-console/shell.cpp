@@ -149,6 +149,12 @@ shell::shell(node_link& link, console_options opts, std::ostream& out,
      "Shows each peer's breaker: state (closed/open/half_open), consecutive\n"
      "failures and transition counters.",
      &shell::cmd_breakers},
+    {"alerts", "alerts [get RULE | history [RULE]]",
+     "alert rules and their instances by state, one rule, or the history",
+     "Without arguments: every rule with its instance counts by state.\n"
+     "get RULE: the rule's instances (state, value, since). history [RULE]:\n"
+     "the newest state changes and deliveries, and the dead letters.",
+     &shell::cmd_alerts},
     {"snapshot", "snapshot PARTITION|all", "take a snapshot of a partition now",
      "PARTITION is p3 or 3. Answers once the snapshot is written, with the\n"
      "journal sequence it covers.",

@@ -387,6 +387,103 @@ int shell::cmd_breakers(const std::string&,
   return exit_code::ok;
 }
 
+int shell::cmd_alerts(const std::string&, const std::vector<std::string>& w) {
+  json req{{"cmd", "alerts"}};
+  if (w.size() == 1) {
+    req["op"] = "alert.list";
+  } else if (w[1] == "get" && w.size() == 3) {
+    req["op"] = "alert.get";
+    req["name"] = w[2];
+  } else if (w[1] == "history" && w.size() <= 3) {
+    req["op"] = "alert.history";
+    if (w.size() == 3)
+      req["rule"] = w[2];
+  } else {
+    return fail("usage: alerts [get RULE | history [RULE]]");
+  }
+  auto reply = checked(req, true);
+  if (!reply)
+    return last_status_;
+  auto op = req["op"].get<std::string>();
+  auto text = [](const json& j, const char* k) {
+    auto it = j.find(k);
+    if (it == j.end() || it->is_null())
+      return std::string{"-"};
+    return it->is_string() ? it->get<std::string>() : it->dump();
+  };
+  auto when = [](const json& j, const char* k) {
+    auto t = j.value(k, int64_t{0});
+    if (t <= 0)
+      return std::string{"-"};
+    auto ago = runtime::wall_clock_now() - t;
+    return runtime::format_duration(std::max<int64_t>(0, ago / 1000 * 1000))
+           + " ago";
+  };
+  if (op == "alert.list") {
+    auto& rules = (*reply)["rules"];
+    if (rules.empty()) {
+      out_ << "no alert rules" << std::endl;
+      return exit_code::ok;
+    }
+    text_table t;
+    for (auto* c : {"RULE", "CONDITION", "WINDOW", "FOR", "SEVERITY"})
+      t.add_column(c);
+    for (auto* c : {"FIRING", "PENDING", "RESOLVED", "INACTIVE"})
+      t.add_column(c, align::right);
+    for (auto& r : rules) {
+      auto& n = r["instances"];
+      t.add_row({text(r, "name"),
+                 text(r, "agg") + "(" + text(r, "metric") + ") " + text(r, "op")
+                   + " " + text(r, "threshold"),
+                 text(r, "window"), text(r, "for"), text(r, "severity"),
+                 text(n, "firing"), text(n, "pending"), text(n, "resolved"),
+                 text(n, "inactive")});
+    }
+    t.print(out_);
+  } else if (op == "alert.get") {
+    auto& inst = (*reply)["instances"];
+    out_ << text((*reply)["rule"], "name") << ": " << inst.size()
+         << " instance(s)\n";
+    text_table t;
+    for (auto* c : {"GROUP", "STATE", "VALUE", "ACTIVE_SINCE", "FIRED"})
+      t.add_column(c);
+    for (auto& x : inst)
+      t.add_row({x.value("group", std::string{}).empty() ? "(all)" : text(x, "group"),
+                 text(x, "state"), text(x, "value"), when(x, "active_since"),
+                 when(x, "fired_at")});
+    t.print(out_);
+  } else {
+    text_table t;
+    for (auto* c : {"WHEN", "RULE", "GROUP", "KIND", "WHAT"})
+      t.add_column(c);
+    for (auto& h : (*reply)["history"]) {
+      auto kind = text(h, "kind");
+      std::string what;
+      if (kind == "state")
+        what = text(h, "from") + " -> " + text(h, "to") + " (value "
+               + text(h, "value") + ")";
+      else if (kind == "delivery")
+        what = text(h, "status") + " to " + text(h, "receiver") + ": "
+               + text(h, "outcome") + " (HTTP " + text(h, "http_status")
+               + ", attempt " + text(h, "attempts") + ")"
+               + (h.contains("error") ? " " + text(h, "error") : "");
+      else
+        what = text(h, "event");
+      t.add_row({when(h, "at"), text(h, "rule"), text(h, "group"), kind, what});
+    }
+    t.print(out_);
+    auto& dead = (*reply)["dead_letters"];
+    if (!dead.empty()) {
+      out_ << dead.size() << " dead letter(s):\n";
+      for (auto& d : dead)
+        out_ << "  " << text(d, "rule") << " " << text(d, "status") << " key "
+             << text(d, "key") << ": " << text(d, "last_error") << '\n';
+    }
+  }
+  out_ << std::flush;
+  return exit_code::ok;
+}
+
 int shell::cmd_snapshot(const std::string&,
                           const std::vector<std::string>& w) {
   if (w.size() != 2)

@@ -58,6 +58,8 @@ TEST_CASE("every known op is routed, in every node status") {
           == (status == actors::node_status::ready ? request_route::live
                                                    : request_route::unavailable));
     CHECK(actors::route_request("unsubscribe", status) == request_route::live);
+    CHECK(actors::route_request("alert.create", status) == request_route::alerts);
+    CHECK(actors::route_request("alert.history", status) == request_route::alerts);
     CHECK(actors::route_request("nope", status) == request_route::unknown_op);
     CHECK(actors::route_request("", status) == request_route::bad_request);
   }

@@ -1,0 +1,254 @@
+#include "alerts/evaluator.hpp"
+
+#include "runtime/time.hpp"
+
+#include <algorithm>
+#include <cstdio>
+
+namespace cairn::alerts {
+
+std::string notice_key(const std::string& rule, const std::string& group,
+                       millis episode_start, std::string_view status,
+                       uint32_t repeat) {
+  std::string text = rule;
+  text += '\0';
+  text += group;
+  text += '\0';
+  text += std::to_string(episode_start);
+  text += '\0';
+  text += status;
+  text += '\0';
+  text += std::to_string(repeat);
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx",
+                static_cast<unsigned long long>(cqrs::series_hash(text)));
+  return buf;
+}
+
+size_t evaluator::instance_count() const noexcept {
+  size_t n = 0;
+  for (auto& [name, rs] : rules_)
+    n += rs.groups.size();
+  return n;
+}
+
+void evaluator::reindex() {
+  by_metric_.clear();
+  for (auto& [name, rs] : rules_)
+    by_metric_[rs.r.metric].push_back(&rs);
+}
+
+evaluator::group_state& evaluator::group(rule_state& rs,
+                                         std::vector<cqrs::tag> labels) {
+  auto key = group_key(labels);
+  auto [it, fresh] = rs.groups.try_emplace(std::move(key));
+  if (fresh)
+    it->second.labels = std::move(labels);
+  return it->second;
+}
+
+void evaluator::upsert(rule r) {
+  auto name = r.name;
+  auto it = rules_.find(name);
+  if (it == rules_.end()) {
+    auto& rs = rules_[name];
+    rs.r = std::move(r);
+    // Without group_by the one instance exists from the start, so "no
+    // data" can alert on a metric that never arrives.
+    if (rs.r.group_by.empty())
+      group(rs, {});
+  } else {
+    auto& rs = it->second;
+    bool same_data = rs.r.metric == r.metric && rs.r.where == r.where
+                     && rs.r.group_by == r.group_by;
+    if (!same_data) {
+      for (auto& [k, g] : rs.groups)
+        g.window.clear();
+      if (rs.r.group_by != r.group_by)
+        rs.groups.clear();
+    }
+    rs.r = std::move(r);
+    if (rs.r.group_by.empty() && rs.groups.empty())
+      group(rs, {});
+    for (auto& [k, g] : rs.groups)
+      g.dirty = true;
+  }
+  reindex();
+}
+
+bool evaluator::remove(const std::string& name) {
+  if (rules_.erase(name) == 0)
+    return false;
+  reindex();
+  return true;
+}
+
+void evaluator::restore(const instance_record& rec) {
+  auto it = rules_.find(rec.rule);
+  if (it == rules_.end())
+    return;
+  auto& g = group(it->second, rec.labels);
+  auto evaluations = g.inst.evaluations;
+  g.inst = rec.state;
+  g.inst.evaluations = evaluations;
+}
+
+void evaluator::add(const std::vector<cqrs::closed_bucket>& buckets,
+                    uint32_t tier) {
+  std::vector<cqrs::tag> tags;
+  for (auto& cb : buckets) {
+    if (cb.tier != tier)
+      continue;
+    auto metric = cqrs::series_metric(cb.key);
+    auto it = by_metric_.find(std::string{metric});
+    if (it == by_metric_.end())
+      continue;
+    tags.clear();
+    if (!cqrs::decode_series_tags(cb.key, tags))
+      continue;
+    auto series = cqrs::series_hash(cb.key);
+    for (auto* rs : it->second) {
+      if (!matches(rs->r, tags))
+        continue;
+      auto& g = group(*rs, group_of(rs->r, tags));
+      // Slots sorted by start; closed buckets nearly always extend the end.
+      auto pos = g.window.end();
+      while (pos != g.window.begin() && std::prev(pos)->start > cb.start)
+        --pos;
+      if (pos == g.window.begin() || std::prev(pos)->start != cb.start)
+        pos = std::next(g.window.insert(pos, slot{cb.start, {}}));
+      auto& s = *std::prev(pos);
+      auto p = std::find_if(s.parts.begin(), s.parts.end(),
+                            [&](const part& x) { return x.series == series; });
+      if (p == s.parts.end())
+        s.parts.push_back({series, cb.value});
+      else
+        p->b = cb.value; // a correction replaces the earlier value
+      g.dirty = true;
+    }
+  }
+}
+
+void evaluator::evaluate_group(rule_state& rs, const std::string& key,
+                               group_state& g, millis now, millis end,
+                               evaluation& out) {
+  auto& r = rs.r;
+  auto begin = end - r.window;
+  while (!g.window.empty() && g.window.front().start < begin)
+    g.window.pop_front();
+  // Only quantiles need the sketches: other aggregations merge the scalar
+  // fields alone (what bucket::merge does for them, without the sketch).
+  cqrs::bucket merged;
+  bool sketches = r.agg.kind == cqrs::agg_kind::quantile;
+  for (auto& s : g.window) {
+    if (s.start >= end)
+      break;
+    for (auto& p : s.parts) {
+      if (sketches) {
+        merged.merge(p.b);
+        continue;
+      }
+      auto& o = p.b;
+      if (o.empty())
+        continue;
+      merged.count += o.count;
+      merged.sum += o.sum;
+      merged.min = std::min(merged.min, o.min);
+      merged.max = std::max(merged.max, o.max);
+      if (o.last_ts >= merged.last_ts) {
+        merged.last_ts = o.last_ts;
+        merged.last = o.last;
+      }
+    }
+  }
+  observation o;
+  o.has_data = merged.count > 0;
+  if (o.has_data)
+    o.value = cqrs::finalize(r.agg, merged, r.window, mapping_);
+  g.dirty = false;
+  g.evaluated_end = end;
+  ++out.evaluated;
+  auto& x = g.inst;
+  auto before = x;
+  auto tm = timing_of(r);
+  if (!o.has_data && begin < started_at_)
+    tm.no_data = no_data_policy::keep; // warm-up: the window is incomplete
+  auto t = step(x, tm, o, now);
+  bool journal = false;
+  auto record = [&] {
+    return instance_record{r.name, key, g.labels, x};
+  };
+  if (t) {
+    out.changes.push_back({record(), t->from, t->to, now});
+    journal = true;
+  }
+  // Notifications (Alertmanager's group_wait / repeat_interval, one group
+  // per instance): the first firing notice once the instance has fired for
+  // group_wait, then one every repeat_interval; a resolved notice only if a
+  // firing one went out for the episode.
+  auto make = [&](std::string status, uint32_t repeat) {
+    notice n;
+    n.rule = r.name;
+    n.group = key;
+    n.status = status;
+    n.key = notice_key(r.name, key, x.active_since, status, repeat);
+    n.labels = r.labels;
+    n.labels["alertname"] = r.name;
+    n.labels["severity"] = r.severity;
+    for (auto& [k, v] : g.labels)
+      n.labels[k] = v;
+    double v = std::isnan(x.value) ? before.value : x.value;
+    for (auto& [k, text] : r.annotations)
+      n.annotations[k] = render_template(text, r, v, g.labels);
+    n.value = std::isnan(v) ? 0 : v;
+    n.starts_at = x.fired_at;
+    n.ends_at = status == "resolved" ? x.resolved_at : 0;
+    n.receivers = r.receivers;
+    n.repeat = repeat;
+    return n;
+  };
+  if (x.state == alert_state::firing) {
+    if (x.last_notified == 0 && now - x.fired_at >= r.group_wait) {
+      out.notices.push_back(make("firing", 0));
+      x.last_notified = now;
+      journal = true;
+    } else if (x.last_notified != 0
+               && now - x.last_notified >= r.repeat_interval) {
+      auto repeat = static_cast<uint32_t>((now - x.fired_at)
+                                          / std::max<millis>(r.repeat_interval, 1));
+      out.notices.push_back(make("firing", repeat));
+      x.last_notified = now;
+      journal = true;
+    }
+  } else if (t && t->to == alert_state::resolved && before.last_notified != 0) {
+    out.notices.push_back(make("resolved", 0));
+  }
+  if (journal)
+    out.journal.push_back(record());
+}
+
+evaluation evaluator::evaluate(millis now) {
+  evaluation out;
+  auto end = runtime::align_down(now, resolution_);
+  for (auto& [name, rs] : rules_) {
+    for (auto it = rs.groups.begin(); it != rs.groups.end();) {
+      auto& g = it->second;
+      if (g.dirty || g.evaluated_end < end)
+        evaluate_group(rs, it->first, g, now, end, out);
+      // Groups that went quiet and hold nothing are dropped (a rule without
+      // group_by keeps its one instance).
+      bool idle = (g.inst.state == alert_state::inactive
+                   || g.inst.state == alert_state::resolved)
+                  && g.window.empty() && !rs.r.group_by.empty();
+      if (idle) {
+        out.journal.push_back({rs.r.name, it->first, g.labels, g.inst, true});
+        it = rs.groups.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  return out;
+}
+
+} // namespace cairn::alerts

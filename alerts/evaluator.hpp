@@ -1,0 +1,155 @@
+// evaluator: every rule of a node and its instances, fed with closed
+// buckets, evaluated at window ends (docs/alerting.md, "Evaluation").
+//
+// The caller (actors/alerts/alert_manager) hands it the finest tier's
+// closed buckets of the partitions it subscribed to (`add`) and calls
+// `evaluate(now)`; each group of each rule keeps the buckets of its window
+// (one entry per bucket start, one part per series so a correction replaces
+// its earlier value), merged exactly at evaluation like the query path
+// merges partials. An instance is evaluated when its data changed or once
+// per resolution step (no data, `for` and keep_firing_for expiring). The
+// result lists the state changes and the notifications due, each with the
+// instance to journal. Pure values; no threads, no actors.
+#pragma once
+
+#include "alerts/instance.hpp"
+#include "alerts/rule.hpp"
+#include "cqrs/bucket.hpp"
+#include "cqrs/ddsketch.hpp"
+#include "cqrs/series_store.hpp"
+
+#include <deque>
+#include <map>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace cairn::alerts {
+
+/// One instance's identity and state, as journaled.
+struct instance_record {
+  std::string rule;
+  std::string group;  ///< group_key(labels)
+  std::vector<cqrs::tag> labels;
+  instance state;
+  /// The instance was dropped (idle group): delete its journal entry.
+  bool erased = false;
+};
+
+struct state_change {
+  instance_record at;  ///< the instance after the change
+  alert_state from = alert_state::inactive;
+  alert_state to = alert_state::inactive;
+  millis time = 0;
+};
+
+/// A notification to send: one alert of one instance.
+struct notice {
+  std::string rule;
+  std::string group;
+  std::string status;  ///< "firing" or "resolved"
+  /// Stable per notification (rule, group, episode start, status, repeat):
+  /// a retry or a re-send after a restart carries the same key.
+  std::string key;
+  std::map<std::string, std::string> labels;       ///< alertname, severity, group, rule labels
+  std::map<std::string, std::string> annotations;  ///< rendered
+  double value = 0;
+  millis starts_at = 0;
+  millis ends_at = 0;  ///< 0 while firing
+  std::vector<receiver> receivers;
+  uint32_t repeat = 0;
+};
+
+struct evaluation {
+  std::vector<state_change> changes;
+  std::vector<notice> notices;
+  /// Instances whose journaled fields changed (changes and notices).
+  std::vector<instance_record> journal;
+  uint64_t evaluated = 0;
+};
+
+/// The idempotency key of a notification (hex of XXH3-64).
+std::string notice_key(const std::string& rule, const std::string& group,
+                       millis episode_start, std::string_view status,
+                       uint32_t repeat);
+
+class evaluator {
+public:
+  /// `started_at`: when this evaluator began to receive buckets. A window
+  /// reaching back before it is incomplete, so until a rule's window lies
+  /// after it, "no data" changes nothing (a restarted node would otherwise
+  /// resolve a firing alert, or reset a pending one, before its first
+  /// buckets arrive).
+  evaluator(millis resolution, cqrs::ddsketch_mapping mapping,
+            millis started_at = 0)
+    : resolution_(resolution), mapping_(mapping), started_at_(started_at) {}
+
+  // -- rules ------------------------------------------------------------------
+
+  /// Adds or replaces a rule. A replaced rule keeps its instances (their
+  /// states carry over) but starts new windows if metric/where/group_by
+  /// changed.
+  void upsert(rule r);
+
+  /// Removes a rule and its instances. False if unknown.
+  bool remove(const std::string& name);
+
+  /// Restores a journaled instance (rule must be present; else ignored).
+  void restore(const instance_record& rec);
+
+  size_t rule_count() const noexcept { return rules_.size(); }
+  size_t instance_count() const noexcept;
+
+  /// Calls f(rule, group_labels, instance) for every instance.
+  template <class F>
+  void for_each(F&& f) const {
+    for (auto& [name, rs] : rules_)
+      for (auto& [key, g] : rs.groups)
+        f(rs.r, g.labels, g.inst);
+  }
+
+  // -- data -------------------------------------------------------------------
+
+  /// Feeds closed buckets; only those of tier `tier` (the finest) count.
+  /// Buckets of metrics no rule watches cost one hash lookup.
+  void add(const std::vector<cqrs::closed_bucket>& buckets, uint32_t tier = 0);
+
+  /// Evaluates every instance whose data changed since its last evaluation
+  /// or whose last evaluation is for an earlier window end than
+  /// align_down(now, resolution).
+  evaluation evaluate(millis now);
+
+private:
+  struct part {
+    uint64_t series = 0;
+    cqrs::bucket b;
+  };
+  struct slot {
+    millis start = 0;
+    std::vector<part> parts;
+  };
+  struct group_state {
+    std::vector<cqrs::tag> labels;
+    instance inst;
+    std::deque<slot> window;
+    bool dirty = false;
+    millis evaluated_end = 0;
+  };
+  struct rule_state {
+    rule r;
+    std::unordered_map<std::string, group_state> groups;
+  };
+
+  void reindex();
+  group_state& group(rule_state& rs, std::vector<cqrs::tag> labels);
+  void evaluate_group(rule_state& rs, const std::string& key, group_state& g,
+                      millis now, millis end, evaluation& out);
+
+  millis resolution_;
+  cqrs::ddsketch_mapping mapping_;
+  millis started_at_;
+  std::map<std::string, rule_state> rules_;
+  std::unordered_map<std::string, std::vector<rule_state*>> by_metric_;
+};
+
+} // namespace cairn::alerts
