@@ -23,6 +23,9 @@
 #include <caf/none.hpp>
 #include <caf/sec.hpp>
 
+#include <nlohmann/json.hpp>
+
+#include <functional>
 #include <memory>
 #include <string>
 #include <type_traits>
@@ -42,6 +45,9 @@ using request_atom = caf::atom_constant<caf::atom("request")>;
 using journaled_atom = caf::atom_constant<caf::atom("journaled")>;
 using snapshot_atom = caf::atom_constant<caf::atom("snapshot")>;
 using recovered_atom = caf::atom_constant<caf::atom("recovered")>;
+/// (read_atom, direct_read_ptr) to the query coordinator: reads without the
+/// NDJSON pipeline (actors/query_coordinator.hpp, direct_read).
+using read_atom = caf::atom_constant<caf::atom("read")>;
 // -- closed-bucket stream (docs/architecture.md) --
 /// (subscribe_atom, caf::actor) to a partition: send me closed_batch_ptr
 /// messages; (unsubscribe_atom, caf::actor): stop. Also the client ops of
@@ -124,6 +130,23 @@ struct closed_batch {
 };
 
 using closed_batch_ptr = std::shared_ptr<const closed_batch>;
+
+/// Protocol request objects for the coordinator's direct path, with the
+/// callback their replies go to (actors/query_coordinator.hpp,
+/// direct_read). If the message is dropped unanswered (the coordinator is
+/// gone), the destructor answers every request `unavailable`.
+struct direct_read_job {
+  nlohmann::json requests;  ///< an array of request objects
+  bool batch = false;       ///< false: one request, one reply object
+  std::function<void(nlohmann::json)> done;
+
+  /// Calls `done` with `replies` (an array, one per request) unless it was
+  /// called before.
+  void answer(nlohmann::json replies);
+  ~direct_read_job();
+};
+
+using direct_read_ptr = std::shared_ptr<direct_read_job>;
 
 /// A client's stream of live messages (a WebSocket or an NDJSON connection).
 using stream_sink_ptr = std::shared_ptr<runtime::stream_sink>;
@@ -248,6 +271,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cairn::actors::closed_batch_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cairn::actors::stream_sink_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cairn::actors::topk_spec_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cairn::actors::series_spec_ptr)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cairn::actors::direct_read_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cairn::cqrs::query_partial)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cairn::cqrs::topk_partial)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cairn::cqrs::series_partial)

@@ -3,12 +3,14 @@
 #include "actors/introspection.hpp"
 #include "actors/reply.hpp"
 #include "cqrs/partial_codec.hpp"
+#include "cqrs/series_key.hpp"
 #include "runtime/journal.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/response_promise.hpp>
 #include <caf/sec.hpp>
+#include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
 
 #include <nlohmann/json.hpp>
@@ -35,6 +37,9 @@ struct coordinator_state {
   std::vector<uint32_t> local;
   /// cairn_query_latency_seconds by op, for the read ops.
   std::vector<std::pair<std::string, runtime::latency_histogram*>> latency;
+  /// cairn_requests_total, counted here for direct reads (the parsers count
+  /// the pipeline's).
+  std::atomic<int64_t>* requests = nullptr;
   static inline const char* name = "cairn.query_coordinator";
 
   runtime::latency_histogram* latency_of(const std::string& op) const {
@@ -69,6 +74,9 @@ struct scatter_plan {
   /// For a client request in a cluster: who held unapplied hinted writes
   /// when the query started (docs/cluster.md, "The completeness invariant").
   std::shared_ptr<const hint_view::snapshot_type> pending;
+  /// Non-empty: only these partitions (by id) are asked, local ones (the
+  /// caller filters `local`) and remote ones alike.
+  std::vector<bool> only;
 };
 
 /// Marks every partition some member holds unapplied writes for as missing,
@@ -88,6 +96,23 @@ void apply_pending(const hint_view::snapshot_type& pending,
   }
 }
 
+/// The deadline of one scatter's local requests (a delayed message to the
+/// coordinator itself).
+struct scatter_deadline {
+  std::function<void()> fire;
+};
+
+using scatter_deadline_ptr = std::shared_ptr<scatter_deadline>;
+using deadline_atom = caf::atom_constant<caf::atom("deadline")>;
+
+} // namespace
+} // namespace cairn::actors
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cairn::actors::scatter_deadline_ptr)
+
+namespace cairn::actors {
+namespace {
+
 /// Sends one partial request to the planned partitions (and owners) and
 /// merges the answers. `done(merged, coverage)` runs once, after the last
 /// answer or timeout; partitions that did not answer (a timeout, a peer
@@ -100,6 +125,11 @@ void scatter(coordinator_pointer self, scatter_plan plan,
     Partial merged;
     cqrs::coverage cov;
     size_t outstanding = 0;
+    /// Local partitions not answered yet (by index into plan.local); the
+    /// deadline lists them as missing and answers.
+    std::vector<bool> waiting;
+    size_t local_waiting = 0;
+    bool expired = false;
   };
   auto& st = self->state;
   auto g = std::make_shared<gather>();
@@ -111,7 +141,7 @@ void scatter(coordinator_pointer self, scatter_plan plan,
   if (plan.remote && cluster.enabled) {
     by_owner.resize(cluster.members.size());
     for (uint32_t p = 0; p < st.partitions.size(); ++p)
-      if (!cluster.local(p))
+      if (!cluster.local(p) && (plan.only.empty() || plan.only[p]))
         by_owner[cluster.map->owner_index(p)].push_back(p);
     for (auto& ps : by_owner)
       if (!ps.empty())
@@ -125,6 +155,8 @@ void scatter(coordinator_pointer self, scatter_plan plan,
     return;
   }
   auto finish = [g, done] {
+    if (g->outstanding == 0)
+      return;  // answered at the deadline already
     if (--g->outstanding == 0) {
       auto& missing = g->cov.missing_partitions;
       std::sort(missing.begin(), missing.end());
@@ -161,18 +193,58 @@ void scatter(coordinator_pointer self, scatter_plan plan,
           finish();
         });
   }
-  for (auto p : plan.local) {
-    self->request(st.partitions[p], st.settings->query_timeout, xs...)
+  // Local partitions: requests without a timeout of their own (each timed
+  // request costs two events on CAF's clock thread, a wake-up of that
+  // thread each, ~16 per scatter over 8 partitions) and one deadline for
+  // all of them. A local partition always answers in the end (a dead one
+  // at once, with an error), so no response handler is left behind; one
+  // answering after the deadline is ignored.
+  if (plan.local.empty())
+    return;
+  g->waiting.assign(plan.local.size(), true);
+  g->local_waiting = plan.local.size();
+  auto local = std::make_shared<std::vector<uint32_t>>(std::move(plan.local));
+  auto answered = [g](size_t i) {
+    if (g->expired || !g->waiting[i])
+      return false;
+    g->waiting[i] = false;
+    --g->local_waiting;
+    return true;
+  };
+  for (size_t i = 0; i < local->size(); ++i) {
+    auto p = (*local)[i];
+    self->request(st.partitions[p], caf::infinite, xs...)
       .then(
-        [g, finish](Partial& x) {
+        [g, finish, answered, i](Partial& x) {
+          if (!answered(i))
+            return;
           g->merged.merge(std::move(x));
           finish();
         },
-        [g, finish, p](caf::error&) {
+        [g, finish, answered, i, p](caf::error&) {
+          if (!answered(i))
+            return;
           g->cov.missing_partitions.push_back(p);
           finish();
         });
   }
+  auto expire = std::make_shared<scatter_deadline>();
+  expire->fire = [g, finish, local] {
+    if (g->local_waiting == 0 || g->outstanding == 0)
+      return;
+    g->expired = true;
+    // Every local partition still waited for counts as missing; remote
+    // owners keep their own timeouts.
+    for (size_t i = 0; i < local->size(); ++i)
+      if (g->waiting[i]) {
+        g->cov.missing_partitions.push_back((*local)[i]);
+        g->waiting[i] = false;
+        finish();
+      }
+    g->local_waiting = 0;
+  };
+  self->delayed_send(self, st.settings->query_timeout, deadline_atom::value,
+                     std::move(expire));
 }
 
 /// Collects the membership view: this node plus every peer link's state.
@@ -355,6 +427,11 @@ struct read_sink {
   std::function<void(std::string)> reply;
   /// Remote partial: deliver the encoded partial.
   std::function<void(remote_partial)> partial;
+  /// Direct read: the reply as an object (no text on the way).
+  std::function<void(json)> object;
+  /// Series op only: sees the merged partial before it is rendered.
+  std::function<void(const cqrs::series_partial&, const cqrs::coverage&)>
+    listed;
   json id;
 };
 
@@ -372,6 +449,8 @@ void deliver_read(const read_sink& sink, Partial&& x, cqrs::coverage&& cov,
   }
   json out;
   render(x, cov, out);
+  if (sink.object)
+    return sink.object(std::move(out));
   sink.reply(finish_reply(out, sink.id));
 }
 
@@ -389,7 +468,7 @@ std::optional<cqrs::problem> run_read(coordinator_pointer self,
     scatter<cqrs::query_partial>(
       self, std::move(plan),
       [sink, q, s](cqrs::query_partial&& x, cqrs::coverage&& cov) {
-        if (!sink.partial) {
+        if (!sink.partial && !sink.object) {
           // The hot read path: write the reply text directly.
           std::string text;
           cqrs::render_query_text(*q, x, s->tiers, s->mapping, cov,
@@ -430,6 +509,8 @@ std::optional<cqrs::problem> run_read(coordinator_pointer self,
     scatter<cqrs::series_partial>(
       self, std::move(plan),
       [sink, q](cqrs::series_partial&& x, cqrs::coverage&& cov) {
+        if (sink.listed)
+          sink.listed(x, cov);
         deliver_read<cqrs::series_partial>(
           sink, std::move(x), std::move(cov),
           [&](const cqrs::series_partial& p, const cqrs::coverage& c,
@@ -453,6 +534,171 @@ std::optional<cqrs::problem> run_read(coordinator_pointer self,
   return std::nullopt;
 }
 
+/// The scatter plan of a client's read: every local partition and, in a
+/// cluster, every other owner (`line` is the request as they re-parse it).
+/// `only`, if not empty, restricts both to those partitions.
+scatter_plan client_plan(coordinator_pointer self, const std::string& op,
+                         std::string line, cqrs::millis now,
+                         std::vector<bool> only) {
+  auto& st = self->state;
+  scatter_plan plan;
+  for (auto p : st.local)
+    if (only.empty() || only[p])
+      plan.local.push_back(p);
+  if (st.settings->cluster.enabled) {
+    plan.remote = remote_query{op, std::move(line), now, {}};
+    // Taken before any partition is asked: a write acknowledged before
+    // this moment is either applied by its owner by the time the owner
+    // answers, or listed here (docs/cluster.md).
+    if (auto& view = st.settings->cluster.pending)
+      plan.pending = std::make_shared<const hint_view::snapshot_type>(
+        view->snapshot(static_cast<uint32_t>(st.partitions.size())));
+  }
+  plan.only = std::move(only);
+  return plan;
+}
+
+// -- direct reads -----------------------------------------------------------------
+
+json error_object(cqrs::error_code code, const std::string& message) {
+  return {{"ok", false},
+          {"error",
+           {{"code", std::string{cqrs::to_string(code)}}, {"message", message}}}};
+}
+
+/// The replies of one direct_read, filled in any order.
+struct direct_batch {
+  direct_read_ptr read;
+  json replies = json::array();
+  size_t outstanding = 0;
+  cqrs::millis now = 0;
+  /// cairn_query_latency_seconds{op="prometheus"}: the whole batch.
+  runtime::latency_histogram* latency = nullptr;
+  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+
+  void put(size_t i, json reply) {
+    replies[i] = std::move(reply);
+    if (--outstanding != 0)
+      return;
+    if (latency != nullptr)
+      latency->observe(std::chrono::steady_clock::now() - start);
+    read->answer(std::move(replies));
+  }
+};
+
+using direct_batch_ptr = std::shared_ptr<direct_batch>;
+
+/// The op of a request object, or empty.
+std::string op_of(const json& req) {
+  auto it = req.find("op");
+  return it != req.end() && it->is_string() ? it->get<std::string>()
+                                            : std::string{};
+}
+
+/// Whether the query `q` reads only series that the series request `s`
+/// lists: the same metric and the same exact matches.
+bool follows_series(const json& s, const json& q) {
+  if (!q.is_object() || op_of(q) != "query")
+    return false;
+  auto sm = s.find("metric");
+  auto qm = q.find("metric");
+  if (sm == s.end() || qm == q.end() || !sm->is_string() || *sm != *qm
+      || sm->get_ref<const std::string&>().empty())
+    return false;
+  auto sw = s.find("where");
+  auto qw = q.find("where");
+  auto empty = [](const json& w) { return w.is_null() || w.empty(); };
+  if (sw == s.end() || qw == q.end())
+    return (sw == s.end() || empty(*sw)) && (qw == q.end() || empty(*qw));
+  return *sw == *qw;
+}
+
+/// Runs request `i` of `b`; `only` as for client_plan. `then`, if set, is
+/// called once when a series request has its answer, with the partitions
+/// that hold the listed series or did not answer (empty: the request failed,
+/// ask every partition).
+void run_direct(coordinator_pointer self, const direct_batch_ptr& b, size_t i,
+                std::vector<bool> only,
+                std::function<void(std::vector<bool>)> then = {}) {
+  auto& req = b->read->requests[i];
+  auto op = op_of(req);
+  auto fail = [&](cqrs::error_code code, const std::string& message) {
+    b->put(i, error_object(code, message));
+    if (then)  // the query waiting for this one goes out unrouted
+      then({});
+  };
+  if (op != "query" && op != "series" && op != "topk" && op != "metrics")
+    return fail(cqrs::error_code::bad_request,
+                op.empty() ? "request has no op"
+                           : "op '" + op + "' is not a read of the coordinator");
+  std::string line;
+  if (self->state.settings->cluster.enabled)
+    line = req.dump(-1, ' ', false, json::error_handler_t::replace);
+  auto plan = client_plan(self, op, std::move(line), b->now, std::move(only));
+  read_sink sink;
+  sink.object = [b, i](json reply) { b->put(i, std::move(reply)); };
+  if (then) {
+    auto partitions = static_cast<uint32_t>(self->state.partitions.size());
+    sink.listed = [then, partitions](const cqrs::series_partial& x,
+                                     const cqrs::coverage& cov) {
+      std::vector<bool> holders(partitions, false);
+      for (auto& key : x.keys)
+        holders[cqrs::partition_of(cqrs::series_hash(key), partitions)] = true;
+      for (auto p : cov.missing_partitions)
+        if (p < partitions)
+          holders[p] = true;
+      then(std::move(holders));
+    };
+  }
+  if (auto problem = run_read(self, op, req, b->now, std::move(plan), sink))
+    fail(problem->code, problem->message);
+}
+
+void serve_direct(coordinator_pointer self, const direct_read_ptr& r) {
+  auto& st = self->state;
+  auto b = std::make_shared<direct_batch>();
+  b->read = r;
+  auto n = r->requests.size();
+  for (size_t i = 0; i < n; ++i)
+    b->replies.push_back(nullptr);
+  b->outstanding = n;
+  b->now = cqrs::wall_clock_now();
+  b->latency = st.latency_of("prometheus");
+  if (n == 0)
+    return r->answer(json::array());
+  if (st.requests)
+    st.requests->fetch_add(static_cast<int64_t>(n));
+  // The node status is read once for the whole batch (as the parser routes
+  // each line on one reading).
+  auto status = st.settings->status.load();
+  for (size_t i = 0; i < n; ++i) {
+    auto& req = r->requests[i];
+    if (status != node_status::ready) {
+      b->put(i, error_object(cqrs::error_code::unavailable,
+                             std::string{"node is "} + to_string(status)));
+      continue;
+    }
+    if (!req.is_object()) {
+      b->put(i, error_object(cqrs::error_code::bad_request,
+                             "request is not a JSON object"));
+      continue;
+    }
+    if (i + 1 < n && op_of(req) == "series"
+        && follows_series(req, r->requests[i + 1])) {
+      // The query asks only the partitions that hold the listed series
+      // (one, for a single-series selector), and those that did not
+      // answer the series request (so that its coverage says so too).
+      auto next = i + 1;
+      run_direct(self, b, i, {}, [self, b, next](std::vector<bool> only) {
+        run_direct(self, b, next, std::move(only));
+      });
+      ++i;
+      continue;
+    }
+    run_direct(self, b, i, {});
+  }
+}
+
 caf::behavior coordinator_impl(coordinator_pointer self, settings_ptr s,
                                std::vector<partition_actor> partitions,
                                std::vector<caf::actor> links) {
@@ -462,15 +708,19 @@ caf::behavior coordinator_impl(coordinator_pointer self, settings_ptr s,
   for (uint32_t p = 0; p < self->state.partitions.size(); ++p)
     if (s->cluster.local(p))
       self->state.local.push_back(p);
-  for (auto op : {"query", "topk", "series", "metrics"})
+  // "prometheus": the Prometheus API's direct reads, one batch per HTTP
+  // request (actors/query_coordinator.hpp, direct_read).
+  for (auto op : {"query", "topk", "series", "metrics", "prometheus"})
     self->state.latency.emplace_back(
       op, &s->metrics->histogram("cairn_query_latency_seconds",
                                  "Client reads from request to answer, by op",
                                  {{"op", op}}));
   self->track_mailbox(*s->metrics);
+  if (s->metrics)
+    self->state.requests = &s->metrics->counter(
+      "cairn_requests_total", "Requests (lines with an op) handled");
   return {
     [=](query_atom, const std::string& line) -> caf::result<std::string> {
-      auto& st = self->state;
       auto req = json::parse(line, nullptr, false);
       if (req.is_discarded() || !req.is_object())
         return error_reply(no_id(), cqrs::error_code::bad_request,
@@ -493,20 +743,10 @@ caf::behavior coordinator_impl(coordinator_pointer self, settings_ptr s,
         });
         return rp;
       }
-      scatter_plan plan;
-      plan.local = st.local;
-      if (st.settings->cluster.enabled) {
-        plan.remote = remote_query{op, line, now, {}};
-        // Taken before any partition is asked: a write acknowledged before
-        // this moment is either applied by its owner by the time the owner
-        // answers, or listed here (docs/cluster.md).
-        if (auto& view = st.settings->cluster.pending)
-          plan.pending = std::make_shared<const hint_view::snapshot_type>(
-            view->snapshot(static_cast<uint32_t>(st.partitions.size())));
-      }
+      auto plan = client_plan(self, op, line, now, {});
       read_sink sink;
       sink.id = id;
-      sink.reply = [rp, latency = st.latency_of(op),
+      sink.reply = [rp, latency = self->state.latency_of(op),
                     start = std::chrono::steady_clock::now()](
                      std::string text) mutable {
         if (latency != nullptr)
@@ -517,6 +757,8 @@ caf::behavior coordinator_impl(coordinator_pointer self, settings_ptr s,
         rp.deliver(error_reply(id, problem->code, problem->message));
       return rp;
     },
+    [=](read_atom, const direct_read_ptr& r) { serve_direct(self, r); },
+    [=](deadline_atom, const scatter_deadline_ptr& d) { d->fire(); },
     // From a peer (via the node actor): a partial over our partitions.
     [=](partial_atom, remote_query& q) -> caf::result<remote_partial> {
       auto& st = self->state;
@@ -548,6 +790,43 @@ caf::actor spawn_query_coordinator(caf::actor_system& sys,
                                    std::vector<caf::actor> links) {
   return sys.spawn(coordinator_impl, std::move(settings),
                    std::move(partitions), std::move(links));
+}
+
+void direct_read_job::answer(nlohmann::json replies) {
+  auto f = std::move(done);
+  done = nullptr;
+  if (!f)
+    return;
+  if (batch)
+    return f(std::move(replies));
+  f(replies.empty() ? error_object(cqrs::error_code::internal, "no reply")
+                    : std::move(replies[0]));
+}
+
+direct_read_job::~direct_read_job() {
+  if (!done)
+    return;
+  auto replies = json::array();
+  for (size_t i = 0; i < std::max<size_t>(requests.size(), 1); ++i)
+    replies.push_back(error_object(cqrs::error_code::unavailable,
+                                   "the query coordinator is not running"));
+  answer(std::move(replies));
+}
+
+void direct_read(const caf::actor& coordinator, nlohmann::json requests,
+                 std::function<void(nlohmann::json)> done) {
+  auto r = std::make_shared<direct_read_job>();
+  r->batch = requests.is_array();
+  if (r->batch) {
+    r->requests = std::move(requests);
+  } else {
+    r->requests = json::array();
+    r->requests.push_back(std::move(requests));
+  }
+  r->done = std::move(done);
+  if (!coordinator)
+    return;  // the destructor answers
+  caf::anon_send(coordinator, read_atom::value, std::move(r));
 }
 
 } // namespace cairn::actors

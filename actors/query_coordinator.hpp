@@ -15,6 +15,9 @@
 
 #include <caf/actor.hpp>
 
+#include <nlohmann/json.hpp>
+
+#include <functional>
 #include <vector>
 
 #include "actors/messages.hpp"
@@ -29,5 +32,21 @@ caf::actor spawn_query_coordinator(caf::actor_system& sys,
                                    settings_ptr settings,
                                    std::vector<partition_actor> partitions,
                                    std::vector<caf::actor> links = {});
+
+/// Reads without the NDJSON pipeline (the Prometheus API's path,
+/// docs/prometheus-api.md, "Latency"): `requests` is one protocol request
+/// object or an array of them (ops series, query, topk, metrics; others get
+/// bad_request); `done` gets the reply object, or the array of replies in
+/// order, with the same fields the protocol reply lines carry. The requests
+/// of an array are served side by side, except that a `query` right after
+/// a `series` with the same metric and `where` waits for it and asks only
+/// the partitions holding the series it listed (plus those that did not
+/// answer it); the replies show exactly what the two separate requests
+/// would, for every series the series reply lists. Answered `unavailable`
+/// while the node is not ready (as the pipeline does). `done` is called
+/// exactly once, on a CAF worker thread (it must not block), also when the
+/// coordinator is gone (every reply then `unavailable`). Any thread.
+void direct_read(const caf::actor& coordinator, nlohmann::json requests,
+                 std::function<void(nlohmann::json)> done);
 
 } // namespace cairn::actors

@@ -27,6 +27,13 @@ void bucket::add(millis ts, double value, const ddsketch_mapping& m) {
 void bucket::merge(const bucket& other) {
   if (other.empty())
     return;
+  merge_without_sketch(other);
+  sketch.merge(other.sketch);
+}
+
+void bucket::merge_without_sketch(const bucket& other) {
+  if (other.empty())
+    return;
   count += other.count;
   sum += other.sum;
   min = std::min(min, other.min);
@@ -36,7 +43,6 @@ void bucket::merge(const bucket& other) {
     last_ts = other.last_ts;
     last = other.last;
   }
-  sketch.merge(other.sketch);
 }
 
 } // namespace cairn::cqrs

@@ -33,6 +33,10 @@ struct bucket {
   /// Folds `other` into this bucket (exact for every field).
   void merge(const bucket& other);
 
+  /// Folds every field of `other` but the sketch in (a read whose aggs
+  /// need no quantile: the sketch merge is most of a bucket merge's cost).
+  void merge_without_sketch(const bucket& other);
+
   bool empty() const noexcept { return count == 0; }
 
   friend bool operator==(const bucket&, const bucket&) = default;

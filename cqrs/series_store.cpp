@@ -634,6 +634,10 @@ void series_store::query(const query_spec& q, query_partial& out) const {
     return;
   std::vector<std::optional<std::string>> values(q.group_by.size());
   bucket scratch;
+  // Points carry a sketch only if some agg is a quantile.
+  bool sketches = std::any_of(q.aggs.begin(), q.aggs.end(), [](auto& a) {
+    return a.kind == agg_kind::quantile;
+  });
   s.for_each_match(q.metric, q.where, [&](const series_record& rec,
                                           const std::vector<tag_view>& tags) {
     query_group* group = nullptr;
@@ -658,7 +662,10 @@ void series_store::query(const query_spec& q, query_partial& out) const {
                     }
                     hint = group->points.try_emplace(hint,
                                                      align_down(start, q.step));
-                    hint->second.merge(b);
+                    if (sketches)
+                      hint->second.merge(b);
+                    else
+                      hint->second.merge_without_sketch(b);
                     ++hint;
                   });
     }

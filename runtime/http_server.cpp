@@ -814,6 +814,11 @@ void on_accept(const std::shared_ptr<shared_state>& state, tcp::socket socket) {
                          std::chrono::seconds{5});
     return;
   }
+  // Responses are written whole (header and body in one write): nothing
+  // to coalesce, so Nagle could only hold back the last segment of a large
+  // body until the client's delayed ACK.
+  error_code nd;
+  socket.set_option(tcp::no_delay(true), nd);
   state->open.fetch_add(1);
   auto id = state->sessions.next_id();
   auto stream = state->tls

@@ -5,6 +5,7 @@
 #include "actors/node.hpp"
 #include "actors/node_actor.hpp"
 #include "actors/reply.hpp"
+#include "actors/query_coordinator.hpp"
 #include "promql/http_api.hpp"
 #include "actors/write_routes.hpp"
 #include "runtime/cluster_gate.hpp"
@@ -258,40 +259,13 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
   popts.engine.key_cache = std::make_shared<promql::group_key_cache>();
   popts.now = [] { return runtime::wall_clock_now(); };
   popts.cairn_version = settings->version;
+  // Its requests go straight to the query coordinator as objects
+  // (actors/query_coordinator.hpp, direct_read), not through the parsers.
   auto prom = std::make_shared<promql::prometheus_api>(
-    std::move(popts), [run_line](nlohmann::json req, promql::cairn_reply done) {
-      // One request, or a batch sent as consecutive lines of one chunk
-      // (answered in order, one reply line each).
-      bool batch = req.is_array();
-      size_t n = batch ? req.size() : 1;
-      std::string lines;
-      for (size_t i = 0; i < n; ++i) {
-        if (i > 0)
-          lines += '\n';
-        lines += (batch ? req[i] : req).dump(-1, ' ', false,
-                                             nlohmann::json::error_handler_t::replace);
-      }
-      run_line(std::move(lines), [batch, n, done = std::move(done)](std::string text) {
-        auto replies = nlohmann::json::array();
-        size_t pos = 0;
-        while (replies.size() < n) {
-          auto end = text.find('\n', pos);
-          auto one = nlohmann::json::parse(text.substr(pos, end == std::string::npos
-                                                              ? std::string::npos
-                                                              : end - pos),
-                                           nullptr, false);
-          if (one.is_discarded() || !one.is_object())
-            one = {{"ok", false},
-                   {"error", {{"code", "internal"},
-                              {"message", "unreadable reply from the node"}}}};
-          replies.push_back(std::move(one));
-          if (end == std::string::npos)
-            pos = text.size();
-          else
-            pos = end + 1;
-        }
-        done(batch ? std::move(replies) : std::move(replies[0]));
-      }, actors::prometheus_principal());
+    std::move(popts), [&node_ptr](nlohmann::json req, promql::cairn_reply done) {
+      auto* n = node_ptr;
+      actors::direct_read(n ? n->coordinator() : caf::actor{}, std::move(req),
+                          std::move(done));
     });
   http.route("/api/v1/", true,
              [prom](runtime::http_request req, runtime::http_server::response_fn reply) {

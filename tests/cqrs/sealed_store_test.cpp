@@ -247,6 +247,7 @@ TEST_CASE("closed buckets: each published once, late re-closes as corrections") 
     std::vector<tag> tags;
     REQUIRE(decode_series_tags(key, tags));
     q.where = tags;
+    q.aggs = {*parse_agg("p50")};  // the whole bucket, sketch included
     query_partial one;
     model.query(q, one);
     REQUIRE(one.groups.size() == 1);

@@ -165,7 +165,9 @@ query_spec make_query(std::string metric, millis from, millis to, millis step,
   q.tier = tier;
   q.where = std::move(where);
   q.group_by = std::move(group_by);
-  q.aggs = {*parse_agg("count")};
+  // p50: the reference also checks the sketches (only a quantile agg
+  // makes the store read them).
+  q.aggs = {*parse_agg("count"), *parse_agg("p50")};
   return q;
 }
 
@@ -200,6 +202,46 @@ TEST_CASE("query matches a brute-force reference") {
   check_query(events, stores, make_query("cpu", now - 86'400'000, now, 3'600'000, 2, {}, {"host"}));
   check_query(events, stores, make_query("nope", now - 300'000, now, 1000, 0, {}, {}));
   check_query(events, stores, make_query("cpu", now - 300'000, now, 1000, 0, {{"host", "zz"}}, {}));
+}
+
+TEST_CASE("a query without quantile aggs reads no sketches, with the same values") {
+  auto events = random_events(5000, 7, 10 * 60 * 1000);
+  for (size_t i = 0; i < events.size(); ++i)
+    events[i].ts = now - 1 - static_cast<millis>(i) * 97;
+  auto stores = build(events, 1);
+  auto& s = stores[0];
+  auto scalar = make_query("http.latency", now - 600'000, now, 10'000, 0, {}, {"region"});
+  scalar.aggs.clear();
+  for (auto name : {"count", "sum", "min", "max", "avg", "last", "rate"})
+    scalar.aggs.push_back(*parse_agg(name));
+  auto with_q = scalar;
+  with_q.aggs.push_back(*parse_agg("p50"));
+  query_partial a, b;
+  s.query(scalar, a);
+  s.query(with_q, b);
+  REQUIRE(a.groups.size() == b.groups.size());
+  REQUIRE(a.groups.size() > 1);
+  size_t points = 0;
+  for (auto& [key, g] : a.groups) {
+    auto& h = b.groups.at(key);
+    REQUIRE(g.points.size() == h.points.size());
+    auto it = h.points.begin();
+    for (auto& [t, x] : g.points) {
+      CHECK(t == it->first);
+      auto& y = it->second;
+      CHECK(x.count == y.count);
+      CHECK(x.sum == y.sum);
+      CHECK(x.min == y.min);
+      CHECK(x.max == y.max);
+      CHECK(x.last == y.last);
+      CHECK(x.last_ts == y.last_ts);
+      CHECK(x.sketch.count() == 0);
+      CHECK(y.sketch.count() == y.count);
+      ++it;
+      ++points;
+    }
+  }
+  CHECK(points > 50);
 }
 
 TEST_CASE("group_by with missing tags renders the tag absent") {
