@@ -534,6 +534,30 @@ request_route route_request(std::string_view op, node_status status) noexcept {
 
 namespace {
 
+/// Sends request `line` to `to` (with `atom`) and puts its reply line, or a
+/// timeout error naming why, into a slot of `j` reserved now.
+template <class Atom>
+void forward_request(parser_pointer self, const job_ptr& j, const json& id,
+                     const caf::actor& to, std::chrono::milliseconds timeout,
+                     Atom atom,
+                     std::string_view line) {
+  auto slot = j->reserve_slot();
+  ++j->outstanding;
+  self->request(to, timeout, atom, std::string{line})
+    .then(
+      [self, j, slot](std::string& reply) {
+        j->slots[slot] = std::move(reply);
+        j->slots[slot] += '\n';
+        resume(self, j);
+      },
+      [self, j, slot, id](caf::error& err) {
+        j->slots[slot] = error_reply(id, cqrs::error_code::timeout,
+                                     "request failed: " + to_string(err))
+                         + '\n';
+        resume(self, j);
+      });
+}
+
 /// Handles a request line. Returns false if the job must pause first (a
 /// barrier with work still in flight); the line is then handled again.
 ///
@@ -593,51 +617,19 @@ bool handle_request(parser_pointer self, const job_ptr& j,
       j->emit(error_reply(id, cqrs::error_code::unavailable,
                           std::string{"node is "} + to_string(status)));
       break;
-    case request_route::coordinator: {
-      auto slot = j->reserve_slot();
-      ++j->outstanding;
-      self
-        ->request(st.coordinator, st.settings->query_timeout * 2,
-                  query_atom::value, std::string{line})
-        .then(
-          [self, j, slot](std::string& reply) {
-            j->slots[slot] = std::move(reply);
-            j->slots[slot] += '\n';
-            resume(self, j);
-          },
-          [self, j, slot, id](caf::error& err) {
-            j->slots[slot] = error_reply(id, cqrs::error_code::timeout,
-                                         "request failed: " + to_string(err))
-                             + '\n';
-            resume(self, j);
-          });
+    case request_route::coordinator:
+      forward_request(self, j, id, st.coordinator,
+                      st.settings->query_timeout * 2, query_atom::value, line);
       break;
-    }
-    case request_route::alerts: {
+    case request_route::alerts:
       if (!st.alerts) {
         j->emit(error_reply(id, cqrs::error_code::unavailable,
                             "alerting is disabled (cairn.alerts.enabled)"));
         break;
       }
-      auto slot = j->reserve_slot();
-      ++j->outstanding;
-      self
-        ->request(st.alerts, st.settings->query_timeout, alert_atom::value,
-                  std::string{line})
-        .then(
-          [self, j, slot](std::string& reply) {
-            j->slots[slot] = std::move(reply);
-            j->slots[slot] += '\n';
-            resume(self, j);
-          },
-          [self, j, slot, id](caf::error& err) {
-            j->slots[slot] = error_reply(id, cqrs::error_code::timeout,
-                                         "request failed: " + to_string(err))
-                             + '\n';
-            resume(self, j);
-          });
+      forward_request(self, j, id, st.alerts, st.settings->query_timeout,
+                      alert_atom::value, line);
       break;
-    }
     case request_route::live: {
       // The answer (and every later message of the subscription) comes
       // through the connection's stream, not as this line's reply.

@@ -3,11 +3,9 @@
 // changes and deliveries with the dead letters (alert.history), refreshed
 // every 2 s (docs/alerting.md). Rule names, labels and messages come from
 // clients: they reach the page as text only (util.js `el`).
-import { $, el, api, showError, clearError, fmtNum } from "./util.js";
+import { $, el, api, showError, clearError, fmtNum, poller } from "./util.js";
 
 const REFRESH_MS = 2000;
-let timer = null;
-let gen = 0;
 let selected = "";
 
 function table(headers, rows) {
@@ -75,14 +73,8 @@ async function refresh() {
   }
 }
 
+const refresher = poller(refresh, REFRESH_MS);
+
 export function showAlerts(on) {
-  clearTimeout(timer);
-  timer = null;
-  const mine = ++gen;
-  if (!on) return;
-  const loop = async () => {
-    await refresh();
-    if (mine === gen) timer = setTimeout(loop, REFRESH_MS);
-  };
-  loop();
+  refresher.show(on);
 }

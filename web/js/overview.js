@@ -1,12 +1,10 @@
 // The overview page: the node's `stats` reply every 2 s (docs/protocol.md):
 // ingest rate from successive counters, node status, partitions, cluster
 // members with their breakers, journal and memory figures.
-import { $, el, api, showError, clearError, fmtNum, fmtBytes, fmtDuration } from "./util.js";
+import { $, el, api, showError, clearError, fmtNum, fmtBytes, fmtDuration, poller } from "./util.js";
 
 const REFRESH_MS = 2000;
 let prev = null;      // {t, accepted, rejected, requests}
-let timer = null;
-let gen = 0;          // a page switch ends the loop of the previous one
 let last = null;      // the last stats reply (test hook)
 let rates = { ingest: null, rejected: null, requests: null };
 
@@ -107,16 +105,10 @@ async function refresh() {
   }
 }
 
+const refresher = poller(refresh, REFRESH_MS);
+
 export function showOverview(on) {
-  clearTimeout(timer);
-  timer = null;
-  const mine = ++gen;
-  if (!on) return;
-  const loop = async () => {
-    await refresh();
-    if (mine === gen) timer = setTimeout(loop, REFRESH_MS);
-  };
-  loop();
+  refresher.show(on);
 }
 
 window.__cairnOverview = { stats: () => last, rates: () => rates };

@@ -124,3 +124,24 @@ export function parseDuration(text) {
 
 export const tagLabel = (tags) =>
   Object.entries(tags || {}).map(([k, v]) => `${k}=${v}`).join(" ") || "all";
+
+// A refresh loop for a page: poller(fn, ms).show(on) starts it (fn at once,
+// then ms after each run finishes) or stops it; a page switch ends the loop
+// of the previous one even while its fn is still awaiting.
+export function poller(fn, ms) {
+  let timer = null;
+  let gen = 0;
+  return {
+    show(on) {
+      clearTimeout(timer);
+      timer = null;
+      const mine = ++gen;
+      if (!on) return;
+      const loop = async () => {
+        await fn();
+        if (mine === gen) timer = setTimeout(loop, ms);
+      };
+      loop();
+    },
+  };
+}
