@@ -25,6 +25,7 @@ import json
 import math
 import os
 import shutil
+import random
 import signal
 import socket
 import subprocess
@@ -76,14 +77,49 @@ def log(msg):
 
 # -- ports --------------------------------------------------------------------
 
+def _ephemeral_range():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(x) for x in f.read().split())
+            return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+# Ports below the kernel's ephemeral range: a port picked here cannot be taken
+# by a socket some node binds to port 0 between the pick and that node's start
+# (the cluster TLS tunnels listen on ephemeral loopback ports). The ranges other
+# engineers' tools use on this machine are left out.
+_AVOID = [(7400, 7800), (23000, 23100)]
+
+
+def ephemeral_low():
+    return _ephemeral_range()[0]
+
+
+def _pickable(port):
+    return not any(lo <= port <= hi for lo, hi in _AVOID)
+
+
 def free_ports(n):
-    """Returns n distinct free loopback ports. All sockets are held open until
-    every port is chosen so the kernel cannot hand out the same one twice."""
+    """Returns n distinct free loopback ports below the ephemeral range. All
+    sockets are held open until every port is chosen, so no port is returned
+    twice."""
+    lo, _ = _ephemeral_range()
+    low_end = 10000 if lo > 12000 else 1024
+    rng = random.SystemRandom()
     socks = []
     try:
-        for _ in range(n):
+        while len(socks) < n:
+            port = rng.randrange(low_end, lo)
+            if not _pickable(port):
+                continue
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                s.close()
+                continue
             socks.append(s)
         return [s.getsockname()[1] for s in socks]
     finally:

@@ -98,7 +98,7 @@ def free_base(offsets):
     """A base port with every base+offset free, away from ports others use."""
     for _ in range(200):
         base = h.free_port() // 100 * 100
-        if base < 30000 or base + max(offsets) > 60000:
+        if base < 10000 or base + max(offsets) >= h.ephemeral_low():
             continue
         if port_block_free(base, offsets):
             return base
