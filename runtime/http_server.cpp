@@ -353,10 +353,10 @@ private:
       0, std::min(target.find('?'), target.size()));
     auto method = req.method();
     bool get_or_head = method == http::verb::get || method == http::verb::head;
-    // The access check (docs/protocol.md, "Authentication"); /healthz is
-    // always open.
+    // The access check (docs/protocol.md, "Authentication"); /healthz and
+    // /readyz are always open: probes and load balancers carry no token.
     http_server::guard_decision access;
-    if (state_->guard && path != "/healthz") {
+    if (state_->guard && path != "/healthz" && path != "/readyz") {
       access = state_->guard(head_of(req));
       if (access.refuse) {
         auto& r = *access.refuse;

@@ -23,6 +23,8 @@ if [[ "${1:-}" == "--static" ]]; then
 # that the two agree. Before applying:
 #   kubectl create secret generic cairn-tls --from-file=tls.crt=node.pem \
 #     --from-file=tls.key=node.key --from-file=ca.crt=ca.pem
+#   head -c 48 /dev/urandom | base64 > jwt-secret
+#   kubectl create secret generic cairn-jwt --from-file=secret=jwt-secret
 #   kubectl apply -f deploy/kubernetes/cairn.yaml
 HEADER
 fi

@@ -1,6 +1,7 @@
 // Request/reply commands of cairn-cli: query, topk, series, metrics, stats,
 // ping, raw and tail. `ingest` lives in ingest.cpp.
 #include "commands.hpp"
+#include "runtime/auth/jwt_signer.hpp"
 #include "runtime/time.hpp"
 
 #include <algorithm>
@@ -446,6 +447,38 @@ int run_tail(const cli_options& opts, const std::string& metric,
       std::this_thread::sleep_for(milliseconds(50));
   }
   return exit_code::ok;
+}
+
+int run_token(const cli_options& opts, const std::string& subject,
+              const std::string& scopes) {
+  namespace auth = cairn::runtime::auth;
+  if (opts.sign.key_file.empty()) {
+    std::cerr << "cairn-cli: token needs --key-file (the node's secret file or "
+                 "the issuer's private key)\n";
+    return exit_code::usage;
+  }
+  try {
+    auth::token_request req;
+    req.algorithm = opts.sign.algorithm;
+    req.key = auth::read_key_file("--key-file", opts.sign.key_file,
+                                  opts.sign.algorithm == "HS256");
+    req.subject = subject;
+    std::istringstream list{scopes};
+    for (std::string s; std::getline(list, s, ',');)
+      if (!s.empty())
+        req.scopes.push_back(s);
+    auto ttl = runtime::parse_duration(opts.sign.ttl);
+    if (!ttl)
+      throw std::invalid_argument("--ttl: not a duration: '" + opts.sign.ttl + "'");
+    req.ttl = std::chrono::seconds{*ttl / 1000};
+    req.issuer = opts.sign.issuer;
+    req.audience = opts.sign.audience;
+    std::cout << auth::sign_token(req, runtime::wall_clock_now() / 1000) << '\n';
+    return exit_code::ok;
+  } catch (const std::exception& e) {
+    std::cerr << "cairn-cli: token: " << e.what() << '\n';
+    return exit_code::usage;
+  }
 }
 
 } // namespace cairn::cli

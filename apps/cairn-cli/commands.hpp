@@ -45,6 +45,14 @@ struct cli_options {
   /// JWT presented first on every connection (--token or CAIRN_TOKEN;
   /// empty = none).
   std::string token;
+  /// `token` command: how to sign (docs/operations.md, "Securing a node").
+  struct signing {
+    std::string key_file;        ///< HS256 secret or RS256/ES256 private key
+    std::string algorithm = "HS256";
+    std::string ttl = "24h";
+    std::string issuer;
+    std::string audience;
+  } sign;
 };
 
 /// Prints "error: CODE: MESSAGE" for an error reply to stderr and returns
@@ -59,6 +67,10 @@ int run_metrics(const cli_options& opts);
 int run_stats(const cli_options& opts);
 int run_ping(const cli_options& opts);
 int run_raw(const cli_options& opts, const std::string& request_text);
+/// Prints a token for SUBJECT with the comma-separated SCOPES, signed with
+/// opts.sign (no connection is opened).
+int run_token(const cli_options& opts, const std::string& subject,
+              const std::string& scopes);
 int run_tail(const cli_options& opts, const std::string& metric,
              const std::vector<std::string>& aggs);
 

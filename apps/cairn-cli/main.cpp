@@ -33,6 +33,9 @@ commands:
   raw '{json}'           send any request line, print the reply line
   tail METRIC [AGG...]   every second, print newly closed buckets of the last
                          minute (default agg: count) until Ctrl-C
+  token SUB SCOPES       print a JWT for subject SUB with SCOPES (comma-separated:
+                         ingest,query,admin) signed with --key-file; opens no
+                         connection
 
 options:
   --host H               node address (default 127.0.0.1)
@@ -50,6 +53,12 @@ options:
                          client certificate, when the node requires one
   --tls-server-name N    name the certificate must carry (default: --host)
   --tls-insecure         skip every certificate check (tests only)
+  --key-file F           token: the HS256 secret file (the node's
+                         cairn.auth.secret-file) or an RS256/ES256 private key
+  --algorithm A          token: HS256 (default), RS256 or ES256
+  --ttl D                token: lifetime, e.g. 15m, 24h, 30d (default 24h)
+  --issuer I, --audience A
+                         token: iss / aud claims (when the node checks them)
   -h, --help             this text
 
 exit status: 0 ok, 1 server error or rejected events, 2 connection failure,
@@ -60,6 +69,7 @@ examples:
   cairn-cli query '{"metric":"http.latency_ms","from":"-5m","step":"10s","aggs":["count","p99"]}'
   cairn-cli topk '{"metric":"http.latency_ms","by":"path","k":5}'
   cairn-cli tail http.latency_ms count p99
+  cairn-cli --key-file /etc/cairn/jwt/secret token grafana query
 )";
 
 int usage_error(const std::string& msg) {
@@ -97,9 +107,12 @@ int dispatch(const cli_options& opts, const std::vector<std::string>& args) {
     return run_raw(opts, args[1]);
   if (cmd == "tail" && argc >= 1)
     return run_tail(opts, args[1], {args.begin() + 2, args.end()});
+  if (cmd == "token" && need(2, 2))
+    return run_token(opts, args[1], args[2]);
   static constexpr const char* known[] = {"ingest",  "query", "topk",
                                           "series",  "metrics", "stats",
-                                          "ping",    "raw",   "tail"};
+                                          "ping",    "raw",   "tail",
+                                          "token"};
   for (auto* k : known)
     if (cmd == k)
       return usage_error("wrong number of arguments for '" + cmd + "'");
@@ -164,6 +177,16 @@ int main(int argc, char** argv) {
       (void)opts.tls.parse_flag(std::string{name}, std::string{value});
     } else if (name == "--token") {
       opts.token = value;
+    } else if (name == "--key-file") {
+      opts.sign.key_file = value;
+    } else if (name == "--algorithm") {
+      opts.sign.algorithm = value;
+    } else if (name == "--ttl") {
+      opts.sign.ttl = value;
+    } else if (name == "--issuer") {
+      opts.sign.issuer = value;
+    } else if (name == "--audience") {
+      opts.sign.audience = value;
     } else if (name == "--max-errors") {
       if (!parse_number(value, opts.max_errors) || opts.max_errors < 0)
         return usage_error("bad --max-errors '" + std::string{value} + "'");

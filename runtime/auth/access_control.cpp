@@ -1,11 +1,10 @@
 #include "runtime/auth/access_control.hpp"
 
+#include "runtime/auth/jwt_signer.hpp"
 #include "runtime/node_config.hpp"
 #include "runtime/time.hpp"
 
 #include <cctype>
-#include <fstream>
-#include <sstream>
 #include <stdexcept>
 
 namespace cairn::runtime::auth {
@@ -51,20 +50,6 @@ bool access_control::still_valid(const principal& who,
   return now_ms / 1000 <= who.expires_at + leeway;
 }
 
-namespace {
-
-std::string read_file(const char* option, const std::string& path) {
-  std::ifstream in{path, std::ios::binary};
-  if (!in)
-    throw std::invalid_argument(std::string{"option "} + option
-                                + ": cannot read '" + path + "'");
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-} // namespace
-
 std::shared_ptr<access_control> make_access_control(const node_config& cfg) {
   std::optional<jwt_verifier> verifier;
   if (!cfg.auth_secret_file.empty() || !cfg.auth_public_key_file.empty()) {
@@ -77,13 +62,9 @@ std::shared_ptr<access_control> make_access_control(const node_config& cfg) {
     const char* option = "cairn.auth.public-key-file";
     if (!cfg.auth_secret_file.empty()) {
       option = "cairn.auth.secret-file";
-      o.secret = read_file(option, cfg.auth_secret_file);
-      // A secret file usually ends in a newline that is not part of it.
-      while (!o.secret.empty()
-             && (o.secret.back() == '\n' || o.secret.back() == '\r'))
-        o.secret.pop_back();
+      o.secret = read_key_file(option, cfg.auth_secret_file, true);
     } else {
-      o.public_key = read_file(option, cfg.auth_public_key_file);
+      o.public_key = read_key_file(option, cfg.auth_public_key_file, false);
     }
     try {
       verifier.emplace(std::move(o));

@@ -281,6 +281,9 @@ def matrix_hs256():
         CHECK.check(status == 401, f"/metrics without a token: 401, got {status}")
         status, body, _ = http(node, "/healthz")
         CHECK.check(status == 200, "/healthz stays open")
+        status, body, _ = http(node, "/readyz")
+        CHECK.check(status == 200 and body.strip() == "ok",
+                    f"/readyz stays open (probes carry no token), got {status} {body[:100]}")
         status, body, _ = http(node, "/metrics", token=query_only)
         CHECK.check(status == 200 and 'cairn_rate_events_total{principal="py-writer"}' in body
                     and "cairn_auth_unauthorized_total" in body,

@@ -18,18 +18,25 @@ Checked:
     python3-kubernetes); stable member names in cairn.cluster.nodes match the
     StatefulSet and headless Service; pods pass --cairn.node-name=$(POD_NAME)
     and their pod DNS name as cairn.cluster.host; TLS secret mounted; probes
-    (readiness: ping "ready", liveness: /healthz); PDB; PVC size; replicas
-    and partitions follow the values; >1 replica without a TLS secret fails.
+    (readiness: /readyz, liveness: /healthz); the JWT secret mounted where
+    cairn.ini's [cairn.auth] reads it; PDB; PVC size; replicas and partitions
+    follow the values; >1 replica without a TLS secret fails, and so does a
+    render without a JWT secret or with an unknown algorithm.
     deploy/kubernetes/cairn.yaml equals the default render.
+  * deploy/cairn.ini (the image's) without its JWT secret: the node exits,
+    naming cairn.auth.secret-file; with one: tokens are required, a token
+    from `cairn-cli token` is accepted, /readyz and /healthz stay open.
   * The rendered cairn.ini starts a node (paths and ports moved to this
     machine, its cluster port bound to a host name with mutual TLS, which
-    cairn-console reaches) whose readiness probe command and /healthz
-    succeed.
+    cairn-console reaches) whose readiness and liveness probes succeed and
+    which wants a token for everything else.
   * compose.yaml: 3 nodes + console + certs; every node's flags are accepted
-    by cairn-node (--dump-config) and name the right certificates.
+    by cairn-node (--dump-config) and name the right certificates and the
+    JWT secret the certs service writes.
   * systemd unit: `systemd-analyze verify` passes.
 """
 
+import base64
 import json
 import os
 import re
@@ -38,6 +45,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -174,12 +182,68 @@ def run_probe(cmd, env_extra=None, path_dirs=()):
         return None, "timeout"
 
 
-def check_image_config_and_healthcheck(args, chk, health_cmd):
+def jwt_secret(tmp):
+    path = os.path.join(tmp, "jwt-secret")
+    if not os.path.exists(path):
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(base64.b64encode(os.urandom(48)).decode() + "\n")
+        os.chmod(path, 0o600)
+    return path
+
+
+def mint(args, secret, scopes):
+    r = subprocess.run([os.path.join(args.bin_dir, "cairn-cli"), f"--key-file={secret}",
+                        "--ttl=10m", "token", "deploy-test", scopes],
+                       capture_output=True, text=True, timeout=15)
+    if r.returncode != 0:
+        raise h.TestFailure(f"cairn-cli token: exit {r.returncode}: {r.stderr}")
+    return r.stdout.strip()
+
+
+def api_status(node, token=None, path="/api", body=b'{"op":"stats"}'):
+    req = urllib.request.Request(f"http://127.0.0.1:{node.http_port}{path}",
+                                 data=body if path == "/api" else None)
+    if token:
+        req.add_header("Authorization", "Bearer " + token)
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def check_tokens_required(args, chk, node, secret, what):
+    """A node set up as deployed: anonymous calls refused, a minted token
+    accepted, the probes open."""
+    chk.check(api_status(node) == 401, f"{what}: POST /api without a token is not refused")
+    token = mint(args, secret, "query")
+    chk.check(api_status(node, token) == 200, f"{what}: a cairn-cli token is refused")
+    chk.check(api_status(node, path="/readyz") == 200, f"{what}: /readyz needs a token")
+    chk.check(api_status(node, path="/healthz") == 200, f"{what}: /healthz needs a token")
+    return token
+
+
+def check_image_config_and_healthcheck(args, chk, health_cmd, tmp):
     """deploy/cairn.ini on this machine: loopback, free ports, a temp data dir."""
     cfg = os.path.join(args.source_dir, "deploy", "cairn.ini")
+    tcp, http_port, cluster = h.free_ports(3)
+    data = os.path.join(tmp, "img-nosecret")
+    # As shipped (client ports on every interface), with no secret mounted.
+    r = h.run_bounded([os.path.join(args.bin_dir, "cairn-node"), f"--config-file={cfg}",
+                       f"--cairn.tcp.port={tcp}", f"--cairn.http.port={http_port}",
+                       f"--cairn.cluster.port={cluster}", f"--cairn.storage.path={data}"],
+                      timeout=30)
+    out = (r.stdout + r.stderr).decode("utf-8", "replace")
+    chk.check(r.returncode not in (0, None) and "cairn.auth.secret-file" in out
+              and "/etc/cairn/jwt/secret" in out,
+              f"image config without its JWT secret: exit {r.returncode}, {out.strip()[-300:]}")
+    secret = jwt_secret(tmp)
     node = h.Node(args.bin_dir, args.source_dir, name="img", config=cfg,
                   base_args=False, keep=args.keep,
                   extra_args=["--cairn.tcp.host=127.0.0.1",
+                              # loopback here; as in the image, tokens are required
+                              "--cairn.auth.required=true",
+                              f"--cairn.auth.secret-file={secret}",
                               f"--cairn.http.web-root={args.source_dir}/web"])
     try:
         node.start()
@@ -187,6 +251,7 @@ def check_image_config_and_healthcheck(args, chk, health_cmd):
         env = {"CAIRN_HTTP_PORT": str(node.http_port)}
         code, out = run_probe(health_cmd, env)
         chk.check(code == 0, f"HEALTHCHECK {health_cmd} exit {code}: {out}")
+        check_tokens_required(args, chk, node, secret, "image config")
         with urllib.request.urlopen(f"http://127.0.0.1:{node.http_port}/", timeout=5) as r:
             chk.check(r.status == 200 and b"<" in r.read(200),
                       "dashboard not served with the image's config")
@@ -197,7 +262,8 @@ def check_image_config_and_healthcheck(args, chk, health_cmd):
         node.stop()
         code, out = run_probe(health_cmd, env)
         chk.check(code not in (0, None), f"HEALTHCHECK passes with no node: exit {code}")
-        h.log("image config: node ready, HEALTHCHECK ok while up, fails once stopped")
+        h.log("image config: exits naming its missing JWT secret; with it: tokens required, "
+              "a cairn-cli token accepted, HEALTHCHECK ok while up, fails once stopped")
     except h.TestFailure as e:
         chk.check(False, f"image config: {e}")
         node.dump_log(60)
@@ -284,7 +350,7 @@ def ini_value(ini, section, key):
     return None
 
 
-def check_render(args, chk, docs, replicas, partitions, size, tls=True, jwt=None):
+def check_render(args, chk, docs, replicas, partitions, size, tls=True, jwt="cairn-jwt"):
     k = by_kind(docs)
     sts = k.get("StatefulSet", [None])[0]
     chk.require(sts is not None, "no StatefulSet rendered")
@@ -340,13 +406,18 @@ def check_render(args, chk, docs, replicas, partitions, size, tls=True, jwt=None
     else:
         chk.check(nodes is None, f"single replica still lists nodes: {nodes}")
         chk.check("PodDisruptionBudget" not in k, "single replica has a PDB")
-    if jwt:
-        vols = {v["name"]: v for v in spec["template"]["spec"]["volumes"]}
-        chk.check(vols.get("jwt", {}).get("secret", {}).get("secretName") == jwt,
-                  "JWT secret not mounted")
-    ready = " ".join(c["readinessProbe"]["exec"]["command"])
-    chk.check("ping" in ready and '"status":"ready"' in ready,
-              f"readiness is not ping status ready: {ready}")
+    vols = {v["name"]: v for v in spec["template"]["spec"]["volumes"]}
+    chk.check(vols.get("jwt", {}).get("secret", {}).get("secretName") == jwt,
+              f"JWT secret {jwt} not mounted")
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    key = ini_value(ini, "cairn.auth", "secret-file") or ini_value(ini, "cairn.auth",
+                                                                   "public-key-file")
+    chk.check(mounts.get("jwt") == "/etc/cairn/jwt" and key is not None
+              and key.strip('"').startswith("/etc/cairn/jwt/"),
+              f"cairn.ini's JWT key {key} is not in the mounted secret")
+    ready = c["readinessProbe"].get("httpGet", {})
+    chk.check(ready.get("path") == "/readyz" and ready.get("port") == "http",
+              f"readiness is not GET /readyz: {c['readinessProbe']}")
     chk.check(c["livenessProbe"]["httpGet"]["path"] == "/healthz", "liveness not /healthz")
     pvc = spec["volumeClaimTemplates"][0]
     chk.check(pvc["spec"]["resources"]["requests"]["storage"] == size,
@@ -380,13 +451,18 @@ def check_helm(args, chk, tmp):
     validate(args, chk, open(static, encoding="utf-8").read(), "deploy/kubernetes/cairn.yaml")
 
     over = {"replicas": 5, "partitions": 32, "storage": {"size": "50Gi"},
-            "jwt": {"existingSecret": "cairn-jwt"}, "tls": {"existingSecret": "my-tls"}}
+            "jwt": {"existingSecret": "my-jwt", "algorithm": "ES256"},
+            "tls": {"existingSecret": "my-tls"}}
     code, text5, err = rnd.render(over, name="analytics")
     chk.require(code == 0, f"render with 5 replicas failed: {err}")
     validate(args, chk, text5, "5-replica render")
-    check_render(args, chk, yaml_docs(args, write(tmp, "five.yaml", text5)), 5, 32, "50Gi",
-                 jwt="cairn-jwt")
+    _, ini5 = check_render(args, chk, yaml_docs(args, write(tmp, "five.yaml", text5)), 5, 32,
+                           "50Gi", jwt="my-jwt")
     chk.check("secretName: my-tls" in text5, "tls.existingSecret not used")
+    chk.check(ini_value(ini5, "cairn.auth", "algorithm") == '"ES256"'
+              and ini_value(ini5, "cairn.auth", "public-key-file") is not None
+              and ini_value(ini5, "cairn.auth", "secret-file") is None,
+              f"jwt.algorithm ES256: cairn.ini's [cairn.auth] {ini5}")
 
     code, text1, err = rnd.render({"replicas": 1, "tls": {"existingSecret": ""}})
     chk.require(code == 0, f"render with 1 replica failed: {err}")
@@ -397,6 +473,12 @@ def check_helm(args, chk, tmp):
     code, _, err = rnd.render({"tls": {"existingSecret": ""}})
     chk.check(code != 0 and "tls.existingSecret" in err,
               f"3 replicas without TLS rendered (exit {code}, {err!r})")
+    code, _, err = rnd.render({"jwt": {"existingSecret": ""}})
+    chk.check(code != 0 and "jwt.existingSecret" in err,
+              f"a render without a JWT secret succeeded (exit {code}, {err!r})")
+    code, _, err = rnd.render({"jwt": {"algorithm": "none"}})
+    chk.check(code != 0 and "jwt.algorithm" in err,
+              f"jwt.algorithm none rendered (exit {code}, {err!r})")
 
     # The validators themselves must catch a broken manifest.
     broken = text.replace("containerPort: 7411", 'containerPort: "tcp"', 1)
@@ -425,7 +507,8 @@ def check_rendered_config_runs(args, chk, tmp, sts, ini):
     ini = (ini.replace("/etc/cairn/tls/tls.crt", f"{certs}/n1.pem")
               .replace("/etc/cairn/tls/tls.key", f"{certs}/n1.key")
               .replace("/etc/cairn/tls/ca.crt", f"{certs}/ca.pem")
-              .replace("/usr/share/cairn/web", f"{args.source_dir}/web"))
+              .replace("/usr/share/cairn/web", f"{args.source_dir}/web")
+              .replace("/etc/cairn/jwt/secret", jwt_secret(tmp)))
     cfg = write(tmp, "rendered.ini", ini)
     c = sts["spec"]["template"]["spec"]["containers"][0]
     pod_args = [a.replace("$(POD_NAME)", "cairn-0") for a in c["args"]
@@ -435,13 +518,23 @@ def check_rendered_config_runs(args, chk, tmp, sts, ini):
     node = h.Node(args.bin_dir, args.source_dir, name="cairn-0", config=cfg,
                   base_args=False, keep=args.keep,
                   extra_args=pod_args + ["--cairn.tcp.host=127.0.0.1",
+                                         # loopback here, so ask for what the pod
+                                         # address implies: tokens
+                                         "--cairn.auth.required=true",
                                          # a host name, as in the pod (there: its DNS name)
                                          "--cairn.cluster.host=localhost"])
     try:
         node.start()
         ping = node.wait_ready(30)
         chk.check(ping.get("node") == "cairn-0", f"ping: {ping}")
+        check_tokens_required(args, chk, node, jwt_secret(tmp), "rendered config")
         with node.client(10) as cl:
+            refused = cl.request({"op": "cluster"})
+            chk.check(refused.get("error", {}).get("code") == "unauthorized",
+                      f"NDJSON without a token: {refused}")
+        with node.client(10) as cl:
+            auth = cl.request({"op": "auth", "token": mint(args, jwt_secret(tmp), "admin")})
+            chk.check(auth.get("ok") is True, f"auth with an admin token: {auth}")
             r = cl.request({"op": "cluster"})
         names = [m.get("name") for m in r.get("members", [])]
         chk.check(names == ["cairn-0", "cairn-1", "cairn-2"], f"cluster members {names}")
@@ -455,17 +548,16 @@ def check_rendered_config_runs(args, chk, tmp, sts, ini):
         out = (console.stdout + console.stderr).decode("utf-8", "replace")
         chk.check(console.returncode == 0 and "cairn-0" in out,
                   f"cairn-console over TLS to localhost: exit {console.returncode}: {out[-400:]}")
-        probe = list(c["readinessProbe"]["exec"]["command"])
-        probe[-1] = probe[-1].replace(f"--port {c['ports'][0]['containerPort']}",
-                                      f"--port {node.tcp_port}")
-        code, out = run_probe(probe, path_dirs=[args.bin_dir])
-        chk.check(code == 0, f"readiness probe {probe} exit {code}: {out}")
-        url = f"http://127.0.0.1:{node.http_port}{c['livenessProbe']['httpGet']['path']}"
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            chk.check(resp.status == 200, f"liveness {url}: {resp.status}")
+        for kind in ("readinessProbe", "livenessProbe"):
+            path = c[kind]["httpGet"]["path"]
+            chk.check(api_status(node, path=path) == 200, f"{kind} {path} fails on a ready node")
+        ready_path = c["readinessProbe"]["httpGet"]["path"]
         node.stop()
-        code, _ = run_probe(probe, path_dirs=[args.bin_dir])
-        chk.check(code not in (0, None), "readiness probe passes with no node")
+        try:
+            code = api_status(node, path=ready_path)
+        except OSError:
+            code = None
+        chk.check(code is None, f"readiness probe answers {code} with no node")
         h.log("rendered cairn.ini: node cairn-0 of [cairn-0,cairn-1,cairn-2] ready over "
               "TLS config; readiness and liveness probes pass, readiness fails once stopped")
     except h.TestFailure as e:
@@ -494,6 +586,8 @@ def check_compose(args, chk):
         chk.check(f"--cairn.cluster.tls-certificate=/certs/{n}.pem" in flags
                   and f"--cairn.cluster.tls-key=/certs/{n}.key" in flags,
                   f"{n}: not its own certificate")
+        chk.check("--cairn.auth.secret-file=/certs/jwt-secret" in flags,
+                  f"{n}: no JWT secret (its client ports bind the container address)")
         nodes = [f for f in flags if f.startswith("--cairn.cluster.nodes=")]
         chk.check(len(nodes) == 1, f"{n}: nodes flag {nodes}")
         if members is None and nodes:
@@ -512,7 +606,25 @@ def check_compose(args, chk):
     chk.check(members and json.loads(members.split("=", 1)[1])
               == ["n1@n1:7400", "n2@n2:7400", "n3@n3:7400"], f"members {members}")
     gen = " ".join(svc["certs"].get("command", []))
-    chk.check("gen-certs.sh /certs 3" in gen and "10001" in gen, f"certs command {gen}")
+    chk.check("gen-certs.sh /certs 3" in gen and "10001" in gen
+              and "/certs/jwt-secret" in gen, f"certs command {gen}")
+    # The certs service's command, run here: certificates and a secret a node takes.
+    certs = tempfile.mkdtemp(prefix="cairn-it-compose-certs-")
+    try:
+        cmd = [a.replace("/certs", certs).replace("chown -R 10001:10001", "true")
+               for a in svc["certs"]["command"]]
+        r = subprocess.run(cmd, cwd=args.source_dir, capture_output=True, text=True,
+                           timeout=120)
+        secret = os.path.join(certs, "jwt-secret")
+        chk.check(r.returncode == 0 and os.path.exists(os.path.join(certs, "n3.pem"))
+                  and os.path.exists(secret)
+                  and (os.stat(secret).st_mode & 0o077) == 0
+                  and len(open(secret, encoding="utf-8").read().strip()) >= 32,
+                  f"certs command here: exit {r.returncode} {r.stderr[-300:]}")
+        if os.path.exists(secret):
+            mint(args, secret, "ingest,query,admin")
+    finally:
+        shutil.rmtree(certs, ignore_errors=True)
     entry = svc["console"].get("entrypoint", [])
     chk.check(entry[:1] == ["/usr/local/bin/cairn-console"] and "--connect=n1:7400" in entry
               and any(e.startswith("--openssl.certificate=") for e in entry),
@@ -566,7 +678,7 @@ def main():
                 chk.check(False, f"{name}: {e!r}")
         if health:
             h.log("-- image config and HEALTHCHECK")
-            check_image_config_and_healthcheck(args, chk, health)
+            check_image_config_and_healthcheck(args, chk, health, tmp)
         if sts:
             h.log("-- rendered config on a real node")
             try:

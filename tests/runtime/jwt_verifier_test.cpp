@@ -1,5 +1,6 @@
 // The verifier against tokens minted here with libjwt and OpenSSL keys
 // (tokens of other libraries: tests/integration/test_auth.py).
+#include "runtime/auth/jwt_signer.hpp"
 #include "runtime/auth/jwt_verifier.hpp"
 
 #include <doctest/doctest.h>
@@ -231,6 +232,72 @@ TEST_CASE("principal helpers") {
   principal p;
   p.address = "10.0.0.1";
   CHECK(p.key() == "10.0.0.1");
+}
+
+TEST_CASE("signer: HS256 tokens the verifier accepts, with sub, scopes, exp, iss and aud") {
+  token_request req;
+  req.key = secret;
+  req.subject = "ingest-svc";
+  req.scopes = {"ingest", "query"};
+  req.ttl = std::chrono::seconds{3600};
+  req.issuer = "cairn-ops";
+  req.audience = "cairn";
+  auto t = sign_token(req, now);
+  jwt_options o;
+  o.secret = secret;
+  o.issuer = "cairn-ops";
+  o.audience = "cairn";
+  jwt_verifier v{o};
+  auto r = v.verify(t, now + 10);
+  auto* who = ok(r);
+  REQUIRE(who != nullptr);
+  CHECK(who->sub == "ingest-svc");
+  CHECK(who->has(scope::ingest));
+  CHECK(who->has(scope::query));
+  CHECK_FALSE(who->has(scope::admin));
+  CHECK(who->expires_at == now + 3600);
+  CHECK(failure(v.verify(t, now + 3600 + 31)) == jwt_failure::expired);
+  req.key = std::string(secret.rbegin(), secret.rend());
+  CHECK(failure(v.verify(sign_token(req, now), now)) == jwt_failure::bad_signature);
+}
+
+TEST_CASE("signer: RS256 and ES256 with the private key verify with the public key") {
+  for (bool rsa : {true, false}) {
+    auto keys = make_keys(rsa);
+    token_request req;
+    req.algorithm = rsa ? "RS256" : "ES256";
+    req.key = keys.private_pem;
+    req.scopes = {"admin"};
+    auto t = sign_token(req, now);
+    jwt_options o;
+    o.algorithm = req.algorithm;
+    o.public_key = keys.public_pem;
+    auto r = jwt_verifier{o}.verify(t, now);
+    REQUIRE(ok(r) != nullptr);
+    CHECK(ok(r)->has(scope::admin));
+    // The public key cannot sign.
+    req.key = keys.public_pem;
+    CHECK_THROWS_AS(sign_token(req, now), std::invalid_argument);
+  }
+}
+
+TEST_CASE("signer: refuses what no node would accept") {
+  token_request req;
+  req.key = secret;
+  req.scopes = {"ingest"};
+  req.algorithm = "none";
+  CHECK_THROWS_AS(sign_token(req, now), std::invalid_argument);
+  req.algorithm = "HS256";
+  req.key = "short";
+  CHECK_THROWS_AS(sign_token(req, now), std::invalid_argument);
+  req.key = secret;
+  req.scopes = {"root"};
+  CHECK_THROWS_AS(sign_token(req, now), std::invalid_argument);
+  req.scopes = {};
+  CHECK_THROWS_AS(sign_token(req, now), std::invalid_argument);
+  req.scopes = {"query"};
+  req.ttl = std::chrono::seconds{0};
+  CHECK_THROWS_AS(sign_token(req, now), std::invalid_argument);
 }
 
 }
