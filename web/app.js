@@ -1,7 +1,7 @@
 // Cairn dashboard entry (an ES module, no build step): the header, the
 // pages (#query, #overview, #alerts) and the node's status. The pages talk to the node
 // through POST /api (docs/protocol.md) and the live feed /v1/live.
-import { $, api, showError, clearError } from "./js/util.js";
+import { $, api, showError, clearError, authToken, setAuthToken, onUnauthorized } from "./js/util.js";
 import { initQuery, queryHash } from "./js/query.js";
 import { showOverview } from "./js/overview.js";
 import { showAlerts } from "./js/alerts.js";
@@ -26,8 +26,10 @@ async function ping() {
     $("status").className = `badge ${p.status}`;
     clearError("node");
   } catch (e) {
-    $("status").textContent = "down";
-    $("status").className = "badge down";
+    // A node that wants a token is up: the sign-in form says what to do.
+    const locked = e.code === "unauthorized";
+    $("status").textContent = locked ? "sign in" : "down";
+    $("status").className = `badge ${locked ? "locked" : "down"}`;
     showError("node", e);
   }
 }
@@ -55,6 +57,32 @@ window.addEventListener("error", (ev) => {
 window.addEventListener("unhandledrejection", (ev) => {
   const r = ev.reason;
   showError("dashboard", { code: (r && r.code) || "script_error", message: (r && r.message) || String(r) });
+});
+// Sign-in (docs/protocol.md, "Authentication"): a node that wants a token
+// answers 401; the form asks for one, the tab keeps it (sessionStorage) and
+// the page starts over with it. A refused token brings the form back with
+// the node's reason.
+onUnauthorized((err) => {
+  const form = $("signin");
+  $("signin-why").textContent = authToken()
+    ? `The node refused the token: ${err.message}`
+    : `This node requires a token: ${err.message}`;
+  if (form.hidden) {
+    form.hidden = false;
+    $("signin-token").focus();
+  }
+});
+$("signin").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const token = $("signin-token").value.trim();
+  if (!token) return;
+  setAuthToken(token);
+  location.reload();
+});
+$("signout").hidden = !authToken();
+$("signout").addEventListener("click", () => {
+  setAuthToken("");
+  location.reload();
 });
 route();
 ping();

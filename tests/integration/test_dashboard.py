@@ -21,6 +21,13 @@ node's `stats` reply. The WebSocket client is checked against /v1/live
 frames the browser script plays itself (snapshot, updates replacing and
 appending points, a new group, a point older than the range, an error frame,
 unsubscribe on a query change, polling after a close and the reconnect).
+
+Against a node that requires tokens (tests/browser/dashboard_auth.mjs): the
+page asks for one with the node's reason, a forged token is refused and the
+form says so, a token minted by `cairn-cli token` shows the chart with the
+live feed on a WebSocket (the token as the `bearer.` subprotocol, never in a
+URL), every /api call carries it as a Bearer header, signing out asks again,
+and the node's log never contains it.
 """
 
 import json
@@ -192,6 +199,72 @@ def check_https(args, chk, browser_dir):
         shutil.rmtree(certs, ignore_errors=True)
 
 
+def check_auth(args, chk, browser_dir):
+    tmp = tempfile.mkdtemp(prefix="cairn-dash-auth-")
+    secret = os.path.join(tmp, "jwt-secret")
+    with open(secret, "w") as f:
+        f.write("dashboard-test-secret-0123456789abcdef\n")
+
+    def mint(scopes):
+        r = subprocess.run([os.path.join(args.bin_dir, "cairn-cli"), f"--key-file={secret}",
+                            "--ttl=10m", "token", "dash-viewer", scopes],
+                           capture_output=True, text=True, timeout=15)
+        chk.require(r.returncode == 0, f"cairn-cli token: {r.stderr}")
+        return r.stdout.strip()
+
+    node = h.Node(args.bin_dir, args.source_dir, name="dashauth", keep=args.keep,
+                  extra_args=[f"--cairn.http.web-root={os.path.join(args.source_dir, 'web')}",
+                              "--cairn.auth.required=true", f"--cairn.auth.secret-file={secret}"])
+    try:
+        node.start()
+        node.wait_ready()
+        h.log("auth: the dashboard against a node that requires tokens")
+        now = h.now_ms()
+        with node.client() as c:
+            chk.require(c.request({"op": "auth", "token": mint("ingest")}).get("ok") is True,
+                        "auth with an ingest token")
+            c.send_lines([{"metric": "web.auth", "ts": now - 20000 + i * 500, "value": i}
+                          for i in range(30)])
+            r = c.request({"op": "flush"})
+        chk.require(r.get("accepted") == 30, f"flush: {r}")
+        token = mint("query")
+        shots = os.path.join(node.tmp, "shots")
+        os.makedirs(shots, exist_ok=True)
+        p = subprocess.run(["node", os.path.join(browser_dir, "dashboard_auth.mjs"),
+                            f"http://127.0.0.1:{node.http_port}", "web.auth", token, shots],
+                           capture_output=True, timeout=150, cwd=browser_dir)
+        lines = [ln for ln in p.stdout.decode(errors="replace").splitlines() if ln.startswith("{")]
+        chk.require(p.returncode == 0 and lines,
+                    f"browser run failed ({p.returncode}): {p.stderr.decode(errors='replace')[-2000:]}")
+        out = json.loads(lines[-1])
+        h.log(f"auth page: {json.dumps(out)[:1500]}")
+        h.log(f"screenshots in {shots}")
+        chk.check(not out.get("errors"), f"page errors: {out.get('errors')}")
+        why = out.get("why_first", "")
+        chk.check("requires a token" in why and "Bearer" in why
+                  and out.get("metrics_without_token") == 0 and out.get("signout_hidden_first")
+                  and out.get("status_first") == "sign in",
+                  f"without a token: {why!r}, {out.get('metrics_without_token')} metrics listed")
+        chk.check("refused" in out.get("why_forged", "") and "signature" in out.get("why_forged", ""),
+                  f"forged token: {out.get('why_forged')!r}")
+        chk.check(out.get("indicator") == "live: websocket" and out.get("count") == 30
+                  and out.get("metrics") == ["web.auth"] and out.get("signin_hidden") is True
+                  and out.get("signout_visible") is True and out.get("status") == "ready",
+                  f"signed in: indicator {out.get('indicator')!r}, count {out.get('count')}, "
+                  f"metrics {out.get('metrics')}")
+        chk.check(out.get("bearer_sent") is True, "an /api call went without the Bearer token")
+        chk.check(out.get("token_in_url") is False and out.get("ws_url", "").endswith("/v1/live"),
+                  f"the token in a URL: {out.get('ws_url')!r}")
+        chk.check(out.get("signed_out") is True, "sign out did not ask again")
+        node.stop()
+        with open(node.log_path, encoding="utf-8", errors="replace") as f:
+            chk.check(token not in f.read(), "the token appears in the node's log")
+        chk.count(7)
+    finally:
+        node.cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main():
     args = h.parse_args(__doc__)
     chk = h.Checker("test_dashboard")
@@ -235,6 +308,7 @@ def main():
         chk.count(4)
         check_live(args, chk, node, browser_dir)
         check_https(args, chk, browser_dir)
+        check_auth(args, chk, browser_dir)
     except h.TestFailure as e:
         chk.check(False, str(e))
     finally:

@@ -9,7 +9,7 @@
 //   <- {"id":ID,"type":"update","series":[{"tags":{..},"points":[..]}]}
 //   -> {"op":"unsubscribe","id":ID}
 //   <- {"id":ID,"ok":false,"error":{"code":..,"message":..}}
-import { api, ApiError } from "./util.js";
+import { api, ApiError, socketProtocols } from "./util.js";
 
 const POLL_MS = 2000;
 const BACKOFF_MIN_MS = 1000;
@@ -58,7 +58,7 @@ export class LiveFeed {
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
     let ws;
     try {
-      ws = new WebSocket(`${proto}//${location.host}/v1/live`);
+      ws = new WebSocket(`${proto}//${location.host}/v1/live`, socketProtocols());
     } catch (e) {
       this.socketFailed();
       return;

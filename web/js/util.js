@@ -28,6 +28,38 @@ export class ApiError extends Error {
   }
 }
 
+// The token this tab signed in with (docs/protocol.md, "Authentication"):
+// kept in sessionStorage, so it lives as long as the tab and is sent only to
+// this node (Authorization on /api, a subprotocol on /v1/live).
+const TOKEN_KEY = "cairn.token";
+
+export function authToken() {
+  try { return sessionStorage.getItem(TOKEN_KEY) || ""; } catch (e) { return ""; }
+}
+
+export function setAuthToken(token) {
+  try {
+    if (token) sessionStorage.setItem(TOKEN_KEY, token);
+    else sessionStorage.removeItem(TOKEN_KEY);
+  } catch (e) { /* storage off: the token lasts until the page reloads */ }
+  memoryToken = token || "";
+}
+
+let memoryToken = "";
+const currentToken = () => authToken() || memoryToken;
+
+// Called with the ApiError of every 401 answer (the sign-in form).
+const unauthorizedHandlers = [];
+export function onUnauthorized(fn) { unauthorizedHandlers.push(fn); }
+export function reportUnauthorized(err) { for (const fn of unauthorizedHandlers) fn(err); }
+
+/// The subprotocols a WebSocket to this node offers: `bearer.<JWT>` carries
+/// the token (browsers cannot set an Authorization header on an upgrade).
+export function socketProtocols() {
+  const t = currentToken();
+  return t ? ["cairn", `bearer.${t}`] : [];
+}
+
 /// POST /api with one request (the NDJSON protocol's JSON); throws ApiError
 /// for an error reply, for a network failure and for an answer that is not
 /// the protocol's JSON. Error replies come with their HTTP status (400, 413,
@@ -36,7 +68,10 @@ export class ApiError extends Error {
 export async function api(request) {
   let res;
   try {
-    res = await fetch("/api", { method: "POST", body: JSON.stringify(request) });
+    const headers = {};
+    const t = currentToken();
+    if (t) headers.Authorization = `Bearer ${t}`;
+    res = await fetch("/api", { method: "POST", headers, body: JSON.stringify(request) });
   } catch (e) {
     throw new ApiError("network", `node not reachable: ${e.message}`);
   }
@@ -62,6 +97,7 @@ export async function api(request) {
     const err = new ApiError(e.code || `http_${res.status}`,
       e.message || `request failed (HTTP ${res.status})`);
     err.status = res.status;
+    if (res.status === 401) reportUnauthorized(err);
     throw err;
   }
   return reply;
