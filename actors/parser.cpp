@@ -768,6 +768,24 @@ void process_remote_write(parser_pointer self, const job_ptr& j) {
     complete(j);
     return;
   }
+  // The samples' rate (docs/protocol.md, "Rate limits"): one take for the
+  // request, refused whole, so the sender retries it as it is (429).
+  if (auto* access = st.settings->access.get(); access && j->who && !j->pending.empty()) {
+    auto n = static_cast<uint64_t>(j->pending.size());
+    auto d = access->rates().take(*j->who, runtime::rate_kind::events, n,
+                                  runtime::rate_limiter::clock::now(), false);
+    if (!d.admitted) {
+      st.rejected->fetch_add(static_cast<int64_t>(n));
+      st.remote_write_rejected->fetch_add(static_cast<int64_t>(n));
+      j->pending.clear();
+      j->emit(rate_limited_reply(no_id(), std::nullopt, d.retry_after.count(),
+                                 "samples past the rate limit of " + j->who->key()
+                                   + ": none of the request's " + std::to_string(n)
+                                   + " samples were stored"));
+      complete(j);
+      return;
+    }
+  }
   auto errors = json::array();
   for (auto& p : r.problems)
     errors.push_back({{"code", std::string{to_string(p.code)}},
@@ -805,7 +823,7 @@ void process(parser_pointer self, const job_ptr& j) {
   auto& st = self->state;
   // Line protocol and remote_write reach here from HTTP routes whose guard
   // checked the token and scope already (actors/http_access.hpp); the gate
-  // still charges their events.
+  // still charges line protocol's events (remote_write's once decoded).
   if (!j->gated && !gate(self, j))
     return; // waits for its rate limit; resume() calls process again
   switch (j->c.format) {

@@ -290,9 +290,16 @@ void on_remote_write(const chunk_dispatch& dispatch, runtime::http_request req,
       auto code = code_of(r);
       auto message = r.contains("error") ? r["error"].value("message", "")
                                          : std::string{};
-      if (code == "unavailable")
+      if (code == "unavailable") {
         failure = error_response(503, cqrs::error_code::unavailable, message);
-      else if (!failure)
+      } else if (code == "rate_limited") {
+        auto ms = r["error"].value("retry_after_ms", int64_t{1000});
+        failure = json_response(429, {{"ok", false},
+                                      {"error", {{"code", code},
+                                                 {"message", message},
+                                                 {"retry_after_ms", ms}}}});
+        failure->headers.emplace_back("Retry-After", std::to_string((ms + 999) / 1000));
+      } else if (!failure)
         failure = error_response(400, cqrs::error_code::bad_request, message);
     });
     if (failure)

@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <charconv>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -157,6 +158,20 @@ struct route_entry {
   }
 };
 
+/// The whole seconds of an error body's `"retry_after_ms"`, rounded up.
+std::optional<int64_t> retry_after_seconds(std::string_view body) {
+  constexpr std::string_view key = "\"retry_after_ms\":";
+  auto at = body.find(key);
+  if (at == std::string_view::npos)
+    return std::nullopt;
+  auto digits = body.substr(at + key.size());
+  int64_t ms = 0;
+  auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), ms);
+  if (ec != std::errc{} || ms < 0)
+    return std::nullopt;
+  return (ms + 999) / 1000;
+}
+
 struct shared_state {
   http_server_options opts;
   metrics_registry& metrics;
@@ -184,7 +199,13 @@ struct shared_state {
       ioc(static_cast<int>(std::max<size_t>(opts.io_threads, 1))) {
     api_route = [this](http_request req, http_server::response_fn reply) {
       auto answer = [reply = std::move(reply)](int status, std::string json) {
-        reply(http_response{status, "application/json", std::move(json), {}});
+        http_response res{status, "application/json", std::move(json), {}};
+        // A rate-limited request (docs/protocol.md, "Rate limits") says when
+        // to come back in its body; HTTP clients read Retry-After.
+        if (status == 429)
+          if (auto after = retry_after_seconds(res.body))
+            res.headers.emplace_back("Retry-After", std::to_string(*after));
+        reply(std::move(res));
       };
       if (on_api_principal)
         on_api_principal(std::move(req.body), std::move(req.principal),

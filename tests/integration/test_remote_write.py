@@ -24,6 +24,10 @@ prompb field numbers, snappy literals): a mix of valid and invalid samples
 back exactly, the stale marker is skipped; only invalid samples -> 400
 listing the reasons; cairn_remote_write_rejected_total and the log count
 them.
+A node with tokens and an events/s limit charges remote_write samples to
+the writer: a request past the rate is refused whole with 429, Retry-After
+and `rate_limited` (nothing of it stored), and passes again once the rate
+allows.
 Prometheus is killed at the end whatever happens.
 """
 
@@ -162,6 +166,61 @@ def hand_built_phase(node, chk):
               "the log names the rejected samples")
 
 
+def rate_limited_phase(args, chk, tmp):
+    secret = os.path.join(tmp, "jwt-secret")
+    with open(secret, "w") as f:
+        f.write("remote-write-test-secret-0123456789abcdef\n")
+    r = subprocess.run([os.path.join(args.bin_dir, "cairn-cli"), f"--key-file={secret}",
+                        "token", "prom-writer", "ingest,query"],
+                       capture_output=True, text=True, timeout=15)
+    chk.require(r.returncode == 0, f"cairn-cli token: {r.stderr}")
+    token = r.stdout.strip()
+    node = h.Node(args.bin_dir, args.source_dir, name="promrw-rate", keep=args.keep,
+                  extra_args=["--cairn.auth.required=true", f"--cairn.auth.secret-file={secret}",
+                              "--cairn.rate.events-per-sec=100"])
+    with node:
+        url = f"http://127.0.0.1:{node.http_port}/api/v1/write"
+        hdr = {"Content-Encoding": "snappy", "Content-Type": "application/x-protobuf",
+               "X-Prometheus-Remote-Write-Version": "0.1.0",
+               "Authorization": f"Bearer {token}"}
+        t0 = h.now_ms() - 60_000
+
+        def body(first):
+            return snappy_literal(write_request(
+                [({"__name__": "rw_rate", "job": "x"},
+                  [(float(i), t0 + i * 10) for i in range(first, first + 150)])]))
+
+        # 150 samples on a full bucket of 100 pass (and leave a debt) ...
+        status, text = http("POST", url, body(0), hdr)
+        chk.check(status == 204, f"first 150 samples: {status} {text}")
+        # ... so the next request is refused whole, with when to retry.
+        req = urllib.request.Request(url, data=body(150), method="POST", headers=hdr)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                status, text, retry = resp.status, resp.read().decode(), None
+        except urllib.error.HTTPError as e:
+            status, text, retry = e.code, e.read().decode(), e.headers.get("Retry-After")
+        err = json.loads(text).get("error", {}) if text.startswith("{") else {}
+        chk.check(status == 429 and err.get("code") == "rate_limited"
+                  and err.get("retry_after_ms", 0) > 0 and retry and retry.isdigit(),
+                  f"second request past the rate: {status} {text} Retry-After {retry}")
+        time.sleep(max(2.5, int(retry or 0)))
+        status, text = http("POST", url, body(150), hdr)
+        chk.check(status == 204, f"the same request after Retry-After: {status} {text}")
+        with node.client() as c:
+            c.request({"op": "auth", "token": token})
+            got = c.request({"op": "query", "metric": "rw_rate", "from": t0 - 1000,
+                             "to": t0 + 10_000, "aggs": ["count"]})
+            stats = c.request({"op": "stats"})
+        total = sum(p.get("count", 0) for s in got.get("series", []) for p in s.get("points", []))
+        chk.check(total == 300, f"stored samples: {total}, want 300 (150 + the retried 150)")
+        mine = [p for p in stats.get("auth", {}).get("principals", [])
+                if p.get("principal") == "prom-writer"]
+        chk.check(mine and mine[0].get("events") == 300 and mine[0].get("events_limited") == 150,
+                  f"principal counters: {mine}")
+    h.log("remote_write past the events/s rate: 429 + Retry-After, stored after the retry")
+
+
 def main():
     args = h.parse_args(__doc__)
     chk = h.Checker("test_remote_write")
@@ -178,6 +237,7 @@ def main():
     prom = None
     prom_log = os.path.join(tmp, "prometheus.log")
     try:
+        rate_limited_phase(args, chk, tmp)
         with node:
             hand_built_phase(node, chk)
             prom_port = h.free_port()
