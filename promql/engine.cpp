@@ -105,7 +105,12 @@ struct evaluation : std::enable_shared_from_this<evaluation> {
   /// Speculation: the query sent with the series request, by these keys.
   std::vector<std::string> guessed_keys;
 
-  std::string cache_key() const { return p.metric + '\0' + p.where.dump(); }
+  // CBOR keeps a label value's bytes as they are: the key stays distinct
+  // for values that are not valid UTF-8 (dump() would throw on them).
+  std::string cache_key() const {
+    auto where = json::to_cbor(p.where);
+    return p.metric + '\0' + std::string(where.begin(), where.end());
+  }
 
   void fail(problem pr) { done(std::move(pr)); }
 

@@ -561,7 +561,9 @@ private:
       });
     };
     try {
-      handler(std::move(in), std::move(reply));
+      // A copy: if the handler throws after moving its `reply` away, this
+      // one still answers (`answered` keeps it to one answer).
+      handler(std::move(in), reply);
     } catch (const std::exception& e) {
       spdlog::error("http: route handler threw: {}", e.what());
       http_response err;

@@ -328,6 +328,21 @@ def run_errors(chk, port, t0):
     st, body = H.http_get_json(port, "/api/v1/query_range",
                         {"query": q, "start": t - 300, "end": t, "step": "0"})
     chk.check(st == 400 and body.get("errorType") == "bad_data", f"step 0: {st} {body}")
+    # A label value that is not UTF-8 (bytes a client may send): an answer,
+    # not a hung request or a 500.
+    for path, extra in [("/api/v1/query", {"time": t}),
+                        ("/api/v1/query_range", {"start": t - 300, "end": t, "step": 60}),
+                        ("/api/v1/series", None)]:
+        key = "match[]" if extra is None else "query"
+        params = dict(extra or {}, **{key: f'{GAUGE}{{job="\xff\xfe"}}'.encode("latin-1")})
+        try:
+            st, body = H.http_get_json(port, path, params, timeout=10)
+        except OSError as e:
+            st, body = None, {"error": repr(e)}
+        chk.check(st == 200 and body.get("status") == "success" and body["data"] in ([], {
+                      "resultType": body["data"].get("resultType") if isinstance(body["data"], dict)
+                      else None, "result": []}),
+                  f"{path} with a non-UTF-8 label value: {st} {body}")
     st, body = H.http_get_json(port, "/api/v1/nothing", {})
     chk.check(st == 404 and body.get("errorType") == "not_found", f"404: {st} {body}")
     # Metadata endpoints.
