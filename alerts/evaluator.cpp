@@ -70,8 +70,10 @@ void evaluator::upsert(rule r) {
     rs.r = std::move(r);
     if (rs.r.group_by.empty() && rs.groups.empty())
       group(rs, {});
-    for (auto& [k, g] : rs.groups)
+    for (auto& [k, g] : rs.groups) {
       g.dirty = true;
+      g.running_valid = false;  // the aggregation may have changed
+    }
   }
   reindex();
 }
@@ -120,10 +122,17 @@ void evaluator::add(const std::vector<cqrs::closed_bucket>& buckets,
       auto& s = *std::prev(pos);
       auto p = std::find_if(s.parts.begin(), s.parts.end(),
                             [&](const part& x) { return x.series == series; });
-      if (p == s.parts.end())
+      bool keep = g.running_valid && incremental(rs->r);
+      if (p == s.parts.end()) {
         s.parts.push_back({series, cb.value});
-      else
-        p->b = cb.value; // a correction replaces the earlier value
+      } else {
+        // A correction replaces the earlier value.
+        if (keep && !g.running.subtract(p->b.sketch))
+          keep = g.running_valid = false;
+        p->b = cb.value;
+      }
+      if (keep)
+        g.running.add(cb.value.sketch);
       g.dirty = true;
     }
   }
@@ -134,33 +143,40 @@ void evaluator::evaluate_group(rule_state& rs, const std::string& key,
                                evaluation& out) {
   auto& r = rs.r;
   auto begin = end - r.window;
-  while (!g.window.empty() && g.window.front().start < begin)
+  bool keep = incremental(r);
+  while (!g.window.empty() && g.window.front().start < begin) {
+    if (keep && g.running_valid)
+      for (auto& p : g.window.front().parts)
+        if (!g.running.subtract(p.b.sketch))
+          g.running_valid = false;
     g.window.pop_front();
-  // Only quantiles need the sketches: other aggregations merge the scalar
-  // fields alone (what bucket::merge does for them, without the sketch).
+  }
+  if (keep && !g.running_valid) {
+    g.running.clear();
+    for (auto& s : g.window)
+      for (auto& p : s.parts)
+        g.running.add(p.b.sketch);
+    g.running_valid = true;
+  }
+  // The running counts cover the whole window; a bucket starting at or
+  // after `end` (a clock ahead of this node's) must stay out: merge then.
+  bool from_running = keep && (g.window.empty() || g.window.back().start < end);
+  // Only quantiles need the sketches: other aggregations (and a quantile
+  // kept incrementally) merge the scalar fields alone.
   cqrs::bucket merged;
-  bool sketches = r.agg.kind == cqrs::agg_kind::quantile;
+  bool sketches = r.agg.kind == cqrs::agg_kind::quantile && !from_running;
   for (auto& s : g.window) {
     if (s.start >= end)
       break;
     for (auto& p : s.parts) {
-      if (sketches) {
+      if (sketches)
         merged.merge(p.b);
-        continue;
-      }
-      auto& o = p.b;
-      if (o.empty())
-        continue;
-      merged.count += o.count;
-      merged.sum += o.sum;
-      merged.min = std::min(merged.min, o.min);
-      merged.max = std::max(merged.max, o.max);
-      if (o.last_ts >= merged.last_ts) {
-        merged.last_ts = o.last_ts;
-        merged.last = o.last;
-      }
+      else
+        merged.merge_without_sketch(p.b);
     }
   }
+  if (from_running)
+    g.running.build(merged.sketch);
   observation o;
   o.has_data = merged.count > 0;
   if (o.has_data)

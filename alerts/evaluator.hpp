@@ -14,6 +14,7 @@
 
 #include "alerts/instance.hpp"
 #include "alerts/rule.hpp"
+#include "alerts/window_sketch.hpp"
 #include "cqrs/bucket.hpp"
 #include "cqrs/ddsketch.hpp"
 #include "cqrs/series_store.hpp"
@@ -119,6 +120,11 @@ public:
   /// align_down(now, resolution).
   evaluation evaluate(millis now);
 
+  /// Off: quantile rules merge their whole window at each evaluation
+  /// instead of keeping it incrementally (the reference the tests and
+  /// bench/alerts_eval compare with; the answers are identical).
+  void set_incremental(bool on) noexcept { incremental_ = on; }
+
 private:
   struct part {
     uint64_t series = 0;
@@ -132,6 +138,10 @@ private:
     std::vector<cqrs::tag> labels;
     instance inst;
     std::deque<slot> window;
+    /// Quantile rules: the sketch counts of every bucket in `window`, kept
+    /// as buckets arrive and leave (valid = they match the window).
+    window_sketch running;
+    bool running_valid = false;
     bool dirty = false;
     millis evaluated_end = 0;
   };
@@ -140,6 +150,9 @@ private:
     std::unordered_map<std::string, group_state> groups;
   };
 
+  bool incremental(const rule& r) const noexcept {
+    return incremental_ && r.agg.kind == cqrs::agg_kind::quantile;
+  }
   void reindex();
   group_state& group(rule_state& rs, std::vector<cqrs::tag> labels);
   void evaluate_group(rule_state& rs, const std::string& key, group_state& g,
@@ -148,6 +161,7 @@ private:
   millis resolution_;
   cqrs::ddsketch_mapping mapping_;
   millis started_at_;
+  bool incremental_ = true;
   std::map<std::string, rule_state> rules_;
   std::unordered_map<std::string, std::vector<rule_state*>> by_metric_;
 };

@@ -5,8 +5,10 @@
 // rules, and prints the CPU time of feeding and evaluating per simulated
 // second, i.e. the fraction of one core the alert manager needs.
 //
-//   alerts_eval [RULES=10000] [SERIES=10000] [SECONDS=120] [AGG=p99] [GROUPS=1]
+//   alerts_eval [RULES=10000] [SERIES=10000] [SECONDS=120] [AGG=p99] [GROUPS=1] [MODE]
 //
+// MODE `full`: quantile rules merge their whole window at each evaluation
+// (the reference) instead of keeping it incrementally (the default).
 // Rules: RULES/GROUPS rules, each on its own metric with group_by host and
 // GROUPS hosts per metric (so RULES instances); window 1m, threshold above
 // every value (nothing fires: the steady state).
@@ -34,6 +36,8 @@ int main(int argc, char** argv) {
   size_t groups = argc > 5 ? std::strtoul(argv[5], nullptr, 10) : 1;
   cqrs::ddsketch_mapping mapping{0.01};
   alerts::evaluator ev{1000, mapping};
+  bool full = argc > 6 && std::string{argv[6]} == "full";
+  ev.set_incremental(!full);
   size_t metrics = std::max<size_t>(1, rules / groups);
   for (size_t i = 0; i < metrics; ++i) {
     nlohmann::json j{{"name", "r" + std::to_string(i)},
@@ -83,9 +87,9 @@ int main(int argc, char** argv) {
   double sf = seconds > 60 ? feed - warm_feed : feed;
   double se = seconds > 60 ? eval - warm_eval : eval;
   std::printf("rules %zu (%zu metrics x %zu groups), instances %zu, series %zu, "
-              "agg %s, window 1m, %d s simulated\n",
+              "agg %s (%s), window 1m, %d s simulated\n",
               rules, metrics, groups, ev.instance_count(), series, agg.c_str(),
-              seconds);
+              full ? "full merge" : "incremental", seconds);
   std::printf("evaluations %llu\n", static_cast<unsigned long long>(evaluated));
   std::printf("steady state (windows full): feed %.2f ms/s, evaluate %.2f ms/s, "
               "total %.2f ms per second of data = %.1f %% of one core\n",
