@@ -85,6 +85,7 @@ std::shared_ptr<node_settings> make_node_settings(
     "cairn.alerts.request-timeout", cfg.alerts_request_timeout_text)};
   a.idle_timeout = std::chrono::milliseconds{duration_option(
     "cairn.alerts.idle-timeout", cfg.alerts_idle_timeout_text)};
+  a.tls_ca_file = cfg.alerts_tls_ca_file;
   a.retry_initial = std::max<cqrs::millis>(
     1, duration_option("cairn.alerts.retry-initial", cfg.alerts_retry_initial_text));
   a.retry_cap = std::max(a.retry_initial,

@@ -86,6 +86,7 @@ struct alerts_settings {
   std::chrono::milliseconds connect_timeout{2000};
   std::chrono::milliseconds request_timeout{5000};
   std::chrono::milliseconds idle_timeout{30000};
+  std::string tls_ca_file;
   cqrs::millis retry_initial = 200;
   cqrs::millis retry_cap = 30000;
   uint32_t max_attempts = 10;

@@ -14,7 +14,11 @@
 // Threading: one I/O thread of its own runs every handler; `post` may be
 // called from any thread, and `done` runs on the pool's thread (it must not
 // block: the alert notifier forwards the result to its actor by message).
-// Plain http:// only: https:// URLs fail with an error (not built).
+//
+// https:// URLs use TLS (OpenSSL through Boost.Asio): the server's
+// certificate must chain to the system's CA store or to `tls_ca_file`, and
+// name the URL's host (SNI is sent); `tls_insecure` skips both checks (tests
+// only). A TLS connection is kept alive and pooled like a plain one.
 #pragma once
 
 #include <atomic>
@@ -33,6 +37,9 @@ struct pool_options {
   std::chrono::milliseconds idle_timeout{30000};
   std::chrono::milliseconds connect_timeout{2000};
   std::chrono::milliseconds request_timeout{5000};
+  /// PEM CA bundle trusted for https:// receivers besides the system's.
+  std::string tls_ca_file;
+  bool tls_insecure = false;
 };
 
 struct http_result {
@@ -53,16 +60,18 @@ struct pool_counters {
   std::atomic<int64_t> failures{0};  ///< requests without a response
 };
 
-/// Splits "http://host[:port]/path" (port 80 by default). False if not a
-/// plain http URL.
+/// Splits "http://host[:port]/path" (port 80 by default) or
+/// "https://host[:port]/path" (443; `tls` set). False if neither.
 [[nodiscard]] bool split_url(const std::string& url, std::string& host,
-                             std::string& port, std::string& target);
+                             std::string& port, std::string& target,
+                             bool& tls);
 
 class webhook_pool {
 public:
   using headers = std::vector<std::pair<std::string, std::string>>;
   using callback = std::function<void(http_result)>;
 
+  /// Throws std::invalid_argument if `tls_ca_file` cannot be loaded.
   explicit webhook_pool(pool_options opts = {});
   /// Stops the I/O thread; pending callbacks are dropped.
   ~webhook_pool();

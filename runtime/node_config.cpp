@@ -131,6 +131,8 @@ node_config::node_config() {
          "webhook request timeout: write and whole response (duration)")
     .add(alerts_idle_timeout_text, "idle-timeout",
          "close a pooled webhook connection idle this long (duration)")
+    .add(alerts_tls_ca_file, "tls-ca-file",
+         "PEM CA bundle trusted for https:// receivers besides the system's")
     .add(alerts_retry_initial_text, "retry-initial",
          "first retry backoff ceiling (duration; doubles, full jitter)")
     .add(alerts_retry_cap_text, "retry-cap", "largest retry backoff (duration)")
@@ -670,6 +672,8 @@ void node_config::validate() const {
         fail(prefix + name, "cannot read '" + *path + "'");
     }
   };
+  if (!alerts_tls_ca_file.empty() && !std::ifstream{alerts_tls_ca_file})
+    fail("cairn.alerts.tls-ca-file", "cannot read '" + alerts_tls_ca_file + "'");
   tls_files("cairn.tcp.", tcp_tls_certificate, tcp_tls_key, tcp_tls_client_ca);
   tls_files("cairn.http.", http_tls_certificate, http_tls_key,
             http_tls_client_ca);

@@ -112,6 +112,9 @@ public:
   std::string alerts_connect_timeout_text = "2s";
   std::string alerts_request_timeout_text = "5s";
   std::string alerts_idle_timeout_text = "30s";
+  /// cairn.alerts.tls-ca-file: CA bundle for https:// receivers (empty =
+  /// the system's store only).
+  std::string alerts_tls_ca_file;
   /// Retries: full-jitter exponential backoff from retry-initial, doubling,
   /// capped at retry-cap; after max-attempts a dead letter.
   std::string alerts_retry_initial_text = "200ms";

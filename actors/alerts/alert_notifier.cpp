@@ -191,6 +191,7 @@ caf::behavior notifier_impl(notifier_actor* self, settings_ptr s,
   po.connect_timeout = s->alerts.connect_timeout;
   po.request_timeout = s->alerts.request_timeout;
   po.idle_timeout = s->alerts.idle_timeout;
+  po.tls_ca_file = s->alerts.tls_ca_file;
   st.pool = std::make_unique<alerts::webhook_pool>(po);
   st.backoff.initial = s->alerts.retry_initial;
   st.backoff.cap = s->alerts.retry_cap;

@@ -19,13 +19,20 @@ Phases:
   G. kill -9 while pending: the restarted node keeps the pending start and
      fires once, `for` after it.
   H. /metrics has the alerting figures.
+  T. https:// receivers: one whose certificate chains to
+     cairn.alerts.tls-ca-file gets the firing and resolved notification
+     over TLS on pooled sockets; one with a certificate of an unknown CA
+     gets nothing, and alert.history names the certificate failure.
 """
 
 import hashlib
 import hmac
 import json
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -107,8 +114,11 @@ def keys_by_status(rx, name):
     return out
 
 
+CERTS = tempfile.mkdtemp(prefix="cairn-alerts-tls-")
+
+
 def node_args():
-    return ["--cairn.alerts.retry-initial=50ms", "--cairn.alerts.retry-cap=400ms",
+    return [f"--cairn.alerts.tls-ca-file={CERTS}/trusted/ca.pem","--cairn.alerts.retry-initial=50ms", "--cairn.alerts.retry-cap=400ms",
             "--cairn.alerts.max-attempts=1000", "--cairn.alerts.request-timeout=1s",
             "--cairn.alerts.connect-timeout=500ms",
             f"--cairn.alerts.max-connections={MAX_CONN}"]
@@ -359,8 +369,46 @@ def phase_h(chk, node):
         chk.check(f"\n{name} " in text, f"/metrics has {name}")
 
 
+def phase_t(chk, s, feed):
+    log("T: https:// receivers, trusted and untrusted")
+    good = Receiver(tls=(f"{CERTS}/trusted/n1.pem", f"{CERTS}/trusted/n1.key")).start()
+    bad = Receiver(tls=(f"{CERTS}/stranger/n1.pem", f"{CERTS}/stranger/n1.key")).start()
+    try:
+        for name, rx in (("tls_ok", good), ("tls_bad", bad)):
+            r = s.request({"op": "alert.create", "rule": rule(
+                name, f"{name}.v", rx, window="1s", group_by=["host"])})
+            chk.require(r.get("ok") is True, f"create {name}: {r}")
+            for i in range(5):
+                feed.set(f"{name}.v", 500, {"host": f"h{i}"})
+        chk.check(wait_for(lambda: len(keys_by_status(good, "tls_ok")["firing"]) == 5, 10),
+                  f"https receiver: 5 firing, got {keys_by_status(good, 'tls_ok')}")
+        for name in ("tls_ok", "tls_bad"):
+            for i in range(5):
+                feed.set(f"{name}.v", None, {"host": f"h{i}"})
+        chk.check(wait_for(lambda: len(keys_by_status(good, "tls_ok")["resolved"]) == 5, 10),
+                  f"https receiver: 5 resolved, got {keys_by_status(good, 'tls_ok')}")
+        ports = good.client_ports()
+        chk.check(1 <= len(ports) <= MAX_CONN, f"https: 10 notifications on {len(ports)} sockets")
+        h = s.request({"op": "alert.history", "rule": "tls_bad", "limit": 1000})
+        errors = [x.get("error", "") for x in h.get("history", [])
+                  if x["kind"] == "delivery" and x.get("outcome") == "failed"]
+        chk.check(not bad.attempts and errors
+                  and all(e.startswith("tls handshake:")
+                          and ("issuer certificate" in e or "verify failed" in e) for e in errors),
+                  f"untrusted https receiver: {len(bad.attempts)} requests arrived, "
+                  f"failures {errors[:3]}")
+        for name in ("tls_ok", "tls_bad"):
+            s.request({"op": "alert.delete", "name": name})
+    finally:
+        good.stop()
+        bad.stop()
+
+
 def main():
     args = parse_args(__doc__)
+    for ca in ("trusted", "stranger"):
+        subprocess.run([os.path.join(args.source_dir, "scripts", "gen-certs.sh"),
+                        os.path.join(CERTS, ca), "1"], check=True, capture_output=True)
     chk = Checker("alerts")
     rx = Receiver().start()
     rx_pool = Receiver().start()
@@ -379,6 +427,7 @@ def main():
             phase_d(chk, s, rx_d, feed)
             rx_d.stop()
             phase_e(chk, s, rx, feed)
+            phase_t(chk, s, feed)
         phase_f(chk, node, rx, feed)
         phase_g(chk, node, rx, feed)
         phase_h(chk, node)
@@ -393,6 +442,7 @@ def main():
         node.cleanup()
         rx.stop()
         rx_pool.stop()
+        shutil.rmtree(CERTS, ignore_errors=True)
     return chk.summary()
 
 

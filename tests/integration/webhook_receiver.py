@@ -11,6 +11,7 @@ connections); `start()` binds the same port again.
 import http.server
 import json
 import socketserver
+import ssl
 import threading
 import time
 
@@ -66,8 +67,10 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
 
 
 class Receiver:
-    def __init__(self, port=0):
+    def __init__(self, port=0, tls=None):
+        """`tls`: (certificate PEM path, key PEM path) to serve https://."""
         self.port = port
+        self.tls = tls
         self.mode = "ok"
         self.slow_seconds = 2.0
         self.lock = threading.Lock()
@@ -78,6 +81,10 @@ class Receiver:
 
     def start(self):
         self.server = _Server(("127.0.0.1", self.port), _Handler)
+        if self.tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*self.tls)
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
         self.server.receiver = self
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever,
@@ -93,7 +100,7 @@ class Receiver:
 
     @property
     def url(self):
-        return f"http://127.0.0.1:{self.port}/hook"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/hook"
 
     def delivered(self, rule=None):
         """The 200-answered notifications as (status, key) per alert, in
