@@ -335,8 +335,8 @@ def main():
         for w, lag in lags:
             by_window.setdefault(w, []).append(lag)
         lags = [lag for _, lag in lags]
-        H.log("per window (start: p50 / max ms): " + ", ".join(
-            f"{w % 100000 // 1000}: {pct(v, 0.5):.0f}/{max(v):.0f}"
+        H.log("per window (start: min / p50 / max ms): " + ", ".join(
+            f"{w % 100000 // 1000}: {min(v):.0f}/{pct(v, 0.5):.0f}/{max(v):.0f}"
             for w, v in sorted(by_window.items())))
         H.log(f"clients {opened}, distinct queries {subs}, "
               f"snapshots {snaps}, updates received {ups}")
