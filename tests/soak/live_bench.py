@@ -223,6 +223,9 @@ def main():
     p.add_argument("--rate", type=int, default=100000)
     p.add_argument("--duration", type=int, default=30)
     p.add_argument("--grace", type=int, default=200, help="cairn.live.grace in ms")
+    p.add_argument("--group-by", default=None,
+                   help="a tag to group every query by (bench series have host "
+                        "h0..h99 and region): larger updates, one series per tag value")
     p.add_argument("--storage", action="store_true")
     p.add_argument("--http-io-threads", type=int, default=1)
     p.add_argument("--keep", action="store_true")
@@ -243,6 +246,9 @@ def main():
     queries = [{"metric": f"bench.m{i % 10}", "from": "-10s",
                 "aggs": ["count", "p99"] if i < 10 else ["count", "sum", "max"]}
                for i in range(args.queries)]
+    if args.group_by:
+        for q in queries:
+            q["group_by"] = [args.group_by]
     procs = []
     bench = None
     cpp = None
@@ -294,7 +300,8 @@ def main():
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         _, cpu0 = proc_stat(node.proc.pid)
         threads0 = thread_cpu(node.proc.pid)
-        ccpu0 = proc_stat(cpp.pid)[1] if cpp else 0.0
+        client_pids = [cpp.pid] if cpp else [pr.pid for pr in procs]
+        ccpu0 = sum(proc_stat(pid)[1] for pid in client_pids)
         peak = rss0
         subs = 0
         # RSS from /proc; /metrics only before and after (a scrape counts
@@ -307,9 +314,9 @@ def main():
         bench_out = bench.stdout.read()
         _, cpu1 = proc_stat(node.proc.pid)
         threads1 = thread_cpu(node.proc.pid)
-        ccpu1 = proc_stat(cpp.pid)[1] if cpp else 0.0
+        ccpu1 = sum(proc_stat(pid)[1] for pid in client_pids)
         lags, snaps, ups = [], 0, 0
-        client_cpu = float("nan")
+        client_cpu = ccpu1 - ccpu0
         if args.client == "cpp":
             out, _ = cpp.communicate(timeout=120)
             for line in out.splitlines():
@@ -318,7 +325,6 @@ def main():
                     lags.append((int(words[1]), float(words[2])))
                 elif words and words[0] == "done":
                     snaps, ups = int(words[1]), int(words[2])
-            client_cpu = ccpu1 - ccpu0
         else:
             for _ in procs:
                 _, lg, s, u = results.get(timeout=120)
@@ -346,7 +352,7 @@ def main():
         H.log(f"coalesced {m1.get('cairn_live_coalesced_total', 0) - m0.get('cairn_live_coalesced_total', 0):.0f}, "
               f"node RSS {rss0 >> 20} MiB subscribed, peak {peak >> 20} MiB; node CPU "
               f"{cpu1 - cpu0:.1f}s in {args.duration}s; client CPU {client_cpu:.1f}s "
-              f"(cpp only); load average {os.getloadavg()}")
+              f"; load average {os.getloadavg()}")
         busy = sorted(((v - threads0.get(k, 0.0), k) for k, v in threads1.items()),
                       reverse=True)
         H.log("node threads (CPU s in the run): " + ", ".join(
