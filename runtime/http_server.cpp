@@ -20,11 +20,13 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cctype>
 #include <charconv>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <optional>
 #include <sstream>
 
@@ -145,8 +147,30 @@ public:
 };
 
 class http_session;
+class websocket_session;
 
 // -- shared state ---------------------------------------------------------------
+
+/// The WebSockets whose sinks have something new, collected on the
+/// producers' threads and pumped by one handler per shard on an I/O thread.
+/// A live update fanned out to 10,000 clients (docs/architecture.md, "Live
+/// subscriptions") then costs its producer one push under a lock per
+/// client and one post per shard — not one post, and one wake-up of an I/O
+/// thread, per client. One shard per I/O thread (session id modulo), each
+/// posted on its own, so the writes spread over the I/O threads.
+struct ws_wake_queue {
+  struct shard {
+    std::mutex mtx;
+    std::vector<std::weak_ptr<websocket_session>> pending;
+    bool posted = false;
+  };
+  std::vector<std::unique_ptr<shard>> shards;
+
+  explicit ws_wake_queue(size_t n) {
+    for (size_t i = 0; i < std::max<size_t>(n, 1); ++i)
+      shards.push_back(std::make_unique<shard>());
+  }
+};
 
 struct route_entry {
   std::string path;
@@ -192,11 +216,13 @@ struct shared_state {
   /// gone.
   detail::session_registry<server_session> sessions;
   std::atomic<size_t> open{0};  ///< sessions not closed yet
+  ws_wake_queue ws_wakes;
 
   shared_state(http_server_options o, metrics_registry& m,
                http_server::api_handler h)
     : opts(std::move(o)), metrics(m), on_api(std::move(h)),
-      ioc(static_cast<int>(std::max<size_t>(opts.io_threads, 1))) {
+      ioc(static_cast<int>(std::max<size_t>(opts.io_threads, 1))),
+      ws_wakes(opts.io_threads) {
     api_route = [this](http_request req, http_server::response_fn reply) {
       auto answer = [reply = std::move(reply)](int status, std::string json) {
         http_response res{status, "application/json", std::move(json), {}};
@@ -650,18 +676,10 @@ public:
     std::weak_ptr<websocket_session> weak = shared_from_this();
     auto st = state_;
     std::weak_ptr<shared_state> weak_state = state_;
-    sink_ = std::make_shared<stream_sink>(id_, st->opts.ws_max_backlog,
-                                          [weak, weak_state] {
-                                            auto self = weak.lock();
-                                            auto st = weak_state.lock();
-                                            if (!self || !st)
-                                              return;
-                                            st->sessions.post_if_running([&] {
-                                              asio::post(
-                                                self->ws_.get_executor(),
-                                                [self] { self->pump(); });
-                                            });
-                                          });
+    auto shard = id_ % st->ws_wakes.shards.size();
+    sink_ = std::make_shared<stream_sink>(
+      id_, st->opts.ws_max_backlog,
+      [weak, weak_state, shard] { wake(weak_state, shard, weak); });
     beast::get_lowest_layer(ws_).expires_never();
     websocket::stream_base::timeout opt{};
     opt.handshake_timeout = std::chrono::seconds{30};
@@ -694,6 +712,49 @@ public:
   void post_close() override {
     asio::post(ws_.get_executor(),
                [self = shared_from_this()] { self->close(); });
+  }
+
+  /// The sink's wake (any thread): queues `session` on its shard and posts
+  /// the shard's pump unless one is posted and has not started yet.
+  static void wake(const std::weak_ptr<shared_state>& weak_state,
+                   size_t shard_index,
+                   const std::weak_ptr<websocket_session>& session) {
+    auto st = weak_state.lock();
+    if (!st)
+      return;
+    auto& shard = *st->ws_wakes.shards[shard_index];
+    {
+      std::lock_guard<std::mutex> guard{shard.mtx};
+      shard.pending.push_back(session);
+      if (shard.posted)
+        return;
+      shard.posted = true;
+    }
+    st->sessions.post_if_running([&] {
+      asio::post(st->ioc, [weak_state, shard_index] {
+        pump_shard(weak_state, shard_index);
+      });
+    });
+  }
+
+  /// On an I/O thread: pumps every session of the shard on its strand.
+  static void pump_shard(const std::weak_ptr<shared_state>& weak_state,
+                         size_t shard_index) {
+    auto st = weak_state.lock();
+    if (!st)
+      return;
+    auto& shard = *st->ws_wakes.shards[shard_index];
+    std::vector<std::weak_ptr<websocket_session>> batch;
+    {
+      std::lock_guard<std::mutex> guard{shard.mtx};
+      batch.swap(shard.pending);
+      shard.posted = false;
+    }
+    for (auto& weak : batch)
+      if (auto self = weak.lock()) {
+        auto ex = self->ws_.get_executor();
+        asio::dispatch(ex, [self = std::move(self)] { self->pump(); });
+      }
   }
 
 private:
@@ -741,14 +802,18 @@ private:
     if (!sink_->next(out_))
       return;
     writing_ = true;
-    ws_.async_write(asio::buffer(out_),
-                    beast::bind_front_handler(&websocket_session::on_write,
-                                              shared_from_this()));
+    // Head and shared body as one frame, gathered (the body is not copied).
+    std::array<asio::const_buffer, 2> bufs{
+      asio::buffer(out_.head),
+      out_.body ? asio::buffer(*out_.body) : asio::const_buffer{}};
+    ws_.async_write(bufs, beast::bind_front_handler(&websocket_session::on_write,
+                                                    shared_from_this()));
   }
 
   void on_write(error_code ec, size_t) {
     writing_ = false;
-    out_.clear();
+    out_.head.clear();
+    out_.body = nullptr;
     if (closed_)
       return;
     if (ec) {
@@ -788,7 +853,7 @@ private:
   http_server::websocket_handler handler_;
   std::shared_ptr<stream_sink> sink_;
   beast::flat_buffer buffer_;
-  std::string out_;
+  stream_message out_;  ///< being written (buffers must outlive the write)
   bool accepted_ = false;
   bool writing_ = false;
   bool closing_ = false;

@@ -11,6 +11,10 @@ stream_sink::stream_sink(uint64_t id, size_t max_backlog,
 }
 
 bool stream_sink::send(std::string text) {
+  return send(std::move(text), nullptr);
+}
+
+bool stream_sink::send(std::string head, shared_text body) {
   bool wake = false;
   bool overflow = false;
   {
@@ -23,7 +27,7 @@ bool stream_sink::send(std::string text) {
       control_.clear();
       updates_.clear();
     } else {
-      control_.push_back(std::move(text));
+      control_.push_back(stream_message{std::move(head), std::move(body)});
     }
     wake = !pulling_ || overflow;
     pulling_ = true;
@@ -35,6 +39,11 @@ bool stream_sink::send(std::string text) {
 
 stream_sink::offer stream_sink::update(const std::string& key,
                                        std::string text) {
+  return update(key, std::move(text), nullptr);
+}
+
+stream_sink::offer stream_sink::update(const std::string& key,
+                                       std::string head, shared_text body) {
   bool wake = false;
   offer result = offer::queued;
   {
@@ -42,12 +51,13 @@ stream_sink::offer stream_sink::update(const std::string& key,
     if (closed_)
       return offer::closed;
     auto it = std::find_if(updates_.begin(), updates_.end(),
-                           [&](const auto& u) { return u.first == key; });
+                           [&](const auto& u) { return u.key == key; });
     if (it != updates_.end()) {
-      it->second = std::move(text);
+      it->msg = stream_message{std::move(head), std::move(body)};
       result = offer::coalesced;
     } else {
-      updates_.emplace_back(key, std::move(text));
+      updates_.push_back(
+        keyed_update{key, stream_message{std::move(head), std::move(body)}});
     }
     wake = !pulling_;
     pulling_ = true;
@@ -60,7 +70,7 @@ stream_sink::offer stream_sink::update(const std::string& key,
 void stream_sink::forget(const std::string& key) {
   std::lock_guard<std::mutex> guard{mtx_};
   updates_.erase(std::remove_if(updates_.begin(), updates_.end(),
-                                [&](const auto& u) { return u.first == key; }),
+                                [&](const auto& u) { return u.key == key; }),
                  updates_.end());
 }
 
@@ -97,6 +107,18 @@ void stream_sink::on_close(std::function<void()> f) {
 }
 
 bool stream_sink::next(std::string& out) {
+  stream_message msg;
+  if (!next(msg))
+    return false;
+  if (msg.body) {
+    msg.head.reserve(msg.size());
+    msg.head += *msg.body;
+  }
+  out = std::move(msg.head);
+  return true;
+}
+
+bool stream_sink::next(stream_message& out) {
   std::lock_guard<std::mutex> guard{mtx_};
   if (!control_.empty()) {
     out = std::move(control_.front());
@@ -104,7 +126,7 @@ bool stream_sink::next(std::string& out) {
     return true;
   }
   if (!updates_.empty()) {
-    out = std::move(updates_.front().second);
+    out = std::move(updates_.front().msg);
     updates_.pop_front();
     return true;
   }

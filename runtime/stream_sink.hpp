@@ -13,8 +13,16 @@
 //                      same key (a subscription id) while it waits: a slow
 //                      client sees fewer, newer updates. At most one queued
 //                      update per key.
+//   update(key, head, body)
+//                      the same, as `head` followed by `body`, a shared
+//                      immutable text: a live update fanned out to many
+//                      clients is built once, each client adds only its own
+//                      head (`{"id":..,"type":"update",`) and holds a
+//                      reference to the body while it waits.
 // The session that owns the connection pulls with `next` on its own strand
-// after `wake` (a callback it installs) told it that something is queued.
+// after `wake` (a callback it installs) told it that something is queued:
+// as one string, or as a `stream_message` (head and shared body apart, for
+// a gathered write without a copy).
 //
 // Threading: send, update, close, closed and on_close may be called from any
 // thread (a mutex guards the queue); next and mark_closed only by the owning
@@ -33,6 +41,19 @@
 #include <utility>
 
 namespace cairn::runtime {
+
+/// A text shared read-only by the messages of many clients.
+using shared_text = std::shared_ptr<const std::string>;
+
+/// One queued message: `head` then, if set, `body`.
+struct stream_message {
+  std::string head;
+  shared_text body;
+
+  size_t size() const noexcept { return head.size() + (body ? body->size() : 0); }
+  /// Head and body as one string.
+  std::string text() const { return body ? head + *body : head; }
+};
 
 class stream_sink {
 public:
@@ -60,8 +81,15 @@ public:
   /// is gone, or if this overflowed the backlog (the client is then closed).
   bool send(std::string text);
 
+  /// The same, as `head` + `*body` (body not copied; null: head alone).
+  bool send(std::string head, shared_text body);
+
   /// Queues `text` as the newest update of `key`.
   offer update(const std::string& key, std::string text);
+
+  /// Queues `head` + `*body` as the newest update of `key` (body not
+  /// copied; null: head alone).
+  offer update(const std::string& key, std::string head, shared_text body);
 
   /// Drops the waiting update of `key`, if any (an unsubscribed id).
   void forget(const std::string& key);
@@ -97,6 +125,9 @@ public:
   /// wakes the session again).
   bool next(std::string& out);
 
+  /// The same, head and shared body apart.
+  bool next(stream_message& out);
+
   /// The connection is gone: drop what is queued, refuse more, run the
   /// on_close callback.
   void mark_closed();
@@ -111,8 +142,12 @@ private:
   size_t max_backlog_;
   std::function<void()> wake_;
   mutable std::mutex mtx_;
-  std::deque<std::string> control_;
-  std::deque<std::pair<std::string, std::string>> updates_;
+  std::deque<stream_message> control_;
+  struct keyed_update {
+    std::string key;
+    stream_message msg;
+  };
+  std::deque<keyed_update> updates_;
   bool pulling_ = false;  ///< the session was woken and has not drained
   bool closed_ = false;
   bool close_fired_ = false;

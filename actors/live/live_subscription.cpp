@@ -53,8 +53,9 @@ struct live_subscription_state {
   std::set<cqrs::millis> armed;
   /// Answered windows -> wall time their query was sent.
   std::map<cqrs::millis, cqrs::millis> answered;
-  /// The last update's body (after its '{') and when its query was sent.
-  std::string last_body;
+  /// The last update's body (after its '{'; shared by every client's
+  /// queued message) and when its query was sent.
+  runtime::shared_text last_body;
   cqrs::millis last_sent_at = 0;
   /// Cluster: the next window whose end the window timer waits for.
   cqrs::millis cluster_next = 0;
@@ -64,29 +65,31 @@ struct live_subscription_state {
 
 using sub_pointer = introspectable_actor<live_subscription_state>*;
 
-/// `{"id":ID,"type":TYPE,` + body (a reply object without its '{').
-std::string message(const std::string& id_json, std::string_view type,
-                    std::string_view body) {
+/// `{"id":ID,"type":TYPE,`: a client's head of a message.
+std::string message_head(const std::string& id_json, std::string_view type) {
   std::string out;
-  out.reserve(id_json.size() + type.size() + body.size() + 20);
+  out.reserve(id_json.size() + type.size() + 20);
   out += "{\"id\":";
   out += id_json;
   out += ",\"type\":\"";
   out += type;
   out += "\",";
-  out += body;
   return out;
 }
 
-/// Sends an update to every client, dropping the ones that are gone.
-void fan_out(sub_pointer self, std::string_view type, const std::string& body,
+/// Sends an update to every client, dropping the ones that are gone. The
+/// body is built once and shared by every client's queued message; each
+/// client adds only its head (docs/architecture.md, "Live subscriptions").
+void fan_out(sub_pointer self, std::string_view type,
+             const runtime::shared_text& body,
              std::string_view key_suffix = {}) {
   auto& st = self->state;
   int64_t sent = 0, coalesced = 0;
   auto& cs = st.clients;
+  std::string key;
   for (auto& c : cs) {
-    auto r = c.sink->update(c.key + std::string{key_suffix},
-                            message(c.id_json, type, body));
+    key.assign(c.key).append(key_suffix);
+    auto r = c.sink->update(key, message_head(c.id_json, type), body);
     if (r == runtime::stream_sink::offer::queued)
       ++sent;
     else if (r == runtime::stream_sink::offer::coalesced) {
@@ -103,11 +106,11 @@ void fan_out(sub_pointer self, std::string_view type, const std::string& body,
     st.counters.coalesced->fetch_add(coalesced);
 }
 
-/// The reply without its opening brace, if it has points; else empty.
-std::string body_of(const std::string& reply) {
+/// The reply without its opening brace (empty if it is not an object).
+runtime::shared_text body_of(const std::string& reply) {
   if (reply.size() < 2 || reply.front() != '{')
-    return {};
-  return reply.substr(1);
+    return std::make_shared<const std::string>();
+  return std::make_shared<const std::string>(reply, 1);
 }
 
 bool has_points(const std::string& reply) {
@@ -136,12 +139,12 @@ void start_snapshot(sub_pointer self) {
     st.snapshot_in_flight = false;
     auto body = body_of(reply);
     for (auto& c : *clients) {
-      if (!c.sink->send(message(c.id_json, "snapshot", body)))
+      if (!c.sink->send(message_head(c.id_json, "snapshot"), body))
         continue;
       // An update computed while this snapshot was on its way may hold a
       // window the snapshot saw only in part: send it after.
-      if (!st.last_body.empty() && st.last_sent_at >= sent_at)
-        c.sink->update(c.key, message(c.id_json, "update", st.last_body));
+      if (st.last_body && st.last_sent_at >= sent_at)
+        c.sink->update(c.key, message_head(c.id_json, "update"), st.last_body);
       st.clients.push_back(std::move(c));
     }
     start_snapshot(self);
@@ -183,10 +186,17 @@ void flush_due(sub_pointer self) {
     st.window_query_in_flight = false;
     // An answer identical to the last one (a window re-queried because a
     // notice from another member crossed the timer's query) is not sent again.
-    if (has_points(reply) && body_of(reply) != st.last_body) {
+    if (has_points(reply)
+        && !(st.last_body && reply.compare(1, std::string::npos, *st.last_body) == 0)) {
       st.last_body = body_of(reply);
       st.last_sent_at = sent_at;
+      auto replied_at = cqrs::wall_clock_now();
       fan_out(self, "update", st.last_body);
+      // Where a window's lag goes (docs/benchmarks.md, "Live subscriptions").
+      spdlog::debug("live: window query sent at {}, answered +{} ms, queued "
+                    "for {} clients +{} ms",
+                    sent_at, replied_at - sent_at, st.clients.size(),
+                    cqrs::wall_clock_now() - replied_at);
     }
     flush_due(self);
   };

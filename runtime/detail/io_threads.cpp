@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <exception>
 
@@ -14,6 +16,10 @@ void io_threads::start(boost::asio::io_context& ioc, size_t n,
   n = std::max<size_t>(n, 1);
   for (size_t i = 0; i < n; ++i)
     threads_.emplace_back([&ioc, tag = std::string{tag}] {
+      // "cairn.http.io" / "cairn.tcp.io" in top -H, perf and /proc (at
+      // most 15 characters).
+      auto name = ("cairn." + tag + ".io").substr(0, 15);
+      pthread_setname_np(pthread_self(), name.c_str());
       for (;;) {
         try {
           ioc.run();

@@ -7,7 +7,9 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <thread>
+#include <vector>
 
 using namespace cairn::runtime;
 using namespace std::chrono_literals;
@@ -288,3 +290,114 @@ TEST_CASE("idle keep-alive, slow headers and too many connections") {
 }
 
 } // TEST_SUITE
+
+namespace {
+
+/// A masked client text frame (RFC 6455 5.2), payload < 126 bytes.
+std::string client_text_frame(const std::string& payload) {
+  std::string out;
+  out.push_back(static_cast<char>(0x81));
+  out.push_back(static_cast<char>(0x80 | payload.size()));
+  const char mask[4] = {0x11, 0x22, 0x33, 0x44};
+  out.append(mask, 4);
+  for (size_t i = 0; i < payload.size(); ++i)
+    out.push_back(static_cast<char>(payload[i] ^ mask[i % 4]));
+  return out;
+}
+
+/// Reads one unmasked server text frame (payload < 65536 bytes).
+std::string read_server_frame(tcp_client& c) {
+  auto head = c.read_bytes(2, 5s);
+  REQUIRE(head.size() == 2);
+  CHECK(static_cast<uint8_t>(head[0]) == 0x81);
+  size_t n = static_cast<uint8_t>(head[1]) & 0x7F;
+  if (n == 126) {
+    auto ext = c.read_bytes(2, 5s);
+    REQUIRE(ext.size() == 2);
+    n = (size_t{static_cast<uint8_t>(ext[0])} << 8) | static_cast<uint8_t>(ext[1]);
+  }
+  return c.read_bytes(n, 5s);
+}
+
+} // namespace
+
+TEST_SUITE("runtime.http_server") {
+
+// The fan-out path of live updates (docs/architecture.md, "Live
+// subscriptions"): many sinks fed from another thread with one shared
+// body wake their sessions through the sharded wake queue (two I/O
+// threads: two shards), and every client gets its own head + the body,
+// message before update, as whole frames.
+TEST_CASE("WebSocket sinks fed a shared body from another thread") {
+  metrics_registry metrics;
+  http_server_options opts;
+  opts.port = 0;
+  opts.io_threads = 2;
+  opts.ws_ping_interval = std::chrono::seconds{0};
+  http_server server{opts, metrics, [](std::string, http_server::reply_fn r) {
+                       r(200, "{}");
+                     }};
+  std::mutex mtx;
+  std::vector<std::pair<std::string, std::shared_ptr<stream_sink>>> sinks;
+  server.websocket("/v1/live", [&](const std::shared_ptr<stream_sink>& sink,
+                                   std::string text) {
+    std::lock_guard<std::mutex> guard{mtx};
+    sinks.emplace_back(std::move(text), sink);
+  });
+  server.start();
+  constexpr int clients = 40;
+  std::vector<std::unique_ptr<tcp_client>> cs;
+  for (int i = 0; i < clients; ++i) {
+    auto c = std::make_unique<tcp_client>(server.port());
+    c->send("GET /v1/live HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n");
+    auto status = c->read_lines(1, 5s);
+    REQUIRE(status.size() == 1);
+    CHECK(status[0].rfind("HTTP/1.1 101", 0) == 0);
+    for (;;) {
+      auto l = c->read_lines(1, 5s);
+      REQUIRE(l.size() == 1);
+      if (l[0] == "\r" || l[0].empty())
+        break;
+    }
+    c->send(client_text_frame(std::to_string(i)));
+    cs.push_back(std::move(c));
+  }
+  for (int tries = 0; tries < 500; ++tries) {
+    {
+      std::lock_guard<std::mutex> guard{mtx};
+      if (sinks.size() == clients)
+        break;
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+  std::lock_guard<std::mutex> guard{mtx};
+  REQUIRE(sinks.size() == clients);
+  auto snapshot = std::make_shared<const std::string>("\"ok\":true,\"n\":0}");
+  auto update = std::make_shared<const std::string>(std::string(300, 'x') + "\"}");
+  std::thread producer{[&] {
+    for (auto& [id, sink] : sinks) {
+      CHECK(sink->send("{\"id\":" + id + ",\"type\":\"snapshot\",", snapshot));
+      CHECK(sink->update(id, "{\"id\":" + id + ",\"u\":\"", update)
+            == stream_sink::offer::queued);
+    }
+  }};
+  producer.join();
+  for (int i = 0; i < clients; ++i) {
+    CAPTURE(i);
+    auto id = std::to_string(i);
+    CHECK(read_server_frame(*cs[static_cast<size_t>(i)])
+          == "{\"id\":" + id + ",\"type\":\"snapshot\",\"ok\":true,\"n\":0}");
+    CHECK(read_server_frame(*cs[static_cast<size_t>(i)])
+          == "{\"id\":" + id + ",\"u\":\"" + *update);
+  }
+  sinks.clear();
+  // Written: no queue and no write in flight holds the body any more.
+  for (int tries = 0; tries < 200 && update.use_count() > 1; ++tries)
+    std::this_thread::sleep_for(5ms);
+  CHECK(update.use_count() == 1);
+  server.stop();
+}
+
+}

@@ -47,6 +47,36 @@ TEST_SUITE("runtime.stream_sink") {
     CHECK(drain(s).empty());
   }
 
+  TEST_CASE("a shared body is queued by reference and coalesces like text") {
+    auto body = std::make_shared<const std::string>("\"ok\":true}");
+    stream_sink a{1, 16, [] {}};
+    stream_sink b{2, 16, [] {}};
+    CHECK(a.update("1", "{\"id\":1,", body) == stream_sink::offer::queued);
+    CHECK(b.update("7", "{\"id\":7,", body) == stream_sink::offer::queued);
+    CHECK(body.use_count() == 3);  // one text, held by both queues
+    CHECK(a.send("{\"id\":1,\"type\":\"snapshot\",", body));
+    stream_message msg;
+    REQUIRE(a.next(msg));  // messages before updates
+    CHECK(msg.head == "{\"id\":1,\"type\":\"snapshot\",");
+    CHECK(msg.body == body);
+    CHECK(msg.size() == msg.head.size() + body->size());
+    CHECK(msg.text() == "{\"id\":1,\"type\":\"snapshot\",\"ok\":true}");
+    // A newer update of the key replaces head and body.
+    auto newer = std::make_shared<const std::string>("\"ok\":false}");
+    CHECK(a.update("1", "{\"id\":1,", newer) == stream_sink::offer::coalesced);
+    REQUIRE(a.next(msg));
+    CHECK(msg.text() == "{\"id\":1,\"ok\":false}");
+    CHECK_FALSE(a.next(msg));
+    // The string form joins head and body; a plain update has no body.
+    CHECK(drain(b) == std::vector<std::string>{"{\"id\":7,\"ok\":true}"});
+    b.update("7", "plain");
+    REQUIRE(b.next(msg));
+    CHECK(msg.head == "plain");
+    CHECK(msg.body == nullptr);
+    msg = {};
+    CHECK(body.use_count() == 1);  // nothing queued holds it any more
+  }
+
   TEST_CASE("a backlog overflow closes the client; closed sinks refuse") {
     int closes = 0;
     stream_sink s{7, 3, [] {}};

@@ -2,16 +2,17 @@
 """Live subscriptions at scale (docs/benchmarks.md, "Live subscriptions"). Not a ctest.
 
 Starts one node, opens --clients WebSockets on /v1/live (raised open-file
-limit; --workers processes, each an epoll loop over its share of the
-sockets, with a minimal WebSocket client of its own so that the client
-costs little CPU next to the node), subscribes each to one of --queries
+limit; by default with bench/live_clients, a C++ epoll client, so that the
+client costs little CPU next to the node; --client python uses --workers
+processes, each a Python epoll loop over its share of the sockets),
+subscribes each to one of --queries
 distinct queries (bench.m<i%10>, count and p99, 1 s step), then drives
 --rate events/s with cairn-bench for --duration seconds (1,000 series over
 bench.m0..m9, ts = send time). For every update a client receives, the
 lag is its arrival time minus (the newest window's end + cairn.live.grace),
 i.e. from the moment the bucket counts as closed to delivery. Reports p50,
 p99 and max lag, updates received, coalesced updates, the node's peak RSS
-and CPU.
+and CPU, the client's CPU and the load average.
 
   python3 tests/soak/live_bench.py --bin-dir build/apps --source-dir . \\
       --clients 10000 --rate 100000 --duration 30
@@ -183,6 +184,22 @@ def proc_stat(pid):
     return rss, cpu
 
 
+def thread_cpu(pid):
+    """{(tid, name): CPU seconds} of every thread of pid."""
+    out = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                text = f.read()
+        except OSError:
+            continue
+        name = text[text.index("(") + 1:text.rindex(")")]
+        fields = text.rsplit(")", 1)[1].split()
+        out[(int(tid), name)] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def pct(xs, q):
     if not xs:
         return float("nan")
@@ -197,10 +214,18 @@ def main():
     p.add_argument("--source-dir", required=True)
     p.add_argument("--clients", type=int, default=1000)
     p.add_argument("--queries", type=int, default=10)
+    p.add_argument("--client", choices=["cpp", "python"], default="cpp",
+                   help="cpp: bench/live_clients (default); python: --workers epoll loops")
+    p.add_argument("--client-bin", default=None,
+                   help="the live_clients binary (default: <bin-dir>/../bench/live_clients)")
+    p.add_argument("--client-threads", type=int, default=1)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--rate", type=int, default=100000)
     p.add_argument("--duration", type=int, default=30)
     p.add_argument("--grace", type=int, default=200, help="cairn.live.grace in ms")
+    p.add_argument("--group-by", default=None,
+                   help="a tag to group every query by (bench series have host "
+                        "h0..h99 and region): larger updates, one series per tag value")
     p.add_argument("--storage", action="store_true")
     p.add_argument("--http-io-threads", type=int, default=1)
     p.add_argument("--keep", action="store_true")
@@ -221,8 +246,12 @@ def main():
     queries = [{"metric": f"bench.m{i % 10}", "from": "-10s",
                 "aggs": ["count", "p99"] if i < 10 else ["count", "sum", "max"]}
                for i in range(args.queries)]
+    if args.group_by:
+        for q in queries:
+            q["group_by"] = [args.group_by]
     procs = []
     bench = None
+    cpp = None
     try:
         node.start()
         node.wait_ready()
@@ -230,17 +259,35 @@ def main():
         start_ev = mp.Event()
         stop_at = mp.Value("d", 0.0)
         t0 = time.time()
-        for w in range(args.workers):
-            ids = list(range(w, args.clients, args.workers))
-            pr = mp.Process(target=worker, args=(w, node.http_port, ids, queries, args.grace,
-                                                 ready, start_ev, stop_at, results))
-            pr.start()
-            procs.append(pr)
         opened = failed = 0
-        for _ in procs:
-            _, n, f = ready.get(timeout=600)
-            opened += n
-            failed += f
+        if args.client == "cpp":
+            qfile = os.path.join(node.tmp, "queries.ndjson")
+            with open(qfile, "w") as f:
+                for q in queries:
+                    f.write(json.dumps(q) + "\n")
+            client_bin = args.client_bin or os.path.join(bin_dir, "..", "bench", "live_clients")
+            cpp = subprocess.Popen([client_bin, "--port", str(node.http_port),
+                                    "--clients", str(args.clients),
+                                    "--threads", str(args.client_threads),
+                                    "--queries", qfile, "--grace-ms", str(args.grace),
+                                    "--seconds", str(args.duration + 3)],
+                                   stdout=subprocess.PIPE, text=True)
+            words = cpp.stdout.readline().split()
+            if not words or words[0] != "ready":
+                sys.exit(f"live_clients did not start: {words}")
+            opened, failed = int(words[1]), int(words[2])
+        else:
+            for w in range(args.workers):
+                ids = list(range(w, args.clients, args.workers))
+                pr = mp.Process(target=worker, args=(w, node.http_port, ids, queries,
+                                                     args.grace, ready, start_ev, stop_at,
+                                                     results))
+                pr.start()
+                procs.append(pr)
+            for _ in procs:
+                _, n, f = ready.get(timeout=600)
+                opened += n
+                failed += f
         H.log(f"{opened} WebSockets subscribed ({failed} failed) in {time.time() - t0:.1f}s")
         m0 = metrics(node.http_port)
         rss0, _ = proc_stat(node.proc.pid)
@@ -252,32 +299,50 @@ def main():
                                   "--connections", "4"],
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         _, cpu0 = proc_stat(node.proc.pid)
+        threads0 = thread_cpu(node.proc.pid)
+        client_pids = [cpp.pid] if cpp else [pr.pid for pr in procs]
+        ccpu0 = sum(proc_stat(pid)[1] for pid in client_pids)
         peak = rss0
         subs = 0
+        # RSS from /proc; /metrics only before and after (a scrape counts
+        # the node's 10,000 open files on the HTTP I/O thread, in the way
+        # of the fan-out it measures).
         while bench.poll() is None:
             time.sleep(0.5)
             rss, _ = proc_stat(node.proc.pid)
             peak = max(peak, rss)
-            subs = int(metrics(node.http_port).get("cairn_live_subscriptions", 0))
         bench_out = bench.stdout.read()
         _, cpu1 = proc_stat(node.proc.pid)
+        threads1 = thread_cpu(node.proc.pid)
+        ccpu1 = sum(proc_stat(pid)[1] for pid in client_pids)
         lags, snaps, ups = [], 0, 0
-        for _ in procs:
-            _, lg, s, u = results.get(timeout=120)
-            lags += lg
-            snaps += s
-            ups += u
-        for pr in procs:
-            pr.join(30)
+        client_cpu = ccpu1 - ccpu0
+        if args.client == "cpp":
+            out, _ = cpp.communicate(timeout=120)
+            for line in out.splitlines():
+                words = line.split()
+                if words and words[0] == "lag":
+                    lags.append((int(words[1]), float(words[2])))
+                elif words and words[0] == "done":
+                    snaps, ups = int(words[1]), int(words[2])
+        else:
+            for _ in procs:
+                _, lg, s, u = results.get(timeout=120)
+                lags += lg
+                snaps += s
+                ups += u
+            for pr in procs:
+                pr.join(30)
         m1 = metrics(node.http_port)
+        subs = int(m0.get("cairn_live_subscriptions", 0))
         rate_line = next((l for l in bench_out.splitlines() if "events/s" in l), bench_out[-200:])
         H.log(f"cairn-bench: {rate_line.strip()}")
         by_window = {}
         for w, lag in lags:
             by_window.setdefault(w, []).append(lag)
         lags = [lag for _, lag in lags]
-        H.log("per window (start: p50 / max ms): " + ", ".join(
-            f"{w % 100000 // 1000}: {pct(v, 0.5):.0f}/{max(v):.0f}"
+        H.log("per window (start: min / p50 / max ms): " + ", ".join(
+            f"{w % 100000 // 1000}: {min(v):.0f}/{pct(v, 0.5):.0f}/{max(v):.0f}"
             for w, v in sorted(by_window.items())))
         H.log(f"clients {opened}, distinct queries {subs}, "
               f"snapshots {snaps}, updates received {ups}")
@@ -286,10 +351,17 @@ def main():
               f"over {len(lags)} updates")
         H.log(f"coalesced {m1.get('cairn_live_coalesced_total', 0) - m0.get('cairn_live_coalesced_total', 0):.0f}, "
               f"node RSS {rss0 >> 20} MiB subscribed, peak {peak >> 20} MiB; node CPU "
-              f"{cpu1 - cpu0:.1f}s in {args.duration}s")
+              f"{cpu1 - cpu0:.1f}s in {args.duration}s; client CPU {client_cpu:.1f}s "
+              f"; load average {os.getloadavg()}")
+        busy = sorted(((v - threads0.get(k, 0.0), k) for k, v in threads1.items()),
+                      reverse=True)
+        H.log("node threads (CPU s in the run): " + ", ".join(
+            f"{name}/{tid} {cpu:.2f}" for cpu, (tid, name) in busy if cpu >= 0.05))
     finally:
         if bench and bench.poll() is None:
             bench.kill()
+        if cpp and cpp.poll() is None:
+            cpp.kill()
         for pr in procs:
             if pr.is_alive():
                 pr.kill()
