@@ -722,8 +722,9 @@ void series_store::query(const query_spec& q, query_partial& out) const {
       group = &git->second;
       if (added)
         group->values = std::move(m.values);
-      else if (m.final)
-        out.collided = true;  // cannot happen: checked above
+      else if (m.final || group->final)
+        out.collided = true;  // a final group met twice (callers pass an
+                              // empty `out`, so this does not happen)
     };
     if (!m.final) {
       // Sketch form: every bucket folded into its point of the partial.
