@@ -454,20 +454,27 @@ void deliver_read(const read_sink& sink, Partial&& x, cqrs::coverage&& cov,
   sink.reply(finish_reply(out, sink.id));
 }
 
-std::optional<cqrs::problem> run_read(coordinator_pointer self,
-                                      const std::string& op, const json& req,
-                                      cqrs::millis now, scatter_plan plan,
-                                      read_sink sink) {
+/// Scatters query `q` and renders (or encodes) the merged partial. With
+/// q->finals, partitions finalise the groups they hold whole; when two
+/// partials turn out to share a final-form group (series of one group with
+/// different tag sets in several partitions), the merged answer would not
+/// be exact and the query runs once more with sketches for every group
+/// (docs/protocol.md, "query").
+void run_query(coordinator_pointer self, scatter_plan plan,
+               std::shared_ptr<const cqrs::query_spec> q, read_sink sink) {
   auto s = self->state.settings;
-  if (op == "query") {
-    auto parsed = cqrs::parse_query(req, now, s->tiers);
-    if (auto* p = std::get_if<cqrs::problem>(&parsed))
-      return *p;
-    auto q = std::make_shared<const cqrs::query_spec>(
-      std::get<cqrs::query_spec>(std::move(parsed)));
-    scatter<cqrs::query_partial>(
+  auto again = q->finals ? std::optional<scatter_plan>{plan} : std::nullopt;
+  scatter<cqrs::query_partial>(
       self, std::move(plan),
-      [sink, q, s](cqrs::query_partial&& x, cqrs::coverage&& cov) {
+      [self, sink, q, s, again](cqrs::query_partial&& x,
+                                cqrs::coverage&& cov) mutable {
+        if (x.collided && again) {
+          auto sketches = std::make_shared<cqrs::query_spec>(*q);
+          sketches->finals = false;
+          run_query(self, std::move(*again), std::move(sketches),
+                    std::move(sink));
+          return;
+        }
         if (!sink.partial && !sink.object) {
           // The hot read path: write the reply text directly.
           std::string text;
@@ -485,6 +492,24 @@ std::optional<cqrs::problem> run_read(coordinator_pointer self,
           });
       },
       query_atom::value, query_spec_ptr{q});
+}
+
+std::optional<cqrs::problem> run_read(coordinator_pointer self,
+                                      const std::string& op, const json& req,
+                                      cqrs::millis now, scatter_plan plan,
+                                      read_sink sink) {
+  auto s = self->state.settings;
+  if (op == "query") {
+    auto parsed = cqrs::parse_query(req, now, s->tiers);
+    if (auto* p = std::get_if<cqrs::problem>(&parsed))
+      return *p;
+    auto spec = std::get<cqrs::query_spec>(std::move(parsed));
+    // Partials for another node keep every sketch (its coordinator merges
+    // them with other nodes' partials; partial_codec has no final form).
+    spec.finals = !sink.partial;
+    run_query(self, std::move(plan),
+              std::make_shared<const cqrs::query_spec>(std::move(spec)),
+              std::move(sink));
   } else if (op == "topk") {
     auto parsed = cqrs::parse_topk(req, now, s->tiers);
     if (auto* p = std::get_if<cqrs::problem>(&parsed))

@@ -150,15 +150,19 @@ struct query_fixture {
   }
 };
 
+/// Arg finals: as the coordinator asks (the series is its own group, so
+/// its points are finalised in the store), else in sketch form.
 void BM_query_5m(benchmark::State& state) {
   static query_fixture f;
+  auto q = f.q;
+  q.finals = state.range(0) != 0;
   for (auto _ : state) {
     query_partial p;
-    f.store.query(f.q, p);
+    f.store.query(q, p);
     benchmark::DoNotOptimize(p);
   }
 }
-BENCHMARK(BM_query_5m)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_query_5m)->ArgName("finals")->Arg(0)->Arg(1)->Unit(benchmark::kMicrosecond);
 
 void BM_query_5m_render(benchmark::State& state) {
   static query_fixture f;
@@ -185,7 +189,9 @@ struct groupby_fixture {
   std::vector<series_store> stores;
   millis now = base_ts + 3'600'000 + 12'345;
 
-  groupby_fixture() {
+  /// `sealed`: the stores run a clock as the node's partitions do, so all
+  /// but the last seconds are sealed blocks when queried.
+  explicit groupby_fixture(bool sealed = false) {
     for (int p = 0; p < 8; ++p)
       stores.emplace_back(tiers, ddsketch_mapping{0.01});
     std::mt19937_64 rng{3};
@@ -194,6 +200,9 @@ struct groupby_fixture {
     for (int s = 0; s < 1000; ++s)
       keys.push_back(make_series_key("q.lat", {{"host", "h" + std::to_string(s)}}));
     for (millis t = now - 3'600'000; t < now; t += 1000) {
+      if (sealed)
+        for (auto& st : stores)
+          st.set_clock(t);
       for (auto& k : keys)
         stores[series_hash(k) % 8].apply(k, t + static_cast<millis>(rng() % 1000),
                                           latency(rng));
@@ -201,8 +210,13 @@ struct groupby_fixture {
         for (auto& st : stores)
           st.evict(t);
     }
-    for (auto& st : stores)
+    for (auto& st : stores) {
       st.evict(now);
+      if (sealed) { // the second pass seals what the first saw quiet
+        st.seal(now);
+        st.seal(now);
+      }
+    }
   }
 
   query_spec parse(const char* from, bool fine_tier) const {
@@ -223,8 +237,18 @@ const groupby_fixture& groupby() {
   return f;
 }
 
-void run_groupby(benchmark::State& state, const query_spec& q, bool render) {
-  auto& f = groupby();
+const groupby_fixture& groupby_sealed() {
+  static groupby_fixture f{true};
+  return f;
+}
+
+/// The coordinator's path: points finalised in the stores where a group is
+/// one series (query_spec::finals), unless `sketch_form` (the path before,
+/// and that of partials for other nodes).
+void run_groupby(benchmark::State& state, query_spec q, bool render,
+                 bool sketch_form = false,
+                 const groupby_fixture& f = groupby()) {
+  q.finals = !sketch_form;
   size_t bytes = 0;
   for (auto _ : state) {
     query_partial merged;
@@ -233,6 +257,8 @@ void run_groupby(benchmark::State& state, const query_spec& q, bool render) {
       st.query(q, part);
       merged.merge(std::move(part));
     }
+    if (merged.collided)
+      state.SkipWithError("groups collided");
     if (render) {
       std::string text;
       render_query_text(q, merged, f.tiers, f.stores[0].mapping(), {}, nullptr, text);
@@ -258,6 +284,24 @@ void BM_groupby_1h(benchmark::State& state) {
   run_groupby(state, groupby().parse("-1h", false), true);
 }
 BENCHMARK(BM_groupby_1h)->Unit(benchmark::kMillisecond);
+
+void BM_groupby_sketch_form(benchmark::State& state) {
+  run_groupby(state, groupby().parse(state.range(0) != 0 ? "-1h" : "-5m", false),
+              true, true);
+}
+BENCHMARK(BM_groupby_sketch_form)->ArgName("hour")->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
+
+/// As the node reads: from sealed blocks. Args: hour (else 5 minutes),
+/// sketch_form (the path before finals).
+void BM_groupby_sealed(benchmark::State& state) {
+  auto& f = groupby_sealed();
+  run_groupby(state, f.parse(state.range(0) != 0 ? "-1h" : "-5m", false), true,
+              state.range(1) != 0, f);
+}
+BENCHMARK(BM_groupby_sealed)
+  ->ArgNames({"hour", "sketch_form"})
+  ->Args({0, 0})->Args({0, 1})->Args({1, 0})->Args({1, 1})
+  ->Unit(benchmark::kMillisecond);
 
 void BM_groupby_1h_partials(benchmark::State& state) {
   run_groupby(state, groupby().parse("-1h", false), false);

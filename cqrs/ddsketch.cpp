@@ -375,35 +375,57 @@ void ddsketch::store::merge(const store& other) {
 
 int32_t ddsketch::store::index_of_rank(uint64_t r) const noexcept {
   uint64_t seen = 0;
-  if (r < total_ / 2) {
-    int32_t found = 0;
-    bool done = false;
-    for_each([&](int32_t i, uint64_t n) {
-      if (done)
-        return;
-      seen += n;
-      if (seen > r) {
-        found = i;
-        done = true;
-      }
-    });
-    return found;
-  }
-  // From the top: the element of rank r is the (total - 1 - r)-th largest.
-  auto from_top = total_ - 1 - r;
   if (width_ != 0) {
-    for (uint32_t i = span_; i-- > 0;) {
+    // Dense: runs of empty bins (the tails of a bucket's spread, the room
+    // left for growth) are skipped eight bytes at a time.
+    const uint8_t* d = std::get<0>(data_).data();
+    uint32_t per_word = 8 / width_;
+    auto zero_word = [&](uint32_t first) {
+      uint64_t w = 0;
+      std::memcpy(&w, d + size_t{first} * width_, 8);
+      return w == 0;
+    };
+    if (r < total_ / 2) {
+      for (uint32_t i = 0; i < span_;) {
+        if (i + per_word <= span_ && zero_word(i)) {
+          i += per_word;
+          continue;
+        }
+        seen += at(i);
+        if (seen > r)
+          return offset_ + static_cast<int32_t>(i);
+        ++i;
+      }
+      return 0;
+    }
+    // From the top: the element of rank r is the (total - 1 - r)-th largest.
+    auto from_top = total_ - 1 - r;
+    for (uint32_t i = span_; i > 0;) {
+      if (i >= per_word && zero_word(i - per_word)) {
+        i -= per_word;
+        continue;
+      }
+      --i;
       seen += at(i);
       if (seen > from_top)
         return offset_ + static_cast<int32_t>(i);
     }
-  } else {
-    auto& sp = sparse();
-    for (auto it = sp.rbegin(); it != sp.rend(); ++it) {
-      seen += it->second;
-      if (seen > from_top)
-        return it->first;
+    return 0;
+  }
+  auto& sp = sparse();
+  if (r < total_ / 2) {
+    for (auto& [i, n] : sp) {
+      seen += n;
+      if (seen > r)
+        return i;
     }
+    return 0;
+  }
+  auto from_top = total_ - 1 - r;
+  for (auto it = sp.rbegin(); it != sp.rend(); ++it) {
+    seen += it->second;
+    if (seen > from_top)
+      return it->first;
   }
   return 0;
 }

@@ -5,6 +5,9 @@
 // asking node decodes and merges it exactly like a local one. Buckets carry
 // every field and their DDSketch (ddsketch::encode), so merges across nodes
 // are exact. The format is documented in docs/cluster.md ("Wire format").
+// Query partials are encoded in sketch form only: a partial for another node
+// is computed with query_spec::finals off, and the groups of one in final
+// form (query_group::final) would encode without their points.
 // Pure functions, safe from any thread.
 #pragma once
 

@@ -447,12 +447,18 @@ void point_map::merge(point_map&& other) {
 }
 
 void query_partial::merge(query_partial&& other) {
+  collided = collided || other.collided;
   for (auto& [key, group] : other.groups) {
     auto [it, added] = groups.try_emplace(key, std::move(group));
-    if (!added)
+    if (added)
+      continue;
+    if (it->second.final || group.final)
+      collided = true;  // finalised aggs do not merge
+    else
       it->second.points.merge(std::move(group.points));
   }
   other.groups.clear();
+  other.collided = false;
 }
 
 // Order-preserving: an absent value (0x00) sorts before any present one
@@ -525,6 +531,24 @@ void render_query(const query_spec& q, const query_partial& p,
   auto series = json::array();
   for (auto& [key, group] : p.groups) {
     auto points = json::array();
+    for (size_t j = 0; group.final && j < group.finals.size(); ++j) {
+      auto& fp = group.finals[j];
+      if (fp.count == 0)
+        continue;
+      json point = json::object();
+      point["t"] = fp.t;
+      for (size_t i = 0; i < q.aggs.size(); ++i) {
+        auto& a = q.aggs[i];
+        auto v = group.final_values[j * q.aggs.size() + i];
+        if (a.kind == agg_kind::count)
+          point[a.name] = fp.count;
+        else if (std::isnan(v))
+          point[a.name] = nullptr;
+        else
+          point[a.name] = v;
+      }
+      points.push_back(std::move(point));
+    }
     for (auto& [t, b] : group.points) {
       if (b.empty())
         continue;
@@ -641,6 +665,11 @@ void render_query_text(const query_spec& q, const query_partial& p,
         any = true;
         break;
       }
+    for (auto& fp : group.finals)
+      if (fp.count != 0) {
+        any = true;
+        break;
+      }
     if (!any)
       continue;
     if (!first_series)
@@ -658,6 +687,26 @@ void render_query_text(const query_spec& q, const query_partial& p,
       }
     out += "},\"points\":[";
     bool first_point = true;
+    const double* values = group.final_values.data();
+    for (auto& fp : group.finals) {
+      auto* v = values;
+      values += q.aggs.size();
+      if (fp.count == 0)
+        continue;
+      if (!first_point)
+        out += ',';
+      first_point = false;
+      out += "{\"t\":";
+      append_integer(out, fp.t);
+      for (size_t i = 0; i < q.aggs.size(); ++i) {
+        out += keys[i];
+        if (q.aggs[i].kind == agg_kind::count)
+          append_integer(out, static_cast<int64_t>(fp.count));
+        else
+          append_number(out, v[i]);
+      }
+      out += '}';
+    }
     for (auto& [t, b] : group.points) {
       if (b.empty())
         continue;

@@ -71,6 +71,11 @@ struct query_spec {
   std::vector<tag> where;            ///< exact matches, sorted by key
   std::vector<std::string> group_by; ///< in request order
   std::vector<agg_spec> aggs;
+  /// Lets a store finalise the points of a group it holds whole (see
+  /// query_group::final): the coordinator sets it for the replies it renders
+  /// itself, never for partials sent to another node. Not parsed from the
+  /// request; false by default.
+  bool finals = false;
 };
 
 /// The query planner. `base` is the tier the range alone selects
@@ -168,18 +173,44 @@ private:
   container points_;
 };
 
+/// A finalised point: its time, its bucket's count and (in query_group::
+/// final_values) one value per agg.
+struct final_point {
+  millis t = 0;
+  uint64_t count = 0;
+  friend bool operator==(const final_point&, const final_point&) = default;
+};
+
 /// One group of a query: the group_by tag values (nullopt = the series has no
 /// such tag) and its points keyed by point time t.
+///
+/// Final form (`final`): a store that knows no other partition can hold a
+/// series of the group (the group is one series whose every tag is a
+/// group_by or where key, so group values and where determine its key, and
+/// a series lives in one partition) computes the aggs where the buckets
+/// are, instead of copying every bucket and its sketch into the partial.
+/// `points` is then empty and `finals` holds the non-empty points in time
+/// order, `final_values` their agg values (q.aggs order, finals.size() *
+/// aggs.size(); NaN where undefined), computed by finalize() on the same
+/// merged bucket the renderer would see: the reply is identical.
 struct query_group {
   std::vector<std::optional<std::string>> values;
   point_map points;
+  bool final = false;
+  std::vector<final_point> finals;
+  std::vector<double> final_values;
 };
 
 struct query_partial {
   /// Keyed by an encoding of the group values (ordering is deterministic).
   std::map<std::string, query_group> groups;
-  /// Adds `points` of one series to its group: buckets are folded into the
-  /// point t = align_down(bucket_start, step).
+  /// Set when a merge met a group in final form in both partials (or a
+  /// store met a series it could not finalise after all): the merged
+  /// answer is not exact, and the caller must ask again with
+  /// query_spec::finals off (docs/protocol.md, "query").
+  bool collided = false;
+  /// Folds `other`'s groups in: groups of equal values merge point by point
+  /// (exact bucket merges); final-form groups cannot, see `collided`.
   void merge(query_partial&& other);
 };
 

@@ -621,6 +621,51 @@ size_t series_store::evict(millis now) {
 
 // -- read side ----------------------------------------------------------------
 
+namespace {
+
+/// One series a query reads: its group's values and key, and whether its
+/// points are finalised here (query_group, "Final form").
+struct query_member {
+  const series_record* rec;
+  std::vector<std::optional<std::string>> values;
+  std::string key;
+  bool final;
+};
+
+/// True if every tag of a series is a group_by or where key: the group
+/// values and `where` then spell its whole key, so no other series (in any
+/// partition) shares its group unless it has further tags.
+bool keyed_by(const std::vector<tag_view>& tags, const query_spec& q) {
+  return std::all_of(tags.begin(), tags.end(), [&](const tag_view& t) {
+    return std::find(q.group_by.begin(), q.group_by.end(), t.first)
+             != q.group_by.end()
+           || std::any_of(q.where.begin(), q.where.end(),
+                          [&](const tag& w) { return w.first == t.first; });
+  });
+}
+
+void reset(bucket& b) noexcept {
+  b.count = 0;
+  b.sum = 0;
+  b.min = std::numeric_limits<double>::infinity();
+  b.max = -std::numeric_limits<double>::infinity();
+  b.last_ts = std::numeric_limits<millis>::min();
+  b.last = 0;
+  b.sketch.clear();
+}
+
+/// finalize() of the point a merge of `b` into an empty bucket would give
+/// (the sum of such a merge is 0 + b.sum: the same value, but never -0).
+double final_value(const agg_spec& a, const bucket& b, millis step,
+                   const ddsketch_mapping& m) {
+  if (b.empty() || (a.kind != agg_kind::sum && a.kind != agg_kind::avg))
+    return finalize(a, b, step, m);
+  auto sum = 0.0 + b.sum;
+  return a.kind == agg_kind::sum ? sum : sum / static_cast<double>(b.count);
+}
+
+} // namespace
+
 void series_store::query(const query_spec& q, query_partial& out) const {
   auto& s = *impl_;
   // The planner's segments (query.hpp), in time order; none: one of q.tier.
@@ -632,44 +677,135 @@ void series_store::query(const query_spec& q, query_partial& out) const {
         return seg.tier >= s.tiers.size();
       }))
     return;
-  std::vector<std::optional<std::string>> values(q.group_by.size());
-  bucket scratch;
   // Points carry a sketch only if some agg is a quantile.
   bool sketches = std::any_of(q.aggs.begin(), q.aggs.end(), [](auto& a) {
     return a.kind == agg_kind::quantile;
   });
+  // The matching series with their groups. A series is finalised here if
+  // it alone makes up its group (keyed_by) and no other series of this
+  // partition, nor a group already in `out`, shares its group.
+  std::vector<query_member> members;
+  bool any_final = false;
   s.for_each_match(q.metric, q.where, [&](const series_record& rec,
                                           const std::vector<tag_view>& tags) {
+    query_member m{&rec, std::vector<std::optional<std::string>>(q.group_by.size()),
+                   {}, q.finals && keyed_by(tags, q)};
+    for (size_t i = 0; i < q.group_by.size(); ++i)
+      if (auto* v = find_tag(tags, q.group_by[i]))
+        m.values[i] = std::string{*v};
+    m.key = encode_group_key(m.values);
+    any_final = any_final || m.final;
+    members.push_back(std::move(m));
+  });
+  if (any_final) {
+    std::vector<query_member*> by_key;
+    by_key.reserve(members.size());
+    for (auto& m : members)
+      by_key.push_back(&m);
+    std::sort(by_key.begin(), by_key.end(),
+              [](auto* x, auto* y) { return x->key < y->key; });
+    for (size_t i = 0; i < by_key.size(); ++i) {
+      auto* m = by_key[i];
+      if ((i > 0 && by_key[i - 1]->key == m->key)
+          || (i + 1 < by_key.size() && by_key[i + 1]->key == m->key)
+          || (!out.groups.empty() && out.groups.count(m->key) != 0))
+        m->final = false;
+    }
+  }
+  bucket scratch;
+  bucket acc;
+  for (auto& m : members) {
+    auto& rec = *m.rec;
     query_group* group = nullptr;
-    decltype(group->points.end()) hint;
+    auto open_group = [&] {
+      auto [git, added] = out.groups.try_emplace(std::move(m.key));
+      group = &git->second;
+      if (added)
+        group->values = std::move(m.values);
+      else if (m.final || group->final)
+        out.collided = true;  // a final group met twice (callers pass an
+                              // empty `out`, so this does not happen)
+    };
+    if (!m.final) {
+      // Sketch form: every bucket folded into its point of the partial.
+      decltype(group->points.end()) hint;
+      for (auto* seg = seg_begin; seg != seg_end; ++seg) {
+        auto& td = rec.tiers[seg->tier];
+        auto res = s.tiers[seg->tier].resolution;
+        td.for_each(seg->from, seg->to, res, s.mapping, scratch,
+                    [&](millis start, const bucket& b) {
+                      if (!group) {
+                        open_group();
+                        hint = group->points.end();
+                      }
+                      hint = group->points.try_emplace(
+                        hint, align_down(start, q.step));
+                      if (sketches)
+                        hint->second.merge(b);
+                      else
+                        hint->second.merge_without_sketch(b);
+                      ++hint;
+                    });
+      }
+      continue;
+    }
+    // Final form: the buckets of one point are merged into `acc` (a
+    // point of one bucket is finalised from that bucket, no copy), and
+    // each point's aggs are computed as soon as it is complete.
+    auto emit = [&](millis t, const bucket& b) {
+      if (b.empty())
+        return;
+      if (!group) {
+        open_group();
+        group->final = true;
+      }
+      // Buckets come in time order, so points do; anything else would
+      // mean a plan this code does not expect: let the caller ask again.
+      if (!group->finals.empty() && group->finals.back().t >= t)
+        out.collided = true;
+      group->finals.push_back(final_point{t, b.count});
+      for (auto& a : q.aggs)
+        group->final_values.push_back(final_value(a, b, q.step, s.mapping));
+    };
+    size_t merged = 0;  // buckets in `acc`
+    millis acc_t = 0;
+    auto flush = [&] {
+      if (merged > 0)
+        emit(acc_t, acc);
+      merged = 0;
+    };
     for (auto* seg = seg_begin; seg != seg_end; ++seg) {
       auto& td = rec.tiers[seg->tier];
       auto res = s.tiers[seg->tier].resolution;
       td.for_each(seg->from, seg->to, res, s.mapping, scratch,
                   [&](millis start, const bucket& b) {
-                    if (!group) {
-                      for (size_t i = 0; i < q.group_by.size(); ++i) {
-                        auto* v = find_tag(tags, q.group_by[i]);
-                        values[i] = v ? std::optional<std::string>{*v}
-                                      : std::nullopt;
-                      }
-                      auto [git, added]
-                        = out.groups.try_emplace(encode_group_key(values));
-                      group = &git->second;
-                      if (added)
-                        group->values = values;
-                      hint = group->points.end();
+                    auto t = align_down(start, q.step);
+                    if (merged > 0 && t != acc_t)
+                      flush();
+                    // The last bucket of its point: start + res ends it.
+                    millis end = 0, point_end = 0;
+                    bool last = !__builtin_add_overflow(start, res, &end)
+                                && !__builtin_add_overflow(t, q.step, &point_end)
+                                && end == point_end;
+                    if (merged == 0 && last) {
+                      emit(t, b);
+                      return;
                     }
-                    hint = group->points.try_emplace(hint,
-                                                     align_down(start, q.step));
+                    if (merged == 0) {
+                      reset(acc);
+                      acc_t = t;
+                    }
                     if (sketches)
-                      hint->second.merge(b);
+                      acc.merge(b);
                     else
-                      hint->second.merge_without_sketch(b);
-                    ++hint;
+                      acc.merge_without_sketch(b);
+                    ++merged;
+                    if (last)
+                      flush();
                   });
     }
-  });
+    flush();
+  }
 }
 
 void series_store::topk(const topk_spec& q, topk_partial& out) const {

@@ -346,4 +346,42 @@ TEST_CASE("dense widths: every boundary, merges of mixed widths, growing ranges"
   CHECK(cloud.memory_usage() <= 64 * 16);
 }
 
+
+TEST_CASE("index_of_rank finds every rank in dense and sparse stores") {
+  // Against a walk over for_each: counts of every width (1, 2, 4 and 8
+  // bytes), runs of empty bins longer and shorter than a word, both forms.
+  std::mt19937_64 rng{41};
+  size_t checked = 0;
+  for (int round = 0; round < 400; ++round) {
+    ddsketch::store st;
+    uint64_t big = round % 4 == 0 ? 1 : round % 4 == 1 ? 300 : round % 4 == 2 ? 70000 : 5'000'000'000ULL;
+    int spread = 1 + static_cast<int>(rng() % 400);
+    int bins = 1 + static_cast<int>(rng() % 40);
+    for (int b = 0; b < bins; ++b)
+      st.add(static_cast<int32_t>(rng() % spread) - 100,
+             1 + (rng() % 3 == 0 ? rng() % big : 0));
+    std::vector<std::pair<int32_t, uint64_t>> all;
+    st.for_each([&](int32_t i, uint64_t n) { all.emplace_back(i, n); });
+    auto ranks = std::min<uint64_t>(st.total(), 300);
+    for (uint64_t k = 0; k < ranks; ++k) {
+      // the lowest, the highest and random ranks
+      uint64_t r = k < 100 ? k : k < 200 ? st.total() - 1 - (k - 100) : rng() % st.total();
+      if (r >= st.total())
+        continue;
+      uint64_t seen = 0;
+      int32_t expected = 0;
+      for (auto& [i, n] : all) {
+        seen += n;
+        if (seen > r) {
+          expected = i;
+          break;
+        }
+      }
+      REQUIRE(st.index_of_rank(r) == expected);
+    }
+    ++checked;
+  }
+  CHECK(checked == 400);
+}
+
 }

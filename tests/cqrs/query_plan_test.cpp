@@ -7,6 +7,7 @@
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <random>
 
 using namespace cairn::cqrs;
@@ -53,18 +54,30 @@ std::vector<series_store> random_stores(const tier_set& tiers, uint64_t seed,
   return stores;
 }
 
-std::string answer(const std::vector<series_store>& stores,
-                   const query_spec& q, const tier_set& tiers) {
+query_partial gather(const std::vector<series_store>& stores,
+                     const query_spec& q) {
   query_partial merged;
   for (auto& s : stores) {
     query_partial part;
     s.query(q, part);
     merged.merge(std::move(part));
   }
+  return merged;
+}
+
+std::string answer(const std::vector<series_store>& stores,
+                   const query_spec& q, const tier_set& tiers) {
+  auto merged = gather(stores, q);
+  REQUIRE(!merged.collided);
   std::string text;
   render_query_text(q, merged, tiers, stores.front().mapping(), {}, nullptr,
                     text);
   return text;
+}
+
+size_t final_groups(const query_partial& p) {
+  return static_cast<size_t>(std::count_if(
+    p.groups.begin(), p.groups.end(), [](auto& g) { return g.second.final; }));
 }
 
 } // namespace
@@ -209,6 +222,114 @@ TEST_CASE("planned answers equal the answers of the fine tier") {
   CHECK(nonempty > 300);
   MESSAGE("compared " << compared << " answers, " << coarse << " on a coarser tier, "
                       << split << " split plans");
+}
+
+TEST_CASE("groups finalised in their partition answer as with sketches") {
+  // The coordinator's path (query_spec::finals): partitions finalise the
+  // groups that are one series whose tags are all group_by or where keys;
+  // a merge that meets such a group twice says so (collided) and the
+  // coordinator asks again with sketches. Both renderings must equal the
+  // sketch-only answer byte for byte, on open and on sealed buckets.
+  auto tiers = default_tiers();
+  std::mt19937_64 rng{23};
+  size_t compared = 0, finalised = 0, collided = 0, clean = 0;
+  for (int sealed = 0; sealed < 2; ++sealed) {
+    auto stores = random_stores(tiers, 31 + sealed, 2 * hour, 30000, 4);
+    if (sealed)
+      for (auto& st : stores) { // the second pass seals what the first saw quiet
+        st.seal(now);
+        st.seal(now);
+      }
+    const char* aggsets[][4] = {{"count", "sum", "avg", "p99"},
+                                {"last", "rate", "min", "max"},
+                                {"p50", "p0", "p100", "p99.9"}};
+    const char* steps[] = {"1s", "10s", "1m", "2m", "5m", "1h"};
+    std::uniform_int_distribution<millis> back{0, 2 * hour};
+    std::uniform_int_distribution<millis> len{1, 2 * hour};
+    std::uniform_int_distribution<int> pick{0, 1 << 20};
+    for (int i = 0; i < 200; ++i) {
+      auto from = now - back(rng);
+      if (pick(rng) % 4 == 0)
+        from -= from % minute;
+      json req{{"metric", "m"}, {"from", from}, {"to", from + len(rng)},
+               {"step", steps[pick(rng) % std::size(steps)]}};
+      req["aggs"] = json::array();
+      for (auto* a : aggsets[pick(rng) % 3])
+        req["aggs"].push_back(a);
+      switch (pick(rng) % 5) {
+        case 0: req["group_by"] = {"host"}; break;  // collides: mixed tag sets
+        case 1: req["group_by"] = {"region", "host"}; break;  // all final
+        case 2: // final through where
+          req["group_by"] = {"host"};
+          req["where"] = {{"region", "eu"}};
+          break;
+        case 3: req["group_by"] = {"host", "region", "dc"}; break;
+        default: break;  // one group of every series: never final
+      }
+      auto r = parse_query(req, now, tiers);
+      if (std::holds_alternative<problem>(r))
+        continue;
+      auto q = std::get<query_spec>(std::move(r));
+      auto expected = answer(stores, q, tiers);
+      json expected_json;
+      render_query(q, gather(stores, q), tiers, stores.front().mapping(), {},
+                   expected_json);
+      auto fq = q;
+      fq.finals = true;
+      auto merged = gather(stores, fq);
+      INFO(req.dump());
+      if (merged.collided) {
+        // Only a group whose series have different tag sets can collide.
+        CHECK(req["group_by"] == json::array({"host"}));
+        CHECK(!req.contains("where"));
+        ++collided;
+        merged = gather(stores, q);  // the coordinator's second round
+      } else {
+        ++clean;
+        finalised += final_groups(merged) > 0;
+        if (req["group_by"] == json::array({"region", "host"}) && expected.find("\"t\"") != std::string::npos)
+          CHECK(final_groups(merged) == merged.groups.size());
+      }
+      std::string got;
+      render_query_text(q, merged, tiers, stores.front().mapping(), {}, nullptr,
+                        got);
+      CHECK(got == expected);
+      json got_json;
+      render_query(q, merged, tiers, stores.front().mapping(), {}, got_json);
+      CHECK(got_json == expected_json);
+      ++compared;
+    }
+  }
+  CHECK(compared > 250);
+  CHECK(finalised > 100);
+  CHECK(collided > 20);
+  CHECK(clean > 200);
+  MESSAGE("compared " << compared << " answers, " << finalised
+                      << " with final groups, " << collided << " collided");
+}
+
+TEST_CASE("a group in final form merges with nothing") {
+  query_group final_group;
+  final_group.values = {std::string{"h1"}};
+  final_group.final = true;
+  final_group.finals = {{60000, 3}};
+  final_group.final_values = {4.5};
+  auto key = encode_group_key(final_group.values);
+  auto other_key = encode_group_key({std::string{"h2"}});
+  query_partial a, b, c;
+  a.groups[key] = final_group;
+  b.groups[other_key].points[60000].count = 2;
+  a.merge(std::move(b));  // disjoint groups: fine
+  CHECK(!a.collided);
+  CHECK(a.groups.size() == 2);
+  c.groups[key].points[0].count = 1;  // the same group in sketch form
+  a.merge(std::move(c));
+  CHECK(a.collided);
+  query_partial d, e;
+  e.collided = true;  // a collision found below propagates
+  d.merge(std::move(e));
+  CHECK(d.collided);
+  CHECK(!e.collided);
 }
 
 } // TEST_SUITE

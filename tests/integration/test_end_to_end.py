@@ -180,6 +180,11 @@ def run_queries(c, ref, t0, chk):
                                        aggs=["p0", "p25", "p75", "p100", "count"]), full, 60_000),
         ("temp by region (absent)", dict(metric="temp.delta", step="60s", group_by=["region"],
                                          aggs=all_aggs), full, 60_000),
+        # {service} series are finalised in their partition, {service, region}
+        # ones are not: the groups collide and the coordinator gathers again.
+        ("temp by service (mixed tag sets)", dict(metric="temp.delta", step="60s",
+                                                  group_by=["service"], aggs=all_aggs),
+         full, 60_000),
         ("temp by region,service 10s", dict(metric="temp.delta", step="10s",
                                             group_by=["region", "service"],
                                             aggs=["count", "last", "min", "max"]), full, 10_000),
