@@ -13,6 +13,11 @@
 //   - doubles either as decimals (the value is exactly n / 10^e, e < 8: n is
 //     delta-coded against the previous decimal of the same field) or, when
 //     not, XOR-compressed against the previous value of the field (Gorilla).
+// Codec 2 (what is written) codes the decimal deltas, the timestamp offsets
+// (as deltas to the previous offset), the sketch gaps and bin counts with
+// Rice codes whose parameter follows a running mean of the recent values'
+// bit widths; codec 1 (6-bit widths, fixed-width offsets, gamma gaps and
+// counts) is still read, for snapshots written before it.
 // Decoding is exact for every double bit pattern (NaN, infinities, -0.0,
 // denormals) and every count.
 //
@@ -33,6 +38,10 @@
 
 namespace cairn::cqrs {
 
+/// The block codec written (docs/storage-format.md, 3.2); 1 is still read.
+constexpr uint8_t block_codec = 2;
+constexpr uint8_t block_codec_v1 = 1;
+
 /// Per-field state of the double coder.
 struct double_state {
   uint64_t bits = 0;   ///< previous value's bit pattern
@@ -40,6 +49,7 @@ struct double_state {
   uint8_t e = 0;       ///< previous decimal exponent
   uint8_t lead = 0;    ///< XOR window: leading zeros
   uint8_t len = 0;     ///< XOR window: meaningful bits (0 = no window yet)
+  uint16_t w = 0;      ///< codec 2: 4 x running mean bit width of the deltas
   bool operator==(const double_state&) const = default;
 };
 
@@ -51,6 +61,11 @@ struct block_state {
   int64_t prev_offset = 0; ///< last_ts - start
   double_state sum, min, max, last;
   int32_t prev_first[2] = {0, 0};  ///< first bin index, positive/negative
+  /// Codec 2: 4 x running mean bit width of the offset deltas, the bin gaps
+  /// and the bin counts (per store) - what picks their Rice parameters.
+  uint16_t offset_w = 0;
+  uint16_t gap_w[2] = {0, 0};
+  uint16_t count_w[2] = {0, 0};
   bool operator==(const block_state&) const = default;
 };
 
@@ -88,9 +103,11 @@ public:
 
   /// Decodes an encoded block from `in` (advancing it) and checks it by
   /// decoding every bucket; `st` receives the state after the last one.
+  /// A block of codec 1 is re-encoded with codec 2 (the same buckets).
   /// Returns false on malformed input.
   [[nodiscard]] bool decode(std::string_view& in, millis resolution,
-                            const ddsketch_mapping& m, block_state& st);
+                            const ddsketch_mapping& m, block_state& st,
+                            uint8_t codec = block_codec);
 
   bool operator==(const bucket_block&) const = default;
 
@@ -107,7 +124,7 @@ private:
 class block_cursor {
 public:
   block_cursor(const bucket_block& blk, millis resolution,
-               const ddsketch_mapping& m);
+               const ddsketch_mapping& m, uint8_t codec = block_codec);
 
   /// Decodes the next bucket into (start, b), reusing b's storage. Returns
   /// false at the end or on a malformed stream (then ok() is false).
@@ -127,6 +144,7 @@ private:
   uint64_t pos_ = 0;
   uint32_t index_ = 0;
   bool ok_ = true;
+  bool v1_ = false;
 };
 
 /// The state a fresh block starting at `first_start` begins with.

@@ -207,7 +207,9 @@ const std::string_view* find_tag(const std::vector<tag_view>& tags,
 
 constexpr std::string_view magic = "CRNS";
 constexpr uint8_t format_v1 = 1;
-constexpr uint8_t format_version = 2;
+/// Version 2: sealed blocks of block codec 1; 3: of codec 2 (written).
+constexpr uint8_t format_v2 = 2;
+constexpr uint8_t format_version = 3;
 
 } // namespace
 
@@ -798,7 +800,8 @@ bool get_bucket(detail::reader& r, std::string_view& in, bucket& b) {
 
 } // namespace
 
-// Format (version 2): "CRNS", version byte, sketch accuracy (f64), tiers
+// Format (version 3; version 2 is the same with block codec 1, re-encoded
+// when read): "CRNS", version byte, sketch accuracy (f64), tiers
 // (varint n, then svarint resolution and retention each), varint events
 // applied, varint series count; per series: varint key length, key bytes,
 // then per tier: svarint floor (i64 min = none), varint block count and the
@@ -846,8 +849,11 @@ bool series_store::decode(std::string_view in) {
   if (!in.starts_with(magic) || in.size() < magic.size() + 1)
     return false;
   auto version = static_cast<uint8_t>(in[magic.size()]);
-  if (version != format_version && version != format_v1)
+  if (version != format_version && version != format_v2
+      && version != format_v1)
     return false;
+  // A version-2 projection's blocks are re-encoded with today's codec.
+  auto codec = version == format_v2 ? block_codec_v1 : block_codec;
   in.remove_prefix(magic.size() + 1);
   detail::reader r{in};
   double accuracy = 0;
@@ -880,14 +886,14 @@ bool series_store::decode(std::string_view in) {
     for (size_t t = 0; t < fresh.tiers.size(); ++t) {
       auto res = fresh.tiers[t].resolution;
       auto& td = rec.tiers[t];
-      if (version == format_version) {
+      if (version != format_v1) {
         uint64_t num_blocks = 0;
         if (!r.svarint(td.floor) || !r.varint(num_blocks)
             || num_blocks > in.size())
           return false;
         td.blocks.resize(num_blocks);
         for (uint64_t b = 0; b < num_blocks; ++b) {
-          if (!td.blocks[b].decode(in, res, fresh.mapping, td.tail)
+          if (!td.blocks[b].decode(in, res, fresh.mapping, td.tail, codec)
               || (b > 0
                   && td.blocks[b].first_start() <= td.blocks[b - 1].last_start()))
             return false;
@@ -906,7 +912,7 @@ bool series_store::decode(std::string_view in) {
         open_entry e{0, {}, false, false};  // not being written
         if (!r.svarint(delta))
           return false;
-        if (version == format_version) {
+        if (version != format_v1) {
           if (!r.bytes(1, flag_byte) || static_cast<uint8_t>(flag_byte[0]) > 1)
             return false;
           flag = static_cast<uint8_t>(flag_byte[0]);

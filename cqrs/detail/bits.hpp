@@ -3,7 +3,8 @@
 // Bits are written most significant first into bytes; a writer can be
 // resumed on a buffer that ends in a partial byte (the block being filled).
 // The reader never reads past `nbits` and reports it through `ok()`.
-// Elias-gamma codes for small unsigned numbers (1 bit for 0). Internal.
+// Elias-gamma codes for small unsigned numbers (1 bit for 0) and Rice codes
+// with an escape for the adaptive fields of block codec 2. Internal.
 #pragma once
 
 #include <algorithm>
@@ -12,6 +13,9 @@
 #include <vector>
 
 namespace cairn::cqrs::detail {
+
+/// A Rice quotient of this many ones escapes to an explicit bit width.
+constexpr unsigned rice_escape = 16;
 
 class bit_writer {
 public:
@@ -48,6 +52,22 @@ public:
     put(0, n - 1);
     put(1, 1);
     put(y, n - 1);  // y's low n - 1 bits (all 64 when x + 1 wrapped)
+  }
+
+  /// Rice code of z with parameter k (< 64): q = z >> k ones and a zero,
+  /// then the k low bits of z. q >= rice_escape is written as rice_escape
+  /// ones, 6 bits of bit_width(z) - 1 and the bits of z below its top bit.
+  void rice(uint64_t z, unsigned k) {
+    uint64_t q = z >> k;
+    if (q < rice_escape) {
+      put((uint64_t{1} << (q + 1)) - 2, static_cast<unsigned>(q) + 1);
+      put(z, k);
+      return;
+    }
+    auto w = static_cast<unsigned>(std::bit_width(z));
+    put((uint64_t{1} << rice_escape) - 1, rice_escape);
+    put(w - 1, 6);
+    put(z, w - 1);
   }
 
 private:
@@ -92,6 +112,17 @@ public:
     uint64_t low = get(zeros);
     uint64_t top = zeros == 64 ? 0 : uint64_t{1} << zeros;
     return (top | low) - 1;
+  }
+
+  /// Reads a Rice code written with parameter k (bit_writer::rice).
+  uint64_t rice(unsigned k) {
+    unsigned q = 0;
+    while (q < rice_escape && bit())
+      ++q;
+    if (q < rice_escape)
+      return (uint64_t{q} << k) | get(k);
+    auto w = static_cast<unsigned>(get(6)) + 1;
+    return (uint64_t{1} << (w - 1)) | get(w - 1);
   }
 
   /// Marks the stream malformed.
