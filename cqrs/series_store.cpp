@@ -365,8 +365,12 @@ struct series_store::impl {
     td.open.erase(td.open.begin() + static_cast<ptrdiff_t>(first),
                   td.open.begin() + static_cast<ptrdiff_t>(n));
     // A burst (history sent fast, batches of two parsers interleaving) can
-    // grow `open`; give the memory back once it is sealed.
-    if (td.open.capacity() > 8 && td.open.size() * 4 < td.open.capacity())
+    // grow `open`; give the memory back once it is sealed. An idle series
+    // keeps no slots at all (144 bytes each; a tier of a series that
+    // stopped would otherwise keep up to 8).
+    if (td.open.empty())
+      std::vector<open_entry>{}.swap(td.open);
+    else if (td.open.capacity() > 2 * td.open.size() + 2)
       td.open.shrink_to_fit();
     return n - first;
   }
@@ -428,9 +432,19 @@ struct series_store::impl {
     int32_t bin = zero ? 0 : mapping.index(a);
     bool negative = value < 0;
     auto& rec = series[id];
-    for (size_t i = 0; i < tiers.size(); ++i)
-      open_bucket(rec, i, align_down(ts, tiers[i].resolution))
-        .add(ts, value, bin, negative, zero);
+    for (size_t i = 0; i < tiers.size(); ++i) {
+      auto start = align_down(ts, tiers[i].resolution);
+      // Below the tier's eviction floor (older than its retention at the
+      // last evict): the next evict would drop the bucket. Not opening it
+      // keeps a backfill sent faster than real time from piling up open
+      // buckets between two evict passes (the 1 s tier of an hour's
+      // history: a transient of hundreds of MB that fragmented the heap,
+      // docs/benchmarks.md). The floor is state (snapshotted), not the
+      // clock, so replay applies what the live store applied.
+      if (start < rec.tiers[i].floor)
+        continue;
+      open_bucket(rec, i, start).add(ts, value, bin, negative, zero);
+    }
     ++events;
   }
 
@@ -583,6 +597,8 @@ size_t series_store::evict(millis now) {
         if (!td.open[static_cast<size_t>(k)].reopened)
           ++dropped;
       td.open.erase(td.open.begin(), td.open.begin() + n);
+      if (td.open.empty() && td.open.capacity() > 0)
+        std::vector<open_entry>{}.swap(td.open);
       // Sealed ones: hidden below the floor, freed block by block.
       td.floor = std::max(td.floor, cutoff);
       size_t whole = 0;
