@@ -6,6 +6,7 @@
 #include <bit>
 #include <cmath>
 #include <limits>
+#include <stdexcept>
 #include <utility>
 #include <vector>
 
@@ -150,16 +151,58 @@ double get_double(bit_reader& r, double_state& s, bool v1) {
   return std::bit_cast<double>(s.bits);
 }
 
+/// Codec 2 predicts a store's first and last bin from the bucket's min and
+/// max (the bins of its extreme values, for a bucket of plain events): the
+/// index is then coded against the prediction, 1 bit when it holds. Any
+/// other sketch is still coded exactly, only dearer. no_hint: none.
+constexpr int64_t no_hint = std::numeric_limits<int64_t>::min();
+
+struct store_hints {
+  int64_t first = no_hint;
+  int64_t last = no_hint;
+};
+
+int64_t bin_hint(double v, const ddsketch_mapping& m) {
+  return std::isfinite(v) && v >= ddsketch_mapping::min_indexable()
+           ? int64_t{m.index(v)}
+           : no_hint;
+}
+
+/// Hints for the positive [0] and negative [1] store of `b`.
+void hints_of(const bucket& b, const ddsketch_mapping& m, store_hints h[2]) {
+  h[0] = {b.min > 0 ? bin_hint(b.min, m) : no_hint,
+          b.max > 0 ? bin_hint(b.max, m) : no_hint};
+  h[1] = {b.max < 0 ? bin_hint(-b.max, m) : no_hint,
+          b.min < 0 ? bin_hint(-b.min, m) : no_hint};
+}
+
+/// base + z as a bin index; false if outside int32.
+bool offset_index(int64_t base, uint64_t z, int64_t& out) {
+  auto d = detail::unzigzag(z);
+  if ((d > 0 && base > std::numeric_limits<int32_t>::max() - d)
+      || (d < 0 && base < std::numeric_limits<int32_t>::min() - d))
+    return false;
+  out = base + d;
+  return out >= std::numeric_limits<int32_t>::min()
+         && out <= std::numeric_limits<int32_t>::max();
+}
+
 void put_store(bit_writer& w, const ddsketch::store& s, int32_t& prev_first,
-               uint16_t& gap_w, uint16_t& count_w) {
-  w.gamma(s.bins());
+               uint16_t& gap_w, uint16_t& count_w, store_hints hint) {
+  auto bins = s.bins();
+  w.gamma(bins);
   bool first = true;
   int32_t prev = 0;
+  uint64_t k = 0;
   s.for_each([&](int32_t i, uint64_t n) {
     if (first) {
-      w.gamma(detail::zigzag(int64_t{i} - prev_first));
+      w.gamma(detail::zigzag(int64_t{i} - (hint.first != no_hint
+                                               ? hint.first
+                                               : int64_t{prev_first})));
       prev_first = i;
       first = false;
+    } else if (k + 1 == bins && hint.last != no_hint) {
+      w.gamma(detail::zigzag(int64_t{i} - hint.last));
     } else {
       auto gap = static_cast<uint64_t>(int64_t{i} - prev - 1);
       w.rice(gap, rice_k(gap_w));
@@ -168,11 +211,13 @@ void put_store(bit_writer& w, const ddsketch::store& s, int32_t& prev_first,
     w.rice(n - 1, rice_k(count_w));
     adapt(count_w, n - 1);
     prev = i;
+    ++k;
   });
 }
 
 bool get_store(bit_reader& r, ddsketch& sk, bool negative, int32_t& prev_first,
-               uint64_t limit, bool v1, uint16_t& gap_w, uint16_t& count_w) {
+               uint64_t limit, bool v1, uint16_t& gap_w, uint16_t& count_w,
+               store_hints hint) {
   auto bins = r.gamma();
   if (!r.ok() || bins > limit)
     return false;
@@ -186,11 +231,14 @@ bool get_store(bit_reader& r, ddsketch& sk, bool negative, int32_t& prev_first,
   for (uint64_t b = 0; b < bins; ++b) {
     int64_t i = 0;
     if (b == 0) {
-      i = int64_t{prev_first} + detail::unzigzag(r.gamma());
-      if (i < std::numeric_limits<int32_t>::min()
-          || i > std::numeric_limits<int32_t>::max())
+      if (!offset_index(hint.first != no_hint ? hint.first
+                                              : int64_t{prev_first},
+                        r.gamma(), i))
         return false;
       prev_first = static_cast<int32_t>(i);
+    } else if (b + 1 == bins && hint.last != no_hint) {
+      if (!offset_index(hint.last, r.gamma(), i) || i <= prev)
+        return false;
     } else {
       uint64_t gap = 0;
       if (v1) {
@@ -278,7 +326,8 @@ void bucket_block::append(millis start, const bucket& b, millis resolution,
     first_start_ = start;
     st = initial_block_state(start, resolution);
   }
-  bit_writer w{bits_, nbits_};
+  uint64_t nbits = nbits_;
+  bit_writer w{bits_, nbits};
   // Start: delta-of-delta in resolution units.
   auto delta = (start - st.prev_start) / resolution;
   auto dod = delta - st.prev_delta;
@@ -312,11 +361,16 @@ void bucket_block::append(millis start, const bucket& b, millis resolution,
     put_double(w, b.last, st.last);
     put_offset(w, off, st);
     w.gamma(b.sketch.zero_count());
+    store_hints h[2];
+    hints_of(b, m, h);
     put_store(w, b.sketch.positive(), st.prev_first[0], st.gap_w[0],
-              st.count_w[0]);
+              st.count_w[0], h[0]);
     put_store(w, b.sketch.negative(), st.prev_first[1], st.gap_w[1],
-              st.count_w[1]);
+              st.count_w[1], h[1]);
   }
+  if (nbits > UINT32_MAX)
+    throw std::length_error("block stream too large");
+  nbits_ = static_cast<uint32_t>(nbits);
   last_start_ = start;
   ++count_;
 }
@@ -373,11 +427,14 @@ bool block_cursor::next(millis& start, bucket& b) {
       return false;
     }
     b.sketch.add_zero(zeros);
+    store_hints h[2];
+    if (!v1_)
+      hints_of(b, mapping_, h);
     if (!get_store(r, b.sketch, false, st_.prev_first[0], b.count - zeros,
-                   v1_, st_.gap_w[0], st_.count_w[0])
+                   v1_, st_.gap_w[0], st_.count_w[0], h[0])
         || !get_store(r, b.sketch, true, st_.prev_first[1],
                       b.count - zeros - b.sketch.positive().total(), v1_,
-                      st_.gap_w[1], st_.count_w[1])
+                      st_.gap_w[1], st_.count_w[1], h[1])
         || b.sketch.count() != b.count) {
       ok_ = false;
       return false;
@@ -415,7 +472,8 @@ bool bucket_block::decode(std::string_view& in, millis resolution,
   std::string_view bytes;
   if (!r.varint(count) || count == 0 || count > in.size() * 8
       || !r.svarint(first) || !r.svarint(span) || !r.varint(nbits)
-      || nbits > in.size() * 8 || !r.bytes((nbits + 7) / 8, bytes)
+      || nbits > in.size() * 8 || nbits > UINT32_MAX
+      || !r.bytes((nbits + 7) / 8, bytes)
       || align_down(first, resolution) != first)
     return false;
   bucket_block blk;
@@ -423,8 +481,9 @@ bool bucket_block::decode(std::string_view& in, millis resolution,
   blk.first_start_ = first;
   blk.last_start_ = static_cast<millis>(static_cast<uint64_t>(first)
                                         + static_cast<uint64_t>(span));
-  blk.nbits_ = nbits;
-  blk.bits_.assign(bytes.begin(), bytes.end());
+  blk.nbits_ = static_cast<uint32_t>(nbits);
+  blk.bits_.assign(reinterpret_cast<const uint8_t*>(bytes.data()),
+                   bytes.size());
   // Check every bucket (starts ascending and aligned, counts consistent),
   // and that the stream ends where the block says.
   block_cursor cur{blk, resolution, m, codec};

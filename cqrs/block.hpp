@@ -29,6 +29,7 @@
 
 #include "cqrs/bucket.hpp"
 #include "cqrs/ddsketch.hpp"
+#include "cqrs/detail/bits.hpp"
 #include "cqrs/time.hpp"
 
 #include <cstdint>
@@ -92,6 +93,9 @@ public:
   millis first_start() const noexcept { return first_start_; }
   millis last_start() const noexcept { return last_start_; }
   uint64_t bit_count() const noexcept { return nbits_; }
+  /// A block stops taking appends well before its stream reaches the
+  /// 2^32 - 1 bits it can hold.
+  bool full() const noexcept { return nbits_ >= (uint32_t{1} << 30); }
   /// Heap bytes of the bit stream (capacity).
   size_t memory_usage() const noexcept { return bits_.capacity(); }
 
@@ -115,9 +119,9 @@ private:
   friend class block_cursor;
   millis first_start_ = 0;
   millis last_start_ = 0;
+  detail::byte_buffer bits_;
   uint32_t count_ = 0;
-  uint64_t nbits_ = 0;
-  std::vector<uint8_t> bits_;
+  uint32_t nbits_ = 0;
 };
 
 /// Walks the buckets of a block in order.

@@ -270,9 +270,15 @@ struct series_store::impl {
   /// Appends one bucket after blocks.back().
   void append_sealed(tier_data& td, millis res, millis start,
                      const bucket& b) {
-    if (td.blocks.empty() || td.blocks.back().size() >= max_block_buckets) {
+    if (td.blocks.empty() || td.blocks.back().size() >= max_block_buckets
+        || td.blocks.back().full()) {
       if (!td.blocks.empty())
         td.blocks.back().shrink();
+      // Grow by one, then by two, not by doubling: a 1 s tier holds ~8
+      // blocks for its 15 minutes and a doubled vector would keep up to 8
+      // empty ones per series; a coarse tier often holds just one.
+      if (td.blocks.size() == td.blocks.capacity())
+        td.blocks.reserve(td.blocks.size() + (td.blocks.size() < 2 ? 1 : 2));
       td.blocks.emplace_back();
     }
     td.blocks.back().append(start, b, res, mapping, td.tail);
@@ -610,6 +616,8 @@ size_t series_store::evict(millis now) {
       }
       td.blocks.erase(td.blocks.begin(),
                       td.blocks.begin() + static_cast<ptrdiff_t>(whole));
+      if (td.blocks.capacity() > td.blocks.size() + 4)
+        td.blocks.shrink_to_fit();
       empty = empty && td.empty();
     }
     emptied = emptied || empty;

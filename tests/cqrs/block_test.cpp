@@ -79,7 +79,7 @@ bucket one_event(millis ts, double v, const ddsketch_mapping& m) {
 TEST_SUITE("cqrs.block") {
 
 TEST_CASE("bit writer and reader: fixed widths and gamma codes") {
-  std::vector<uint8_t> buf;
+  detail::byte_buffer buf;
   uint64_t nbits = 0;
   detail::bit_writer w{buf, nbits};
   std::vector<uint64_t> gammas = {0, 1, 2, 3, 1000, (uint64_t{1} << 53),
@@ -103,7 +103,7 @@ TEST_CASE("bit writer and reader: fixed widths and gamma codes") {
 }
 
 TEST_CASE("bit writer and reader: Rice codes with escapes, every k") {
-  std::vector<uint8_t> buf;
+  detail::byte_buffer buf;
   uint64_t nbits = 0;
   detail::bit_writer w{buf, nbits};
   std::vector<uint64_t> values = {0, 1, 2, 15, 16, 17, 1000, 65535,
@@ -122,13 +122,35 @@ TEST_CASE("bit writer and reader: Rice codes with escapes, every k") {
   CHECK(r.ok());
   CHECK(r.at_end());
   // Small values with a fitting k cost k + 1 bits; a huge one escapes.
-  std::vector<uint8_t> b2;
+  detail::byte_buffer b2;
   uint64_t n2 = 0;
   detail::bit_writer w2{b2, n2};
   w2.rice(5, 3);
   CHECK(n2 == 4);
   w2.rice(std::numeric_limits<uint64_t>::max(), 0);
   CHECK(n2 == 4 + 16 + 6 + 63);
+}
+
+TEST_CASE("a block's handle is 40 bytes; its stream buffer copies and moves") {
+  // A 1 s tier holds ~8 blocks per series (docs/architecture.md).
+  CHECK(sizeof(bucket_block) <= 40);
+  detail::byte_buffer a;
+  for (int i = 0; i < 1000; ++i)
+    a.push_back(static_cast<uint8_t>(i));
+  CHECK(a.size() == 1000);
+  CHECK(a.capacity() < 1000 + 1000 / 8 + 16);
+  auto b = a;
+  CHECK(b == a);
+  b.back() = 7;
+  CHECK_FALSE(b == a);
+  auto c = std::move(a);
+  CHECK(c.size() == 1000);
+  CHECK(a.size() == 0);
+  c.shrink_to_fit();
+  CHECK(c.capacity() == 1000);
+  CHECK(c.data()[999] == static_cast<uint8_t>(999));
+  a = c;
+  CHECK(a == c);
 }
 
 TEST_CASE("one-event buckets: jittered offsets and noisy values stay small") {
