@@ -16,8 +16,10 @@
 // Codec 2 (what is written) codes the decimal deltas, the timestamp offsets
 // (as deltas to the previous offset), the sketch gaps and bin counts with
 // Rice codes whose parameter follows a running mean of the recent values'
-// bit widths; codec 1 (6-bit widths, fixed-width offsets, gamma gaps and
-// counts) is still read, for snapshots written before it.
+// bit widths, and a sketch store's first and last bin against the bins of
+// the bucket's min and max; codec 1 (6-bit widths, fixed-width offsets,
+// gamma gaps and counts, no bin hints) is still read, for snapshots written
+// before it.
 // Decoding is exact for every double bit pattern (NaN, infinities, -0.0,
 // denormals) and every count.
 //
