@@ -6,6 +6,7 @@
 #include <bit>
 #include <cmath>
 #include <limits>
+#include <stdexcept>
 #include <utility>
 #include <vector>
 
@@ -23,6 +24,17 @@ unsigned offset_width(millis resolution) {
   return resolution <= 1 ? 0
                          : static_cast<unsigned>(std::bit_width(
                            static_cast<uint64_t>(resolution - 1)));
+}
+
+/// Codec 2's Rice parameter from a running mean bit width `w` (x4):
+/// round(mean) - 1, at most 63.
+unsigned rice_k(uint16_t w) noexcept {
+  return w >= 5 ? (static_cast<unsigned>(w) + 3) / 4 - 1 : 0;
+}
+
+/// Folds z into the running mean (weight 1/4 for the newest value).
+void adapt(uint16_t& w, uint64_t z) noexcept {
+  w = static_cast<uint16_t>(w - w / 4 + std::bit_width(z));
 }
 
 /// n with n / 10^e == d bit for bit, trying e = hint first; false if none.
@@ -62,10 +74,8 @@ void put_double(bit_writer& w, double d, double_state& s) {
     }
     auto z = detail::zigzag(static_cast<int64_t>(static_cast<uint64_t>(n)
                                                  - static_cast<uint64_t>(s.n)));
-    auto width = static_cast<unsigned>(std::bit_width(z));
-    w.put(width, 6);  // z < 2^55: width <= 55
-    if (width > 1)
-      w.put(z, width - 1);  // the top bit is implied
+    w.rice(z, rice_k(s.w));
+    adapt(s.w, z);
     s.n = n;
     s.e = e;
     s.bits = bits;
@@ -95,18 +105,27 @@ void put_double(bit_writer& w, double d, double_state& s) {
   s.len = len;
 }
 
-double get_double(bit_reader& r, double_state& s) {
+double get_double(bit_reader& r, double_state& s, bool v1) {
   if (r.bit()) {
     if (r.bit())
       s.e = static_cast<uint8_t>(r.get(3));
-    auto width = static_cast<unsigned>(r.get(6));
     uint64_t z = 0;
-    if (width > 55) {
-      r.fail();
-      return 0;
+    if (v1) {
+      auto width = static_cast<unsigned>(r.get(6));
+      if (width > 55) {
+        r.fail();
+        return 0;
+      }
+      if (width >= 1)
+        z = (uint64_t{1} << (width - 1)) | (width > 1 ? r.get(width - 1) : 0);
+    } else {
+      z = r.rice(rice_k(s.w));
+      adapt(s.w, z);
+      if (z >= uint64_t{1} << 55) {
+        r.fail();
+        return 0;
+      }
     }
-    if (width >= 1)
-      z = (uint64_t{1} << (width - 1)) | (width > 1 ? r.get(width - 1) : 0);
     s.n = static_cast<int64_t>(static_cast<uint64_t>(s.n)
                                + static_cast<uint64_t>(detail::unzigzag(z)));
     auto d = static_cast<double>(s.n) / pow10[s.e];
@@ -132,25 +151,73 @@ double get_double(bit_reader& r, double_state& s) {
   return std::bit_cast<double>(s.bits);
 }
 
-void put_store(bit_writer& w, const ddsketch::store& s, int32_t& prev_first) {
-  w.gamma(s.bins());
+/// Codec 2 predicts a store's first and last bin from the bucket's min and
+/// max (the bins of its extreme values, for a bucket of plain events): the
+/// index is then coded against the prediction, 1 bit when it holds. Any
+/// other sketch is still coded exactly, only dearer. no_hint: none.
+constexpr int64_t no_hint = std::numeric_limits<int64_t>::min();
+
+struct store_hints {
+  int64_t first = no_hint;
+  int64_t last = no_hint;
+};
+
+int64_t bin_hint(double v, const ddsketch_mapping& m) {
+  return std::isfinite(v) && v >= ddsketch_mapping::min_indexable()
+           ? int64_t{m.index(v)}
+           : no_hint;
+}
+
+/// Hints for the positive [0] and negative [1] store of `b`.
+void hints_of(const bucket& b, const ddsketch_mapping& m, store_hints h[2]) {
+  h[0] = {b.min > 0 ? bin_hint(b.min, m) : no_hint,
+          b.max > 0 ? bin_hint(b.max, m) : no_hint};
+  h[1] = {b.max < 0 ? bin_hint(-b.max, m) : no_hint,
+          b.min < 0 ? bin_hint(-b.min, m) : no_hint};
+}
+
+/// base + z as a bin index; false if outside int32.
+bool offset_index(int64_t base, uint64_t z, int64_t& out) {
+  auto d = detail::unzigzag(z);
+  if ((d > 0 && base > std::numeric_limits<int32_t>::max() - d)
+      || (d < 0 && base < std::numeric_limits<int32_t>::min() - d))
+    return false;
+  out = base + d;
+  return out >= std::numeric_limits<int32_t>::min()
+         && out <= std::numeric_limits<int32_t>::max();
+}
+
+void put_store(bit_writer& w, const ddsketch::store& s, int32_t& prev_first,
+               uint16_t& gap_w, uint16_t& count_w, store_hints hint) {
+  auto bins = s.bins();
+  w.gamma(bins);
   bool first = true;
   int32_t prev = 0;
+  uint64_t k = 0;
   s.for_each([&](int32_t i, uint64_t n) {
     if (first) {
-      w.gamma(detail::zigzag(int64_t{i} - prev_first));
+      w.gamma(detail::zigzag(int64_t{i} - (hint.first != no_hint
+                                               ? hint.first
+                                               : int64_t{prev_first})));
       prev_first = i;
       first = false;
+    } else if (k + 1 == bins && hint.last != no_hint) {
+      w.gamma(detail::zigzag(int64_t{i} - hint.last));
     } else {
-      w.gamma(static_cast<uint64_t>(int64_t{i} - prev - 1));
+      auto gap = static_cast<uint64_t>(int64_t{i} - prev - 1);
+      w.rice(gap, rice_k(gap_w));
+      adapt(gap_w, gap);
     }
-    w.gamma(n - 1);
+    w.rice(n - 1, rice_k(count_w));
+    adapt(count_w, n - 1);
     prev = i;
+    ++k;
   });
 }
 
 bool get_store(bit_reader& r, ddsketch& sk, bool negative, int32_t& prev_first,
-               uint64_t limit) {
+               uint64_t limit, bool v1, uint16_t& gap_w, uint16_t& count_w,
+               store_hints hint) {
   auto bins = r.gamma();
   if (!r.ok() || bins > limit)
     return false;
@@ -164,20 +231,36 @@ bool get_store(bit_reader& r, ddsketch& sk, bool negative, int32_t& prev_first,
   for (uint64_t b = 0; b < bins; ++b) {
     int64_t i = 0;
     if (b == 0) {
-      i = int64_t{prev_first} + detail::unzigzag(r.gamma());
-      if (i < std::numeric_limits<int32_t>::min()
-          || i > std::numeric_limits<int32_t>::max())
+      if (!offset_index(hint.first != no_hint ? hint.first
+                                              : int64_t{prev_first},
+                        r.gamma(), i))
         return false;
       prev_first = static_cast<int32_t>(i);
+    } else if (b + 1 == bins && hint.last != no_hint) {
+      if (!offset_index(hint.last, r.gamma(), i) || i <= prev)
+        return false;
     } else {
-      auto gap = r.gamma();
+      uint64_t gap = 0;
+      if (v1) {
+        gap = r.gamma();
+      } else {
+        gap = r.rice(rice_k(gap_w));
+        adapt(gap_w, gap);
+      }
       if (gap > uint64_t{1} << 32)
         return false;
       i = prev + 1 + static_cast<int64_t>(gap);
       if (i > std::numeric_limits<int32_t>::max())
         return false;
     }
-    auto n = r.gamma() + 1;
+    uint64_t n = 0;
+    if (v1) {
+      n = r.gamma() + 1;
+    } else {
+      auto c = r.rice(rice_k(count_w));
+      adapt(count_w, c);
+      n = c + 1;
+    }
     if (!r.ok() || n == 0 || n > limit - total)
       return false;
     total += n;
@@ -197,24 +280,26 @@ bool is_single(const bucket& b, const ddsketch_mapping& m) {
          && std::bit_cast<uint64_t>(b.max) == v && b.sketch.is_single(b.last, m);
 }
 
-void put_offset(bit_writer& w, int64_t off, millis resolution,
-                block_state& st) {
-  if (off == st.prev_offset) {
-    w.bit(false);
-    return;
-  }
-  w.bit(true);
-  if (off >= 0 && off < resolution) {
-    w.bit(true);
-    w.put(static_cast<uint64_t>(off), offset_width(resolution));
-  } else {
-    w.bit(false);
-    w.put(static_cast<uint64_t>(off), 64);
-  }
+/// Codec 2: the delta to the previous offset, Rice coded.
+void put_offset(bit_writer& w, int64_t off, block_state& st) {
+  auto z = detail::zigzag(static_cast<int64_t>(
+    static_cast<uint64_t>(off) - static_cast<uint64_t>(st.prev_offset)));
+  w.rice(z, rice_k(st.offset_w));
+  adapt(st.offset_w, z);
   st.prev_offset = off;
 }
 
-int64_t get_offset(bit_reader& r, millis resolution, block_state& st) {
+int64_t get_offset(bit_reader& r, block_state& st) {
+  auto z = r.rice(rice_k(st.offset_w));
+  adapt(st.offset_w, z);
+  st.prev_offset = static_cast<int64_t>(
+    static_cast<uint64_t>(st.prev_offset)
+    + static_cast<uint64_t>(detail::unzigzag(z)));
+  return st.prev_offset;
+}
+
+/// Codec 1: 0 same | 1 1 <w bits> | 1 0 <64 bits>.
+int64_t get_offset_v1(bit_reader& r, millis resolution, block_state& st) {
   if (r.bit()) {
     if (r.bit())
       st.prev_offset = static_cast<int64_t>(r.get(offset_width(resolution)));
@@ -241,7 +326,8 @@ void bucket_block::append(millis start, const bucket& b, millis resolution,
     first_start_ = start;
     st = initial_block_state(start, resolution);
   }
-  bit_writer w{bits_, nbits_};
+  uint64_t nbits = nbits_;
+  bit_writer w{bits_, nbits};
   // Start: delta-of-delta in resolution units.
   auto delta = (start - st.prev_start) / resolution;
   auto dod = delta - st.prev_delta;
@@ -259,7 +345,7 @@ void bucket_block::append(millis start, const bucket& b, millis resolution,
     w.bit(false);
     put_double(w, b.last, st.last);
     st.sum = st.min = st.max = st.last;
-    put_offset(w, off, resolution, st);
+    put_offset(w, off, st);
   } else {
     w.bit(true);
     if (b.count == st.prev_count) {
@@ -273,11 +359,18 @@ void bucket_block::append(millis start, const bucket& b, millis resolution,
     put_double(w, b.min, st.min);
     put_double(w, b.max, st.max);
     put_double(w, b.last, st.last);
-    put_offset(w, off, resolution, st);
+    put_offset(w, off, st);
     w.gamma(b.sketch.zero_count());
-    put_store(w, b.sketch.positive(), st.prev_first[0]);
-    put_store(w, b.sketch.negative(), st.prev_first[1]);
+    store_hints h[2];
+    hints_of(b, m, h);
+    put_store(w, b.sketch.positive(), st.prev_first[0], st.gap_w[0],
+              st.count_w[0], h[0]);
+    put_store(w, b.sketch.negative(), st.prev_first[1], st.gap_w[1],
+              st.count_w[1], h[1]);
   }
+  if (nbits > UINT32_MAX)
+    throw std::length_error("block stream too large");
+  nbits_ = static_cast<uint32_t>(nbits);
   last_start_ = start;
   ++count_;
 }
@@ -285,9 +378,10 @@ void bucket_block::append(millis start, const bucket& b, millis resolution,
 // -- cursor -------------------------------------------------------------------
 
 block_cursor::block_cursor(const bucket_block& blk, millis resolution,
-                           const ddsketch_mapping& m)
+                           const ddsketch_mapping& m, uint8_t codec)
   : blk_(blk), resolution_(resolution), mapping_(m),
-    st_(initial_block_state(blk.first_start_, resolution)) {}
+    st_(initial_block_state(blk.first_start_, resolution)),
+    v1_(codec == block_codec_v1) {}
 
 bool block_cursor::next(millis& start, bucket& b) {
   if (!ok_ || index_ >= blk_.count_)
@@ -308,9 +402,9 @@ bool block_cursor::next(millis& start, bucket& b) {
   st_.prev_delta = delta;
   b.sketch.clear();
   if (!r.bit()) {
-    auto v = get_double(r, st_.last);
+    auto v = get_double(r, st_.last, v1_);
     st_.sum = st_.min = st_.max = st_.last;
-    auto off = get_offset(r, resolution_, st_);
+    auto off = v1_ ? get_offset_v1(r, resolution_, st_) : get_offset(r, st_);
     b.count = 1;
     b.sum = b.min = b.max = b.last = v;
     b.last_ts = static_cast<millis>(static_cast<uint64_t>(start)
@@ -320,11 +414,11 @@ bool block_cursor::next(millis& start, bucket& b) {
     if (r.bit())
       st_.prev_count += static_cast<uint64_t>(detail::unzigzag(r.gamma()));
     b.count = st_.prev_count;
-    b.sum = get_double(r, st_.sum);
-    b.min = get_double(r, st_.min);
-    b.max = get_double(r, st_.max);
-    b.last = get_double(r, st_.last);
-    auto off = get_offset(r, resolution_, st_);
+    b.sum = get_double(r, st_.sum, v1_);
+    b.min = get_double(r, st_.min, v1_);
+    b.max = get_double(r, st_.max, v1_);
+    b.last = get_double(r, st_.last, v1_);
+    auto off = v1_ ? get_offset_v1(r, resolution_, st_) : get_offset(r, st_);
     b.last_ts = static_cast<millis>(static_cast<uint64_t>(start)
                                     + static_cast<uint64_t>(off));
     auto zeros = r.gamma();
@@ -333,9 +427,14 @@ bool block_cursor::next(millis& start, bucket& b) {
       return false;
     }
     b.sketch.add_zero(zeros);
-    if (!get_store(r, b.sketch, false, st_.prev_first[0], b.count - zeros)
+    store_hints h[2];
+    if (!v1_)
+      hints_of(b, mapping_, h);
+    if (!get_store(r, b.sketch, false, st_.prev_first[0], b.count - zeros,
+                   v1_, st_.gap_w[0], st_.count_w[0], h[0])
         || !get_store(r, b.sketch, true, st_.prev_first[1],
-                      b.count - zeros - b.sketch.positive().total())
+                      b.count - zeros - b.sketch.positive().total(), v1_,
+                      st_.gap_w[1], st_.count_w[1], h[1])
         || b.sketch.count() != b.count) {
       ok_ = false;
       return false;
@@ -363,14 +462,18 @@ void bucket_block::encode(std::string& out) const {
 }
 
 bool bucket_block::decode(std::string_view& in, millis resolution,
-                          const ddsketch_mapping& m, block_state& st) {
+                          const ddsketch_mapping& m, block_state& st,
+                          uint8_t codec) {
+  if (codec != block_codec && codec != block_codec_v1)
+    return false;
   detail::reader r{in};
   uint64_t count = 0, nbits = 0;
   int64_t first = 0, span = 0;
   std::string_view bytes;
   if (!r.varint(count) || count == 0 || count > in.size() * 8
       || !r.svarint(first) || !r.svarint(span) || !r.varint(nbits)
-      || nbits > in.size() * 8 || !r.bytes((nbits + 7) / 8, bytes)
+      || nbits > in.size() * 8 || nbits > UINT32_MAX
+      || !r.bytes((nbits + 7) / 8, bytes)
       || align_down(first, resolution) != first)
     return false;
   bucket_block blk;
@@ -378,19 +481,32 @@ bool bucket_block::decode(std::string_view& in, millis resolution,
   blk.first_start_ = first;
   blk.last_start_ = static_cast<millis>(static_cast<uint64_t>(first)
                                         + static_cast<uint64_t>(span));
-  blk.nbits_ = nbits;
-  blk.bits_.assign(bytes.begin(), bytes.end());
+  blk.nbits_ = static_cast<uint32_t>(nbits);
+  blk.bits_.assign(reinterpret_cast<const uint8_t*>(bytes.data()),
+                   bytes.size());
   // Check every bucket (starts ascending and aligned, counts consistent),
   // and that the stream ends where the block says.
-  block_cursor cur{blk, resolution, m};
+  block_cursor cur{blk, resolution, m, codec};
   millis start = 0;
   bucket b;
   uint32_t n = 0;
-  while (cur.next(start, b))
+  // Codec 1 is re-encoded as it is read.
+  bucket_block fresh;
+  block_state fresh_st;
+  while (cur.next(start, b)) {
+    if (codec == block_codec_v1)
+      fresh.append(start, b, resolution, m, fresh_st);
     ++n;
+  }
   if (!cur.ok() || n != count || start != blk.last_start_
       || cur.bit_pos() != nbits)
     return false;
+  if (codec == block_codec_v1) {
+    fresh.shrink();
+    st = fresh_st;
+    *this = std::move(fresh);
+    return true;
+  }
   st = cur.state();
   *this = std::move(blk);
   return true;

@@ -13,6 +13,13 @@
 //   - doubles either as decimals (the value is exactly n / 10^e, e < 8: n is
 //     delta-coded against the previous decimal of the same field) or, when
 //     not, XOR-compressed against the previous value of the field (Gorilla).
+// Codec 2 (what is written) codes the decimal deltas, the timestamp offsets
+// (as deltas to the previous offset), the sketch gaps and bin counts with
+// Rice codes whose parameter follows a running mean of the recent values'
+// bit widths, and a sketch store's first and last bin against the bins of
+// the bucket's min and max; codec 1 (6-bit widths, fixed-width offsets,
+// gamma gaps and counts, no bin hints) is still read, for snapshots written
+// before it.
 // Decoding is exact for every double bit pattern (NaN, infinities, -0.0,
 // denormals) and every count.
 //
@@ -24,6 +31,7 @@
 
 #include "cqrs/bucket.hpp"
 #include "cqrs/ddsketch.hpp"
+#include "cqrs/detail/bits.hpp"
 #include "cqrs/time.hpp"
 
 #include <cstdint>
@@ -33,6 +41,10 @@
 
 namespace cairn::cqrs {
 
+/// The block codec written (docs/storage-format.md, 3.2); 1 is still read.
+constexpr uint8_t block_codec = 2;
+constexpr uint8_t block_codec_v1 = 1;
+
 /// Per-field state of the double coder.
 struct double_state {
   uint64_t bits = 0;   ///< previous value's bit pattern
@@ -40,6 +52,7 @@ struct double_state {
   uint8_t e = 0;       ///< previous decimal exponent
   uint8_t lead = 0;    ///< XOR window: leading zeros
   uint8_t len = 0;     ///< XOR window: meaningful bits (0 = no window yet)
+  uint16_t w = 0;      ///< codec 2: 4 x running mean bit width of the deltas
   bool operator==(const double_state&) const = default;
 };
 
@@ -51,6 +64,11 @@ struct block_state {
   int64_t prev_offset = 0; ///< last_ts - start
   double_state sum, min, max, last;
   int32_t prev_first[2] = {0, 0};  ///< first bin index, positive/negative
+  /// Codec 2: 4 x running mean bit width of the offset deltas, the bin gaps
+  /// and the bin counts (per store) - what picks their Rice parameters.
+  uint16_t offset_w = 0;
+  uint16_t gap_w[2] = {0, 0};
+  uint16_t count_w[2] = {0, 0};
   bool operator==(const block_state&) const = default;
 };
 
@@ -77,6 +95,9 @@ public:
   millis first_start() const noexcept { return first_start_; }
   millis last_start() const noexcept { return last_start_; }
   uint64_t bit_count() const noexcept { return nbits_; }
+  /// A block stops taking appends well before its stream reaches the
+  /// 2^32 - 1 bits it can hold.
+  bool full() const noexcept { return nbits_ >= (uint32_t{1} << 30); }
   /// Heap bytes of the bit stream (capacity).
   size_t memory_usage() const noexcept { return bits_.capacity(); }
 
@@ -88,9 +109,11 @@ public:
 
   /// Decodes an encoded block from `in` (advancing it) and checks it by
   /// decoding every bucket; `st` receives the state after the last one.
+  /// A block of codec 1 is re-encoded with codec 2 (the same buckets).
   /// Returns false on malformed input.
   [[nodiscard]] bool decode(std::string_view& in, millis resolution,
-                            const ddsketch_mapping& m, block_state& st);
+                            const ddsketch_mapping& m, block_state& st,
+                            uint8_t codec = block_codec);
 
   bool operator==(const bucket_block&) const = default;
 
@@ -98,16 +121,16 @@ private:
   friend class block_cursor;
   millis first_start_ = 0;
   millis last_start_ = 0;
+  detail::byte_buffer bits_;
   uint32_t count_ = 0;
-  uint64_t nbits_ = 0;
-  std::vector<uint8_t> bits_;
+  uint32_t nbits_ = 0;
 };
 
 /// Walks the buckets of a block in order.
 class block_cursor {
 public:
   block_cursor(const bucket_block& blk, millis resolution,
-               const ddsketch_mapping& m);
+               const ddsketch_mapping& m, uint8_t codec = block_codec);
 
   /// Decodes the next bucket into (start, b), reusing b's storage. Returns
   /// false at the end or on a malformed stream (then ok() is false).
@@ -127,6 +150,7 @@ private:
   uint64_t pos_ = 0;
   uint32_t index_ = 0;
   bool ok_ = true;
+  bool v1_ = false;
 };
 
 /// The state a fresh block starting at `first_start` begins with.

@@ -207,7 +207,9 @@ const std::string_view* find_tag(const std::vector<tag_view>& tags,
 
 constexpr std::string_view magic = "CRNS";
 constexpr uint8_t format_v1 = 1;
-constexpr uint8_t format_version = 2;
+/// Version 2: sealed blocks of block codec 1; 3: of codec 2 (written).
+constexpr uint8_t format_v2 = 2;
+constexpr uint8_t format_version = 3;
 
 } // namespace
 
@@ -268,9 +270,15 @@ struct series_store::impl {
   /// Appends one bucket after blocks.back().
   void append_sealed(tier_data& td, millis res, millis start,
                      const bucket& b) {
-    if (td.blocks.empty() || td.blocks.back().size() >= max_block_buckets) {
+    if (td.blocks.empty() || td.blocks.back().size() >= max_block_buckets
+        || td.blocks.back().full()) {
       if (!td.blocks.empty())
         td.blocks.back().shrink();
+      // Grow by one, then by two, not by doubling: a 1 s tier holds ~8
+      // blocks for its 15 minutes and a doubled vector would keep up to 8
+      // empty ones per series; a coarse tier often holds just one.
+      if (td.blocks.size() == td.blocks.capacity())
+        td.blocks.reserve(td.blocks.size() + (td.blocks.size() < 2 ? 1 : 2));
       td.blocks.emplace_back();
     }
     td.blocks.back().append(start, b, res, mapping, td.tail);
@@ -363,8 +371,12 @@ struct series_store::impl {
     td.open.erase(td.open.begin() + static_cast<ptrdiff_t>(first),
                   td.open.begin() + static_cast<ptrdiff_t>(n));
     // A burst (history sent fast, batches of two parsers interleaving) can
-    // grow `open`; give the memory back once it is sealed.
-    if (td.open.capacity() > 8 && td.open.size() * 4 < td.open.capacity())
+    // grow `open`; give the memory back once it is sealed. An idle series
+    // keeps no slots at all (144 bytes each; a tier of a series that
+    // stopped would otherwise keep up to 8).
+    if (td.open.empty())
+      std::vector<open_entry>{}.swap(td.open);
+    else if (td.open.capacity() > 2 * td.open.size() + 2)
       td.open.shrink_to_fit();
     return n - first;
   }
@@ -426,9 +438,19 @@ struct series_store::impl {
     int32_t bin = zero ? 0 : mapping.index(a);
     bool negative = value < 0;
     auto& rec = series[id];
-    for (size_t i = 0; i < tiers.size(); ++i)
-      open_bucket(rec, i, align_down(ts, tiers[i].resolution))
-        .add(ts, value, bin, negative, zero);
+    for (size_t i = 0; i < tiers.size(); ++i) {
+      auto start = align_down(ts, tiers[i].resolution);
+      // Below the tier's eviction floor (older than its retention at the
+      // last evict): the next evict would drop the bucket. Not opening it
+      // keeps a backfill sent faster than real time from piling up open
+      // buckets between two evict passes (the 1 s tier of an hour's
+      // history: a transient of hundreds of MB that fragmented the heap,
+      // docs/benchmarks.md). The floor is state (snapshotted), not the
+      // clock, so replay applies what the live store applied.
+      if (start < rec.tiers[i].floor)
+        continue;
+      open_bucket(rec, i, start).add(ts, value, bin, negative, zero);
+    }
     ++events;
   }
 
@@ -581,6 +603,8 @@ size_t series_store::evict(millis now) {
         if (!td.open[static_cast<size_t>(k)].reopened)
           ++dropped;
       td.open.erase(td.open.begin(), td.open.begin() + n);
+      if (td.open.empty() && td.open.capacity() > 0)
+        std::vector<open_entry>{}.swap(td.open);
       // Sealed ones: hidden below the floor, freed block by block.
       td.floor = std::max(td.floor, cutoff);
       size_t whole = 0;
@@ -592,6 +616,8 @@ size_t series_store::evict(millis now) {
       }
       td.blocks.erase(td.blocks.begin(),
                       td.blocks.begin() + static_cast<ptrdiff_t>(whole));
+      if (td.blocks.capacity() > td.blocks.size() + 4)
+        td.blocks.shrink_to_fit();
       empty = empty && td.empty();
     }
     emptied = emptied || empty;
@@ -934,7 +960,8 @@ bool get_bucket(detail::reader& r, std::string_view& in, bucket& b) {
 
 } // namespace
 
-// Format (version 2): "CRNS", version byte, sketch accuracy (f64), tiers
+// Format (version 3; version 2 is the same with block codec 1, re-encoded
+// when read): "CRNS", version byte, sketch accuracy (f64), tiers
 // (varint n, then svarint resolution and retention each), varint events
 // applied, varint series count; per series: varint key length, key bytes,
 // then per tier: svarint floor (i64 min = none), varint block count and the
@@ -982,8 +1009,11 @@ bool series_store::decode(std::string_view in) {
   if (!in.starts_with(magic) || in.size() < magic.size() + 1)
     return false;
   auto version = static_cast<uint8_t>(in[magic.size()]);
-  if (version != format_version && version != format_v1)
+  if (version != format_version && version != format_v2
+      && version != format_v1)
     return false;
+  // A version-2 projection's blocks are re-encoded with today's codec.
+  auto codec = version == format_v2 ? block_codec_v1 : block_codec;
   in.remove_prefix(magic.size() + 1);
   detail::reader r{in};
   double accuracy = 0;
@@ -1016,14 +1046,14 @@ bool series_store::decode(std::string_view in) {
     for (size_t t = 0; t < fresh.tiers.size(); ++t) {
       auto res = fresh.tiers[t].resolution;
       auto& td = rec.tiers[t];
-      if (version == format_version) {
+      if (version != format_v1) {
         uint64_t num_blocks = 0;
         if (!r.svarint(td.floor) || !r.varint(num_blocks)
             || num_blocks > in.size())
           return false;
         td.blocks.resize(num_blocks);
         for (uint64_t b = 0; b < num_blocks; ++b) {
-          if (!td.blocks[b].decode(in, res, fresh.mapping, td.tail)
+          if (!td.blocks[b].decode(in, res, fresh.mapping, td.tail, codec)
               || (b > 0
                   && td.blocks[b].first_start() <= td.blocks[b - 1].last_start()))
             return false;
@@ -1042,7 +1072,7 @@ bool series_store::decode(std::string_view in) {
         open_entry e{0, {}, false, false};  // not being written
         if (!r.svarint(delta))
           return false;
-        if (version == format_version) {
+        if (version != format_v1) {
           if (!r.bytes(1, flag_byte) || static_cast<uint8_t>(flag_byte[0]) > 1)
             return false;
           flag = static_cast<uint8_t>(flag_byte[0]);

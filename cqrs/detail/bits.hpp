@@ -3,33 +3,123 @@
 // Bits are written most significant first into bytes; a writer can be
 // resumed on a buffer that ends in a partial byte (the block being filled).
 // The reader never reads past `nbits` and reports it through `ok()`.
-// Elias-gamma codes for small unsigned numbers (1 bit for 0). Internal.
+// Elias-gamma codes for small unsigned numbers (1 bit for 0) and Rice codes
+// with an escape for the adaptive fields of block codec 2. Internal.
 #pragma once
 
 #include <algorithm>
 #include <bit>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <stdexcept>
+#include <utility>
 #include <vector>
 
 namespace cairn::cqrs::detail {
+
+/// A Rice quotient of this many ones escapes to an explicit bit width.
+constexpr unsigned rice_escape = 16;
+
+/// The bytes of a block's stream in one malloc'd allocation: 16 bytes of
+/// handle where std::vector needs 24 (a 1 s tier holds ~8 blocks per
+/// series), grown in place with realloc. At most 2^32 - 1 bytes.
+class byte_buffer {
+public:
+  byte_buffer() = default;
+  byte_buffer(const byte_buffer& other) { assign(other.data_, other.size_); }
+  byte_buffer(byte_buffer&& other) noexcept
+    : data_(std::exchange(other.data_, nullptr)),
+      size_(std::exchange(other.size_, 0)), cap_(std::exchange(other.cap_, 0)) {}
+  byte_buffer& operator=(const byte_buffer& other) {
+    if (this != &other)
+      assign(other.data_, other.size_);
+    return *this;
+  }
+  byte_buffer& operator=(byte_buffer&& other) noexcept {
+    if (this != &other) {
+      std::free(data_);
+      data_ = std::exchange(other.data_, nullptr);
+      size_ = std::exchange(other.size_, 0);
+      cap_ = std::exchange(other.cap_, 0);
+    }
+    return *this;
+  }
+  ~byte_buffer() { std::free(data_); }
+
+  uint8_t* data() noexcept { return data_; }
+  const uint8_t* data() const noexcept { return data_; }
+  size_t size() const noexcept { return size_; }
+  size_t capacity() const noexcept { return cap_; }
+  uint8_t& back() noexcept { return data_[size_ - 1]; }
+
+  void push_back(uint8_t b) {
+    if (size_ == cap_)
+      reserve(size_t{size_} + std::max<size_t>(16, size_ / 8));
+    data_[size_++] = b;
+  }
+
+  void reserve(size_t n) {
+    if (n <= cap_)
+      return;
+    if (n > UINT32_MAX)
+      throw std::length_error("block stream too large");
+    resize_to(n);
+  }
+
+  void shrink_to_fit() {
+    if (cap_ > size_)
+      resize_to(size_);
+  }
+
+  void assign(const uint8_t* p, size_t n) {
+    size_ = 0;
+    reserve(n);
+    if (n > 0)
+      std::memcpy(data_, p, n);
+    size_ = static_cast<uint32_t>(n);
+    shrink_to_fit();
+  }
+
+  friend bool operator==(const byte_buffer& x, const byte_buffer& y) noexcept {
+    return x.size_ == y.size_
+           && (x.size_ == 0 || std::memcmp(x.data_, y.data_, x.size_) == 0);
+  }
+
+private:
+  void resize_to(size_t n) {
+    if (n == 0) {
+      std::free(data_);
+      data_ = nullptr;
+      cap_ = 0;
+      return;
+    }
+    auto* p = static_cast<uint8_t*>(std::realloc(data_, n));
+    if (!p)
+      throw std::bad_alloc{};
+    data_ = p;
+    cap_ = static_cast<uint32_t>(n);
+  }
+
+  uint8_t* data_ = nullptr;
+  uint32_t size_ = 0;
+  uint32_t cap_ = 0;
+};
 
 class bit_writer {
 public:
   /// Appends to `buf`, whose first `nbits` bits are in use. The buffer
   /// grows by an eighth at a time, not by doubling: an active block keeps
   /// its slack for as long as it is written to.
-  bit_writer(std::vector<uint8_t>& buf, uint64_t& nbits)
-    : buf_(buf), nbits_(nbits) {}
+  bit_writer(byte_buffer& buf, uint64_t& nbits) : buf_(buf), nbits_(nbits) {}
 
   /// Writes the low `n` (<= 64) bits of `v`.
   void put(uint64_t v, unsigned n) {
     while (n > 0) {
       unsigned used = static_cast<unsigned>(nbits_ & 7);
-      if (used == 0) {
-        if (buf_.size() == buf_.capacity())
-          buf_.reserve(buf_.size() + std::max<size_t>(16, buf_.size() / 8));
+      if (used == 0)
         buf_.push_back(0);
-      }
       unsigned room = 8 - used;
       unsigned take = room < n ? room : n;
       auto chunk = static_cast<unsigned>((v >> (n - take)) & ((1u << take) - 1));
@@ -50,8 +140,24 @@ public:
     put(y, n - 1);  // y's low n - 1 bits (all 64 when x + 1 wrapped)
   }
 
+  /// Rice code of z with parameter k (< 64): q = z >> k ones and a zero,
+  /// then the k low bits of z. q >= rice_escape is written as rice_escape
+  /// ones, 6 bits of bit_width(z) - 1 and the bits of z below its top bit.
+  void rice(uint64_t z, unsigned k) {
+    uint64_t q = z >> k;
+    if (q < rice_escape) {
+      put((uint64_t{1} << (q + 1)) - 2, static_cast<unsigned>(q) + 1);
+      put(z, k);
+      return;
+    }
+    auto w = static_cast<unsigned>(std::bit_width(z));
+    put((uint64_t{1} << rice_escape) - 1, rice_escape);
+    put(w - 1, 6);
+    put(z, w - 1);
+  }
+
 private:
-  std::vector<uint8_t>& buf_;
+  byte_buffer& buf_;
   uint64_t& nbits_;
 };
 
@@ -92,6 +198,17 @@ public:
     uint64_t low = get(zeros);
     uint64_t top = zeros == 64 ? 0 : uint64_t{1} << zeros;
     return (top | low) - 1;
+  }
+
+  /// Reads a Rice code written with parameter k (bit_writer::rice).
+  uint64_t rice(unsigned k) {
+    unsigned q = 0;
+    while (q < rice_escape && bit())
+      ++q;
+    if (q < rice_escape)
+      return (uint64_t{q} << k) | get(k);
+    auto w = static_cast<unsigned>(get(6)) + 1;
+    return (uint64_t{1} << (w - 1)) | get(w - 1);
   }
 
   /// Marks the stream malformed.

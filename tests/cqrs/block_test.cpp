@@ -79,7 +79,7 @@ bucket one_event(millis ts, double v, const ddsketch_mapping& m) {
 TEST_SUITE("cqrs.block") {
 
 TEST_CASE("bit writer and reader: fixed widths and gamma codes") {
-  std::vector<uint8_t> buf;
+  detail::byte_buffer buf;
   uint64_t nbits = 0;
   detail::bit_writer w{buf, nbits};
   std::vector<uint64_t> gammas = {0, 1, 2, 3, 1000, (uint64_t{1} << 53),
@@ -100,6 +100,85 @@ TEST_CASE("bit writer and reader: fixed widths and gamma codes") {
   CHECK(r.at_end());
   (void) r.get(1);
   CHECK_FALSE(r.ok());
+}
+
+TEST_CASE("bit writer and reader: Rice codes with escapes, every k") {
+  detail::byte_buffer buf;
+  uint64_t nbits = 0;
+  detail::bit_writer w{buf, nbits};
+  std::vector<uint64_t> values = {0, 1, 2, 15, 16, 17, 1000, 65535,
+                                  (uint64_t{1} << 53),
+                                  std::numeric_limits<uint64_t>::max() - 1,
+                                  std::numeric_limits<uint64_t>::max()};
+  for (unsigned k : {0u, 1u, 3u, 10u, 31u, 63u})
+    for (auto v : values)
+      w.rice(v, k);
+  w.bit(true);
+  detail::bit_reader r{buf.data(), nbits};
+  for (unsigned k : {0u, 1u, 3u, 10u, 31u, 63u})
+    for (auto v : values)
+      CHECK(r.rice(k) == v);
+  CHECK(r.bit());
+  CHECK(r.ok());
+  CHECK(r.at_end());
+  // Small values with a fitting k cost k + 1 bits; a huge one escapes.
+  detail::byte_buffer b2;
+  uint64_t n2 = 0;
+  detail::bit_writer w2{b2, n2};
+  w2.rice(5, 3);
+  CHECK(n2 == 4);
+  w2.rice(std::numeric_limits<uint64_t>::max(), 0);
+  CHECK(n2 == 4 + 16 + 6 + 63);
+}
+
+TEST_CASE("a block's handle is 40 bytes; its stream buffer copies and moves") {
+  // A 1 s tier holds ~8 blocks per series (docs/architecture.md).
+  CHECK(sizeof(bucket_block) <= 40);
+  detail::byte_buffer a;
+  for (int i = 0; i < 1000; ++i)
+    a.push_back(static_cast<uint8_t>(i));
+  CHECK(a.size() == 1000);
+  CHECK(a.capacity() < 1000 + 1000 / 8 + 16);
+  auto b = a;
+  CHECK(b == a);
+  b.back() = 7;
+  CHECK_FALSE(b == a);
+  auto c = std::move(a);
+  CHECK(c.size() == 1000);
+  CHECK(a.size() == 0);
+  c.shrink_to_fit();
+  CHECK(c.capacity() == 1000);
+  CHECK(c.data()[999] == static_cast<uint8_t>(999));
+  a = c;
+  CHECK(a == c);
+}
+
+TEST_CASE("one-event buckets: jittered offsets and noisy values stay small") {
+  // The benchmark's shape (docs/benchmarks.md): lognormal integers near
+  // 20, the timestamp 0-99 ms into its second. Codec 1 needed ~3.6 bytes.
+  ddsketch_mapping m{0.01};
+  std::mt19937_64 rng{3};
+  std::lognormal_distribution<double> val{3.0, 0.8};
+  std::uniform_int_distribution<int> jitter{0, 99};
+  bucket_list in;
+  for (int i = 0; i < 128; ++i)
+    in.emplace_back(t0 + i * 1000,
+                    one_event(t0 + i * 1000 + jitter(rng),
+                              std::max(1.0, std::round(val(rng))), m));
+  auto blk = round_trip(in, 1000, m);
+  CHECK(blk.bit_count() / 8.0 / in.size() < 3.0);
+  // Ten events per bucket: the deltas of sum, min, max, last, the offset
+  // and the sketch's gaps and counts.
+  bucket_list ten;
+  for (int i = 0; i < 128; ++i) {
+    bucket b;
+    for (int k = 0; k < 10; ++k)
+      b.add(t0 + i * 1000 + k * 100 + jitter(rng) / 10,
+            std::max(1.0, std::round(val(rng))), m);
+    ten.emplace_back(t0 + i * 1000, b);
+  }
+  auto blk10 = round_trip(ten, 1000, m);
+  CHECK(blk10.bit_count() / 8.0 / ten.size() < 16.0);
 }
 
 TEST_CASE("one-event buckets cost their value and little else") {

@@ -355,3 +355,50 @@ TEST_CASE("close pass: buckets published at window end + grace, once, "
   CHECK(firsts.count(first_minute) == 1);
   CHECK(latest[first_minute].count == 4);
 }
+
+TEST_CASE("memory: an idle tier keeps no open slots; events below the floor "
+          "open no bucket") {
+  series_store s{test_tiers(), ddsketch_mapping{0.01}};
+  s.seal_after(2000);
+  auto key = make_series_key("m", {{"i", "1"}});
+  millis now = t0;
+  for (int sec = 0; sec < 120; ++sec) {
+    s.set_clock(now + sec * 1000);
+    s.apply(key, now + sec * 1000 + 10, 1.0 * sec);
+  }
+  now += 120 * 1000;
+  // Everything of the 1 s and 1 m tiers sealed: only the hour stays open,
+  // and the emptied tiers hold no capacity (one open entry's bytes plus
+  // its sketch, not 4-8 slots of 144 bytes per tier).
+  (void) s.seal(now + 3'600'000);
+  (void) s.seal(now + 3'600'000);
+  auto mem = s.memory();
+  CHECK(mem.open_buckets == 0);
+  CHECK(mem.open_bytes == 0);
+  // After an evict the 1 s tier's floor is 15 minutes back: an event older
+  // than that (a backfill) opens a bucket in the 1 m and 1 h tiers only.
+  (void) s.evict(now);
+  auto buckets = s.bucket_count();
+  s.apply(key, now - 20 * 60'000 + 5, 7.0);
+  CHECK(s.bucket_count() == buckets + 1);  // the 1 m bucket; the hour exists
+  query_spec q;
+  q.metric = "m";
+  q.tier = 0;
+  q.from = now - 3'600'000;
+  q.to = now;
+  q.step = 1000;
+  q.aggs = {{agg_kind::count}};
+  query_partial p;
+  s.query(q, p);
+  for (auto& [k, g] : p.groups)
+    CHECK(g.points.find(align_down(now - 20 * 60'000, 1000)) == g.points.end());
+  q.tier = 1;
+  q.step = 60'000;
+  query_partial p1;
+  s.query(q, p1);
+  REQUIRE(p1.groups.size() == 1);
+  auto& pts = p1.groups.begin()->second.points;
+  auto it = pts.find(align_down(now - 20 * 60'000, 60'000));
+  REQUIRE(it != pts.end());
+  CHECK(it->second.count == 1);
+}

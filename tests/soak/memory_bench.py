@@ -4,7 +4,10 @@
 Fills a node with SERIES series x RATE events per series per second, event
 times spread over the past HISTORY seconds (sent as fast as the node takes
 them, oldest first, fire-and-forget), waits until every event is applied
-and the seal pass has run, then reads VmRSS from /proc/<pid>/status and, if
+and the seal pass has run (--settle, 8 s), then reads VmRSS from
+/proc/<pid>/status (rss_mb) and again after --settle-long (70 s:
+rss_settled_mb, once the fill's ingest request timeouts in CAF's clock have
+expired; docs/benchmarks.md) and, if
 the node reports them (stats counters cairn_memory_*), the bytes per sealed
 bucket of each tier. Every --bin-dir given is measured in the same run, one
 after the other, with the same events (same seed).
@@ -178,10 +181,21 @@ def measure(bin_dir, args, tmpl):
         with open(f"/proc/{node.proc.pid}/status") as f:
             hwm = next((int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM:")), 0)
         counters = st.get("counters", {})
+        settled = None
+        if args.settle_long > args.settle:
+            # Every ingest request of the fill left a timeout entry in CAF's
+            # actor clock (cairn.ingest.timeout, 60 s; CAF 0.17 drops it
+            # only when it expires): ~25 MB after a fill at 400k ev/s. Read
+            # again once they are gone, with the store's accounting then.
+            time.sleep(args.settle_long - args.settle)
+            settled = round(vm_rss(node.proc.pid) / 2**20, 1)
+            st = stats(node)
+            counters = st.get("counters", {})
         row = {"bin_dir": bin_dir, "series": args.series, "rate": args.rate,
                "history_s": args.history, "values": args.values, "events": sent,
                "applied": applied, "errors": counts["errors"],
                "fill_s": round(took, 1), "rss_mb": round(rss / 2**20, 1),
+               "rss_settled_mb": settled, "settle_long_s": args.settle_long,
                "peak_rss_mb": round(hwm / 2**20, 1), "idle_rss_mb": round(idle / 2**20, 1),
                "buckets": st.get("buckets"), "rss_by_mapping_mb": mappings(node.proc.pid)}
         mem = {k: v for k, v in counters.items() if k.startswith("cairn_memory_")}
@@ -211,6 +225,8 @@ def main():
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--parsers", type=int, default=2)
     ap.add_argument("--settle", type=float, default=8.0)
+    ap.add_argument("--settle-long", type=float, default=70.0,
+                    help="second reading (rss_settled_mb) this long after the fill; 0: none")
     ap.add_argument("--storage", action="store_true")
     args = ap.parse_args()
     rows = []
