@@ -62,6 +62,9 @@ struct query_spec {
   millis from = 0;  ///< inclusive, bucket starts
   millis to = 0;    ///< exclusive
   millis step = 0;  ///< multiple of the tier resolution
+  /// Step boundaries are align + k * step (0 <= align < step; 0: epoch
+  /// aligned). A multiple of the range tier's resolution.
+  millis align = 0;
   /// Index into the node's tier_set: the serving tier the reply names (the
   /// coarsest tier of `segments`' plan).
   size_t tier = 0;
@@ -109,7 +112,8 @@ using parsed = std::variant<T, problem>;
 /// Parses a "query" request. Defaults: from = now - 15m, to = now, step =
 /// the serving tier's resolution, aggs = ["count"]. Errors (bad_request):
 /// missing/invalid metric, unparsable times, from >= to, step not a positive
-/// multiple of the serving tier's resolution, unknown agg, where not an
+/// multiple of the serving tier's resolution, align not an integer multiple
+/// of the range tier's resolution, unknown agg, where not an
 /// object of strings, group_by not a list of strings, too many points
 /// (> 100000 steps).
 parsed<query_spec> parse_query(const nlohmann::json& req, millis now,
@@ -179,7 +183,7 @@ struct query_partial {
   /// Keyed by an encoding of the group values (ordering is deterministic).
   std::map<std::string, query_group> groups;
   /// Adds `points` of one series to its group: buckets are folded into the
-  /// point t = align_down(bucket_start, step).
+  /// point t = align_down(bucket_start - align, step) + align.
   void merge(query_partial&& other);
 };
 

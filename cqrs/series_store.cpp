@@ -660,8 +660,8 @@ void series_store::query(const query_spec& q, query_partial& out) const {
                         group->values = values;
                       hint = group->points.end();
                     }
-                    hint = group->points.try_emplace(hint,
-                                                     align_down(start, q.step));
+                    hint = group->points.try_emplace(
+                      hint, align_down(start - q.align, q.step) + q.align);
                     if (sketches)
                       hint->second.merge(b);
                     else
