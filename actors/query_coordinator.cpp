@@ -432,6 +432,9 @@ struct read_sink {
   /// Series op only: sees the merged partial before it is rendered.
   std::function<void(const cqrs::series_partial&, const cqrs::coverage&)>
     listed;
+  /// Series op only: keys the node's series index listed for the
+  /// partitions the scatter did not ask (merged into the answer).
+  std::shared_ptr<std::vector<std::string>> indexed;
   json id;
 };
 
@@ -509,6 +512,8 @@ std::optional<cqrs::problem> run_read(coordinator_pointer self,
     scatter<cqrs::series_partial>(
       self, std::move(plan),
       [sink, q](cqrs::series_partial&& x, cqrs::coverage&& cov) {
+        if (sink.indexed)
+          x.keys.insert(x.keys.end(), sink.indexed->begin(), sink.indexed->end());
         if (sink.listed)
           sink.listed(x, cov);
         deliver_read<cqrs::series_partial>(
@@ -634,8 +639,28 @@ void run_direct(coordinator_pointer self, const direct_batch_ptr& b, size_t i,
   std::string line;
   if (self->state.settings->cluster.enabled)
     line = req.dump(-1, ' ', false, json::error_handler_t::replace);
+  // A series request: the local partitions attached to the node's series
+  // index are answered from it (cqrs/series_index.hpp) and not asked; the
+  // others (not recovered, remote, `only` aside) are asked as before.
+  std::shared_ptr<std::vector<std::string>> indexed;
+  auto& index = self->state.settings->series_index;
+  if (op == "series" && index) {
+    auto parsed = cqrs::parse_series(req);
+    if (auto* spec = std::get_if<cqrs::series_spec>(&parsed)) {
+      auto n = self->state.partitions.size();
+      indexed = std::make_shared<std::vector<std::string>>();
+      auto covered = index->match(spec->metric, spec->where,
+                                  spec->limit + 1, *indexed);
+      if (only.empty())
+        only.assign(n, true);
+      for (auto p : self->state.local)
+        if (p < covered.size() && covered[p])
+          only[p] = false;
+    }
+  }
   auto plan = client_plan(self, op, std::move(line), b->now, std::move(only));
   read_sink sink;
+  sink.indexed = std::move(indexed);
   sink.object = [b, i](json reply) { b->put(i, std::move(reply)); };
   if (then) {
     auto partitions = static_cast<uint32_t>(self->state.partitions.size());
