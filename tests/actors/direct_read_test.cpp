@@ -218,6 +218,22 @@ TEST_CASE("a routed query also asks the partitions that missed the series reques
   CHECK(got[1]["ok"] == true);
   CHECK(got[1]["partial"] == true);
   CHECK(got[1]["missing_partitions"] == json::array({1}));
+  // Scatters started at different times share one delayed message: each
+  // still ends at its own deadline, and every one is answered.
+  std::vector<std::future<json>> pending;
+  for (int i = 0; i < 5; ++i) {
+    auto done = std::make_shared<std::promise<json>>();
+    pending.push_back(done->get_future());
+    actors::direct_read(coordinator, query_req(from, {{"host", "h7"}}),
+                        [done](json reply) { done->set_value(std::move(reply)); });
+    std::this_thread::sleep_for(50ms);
+  }
+  for (auto& r : pending) {
+    REQUIRE(r.wait_for(10s) == std::future_status::ready);
+    auto reply = r.get();
+    CHECK(reply["partial"] == true);
+    CHECK(reply["missing_partitions"] == json::array({1}));
+  }
   caf::anon_send_exit(good, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(silent, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(coordinator, caf::exit_reason::user_shutdown);
