@@ -14,6 +14,7 @@
 #include "cqrs/ddsketch.hpp"
 #include "cqrs/event_parser.hpp"
 #include "cqrs/partition_map.hpp"
+#include "cqrs/series_index.hpp"
 #include "cqrs/series_registry.hpp"
 #include "cqrs/tier.hpp"
 #include "runtime/auth/access_control.hpp"
@@ -127,6 +128,10 @@ struct node_settings {
   /// The series of this node's partitions, for the cardinality guard:
   /// partitions insert/erase, parsers check (thread-safe).
   std::shared_ptr<cqrs::series_registry> series_registry;
+  /// The series of this node's partitions by metric, for direct reads'
+  /// `series` requests (cqrs/series_index.hpp; partitions attach once
+  /// recovered). Null: every partition is asked.
+  std::shared_ptr<cqrs::series_index> series_index;
 
   // -- persistence (valid when journal != nullptr) ----------------------------
   std::shared_ptr<runtime::journal> journal;

@@ -199,18 +199,56 @@ struct partition_state {
 
   /// Tells the node's series registry (the cardinality guard) about every
   /// series of the store, now and as they come and go.
+  /// Also installs the store's series handler for the node's series index
+  /// (attached by index_series once recovered).
   void register_series() {
-    auto reg = settings->series_registry;
-    if (!reg || reg->limit() == 0 || !store)
+    if (!store)
       return;
-    store->for_each_key(
-      [&](std::string_view key) { reg->insert(cqrs::series_hash(key)); });
-    store->on_series([reg](uint64_t hash, bool added) {
-      if (added)
-        reg->insert(hash);
-      else
-        reg->erase(hash);
+    auto reg = settings->series_registry;
+    if (reg && reg->limit() == 0)
+      reg = nullptr;
+    auto index = settings->series_index;
+    if (reg)
+      store->for_each_key(
+        [&](std::string_view key) { reg->insert(cqrs::series_hash(key)); });
+    if (!reg && !index)
+      return;
+    store->on_series([reg, index, p = id](std::string_view key, uint64_t hash,
+                                          bool added) {
+      if (reg) {
+        if (added)
+          reg->insert(hash);
+        else
+          reg->erase(hash);
+      }
+      if (index) {
+        if (added)
+          index->add(p, key);
+        else
+          index->remove(p, key);
+      }
     });
+  }
+
+  /// Lists every series of the (recovered) store in the node's series index
+  /// (cqrs/series_index.hpp); from now on the store's handler keeps it.
+  void index_series() {
+    auto& index = settings->series_index;
+    if (!index || !store)
+      return;
+    std::vector<std::string> all;
+    store->for_each_key([&](std::string_view key) { all.emplace_back(key); });
+    index_token = index->attach(id, all);
+  }
+
+  /// The token of this partition's attach to the series index (0: none).
+  uint64_t index_token = 0;
+
+  ~partition_state() {
+    // A stopped partition answers nothing: readers must not rely on the
+    // series it listed.
+    if (index_token != 0 && settings && settings->series_index)
+      settings->series_index->detach(id, index_token);
   }
 
   /// Adds the change of this partition's memory figures to the gauges.
@@ -498,6 +536,8 @@ partition_actor::behavior_type partition_impl(partition_pointer self,
   }
   st.register_series();
   st.recovering = s->journal != nullptr;
+  if (!st.recovering)
+    st.index_series();
   st.last_snapshot = std::chrono::steady_clock::now();
   self->delayed_send(self, s->evict_interval, tick_atom::value);
   self->set_down_handler([self](caf::down_msg& msg) {
@@ -661,6 +701,7 @@ partition_actor::behavior_type partition_impl(partition_pointer self,
         st.snapshots.emplace_back(r->report.snapshot_seq,
                                   cqrs::wall_clock_now());
       st.recovering = false;
+      st.index_series();
       st.last_snapshot = std::chrono::steady_clock::now();
       st.update_memory_gauges();
     },

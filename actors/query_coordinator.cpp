@@ -18,6 +18,8 @@
 #include <cmath>
 
 #include <algorithm>
+#include <chrono>
+#include <deque>
 #include <functional>
 #include <optional>
 #include <memory>
@@ -28,8 +30,16 @@ namespace {
 
 using nlohmann::json;
 
+struct scatter_deadline;
+
 struct coordinator_state {
   settings_ptr settings;
+  /// Local scatters' deadlines in expiry order (see arm_deadline), and
+  /// whether a delayed message for the first one is on its way.
+  std::deque<std::pair<std::chrono::steady_clock::time_point,
+                       std::weak_ptr<scatter_deadline>>>
+    deadlines;
+  bool deadline_armed = false;
   std::vector<partition_actor> partitions;
   /// Cluster: link to each member by map index (null for this node).
   std::vector<caf::actor> links;
@@ -96,8 +106,9 @@ void apply_pending(const hint_view::snapshot_type& pending,
   }
 }
 
-/// The deadline of one scatter's local requests (a delayed message to the
-/// coordinator itself).
+/// The deadline of one scatter's local requests. Kept alive by the
+/// scatter's response handlers only: once every local partition answered it
+/// is gone, and the coordinator's deadline queue skips it.
 struct scatter_deadline {
   std::function<void()> fire;
 };
@@ -105,13 +116,56 @@ struct scatter_deadline {
 using scatter_deadline_ptr = std::shared_ptr<scatter_deadline>;
 using deadline_atom = caf::atom_constant<caf::atom("deadline")>;
 
-} // namespace
-} // namespace cairn::actors
+/// Queues `d` to fire at now + query_timeout. One delayed message to the
+/// coordinator serves the whole queue (every scatter has the same timeout,
+/// so the queue is in expiry order): a delayed message per scatter woke
+/// CAF's clock thread once per request.
+void arm_deadline(coordinator_pointer self, const scatter_deadline_ptr& d) {
+  auto& st = self->state;
+  st.deadlines.emplace_back(
+    std::chrono::steady_clock::now() + st.settings->query_timeout, d);
+  if (st.deadline_armed)
+    return;
+  st.deadline_armed = true;
+  self->delayed_send(self, st.settings->query_timeout, deadline_atom::value);
+}
 
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cairn::actors::scatter_deadline_ptr)
-
-namespace cairn::actors {
-namespace {
+/// Fires the expired deadlines still waited for and re-arms for the next.
+void sweep_deadlines(coordinator_pointer self) {
+  auto& st = self->state;
+  st.deadline_armed = false;
+  auto now = std::chrono::steady_clock::now();
+  while (!st.deadlines.empty()) {
+    auto& [at, weak] = st.deadlines.front();
+    if (weak.expired()) {
+      st.deadlines.pop_front();
+      continue;
+    }
+    if (at > now)
+      break;
+    auto d = weak.lock();
+    st.deadlines.pop_front();
+    if (d)
+      d->fire();
+  }
+  // Drop answered ones behind the first waiting entry too (bounded memory
+  // under a steady read load).
+  if (st.deadlines.size() > 1024) {
+    std::deque<std::pair<std::chrono::steady_clock::time_point,
+                         std::weak_ptr<scatter_deadline>>> kept;
+    for (auto& e : st.deadlines)
+      if (!e.second.expired())
+        kept.push_back(std::move(e));
+    st.deadlines = std::move(kept);
+  }
+  if (st.deadlines.empty())
+    return;
+  st.deadline_armed = true;
+  auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
+                st.deadlines.front().first - now)
+              + std::chrono::milliseconds{1};
+  self->delayed_send(self, wait, deadline_atom::value);
+}
 
 /// Sends one partial request to the planned partitions (and owners) and
 /// merges the answers. `done(merged, coverage)` runs once, after the last
@@ -211,24 +265,24 @@ void scatter(coordinator_pointer self, scatter_plan plan,
     --g->local_waiting;
     return true;
   };
+  auto expire = std::make_shared<scatter_deadline>();
   for (size_t i = 0; i < local->size(); ++i) {
     auto p = (*local)[i];
     self->request(st.partitions[p], caf::infinite, xs...)
       .then(
-        [g, finish, answered, i](Partial& x) {
+        [g, finish, answered, i, expire](Partial& x) {
           if (!answered(i))
             return;
           g->merged.merge(std::move(x));
           finish();
         },
-        [g, finish, answered, i, p](caf::error&) {
+        [g, finish, answered, i, p, expire](caf::error&) {
           if (!answered(i))
             return;
           g->cov.missing_partitions.push_back(p);
           finish();
         });
   }
-  auto expire = std::make_shared<scatter_deadline>();
   expire->fire = [g, finish, local] {
     if (g->local_waiting == 0 || g->outstanding == 0)
       return;
@@ -243,8 +297,7 @@ void scatter(coordinator_pointer self, scatter_plan plan,
       }
     g->local_waiting = 0;
   };
-  self->delayed_send(self, st.settings->query_timeout, deadline_atom::value,
-                     std::move(expire));
+  arm_deadline(self, expire);
 }
 
 /// Collects the membership view: this node plus every peer link's state.
@@ -432,6 +485,9 @@ struct read_sink {
   /// Series op only: sees the merged partial before it is rendered.
   std::function<void(const cqrs::series_partial&, const cqrs::coverage&)>
     listed;
+  /// Series op only: keys the node's series index listed for the
+  /// partitions the scatter did not ask (merged into the answer).
+  std::shared_ptr<std::vector<std::string>> indexed;
   json id;
 };
 
@@ -534,6 +590,8 @@ std::optional<cqrs::problem> run_read(coordinator_pointer self,
     scatter<cqrs::series_partial>(
       self, std::move(plan),
       [sink, q](cqrs::series_partial&& x, cqrs::coverage&& cov) {
+        if (sink.indexed)
+          x.keys.insert(x.keys.end(), sink.indexed->begin(), sink.indexed->end());
         if (sink.listed)
           sink.listed(x, cov);
         deliver_read<cqrs::series_partial>(
@@ -659,8 +717,28 @@ void run_direct(coordinator_pointer self, const direct_batch_ptr& b, size_t i,
   std::string line;
   if (self->state.settings->cluster.enabled)
     line = req.dump(-1, ' ', false, json::error_handler_t::replace);
+  // A series request: the local partitions attached to the node's series
+  // index are answered from it (cqrs/series_index.hpp) and not asked; the
+  // others (not recovered, remote, `only` aside) are asked as before.
+  std::shared_ptr<std::vector<std::string>> indexed;
+  auto& index = self->state.settings->series_index;
+  if (op == "series" && index) {
+    auto parsed = cqrs::parse_series(req);
+    if (auto* spec = std::get_if<cqrs::series_spec>(&parsed)) {
+      auto n = self->state.partitions.size();
+      indexed = std::make_shared<std::vector<std::string>>();
+      auto covered = index->match(spec->metric, spec->where,
+                                  spec->limit + 1, *indexed);
+      if (only.empty())
+        only.assign(n, true);
+      for (auto p : self->state.local)
+        if (p < covered.size() && covered[p])
+          only[p] = false;
+    }
+  }
   auto plan = client_plan(self, op, std::move(line), b->now, std::move(only));
   read_sink sink;
+  sink.indexed = std::move(indexed);
   sink.object = [b, i](json reply) { b->put(i, std::move(reply)); };
   if (then) {
     auto partitions = static_cast<uint32_t>(self->state.partitions.size());
@@ -783,7 +861,7 @@ caf::behavior coordinator_impl(coordinator_pointer self, settings_ptr s,
       return rp;
     },
     [=](read_atom, const direct_read_ptr& r) { serve_direct(self, r); },
-    [=](deadline_atom, const scatter_deadline_ptr& d) { d->fire(); },
+    [=](deadline_atom) { sweep_deadlines(self); },
     // From a peer (via the node actor): a partial over our partitions.
     [=](partial_atom, remote_query& q) -> caf::result<remote_partial> {
       auto& st = self->state;

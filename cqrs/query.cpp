@@ -8,6 +8,7 @@
 #include <charconv>
 #include <cmath>
 #include <limits>
+#include <numeric>
 
 namespace cairn::cqrs {
 
@@ -286,7 +287,19 @@ parsed<query_spec> parse_query(const json& req, millis now,
       || span / q.step + (span % q.step != 0 ? 1 : 0) > max_points)
     return bad("too many points: (to - from) / step exceeds "
                + std::to_string(max_points));
-  q.tier = plan_segments(tiers, q.tier, q.from, q.to, q.step, now, q.segments);
+  if (auto it = req.find("align"); it != req.end() && !it->is_null()) {
+    // Steps through this instant instead of the epoch: a client whose
+    // windows end at unaligned times (a PromQL range from "now - 5m") gets
+    // one point per window, not one per bucket (docs/protocol.md, query).
+    if (!it->is_number_integer() || it->get<millis>() % tier.resolution != 0)
+      return bad("\"align\" must be an integer multiple of the range tier's "
+                 "resolution (" + tier.name + "), got " + it->dump());
+    q.align = ((it->get<millis>() % q.step) + q.step) % q.step;
+  }
+  // A coarser tier serves only if its buckets never straddle a step
+  // boundary: its resolution must divide the step and the alignment.
+  q.tier = plan_segments(tiers, q.tier, q.from, q.to, std::gcd(q.step, q.align),
+                         now, q.segments);
   if (auto it = req.find("aggs"); it != req.end() && !it->is_null()) {
     if (!it->is_array() || it->empty())
       return bad("\"aggs\" must be a non-empty list of strings");

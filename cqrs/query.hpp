@@ -62,6 +62,9 @@ struct query_spec {
   millis from = 0;  ///< inclusive, bucket starts
   millis to = 0;    ///< exclusive
   millis step = 0;  ///< multiple of the tier resolution
+  /// Step boundaries are align + k * step (0 <= align < step; 0: epoch
+  /// aligned). A multiple of the range tier's resolution.
+  millis align = 0;
   /// Index into the node's tier_set: the serving tier the reply names (the
   /// coarsest tier of `segments`' plan).
   size_t tier = 0;
@@ -114,7 +117,8 @@ using parsed = std::variant<T, problem>;
 /// Parses a "query" request. Defaults: from = now - 15m, to = now, step =
 /// the serving tier's resolution, aggs = ["count"]. Errors (bad_request):
 /// missing/invalid metric, unparsable times, from >= to, step not a positive
-/// multiple of the serving tier's resolution, unknown agg, where not an
+/// multiple of the serving tier's resolution, align not an integer multiple
+/// of the range tier's resolution, unknown agg, where not an
 /// object of strings, group_by not a list of strings, too many points
 /// (> 100000 steps).
 parsed<query_spec> parse_query(const nlohmann::json& req, millis now,

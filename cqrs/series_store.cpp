@@ -228,7 +228,7 @@ struct series_store::impl {
   millis horizon = 2000;
   closed_handler handler;
   std::vector<closed_bucket> closed;
-  std::function<void(uint64_t, bool)> series_handler;
+  std::function<void(std::string_view, uint64_t, bool)> series_handler;
 
   impl(tier_set t, ddsketch_mapping m)
     : tiers(std::move(t)), mapping(m) {}
@@ -430,7 +430,7 @@ struct series_store::impl {
     } else {
       id = add_series(key);
       if (series_handler)
-        series_handler(hash, true);
+        series_handler(key, hash, true);
     }
     // One logarithm per event, shared by all tiers.
     auto a = std::fabs(value);
@@ -575,7 +575,7 @@ void series_store::on_closed(closed_handler handler) {
 }
 
 void series_store::on_series(
-  std::function<void(uint64_t hash, bool added)> handler) {
+  std::function<void(std::string_view key, uint64_t hash, bool added)> handler) {
   impl_->series_handler = std::move(handler);
 }
 
@@ -633,7 +633,7 @@ size_t series_store::evict(millis now) {
                              [](auto& td) { return td.empty(); });
     if (empty) {
       if (s.series_handler)
-        s.series_handler(series_hash(*rec.key), false);
+        s.series_handler(*rec.key, series_hash(*rec.key), false);
       s.index.erase(*rec.key);
     } else {
       s.index.find(*rec.key)->second = static_cast<uint32_t>(kept.size());
@@ -765,7 +765,7 @@ void series_store::query(const query_spec& q, query_partial& out) const {
                         hint = group->points.end();
                       }
                       hint = group->points.try_emplace(
-                        hint, align_down(start, q.step));
+                        hint, align_down(start - q.align, q.step) + q.align);
                       if (sketches)
                         hint->second.merge(b);
                       else
@@ -805,7 +805,7 @@ void series_store::query(const query_spec& q, query_partial& out) const {
       auto res = s.tiers[seg->tier].resolution;
       td.for_each(seg->from, seg->to, res, s.mapping, scratch,
                   [&](millis start, const bucket& b) {
-                    auto t = align_down(start, q.step);
+                    auto t = align_down(start - q.align, q.step) + q.align;
                     if (merged > 0 && t != acc_t)
                       flush();
                     // The last bucket of its point: start + res ends it.

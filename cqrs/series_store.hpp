@@ -116,9 +116,11 @@ public:
   void on_closed(closed_handler handler);
 
   /// Installs a handler told about every series created (added = true) or
-  /// removed by eviction (false), by series_hash of its key; for the
-  /// node's series_registry. Called synchronously inside apply and evict.
-  void on_series(std::function<void(uint64_t hash, bool added)> handler);
+  /// removed by eviction (false), by its key and series_hash of it; for the
+  /// node's series_registry and series_index. Called synchronously inside
+  /// apply and evict (the key is valid during the call only).
+  void on_series(
+    std::function<void(std::string_view key, uint64_t hash, bool added)> handler);
 
   /// Calls f(key) for every series.
   void for_each_key(const std::function<void(std::string_view)>& f) const;

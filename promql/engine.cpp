@@ -206,9 +206,12 @@ struct evaluation : std::enable_shared_from_this<evaluation> {
 
   json query_request(millis from, millis to, millis step,
                      const std::vector<std::string>& keys) const {
-    return {{"op", "query"}, {"metric", p.metric}, {"from", from},
-            {"to", to},      {"step", step},       {"aggs", p.aggs},
-            {"where", p.where}, {"group_by", keys}};
+    json q = {{"op", "query"}, {"metric", p.metric}, {"from", from},
+              {"to", to},      {"step", step},       {"aggs", p.aggs},
+              {"where", p.where}, {"group_by", keys}};
+    if (step == p.step && p.align != 0)
+      q["align"] = p.align;
+    return q;
   }
 
   void send_query(millis from, millis to, millis step) {
@@ -633,9 +636,11 @@ plan(const expr& e, const eval_times& times, millis now, const engine_options& o
       default: break;
     }
   bool quantile = leaf_call && leaf_call->fn == function::quantile_over_time;
-  millis g = std::gcd(d, t0);
-  if (range_query)
-    g = std::gcd(g, times.step);
+  // Every window [t - d, t) must be a union of whole Cairn points: points
+  // of g = gcd(d, step) whose boundaries pass through t0 (the query's
+  // `align`), so a range from an unaligned start still reads one point per
+  // step, not one per bucket.
+  millis g = std::gcd(d, times.step);
   if (!range_query || (quantile && g != d)) {
     if (n > opts.max_window_queries)
       return bad("quantile_over_time with a range (" + format_ms(d)
@@ -652,6 +657,7 @@ plan(const expr& e, const eval_times& times, millis now, const engine_options& o
   p.from = t0 - d;
   p.to = t_last;
   p.step = g;
+  p.align = ((t0 % g) + g) % g;
   if (too_many(p.to - p.from, p.step))
     return bad("the query reads more than " + std::to_string(opts.max_points)
                + " points of " + format_ms(g)

@@ -132,6 +132,10 @@ struct fetch_plan {
   millis from = 0;     ///< the Cairn query (per_window: the first window's)
   millis to = 0;
   millis step = 0;
+  /// The Cairn query's step boundaries pass through this instant (its
+  /// `align`, 0 <= align < step): windows that end at unaligned times still
+  /// get one point per step (docs/prometheus-api.md, "Latency").
+  millis align = 0;
   std::vector<std::string> aggs;
   /// Evaluation times after rounding down to `resolution`; the reply shows
   /// the requested times.

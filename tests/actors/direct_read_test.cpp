@@ -9,6 +9,7 @@
 #include "cqrs/series_key.hpp"
 #include "cqrs/time.hpp"
 #include "node_fixture.hpp"
+#include "runtime/journal.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/exit_reason.hpp>
@@ -19,10 +20,14 @@
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <future>
+#include <random>
 #include <set>
 #include <sstream>
+#include <thread>
 
 using namespace cairn;
 using nlohmann::json;
@@ -213,9 +218,135 @@ TEST_CASE("a routed query also asks the partitions that missed the series reques
   CHECK(got[1]["ok"] == true);
   CHECK(got[1]["partial"] == true);
   CHECK(got[1]["missing_partitions"] == json::array({1}));
+  // Scatters started at different times share one delayed message: each
+  // still ends at its own deadline, and every one is answered.
+  std::vector<std::future<json>> pending;
+  for (int i = 0; i < 5; ++i) {
+    auto done = std::make_shared<std::promise<json>>();
+    pending.push_back(done->get_future());
+    actors::direct_read(coordinator, query_req(from, {{"host", "h7"}}),
+                        [done](json reply) { done->set_value(std::move(reply)); });
+    std::this_thread::sleep_for(50ms);
+  }
+  for (auto& r : pending) {
+    REQUIRE(r.wait_for(10s) == std::future_status::ready);
+    auto reply = r.get();
+    CHECK(reply["partial"] == true);
+    CHECK(reply["missing_partitions"] == json::array({1}));
+  }
   caf::anon_send_exit(good, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(silent, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(coordinator, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("series requests are answered from the node's series index") {
+  system_fixture f{8};
+  auto settings = actors::make_node_settings(f.cfg);
+  actors::node n{*f.sys, settings};
+  auto& index = *settings->series_index;
+  auto from = cqrs::align_down(cqrs::wall_clock_now() - 120'000, 60'000);
+  auto ingest = [&](int first, int count) {
+    std::vector<json> events;
+    for (int h = first; h < first + count; ++h)
+      events.push_back({{"metric", "lat"},
+                        {"ts", from + h},
+                        {"value", h},
+                        {"tags", {{"host", "h" + std::to_string(h)},
+                                  {"region", h % 2 == 0 ? "eu" : "us"}}}});
+    auto ack = pipeline(n, {json{{"op", "ingest"}, {"events", events}}});
+    REQUIRE(ack[0]["accepted"] == count);
+  };
+  ingest(0, 30);
+  std::vector<std::string> keys;
+  auto covered = index.match("lat", {}, 1000, keys);
+  CHECK(std::count(covered.begin(), covered.end(), true) == 8);
+  CHECK(keys.size() == 30);
+  auto check_same = [&](const json& where) {
+    CAPTURE(where.dump());
+    auto want = pipeline(n, {series_req(where), query_req(from, where)});
+    auto got = direct(n.coordinator(), json::array({series_req(where),
+                                                    query_req(from, where)}));
+    CHECK(got[0] == want[0]);
+    CHECK(got[1] == want[1]);
+    CHECK(got[0]["partial"] == false);
+    return got[0]["series"].size();
+  };
+  CHECK(check_same({{"host", "h7"}}) == 1);
+  CHECK(check_same({{"region", "eu"}}) == 15);
+  CHECK(check_same(json::object()) == 30);
+  // A series created by a write is listed once the write is acknowledged.
+  ingest(30, 1);
+  CHECK(check_same({{"host", "h30"}}) == 1);
+  CHECK(index.size() == 31);
+  auto few = series_req(json::object());
+  few["limit"] = 4;
+  auto truncated = direct(n.coordinator(), few);
+  CHECK(truncated == pipeline(n, {few})[0]);
+  CHECK(truncated["truncated"] == true);
+  CHECK(truncated["series"].size() == 4);
+
+  // A stopped partition leaves the index: it is asked (and missed) instead.
+  auto victim = cqrs::partition_of(
+    cqrs::series_hash(cqrs::make_series_key("lat", {{"host", "h7"}, {"region", "us"}})), 8);
+  auto dead = n.partitions()[victim];
+  caf::anon_send_exit(dead, caf::exit_reason::user_shutdown);
+  {
+    caf::scoped_actor self{*f.sys};
+    self->wait_for(dead);
+  }
+  keys.clear();
+  covered = index.match("lat", {}, 1000, keys);
+  CHECK_FALSE(covered[victim]);
+  CHECK(std::count(covered.begin(), covered.end(), true) == 7);
+  auto got = direct(n.coordinator(), json::array({series_req({{"host", "h7"}}),
+                                                  query_req(from, {{"host", "h7"}})}));
+  CHECK(got[0]["ok"] == true);
+  CHECK(got[0]["series"].size() == 0);
+  CHECK(got[0]["partial"] == true);
+  CHECK(got[0]["missing_partitions"] == json::array({victim}));
+  CHECK(got[1]["partial"] == true);
+  CHECK(got[1]["missing_partitions"] == json::array({victim}));
+  n.shutdown();
+}
+
+TEST_CASE("a persistent node's index lists its recovered series") {
+  auto dir = std::filesystem::temp_directory_path()
+             / ("cairn-direct-" + std::to_string(std::random_device{}()));
+  auto from = cqrs::align_down(cqrs::wall_clock_now() - 120'000, 60'000);
+  auto run_node = [&dir](auto body) {
+    system_fixture f{4};
+    auto settings = actors::make_node_settings(f.cfg);
+    settings->journal = runtime::journal::open(dir.string());
+    actors::node n{*f.sys, settings};
+    for (int i = 0; i < 500 && settings->status != actors::node_status::ready; ++i)
+      std::this_thread::sleep_for(10ms);
+    REQUIRE(settings->status == actors::node_status::ready);
+    body(n, *settings->series_index);
+    n.shutdown();
+  };
+  json before;
+  run_node([&](actors::node& n, cqrs::series_index& index) {
+    std::vector<json> events;
+    for (int h = 0; h < 20; ++h)
+      events.push_back({{"metric", "lat"}, {"ts", from + h}, {"value", h},
+                        {"tags", {{"host", "h" + std::to_string(h)}}}});
+    auto ack = pipeline(n, {json{{"op", "ingest"}, {"events", events}},
+                            json{{"op", "flush"}}});
+    REQUIRE(ack[0]["accepted"] == 20);
+    CHECK(index.size() == 20);
+    before = direct(n.coordinator(), series_req(json::object()));
+    CHECK(before["series"].size() == 20);
+  });
+  run_node([&](actors::node& n, cqrs::series_index& index) {
+    // Every partition attached once recovered, with what it recovered.
+    std::vector<std::string> keys;
+    auto covered = index.match("lat", {}, 1000, keys);
+    CHECK(std::count(covered.begin(), covered.end(), true) == 4);
+    CHECK(keys.size() == 20);
+    CHECK(direct(n.coordinator(), series_req(json::object())) == before);
+    CHECK(pipeline(n, {series_req(json::object())})[0] == before);
+  });
+  std::filesystem::remove_all(dir);
 }
 
 } // TEST_SUITE

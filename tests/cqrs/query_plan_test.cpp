@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <map>
 #include <random>
 
 using namespace cairn::cqrs;
@@ -188,6 +189,10 @@ TEST_CASE("planned answers equal the answers of the fine tier") {
       req["aggs"] = json::array();
       for (auto* a : aggsets[pick(rng) % 3])
         req["aggs"].push_back(a);
+      // Steps through an unaligned instant sometimes (a multiple of the
+      // range tier's resolution).
+      if (pick(rng) % 3 == 0)
+        req["align"] = tiers[tiers.select(from, now)].resolution * (pick(rng) % 50);
       switch (pick(rng) % 3) {
         case 0: req["group_by"] = {"host"}; break;
         case 1: req["group_by"] = {"region", "host"}; break;
@@ -256,6 +261,8 @@ TEST_CASE("groups finalised in their partition answer as with sketches") {
       req["aggs"] = json::array();
       for (auto* a : aggsets[pick(rng) % 3])
         req["aggs"].push_back(a);
+      if (pick(rng) % 3 == 0)  // steps through an unaligned instant
+        req["align"] = tiers[tiers.select(from, now)].resolution * (pick(rng) % 50);
       switch (pick(rng) % 5) {
         case 0: req["group_by"] = {"host"}; break;  // collides: mixed tag sets
         case 1: req["group_by"] = {"region", "host"}; break;  // all final
@@ -330,6 +337,68 @@ TEST_CASE("a group in final form merges with nothing") {
   d.merge(std::move(e));
   CHECK(d.collided);
   CHECK(!e.collided);
+}
+
+TEST_CASE("aligned steps fold the buckets from their boundary on") {
+  // A point t of a query with `align` holds the buckets starting in
+  // [t, t + step), t = align + k * step: checked against the 1 s points.
+  auto tiers = default_tiers();
+  auto stores = random_stores(tiers, 5, 10 * minute, 20000, 3);
+  for (millis align : {millis{0}, 7 * sec, 14 * sec, 15 * sec + 2 * sec, -3 * sec}) {
+    CAPTURE(align);
+    auto from = now - 9 * minute;
+    json req{{"metric", "m"}, {"from", from}, {"to", now}, {"step", "15s"},
+             {"aggs", {"count", "sum", "min", "max", "last"}}, {"group_by", {"host"}},
+             {"align", align}};
+    auto q = parse(tiers, req);
+    CHECK(q.align == ((align % (15 * sec)) + 15 * sec) % (15 * sec));
+    auto fine_req = req;
+    fine_req["step"] = "1s";
+    fine_req.erase("align");
+    auto got = json::parse(answer(stores, q, tiers));
+    auto fine = json::parse(answer(stores, parse(tiers, fine_req), tiers));
+    REQUIRE(got["series"].size() == fine["series"].size());
+    size_t points = 0;
+    for (size_t i = 0; i < got["series"].size(); ++i) {
+      std::map<millis, json> want;
+      for (auto& p : fine["series"][i]["points"]) {
+        millis t = p["t"];
+        millis k = t - q.align;
+        k -= ((k % q.step) + q.step) % q.step;
+        auto& w = want[k + q.align];
+        if (w.is_null()) {
+          w = p;
+          w["t"] = k + q.align;
+          continue;
+        }
+        w["count"] = w["count"].get<int64_t>() + p["count"].get<int64_t>();
+        w["sum"] = w["sum"].get<double>() + p["sum"].get<double>();
+        w["min"] = std::min(w["min"].get<double>(), p["min"].get<double>());
+        w["max"] = std::max(w["max"].get<double>(), p["max"].get<double>());
+        w["last"] = p["last"];
+      }
+      auto& pts = got["series"][i]["points"];
+      REQUIRE(pts.size() == want.size());
+      for (auto& p : pts) {
+        auto& w = want[p["t"].get<millis>()];
+        CHECK(p["count"] == w["count"]);
+        CHECK(p["sum"].get<double>() == w["sum"].get<double>());
+        CHECK(p["min"].get<double>() == w["min"].get<double>());
+        CHECK(p["max"].get<double>() == w["max"].get<double>());
+        CHECK(p["last"] == w["last"]);
+        ++points;
+      }
+    }
+    CHECK(points > 50);
+  }
+  // Not a multiple of the range tier's resolution, not an integer.
+  for (auto bad : {json(1500), json("7s"), json(1.5)}) {
+    json req{{"metric", "m"}, {"from", now - minute}, {"to", now}, {"step", "15s"},
+             {"align", bad}};
+    auto r = parse_query(req, now, tiers);
+    REQUIRE(std::holds_alternative<problem>(r));
+    CHECK(std::get<problem>(r).message.find("\"align\"") != std::string::npos);
+  }
 }
 
 } // TEST_SUITE

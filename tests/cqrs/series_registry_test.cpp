@@ -42,7 +42,7 @@ TEST_CASE("a store tells the registry about created and evicted series") {
   series_store s{tier_set::parse({"1s:15m", "1m:2d", "1h:90d"}),
                  ddsketch_mapping{0.01}};
   series_registry reg{2};
-  s.on_series([&](uint64_t h, bool added) {
+  s.on_series([&](std::string_view, uint64_t h, bool added) {
     if (added)
       reg.insert(h);
     else

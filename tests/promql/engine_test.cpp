@@ -64,7 +64,8 @@ struct fake_node {
     if (op != "query")
       return {{"ok", false}, {"error", {{"code", "unknown_op"}, {"message", "?"}}}};
     millis from = req["from"], to = req["to"], step = req["step"];
-    if (step % 1000 != 0)
+    millis align = req.value("align", millis{0});  // Cairn's: 0 <= align < step
+    if (step % 1000 != 0 || align % 1000 != 0 || align < 0 || align >= step)
       return {{"ok", false}, {"error", {{"code", "bad_request"}, {"message", "step"}}}};
     std::vector<std::string> group_by = req["group_by"];
     std::map<json, std::map<millis, std::vector<std::pair<millis, double>>>> groups;
@@ -79,7 +80,7 @@ struct fake_node {
         millis b = ts / 1000 * 1000;
         if (b < from || b >= to)
           continue;
-        groups[tags][b / step * step].emplace_back(ts, v);
+        groups[tags][(b - align) / step * step + align].emplace_back(ts, v);
       }
     }
     json series = json::array();
@@ -209,11 +210,28 @@ TEST_CASE("plans: windows, per-window queries, samples") {
   auto q = plan_of("avg_over_time(lat[1m])", {now - 600000, now, 15000});
   CHECK(q.step == 15000);
   CHECK(q.aggs == std::vector<std::string>{"sum", "count"});
-  // An unaligned start: points of the gcd, evaluation times rounded down.
+  CHECK(p.align == 0);
+  CHECK(q.align == 0);
+  // An unaligned start: evaluation times rounded down to the resolution,
+  // and the Cairn query's steps aligned to them (one point per window, not
+  // one per bucket).
   auto u = plan_of("max_over_time(lat[1m])", {now - 600000 + 7300, now, 60000});
-  CHECK(u.step == 1000);
+  CHECK(u.mode == fetch_mode::windows);
+  CHECK(u.step == 60000);
+  CHECK(u.align == 7000);
+  CHECK(u.from == now - 660000 + 7000);
   CHECK(u.times.front() == now - 600000 + 7000);
   CHECK(u.shown_times.front() == now - 600000 + 7300);
+  // The lookback of an instant selector (5m) at an unaligned 15 s step.
+  auto l = plan_of("lat", {now - 300000 + 2000, now + 2000, 15000});
+  CHECK(l.step == 15000);
+  CHECK(l.align == 2000);
+  CHECK(l.window == 300000);
+  // A quantile whose range is the step stays one Cairn query when unaligned.
+  auto uq = plan_of("quantile_over_time(0.9, lat[1m])",
+                    {now - 600000 + 3000, now, 60000});
+  CHECK(uq.mode == fetch_mode::windows);
+  CHECK(uq.align == 3000);
   // Instant queries: one query, one point holding the whole window.
   auto i = plan_of("count_over_time(lat[5m])", {now, now, 0});
   CHECK(i.mode == fetch_mode::per_window);
@@ -298,6 +316,45 @@ TEST_CASE("over_time functions over aligned windows") {
   CHECK(q2.series[0].points.back().second == 1053);  // 1048..1059, per window
   auto qinf = value_of(run(n, "quantile_over_time(2, lat{dc=\"eu\"}[1m])", {now, now, 0}));
   CHECK(std::isinf(qinf.series[0].points[0].second));
+}
+
+TEST_CASE("unaligned ranges answer what Prometheus' windows hold") {
+  // Evaluation times that are no multiple of the step: the Cairn query is
+  // aligned to them, and each value is that of the window's events.
+  auto n = sample_node();
+  auto lat_eu = n.data[3];
+  auto reference = [&](millis t, millis d, bool last) {
+    std::optional<double> v;
+    for (auto& [ts, x] : lat_eu.events) {
+      millis b = ts / 1000 * 1000;
+      if (b >= t - d && b < t)
+        v = last ? x : std::max(v.value_or(x), x);
+    }
+    return v;
+  };
+  for (millis skew : {1000, 2000, 7300, 14000}) {
+    CAPTURE(skew);
+    eval_times t{now - 300000 + skew, now + skew, 15000};
+    auto before = n.requests.size();
+    for (auto [q, d, last] : {std::tuple{"lat{dc=\"eu\"}", millis{300000}, true},
+                              std::tuple{"max_over_time(lat{dc=\"eu\"}[15s])",
+                                         millis{15000}, false}}) {
+      CAPTURE(q);
+      auto v = value_of(run(n, q, t));
+      REQUIRE(v.series.size() == 1);
+      std::vector<std::pair<millis, double>> want;
+      for (auto shown = t.start; shown <= t.end; shown += t.step)
+        if (auto x = reference(shown / 1000 * 1000, d, last))
+          want.emplace_back(shown, *x);
+      CHECK(v.series[0].points == want);
+    }
+    // One point per step, not one per bucket.
+    for (auto i = before; i < n.requests.size(); ++i)
+      if (n.requests[i].value("op", "") == "query") {
+        CHECK(n.requests[i]["step"] == 15000);
+        CHECK(n.requests[i]["align"] == skew / 1000 * 1000 % 15000);
+      }
+  }
 }
 
 TEST_CASE("instant selectors look back 5 minutes") {

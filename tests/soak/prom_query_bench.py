@@ -16,9 +16,14 @@ values).
 
   python3 tests/soak/prom_query_bench.py --bin-dir build/apps --source-dir . \
       --queries 2000 --rounds 3
+
+`--also NAME=BIN_DIR` (repeatable) adds another Cairn build to the same
+run (same data, answers compared, rounds interleaved), e.g. the main
+branch's binary next to a branch's.
 """
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -107,6 +112,13 @@ def run(port, params, n):
     return lat
 
 
+def cpu_seconds(pid):
+    """utime + stime of a process (all threads), in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(xs, p):
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(p * len(xs)))]
@@ -128,6 +140,8 @@ def main():
                    help="extra cairn-node option (repeatable)")
     p.add_argument("--partitions", type=int, default=8,
                    help="cairn.partitions of the node (the harness default 8)")
+    p.add_argument("--also", action="append", default=[], metavar="NAME=BIN_DIR",
+                   help="another cairn-node build measured in the same run (repeatable)")
     args = p.parse_args()
     if not shutil.which("victoria-metrics"):
         print("victoria-metrics not installed (Debian package victoria-metrics)")
@@ -141,15 +155,25 @@ def main():
         ["victoria-metrics", f"-httpListenAddr=127.0.0.1:{vm_port}",
          f"-storageDataPath={tmp}/vm", "-retentionPeriod=1d", "-search.latencyOffset=0s"],
         stdout=open(f"{tmp}/vm.log", "wb"), stderr=subprocess.STDOUT)
-    node = H.Node(os.path.abspath(args.bin_dir), os.path.abspath(args.source_dir),
-                  name="prombench", partitions=args.partitions,
-                  extra_args=["--cairn.storage.enabled=false"] + args.node_arg)
+    builds = [("cairn", args.bin_dir)]
+    for spec in args.also:
+        name, _, bin_dir = spec.partition("=")
+        if not bin_dir:
+            p.error(f"--also wants NAME=BIN_DIR, got {spec!r}")
+        builds.append((f"cairn {name}", bin_dir))
+    nodes = [(name, H.Node(os.path.abspath(bin_dir), os.path.abspath(args.source_dir),
+                           name=f"prombench{i}", partitions=args.partitions,
+                           extra_args=["--cairn.storage.enabled=false"] + args.node_arg))
+             for i, (name, bin_dir) in enumerate(builds)]
     try:
-        with node:
+        with contextlib.ExitStack() as stack:
+            for _, n in nodes:
+                stack.enter_context(n)
             wait_http(vm_port, "/health")
-            t = time.time()
-            fill_cairn(node, data)
-            H.log(f"cairn: {len(data)} samples in {time.time() - t:.1f}s")
+            for name, n in nodes:
+                t = time.time()
+                fill_cairn(n, data)
+                H.log(f"{name}: {len(data)} samples in {time.time() - t:.1f}s")
             t = time.time()
             fill_vm(vm_port, data)
             H.log(f"victoria-metrics: {len(data)} samples in {time.time() - t:.1f}s")
@@ -159,31 +183,40 @@ def main():
                       "step": args.step}
             # Same answer from both before timing.
             answers = []
-            for port in (node.http_port, vm_port):
+            for port in [n.http_port for _, n in nodes] + [vm_port]:
                 st, body = Http(port).get("/api/v1/query_range", params)
                 j = json.loads(body)
                 answers.append([(s["metric"].get("host"), s["values"])
                                 for s in j["data"]["result"]])
-            if answers[0] != answers[1]:
-                raise H.TestFailure(f"answers differ:\n cairn {str(answers[0])[:400]}\n"
-                                    f" vm    {str(answers[1])[:400]}")
+            for (name, _), a in zip(nodes, answers):
+                if a != answers[-1]:
+                    raise H.TestFailure(f"answers differ:\n {name} {str(a)[:400]}\n"
+                                        f" vm    {str(answers[-1])[:400]}")
             H.log(f"same answer: {sum(len(v) for _, v in answers[0])} points "
                   f"for {args.expr} over 5 minutes, step {args.step}s")
-            targets = [("cairn", node.http_port, params),
-                       ("victoria-metrics", vm_port, params),
-                       ("victoria-metrics nocache=1", vm_port, dict(params, nocache=1))]
+            targets = [(name, n.http_port, params) for name, n in nodes]
+            targets += [("victoria-metrics", vm_port, params),
+                        ("victoria-metrics nocache=1", vm_port, dict(params, nocache=1))]
             lat = {name: [] for name, _, _ in targets}
+            pids = {name: n.proc.pid for name, n in nodes}
+            cpu = {name: 0.0 for name in pids}
             for name, port, prm in targets:  # warm-up
                 run(port, prm, 100)
             for _ in range(args.rounds):
                 for name, port, prm in targets:
+                    before = cpu_seconds(pids[name]) if name in pids else 0
                     lat[name] += run(port, prm, args.queries)
+                    if name in pids:
+                        cpu[name] += cpu_seconds(pids[name]) - before
             print(f"\nquery_range {args.expr} 5m step {args.step}s, "
                   f"{args.rounds}x{args.queries} queries, one connection")
             print(f"{'server':30} {'p50 us':>9} {'p99 us':>9} {'p99.9 us':>9} {'mean us':>9}")
             for name, xs in lat.items():
                 print(f"{name:30} {pct(xs, 0.5):9.0f} {pct(xs, 0.99):9.0f} "
                       f"{pct(xs, 0.999):9.0f} {statistics.mean(xs):9.0f}")
+            for name, secs in cpu.items():
+                print(f"{name}: node CPU {secs * 1e6 / (args.rounds * args.queries):.0f} us "
+                      f"per query (/proc/<pid>/stat, {args.rounds * args.queries} queries)")
     finally:
         vm.terminate()
         try:
