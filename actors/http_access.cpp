@@ -161,6 +161,10 @@ bool ws_admit(const node_settings& settings,
       if (auto* no = std::get_if<runtime::auth::jwt_refusal>(&r)) {
         sink->send(error_reply(id, cqrs::error_code::unauthorized,
                                token ? no->message : "auth needs \"token\": a JWT string"));
+        // As on the NDJSON port: where tokens are required, the error is
+        // the last message (then a 1008 close).
+        if (access->required())
+          sink->close_after_queued();
         return false;
       }
       auto p = std::get<std::shared_ptr<const runtime::auth::principal>>(std::move(r));
@@ -179,6 +183,7 @@ bool ws_admit(const node_settings& settings,
       access->unauthorized.fetch_add(1, std::memory_order_relaxed);
       sink->send(error_reply(id_of(), cqrs::error_code::unauthorized,
                              "authenticate first: {\"op\":\"auth\",\"token\":...}"));
+      sink->close_after_queued();
       return false;
     }
     who = access->anonymous("ws");

@@ -799,8 +799,11 @@ private:
       return;
     if (sink_->closed())
       return close_gracefully();
-    if (!sink_->next(out_))
+    if (!sink_->next(out_)) {
+      if (sink_->finishing())
+        close_gracefully();
       return;
+    }
     writing_ = true;
     // Head and shared body as one frame, gathered (the body is not copied).
     std::array<asio::const_buffer, 2> bufs{

@@ -88,6 +88,26 @@ void stream_sink::close() {
     wake_();
 }
 
+void stream_sink::close_after_queued() {
+  bool wake = false;
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    if (closed_ || finishing_)
+      return;
+    finishing_ = true;
+    wake = !pulling_;
+    pulling_ = true;
+  }
+  // The session drains the queue, then sees finishing() with nothing left.
+  if (wake && wake_)
+    wake_();
+}
+
+bool stream_sink::finishing() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return finishing_;
+}
+
 bool stream_sink::closed() const {
   std::lock_guard<std::mutex> guard{mtx_};
   return closed_;

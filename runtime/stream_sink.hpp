@@ -98,6 +98,13 @@ public:
   /// Idempotent.
   void close();
 
+  /// Closes the connection once what is queued now has been written
+  /// (an error reply before a policy close). Idempotent.
+  void close_after_queued();
+
+  /// True once close_after_queued() was called.
+  bool finishing() const;
+
   /// True once the connection closed (or close() was called).
   bool closed() const;
 
@@ -150,6 +157,7 @@ private:
   std::deque<keyed_update> updates_;
   bool pulling_ = false;  ///< the session was woken and has not drained
   bool closed_ = false;
+  bool finishing_ = false;
   bool close_fired_ = false;
   std::function<void()> on_close_;
   std::shared_ptr<const auth::principal> principal_;

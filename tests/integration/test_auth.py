@@ -177,6 +177,20 @@ def ws(node, **kw):
     return asyncio.run(ws_try(node, **kw))
 
 
+async def ws_refused_then_closed(node, first):
+    """Sends `first` on /v1/live without a token in the handshake; returns
+    (error code of the reply, close code the node then sent or None)."""
+    url = f"ws://127.0.0.1:{node.http_port}/v1/live"
+    async with websockets.connect(url, open_timeout=5) as sock:
+        await sock.send(json.dumps(first))
+        r = json.loads(await asyncio.wait_for(sock.recv(), 5))
+        try:
+            await asyncio.wait_for(sock.recv(), 5)
+            return (r.get("error") or {}).get("code"), None
+        except websockets.exceptions.ConnectionClosed as e:
+            return (r.get("error") or {}).get("code"), e.code
+
+
 # -- the matrix ------------------------------------------------------------------
 
 def matrix_hs256():
@@ -239,6 +253,14 @@ def matrix_hs256():
                         f"WebSocket header {name}: handshake refused 401")
             CHECK.check(ws(node, first_token=tok) == "unauthorized",
                         f"WebSocket first message {name}: unauthorized")
+        # A WebSocket that does not authenticate (or presents a bad token)
+        # gets the error, then a policy close, like an NDJSON connection.
+        for what, first in (("no auth", {"op": "subscribe", "id": "s",
+                                         "query": {"metric": "auth.m", "step": "1s"}}),
+                            ("bad token", {"op": "auth", "token": tokens["tampered"]})):
+            got = asyncio.run(ws_refused_then_closed(node, first))
+            CHECK.check(got == ("unauthorized", 1008),
+                        f"WebSocket {what}: unauthorized then close 1008, got {got}")
         # Wrong scope: authenticated, then forbidden per op.
         r, closed = ndjson_auth(node, query_only, [event, {"op": "query", "metric": "auth.m"},
                                                    {"op": "cluster"}])
