@@ -45,6 +45,21 @@ EVIL = '<img src=x onerror="window.__pwned=true">'
 QUOTED = 'a"b\'c&d<b>bold</b>'
 
 
+def run_browser(chk, browser_dir, script, argv, what, shots, env=None, shown=2000):
+    """Runs one tests/browser script; returns the JSON line it printed last
+    (checked for page errors)."""
+    p = subprocess.run(["node", os.path.join(browser_dir, script), *argv],
+                       capture_output=True, timeout=150, cwd=browser_dir, env=env)
+    lines = [ln for ln in p.stdout.decode(errors="replace").splitlines() if ln.startswith("{")]
+    chk.require(p.returncode == 0 and lines,
+                f"browser run failed ({p.returncode}): {p.stderr.decode(errors='replace')[-2000:]}")
+    out = json.loads(lines[-1])
+    h.log(f"{what}: {json.dumps(out)[:shown]}")
+    h.log(f"screenshots in {shots}")
+    chk.check(not out.get("errors"), f"page errors: {out.get('errors')}")
+    return out
+
+
 def check_live(args, chk, node, browser_dir, base=None, env=None):
     now = h.now_ms()
     first = [{"metric": "web.live", "ts": now - 30000 + i * 500, "value": i,
@@ -56,16 +71,8 @@ def check_live(args, chk, node, browser_dir, base=None, env=None):
     shots = os.path.join(node.tmp, "shots")
     os.makedirs(shots, exist_ok=True)
     base = base or f"http://127.0.0.1:{node.http_port}"
-    p = subprocess.run(["node", os.path.join(browser_dir, "dashboard_live.mjs"),
-                        base, "web.live", shots], capture_output=True,
-                       timeout=150, cwd=browser_dir, env=env)
-    lines = [ln for ln in p.stdout.decode(errors="replace").splitlines() if ln.startswith("{")]
-    chk.require(p.returncode == 0 and lines,
-                f"browser run failed ({p.returncode}): {p.stderr.decode(errors='replace')[-2000:]}")
-    out = json.loads(lines[-1])
-    h.log(f"live page: {json.dumps(out)[:3000]}")
-    h.log(f"screenshots in {shots}")
-    chk.check(not out.get("errors"), f"page errors: {out.get('errors')}")
+    out = run_browser(chk, browser_dir, "dashboard_live.mjs", [base, "web.live", shots],
+                      "live page", shots, env=env, shown=3000)
     # The node of this branch may lack /v1/live: its refused handshake is
     # the one console error allowed.
     noise = [m for m in out.get("console", []) if "/v1/live" not in m]
@@ -230,16 +237,9 @@ def check_auth(args, chk, browser_dir):
         token = mint("query")
         shots = os.path.join(node.tmp, "shots")
         os.makedirs(shots, exist_ok=True)
-        p = subprocess.run(["node", os.path.join(browser_dir, "dashboard_auth.mjs"),
-                            f"http://127.0.0.1:{node.http_port}", "web.auth", token, shots],
-                           capture_output=True, timeout=150, cwd=browser_dir)
-        lines = [ln for ln in p.stdout.decode(errors="replace").splitlines() if ln.startswith("{")]
-        chk.require(p.returncode == 0 and lines,
-                    f"browser run failed ({p.returncode}): {p.stderr.decode(errors='replace')[-2000:]}")
-        out = json.loads(lines[-1])
-        h.log(f"auth page: {json.dumps(out)[:1500]}")
-        h.log(f"screenshots in {shots}")
-        chk.check(not out.get("errors"), f"page errors: {out.get('errors')}")
+        out = run_browser(chk, browser_dir, "dashboard_auth.mjs",
+                          [f"http://127.0.0.1:{node.http_port}", "web.auth", token, shots],
+                          "auth page", shots, shown=1500)
         why = out.get("why_first", "")
         chk.check("requires a token" in why and "Bearer" in why
                   and out.get("metrics_without_token") == 0 and out.get("signout_hidden_first")
