@@ -64,20 +64,8 @@ runtime::http_response refusal(std::string_view path, int status,
 
 /// True if `list` (Sec-WebSocket-Protocol) offers `name`.
 bool offers(std::string_view list, std::string_view name) {
-  while (!list.empty()) {
-    auto comma = list.find(',');
-    auto item = list.substr(0, comma);
-    while (!item.empty() && item.front() == ' ')
-      item.remove_prefix(1);
-    while (!item.empty() && item.back() == ' ')
-      item.remove_suffix(1);
-    if (item == name)
-      return true;
-    if (comma == std::string_view::npos)
-      break;
-    list.remove_prefix(comma + 1);
-  }
-  return false;
+  return runtime::auth::find_websocket_protocol(
+    list, [name](std::string_view item) { return item == name; });
 }
 
 } // namespace

@@ -107,20 +107,14 @@ std::string_view bearer_token(std::string_view v) noexcept {
 
 std::string_view websocket_protocol_token(std::string_view list) noexcept {
   constexpr std::string_view prefix = "bearer.";
-  while (!list.empty()) {
-    auto comma = list.find(',');
-    auto item = list.substr(0, comma);
-    while (!item.empty() && item.front() == ' ')
-      item.remove_prefix(1);
-    while (!item.empty() && item.back() == ' ')
-      item.remove_suffix(1);
-    if (item.substr(0, prefix.size()) == prefix)
-      return item.substr(prefix.size());
-    if (comma == std::string_view::npos)
-      break;
-    list.remove_prefix(comma + 1);
-  }
-  return {};
+  std::string_view token;
+  find_websocket_protocol(list, [&](std::string_view item) {
+    if (item.substr(0, prefix.size()) != prefix)
+      return false;
+    token = item.substr(prefix.size());
+    return true;
+  });
+  return token;
 }
 
 } // namespace cairn::runtime::auth

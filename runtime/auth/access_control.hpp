@@ -80,4 +80,24 @@ std::string_view bearer_token(std::string_view authorization) noexcept;
 /// "bearer.<token>" of the comma-separated list, or empty.
 std::string_view websocket_protocol_token(std::string_view protocols) noexcept;
 
+/// Calls f(item) for each comma-separated item of a Sec-WebSocket-Protocol
+/// list, spaces trimmed, until f returns true; returns whether it did.
+template <class F>
+bool find_websocket_protocol(std::string_view list, F&& f) {
+  while (!list.empty()) {
+    auto comma = list.find(',');
+    auto item = list.substr(0, comma);
+    while (!item.empty() && item.front() == ' ')
+      item.remove_prefix(1);
+    while (!item.empty() && item.back() == ' ')
+      item.remove_suffix(1);
+    if (f(item))
+      return true;
+    if (comma == std::string_view::npos)
+      break;
+    list.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
 } // namespace cairn::runtime::auth
