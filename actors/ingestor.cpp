@@ -64,8 +64,13 @@ void send_batch(ingestor_pointer self, uint32_t p, queued_batch q) {
   auto& st = self->state;
   ++st.in_flight[p];
   auto owner = std::move(q.owner);
+  // No timeout on this hop: the partition is local, so a partition that
+  // dies bounces the request with an error, and the parser's request to us
+  // carries the client's deadline. A CAF 0.17 request timeout stays in the
+  // actor clock until it expires, answered or not: at 500k events/s that
+  // was tens of MB held for a minute (docs/architecture.md, "Ingest path").
   self
-    ->request(st.partitions[p], st.settings->ingest_timeout, ingest_atom::value,
+    ->request(st.partitions[p], caf::infinite, ingest_atom::value,
               std::move(q.batch), std::move(q.key))
     .then(
       [=](uint64_t n) {

@@ -131,10 +131,19 @@ void send_events(parser_pointer self, cqrs::event_batch& batch,
   std::vector<cqrs::event_batch> by_partition;
   cqrs::split_by_partition(batch, st.settings->partitions, by_partition);
   batch.clear();
-  self
-    ->request(st.ingestor, st.settings->ingest_timeout, ingest_atom::value,
-              std::move(by_partition), std::move(key))
-    .then(std::move(done), std::move(failed));
+  auto handle = self->request(st.ingestor, st.settings->ingest_timeout,
+                              ingest_atom::value, std::move(by_partition),
+                              std::move(key));
+  // CAF 0.17 keeps a request's timeout entry in the actor clock until it
+  // expires, answered or not; cancel it on the answer, or a fast fill holds
+  // a minute of them (docs/architecture.md, "Ingest path").
+  auto id = handle.id();
+  handle.then(
+    [self, id, done = std::move(done)](uint64_t applied) mutable {
+      self->clock().cancel_request_timeout(self, id);
+      done(applied);
+    },
+    std::move(failed));
 }
 
 /// Dispatches the fire-and-forget events gathered so far.
