@@ -50,6 +50,10 @@ struct key_equal {
 /// dropped) after this many buckets.
 constexpr uint32_t max_block_buckets = 128;
 
+/// The longest learned hold (tier_data::hold): a tier keeps at most this
+/// much of open windows past the horizon, whatever the lateness seen.
+constexpr millis max_learned_hold = 120'000;
+
 /// An open bucket. `reopened`: a copy of a sealed bucket that late events
 /// changed; it supersedes the sealed one until re-sealed.
 struct open_entry {
@@ -84,6 +88,11 @@ struct tier_data {
   millis floor = std::numeric_limits<millis>::min();
   /// Buckets in blocks (hidden ones included).
   uint64_t sealed = 0;
+  /// Learned lateness (ms): windows stay open this long past their end
+  /// when it exceeds the store's horizon. Raised by an event that reopened a
+  /// sealed bucket, decays each seal pass (docs/architecture.md, "Compact
+  /// store"); representation only, never snapshotted.
+  uint32_t hold = 0;
 
   static bool before(const open_entry& e, millis t) { return e.start < t; }
 
@@ -246,10 +255,28 @@ struct series_store::impl {
     return id;
   }
 
-  bool sealable(millis start, millis res) const noexcept {
+  /// True if the window at `start` ended at least the horizon (or the
+  /// tier's learned hold, if longer) ago.
+  bool sealable(millis start, millis res, const tier_data& td) const noexcept {
     // start + res + horizon <= clock, without overflow near min().
+    millis h = std::max<millis>(horizon, td.hold);
     return clock != std::numeric_limits<millis>::min()
-           && start <= clock - horizon - res;
+           && start <= clock - h - res;
+  }
+
+  /// An event for the sealed window at `start` arrived: hold later windows
+  /// open for that lateness (plus an eighth and a second), up to
+  /// max_learned_hold, so that a source whose events come up to a minute
+  /// late writes open buckets instead of decoding and re-encoding a block
+  /// per event (7x the ingest cost with 60 s of spread, docs/benchmarks.md).
+  void learn_lateness(tier_data& td, millis start, millis res) const noexcept {
+    if (clock == std::numeric_limits<millis>::min() || start > clock)
+      return;
+    millis late = clock - (start + res);
+    late += late / 8 + 1000; // a margin above the decay of a few passes
+    late = std::min<millis>(late, max_learned_hold);
+    if (late > static_cast<millis>(td.hold))
+      td.hold = static_cast<uint32_t>(late);
   }
 
   void publish(const series_record& rec, size_t tier, millis start,
@@ -335,7 +362,7 @@ struct series_store::impl {
       ++first;
     size_t n = first;
     auto until = td.sealed_until();
-    while (n < td.open.size() && sealable(td.open[n].start, res)
+    while (n < td.open.size() && sealable(td.open[n].start, res, td)
            && (!inline_only || td.open[n].start > until)
            && !(quiet_only && td.open[n].touched)
            && td.open[n].start < before)
@@ -393,7 +420,7 @@ struct series_store::impl {
         // stays open: batches of two parsers interleave around a window
         // boundary, and a backfill must not reopen what it just sealed.
         auto res = tiers[tier].resolution;
-        if (!open.empty() && sealable(open.front().start, res)
+        if (!open.empty() && sealable(open.front().start, res, td)
             && open.front().start < start - res)
           seal_tier(rec, tier, open.size() < 8, false, start - res);
         open.push_back(open_entry{start, {}, false, true});
@@ -412,10 +439,12 @@ struct series_store::impl {
     }
     // A window before the newest open one, or in the sealed range.
     open_entry e{start, {}, false, true};
-    if (start <= td.sealed_until()
-        && td.find_sealed(start, tiers[tier].resolution, mapping, e.b))
+    bool in_sealed = start <= td.sealed_until();
+    if (in_sealed)
+      learn_lateness(td, start, tiers[tier].resolution);
+    if (in_sealed && td.find_sealed(start, tiers[tier].resolution, mapping, e.b)) {
       e.reopened = true;
-    else {
+    } else {
       e.b = bucket{};
       ++buckets;
     }
@@ -530,8 +559,12 @@ size_t series_store::seal(millis now) {
   set_clock(now);
   size_t n = 0;
   for (auto& rec : s.series)
-    for (size_t i = 0; i < s.tiers.size(); ++i)
+    for (size_t i = 0; i < s.tiers.size(); ++i) {
       n += s.seal_tier(rec, i, false, true);
+      auto& hold = rec.tiers[i].hold;
+      if (hold > 0) // halves in ~22 passes without late events
+        hold -= std::max<uint32_t>(1, hold / 32);
+    }
   s.flush_closed();
   return n;
 }

@@ -402,3 +402,65 @@ TEST_CASE("memory: an idle tier keeps no open slots; events below the floor "
   REQUIRE(it != pts.end());
   CHECK(it->second.count == 1);
 }
+
+TEST_CASE("learned lateness: after a late event, windows stay open that long, "
+          "then the hold decays; answers stay exact") {
+  series_store s{test_tiers(), ddsketch_mapping{0.01}};
+  s.seal_after(2000);
+  auto key = make_series_key("m", {});
+  s.set_clock(t0 + 10);
+  s.apply(key, t0 + 10, 1.0);
+  (void) s.seal(t0 + 5000);
+  (void) s.seal(t0 + 5000);
+  auto coarse_open = s.memory().open_buckets; // the 1 m and 1 h windows
+  // 39 s after its window ended, an event for the sealed second t0: it is
+  // reopened, and the tier learns to hold ~40 s.
+  s.set_clock(t0 + 40'000);
+  s.apply(key, t0 + 20, 2.0);
+  s.apply(key, t0 + 30'000, 3.0); // ended 9 s ago: past the 2 s horizon
+  (void) s.seal(t0 + 40'000);
+  (void) s.seal(t0 + 40'000);
+  CHECK(s.memory().open_buckets == coarse_open + 2);
+  // Passes without late events: the hold decays, everything seals.
+  for (int pass = 0; pass < 200; ++pass)
+    (void) s.seal(t0 + 40'000 + pass * 1000);
+  CHECK(s.memory().open_buckets <= coarse_open);
+  query_spec q;
+  q.metric = "m";
+  q.tier = 0;
+  q.from = t0;
+  q.to = t0 + 60'000;
+  q.step = 1000;
+  q.aggs = {{agg_kind::count}, {agg_kind::sum}};
+  query_partial p;
+  s.query(q, p);
+  REQUIRE(p.groups.size() == 1);
+  auto& pts = p.groups.begin()->second.points;
+  auto first = pts.find(t0);
+  REQUIRE(first != pts.end());
+  CHECK(first->second.count == 2);
+  CHECK(first->second.sum == 3.0);
+  auto later = pts.find(t0 + 30'000);
+  REQUIRE(later != pts.end());
+  CHECK(later->second.count == 1);
+}
+
+TEST_CASE("learned lateness is capped: an event ten minutes late does not "
+          "hold windows open for ten minutes") {
+  series_store s{test_tiers(), ddsketch_mapping{0.01}};
+  s.seal_after(2000);
+  auto key = make_series_key("m", {});
+  s.set_clock(t0 + 10);
+  s.apply(key, t0 + 10, 1.0);
+  (void) s.seal(t0 + 5000);
+  (void) s.seal(t0 + 5000);
+  millis now = t0 + 600'000;
+  s.set_clock(now);
+  s.apply(key, t0 + 20, 2.0);                 // 10 minutes late
+  s.apply(key, now - 200'000, 3.0);           // ended ~200 s ago: past the cap
+  auto before = s.memory().open_buckets;
+  (void) s.seal(now);
+  (void) s.seal(now);
+  // Both 1 s windows are older than the cap (120 s): sealed.
+  CHECK(s.memory().open_buckets <= before - 2);
+}

@@ -5,7 +5,7 @@ both alike; fire-and-forget in memory and with sync=always (cairn-bench
 --connections 2 --duration D --mode ff), median of R runs each.
 
   python3 tests/soak/ingest_compare.py --bin-dir /work/main/build/apps \
-      --bin-dir build/apps --source-dir . --runs 3 --duration 8
+      --bin-dir build/apps --source-dir . --runs 3 --duration 8 [--series 10000 --ts-spread 60s]
 """
 
 import argparse
@@ -31,6 +31,8 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--duration", type=int, default=8)
     ap.add_argument("--series", type=int, default=1000)
+    ap.add_argument("--ts-spread", default="0",
+                    help="cairn-bench --ts-spread: event times over the last D (e.g. 60s)")
     args = ap.parse_args()
     results = {(b, m): [] for b in args.bin_dir for m, _ in MODES}
     for run in range(args.runs):
@@ -41,7 +43,8 @@ def main():
                     node.start()
                     node.wait_ready(timeout=60)
                     res = B.bench(node, "--mode", "ff", "--connections", 2,
-                                  "--duration", args.duration, "--series", args.series)
+                                  "--duration", args.duration, "--series", args.series,
+                                  "--ts-spread", args.ts_spread)
                     v = res.get("accepted_per_second", 0)
                     results[(b, label)].append(v)
                     H.log(f"  run {run + 1} {label} {b}: {v:,.0f} ev/s")
