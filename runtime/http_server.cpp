@@ -7,6 +7,7 @@
 #include "runtime/detail/server_lifecycle.hpp"
 #include "runtime/detail/session_registry.hpp"
 #include "runtime/detail/tls_context.hpp"
+#include "runtime/detail/ws_write_gate.hpp"
 #include "runtime/log.hpp"
 
 // Boost 1.74 asio/awaitable.hpp uses std::exchange without <utility> in C++20.
@@ -29,6 +30,10 @@
 #include <mutex>
 #include <optional>
 #include <sstream>
+#include <stdexcept>
+
+#include <sys/socket.h>
+#include <sys/uio.h>
 
 namespace cairn::runtime {
 
@@ -661,8 +666,8 @@ public:
   websocket_session(stream_type stream,
                     std::shared_ptr<shared_state> state, uint64_t id,
                     http_server::websocket_handler handler)
-    : ws_(std::move(stream)), state_(std::move(state)), id_(id),
-      handler_(std::move(handler)) {
+    : ws_(std::move(stream)), strand_(typed_strand(ws_.get_executor())),
+      state_(std::move(state)), id_(id), handler_(std::move(handler)) {
   }
 
   ~websocket_session() override {
@@ -696,6 +701,11 @@ public:
     ws_.set_option(opt);
     ws_.read_message_max(st->opts.ws_max_message);
     ws_.text(true);
+    // One frame per message, so that a write of Beast's ends on a frame
+    // boundary (runtime/detail/ws_write_gate.hpp); no permessage-deflate is
+    // offered, so frames the session builds itself are valid.
+    ws_.auto_fragment(false);
+    raw_ = !ws_.next_layer().next_layer().tls();
     sink_->set_principal(std::move(access.principal));
     ws_.set_option(websocket::stream_base::decorator(
       [protocol = std::move(access.ws_protocol)](websocket::response_type& res) {
@@ -750,10 +760,22 @@ public:
       batch.swap(shard.pending);
       shard.posted = false;
     }
+    // With one I/O thread every handler of every session runs on this
+    // thread, one at a time, so pumping here is what the session's strand
+    // would do, without a strand operation and a scheduler post per
+    // session (a fan-out wakes thousands; docs/benchmarks.md, "Live
+    // subscriptions"). With more, each pump goes through its strand.
+    bool inline_pump = st->opts.io_threads <= 1;
     for (auto& weak : batch)
       if (auto self = weak.lock()) {
-        auto ex = self->ws_.get_executor();
-        asio::dispatch(ex, [self = std::move(self)] { self->pump(); });
+        if (inline_pump)
+          self->pump();
+        else {
+          // Named first: the lambda below takes `self` away (argument
+          // evaluation order is unspecified); the session outlives it.
+          auto& strand = self->strand_;
+          asio::dispatch(strand, [self = std::move(self)] { self->pump(); });
+        }
       }
   }
 
@@ -793,12 +815,14 @@ private:
     do_read();
   }
 
-  /// Writes the next message of the sink, if not writing already.
+  /// Writes what the sink holds, if not writing already.
   void pump() {
     if (closed_ || !accepted_ || writing_)
       return;
     if (sink_->closed())
       return close_gracefully();
+    if (raw_)
+      return pump_raw();
     if (!sink_->next(out_)) {
       if (sink_->finishing())
         close_gracefully();
@@ -811,6 +835,122 @@ private:
       out_.body ? asio::buffer(*out_.body) : asio::const_buffer{}};
     ws_.async_write(bufs, beast::bind_front_handler(&websocket_session::on_write,
                                                     shared_from_this()));
+  }
+
+  /// Plain TCP: takes up to max_gather messages (max_gather_bytes) of the
+  /// sink, frames each (RFC 6455 5.2: FIN + text, no mask from a server)
+  /// and writes them with one sendmsg: header, head and the shared body of
+  /// each, not copied. What the kernel does not take at once is written by
+  /// asio::async_write; Beast's own frames (pings, pongs, close) wait for it
+  /// in the gate, and this waits for theirs.
+  void pump_raw() {
+    static constexpr size_t max_gather = 64;
+    static constexpr size_t max_gather_bytes = 256 * 1024;
+    auto& gate = ws_.next_layer();
+    if (gate.lower_busy()) {
+      std::weak_ptr<websocket_session> weak = shared_from_this();
+      gate.notify_idle([weak] {
+        if (auto self = weak.lock())
+          self->pump();
+      });
+      return;
+    }
+    batch_.clear();
+    size_t bytes = 0;
+    stream_message msg;
+    while (batch_.size() < max_gather && bytes < max_gather_bytes
+           && sink_->next(msg)) {
+      bytes += msg.size();
+      batch_.push_back(std::move(msg));
+      msg = stream_message{};
+    }
+    if (batch_.empty()) {
+      if (sink_->finishing())
+        close_gracefully();
+      return;
+    }
+    frame_heads_.resize(batch_.size());
+    rest_.clear();
+    size_t total = 0;
+    for (size_t i = 0; i < batch_.size(); ++i) {
+      auto& m = batch_[i];
+      auto& fh = frame_heads_[i];
+      uint64_t n = m.size();
+      size_t len = 2;
+      fh[0] = 0x81;
+      if (n < 126) {
+        fh[1] = static_cast<unsigned char>(n);
+      } else if (n < 65536) {
+        fh[1] = 126;
+        fh[2] = static_cast<unsigned char>(n >> 8);
+        fh[3] = static_cast<unsigned char>(n);
+        len = 4;
+      } else {
+        fh[1] = 127;
+        for (int k = 0; k < 8; ++k)
+          fh[2 + k] = static_cast<unsigned char>(n >> (8 * (7 - k)));
+        len = 10;
+      }
+      rest_.emplace_back(fh.data(), len);
+      total += len + n;
+      if (!m.head.empty())
+        rest_.emplace_back(m.head.data(), m.head.size());
+      if (m.body && !m.body->empty())
+        rest_.emplace_back(m.body->data(), m.body->size());
+    }
+    // One attempt now: on loopback and on an idle connection the kernel
+    // takes it all, and nothing else (no handler, no timer) is needed.
+    std::array<iovec, 3 * max_gather> iov;
+    for (size_t i = 0; i < rest_.size(); ++i)
+      iov[i] = iovec{const_cast<void*>(rest_[i].data()), rest_[i].size()};
+    msghdr mh{};
+    mh.msg_iov = iov.data();
+    mh.msg_iovlen = rest_.size();
+    auto& sock = beast::get_lowest_layer(ws_).socket();
+    ssize_t sent;
+    do
+      sent = ::sendmsg(sock.native_handle(), &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+    while (sent < 0 && errno == EINTR);
+    if (sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+      fail(error_code{errno, boost::system::system_category()},
+           "websocket write");
+      return close();
+    }
+    size_t done = sent < 0 ? 0 : static_cast<size_t>(sent);
+    if (done == total) {
+      // Again while the sink has more (its wake is not armed until it
+      // was drained).
+      batch_.clear();
+      return pump();
+    }
+    // The rest when the socket can take it.
+    size_t skip = done;
+    auto first = rest_.begin();
+    while (skip >= first->size()) {
+      skip -= first->size();
+      ++first;
+    }
+    *first += skip;
+    rest_.erase(rest_.begin(), first);
+    writing_ = true;
+    gate.raw_begin();
+    asio::async_write(sock, rest_,
+                      beast::bind_front_handler(&websocket_session::on_write_raw,
+                                                shared_from_this()));
+  }
+
+  void on_write_raw(error_code ec, size_t) {
+    writing_ = false;
+    batch_.clear();
+    rest_.clear();
+    ws_.next_layer().raw_end();
+    if (closed_)
+      return;
+    if (ec) {
+      fail(ec, "websocket write");
+      return close();
+    }
+    pump();
   }
 
   void on_write(error_code ec, size_t) {
@@ -850,13 +990,33 @@ private:
     state_->sessions.remove(id_);
   }
 
-  websocket::stream<stream_type> ws_;
+  using strand_type = asio::strand<asio::io_context::executor_type>;
+
+  /// The strand the listener made for the socket (runtime/detail/listener),
+  /// typed: a wake then dispatches without the type-erased executor's
+  /// copies and queries.
+  static strand_type typed_strand(const asio::any_io_executor& ex) {
+    if (auto* s = ex.target<strand_type>())
+      return *s;
+    throw std::logic_error{"http: a WebSocket's executor is not a strand"};
+  }
+
+  websocket::stream<detail::ws_write_gate<stream_type>> ws_;
+  strand_type strand_;  ///< the socket's executor, typed
   std::shared_ptr<shared_state> state_;
   uint64_t id_;
   http_server::websocket_handler handler_;
   std::shared_ptr<stream_sink> sink_;
   beast::flat_buffer buffer_;
   stream_message out_;  ///< being written (buffers must outlive the write)
+  /// Plain TCP: updates are framed here and written straight to the socket
+  /// (write_raw); TLS: through Beast, one message per write.
+  bool raw_ = false;
+  /// The messages of the raw write in flight, their frame headers, and the
+  /// part of the gathered buffers not written yet.
+  std::vector<stream_message> batch_;
+  std::vector<std::array<unsigned char, 10>> frame_heads_;
+  std::vector<asio::const_buffer> rest_;
   bool accepted_ = false;
   bool writing_ = false;
   bool closing_ = false;

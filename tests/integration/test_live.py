@@ -361,6 +361,11 @@ async def slow_consumer(node, chk):
             r = c.request({"op": "flush"})
             chk.check(r.get("accepted") == 3000, f"flush: {r}")
             time.sleep(max(0, 1 - (h.now_ms() - now) / 1000))
+            if sec == 2:
+                # A ping while the node's writes to this socket are stuck:
+                # Beast's pong must wait for the update frame the session
+                # is writing itself, not cut into it (ws_write_gate).
+                pong_waiter = await ws.ping(b"mid-stream")
     time.sleep(1.5)
     m = metrics(node)
     coalesced = m.get("cairn_live_coalesced_total", 0) - base
@@ -383,6 +388,12 @@ async def slow_consumer(node, chk):
             if ts:
                 newest[msg["id"]] = max(newest.get(msg["id"], 0), max(ts))
     h.log(f"slow consumer read afterwards: updates per id {counts}")
+    try:
+        await asyncio.wait_for(pong_waiter, 5)
+        ponged = True
+    except (asyncio.TimeoutError, websockets.ConnectionClosed):
+        ponged = False
+    chk.check(ponged, "the ping sent while the node's writes were stuck got no pong")
     for i in range(subs):
         chk.check(newest.get(f"s{i}", 0) >= windows[-1],
                   f"s{i}: newest window {newest.get(f's{i}')} < {windows[-1]}")

@@ -219,6 +219,9 @@ def main():
     p.add_argument("--client-bin", default=None,
                    help="the live_clients binary (default: <bin-dir>/../bench/live_clients)")
     p.add_argument("--client-threads", type=int, default=1)
+    p.add_argument("--client-poll-us", type=int, default=0,
+                   help="live_clients --poll-us: each client loop sleeps this long "
+                        "before each epoll_wait (included in the lag); 0 = wake per frame")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--rate", type=int, default=100000)
     p.add_argument("--duration", type=int, default=30)
@@ -270,7 +273,8 @@ def main():
                                     "--clients", str(args.clients),
                                     "--threads", str(args.client_threads),
                                     "--queries", qfile, "--grace-ms", str(args.grace),
-                                    "--seconds", str(args.duration + 3)],
+                                    "--seconds", str(args.duration + 3),
+                                    "--poll-us", str(args.client_poll_us)],
                                    stdout=subprocess.PIPE, text=True)
             words = cpp.stdout.readline().split()
             if not words or words[0] != "ready":
@@ -290,6 +294,7 @@ def main():
                 failed += f
         H.log(f"{opened} WebSockets subscribed ({failed} failed) in {time.time() - t0:.1f}s")
         m0 = metrics(node.http_port)
+        load0 = os.getloadavg()
         rss0, _ = proc_stat(node.proc.pid)
         stop_at.value = time.time() + args.duration + 3
         start_ev.set()
@@ -315,7 +320,7 @@ def main():
         _, cpu1 = proc_stat(node.proc.pid)
         threads1 = thread_cpu(node.proc.pid)
         ccpu1 = sum(proc_stat(pid)[1] for pid in client_pids)
-        lags, snaps, ups = [], 0, 0
+        lags, snaps, ups, unmeasured = [], 0, 0, None
         client_cpu = ccpu1 - ccpu0
         if args.client == "cpp":
             out, _ = cpp.communicate(timeout=120)
@@ -325,6 +330,8 @@ def main():
                     lags.append((int(words[1]), float(words[2])))
                 elif words and words[0] == "done":
                     snaps, ups = int(words[1]), int(words[2])
+                    if len(words) > 4:
+                        unmeasured = int(words[4])
         else:
             for _ in procs:
                 _, lg, s, u = results.get(timeout=120)
@@ -345,14 +352,15 @@ def main():
             f"{w % 100000 // 1000}: {min(v):.0f}/{pct(v, 0.5):.0f}/{max(v):.0f}"
             for w, v in sorted(by_window.items())))
         H.log(f"clients {opened}, distinct queries {subs}, "
-              f"snapshots {snaps}, updates received {ups}")
+              f"snapshots {snaps}, updates received {ups}, "
+              f"clients without a measured update {unmeasured}")
         H.log(f"lag from window end + grace to receipt: p50 {pct(lags, 0.5):.1f} ms, "
               f"p99 {pct(lags, 0.99):.1f} ms, max {max(lags) if lags else float('nan'):.1f} ms "
               f"over {len(lags)} updates")
         H.log(f"coalesced {m1.get('cairn_live_coalesced_total', 0) - m0.get('cairn_live_coalesced_total', 0):.0f}, "
               f"node RSS {rss0 >> 20} MiB subscribed, peak {peak >> 20} MiB; node CPU "
               f"{cpu1 - cpu0:.1f}s in {args.duration}s; client CPU {client_cpu:.1f}s "
-              f"; load average {os.getloadavg()}")
+              f"; load average before {load0[0]:.2f}, after {os.getloadavg()}")
         busy = sorted(((v - threads0.get(k, 0.0), k) for k, v in threads1.items()),
                       reverse=True)
         H.log("node threads (CPU s in the run): " + ", ".join(
