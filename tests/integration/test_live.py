@@ -361,7 +361,7 @@ async def slow_consumer(node, chk):
             r = c.request({"op": "flush"})
             chk.check(r.get("accepted") == 3000, f"flush: {r}")
             time.sleep(max(0, 1 - (h.now_ms() - now) / 1000))
-            if sec == 2:
+            if sec == 4:
                 # A ping while the node's writes to this socket are stuck:
                 # Beast's pong must wait for the update frame the session
                 # is writing itself, not cut into it (ws_write_gate).
