@@ -200,6 +200,20 @@ def thread_cpu(pid):
     return out
 
 
+def thread_wait(pid):
+    """{(tid, name): seconds runnable but waiting for a CPU} (schedstat)."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                name = f.read().strip()
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                out[(int(tid), name)] = int(f.read().split()[1]) / 1e9
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
 def pct(xs, q):
     if not xs:
         return float("nan")
@@ -305,6 +319,7 @@ def main():
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         _, cpu0 = proc_stat(node.proc.pid)
         threads0 = thread_cpu(node.proc.pid)
+        waits0 = thread_wait(node.proc.pid)
         client_pids = [cpp.pid] if cpp else [pr.pid for pr in procs]
         ccpu0 = sum(proc_stat(pid)[1] for pid in client_pids)
         peak = rss0
@@ -319,6 +334,7 @@ def main():
         bench_out = bench.stdout.read()
         _, cpu1 = proc_stat(node.proc.pid)
         threads1 = thread_cpu(node.proc.pid)
+        waits1 = thread_wait(node.proc.pid)
         ccpu1 = sum(proc_stat(pid)[1] for pid in client_pids)
         lags, snaps, ups, unmeasured = [], 0, 0, None
         client_cpu = ccpu1 - ccpu0
@@ -365,6 +381,9 @@ def main():
                       reverse=True)
         H.log("node threads (CPU s in the run): " + ", ".join(
             f"{name}/{tid} {cpu:.2f}" for cpu, (tid, name) in busy if cpu >= 0.05))
+        H.log("node threads (s runnable, waiting for a CPU): " + ", ".join(
+            f"{name}/{tid} {waits1.get((tid, name), 0) - waits0.get((tid, name), 0):.2f}"
+            for cpu, (tid, name) in busy if cpu >= 0.05))
     finally:
         if bench and bench.poll() is None:
             bench.kill()
