@@ -815,12 +815,16 @@ private:
     do_read();
   }
 
-  /// Writes what the sink holds, if not writing already.
+  /// Writes what the sink holds, if not writing already. Nothing once a
+  /// close frame went either way (ours, or Beast's echo of the client's):
+  /// no data frame may follow it.
   void pump() {
-    if (closed_ || !accepted_ || writing_)
+    if (closed_ || !accepted_ || writing_ || closing_)
       return;
     if (sink_->closed())
       return close_gracefully();
+    if (!ws_.is_open())
+      return;
     if (raw_)
       return pump_raw();
     if (!sink_->next(out_)) {
