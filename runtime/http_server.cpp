@@ -658,8 +658,10 @@ private:
 // -- websocket session ------------------------------------------------------------
 
 /// A WebSocket of a websocket() path: reads text messages into the handler
-/// and writes what the connection's stream_sink holds, one message at a
-/// time (a slow reader lets updates coalesce in the sink).
+/// and writes what the connection's stream_sink holds, one write in flight
+/// at a time (a slow reader lets updates coalesce in the sink): on plain
+/// TCP the frames it builds itself, several messages per sendmsg (pump_raw);
+/// on TLS through Beast, one message per write.
 class websocket_session : public server_session,
                           public std::enable_shared_from_this<websocket_session> {
 public:
