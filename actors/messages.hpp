@@ -113,6 +113,26 @@ typename Inspector::result_type inspect(Inspector& f, remote_closed& x) {
            x.resolution, x.metrics, x.offsets, x.starts);
 }
 
+/// (alert_sync_atom, alert_peer_msg): between the alert managers of two
+/// members, through the sender's peer link and the receiver's node actor
+/// (docs/alerting.md, "Cluster").
+using alert_sync_atom = caf::atom_constant<caf::atom("alertsync")>;
+
+/// One alert replication message; `kind` is an alerts::peer_kind of
+/// alerts/replica_codec.hpp, `body` its encoding there.
+struct alert_peer_msg {
+  uint8_t kind = 0;
+  std::string from;  ///< the sending member
+  uint64_t digest = 0;
+  std::string body;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, alert_peer_msg& x) {
+  return f(caf::meta::type_name("cairn.alert_peer_msg"), x.kind, x.from,
+           x.digest, x.body);
+}
+
 // -- local-only request payloads ----------------------------------------------
 
 using query_spec_ptr = std::shared_ptr<const cqrs::query_spec>;

@@ -5,6 +5,8 @@
 #include "actors/reply.hpp"
 #include "alerts/alert_store.hpp"
 #include "alerts/evaluator.hpp"
+#include "alerts/replica.hpp"
+#include "alerts/replica_codec.hpp"
 #include "cqrs/time.hpp"
 
 #include <caf/event_based_actor.hpp>
@@ -17,6 +19,7 @@
 #include <filesystem>
 #include <map>
 #include <optional>
+#include <unordered_map>
 
 namespace cairn::actors {
 
@@ -30,6 +33,35 @@ using alerts::alert_state;
 constexpr std::chrono::milliseconds coalesce{20};
 /// Rules per node (a bound on memory and evaluation time).
 constexpr size_t max_rules = 100000;
+
+// -- cluster (docs/alerting.md, "Cluster") ------------------------------------
+/// Every member's manager sends its digest to every other one this often.
+constexpr cqrs::millis sync_interval = 500;
+/// A member whose manager was not heard from for this long is not live: its
+/// rules move to the others.
+constexpr cqrs::millis live_lease = 2000;
+/// Evaluation waits for the other managers after a gain of rules (a member
+/// left or this one started), so a member that still evaluates them hears
+/// of the change first.
+constexpr cqrs::millis takeover_delay = 300;
+/// Erased instances are remembered this long (to refuse stale copies).
+constexpr cqrs::millis tombstone_keep = 10 * 60 * 1000;
+/// Items per replication message.
+constexpr size_t items_per_message = 512;
+/// A stamps list to one peer at most this often.
+constexpr cqrs::millis stamps_interval = 1000;
+/// Evaluation this long after remote buckets arrived (the other members'
+/// close passes of the same window).
+constexpr std::chrono::milliseconds cluster_coalesce{150};
+
+struct peer_view {
+  std::string name;
+  caf::actor link;
+  cqrs::millis heard = 0;       ///< last message from its manager
+  bool evaluating = false;      ///< its digest said its hold is over
+  bool synced = false;          ///< digests agreed since it became live
+  cqrs::millis stamps_sent = 0;
+};
 
 struct manager_state {
   settings_ptr settings;
@@ -46,6 +78,25 @@ struct manager_state {
   std::atomic<int64_t>* state_gauges[4] = {};
   std::atomic<int64_t>* evaluations = nullptr;
   std::atomic<int64_t>* transitions = nullptr;
+  std::atomic<int64_t>* owned_gauge = nullptr;
+  std::atomic<int64_t>* events_gauge = nullptr;
+
+  // -- replication (docs/alerting.md, "Cluster") ------------------------------
+  /// Rules (r/) and instance states (i/) with their stamps; the rule map and
+  /// the evaluator are what it applies.
+  alerts::replica_set replica;
+  /// Rule items (tombstones included), for the compaction threshold.
+  size_t rule_items = 0;
+  std::string self_name;
+  bool cluster = false;
+  std::vector<peer_view> peers;
+  /// Members counted for ownership (self included), sorted.
+  std::vector<std::string> live;
+  /// Start-up hold: no evaluation before this, unless every peer synced.
+  cqrs::millis hold_until = 0;
+  bool released = true;
+  cqrs::millis no_eval_before = 0;
+  std::unordered_map<std::string, bool> owned;
   static inline const char* name = "cairn.alert_manager";
 };
 
@@ -91,12 +142,406 @@ void arm_tick(manager_actor* self) {
                      tick_atom::value);
 }
 
+// -- replication and ownership (docs/alerting.md, "Cluster") ------------------
+
+/// True if this node evaluates rule `name` now.
+bool owns(manager_actor* self, const std::string& name) {
+  auto& st = self->state;
+  if (!st.cluster)
+    return true;
+  if (!st.released || cqrs::wall_clock_now() < st.no_eval_before)
+    return false;
+  auto it = st.owned.find(name);
+  return it != st.owned.end() && it->second;
+}
+
+/// The owner of rule `name` as this node sees the cluster.
+std::string owner_of(manager_actor* self, const std::string& name) {
+  auto& st = self->state;
+  return alerts::rule_owner(name, st.live);
+}
+
+/// Recomputes the live members and which rules this node evaluates. A gain
+/// of rules waits takeover_delay, so a member that evaluated them until now
+/// hears of the change first.
+void recompute_owners(manager_actor* self) {
+  auto& st = self->state;
+  if (!st.cluster)
+    return;
+  auto now = cqrs::wall_clock_now();
+  std::vector<std::string> live;
+  if (st.released)
+    live.push_back(st.self_name);
+  for (auto& p : st.peers)
+    if (p.evaluating && now - p.heard < live_lease)
+      live.push_back(p.name);
+  std::sort(live.begin(), live.end());
+  if (live != st.live) {
+    std::string names;
+    for (auto& n : live)
+      names += (names.empty() ? "" : ",") + n;
+    spdlog::info("alerting: evaluating members now [{}]", names);
+  }
+  st.live = std::move(live);
+  bool gained = false;
+  int64_t count = 0;
+  std::unordered_map<std::string, bool> owned;
+  for (auto& [name, r] : st.rules) {
+    bool mine = st.released && alerts::rule_owner(name, st.live) == st.self_name;
+    auto it = st.owned.find(name);
+    if (mine && (it == st.owned.end() || !it->second))
+      gained = true;
+    owned.emplace(name, mine);
+    count += mine ? 1 : 0;
+  }
+  st.owned = std::move(owned);
+  if (gained)
+    st.no_eval_before = now + takeover_delay;
+  st.owned_gauge->store(count);
+}
+
+void send_peer(manager_actor* self, peer_view& p, alerts::peer_kind kind,
+               std::string body, uint64_t digest = 0) {
+  if (!p.link)
+    return;
+  alert_peer_msg msg;
+  msg.kind = static_cast<uint8_t>(kind);
+  msg.from = self->state.self_name;
+  msg.digest = digest;
+  msg.body = std::move(body);
+  self->send(p.link, alert_sync_atom::value, std::move(msg));
+}
+
+void send_items(manager_actor* self, peer_view& p,
+                const std::vector<const alerts::replica_item*>& items) {
+  for (size_t i = 0; i < items.size(); i += items_per_message) {
+    auto last = std::min(items.size(), i + items_per_message);
+    std::vector<const alerts::replica_item*> part(items.begin() + i,
+                                                  items.begin() + last);
+    send_peer(self, p, alerts::peer_kind::items, alerts::encode_items(part));
+  }
+}
+
+/// Pushes local writes to every peer (anti-entropy repairs what is lost).
+void broadcast_keys(manager_actor* self, const std::vector<std::string>& keys) {
+  auto& st = self->state;
+  if (!st.cluster || keys.empty())
+    return;
+  std::vector<const alerts::replica_item*> items;
+  for (auto& k : keys)
+    if (auto* x = st.replica.find(k))
+      items.push_back(x);
+  for (auto& p : st.peers)
+    send_items(self, p, items);
+}
+
+void send_digest(manager_actor* self, peer_view& p) {
+  auto& st = self->state;
+  send_peer(self, p, alerts::peer_kind::digest, st.released ? "1" : "0",
+            st.replica.digest());
+}
+
+/// Merges a rule item into the replica. True if it superseded what was
+/// held; then it is appended to the rule log (with its stamp).
+bool merge_rule_item(manager_actor* self, alerts::replica_item item) {
+  auto& st = self->state;
+  auto known = st.replica.find(item.key) != nullptr;
+  if (!st.replica.merge(item))
+    return false;
+  if (!known)
+    ++st.rule_items;
+  auto name = std::string{alerts::rule_name_of(item.key)};
+  bool existed = st.rules.count(name) > 0;
+  json value = item.deleted ? json(nullptr)
+                            : json::parse(item.value, nullptr, false);
+  alerts::rule_event e{0,
+                       item.deleted ? alerts::rule_event_kind::deleted
+                       : existed    ? alerts::rule_event_kind::updated
+                                    : alerts::rule_event_kind::created,
+                       name, value, item.at, item.st};
+  if (!st.store->append(e))
+    spdlog::error("alerting: rule '{}' from {} not stored durably (the next "
+                  "anti-entropy round brings it again after a restart)",
+                  name, item.st.origin);
+  return true;
+}
+
+/// Removes rule `name` with its instances (store, replica, evaluator).
+void drop_rule(manager_actor* self, const std::string& name) {
+  auto& st = self->state;
+  std::vector<alerts::instance_record> gone;
+  st.ev->for_each([&](const alerts::rule& r,
+                      const std::vector<cqrs::tag>& labels,
+                      const alerts::instance& x) {
+    if (r.name == name)
+      gone.push_back({r.name, alerts::group_key(labels), labels, x, true});
+  });
+  alerts::alert_store::batch b;
+  for (auto& g : gone)
+    st.store->journal(b, g);
+  (void)st.store->commit(b);
+  st.ev->remove(name);
+  st.rules.erase(name);
+  st.replica.drop_instances_of(name);
+}
+
+/// Applies the replica's rule item `key` to the rule map and evaluator.
+void apply_rule(manager_actor* self, const std::string& key) {
+  auto& st = self->state;
+  auto* item = st.replica.find(key);
+  if (!item)
+    return;
+  auto name = std::string{alerts::rule_name_of(key)};
+  if (item->deleted) {
+    if (st.rules.count(name) > 0)
+      drop_rule(self, name);
+    return;
+  }
+  auto parsed = alerts::parse_rule(json::parse(item->value, nullptr, false),
+                                   st.resolution);
+  if (auto* p = std::get_if<cqrs::problem>(&parsed)) {
+    spdlog::error("alert rule '{}' (version {} from {}) is not valid here "
+                  "({}); not evaluated", name, item->st.clock,
+                  item->st.origin, p->message);
+    if (st.rules.count(name) > 0)
+      drop_rule(self, name);
+    return;
+  }
+  auto r = std::get<alerts::rule>(std::move(parsed));
+  r.version = item->st.clock;
+  st.rules[name] = r;
+  st.ev->upsert(std::move(r));
+}
+
+/// Applies a replicated instance item (its rule must be live here).
+void apply_instance(manager_actor* self, const alerts::replica_item& item,
+                    alerts::alert_store::batch& b) {
+  auto& st = self->state;
+  auto rule = std::string{alerts::instance_rule_of(item.key)};
+  auto group = item.key.substr(2 + rule.size() + 1);
+  if (item.deleted) {
+    alerts::instance_record rec{rule, group, {}, {}, true};
+    st.store->journal(b, rec);
+    st.ev->erase_instance(rule, group);
+    return;
+  }
+  auto rec = alerts::instance_from_json(json::parse(item.value, nullptr, false));
+  if (!rec)
+    return;
+  rec->clock = item.st.clock;
+  rec->origin = item.st.origin;
+  st.store->journal(b, *rec);
+  st.ev->restore(*rec);
+}
+
+void after_rule_change(manager_actor* self);
+
+/// Items from a peer: rules first (an instance needs its rule), then the
+/// instances of live rules.
+void on_items(manager_actor* self, std::vector<alerts::replica_item> items) {
+  auto& st = self->state;
+  bool rules_changed = false;
+  for (auto& x : items) {
+    if (alerts::is_instance_key(x.key))
+      continue;
+    auto key = x.key;
+    auto origin = x.st.origin;
+    auto deleted = x.deleted;
+    auto clock = x.st.clock;
+    if (!merge_rule_item(self, std::move(x)))
+      continue;
+    apply_rule(self, key);
+    rules_changed = true;
+    st.store->record(json{{"kind", "rule"},
+                          {"rule", std::string{alerts::rule_name_of(key)}},
+                          {"event", deleted ? "deleted" : "replicated"},
+                          {"version", clock},
+                          {"origin", origin},
+                          {"at", cqrs::wall_clock_now()}});
+  }
+  alerts::alert_store::batch b;
+  bool states_changed = false;
+  for (auto& x : items) {
+    if (!alerts::is_instance_key(x.key))
+      continue;
+    if (st.rules.count(std::string{alerts::instance_rule_of(x.key)}) == 0)
+      continue;
+    auto key = x.key;
+    if (!st.replica.merge(std::move(x)))
+      continue;
+    apply_instance(self, *st.replica.find(key), b);
+    states_changed = true;
+  }
+  if (!st.store->commit(b))
+    spdlog::error("alerting: replicated instance states not stored durably");
+  if (rules_changed)
+    after_rule_change(self);
+  else if (states_changed)
+    update_gauges(self);
+}
+
+/// Sends the finest tier's buckets of watched metrics from this node's
+/// partitions to every peer: every member keeps every rule's window, so
+/// whoever evaluates a rule sees the data of every node.
+void forward_buckets(manager_actor* self, const closed_batch& batch) {
+  auto& st = self->state;
+  if (!st.cluster || st.peers.empty())
+    return;
+  std::vector<const cqrs::closed_bucket*> out;
+  for (auto& b : batch.buckets)
+    if (b.tier == 0 && st.ev->watches(cqrs::series_metric(b.key)))
+      out.push_back(&b);
+  if (out.empty())
+    return;
+  std::string body;
+  alerts::encode_buckets(out, body);
+  for (auto& p : st.peers)
+    send_peer(self, p, alerts::peer_kind::buckets, body);
+}
+
+void arm_evaluation(manager_actor* self, std::chrono::milliseconds delay) {
+  auto& st = self->state;
+  if (st.eval_armed)
+    return;
+  st.eval_armed = true;
+  self->delayed_send(self, delay, evaluate_atom::value);
+}
+
+/// Releases the start-up hold once every peer synced (or the hold expired).
+void check_release(manager_actor* self) {
+  auto& st = self->state;
+  if (st.released)
+    return;
+  auto now = cqrs::wall_clock_now();
+  bool all = true;
+  for (auto& p : st.peers)
+    all = all && p.synced && now - p.heard < live_lease;
+  if (!all && now < st.hold_until)
+    return;
+  st.released = true;
+  spdlog::info("alerting: start-up hold over ({}); this node evaluates rules",
+               all ? "every member synced" : "hold expired");
+  recompute_owners(self);
+  for (auto& p : st.peers)
+    send_digest(self, p);
+}
+
+void on_peer(manager_actor* self, alert_peer_msg& msg) {
+  auto& st = self->state;
+  auto it = std::find_if(st.peers.begin(), st.peers.end(),
+                         [&](const peer_view& p) { return p.name == msg.from; });
+  if (it == st.peers.end())
+    return;
+  auto& p = *it;
+  auto now = cqrs::wall_clock_now();
+  bool was_live = now - p.heard < live_lease;
+  p.heard = now;
+  if (!was_live) {
+    p.synced = false;
+    send_digest(self, p);  // it may have missed everything: compare now
+  }
+  switch (static_cast<alerts::peer_kind>(msg.kind)) {
+    case alerts::peer_kind::digest: {
+      bool evaluating = msg.body == "1";
+      bool equal = msg.digest == st.replica.digest();
+      if (equal)
+        p.synced = true;
+      else if (now - p.stamps_sent >= stamps_interval) {
+        p.stamps_sent = now;
+        send_peer(self, p, alerts::peer_kind::stamps,
+                  alerts::encode_stamps(st.replica), st.replica.digest());
+      }
+      if (evaluating != p.evaluating || !was_live) {
+        p.evaluating = evaluating;
+        recompute_owners(self);
+      }
+      check_release(self);
+      break;
+    }
+    case alerts::peer_kind::stamps: {
+      std::vector<std::pair<std::string, alerts::stamp>> theirs;
+      if (!alerts::decode_stamps(msg.body, theirs))
+        break;
+      std::vector<std::string> push, pull;
+      st.replica.diff(theirs, push, pull);
+      std::vector<const alerts::replica_item*> items;
+      for (auto& k : push)
+        if (auto* x = st.replica.find(k))
+          items.push_back(x);
+      send_items(self, p, items);
+      for (size_t i = 0; i < pull.size(); i += items_per_message) {
+        std::vector<std::string> part(
+          pull.begin() + i, pull.begin() + std::min(pull.size(), i + items_per_message));
+        send_peer(self, p, alerts::peer_kind::pull, alerts::encode_keys(part));
+      }
+      break;
+    }
+    case alerts::peer_kind::pull: {
+      std::vector<std::string> keys;
+      if (!alerts::decode_keys(msg.body, keys))
+        break;
+      std::vector<const alerts::replica_item*> items;
+      for (auto& k : keys)
+        if (auto* x = st.replica.find(k))
+          items.push_back(x);
+      send_items(self, p, items);
+      break;
+    }
+    case alerts::peer_kind::items: {
+      std::vector<alerts::replica_item> items;
+      if (alerts::decode_items(msg.body, items))
+        on_items(self, std::move(items));
+      break;
+    }
+    case alerts::peer_kind::buckets: {
+      std::vector<cqrs::closed_bucket> buckets;
+      if (!alerts::decode_buckets(msg.body, buckets))
+        break;
+      st.ev->add(buckets, 0);
+      arm_evaluation(self, cluster_coalesce);
+      break;
+    }
+  }
+}
+
+/// Compacts the rule log once superseded events outnumber the rules.
+void maybe_compact(manager_actor* self) {
+  auto& st = self->state;
+  if (st.store->rule_event_count() < 2 * st.rule_items + 100)
+    return;
+  auto before = st.store->rule_event_count();
+  auto dropped = st.store->compact();
+  spdlog::info("alerting: rule log compacted, {} of {} events superseded",
+               dropped, before);
+  st.events_gauge->store(static_cast<int64_t>(st.store->rule_event_count()));
+}
+
+void sync_tick(manager_actor* self) {
+  auto& st = self->state;
+  auto now = cqrs::wall_clock_now();
+  for (auto& p : st.peers) {
+    if (p.heard != 0 && now - p.heard >= live_lease && p.synced) {
+      p.synced = false;
+      spdlog::info("alerting: no word from {} for {} ms", p.name, now - p.heard);
+    }
+    send_digest(self, p);
+  }
+  recompute_owners(self);
+  check_release(self);
+  st.replica.expire(now - tombstone_keep);
+  self->delayed_send(self, std::chrono::milliseconds{sync_interval},
+                     alert_sync_atom::value);
+}
+
 /// Runs an evaluation and makes its outcome durable: outbox entries first,
 /// then the instances' journal, then history, then the notifier.
 void run_evaluation(manager_actor* self) {
   auto& st = self->state;
   auto now = cqrs::wall_clock_now();
-  auto e = st.ev->evaluate(now);
+  std::function<bool(const alerts::rule&)> mine;
+  if (st.cluster)
+    mine = [self](const alerts::rule& r) { return owns(self, r.name); };
+  auto e = st.ev->evaluate(now, mine);
   st.evaluations->fetch_add(static_cast<int64_t>(e.evaluated));
   // One synced write for the whole evaluation: outbox entries, instance
   // states and history land together, before the notifier hears of them.
@@ -115,8 +560,13 @@ void run_evaluation(manager_actor* self) {
                                         json::error_handler_t::replace));
     }
   }
-  for (auto& rec : e.journal)
+  // Each journaled state is the next write of its replicated item.
+  for (auto& rec : e.journal) {
+    auto* prev = st.replica.find(alerts::instance_item_key(rec.rule, rec.group));
+    rec.clock = (prev ? prev->st.clock : 0) + 1;
+    rec.origin = st.self_name;
     st.store->journal(b, rec);
+  }
   for (auto& c : e.changes) {
     json labels = json::object();
     for (auto& [k, v] : c.at.labels)
@@ -137,6 +587,22 @@ void run_evaluation(manager_actor* self) {
     spdlog::error("alert store write failed: {} notifications and {} state "
                   "changes not recorded", sends.size(), e.changes.size());
     sends.clear();
+  } else {
+    // Durable here: the other members learn the states (a takeover then
+    // continues the episode instead of starting a new one).
+    std::vector<std::string> keys;
+    for (auto& rec : e.journal) {
+      auto key = alerts::instance_item_key(rec.rule, rec.group);
+      alerts::replica_item item{key, {rec.clock, rec.origin}, rec.erased,
+                                rec.erased ? std::string{}
+                                           : alerts::to_json(rec).dump(
+                                             -1, ' ', false,
+                                             json::error_handler_t::replace),
+                                now};
+      if (st.replica.merge(std::move(item)))
+        keys.push_back(std::move(key));
+    }
+    broadcast_keys(self, keys);
   }
   st.transitions->fetch_add(static_cast<int64_t>(e.changes.size()));
   for (auto& [id, text] : sends)
@@ -221,14 +687,24 @@ std::string handle(manager_actor* self, const std::string& line) {
       return fail(id, cqrs::error_code::too_large,
                   "this node already holds " + std::to_string(max_rules)
                     + " rules");
-    r.version = create ? 1 : old->second.version + 1;
+    // The rule's next replicated write: its clock is the version.
+    auto key = alerts::rule_item_key(r.name);
+    auto* prev = st.replica.find(key);
+    r.version = (prev ? prev->st.clock : 0) + 1;
+    alerts::replica_item item{key, {r.version, st.self_name}, false,
+                              alerts::to_json(r).dump(
+                                -1, ' ', false, json::error_handler_t::replace),
+                              now};
     alerts::rule_event e{0,
                          create ? alerts::rule_event_kind::created
                                 : alerts::rule_event_kind::updated,
-                         r.name, alerts::to_json(r), now};
+                         r.name, alerts::to_json(r), now, item.st};
     if (!st.store->append(e))
       return fail(id, cqrs::error_code::unavailable,
                   "the rule could not be stored durably");
+    if (!prev)
+      ++st.rule_items;
+    (void)st.replica.merge(std::move(item));
     st.rules[r.name] = r;
     st.ev->upsert(r);
     st.store->record(json{{"kind", "rule"},
@@ -236,9 +712,8 @@ std::string handle(manager_actor* self, const std::string& line) {
                           {"event", std::string{to_string(e.kind)}},
                           {"version", r.version},
                           {"at", now}});
-    follow_partitions(self);
-    arm_tick(self);
-    update_gauges(self);
+    broadcast_keys(self, {key});
+    after_rule_change(self);
     json out{{"ok", true}, {"rule", alerts::to_json(r)}};
     return finish_reply(out, id);
   }
@@ -255,30 +730,27 @@ std::string handle(manager_actor* self, const std::string& line) {
       json out{{"ok", true},
                {"rule", alerts::to_json(it->second)},
                {"instances", instances_of(self, *name)}};
+      if (st.cluster)
+        out["owner"] = owner_of(self, *name);
       return finish_reply(out, id);
     }
+    auto key = alerts::rule_item_key(*name);
+    auto* prev = st.replica.find(key);
+    alerts::replica_item item{key, {(prev ? prev->st.clock : 0) + 1, st.self_name},
+                              true, {}, now};
     alerts::rule_event e{0, alerts::rule_event_kind::deleted, *name, nullptr,
-                         now};
+                         now, item.st};
     if (!st.store->append(e))
       return fail(id, cqrs::error_code::unavailable,
                   "the deletion could not be stored durably");
-    std::vector<alerts::instance_record> gone;
-    st.ev->for_each([&](const alerts::rule& r,
-                        const std::vector<cqrs::tag>& labels,
-                        const alerts::instance& x) {
-      if (r.name == *name)
-        gone.push_back({r.name, alerts::group_key(labels), labels, x, true});
-    });
-    for (auto& g : gone)
-      (void)st.store->journal(g);
-    st.ev->remove(*name);
-    st.rules.erase(it);
+    (void)st.replica.merge(std::move(item));
+    drop_rule(self, *name);
     st.store->record(json{{"kind", "rule"},
                           {"rule", *name},
                           {"event", "deleted"},
                           {"at", now}});
-    follow_partitions(self);
-    update_gauges(self);
+    broadcast_keys(self, {key});
+    after_rule_change(self);
     json out{{"ok", true}, {"deleted", *name}};
     return finish_reply(out, id);
   }
@@ -287,6 +759,8 @@ std::string handle(manager_actor* self, const std::string& line) {
     for (auto& [name, r] : st.rules) {
       auto j = alerts::to_json(r);
       j["instances"] = state_counts(self, name);
+      if (st.cluster)
+        j["owner"] = owner_of(self, name);
       rules.push_back(std::move(j));
     }
     json out{{"ok", true}, {"rules", rules}};
@@ -320,8 +794,19 @@ std::string handle(manager_actor* self, const std::string& line) {
   return fail(id, cqrs::error_code::unknown_op, "unknown alert op '" + op + "'");
 }
 
+void after_rule_change(manager_actor* self) {
+  follow_partitions(self);
+  arm_tick(self);
+  recompute_owners(self);
+  update_gauges(self);
+  maybe_compact(self);
+  self->state.events_gauge->store(
+    static_cast<int64_t>(self->state.store->rule_event_count()));
+}
+
 caf::behavior manager_impl(manager_actor* self, settings_ptr s,
                            std::vector<partition_actor> partitions,
+                           std::vector<caf::actor> links,
                            std::shared_ptr<alerts::alert_store> store) {
   auto& st = self->state;
   st.settings = s;
@@ -340,22 +825,47 @@ caf::behavior manager_impl(manager_actor* self, settings_ptr s,
                               "Alert instance evaluations");
   st.transitions = &m.counter("cairn_alert_transitions_total",
                               "Alert instance state changes");
-  // Rules are the fold of their events; instances continue where the
-  // journal left them.
-  for (auto& [name, j] : st.store->load_rules()) {
-    auto parsed = alerts::parse_rule(j, st.resolution);
-    if (auto* p = std::get_if<cqrs::problem>(&parsed)) {
-      spdlog::error("stored alert rule '{}' no longer valid ({}); skipped",
-                    name, p->message);
-      continue;
-    }
-    auto r = std::get<alerts::rule>(std::move(parsed));
-    r.version = j.value("version", uint64_t{1});
-    st.rules[name] = r;
-    st.ev->upsert(std::move(r));
+  st.owned_gauge = &m.gauge("cairn_alert_rules_owned",
+                            "Alert rules this node evaluates (in a cluster, "
+                            "the rules it owns)");
+  st.events_gauge = &m.gauge("cairn_alert_rule_events",
+                             "Rule events in the alert store's log");
+  // Cluster: one view per other member, reached through its peer link.
+  st.cluster = s->cluster.enabled;
+  st.self_name = s->cluster.enabled ? s->cluster.self_name : s->node_name;
+  if (st.cluster) {
+    for (size_t i = 0; i < s->cluster.members.size() && i < links.size(); ++i)
+      if (i != s->cluster.self_index && links[i])
+        st.peers.push_back(peer_view{s->cluster.members[i].name, links[i]});
+    st.released = st.peers.empty();
+    auto hold = s->cluster.connection_timeout.count() + 2 * live_lease;
+    st.hold_until = cqrs::wall_clock_now() + hold;
+  }
+  // Rules are the fold of their events (the newest of each name, deleted
+  // ones kept as tombstones); instances continue where the journal left
+  // them.
+  for (auto& [name, e] : st.store->rule_heads()) {
+    alerts::replica_item item{alerts::rule_item_key(name), e.st,
+                              e.kind == alerts::rule_event_kind::deleted,
+                              e.kind == alerts::rule_event_kind::deleted
+                                ? std::string{}
+                                : e.rule.dump(-1, ' ', false,
+                                              json::error_handler_t::replace),
+                              e.at};
+    ++st.rule_items;
+    auto key = item.key;
+    (void)st.replica.merge(std::move(item));
+    apply_rule(self, key);
   }
   size_t restored = 0;
   for (auto& rec : st.store->load_instances()) {
+    if (st.rules.count(rec.rule) == 0)
+      continue;
+    auto key = alerts::instance_item_key(rec.rule, rec.group);
+    (void)st.replica.merge({key, {rec.clock, rec.origin}, false,
+                            alerts::to_json(rec).dump(
+                              -1, ' ', false, json::error_handler_t::replace),
+                            0});
     st.ev->restore(rec);
     ++restored;
   }
@@ -364,18 +874,16 @@ caf::behavior manager_impl(manager_actor* self, settings_ptr s,
                  restored);
   st.notifier = spawn_alert_notifier(self->system(), s, st.store);
   self->link_to(st.notifier);
-  follow_partitions(self);
-  arm_tick(self);
-  update_gauges(self);
+  after_rule_change(self);
+  if (st.cluster)
+    self->send(self, alert_sync_atom::value);
   return {
     [=](alert_atom, const std::string& line) { return handle(self, line); },
     [=](closed_atom, const closed_batch_ptr& batch) {
       auto& st = self->state;
       st.ev->add(batch->buckets, 0);
-      if (!st.eval_armed) {
-        st.eval_armed = true;
-        self->delayed_send(self, coalesce, evaluate_atom::value);
-      }
+      forward_buckets(self, *batch);
+      arm_evaluation(self, st.cluster ? cluster_coalesce : coalesce);
     },
     [=](evaluate_atom) {
       self->state.eval_armed = false;
@@ -386,13 +894,17 @@ caf::behavior manager_impl(manager_actor* self, settings_ptr s,
       run_evaluation(self);
       arm_tick(self);
     },
+    // -- cluster (docs/alerting.md, "Cluster") --
+    [=](alert_sync_atom) { sync_tick(self); },
+    [=](alert_sync_atom, alert_peer_msg& msg) { on_peer(self, msg); },
   };
 }
 
 } // namespace
 
 caf::actor spawn_alert_manager(caf::actor_system& sys, settings_ptr settings,
-                               std::vector<partition_actor> partitions) {
+                               std::vector<partition_actor> partitions,
+                               std::vector<caf::actor> links) {
   // Durable only when the node persists (its journal is open): a node
   // without storage, and the tests' in-memory nodes, keep alerts in memory.
   std::unique_ptr<alerts::kv_store> kv;
@@ -406,7 +918,7 @@ caf::actor spawn_alert_manager(caf::actor_system& sys, settings_ptr settings,
   auto store = std::make_shared<alerts::alert_store>(std::move(kv),
                                                      settings->alerts.history);
   return sys.spawn(manager_impl, std::move(settings), std::move(partitions),
-                   std::move(store));
+                   std::move(links), std::move(store));
 }
 
 } // namespace cairn::actors
