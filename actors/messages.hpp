@@ -66,6 +66,8 @@ using evaluate_atom = caf::atom_constant<caf::atom("alerteval")>;
 /// (notify_atom, std::string outbox_id, std::string entry): to the notifier.
 using notify_atom = caf::atom_constant<caf::atom("notify")>;
 /// (delivered_atom, id, status, error, reused, elapsed_us): a webhook outcome.
+/// (delivered_atom, rule, group, key): notifier to manager, one receiver is
+/// done with a notification.
 using delivered_atom = caf::atom_constant<caf::atom("delivered")>;
 /// (retry_atom, id): a delivery's backoff expired.
 using retry_atom = caf::atom_constant<caf::atom("retry")>;

@@ -159,7 +159,8 @@ json to_json(const instance_record& r) {
               {"episode", x.episode},
               {"last_notified", x.last_notified},
               {"clock", r.clock},
-              {"origin", r.origin}};
+              {"origin", r.origin},
+              {"unsent", r.unsent}};
 }
 
 std::optional<instance_record> instance_from_json(const json& j) {
@@ -184,6 +185,7 @@ std::optional<instance_record> instance_from_json(const json& j) {
     x.last_notified = j.at("last_notified").get<millis>();
     r.clock = j.value("clock", uint64_t{0});
     r.origin = j.value("origin", std::string{});
+    r.unsent = j.value("unsent", std::string{});
     return r;
   } catch (const json::exception&) {
     return std::nullopt;

@@ -95,6 +95,17 @@ void evaluator::restore(const instance_record& rec) {
   g.inst.evaluations = evaluations;
 }
 
+std::optional<instance_record>
+evaluator::record_of(const std::string& rule, const std::string& group) const {
+  auto it = rules_.find(rule);
+  if (it == rules_.end())
+    return std::nullopt;
+  auto g = it->second.groups.find(group);
+  if (g == it->second.groups.end())
+    return std::nullopt;
+  return instance_record{rule, group, g->second.labels, g->second.inst};
+}
+
 bool evaluator::erase_instance(const std::string& rule,
                                const std::string& group) {
   auto it = rules_.find(rule);

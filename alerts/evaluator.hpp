@@ -22,6 +22,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -40,6 +41,11 @@ struct instance_record {
   /// manager, 0 from the evaluator).
   uint64_t clock = 0;
   std::string origin = {};
+  /// The instance's last notification while some receiver has not had it
+  /// yet: JSON text {"by": member that queued it, "notice": to_json(notice)}
+  /// ("" once every receiver had it). Set by the alert manager: a member
+  /// taking over the rule from a dead one re-sends it (same key).
+  std::string unsent = {};
 };
 
 struct state_change {
@@ -103,6 +109,10 @@ public:
   /// Restores a journaled instance (rule must be present; else ignored).
   /// Also how a member takes over the state its rule's owner replicated.
   void restore(const instance_record& rec);
+
+  /// The instance (`rule`, `group`) as a record (without stamp), if any.
+  std::optional<instance_record> record_of(const std::string& rule,
+                                           const std::string& group) const;
 
   /// Drops the instance (`rule`, `group`) with its window (an erased
   /// instance replicated from the owner). False if unknown.

@@ -9,6 +9,7 @@
 //   items    JSON [{"k","c","o","d","v","at"}, …] (v: the item's JSON text)
 //   buckets  binary: varint count, then per bucket varint key length, key,
 //            svarint start, byte correction, cqrs::encode_bucket
+//   done     JSON [instance key, notice key]: every receiver had it
 //
 // Pure functions; no threads, no actors. Decoders return false on
 // malformed input.
@@ -30,6 +31,7 @@ enum class peer_kind : uint8_t {
   pull = 3,
   items = 4,
   buckets = 5,
+  done = 6,
 };
 
 std::string encode_items(const std::vector<const replica_item*>& items);

@@ -19,6 +19,7 @@
 #include <filesystem>
 #include <map>
 #include <optional>
+#include <set>
 #include <unordered_map>
 
 namespace cairn::actors {
@@ -97,6 +98,12 @@ struct manager_state {
   bool released = true;
   cqrs::millis no_eval_before = 0;
   std::unordered_map<std::string, bool> owned;
+  /// Instance item key -> its unsent notification (instance_record::unsent).
+  std::unordered_map<std::string, std::string> unsent;
+  /// Notice key -> this node's outbox entries of it not finished yet.
+  std::unordered_map<std::string, size_t> outstanding;
+  /// Rules that moved here: their unsent notices are looked at once.
+  std::set<std::string> taken_over;
   static inline const char* name = "cairn.alert_manager";
 };
 
@@ -189,8 +196,10 @@ void recompute_owners(manager_actor* self) {
   for (auto& [name, r] : st.rules) {
     bool mine = st.released && alerts::rule_owner(name, st.live) == st.self_name;
     auto it = st.owned.find(name);
-    if (mine && (it == st.owned.end() || !it->second))
+    if (mine && (it == st.owned.end() || !it->second)) {
       gained = true;
+      st.taken_over.insert(name);
+    }
     owned.emplace(name, mine);
     count += mine ? 1 : 0;
   }
@@ -283,6 +292,9 @@ void drop_rule(manager_actor* self, const std::string& name) {
   st.ev->remove(name);
   st.rules.erase(name);
   st.replica.drop_instances_of(name);
+  for (auto it = st.unsent.begin(); it != st.unsent.end();)
+    it = alerts::instance_rule_of(it->first) == name ? st.unsent.erase(it)
+                                                     : std::next(it);
 }
 
 /// Applies the replica's rule item `key` to the rule map and evaluator.
@@ -323,11 +335,16 @@ void apply_instance(manager_actor* self, const alerts::replica_item& item,
     alerts::instance_record rec{rule, group, {}, {}, true};
     st.store->journal(b, rec);
     st.ev->erase_instance(rule, group);
+    st.unsent.erase(item.key);
     return;
   }
   auto rec = alerts::instance_from_json(json::parse(item.value, nullptr, false));
   if (!rec)
     return;
+  if (rec->unsent.empty())
+    st.unsent.erase(item.key);
+  else
+    st.unsent[item.key] = rec->unsent;
   rec->clock = item.st.clock;
   rec->origin = item.st.origin;
   st.store->journal(b, *rec);
@@ -364,10 +381,16 @@ void on_items(manager_actor* self, std::vector<alerts::replica_item> items) {
   for (auto& x : items) {
     if (!alerts::is_instance_key(x.key))
       continue;
-    if (st.rules.count(std::string{alerts::instance_rule_of(x.key)}) == 0)
+    // Kept for a rule the replica holds (valid here or not, so digests
+    // agree); applied only to a rule this node evaluates.
+    auto rule = std::string{alerts::instance_rule_of(x.key)};
+    auto* r = st.replica.find(alerts::rule_item_key(rule));
+    if (!r || r->deleted)
       continue;
     auto key = x.key;
     if (!st.replica.merge(std::move(x)))
+      continue;
+    if (st.rules.count(rule) == 0)
       continue;
     apply_instance(self, *st.replica.find(key), b);
     states_changed = true;
@@ -425,6 +448,9 @@ void check_release(manager_actor* self) {
   for (auto& p : st.peers)
     send_digest(self, p);
 }
+
+void clear_unsent(manager_actor* self, const std::string& ikey,
+                  const std::string& key, bool tell);
 
 void on_peer(manager_actor* self, alert_peer_msg& msg) {
   auto& st = self->state;
@@ -501,6 +527,13 @@ void on_peer(manager_actor* self, alert_peer_msg& msg) {
       arm_evaluation(self, cluster_coalesce);
       break;
     }
+    case alerts::peer_kind::done: {
+      auto j = json::parse(msg.body, nullptr, false);
+      if (j.is_array() && j.size() == 2 && j[0].is_string() && j[1].is_string())
+        clear_unsent(self, j[0].get<std::string>(), j[1].get<std::string>(),
+                     false);
+      break;
+    }
   }
 }
 
@@ -533,6 +566,75 @@ void sync_tick(manager_actor* self) {
                      alert_sync_atom::value);
 }
 
+/// Puts notice `n` in the outbox (one entry per receiver) within `b`; the
+/// entries go to the notifier once `b` is durable.
+void queue_notice(manager_actor* self, alerts::alert_store::batch& b,
+                  const alerts::notice& n, cqrs::millis now,
+                  std::vector<std::pair<std::string, std::string>>& sends) {
+  auto& st = self->state;
+  auto base = alerts::to_json(n);
+  base["created_at"] = now;
+  for (size_t i = 0; i < n.receivers.size(); ++i) {
+    auto entry = base;
+    entry["receiver"] = i;
+    entry["attempts"] = 0;
+    auto id = st.store->add_outbox(b, entry);
+    entry["id"] = id;
+    sends.emplace_back(id, entry.dump(-1, ' ', false,
+                                      json::error_handler_t::replace));
+  }
+  if (st.cluster && !n.receivers.empty())
+    st.outstanding[n.key] += n.receivers.size();
+}
+
+/// The unsent-notification text of an instance state (docs/alerting.md,
+/// "Cluster"): who queued it and the notice.
+std::string unsent_text(const std::string& by, const alerts::notice& n) {
+  return json{{"by", by}, {"notice", alerts::to_json(n)}}.dump(
+    -1, ' ', false, json::error_handler_t::replace);
+}
+
+/// Takeover: the unsent notifications of rules that moved here, queued by
+/// a member that is not live any more, are sent again from this node (same
+/// idempotency keys). Returns the instances whose records changed.
+std::vector<alerts::instance_record>
+resend_taken_over(manager_actor* self, alerts::alert_store::batch& b,
+                  cqrs::millis now,
+                  std::vector<std::pair<std::string, std::string>>& sends) {
+  auto& st = self->state;
+  std::vector<alerts::instance_record> out;
+  if (st.taken_over.empty() || !st.released || now < st.no_eval_before)
+    return out;
+  auto taken = std::move(st.taken_over);
+  st.taken_over.clear();
+  for (auto& [ikey, text] : st.unsent) {
+    auto rule = std::string{alerts::instance_rule_of(ikey)};
+    if (taken.count(rule) == 0 || !owns(self, rule))
+      continue;
+    auto j = json::parse(text, nullptr, false);
+    if (!j.is_object())
+      continue;
+    auto by = j.value("by", std::string{});
+    auto n = alerts::notice_from_json(j.value("notice", json::object()));
+    // Its member still delivers it (or this node does, or did).
+    if (!n || by == st.self_name
+        || std::binary_search(st.live.begin(), st.live.end(), by)
+        || st.outstanding.count(n->key) > 0)
+      continue;
+    auto group = ikey.substr(2 + rule.size() + 1);
+    auto rec = st.ev->record_of(rule, group);
+    if (!rec)
+      continue;
+    spdlog::info("alerting: {} notification {} of rule '{}' queued by {} "
+                 "(not live) is sent again from here", n->status, n->key,
+                 rule, by);
+    queue_notice(self, b, *n, now, sends);
+    text = unsent_text(st.self_name, *n);
+    out.push_back(std::move(*rec));
+  }
+  return out;
+}
+
 /// Runs an evaluation and makes its outcome durable: outbox entries first,
 /// then the instances' journal, then history, then the notifier.
 void run_evaluation(manager_actor* self) {
@@ -541,30 +643,42 @@ void run_evaluation(manager_actor* self) {
   std::function<bool(const alerts::rule&)> mine;
   if (st.cluster)
     mine = [self](const alerts::rule& r) { return owns(self, r.name); };
-  auto e = st.ev->evaluate(now, mine);
-  st.evaluations->fetch_add(static_cast<int64_t>(e.evaluated));
   // One synced write for the whole evaluation: outbox entries, instance
   // states and history land together, before the notifier hears of them.
   alerts::alert_store::batch b;
   std::vector<std::pair<std::string, std::string>> sends;
+  auto resent = st.cluster ? resend_taken_over(self, b, now, sends)
+                           : std::vector<alerts::instance_record>{};
+  auto e = st.ev->evaluate(now, mine);
+  st.evaluations->fetch_add(static_cast<int64_t>(e.evaluated));
   for (auto& n : e.notices) {
-    auto base = alerts::to_json(n);
-    base["created_at"] = now;
-    for (size_t i = 0; i < n.receivers.size(); ++i) {
-      auto entry = base;
-      entry["receiver"] = i;
-      entry["attempts"] = 0;
-      auto id = st.store->add_outbox(b, entry);
-      entry["id"] = id;
-      sends.emplace_back(id, entry.dump(-1, ' ', false,
-                                        json::error_handler_t::replace));
-    }
+    queue_notice(self, b, n, now, sends);
+    if (st.cluster && !n.receivers.empty())
+      st.unsent[alerts::instance_item_key(n.rule, n.group)] =
+        unsent_text(st.self_name, n);
+  }
+  // Instances of a re-sent notice that this evaluation did not journal.
+  for (auto& rec : resent) {
+    bool listed = std::any_of(e.journal.begin(), e.journal.end(),
+                              [&](const alerts::instance_record& x) {
+                                return x.rule == rec.rule && x.group == rec.group;
+                              });
+    if (!listed)
+      e.journal.push_back(std::move(rec));
   }
   // Each journaled state is the next write of its replicated item.
   for (auto& rec : e.journal) {
-    auto* prev = st.replica.find(alerts::instance_item_key(rec.rule, rec.group));
+    auto key = alerts::instance_item_key(rec.rule, rec.group);
+    auto* prev = st.replica.find(key);
     rec.clock = (prev ? prev->st.clock : 0) + 1;
     rec.origin = st.self_name;
+    if (st.cluster) {
+      auto u = st.unsent.find(key);
+      if (rec.erased && u != st.unsent.end())
+        st.unsent.erase(u);
+      else if (u != st.unsent.end())
+        rec.unsent = u->second;
+    }
     st.store->journal(b, rec);
   }
   for (auto& c : e.changes) {
@@ -794,6 +908,60 @@ std::string handle(manager_actor* self, const std::string& line) {
   return fail(id, cqrs::error_code::unknown_op, "unknown alert op '" + op + "'");
 }
 
+/// Notification `key` of instance `ikey` reached every receiver: the
+/// instance no longer carries it as unsent. The rule's owner makes that a
+/// replicated write (so a later owner does not send it again); another
+/// member (the one that queued it before the rule moved) only tells the
+/// others, and the owner writes it.
+void clear_unsent(manager_actor* self, const std::string& ikey,
+                  const std::string& key, bool tell) {
+  auto& st = self->state;
+  auto u = st.unsent.find(ikey);
+  if (u == st.unsent.end())
+    return;
+  auto j = json::parse(u->second, nullptr, false);
+  if (!j.is_object()
+      || j.value("notice", json::object()).value("key", "") != key)
+    return;
+  st.unsent.erase(u);
+  auto rule = std::string{alerts::instance_rule_of(ikey)};
+  auto group = ikey.substr(2 + rule.size() + 1);
+  auto rec = st.ev->record_of(rule, group);
+  if (!owns(self, rule) || !rec) {
+    if (tell)
+      for (auto& p : st.peers)
+        send_peer(self, p, alerts::peer_kind::done,
+                  json::array({ikey, key}).dump(-1, ' ', false,
+                                                json::error_handler_t::replace));
+    return;
+  }
+  auto* prev = st.replica.find(ikey);
+  rec->clock = (prev ? prev->st.clock : 0) + 1;
+  rec->origin = st.self_name;
+  alerts::alert_store::batch b;
+  st.store->journal(b, *rec);
+  // Not synced: a lost write only means a re-send under the same key.
+  (void)st.store->commit(b, false);
+  (void)st.replica.merge({ikey, {rec->clock, rec->origin}, false,
+                          alerts::to_json(*rec).dump(
+                            -1, ' ', false, json::error_handler_t::replace),
+                          cqrs::wall_clock_now()});
+  broadcast_keys(self, {ikey});
+}
+
+/// One receiver is done with notification `key` (cluster only).
+void on_delivered(manager_actor* self, const std::string& rule,
+                  const std::string& group, const std::string& key) {
+  auto& st = self->state;
+  auto it = st.outstanding.find(key);
+  if (it == st.outstanding.end())
+    return;
+  if (--it->second > 0)
+    return;
+  st.outstanding.erase(it);
+  clear_unsent(self, alerts::instance_item_key(rule, group), key, true);
+}
+
 void after_rule_change(manager_actor* self) {
   follow_partitions(self);
   arm_tick(self);
@@ -867,12 +1035,20 @@ caf::behavior manager_impl(manager_actor* self, settings_ptr s,
                               -1, ' ', false, json::error_handler_t::replace),
                             0});
     st.ev->restore(rec);
+    if (st.cluster && !rec.unsent.empty())
+      st.unsent[key] = rec.unsent;
     ++restored;
   }
+  // The notifier re-sends this outbox; each entry confirms when done.
+  if (st.cluster)
+    for (auto& [id, entry] : st.store->outbox())
+      ++st.outstanding[entry.value("key", std::string{})];
   if (!st.rules.empty())
     spdlog::info("alerting: {} rules, {} instances restored", st.rules.size(),
                  restored);
-  st.notifier = spawn_alert_notifier(self->system(), s, st.store);
+  st.notifier = spawn_alert_notifier(
+    self->system(), s, st.store,
+    st.cluster ? caf::actor_cast<caf::actor>(self) : caf::actor{});
   self->link_to(st.notifier);
   after_rule_change(self);
   if (st.cluster)
@@ -897,6 +1073,8 @@ caf::behavior manager_impl(manager_actor* self, settings_ptr s,
     // -- cluster (docs/alerting.md, "Cluster") --
     [=](alert_sync_atom) { sync_tick(self); },
     [=](alert_sync_atom, alert_peer_msg& msg) { on_peer(self, msg); },
+    [=](delivered_atom, const std::string& rule, const std::string& group,
+        const std::string& key) { on_delivered(self, rule, group, key); },
   };
 }
 

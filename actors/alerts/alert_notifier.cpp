@@ -32,6 +32,8 @@ struct delivery {
 struct notifier_state {
   settings_ptr settings;
   std::shared_ptr<alerts::alert_store> store;
+  /// Told when a notification is done at one receiver (cluster handoff).
+  caf::actor manager;
   std::unique_ptr<alerts::webhook_pool> pool;
   alerts::backoff_policy backoff;
   std::map<std::string, runtime::circuit_breaker> breakers;
@@ -113,6 +115,8 @@ void finish(notifier_actor* self, const std::string& id,
   st.store->record(b, std::move(h));
   // Not synced: a lost outcome means a re-send with the same key.
   (void)st.store->commit(b, outcome == "dead_letter");
+  if (st.manager)
+    self->send(st.manager, delivered_atom::value, d.n.rule, d.n.group, d.n.key);
   auto lane = d.lane;
   st.deliveries.erase(it);
   auto& q = st.lanes[lane];
@@ -182,10 +186,12 @@ void enqueue(notifier_actor* self, const std::string& id, json entry) {
 }
 
 caf::behavior notifier_impl(notifier_actor* self, settings_ptr s,
-                            std::shared_ptr<alerts::alert_store> store) {
+                            std::shared_ptr<alerts::alert_store> store,
+                            caf::actor manager) {
   auto& st = self->state;
   st.settings = s;
   st.store = std::move(store);
+  st.manager = std::move(manager);
   alerts::pool_options po;
   po.max_connections = s->alerts.max_connections;
   po.connect_timeout = s->alerts.connect_timeout;
@@ -278,8 +284,10 @@ caf::behavior notifier_impl(notifier_actor* self, settings_ptr s,
 } // namespace
 
 caf::actor spawn_alert_notifier(caf::actor_system& sys, settings_ptr settings,
-                                std::shared_ptr<alerts::alert_store> store) {
-  return sys.spawn(notifier_impl, std::move(settings), std::move(store));
+                                std::shared_ptr<alerts::alert_store> store,
+                                caf::actor manager) {
+  return sys.spawn(notifier_impl, std::move(settings), std::move(store),
+                   std::move(manager));
 }
 
 } // namespace cairn::actors

@@ -25,7 +25,10 @@
 
 namespace cairn::actors {
 
+/// `manager`, if set, gets (delivered_atom, rule, group, key) whenever a
+/// notification is done at one receiver (delivered or dead-lettered).
 caf::actor spawn_alert_notifier(caf::actor_system& sys, settings_ptr settings,
-                                std::shared_ptr<alerts::alert_store> store);
+                                std::shared_ptr<alerts::alert_store> store,
+                                caf::actor manager = {});
 
 } // namespace cairn::actors

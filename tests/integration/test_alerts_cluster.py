@@ -15,6 +15,11 @@ Phases:
      returns, and it takes its rules back.
   F. kill -9 of the owner while firing: no new firing notification from the
      next owner; after the data recovers exactly one resolved notification.
+  U. kill -9 of the owner while its firing notification cannot be
+     delivered (the receiver answers 500): the next owner sends it again
+     under the same idempotency key once the receiver recovers, without
+     waiting for the dead owner; the returning owner's re-send carries the
+     same key.
   C. every restarted member lists the same rules (names and versions) and
      the same instance state as the others.
 
@@ -323,6 +328,56 @@ def phase_f(chk, cluster, rx, feeders, active_since):
     return victim
 
 
+def phase_u(chk, cluster, feeders):
+    h.log("U: kill -9 of the owner while its notification is undeliverable")
+    rx2 = Receiver().start()
+    rx2.mode = "fail"
+    try:
+        n1 = cluster.nodes[0]
+        r = req(n1, {"op": "alert.create", "rule": rule("un", "un.v", rx2)})
+        chk.require(r.get("ok") is True, f"create un: {r}")
+        chk.require(wait_for(lambda: "un" in (same_everywhere(cluster) or {}), 5),
+                    "un on every node")
+        owner, _ = instance(n1, "un")
+        feed_all(feeders, "un.v", 500)
+
+        def tried():
+            with rx2.lock:
+                return [a["key"] for a in rx2.attempts
+                        if a["body"] and a["body"]["alerts"][0]["labels"]["alertname"] == "un"]
+        keys = wait_for(tried, 10)
+        chk.require(keys, "the owner tried to deliver un's firing notification")
+        victim = cluster.by_name(owner)
+        h.log(f"  un firing, receiver failing; kill -9 {owner}")
+        victim.kill()
+        others = [n for n in cluster.nodes if n.name != owner]
+        moved = wait_for(lambda: instance(others[0], "un")[0] != owner, 8)
+        chk.check(moved, "un moved off the dead owner")
+        rx2.mode = "ok"
+        got = wait_for(lambda: keys_by_status(rx2, "un")["firing"], 15)
+        chk.check(got == {keys[0]}, f"the next owner delivered the dead owner's "
+                                    f"notification under its key: {got} vs {keys[0]}")
+        posts_before = len(rx2.delivered("un"))
+        h.log(f"  restart {owner}")
+        restart(cluster, victim)
+        time.sleep(3)
+        k = keys_by_status(rx2, "un")
+        chk.check(k["firing"] == {keys[0]} and not k["resolved"],
+                  f"one firing key after the owner returned: {k}")
+        h.log(f"  un firing: {posts_before} delivery before the owner returned, "
+              f"{len(rx2.delivered('un'))} after (same key)")
+        feed_all(feeders, "un.v", 1)
+        chk.check(wait_for(lambda: keys_by_status(rx2, "un")["resolved"], 10),
+                  "un resolved")
+        time.sleep(1.5)
+        k = keys_by_status(rx2, "un")
+        chk.check(len(k["firing"]) == 1 and len(k["resolved"]) == 1, f"un keys: {k}")
+        feed_all(feeders, "un.v", None)
+        req(n1, {"op": "alert.delete", "name": "un"})
+    finally:
+        rx2.stop()
+
+
 def phase_c(chk, cluster, victim):
     h.log("C: the restarted members agree with the others")
     same = wait_for(lambda: same_everywhere(cluster, cluster.nodes), 10)
@@ -365,6 +420,7 @@ def main():
         feeders = [Feeder(n) for n in cluster.nodes]
         active_since = phase_p(chk, cluster, rx, feeders)
         victim = phase_f(chk, cluster, rx, feeders, active_since)
+        phase_u(chk, cluster, feeders)
         phase_c(chk, cluster, victim)
         chk.count(len(rx.delivered()))
     except h.TestFailure as e:
