@@ -430,6 +430,37 @@ void arm_evaluation(manager_actor* self, std::chrono::milliseconds delay) {
   self->delayed_send(self, delay, evaluate_atom::value);
 }
 
+/// The outbox of the previous run, once this node has the cluster's
+/// instance states: an entry whose instance no longer carries it as unsent
+/// by this node was delivered (the confirmation was not on disk yet) or
+/// taken over by another member while this one was down; it is dropped.
+/// The others go out again (same keys).
+void resume_outbox(manager_actor* self) {
+  auto& st = self->state;
+  std::vector<std::string> handled;
+  st.outstanding.clear();
+  for (auto& [id, entry] : st.store->outbox()) {
+    auto rule = entry.value("rule", std::string{});
+    auto key = entry.value("key", std::string{});
+    auto ikey = alerts::instance_item_key(rule, entry.value("group", std::string{}));
+    bool mine = true;
+    if (st.rules.count(rule) > 0) {
+      auto u = st.unsent.find(ikey);
+      auto j = u == st.unsent.end() ? json{} : json::parse(u->second, nullptr, false);
+      mine = j.is_object() && j.value("by", std::string{}) == st.self_name
+             && j.value("notice", json::object()).value("key", "") == key;
+    }
+    if (mine)
+      ++st.outstanding[key];
+    else
+      handled.push_back(id);
+  }
+  if (!handled.empty())
+    spdlog::info("alerting: {} notifications of the previous run were handled "
+                 "by other members meanwhile; not sent again", handled.size());
+  self->send(st.notifier, notify_atom::value, std::move(handled));
+}
+
 /// Releases the start-up hold once every peer synced (or the hold expired).
 void check_release(manager_actor* self) {
   auto& st = self->state;
@@ -444,6 +475,7 @@ void check_release(manager_actor* self) {
   st.released = true;
   spdlog::info("alerting: start-up hold over ({}); this node evaluates rules",
                all ? "every member synced" : "hold expired");
+  resume_outbox(self);
   recompute_owners(self);
   for (auto& p : st.peers)
     send_digest(self, p);
@@ -1039,16 +1071,14 @@ caf::behavior manager_impl(manager_actor* self, settings_ptr s,
       st.unsent[key] = rec.unsent;
     ++restored;
   }
-  // The notifier re-sends this outbox; each entry confirms when done.
-  if (st.cluster)
-    for (auto& [id, entry] : st.store->outbox())
-      ++st.outstanding[entry.value("key", std::string{})];
+
   if (!st.rules.empty())
     spdlog::info("alerting: {} rules, {} instances restored", st.rules.size(),
                  restored);
   st.notifier = spawn_alert_notifier(
     self->system(), s, st.store,
-    st.cluster ? caf::actor_cast<caf::actor>(self) : caf::actor{});
+    st.cluster && !st.peers.empty() ? caf::actor_cast<caf::actor>(self)
+                                    : caf::actor{});
   self->link_to(st.notifier);
   after_rule_change(self);
   if (st.cluster)

@@ -323,6 +323,12 @@ def phase_f(chk, cluster, rx, feeders, active_since):
     if rx.delivered("fo"):
         starts = {a["startsAt"] for _, _, a, _ in rx.delivered("fo")}
         chk.check(len(starts) == 1, f"one episode (startsAt): {starts}")
+    # Copies of one notification (same key) are allowed; a bounded number.
+    posts = [s for s, _, _, _ in rx.delivered("fo")]
+    h.log(f"  fo: {posts.count('firing')} firing and {posts.count('resolved')} "
+          f"resolved deliveries through two kills")
+    chk.check(posts.count("firing") <= 2 and posts.count("resolved") <= 2,
+              f"at most one repeat of a notification: {posts}")
     h.log(f"  restart {owner}")
     restart(cluster, victim)
     return victim
@@ -366,6 +372,7 @@ def phase_u(chk, cluster, feeders):
                   f"one firing key after the owner returned: {k}")
         h.log(f"  un firing: {posts_before} delivery before the owner returned, "
               f"{len(rx2.delivered('un'))} after (same key)")
+        chk.check(len(rx2.delivered("un")) <= 2, f"un: {rx2.delivered('un')}")
         feed_all(feeders, "un.v", 1)
         chk.check(wait_for(lambda: keys_by_status(rx2, "un")["resolved"], 10),
                   "un resolved")
