@@ -62,6 +62,7 @@ struct peer_view {
   bool evaluating = false;      ///< its digest said its hold is over
   bool synced = false;          ///< digests agreed since it became live
   cqrs::millis stamps_sent = 0;
+  uint32_t differing = 0;       ///< consecutive digests unlike ours
 };
 
 struct manager_state {
@@ -119,6 +120,8 @@ void update_gauges(manager_actor* self) {
   });
   for (int i = 0; i < 4; ++i)
     st.state_gauges[i]->store(counts[i]);
+  if (!st.cluster)
+    st.owned_gauge->store(static_cast<int64_t>(st.rules.size()));
 }
 
 /// Partitions send closed buckets only while there are rules.
@@ -431,10 +434,10 @@ void arm_evaluation(manager_actor* self, std::chrono::milliseconds delay) {
 }
 
 /// The outbox of the previous run, once this node has the cluster's
-/// instance states: an entry whose instance no longer carries it as unsent
-/// by this node was delivered (the confirmation was not on disk yet) or
-/// taken over by another member while this one was down; it is dropped.
-/// The others go out again (same keys).
+/// instance states: an entry whose instance carries no unsent notice, or
+/// one queued by another member, was delivered (the confirmation was not on
+/// disk yet) or taken over while this node was down; it is dropped. The
+/// others go out again (same keys).
 void resume_outbox(manager_actor* self) {
   auto& st = self->state;
   std::vector<std::string> handled;
@@ -447,8 +450,10 @@ void resume_outbox(manager_actor* self) {
     if (st.rules.count(rule) > 0) {
       auto u = st.unsent.find(ikey);
       auto j = u == st.unsent.end() ? json{} : json::parse(u->second, nullptr, false);
-      mine = j.is_object() && j.value("by", std::string{}) == st.self_name
-             && j.value("notice", json::object()).value("key", "") == key;
+      // Absent: every receiver had the instance's last notice (lanes keep
+      // order, so its earlier ones too). Queued by another member: that one
+      // took the instance over and sent its last notice.
+      mine = j.is_object() && j.value("by", std::string{}) == st.self_name;
     }
     if (mine)
       ++st.outstanding[key];
@@ -496,15 +501,18 @@ void on_peer(manager_actor* self, alert_peer_msg& msg) {
   p.heard = now;
   if (!was_live) {
     p.synced = false;
-    send_digest(self, p);  // it may have missed everything: compare now
+    p.differing = 1;  // it may have missed everything: compare at once
+    send_digest(self, p);
   }
   switch (static_cast<alerts::peer_kind>(msg.kind)) {
     case alerts::peer_kind::digest: {
       bool evaluating = msg.body == "1";
       bool equal = msg.digest == st.replica.digest();
+      // Two differing digests in a row: a push in flight explains one.
+      p.differing = equal ? 0 : p.differing + 1;
       if (equal)
         p.synced = true;
-      else if (now - p.stamps_sent >= stamps_interval) {
+      else if (p.differing >= 2 && now - p.stamps_sent >= stamps_interval) {
         p.stamps_sent = now;
         send_peer(self, p, alerts::peer_kind::stamps,
                   alerts::encode_stamps(st.replica), st.replica.digest());
