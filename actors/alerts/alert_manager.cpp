@@ -681,8 +681,13 @@ void run_evaluation(manager_actor* self) {
   auto& st = self->state;
   auto now = cqrs::wall_clock_now();
   std::function<bool(const alerts::rule&)> mine;
-  if (st.cluster)
-    mine = [self](const alerts::rule& r) { return owns(self, r.name); };
+  if (st.cluster) {
+    bool allowed = st.released && now >= st.no_eval_before;
+    mine = [&st, allowed](const alerts::rule& r) {
+      auto it = st.owned.find(r.name);
+      return allowed && it != st.owned.end() && it->second;
+    };
+  }
   // One synced write for the whole evaluation: outbox entries, instance
   // states and history land together, before the notifier hears of them.
   alerts::alert_store::batch b;
