@@ -168,4 +168,16 @@ std::string rule_owner(std::string_view name,
   return best;
 }
 
+std::string rule_owner(std::string_view name, cqrs::millis window,
+                       const std::vector<member_age>& live,
+                       cqrs::millis slack) {
+  std::vector<std::string> warm, all;
+  for (auto& m : live) {
+    all.push_back(m.name);
+    if (m.up_for >= window + slack)
+      warm.push_back(m.name);
+  }
+  return rule_owner(name, warm.empty() ? all : warm);
+}
+
 } // namespace cairn::alerts

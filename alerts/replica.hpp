@@ -24,7 +24,8 @@
 //
 // `rule_owner` is rendezvous hashing over the live members: the member
 // with the highest hash(member, rule) evaluates the rule. When a member
-// dies only its rules move; when it returns it takes them back.
+// dies only its rules move; when it returns it takes them back once its
+// window of the rule is complete.
 //
 // Pure values; no threads, no actors.
 #pragma once
@@ -120,5 +121,20 @@ private:
 /// the highest hash(member, name), ties to the smaller name. "" if empty.
 std::string rule_owner(std::string_view name,
                        const std::vector<std::string>& live);
+
+/// A live member and how long it has been receiving buckets.
+struct member_age {
+  std::string name;
+  cqrs::millis up_for = 0;
+};
+
+/// The owner of a rule with window `window` among `live`: rendezvous over
+/// the members whose windows are complete (up for at least window + slack),
+/// or over all of `live` when none is. So a restarted member takes its
+/// rules back only once it holds their whole window, and a cluster that
+/// started together evaluates at once.
+std::string rule_owner(std::string_view name, cqrs::millis window,
+                       const std::vector<member_age>& live,
+                       cqrs::millis slack);
 
 } // namespace cairn::alerts

@@ -2,8 +2,9 @@
 // alert managers of a cluster (docs/alerting.md, "Cluster"; the message is
 // actors/messages.hpp's alert_peer_msg).
 //
-//   digest   body "1" when the sender evaluates rules (its start-up hold is
-//            over), "0" while it holds; `digest` = replica_set::digest()
+//   digest   body "1 <uptime ms>" when the sender evaluates rules (its
+//            start-up hold is over), "0 <uptime ms>" while it holds;
+//            `digest` = replica_set::digest()
 //   stamps   JSON [[key, clock, origin], …] of every covered item
 //   pull     JSON [key, …]: send me these items
 //   items    JSON [{"k","c","o","d","v","at"}, …] (v: the item's JSON text)

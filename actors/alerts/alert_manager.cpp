@@ -16,6 +16,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -41,12 +42,15 @@ constexpr cqrs::millis sync_interval = 500;
 /// A member whose manager was not heard from for this long is not live: its
 /// rules move to the others.
 constexpr cqrs::millis live_lease = 2000;
-/// Evaluation waits for the other managers after a gain of rules (a member
-/// left or this one started), so a member that still evaluates them hears
-/// of the change first.
-constexpr cqrs::millis takeover_delay = 300;
+/// Evaluation waits this long after a gain of rules (a member left, this
+/// one started or its windows became complete): longer than a sync
+/// interval, so a member that evaluated them until now noticed first.
+constexpr cqrs::millis takeover_delay = 600;
 /// Erased instances are remembered this long (to refuse stale copies).
 constexpr cqrs::millis tombstone_keep = 10 * 60 * 1000;
+/// A member's windows of a rule are complete once it has received buckets
+/// for the rule's window plus this (its links come up after its start).
+constexpr cqrs::millis warm_slack = 2000;
 /// Items per replication message.
 constexpr size_t items_per_message = 512;
 /// A stamps list to one peer at most this often.
@@ -63,6 +67,7 @@ struct peer_view {
   bool synced = false;          ///< digests agreed since it became live
   cqrs::millis stamps_sent = 0;
   uint32_t differing = 0;       ///< consecutive digests unlike ours
+  cqrs::millis started = 0;     ///< its manager's start (now - its uptime)
 };
 
 struct manager_state {
@@ -92,8 +97,11 @@ struct manager_state {
   std::string self_name;
   bool cluster = false;
   std::vector<peer_view> peers;
-  /// Members counted for ownership (self included), sorted.
+  /// Members counted for ownership (self included), sorted, and the same
+  /// with their start times.
   std::vector<std::string> live;
+  std::vector<std::pair<std::string, cqrs::millis>> live_started;
+  cqrs::millis started_at = 0;
   /// Start-up hold: no evaluation before this, unless every peer synced.
   cqrs::millis hold_until = 0;
   bool released = true;
@@ -165,10 +173,15 @@ bool owns(manager_actor* self, const std::string& name) {
   return it != st.owned.end() && it->second;
 }
 
-/// The owner of rule `name` as this node sees the cluster.
-std::string owner_of(manager_actor* self, const std::string& name) {
+/// The owner of rule `r` as this node sees the cluster: among the live
+/// members whose window of it is complete, if any (alerts/replica).
+std::string owner_of(manager_actor* self, const alerts::rule& r,
+                     cqrs::millis now) {
   auto& st = self->state;
-  return alerts::rule_owner(name, st.live);
+  std::vector<alerts::member_age> ages;
+  for (auto& [name, started] : st.live_started)
+    ages.push_back({name, now - started});
+  return alerts::rule_owner(r.name, r.window, ages, warm_slack);
 }
 
 /// Recomputes the live members and which rules this node evaluates. A gain
@@ -180,11 +193,16 @@ void recompute_owners(manager_actor* self) {
     return;
   auto now = cqrs::wall_clock_now();
   std::vector<std::string> live;
-  if (st.released)
+  st.live_started.clear();
+  if (st.released) {
     live.push_back(st.self_name);
+    st.live_started.emplace_back(st.self_name, st.started_at);
+  }
   for (auto& p : st.peers)
-    if (p.evaluating && now - p.heard < live_lease)
+    if (p.evaluating && now - p.heard < live_lease) {
       live.push_back(p.name);
+      st.live_started.emplace_back(p.name, p.started);
+    }
   std::sort(live.begin(), live.end());
   if (live != st.live) {
     std::string names;
@@ -197,7 +215,7 @@ void recompute_owners(manager_actor* self) {
   int64_t count = 0;
   std::unordered_map<std::string, bool> owned;
   for (auto& [name, r] : st.rules) {
-    bool mine = st.released && alerts::rule_owner(name, st.live) == st.self_name;
+    bool mine = st.released && owner_of(self, r, now) == st.self_name;
     auto it = st.owned.find(name);
     if (mine && (it == st.owned.end() || !it->second)) {
       gained = true;
@@ -249,7 +267,11 @@ void broadcast_keys(manager_actor* self, const std::vector<std::string>& keys) {
 
 void send_digest(manager_actor* self, peer_view& p) {
   auto& st = self->state;
-  send_peer(self, p, alerts::peer_kind::digest, st.released ? "1" : "0",
+  // "<1 evaluating | 0 holding> <uptime ms>": the uptime (not a start time:
+  // clocks of members may differ) says whose windows are complete.
+  auto uptime = cqrs::wall_clock_now() - st.started_at;
+  send_peer(self, p, alerts::peer_kind::digest,
+            std::string{st.released ? "1 " : "0 "} + std::to_string(uptime),
             st.replica.digest());
 }
 
@@ -506,7 +528,11 @@ void on_peer(manager_actor* self, alert_peer_msg& msg) {
   }
   switch (static_cast<alerts::peer_kind>(msg.kind)) {
     case alerts::peer_kind::digest: {
-      bool evaluating = msg.body == "1";
+      bool evaluating = !msg.body.empty() && msg.body[0] == '1';
+      auto uptime = msg.body.size() > 2
+                      ? std::strtoll(msg.body.c_str() + 2, nullptr, 10)
+                      : 0;
+      p.started = now - uptime;
       bool equal = msg.digest == st.replica.digest();
       // Two differing digests in a row: a push in flight explains one.
       p.differing = equal ? 0 : p.differing + 1;
@@ -890,7 +916,7 @@ std::string handle(manager_actor* self, const std::string& line) {
                {"rule", alerts::to_json(it->second)},
                {"instances", instances_of(self, *name)}};
       if (st.cluster)
-        out["owner"] = owner_of(self, *name);
+        out["owner"] = owner_of(self, it->second, now);
       return finish_reply(out, id);
     }
     auto key = alerts::rule_item_key(*name);
@@ -919,7 +945,7 @@ std::string handle(manager_actor* self, const std::string& line) {
       auto j = alerts::to_json(r);
       j["instances"] = state_counts(self, name);
       if (st.cluster)
-        j["owner"] = owner_of(self, name);
+        j["owner"] = owner_of(self, r, now);
       rules.push_back(std::move(j));
     }
     json out{{"ok", true}, {"rules", rules}};
@@ -1045,6 +1071,7 @@ caf::behavior manager_impl(manager_actor* self, settings_ptr s,
                              "Rule events in the alert store's log");
   // Cluster: one view per other member, reached through its peer link.
   st.cluster = s->cluster.enabled;
+  st.started_at = cqrs::wall_clock_now();
   st.self_name = s->cluster.enabled ? s->cluster.self_name : s->node_name;
   if (st.cluster) {
     for (size_t i = 0; i < s->cluster.members.size() && i < links.size(); ++i)

@@ -209,6 +209,33 @@ TEST_CASE("rule ownership: one owner, only a dead owner's rules move") {
   CHECK(rule_owner("x", {"solo"}) == "solo");
 }
 
+TEST_CASE("rule ownership prefers members whose window is complete") {
+  // n2 restarted 3 s ago: its 10 s window of the rule is incomplete.
+  std::vector<member_age> live = {{"n1", 60000}, {"n2", 3000}, {"n3", 60000}};
+  std::vector<member_age> warm = {{"n1", 60000}, {"n3", 60000}};
+  int moved_back = 0;
+  for (int i = 0; i < 300; ++i) {
+    auto name = "rule-" + std::to_string(i);
+    auto full = rule_owner(name, {"n1", "n2", "n3"});
+    // While n2 is cold, its rules stay with the others.
+    CHECK(rule_owner(name, 10000, live, 2000) == rule_owner(name, {"n1", "n3"}));
+    CHECK(rule_owner(name, 10000, live, 2000)
+          == rule_owner(name, 10000, warm, 2000));
+    // A rule with a short window: n2 is warm for it, it owns its share.
+    CHECK(rule_owner(name, 1000, live, 2000) == full);
+    // Once its window is complete it takes its rules back.
+    live[1].up_for = 12000;
+    CHECK(rule_owner(name, 10000, live, 2000) == full);
+    moved_back += full == "n2" ? 1 : 0;
+    live[1].up_for = 3000;
+  }
+  CHECK(moved_back > 50);
+  // A cluster that started together (nobody warm) evaluates at once.
+  std::vector<member_age> cold = {{"n1", 100}, {"n2", 100}, {"n3", 100}};
+  CHECK(rule_owner("x", 10000, cold, 2000) == rule_owner("x", {"n1", "n2", "n3"}));
+  CHECK(rule_owner("x", 10000, {}, 2000).empty());
+}
+
 TEST_CASE("codec: items, stamps, keys and buckets round-trip; garbage fails") {
   replica_set s;
   s.write("r/a", R"({"name":"a"})", false, "n1", 5);
