@@ -251,7 +251,7 @@ alert_store::alert_store(std::unique_ptr<kv_store> kv, size_t history_keep)
   }
 }
 
-bool alert_store::append(rule_event& e) {
+bool alert_store::append(rule_event& e, bool sync) {
   std::lock_guard lk{mtx_};
   e.seq = next_event_;
   json j{{"seq", e.seq},
@@ -261,8 +261,9 @@ bool alert_store::append(rule_event& e) {
          {"at", e.at},
          {"clock", e.st.clock},
          {"origin", e.st.origin}};
-  if (!kv_->put(seq_key('e', e.seq), j.dump(-1, ' ', false,
-                                           json::error_handler_t::replace)))
+  if (!kv_->write({{seq_key('e', e.seq),
+                    j.dump(-1, ' ', false, json::error_handler_t::replace)}},
+                  sync))
     return false;
   ++next_event_;
   ++event_count_;

@@ -107,7 +107,9 @@ public:
   // -- rules ------------------------------------------------------------------
 
   /// Appends a rule event (its seq is assigned). False if not durable.
-  [[nodiscard]] bool append(rule_event& e);
+  /// Without `sync` it is written but not synced (a replicated write: its
+  /// origin holds it durably, anti-entropy brings it back after a crash).
+  [[nodiscard]] bool append(rule_event& e, bool sync = true);
 
   /// The fold of every rule event: name -> rule JSON (with "version"),
   /// and the events that failed to decode in `corrupt`.

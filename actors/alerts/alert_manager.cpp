@@ -107,6 +107,11 @@ struct manager_state {
   bool released = true;
   cqrs::millis no_eval_before = 0;
   std::unordered_map<std::string, bool> owned;
+  int64_t owned_count = 0;
+  /// Distinct rule windows (-> rules with it), and what the ownership was
+  /// last computed from (recompute_owners).
+  std::map<cqrs::millis, size_t> windows;
+  std::string owner_signature;
   /// Instance item key -> its unsent notification (instance_record::unsent).
   std::unordered_map<std::string, std::string> unsent;
   /// Notice key -> this node's outbox entries of it not finished yet.
@@ -173,21 +178,64 @@ bool owns(manager_actor* self, const std::string& name) {
   return it != st.owned.end() && it->second;
 }
 
-/// The owner of rule `r` as this node sees the cluster: among the live
-/// members whose window of it is complete, if any (alerts/replica).
-std::string owner_of(manager_actor* self, const alerts::rule& r,
-                     cqrs::millis now) {
-  auto& st = self->state;
+/// The live members with how long they have been up (alerts/replica).
+std::vector<alerts::member_age> live_ages(manager_actor* self,
+                                          cqrs::millis now) {
   std::vector<alerts::member_age> ages;
-  for (auto& [name, started] : st.live_started)
+  for (auto& [name, started] : self->state.live_started)
     ages.push_back({name, now - started});
+  return ages;
+}
+
+/// The owner of rule `r` as this node sees the cluster: among the live
+/// members whose window of it is complete, if any.
+std::string owner_of(const alerts::rule& r,
+                     const std::vector<alerts::member_age>& ages) {
   return alerts::rule_owner(r.name, r.window, ages, warm_slack);
 }
 
-/// Recomputes the live members and which rules this node evaluates. A gain
-/// of rules waits takeover_delay, so a member that evaluated them until now
-/// hears of the change first.
-void recompute_owners(manager_actor* self) {
+std::string owner_of(manager_actor* self, const alerts::rule& r,
+                     cqrs::millis now) {
+  return owner_of(r, live_ages(self, now));
+}
+
+/// Sets whether this node evaluates rule `name`; a gain of a known rule
+/// waits takeover_delay, so a member that evaluated it until now noticed
+/// first.
+void set_owned(manager_actor* self, const std::string& name, bool mine,
+               cqrs::millis now) {
+  auto& st = self->state;
+  auto [it, fresh] = st.owned.try_emplace(name, false);
+  // A rule new here has had no evaluator anywhere: nothing to wait for.
+  if (mine && !it->second && !fresh) {
+    st.taken_over.insert(name);
+    st.no_eval_before = now + takeover_delay;
+  }
+  if (mine != it->second)
+    st.owned_count += mine ? 1 : -1;
+  it->second = mine;
+}
+
+/// What ownership depends on besides the rules: the live members and, per
+/// distinct rule window, which of them hold a complete window.
+std::string ownership_signature(manager_actor* self, cqrs::millis now) {
+  auto& st = self->state;
+  std::string sig = st.released ? "r" : "h";
+  for (auto& [name, started] : st.live_started) {
+    sig += '\0';
+    sig += name;
+  }
+  for (auto& [window, n] : st.windows) {
+    sig += '|';
+    for (auto& [name, started] : st.live_started)
+      sig += now - started >= window + warm_slack ? '1' : '0';
+  }
+  return sig;
+}
+
+/// Recomputes the live members and, when they or their complete windows
+/// changed (or `force`), which rules this node evaluates.
+void recompute_owners(manager_actor* self, bool force = false) {
   auto& st = self->state;
   if (!st.cluster)
     return;
@@ -204,6 +252,7 @@ void recompute_owners(manager_actor* self) {
       st.live_started.emplace_back(p.name, p.started);
     }
   std::sort(live.begin(), live.end());
+  std::sort(st.live_started.begin(), st.live_started.end());
   if (live != st.live) {
     std::string names;
     for (auto& n : live)
@@ -211,23 +260,56 @@ void recompute_owners(manager_actor* self) {
     spdlog::info("alerting: evaluating members now [{}]", names);
   }
   st.live = std::move(live);
-  bool gained = false;
-  int64_t count = 0;
-  std::unordered_map<std::string, bool> owned;
-  for (auto& [name, r] : st.rules) {
-    bool mine = st.released && owner_of(self, r, now) == st.self_name;
-    auto it = st.owned.find(name);
-    if (mine && (it == st.owned.end() || !it->second)) {
-      gained = true;
-      st.taken_over.insert(name);
+  auto sig = ownership_signature(self, now);
+  if (!force && sig == st.owner_signature)
+    return;
+  st.owner_signature = std::move(sig);
+  auto ages = live_ages(self, now);
+  for (auto& [name, r] : st.rules)
+    set_owned(self, name, st.released && owner_of(r, ages) == st.self_name,
+              now);
+  st.owned_gauge->store(st.owned_count);
+}
+
+/// Ownership of one rule that was created, changed or deleted.
+void update_owner(manager_actor* self, const std::string& name) {
+  auto& st = self->state;
+  if (!st.cluster)
+    return;
+  auto now = cqrs::wall_clock_now();
+  auto it = st.rules.find(name);
+  if (it == st.rules.end()) {
+    auto o = st.owned.find(name);
+    if (o != st.owned.end()) {
+      st.owned_count -= o->second ? 1 : 0;
+      st.owned.erase(o);
     }
-    owned.emplace(name, mine);
-    count += mine ? 1 : 0;
+  } else {
+    set_owned(self, name,
+              st.released && owner_of(self, it->second, now) == st.self_name,
+              now);
   }
-  st.owned = std::move(owned);
-  if (gained)
-    st.no_eval_before = now + takeover_delay;
-  st.owned_gauge->store(count);
+  st.owned_gauge->store(st.owned_count);
+}
+
+/// The rule map's writes, keeping the distinct windows counted.
+void put_rule(manager_actor* self, const alerts::rule& r) {
+  auto& st = self->state;
+  auto it = st.rules.find(r.name);
+  if (it != st.rules.end() && --st.windows[it->second.window] == 0)
+    st.windows.erase(it->second.window);
+  ++st.windows[r.window];
+  st.rules[r.name] = r;
+}
+
+void erase_rule(manager_actor* self, const std::string& name) {
+  auto& st = self->state;
+  auto it = st.rules.find(name);
+  if (it == st.rules.end())
+    return;
+  if (--st.windows[it->second.window] == 0)
+    st.windows.erase(it->second.window);
+  st.rules.erase(it);
 }
 
 void send_peer(manager_actor* self, peer_view& p, alerts::peer_kind kind,
@@ -293,8 +375,10 @@ bool merge_rule_item(manager_actor* self, alerts::replica_item item) {
                        : existed    ? alerts::rule_event_kind::updated
                                     : alerts::rule_event_kind::created,
                        name, value, item.at, item.st};
-  if (!st.store->append(e))
-    spdlog::error("alerting: rule '{}' from {} not stored durably (the next "
+  // Not synced: the origin holds it durably; after a crash here the next
+  // anti-entropy round brings it back.
+  if (!st.store->append(e, false))
+    spdlog::error("alerting: rule '{}' from {} not stored (the next "
                   "anti-entropy round brings it again after a restart)",
                   name, item.st.origin);
   return true;
@@ -315,7 +399,7 @@ void drop_rule(manager_actor* self, const std::string& name) {
     st.store->journal(b, g);
   (void)st.store->commit(b);
   st.ev->remove(name);
-  st.rules.erase(name);
+  erase_rule(self, name);
   st.replica.drop_instances_of(name);
   for (auto it = st.unsent.begin(); it != st.unsent.end();)
     it = alerts::instance_rule_of(it->first) == name ? st.unsent.erase(it)
@@ -346,7 +430,7 @@ void apply_rule(manager_actor* self, const std::string& key) {
   }
   auto r = std::get<alerts::rule>(std::move(parsed));
   r.version = item->st.clock;
-  st.rules[name] = r;
+  put_rule(self, r);
   st.ev->upsert(std::move(r));
 }
 
@@ -376,13 +460,14 @@ void apply_instance(manager_actor* self, const alerts::replica_item& item,
   st.ev->restore(*rec);
 }
 
-void after_rule_change(manager_actor* self);
+void after_rule_change(manager_actor* self,
+                       const std::vector<std::string>& changed);
 
 /// Items from a peer: rules first (an instance needs its rule), then the
 /// instances of live rules.
 void on_items(manager_actor* self, std::vector<alerts::replica_item> items) {
   auto& st = self->state;
-  bool rules_changed = false;
+  std::vector<std::string> changed;
   for (auto& x : items) {
     if (alerts::is_instance_key(x.key))
       continue;
@@ -393,7 +478,7 @@ void on_items(manager_actor* self, std::vector<alerts::replica_item> items) {
     if (!merge_rule_item(self, std::move(x)))
       continue;
     apply_rule(self, key);
-    rules_changed = true;
+    changed.emplace_back(alerts::rule_name_of(key));
     st.store->record(json{{"kind", "rule"},
                           {"rule", std::string{alerts::rule_name_of(key)}},
                           {"event", deleted ? "deleted" : "replicated"},
@@ -420,10 +505,11 @@ void on_items(manager_actor* self, std::vector<alerts::replica_item> items) {
     apply_instance(self, *st.replica.find(key), b);
     states_changed = true;
   }
-  if (!st.store->commit(b))
-    spdlog::error("alerting: replicated instance states not stored durably");
-  if (rules_changed)
-    after_rule_change(self);
+  // Not synced either: the owner's write is the durable one.
+  if (!st.store->commit(b, false))
+    spdlog::error("alerting: replicated instance states not stored");
+  if (!changed.empty())
+    after_rule_change(self, changed);
   else if (states_changed)
     update_gauges(self);
 }
@@ -890,7 +976,7 @@ std::string handle(manager_actor* self, const std::string& line) {
     if (!prev)
       ++st.rule_items;
     (void)st.replica.merge(std::move(item));
-    st.rules[r.name] = r;
+    put_rule(self, r);
     st.ev->upsert(r);
     st.store->record(json{{"kind", "rule"},
                           {"rule", r.name},
@@ -898,7 +984,7 @@ std::string handle(manager_actor* self, const std::string& line) {
                           {"version", r.version},
                           {"at", now}});
     broadcast_keys(self, {key});
-    after_rule_change(self);
+    after_rule_change(self, {r.name});
     json out{{"ok", true}, {"rule", alerts::to_json(r)}};
     return finish_reply(out, id);
   }
@@ -935,7 +1021,7 @@ std::string handle(manager_actor* self, const std::string& line) {
                           {"event", "deleted"},
                           {"at", now}});
     broadcast_keys(self, {key});
-    after_rule_change(self);
+    after_rule_change(self, {*name});
     json out{{"ok", true}, {"deleted", *name}};
     return finish_reply(out, id);
   }
@@ -1033,9 +1119,12 @@ void on_delivered(manager_actor* self, const std::string& rule,
   clear_unsent(self, alerts::instance_item_key(rule, group), key, true);
 }
 
-void after_rule_change(manager_actor* self) {
+void after_rule_change(manager_actor* self,
+                       const std::vector<std::string>& changed) {
   follow_partitions(self);
   arm_tick(self);
+  for (auto& name : changed)
+    update_owner(self, name);
   recompute_owners(self);
   update_gauges(self);
   maybe_compact(self);
@@ -1120,7 +1209,8 @@ caf::behavior manager_impl(manager_actor* self, settings_ptr s,
     st.cluster && !st.peers.empty() ? caf::actor_cast<caf::actor>(self)
                                     : caf::actor{});
   self->link_to(st.notifier);
-  after_rule_change(self);
+  after_rule_change(self, {});
+  recompute_owners(self, true);
   if (st.cluster)
     self->send(self, alert_sync_atom::value);
   return {
