@@ -468,6 +468,9 @@ void after_rule_change(manager_actor* self,
 void on_items(manager_actor* self, std::vector<alerts::replica_item> items) {
   auto& st = self->state;
   std::vector<std::string> changed;
+  // One unsynced write for the history of every rule item (and below the
+  // instance states): the origin holds them durably.
+  alerts::alert_store::batch b;
   for (auto& x : items) {
     if (alerts::is_instance_key(x.key))
       continue;
@@ -479,14 +482,13 @@ void on_items(manager_actor* self, std::vector<alerts::replica_item> items) {
       continue;
     apply_rule(self, key);
     changed.emplace_back(alerts::rule_name_of(key));
-    st.store->record(json{{"kind", "rule"},
+    st.store->record(b, json{{"kind", "rule"},
                           {"rule", std::string{alerts::rule_name_of(key)}},
                           {"event", deleted ? "deleted" : "replicated"},
                           {"version", clock},
                           {"origin", origin},
                           {"at", cqrs::wall_clock_now()}});
   }
-  alerts::alert_store::batch b;
   bool states_changed = false;
   for (auto& x : items) {
     if (!alerts::is_instance_key(x.key))
