@@ -12,6 +12,7 @@ void register_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<remote_query>("cairn.remote_query");
   cfg.add_message_type<remote_partial>("cairn.remote_partial");
   cfg.add_message_type<remote_closed>("cairn.remote_closed");
+  cfg.add_message_type<alert_peer_msg>("cairn.alert_peer_msg");
 }
 
 } // namespace cairn::actors

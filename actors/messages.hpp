@@ -66,6 +66,8 @@ using evaluate_atom = caf::atom_constant<caf::atom("alerteval")>;
 /// (notify_atom, std::string outbox_id, std::string entry): to the notifier.
 using notify_atom = caf::atom_constant<caf::atom("notify")>;
 /// (delivered_atom, id, status, error, reused, elapsed_us): a webhook outcome.
+/// (delivered_atom, rule, group, key): notifier to manager, one receiver is
+/// done with a notification.
 using delivered_atom = caf::atom_constant<caf::atom("delivered")>;
 /// (retry_atom, id): a delivery's backoff expired.
 using retry_atom = caf::atom_constant<caf::atom("retry")>;
@@ -111,6 +113,26 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, remote_closed& x) {
   return f(caf::meta::type_name("cairn.remote_closed"), x.published_at,
            x.resolution, x.metrics, x.offsets, x.starts);
+}
+
+/// (alert_sync_atom, alert_peer_msg): between the alert managers of two
+/// members, through the sender's peer link and the receiver's node actor
+/// (docs/alerting.md, "Cluster").
+using alert_sync_atom = caf::atom_constant<caf::atom("alertsync")>;
+
+/// One alert replication message; `kind` is an alerts::peer_kind of
+/// alerts/replica_codec.hpp, `body` its encoding there.
+struct alert_peer_msg {
+  uint8_t kind = 0;
+  std::string from;  ///< the sending member
+  uint64_t digest = 0;
+  std::string body;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, alert_peer_msg& x) {
+  return f(caf::meta::type_name("cairn.alert_peer_msg"), x.kind, x.from,
+           x.digest, x.body);
 }
 
 // -- local-only request payloads ----------------------------------------------

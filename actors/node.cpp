@@ -39,7 +39,7 @@ node::node(caf::actor_system& sys, std::shared_ptr<node_settings> settings)
   coordinator_ = spawn_query_coordinator(sys, settings_, partitions_, links_);
   live_hub_ = spawn_live_hub(sys, settings_, partitions_, coordinator_, links_);
   if (settings->alerts.enabled)
-    alert_manager_ = spawn_alert_manager(sys, settings_, partitions_);
+    alert_manager_ = spawn_alert_manager(sys, settings_, partitions_, links_);
   parsers_ = spawn_parser_pool(sys, settings_, ingestor_, coordinator_,
                                live_hub_, alert_manager_);
   if (!settings->journal) {

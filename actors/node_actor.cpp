@@ -137,6 +137,10 @@ caf::behavior node_actor_impl(node_actor_pointer self, node* n) {
       caf::anon_send(self->state.owner->live_hub(), a, std::move(hub),
                      std::move(metrics));
     },
+    [=](alert_sync_atom a, alert_peer_msg& msg) {
+      if (auto& m = self->state.owner->alert_manager())
+        caf::anon_send(m, a, std::move(msg));
+    },
     [=](partial_atom, remote_query& q) {
       return self->delegate(self->state.owner->coordinator(),
                             partial_atom::value, std::move(q));

@@ -743,6 +743,12 @@ caf::behavior link_impl(link_pointer self, settings_ptr s, uint32_t index,
         caf::anon_send(remote, live_follow_atom::value, std::move(hub),
                        std::move(metrics));
     },
+    // Alert replication (docs/alerting.md, "Cluster"): dropped while the
+    // peer is away (anti-entropy repairs it when the peer is back).
+    [self](alert_sync_atom a, alert_peer_msg& msg) {
+      if (auto& remote = self->state.remote)
+        caf::anon_send(remote, a, std::move(msg));
+    },
     [self](hello_atom, const std::string&, caf::actor& remote) -> bool {
       auto& st = self->state;
       if (st.dials) {

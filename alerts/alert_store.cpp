@@ -3,6 +3,7 @@
 #include <leveldb/db.h>
 #include <leveldb/write_batch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <stdexcept>
@@ -156,7 +157,10 @@ json to_json(const instance_record& r) {
               {"last_true", x.last_true},
               {"value", num(x.value)},
               {"episode", x.episode},
-              {"last_notified", x.last_notified}};
+              {"last_notified", x.last_notified},
+              {"clock", r.clock},
+              {"origin", r.origin},
+              {"unsent", r.unsent}};
 }
 
 std::optional<instance_record> instance_from_json(const json& j) {
@@ -179,6 +183,9 @@ std::optional<instance_record> instance_from_json(const json& j) {
     x.value = j.at("value").is_number() ? j.at("value").get<double>() : NAN;
     x.episode = j.at("episode").get<uint64_t>();
     x.last_notified = j.at("last_notified").get<millis>();
+    r.clock = j.value("clock", uint64_t{0});
+    r.origin = j.value("origin", std::string{});
+    r.unsent = j.value("unsent", std::string{});
     return r;
   } catch (const json::exception&) {
     return std::nullopt;
@@ -231,6 +238,7 @@ std::optional<notice> notice_from_json(const json& j) {
 alert_store::alert_store(std::unique_ptr<kv_store> kv, size_t history_keep)
   : kv_(std::move(kv)), history_keep_(history_keep) {
   auto events = kv_->scan("e/");
+  event_count_ = events.size();
   if (!events.empty())
     next_event_ = seq_of(events.back().first) + 1;
   auto box = kv_->scan("o/");
@@ -243,17 +251,22 @@ alert_store::alert_store(std::unique_ptr<kv_store> kv, size_t history_keep)
   }
 }
 
-bool alert_store::append(rule_event& e) {
+bool alert_store::append(rule_event& e, bool sync) {
   std::lock_guard lk{mtx_};
   e.seq = next_event_;
   json j{{"seq", e.seq},
          {"kind", std::string{to_string(e.kind)}},
          {"name", e.name},
          {"rule", e.rule},
-         {"at", e.at}};
-  if (!kv_->put(seq_key('e', e.seq), j.dump()))
+         {"at", e.at},
+         {"clock", e.st.clock},
+         {"origin", e.st.origin}};
+  if (!kv_->write({{seq_key('e', e.seq),
+                    j.dump(-1, ' ', false, json::error_handler_t::replace)}},
+                  sync))
     return false;
   ++next_event_;
+  ++event_count_;
   return true;
 }
 
@@ -273,6 +286,8 @@ std::vector<rule_event> alert_store::rule_events() {
       e.name = j.at("name").get<std::string>();
       e.rule = j.at("rule");
       e.at = j.at("at").get<millis>();
+      e.st.clock = j.value("clock", uint64_t{0});
+      e.st.origin = j.value("origin", std::string{});
       out.push_back(std::move(e));
     } catch (const json::exception&) {
       ++corrupt_;
@@ -281,16 +296,56 @@ std::vector<rule_event> alert_store::rule_events() {
   return out;
 }
 
+std::map<std::string, rule_event> alert_store::rule_heads() {
+  std::lock_guard lk{mtx_};
+  std::map<std::string, rule_event> heads;
+  for (auto& e : rule_events()) {
+    auto it = heads.find(e.name);
+    // Events of a single node before stamps: each one follows the last.
+    if (e.st.clock == 0)
+      e.st.clock = it == heads.end() ? 1 : it->second.st.clock + 1;
+    if (it == heads.end())
+      heads.emplace(e.name, std::move(e));
+    else if (!newer(it->second.st, e.st))
+      it->second = std::move(e);
+  }
+  return heads;
+}
+
 std::map<std::string, json> alert_store::load_rules() {
   std::lock_guard lk{mtx_};
   std::map<std::string, json> rules;
-  for (auto& e : rule_events()) {
+  for (auto& [name, e] : rule_heads()) {
     if (e.kind == rule_event_kind::deleted)
-      rules.erase(e.name);
-    else
-      rules[e.name] = e.rule;
+      continue;
+    auto j = e.rule;
+    j["version"] = e.st.clock;
+    rules[name] = std::move(j);
   }
   return rules;
+}
+
+size_t alert_store::compact() {
+  std::lock_guard lk{mtx_};
+  auto heads = rule_heads();
+  std::vector<kv_op> ops;
+  for (auto& [k, v] : kv_->scan("e/")) {
+    auto seq = seq_of(k);
+    auto j = json::parse(v, nullptr, false);
+    auto name = j.is_object() ? j.value("name", std::string{}) : std::string{};
+    auto it = heads.find(name);
+    // Kept: the head of its name, and what does not decode (counted as
+    // corrupt, left for an operator to look at).
+    if (it == heads.end() || it->second.seq == seq)
+      continue;
+    ops.push_back({k, {}, true});
+  }
+  if (ops.empty())
+    return 0;
+  if (!kv_->write(ops, true))
+    return 0;
+  event_count_ -= std::min(event_count_, ops.size());
+  return ops.size();
 }
 
 bool alert_store::journal(const instance_record& r) {

@@ -2,7 +2,10 @@
 //
 // - Rule events (created / updated / deleted), append-only by sequence:
 //   the rule set is their fold (`load_rules`), i.e. rules are event-sourced
-//   commands.
+//   commands. Each event carries its replication stamp (alerts/replica);
+//   `compact` drops every event superseded by a later one of the same rule
+//   (the newest event of each name, tombstones included, is kept), so the
+//   log holds the current rule set, not its history.
 // - The state journal: the last journaled state of every alert instance,
 //   so a restart neither re-fires nor forgets a firing alert.
 // - The outbox: notifications accepted but not yet delivered (re-sent after
@@ -17,6 +20,7 @@
 #pragma once
 
 #include "alerts/evaluator.hpp"
+#include "alerts/replica.hpp"
 #include "alerts/rule.hpp"
 
 #include <nlohmann/json.hpp>
@@ -69,6 +73,9 @@ struct rule_event {
   std::string name;
   nlohmann::json rule;  ///< to_json(rule) (null for deleted)
   millis at = 0;
+  /// Replication stamp (docs/alerting.md, "Cluster"). Events written before
+  /// stamps existed read as clock = the previous event's of the name + 1.
+  stamp st = {};
 };
 
 nlohmann::json to_json(const instance_record& r);
@@ -100,12 +107,25 @@ public:
   // -- rules ------------------------------------------------------------------
 
   /// Appends a rule event (its seq is assigned). False if not durable.
-  [[nodiscard]] bool append(rule_event& e);
+  /// Without `sync` it is written but not synced (a replicated write: its
+  /// origin holds it durably, anti-entropy brings it back after a crash).
+  [[nodiscard]] bool append(rule_event& e, bool sync = true);
 
   /// The fold of every rule event: name -> rule JSON (with "version"),
   /// and the events that failed to decode in `corrupt`.
   std::map<std::string, nlohmann::json> load_rules();
   std::vector<rule_event> rule_events();
+
+  /// The newest event (by stamp) of every rule name, tombstones included.
+  std::map<std::string, rule_event> rule_heads();
+
+  /// Deletes every rule event superseded by a newer one of the same name
+  /// (one synced write). Returns how many were deleted; rule_heads() and
+  /// load_rules() answer the same before and after.
+  size_t compact();
+
+  /// Rule events in the log (superseded ones included).
+  size_t rule_event_count() const noexcept { return event_count_; }
 
   // -- instances --------------------------------------------------------------
 
@@ -138,6 +158,7 @@ private:
   uint64_t next_outbox_ = 1;
   size_t history_keep_;
   uint64_t next_event_ = 1;
+  size_t event_count_ = 0;
   uint64_t next_history_ = 1;
   uint64_t oldest_history_ = 1;
   size_t corrupt_ = 0;

@@ -95,6 +95,25 @@ void evaluator::restore(const instance_record& rec) {
   g.inst.evaluations = evaluations;
 }
 
+std::optional<instance_record>
+evaluator::record_of(const std::string& rule, const std::string& group) const {
+  auto it = rules_.find(rule);
+  if (it == rules_.end())
+    return std::nullopt;
+  auto g = it->second.groups.find(group);
+  if (g == it->second.groups.end())
+    return std::nullopt;
+  return instance_record{rule, group, g->second.labels, g->second.inst};
+}
+
+bool evaluator::erase_instance(const std::string& rule,
+                               const std::string& group) {
+  auto it = rules_.find(rule);
+  if (it == rules_.end())
+    return false;
+  return it->second.groups.erase(group) > 0;
+}
+
 void evaluator::add(const std::vector<cqrs::closed_bucket>& buckets,
                     uint32_t tier) {
   std::vector<cqrs::tag> tags;
@@ -144,13 +163,7 @@ void evaluator::evaluate_group(rule_state& rs, const std::string& key,
   auto& r = rs.r;
   auto begin = end - r.window;
   bool keep = incremental(r);
-  while (!g.window.empty() && g.window.front().start < begin) {
-    if (keep && g.running_valid)
-      for (auto& p : g.window.front().parts)
-        if (!g.running.subtract(p.b.sketch))
-          g.running_valid = false;
-    g.window.pop_front();
-  }
+  trim_window(r, g, begin);
   if (keep && !g.running_valid) {
     g.running.clear();
     for (auto& s : g.window)
@@ -243,12 +256,34 @@ void evaluator::evaluate_group(rule_state& rs, const std::string& key,
     out.journal.push_back(record());
 }
 
-evaluation evaluator::evaluate(millis now) {
+void evaluator::trim_window(const rule& r, group_state& g, millis begin) {
+  bool keep = incremental(r);
+  while (!g.window.empty() && g.window.front().start < begin) {
+    if (keep && g.running_valid)
+      for (auto& p : g.window.front().parts)
+        if (!g.running.subtract(p.b.sketch))
+          g.running_valid = false;
+    g.window.pop_front();
+  }
+}
+
+evaluation evaluator::evaluate(millis now,
+                               const std::function<bool(const rule&)>& owns) {
   evaluation out;
   auto end = runtime::align_down(now, resolution_);
   for (auto& [name, rs] : rules_) {
+    bool mine = !owns || owns(rs.r);
     for (auto it = rs.groups.begin(); it != rs.groups.end();) {
       auto& g = it->second;
+      if (!mine) {
+        // Another member evaluates this rule: keep the window current,
+        // leave the state to the owner's replicated one.
+        trim_window(rs.r, g, end - rs.r.window);
+        g.dirty = false;
+        g.evaluated_end = end;
+        ++it;
+        continue;
+      }
       if (g.dirty || g.evaluated_end < end)
         evaluate_group(rs, it->first, g, now, end, out);
       // Groups that went quiet and hold nothing are dropped (a rule without

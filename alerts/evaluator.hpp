@@ -20,7 +20,9 @@
 #include "cqrs/series_store.hpp"
 
 #include <deque>
+#include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -35,6 +37,15 @@ struct instance_record {
   instance state;
   /// The instance was dropped (idle group): delete its journal entry.
   bool erased = false;
+  /// Replication stamp of this state (alerts/replica; set by the alert
+  /// manager, 0 from the evaluator).
+  uint64_t clock = 0;
+  std::string origin = {};
+  /// The instance's last notification while some receiver has not had it
+  /// yet: JSON text {"by": member that queued it, "notice": to_json(notice)}
+  /// ("" once every receiver had it). Set by the alert manager: a member
+  /// taking over the rule from a dead one re-sends it (same key).
+  std::string unsent = {};
 };
 
 struct state_change {
@@ -96,7 +107,21 @@ public:
   bool remove(const std::string& name);
 
   /// Restores a journaled instance (rule must be present; else ignored).
+  /// Also how a member takes over the state its rule's owner replicated.
   void restore(const instance_record& rec);
+
+  /// The instance (`rule`, `group`) as a record (without stamp), if any.
+  std::optional<instance_record> record_of(const std::string& rule,
+                                           const std::string& group) const;
+
+  /// Drops the instance (`rule`, `group`) with its window (an erased
+  /// instance replicated from the owner). False if unknown.
+  bool erase_instance(const std::string& rule, const std::string& group);
+
+  /// True if some rule watches `metric` (its buckets are worth keeping).
+  bool watches(std::string_view metric) const {
+    return by_metric_.count(std::string{metric}) > 0;
+  }
 
   size_t rule_count() const noexcept { return rules_.size(); }
   size_t instance_count() const noexcept;
@@ -117,8 +142,12 @@ public:
 
   /// Evaluates every instance whose data changed since its last evaluation
   /// or whose last evaluation is for an earlier window end than
-  /// align_down(now, resolution).
-  evaluation evaluate(millis now);
+  /// align_down(now, resolution). With `owns`, only the rules for which it
+  /// returns true step their instances; the others (evaluated by another
+  /// member of a cluster) only drop the buckets that left their window, so
+  /// a takeover starts with a full window (docs/alerting.md, "Cluster").
+  evaluation evaluate(millis now,
+                      const std::function<bool(const rule&)>& owns = {});
 
   /// Off: quantile rules merge their whole window at each evaluation
   /// instead of keeping it incrementally (the reference the tests and
@@ -157,6 +186,7 @@ private:
   group_state& group(rule_state& rs, std::vector<cqrs::tag> labels);
   void evaluate_group(rule_state& rs, const std::string& key, group_state& g,
                       millis now, millis end, evaluation& out);
+  void trim_window(const rule& r, group_state& g, millis begin);
 
   millis resolution_;
   cqrs::ddsketch_mapping mapping_;

@@ -14,6 +14,7 @@
 #include <deque>
 #include <map>
 #include <random>
+#include <set>
 
 namespace cairn::actors {
 
@@ -32,6 +33,8 @@ struct delivery {
 struct notifier_state {
   settings_ptr settings;
   std::shared_ptr<alerts::alert_store> store;
+  /// Told when a notification is done at one receiver (cluster handoff).
+  caf::actor manager;
   std::unique_ptr<alerts::webhook_pool> pool;
   alerts::backoff_policy backoff;
   std::map<std::string, runtime::circuit_breaker> breakers;
@@ -113,6 +116,8 @@ void finish(notifier_actor* self, const std::string& id,
   st.store->record(b, std::move(h));
   // Not synced: a lost outcome means a re-send with the same key.
   (void)st.store->commit(b, outcome == "dead_letter");
+  if (st.manager)
+    self->send(st.manager, delivered_atom::value, d.n.rule, d.n.group, d.n.key);
   auto lane = d.lane;
   st.deliveries.erase(it);
   auto& q = st.lanes[lane];
@@ -182,10 +187,12 @@ void enqueue(notifier_actor* self, const std::string& id, json entry) {
 }
 
 caf::behavior notifier_impl(notifier_actor* self, settings_ptr s,
-                            std::shared_ptr<alerts::alert_store> store) {
+                            std::shared_ptr<alerts::alert_store> store,
+                            caf::actor manager, bool hold_outbox) {
   auto& st = self->state;
   st.settings = s;
   st.store = std::move(store);
+  st.manager = std::move(manager);
   alerts::pool_options po;
   po.max_connections = s->alerts.max_connections;
   po.connect_timeout = s->alerts.connect_timeout;
@@ -216,10 +223,30 @@ caf::behavior notifier_impl(notifier_actor* self, settings_ptr s,
                      "Webhook sockets open now");
   st.queued = &m.gauge("cairn_alert_notifications_queued",
                        "Alert notifications waiting for delivery");
-  // The outbox of the previous run goes out again (same keys).
-  for (auto& [id, entry] : st.store->outbox())
-    enqueue(self, id, std::move(entry));
+  // The outbox of the previous run goes out again (same keys); in a
+  // cluster once the manager said which entries another member handled.
+  if (!hold_outbox)
+    for (auto& [id, entry] : st.store->outbox())
+      enqueue(self, id, std::move(entry));
   return {
+    [=](notify_atom, const std::vector<std::string>& handled) {
+      auto& st = self->state;
+      std::set<std::string> drop{handled.begin(), handled.end()};
+      for (auto& [id, entry] : st.store->outbox()) {
+        if (drop.count(id) == 0) {
+          enqueue(self, id, std::move(entry));
+          continue;
+        }
+        st.store->erase_outbox(id);
+        st.store->record(json{{"kind", "delivery"},
+                              {"rule", entry.value("rule", std::string{})},
+                              {"group", entry.value("group", std::string{})},
+                              {"status", entry.value("status", std::string{})},
+                              {"key", entry.value("key", std::string{})},
+                              {"outcome", "handled_elsewhere"},
+                              {"at", cqrs::wall_clock_now()}});
+      }
+    },
     [=](notify_atom, const std::string& id, const std::string& text) {
       auto entry = json::parse(text, nullptr, false);
       if (!entry.is_discarded())
@@ -278,8 +305,11 @@ caf::behavior notifier_impl(notifier_actor* self, settings_ptr s,
 } // namespace
 
 caf::actor spawn_alert_notifier(caf::actor_system& sys, settings_ptr settings,
-                                std::shared_ptr<alerts::alert_store> store) {
-  return sys.spawn(notifier_impl, std::move(settings), std::move(store));
+                                std::shared_ptr<alerts::alert_store> store,
+                                caf::actor manager) {
+  bool hold = static_cast<bool>(manager);
+  return sys.spawn(notifier_impl, std::move(settings), std::move(store),
+                   std::move(manager), hold);
 }
 
 } // namespace cairn::actors

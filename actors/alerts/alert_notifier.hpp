@@ -25,7 +25,14 @@
 
 namespace cairn::actors {
 
+/// `manager`, if set (a cluster member), gets (delivered_atom, rule, group,
+/// key) whenever a notification is done at one receiver (delivered or
+/// dead-lettered), and the outbox of the previous run waits for the
+/// manager's (notify_atom, std::vector<std::string> handled): the entries
+/// another member delivered or took over meanwhile are dropped (history
+/// outcome "handled_elsewhere"), the others are sent again.
 caf::actor spawn_alert_notifier(caf::actor_system& sys, settings_ptr settings,
-                                std::shared_ptr<alerts::alert_store> store);
+                                std::shared_ptr<alerts::alert_store> store,
+                                caf::actor manager = {});
 
 } // namespace cairn::actors

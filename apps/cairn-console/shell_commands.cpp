@@ -430,20 +430,31 @@ int shell::cmd_alerts(const std::string&, const std::vector<std::string>& w) {
       t.add_column(c);
     for (auto* c : {"FIRING", "PENDING", "RESOLVED", "INACTIVE"})
       t.add_column(c, align::right);
+    // In a cluster: the member that evaluates each rule (docs/alerting.md).
+    bool owners = rules[0].contains("owner");
+    if (owners)
+      t.add_column("OWNER");
     for (auto& r : rules) {
       auto& n = r["instances"];
-      t.add_row({text(r, "name"),
-                 text(r, "agg") + "(" + text(r, "metric") + ") " + text(r, "op")
-                   + " " + text(r, "threshold"),
-                 text(r, "window"), text(r, "for"), text(r, "severity"),
-                 text(n, "firing"), text(n, "pending"), text(n, "resolved"),
-                 text(n, "inactive")});
+      std::vector<std::string> row{
+        text(r, "name"),
+        text(r, "agg") + "(" + text(r, "metric") + ") " + text(r, "op") + " "
+          + text(r, "threshold"),
+        text(r, "window"), text(r, "for"), text(r, "severity"),
+        text(n, "firing"), text(n, "pending"), text(n, "resolved"),
+        text(n, "inactive")};
+      if (owners)
+        row.push_back(text(r, "owner"));
+      t.add_row(row);
     }
     t.print(out_);
   } else if (op == "alert.get") {
     auto& inst = (*reply)["instances"];
     out_ << text((*reply)["rule"], "name") << ": " << inst.size()
-         << " instance(s)\n";
+         << " instance(s)";
+    if (reply->contains("owner"))
+      out_ << ", evaluated by " << text(*reply, "owner");
+    out_ << "\n";
     text_table t;
     for (auto* c : {"GROUP", "STATE", "VALUE", "ACTIVE_SINCE", "FIRED"})
       t.add_column(c);

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <map>
 
 using namespace cairn::alerts;
 using nlohmann::json;
@@ -136,6 +137,109 @@ TEST_CASE("a batch lands in one write, ids continue after reopening") {
     CHECK(s.outbox().front().second["key"] == "b");
   }
   std::filesystem::remove_all(dir);
+}
+
+}
+
+TEST_SUITE("alerts.store") {
+
+TEST_CASE("compaction keeps the newest event of each rule; a reopened store "
+          "recovers the same rules and instance states") {
+  auto dir = std::filesystem::temp_directory_path()
+             / ("cairn_alert_compact_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::map<std::string, rule_event> heads;
+  std::map<std::string, json> rules;
+  std::vector<instance_record> states;
+  {
+    alert_store s{open_leveldb_kv(dir.string()), 100};
+    // 20 rules, each updated 10 times by two members, every third deleted,
+    // and one written concurrently (equal clock, the later origin wins).
+    for (int v = 1; v <= 10; ++v)
+      for (int i = 0; i < 20; ++i) {
+        auto name = "r" + std::to_string(i);
+        bool del = v == 10 && i % 3 == 0;
+        rule_event e{0,
+                     del ? rule_event_kind::deleted
+                         : v == 1 ? rule_event_kind::created
+                                  : rule_event_kind::updated,
+                     name,
+                     del ? json(nullptr) : json{{"name", name}, {"v", v}},
+                     v, stamp{static_cast<uint64_t>(v), v % 2 ? "n1" : "n2"}};
+        REQUIRE(s.append(e));
+      }
+    rule_event a{0, rule_event_kind::updated, "r1", json{{"name", "r1"}, {"v", "n3"}},
+                 11, stamp{10, "n3"}};
+    REQUIRE(s.append(a));
+    // An older write arriving late (anti-entropy) is in the log but not a head.
+    rule_event late{0, rule_event_kind::updated, "r2", json{{"name", "r2"}, {"v", "old"}},
+                    12, stamp{3, "n1"}};
+    REQUIRE(s.append(late));
+    for (int i = 0; i < 5; ++i) {
+      instance_record r{"r" + std::to_string(i), "g", {{"g", "x"}}, {}, false};
+      r.state.state = i % 2 ? alert_state::firing : alert_state::pending;
+      r.state.active_since = 1000 + i;
+      r.state.episode = static_cast<uint64_t>(i);
+      r.clock = 4;
+      r.origin = "n2";
+      REQUIRE(s.journal(r));
+    }
+    heads = s.rule_heads();
+    rules = s.load_rules();
+    states = s.load_instances();
+    CHECK(s.rule_event_count() == 202);
+    CHECK(rules.size() == 13);  // 20 minus 7 deleted
+    CHECK(rules["r1"]["v"] == "n3");
+    CHECK(rules["r1"]["version"] == 10);
+    CHECK(rules["r2"]["v"] == 10);
+    CHECK(heads.size() == 20);  // tombstones included
+    CHECK(heads["r0"].kind == rule_event_kind::deleted);
+    CHECK(s.compact() == 202 - 20);
+    CHECK(s.rule_event_count() == 20);
+    CHECK(s.compact() == 0);
+    CHECK(s.load_rules() == rules);
+  }
+  {
+    alert_store s{open_leveldb_kv(dir.string()), 100};
+    CHECK(s.rule_events().size() == 20);
+    CHECK(s.rule_event_count() == 20);
+    CHECK(s.load_rules() == rules);
+    auto again = s.rule_heads();
+    REQUIRE(again.size() == heads.size());
+    for (auto& [name, e] : heads) {
+      CHECK(again[name].st.clock == e.st.clock);
+      CHECK(again[name].st.origin == e.st.origin);
+      CHECK(again[name].kind == e.kind);
+    }
+    auto got = s.load_instances();
+    REQUIRE(got.size() == states.size());
+    for (size_t i = 0; i < got.size(); ++i) {
+      CHECK(got[i].rule == states[i].rule);
+      CHECK(got[i].state.state == states[i].state.state);
+      CHECK(got[i].state.active_since == states[i].state.active_since);
+      CHECK(got[i].clock == 4);
+      CHECK(got[i].origin == "n2");
+    }
+    // New events continue after the compacted log.
+    rule_event e{0, rule_event_kind::created, "new", json{{"name", "new"}}, 13,
+                 stamp{1, "n1"}};
+    REQUIRE(s.append(e));
+    CHECK(s.load_rules().count("new") == 1);
+  }
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("events written before stamps fold in log order") {
+  alert_store s{make_memory_kv(), 10};
+  rule_event a{0, rule_event_kind::created, "a", json{{"name", "a"}}, 1};
+  rule_event b{0, rule_event_kind::updated, "a", json{{"name", "a"}, {"x", 1}}, 2};
+  rule_event d{0, rule_event_kind::deleted, "a", nullptr, 3};
+  rule_event c{0, rule_event_kind::created, "a", json{{"name", "a"}, {"x", 2}}, 4};
+  for (auto* e : {&a, &b, &d, &c})
+    REQUIRE(s.append(*e));
+  auto heads = s.rule_heads();
+  CHECK(heads["a"].st.clock == 4);
+  CHECK(s.load_rules()["a"]["x"] == 2);
 }
 
 }

@@ -24,14 +24,18 @@ function renderRules(rules) {
     $("al-rules").replaceChildren(el("p", { class: "muted", text: "no alert rules (create one with alert.create, docs/alerting.md)" }));
     return;
   }
+  // In a cluster each rule names the member that evaluates it (docs/alerting.md).
+  const owners = rules.some((r) => r.owner !== undefined);
   $("al-rules").replaceChildren(table(
-    ["rule", "condition", "window", "for", "severity", "firing", "pending", "resolved", "inactive"],
+    ["rule", "condition", "window", "for", "severity", "firing", "pending", "resolved", "inactive",
+     ...(owners ? ["owner"] : [])],
     rules.map((r) => {
       const a = el("a", { href: "#alerts", text: r.name });
       a.addEventListener("click", (e) => { e.preventDefault(); selected = r.name; refresh(); });
       const n = r.instances || {};
       return [a, `${r.agg}(${r.metric}) ${r.op} ${r.threshold}`, r.window, r.for, r.severity,
-              fmtNum(n.firing), fmtNum(n.pending), fmtNum(n.resolved), fmtNum(n.inactive)];
+              fmtNum(n.firing), fmtNum(n.pending), fmtNum(n.resolved), fmtNum(n.inactive),
+              ...(owners ? [r.owner || "-"] : [])];
     })));
 }
 
