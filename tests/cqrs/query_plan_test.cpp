@@ -8,6 +8,8 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <map>
 #include <random>
 
@@ -313,6 +315,90 @@ TEST_CASE("groups finalised in their partition answer as with sketches") {
   CHECK(clean > 200);
   MESSAGE("compared " << compared << " answers, " << finalised
                       << " with final groups, " << collided << " collided");
+}
+
+TEST_CASE("query_series equals the final group of its one series") {
+  // The Prometheus API's inline reads (series_store::query_series) must give
+  // exactly the points and values query() finalises for a group that is
+  // that series alone: grouped by every tag key, every series is one.
+  auto tiers = default_tiers();
+  std::mt19937_64 rng{57};
+  size_t compared = 0, points = 0;
+  for (int sealed = 0; sealed < 2; ++sealed) {
+    auto stores = random_stores(tiers, 71 + sealed, 2 * hour, 20000, 3);
+    if (sealed)
+      for (auto& st : stores) {
+        st.seal(now);
+        st.seal(now);
+      }
+    const char* aggsets[][3] = {{"last", "count", "sum"},
+                                {"min", "max", "p99"},
+                                {"avg", "rate", "p50"}};
+    const char* steps[] = {"1s", "15s", "1m", "5m", "1h"};
+    std::uniform_int_distribution<millis> back{0, 2 * hour};
+    std::uniform_int_distribution<millis> len{1, 2 * hour};
+    std::uniform_int_distribution<int> pick{0, 1 << 20};
+    for (int i = 0; i < 120; ++i) {
+      auto from = now - back(rng);
+      json req{{"metric", "m"}, {"from", from}, {"to", from + len(rng)},
+               {"step", steps[pick(rng) % std::size(steps)]},
+               {"group_by", {"host", "region"}}};
+      req["aggs"] = json::array();
+      for (auto* a : aggsets[pick(rng) % 3])
+        req["aggs"].push_back(a);
+      if (pick(rng) % 2 == 0)
+        req["align"] = tiers[tiers.select(from, now)].resolution * (pick(rng) % 50);
+      auto r = parse_query(req, now, tiers);
+      if (std::holds_alternative<problem>(r))
+        continue;
+      auto q = std::get<query_spec>(std::move(r));
+      q.finals = true;
+      INFO(req.dump());
+      for (auto& st : stores) {
+        query_partial part;
+        st.query(q, part);
+        REQUIRE(!part.collided);
+        std::map<std::string, const query_group*> by_key;
+        for (auto& [k, g] : part.groups) {
+          REQUIRE(g.final);
+          std::vector<tag> tags;
+          for (size_t t = 0; t < q.group_by.size(); ++t)
+            if (g.values[t])
+              tags.emplace_back(q.group_by[t], *g.values[t]);
+          by_key[make_series_key("m", tags)] = &g;
+        }
+        st.for_each_key([&](std::string_view key) {
+          std::vector<final_point> finals;
+          std::vector<double> values;
+          auto found = st.query_series(key, q, finals, values);
+          CHECK(found == series_store::series_read::found);
+          auto it = by_key.find(std::string{key});
+          if (it == by_key.end()) {
+            CHECK(finals.empty());  // no bucket in range
+            return;
+          }
+          CHECK(finals == it->second->finals);
+          REQUIRE(values.size() == it->second->final_values.size());
+          for (size_t v = 0; v < values.size(); ++v) {
+            auto x = values[v], y = it->second->final_values[v];
+            CHECK(((std::isnan(x) && std::isnan(y))
+                   || std::memcmp(&x, &y, sizeof x) == 0));
+          }
+          points += finals.size();
+          ++compared;
+        });
+      }
+    }
+    std::vector<final_point> none;
+    std::vector<double> values;
+    CHECK(stores[0].query_series(make_series_key("m", {{"host", "nope"}}),
+                                 parse(tiers, {{"metric", "m"}}), none, values)
+          == series_store::series_read::missing);
+    CHECK(none.empty());
+  }
+  CHECK(compared > 1000);
+  CHECK(points > 10000);
+  MESSAGE("compared " << compared << " series, " << points << " points");
 }
 
 TEST_CASE("a group in final form merges with nothing") {
