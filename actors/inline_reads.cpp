@@ -15,6 +15,12 @@ inline_reads::inline_reads(settings_ptr settings) : settings_(std::move(settings
     latency_ = &settings_->metrics->histogram(
       "cairn_query_latency_seconds", "Client reads from request to answer, by op",
       {{"op", "prometheus"}});
+    auto help = "Prometheus API reads served inline (done) or declined because a "
+                "partition was busy (busy)";
+    done_ = &settings_->metrics->counter("cairn_prometheus_inline_reads_total", help,
+                                         {{"result", "done"}});
+    busy_ = &settings_->metrics->counter("cairn_prometheus_inline_reads_total", help,
+                                         {{"result", "busy"}});
   }
 }
 
@@ -86,11 +92,16 @@ inline_status inline_reads::read(const inline_read& r, std::vector<inline_points
           ordered = false;
       }
     });
-    if (!read || !ordered)
+    if (!read || !ordered) {
+      if (busy_)
+        busy_->fetch_add(1, std::memory_order_relaxed);
       return inline_status::busy;
+    }
   }
   if (requests_)
     requests_->fetch_add(1, std::memory_order_relaxed);
+  if (done_)
+    done_->fetch_add(1, std::memory_order_relaxed);
   if (latency_)
     latency_->observe(std::chrono::steady_clock::now() - start);
   return inline_status::done;

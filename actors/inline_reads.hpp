@@ -9,8 +9,10 @@
 // partition attached to the series index, and every partition read free
 // at the moment (store_access::try_read). Otherwise they say so and the
 // caller sends the requests instead; nothing waits. Each call counts as one
-// request in cairn_requests_total, as the requests it replaces do, and a
-// read is observed in cairn_query_latency_seconds{op="prometheus"}.
+// request in cairn_requests_total, as the requests it replaces do, a read
+// is observed in cairn_query_latency_seconds{op="prometheus"}, and
+// cairn_prometheus_inline_reads_total{result="done"|"busy"} counts the
+// reads served and those a busy partition declined.
 //
 // Threading: any thread, concurrently. No CAF.
 #pragma once
@@ -81,6 +83,9 @@ private:
   settings_ptr settings_;
   std::atomic<int64_t>* requests_ = nullptr;
   runtime::latency_histogram* latency_ = nullptr;
+  /// cairn_prometheus_inline_reads_total{result="done"|"busy"}.
+  std::atomic<int64_t>* done_ = nullptr;
+  std::atomic<int64_t>* busy_ = nullptr;
 };
 
 } // namespace cairn::actors
