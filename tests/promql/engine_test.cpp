@@ -493,6 +493,7 @@ TEST_CASE("the direct source answers as the requests do") {
   // leave the requests path to answer.
   auto n = sample_node();
   int series_calls = 0, read_calls = 0;
+  std::vector<millis> read_froms;
   bool busy = false;
   auto key_of = [](const fake_series& s) {
     return s.metric + json(s.tags).dump();
@@ -515,6 +516,7 @@ TEST_CASE("the direct source answers as the requests do") {
   src->read = [&](const source_read& r, std::vector<std::vector<cairn_point>>& out,
                   problem& err) {
     ++read_calls;
+    read_froms.push_back(r.from);
     if (busy)
       return source_status::busy;
     out.assign(r.keys.size(), {});
@@ -578,7 +580,8 @@ TEST_CASE("the direct source answers as the requests do") {
   std::vector<eval_times> times = {{now, now, 0},
                                    {now - 300000, now, 15000},
                                    {now - 297000, now + 3000, 15000},
-                                   {now - 600000 + 7000, now, 60000}};
+                                   {now - 600000 + 7000, now, 60000},
+                                   {now - 300000, now, 5000}};
   size_t compared = 0;
   for (auto q : queries)
     for (auto& t : times) {
@@ -598,6 +601,21 @@ TEST_CASE("the direct source answers as the requests do") {
     }
   CHECK(compared == std::size(queries) * times.size());
   CHECK(read_calls > 40);
+
+  // An instant selector over a range whose every step has a point: only the
+  // last step before the first evaluation time is read, not the lookback.
+  read_froms.clear();
+  n.requests.clear();
+  CHECK(eval(direct, "lat", times[1]) == eval(engine_options{}, "lat", times[1]));
+  CHECK(read_froms == std::vector<millis>{now - 300000 - 15000});
+  // Steps of 5 s over samples every 10 s: some steps have no point, so the
+  // rest of the lookback is read too.
+  read_froms.clear();
+  eval_times fine{now - 300000, now, 5000};
+  CHECK(eval(direct, "lat", fine) == eval(engine_options{}, "lat", fine));
+  REQUIRE(read_froms.size() == 2);
+  CHECK(read_froms[0] == now - 300000 - 5000);
+  CHECK(read_froms[1] == now - 600000);
 
   // A busy source: the requests answer, the same value.
   busy = true;
