@@ -2,8 +2,6 @@
 
 #include "cqrs/time.hpp"
 
-#include <nlohmann/json.hpp>
-
 #include <chrono>
 
 namespace cairn::actors {
@@ -60,12 +58,9 @@ inline_status inline_reads::read(const inline_read& r, std::vector<inline_points
     return inline_status::busy;
   auto start = std::chrono::steady_clock::now();
   // The spec the `query` op would build from the same request (the same
-  // validation, the same segments).
-  nlohmann::json req = {{"op", "query"}, {"metric", r.metric}, {"from", r.from},
-                        {"to", r.to},    {"step", r.step},     {"aggs", r.aggs}};
-  if (r.align)
-    req["align"] = *r.align;
-  auto parsed = cqrs::parse_query(req, cqrs::wall_clock_now(), settings_->tiers);
+  // validation, the same segments), without the request object.
+  auto parsed = cqrs::make_query(r.metric, r.from, r.to, r.step, r.align, r.aggs,
+                                 cqrs::wall_clock_now(), settings_->tiers);
   if (auto* p = std::get_if<cqrs::problem>(&parsed)) {
     if (requests_)
       requests_->fetch_add(1, std::memory_order_relaxed);

@@ -401,6 +401,67 @@ TEST_CASE("query_series equals the final group of its one series") {
   MESSAGE("compared " << compared << " series, " << points << " points");
 }
 
+TEST_CASE("make_query equals parse_query") {
+  // The typed builder of the inline reads must give parse_query's spec, or
+  // its error message, for the same fields.
+  auto tiers = default_tiers();
+  std::mt19937_64 rng{91};
+  std::uniform_int_distribution<millis> back{-5 * minute, 3 * 86400000LL};
+  std::uniform_int_distribution<millis> len{-minute, 2 * hour};
+  std::uniform_int_distribution<int> pick{0, 1 << 20};
+  const millis steps[] = {0, -1000, 1000, 1500, 15000, 60000, 7 * minute, hour, 1};
+  const char* aggsets[][3] = {{"last", "", ""}, {"count", "sum", "p99"},
+                              {"p50", "nope", ""}, {"", "", ""}};
+  size_t specs = 0, errors = 0;
+  for (int i = 0; i < 3000; ++i) {
+    auto from = now - back(rng);
+    auto to = from + len(rng);
+    auto step = steps[pick(rng) % std::size(steps)];
+    std::optional<millis> align;
+    if (pick(rng) % 2 == 0)
+      align = 1000 * (pick(rng) % 90) - (pick(rng) % 7 == 0 ? 500 : 0);
+    std::vector<std::string> aggs;
+    for (auto* a : aggsets[pick(rng) % std::size(aggsets)])
+      if (*a)
+        aggs.emplace_back(a);
+    std::string metric = pick(rng) % 20 == 0 ? "bad metric!" : "m";
+    json req{{"op", "query"}, {"metric", metric}, {"from", from}, {"to", to},
+             {"step", step}, {"aggs", aggs}};
+    if (align)
+      req["align"] = *align;
+    INFO(req.dump());
+    auto want = parse_query(req, now, tiers);
+    auto got = make_query(metric, from, to, step, align, aggs, now, tiers);
+    REQUIRE(want.index() == got.index());
+    if (auto* p = std::get_if<problem>(&want)) {
+      CHECK(std::get<problem>(got).code == p->code);
+      CHECK(std::get<problem>(got).message == p->message);
+      ++errors;
+      continue;
+    }
+    auto& w = std::get<query_spec>(want);
+    auto& g = std::get<query_spec>(got);
+    CHECK(g.metric == w.metric);
+    CHECK(g.from == w.from);
+    CHECK(g.to == w.to);
+    CHECK(g.step == w.step);
+    CHECK(g.align == w.align);
+    CHECK(g.tier == w.tier);
+    CHECK(g.segments == w.segments);
+    REQUIRE(g.aggs.size() == w.aggs.size());
+    for (size_t a = 0; a < g.aggs.size(); ++a) {
+      CHECK(g.aggs[a].name == w.aggs[a].name);
+      CHECK(g.aggs[a].kind == w.aggs[a].kind);
+      CHECK(g.aggs[a].quantile == w.aggs[a].quantile);
+    }
+    CHECK(g.where.empty());
+    CHECK(g.group_by.empty());
+    ++specs;
+  }
+  CHECK(specs > 150);  // most random field sets are invalid: 184 valid
+  CHECK(errors > 1000);
+}
+
 TEST_CASE("a group in final form merges with nothing") {
   query_group final_group;
   final_group.values = {std::string{"h1"}};
