@@ -99,6 +99,23 @@ public:
   // -- overrides --------------------------------------------------------------
 
   caf::invoke_message_result consume(caf::mailbox_element& x) override {
+    // A state that other threads read (the partition's store,
+    // actors/store_access.hpp) is written only under its guard.
+    if constexpr (requires(State& s) { s.consume_guard(); }) {
+      auto guard = this->state.consume_guard();
+      return consume_message(x);
+    } else {
+      return consume_message(x);
+    }
+  }
+
+  ~introspectable_actor() override {
+    if (depth_gauge_ != nullptr)
+      depth_gauge_->fetch_add(-reported_depth_, std::memory_order_relaxed);
+  }
+
+private:
+  caf::invoke_message_result consume_message(caf::mailbox_element& x) {
     ++processed_;
     if (depth_gauge_ != nullptr)
       sample_mailbox();
@@ -112,12 +129,6 @@ public:
     return super::consume(x);
   }
 
-  ~introspectable_actor() override {
-    if (depth_gauge_ != nullptr)
-      depth_gauge_->fetch_add(-reported_depth_, std::memory_order_relaxed);
-  }
-
-private:
   void sample_mailbox() {
     // An empty mailbox is the idle case (cheap to test, and then the shared
     // counters are not contended); a busy actor reports every 16th message.

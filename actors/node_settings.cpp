@@ -155,6 +155,7 @@ std::shared_ptr<node_settings> make_node_settings(
   runtime::register_process_metrics(*s->metrics, s->version);
   s->started_at = cqrs::wall_clock_now();
   s->series_index = std::make_shared<cqrs::series_index>(s->partitions);
+  s->stores = std::make_shared<store_access>(s->partitions);
   return s;
 }
 

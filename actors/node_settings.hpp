@@ -11,6 +11,7 @@
 #pragma once
 
 #include "actors/hint_view.hpp"
+#include "actors/store_access.hpp"
 #include "cqrs/ddsketch.hpp"
 #include "cqrs/event_parser.hpp"
 #include "cqrs/partition_map.hpp"
@@ -132,6 +133,10 @@ struct node_settings {
   /// `series` requests (cqrs/series_index.hpp; partitions attach once
   /// recovered). Null: every partition is asked.
   std::shared_ptr<cqrs::series_index> series_index;
+  /// Reads of the partitions' stores from other threads (the Prometheus
+  /// API's inline reads, actors/store_access.hpp; partitions attach once
+  /// recovered). Null: none.
+  std::shared_ptr<store_access> stores;
 
   // -- persistence (valid when journal != nullptr) ----------------------------
   std::shared_ptr<runtime::journal> journal;

@@ -233,6 +233,10 @@ struct partition_state {
   /// Lists every series of the (recovered) store in the node's series index
   /// (cqrs/series_index.hpp); from now on the store's handler keeps it.
   void index_series() {
+    // Other threads may read the recovered store from now on
+    // (actors/store_access.hpp); the actor writes it under its latch.
+    if (settings->stores && store)
+      settings->stores->attach(id, &*store);
     auto& index = settings->series_index;
     if (!index || !store)
       return;
@@ -244,7 +248,19 @@ struct partition_state {
   /// The token of this partition's attach to the series index (0: none).
   uint64_t index_token = 0;
 
+  /// Held while the actor handles a message (introspectable_actor's
+  /// consume): readers on other threads (store_access::try_read) never see
+  /// the store in the middle of a write.
+  store_access::writer_guard consume_guard() {
+    if (!settings)
+      return {};
+    return store_access::writer(settings->stores, id);
+  }
+
   ~partition_state() {
+    // Readers on other threads stop before the store goes.
+    if (settings && settings->stores)
+      settings->stores->detach(id);
     // A stopped partition answers nothing: readers must not rely on the
     // series it listed.
     if (index_token != 0 && settings && settings->series_index)

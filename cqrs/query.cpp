@@ -328,6 +328,54 @@ parsed<query_spec> parse_query(const json& req, millis now,
   return q;
 }
 
+parsed<query_spec> make_query(const std::string& metric, millis from, millis to,
+                              millis step, std::optional<millis> align,
+                              const std::vector<std::string>& aggs, millis now,
+                              const tier_set& tiers) {
+  // parse_query's steps for a request with these fields (integer times,
+  // an integer step and align, aggs as strings; no where, no group_by),
+  // with the same errors: test "make_query equals parse_query".
+  if (tiers.size() == 0)
+    return problem{error_code::unavailable, "no tiers configured"};
+  if (auto msg = validate_metric(metric, event_limits{}); !msg.empty())
+    return bad(msg);
+  if (from >= to)
+    return bad("\"from\" must be before \"to\"");
+  query_spec q;
+  q.metric = metric;
+  q.from = from;
+  q.to = to;
+  q.tier = tiers.select(from, now);
+  auto& tier = tiers[q.tier];
+  if (step <= 0 || step % tier.resolution != 0)
+    return bad("\"step\" must be a positive multiple of the serving tier's "
+               "resolution (" + tier.name + "), got " + std::to_string(step));
+  q.step = step;
+  millis span = 0;
+  if (__builtin_sub_overflow(q.to, q.from, &span)
+      || span / q.step + (span % q.step != 0 ? 1 : 0) > max_points)
+    return bad("too many points: (to - from) / step exceeds "
+               + std::to_string(max_points));
+  if (align) {
+    if (*align % tier.resolution != 0)
+      return bad("\"align\" must be an integer multiple of the range tier's "
+                 "resolution (" + tier.name + "), got " + std::to_string(*align));
+    q.align = ((*align % q.step) + q.step) % q.step;
+  }
+  q.tier = plan_segments(tiers, q.tier, q.from, q.to, std::gcd(q.step, q.align),
+                         now, q.segments);
+  if (aggs.empty())
+    return bad("\"aggs\" must be a non-empty list of strings");
+  for (auto& a : aggs) {
+    auto spec = parse_agg(a);
+    if (!spec)
+      return bad("unknown aggregation " + json(a).dump()
+                 + " (use count, sum, min, max, avg, last, rate, pNN)");
+    q.aggs.push_back(std::move(*spec));
+  }
+  return q;
+}
+
 parsed<topk_spec> parse_topk(const json& req, millis now,
                              const tier_set& tiers) {
   if (!req.is_object())

@@ -124,6 +124,15 @@ using parsed = std::variant<T, problem>;
 parsed<query_spec> parse_query(const nlohmann::json& req, millis now,
                                const tier_set& tiers);
 
+/// The spec parse_query gives for a request with exactly these fields
+/// (integer from/to/step, an integer align if set, aggs; no where, no
+/// group_by), and the same errors, without a JSON object on the way (the
+/// Prometheus API's inline reads).
+parsed<query_spec> make_query(const std::string& metric, millis from, millis to,
+                              millis step, std::optional<millis> align,
+                              const std::vector<std::string>& aggs, millis now,
+                              const tier_set& tiers);
+
 /// Parses a "topk" request ("by" required; k default 10, 1..10000; agg
 /// default "count").
 parsed<topk_spec> parse_topk(const nlohmann::json& req, millis now,

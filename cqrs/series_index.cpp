@@ -8,22 +8,38 @@ namespace cairn::cqrs {
 namespace {
 
 /// True if the tags of `key` include every tag of `where` (sorted by key,
-/// as parse_series leaves them; the key's tags are sorted too).
-bool carries(std::string_view key, const std::vector<tag>& where,
-             std::vector<tag>& scratch) {
+/// as parse_series leaves them; the key's tags are sorted too). Walks the
+/// key's encoding (cqrs/series_key.hpp) in place: no tag is copied (this
+/// runs for every series of the metric on each Prometheus API read).
+bool carries(std::string_view key, const std::vector<tag>& where) {
   if (where.empty())
     return true;
-  scratch.clear();
-  if (!decode_series_tags(key, scratch))
-    return false;
-  auto it = scratch.begin();
-  for (auto& w : where) {
-    it = std::find_if(it, scratch.end(),
-                      [&](const tag& t) { return t.first >= w.first; });
-    if (it == scratch.end() || it->first != w.first || it->second != w.second)
+  auto w = where.begin();
+  auto pos = key.find('\0');  // metric names hold no 0x00
+  while (pos != std::string_view::npos && w != where.end()) {
+    if (pos + 1 >= key.size() || key[pos] != '\0')
       return false;
+    size_t klen = static_cast<uint8_t>(key[pos + 1]);
+    if (pos + 2 + klen >= key.size())
+      return false;
+    auto k = key.substr(pos + 2, klen);
+    pos += 2 + klen;
+    size_t vlen = static_cast<uint8_t>(key[pos]);
+    if (pos + 1 + vlen > key.size())
+      return false;
+    auto v = key.substr(pos + 1, vlen);
+    pos += 1 + vlen;
+    if (w->first < k)
+      return false;  // a `where` key the series does not have
+    if (w->first == k) {
+      if (w->second != v)
+        return false;
+      ++w;
+    }
+    if (pos == key.size())
+      pos = std::string_view::npos;
   }
-  return true;
+  return w == where.end();
 }
 
 } // namespace
@@ -116,14 +132,13 @@ std::vector<bool> series_index::match(std::string_view metric,
   std::vector<bool> covered(partitions_);
   for (uint32_t p = 0; p < partitions_; ++p)
     covered[p] = attached_[p] != 0;
-  std::vector<tag> scratch;
   auto first = out.size();
   auto visit = [&](const keys_type& keys) {
     size_t taken = 0;
     for (auto& [key, e] : keys) {
       if (taken == limit)
         break;
-      if (carries(key, where, scratch)) {
+      if (carries(key, where)) {
         out.push_back(key);
         ++taken;
       }

@@ -723,6 +723,60 @@ double final_value(const agg_spec& a, const bucket& b, millis step,
   return a.kind == agg_kind::sum ? sum : sum / static_cast<double>(b.count);
 }
 
+
+/// The final form of one series' points (query_group, "Final form"): the
+/// buckets of one point are merged into `acc` (a point of one bucket is
+/// finalised from that bucket, no copy), and emit(t, bucket) is called for
+/// each non-empty point as soon as it is complete, in bucket order.
+template <class Tiers, class Record, class Emit>
+void fold_final(const Tiers& tiers, const ddsketch_mapping& mapping,
+                const Record& rec, const query_spec& q,
+                const query_segment* seg_begin, const query_segment* seg_end,
+                bool sketches, bucket& scratch, bucket& acc, Emit&& emit_point) {
+  auto emit = [&](millis t, const bucket& b) {
+    if (!b.empty())
+      emit_point(t, b);
+  };
+  size_t merged = 0;  // buckets in `acc`
+  millis acc_t = 0;
+  auto flush = [&] {
+    if (merged > 0)
+      emit(acc_t, acc);
+    merged = 0;
+  };
+  for (auto* seg = seg_begin; seg != seg_end; ++seg) {
+    auto& td = rec.tiers[seg->tier];
+    auto res = tiers[seg->tier].resolution;
+    td.for_each(seg->from, seg->to, res, mapping, scratch,
+                [&](millis start, const bucket& b) {
+                  auto t = align_down(start - q.align, q.step) + q.align;
+                  if (merged > 0 && t != acc_t)
+                    flush();
+                  // The last bucket of its point: start + res ends it.
+                  millis end = 0, point_end = 0;
+                  bool last = !__builtin_add_overflow(start, res, &end)
+                              && !__builtin_add_overflow(t, q.step, &point_end)
+                              && end == point_end;
+                  if (merged == 0 && last) {
+                    emit(t, b);
+                    return;
+                  }
+                  if (merged == 0) {
+                    reset(acc);
+                    acc_t = t;
+                  }
+                  if (sketches)
+                    acc.merge(b);
+                  else
+                    acc.merge_without_sketch(b);
+                  ++merged;
+                  if (last)
+                    flush();
+                });
+  }
+  flush();
+}
+
 } // namespace
 
 void series_store::query(const query_spec& q, query_partial& out) const {
@@ -808,63 +862,60 @@ void series_store::query(const query_spec& q, query_partial& out) const {
       }
       continue;
     }
-    // Final form: the buckets of one point are merged into `acc` (a
-    // point of one bucket is finalised from that bucket, no copy), and
-    // each point's aggs are computed as soon as it is complete.
-    auto emit = [&](millis t, const bucket& b) {
-      if (b.empty())
-        return;
-      if (!group) {
-        open_group();
-        group->final = true;
-      }
-      // Buckets come in time order, so points do; anything else would
-      // mean a plan this code does not expect: let the caller ask again.
-      if (!group->finals.empty() && group->finals.back().t >= t)
-        out.collided = true;
-      group->finals.push_back(final_point{t, b.count});
-      for (auto& a : q.aggs)
-        group->final_values.push_back(final_value(a, b, q.step, s.mapping));
-    };
-    size_t merged = 0;  // buckets in `acc`
-    millis acc_t = 0;
-    auto flush = [&] {
-      if (merged > 0)
-        emit(acc_t, acc);
-      merged = 0;
-    };
-    for (auto* seg = seg_begin; seg != seg_end; ++seg) {
-      auto& td = rec.tiers[seg->tier];
-      auto res = s.tiers[seg->tier].resolution;
-      td.for_each(seg->from, seg->to, res, s.mapping, scratch,
-                  [&](millis start, const bucket& b) {
-                    auto t = align_down(start - q.align, q.step) + q.align;
-                    if (merged > 0 && t != acc_t)
-                      flush();
-                    // The last bucket of its point: start + res ends it.
-                    millis end = 0, point_end = 0;
-                    bool last = !__builtin_add_overflow(start, res, &end)
-                                && !__builtin_add_overflow(t, q.step, &point_end)
-                                && end == point_end;
-                    if (merged == 0 && last) {
-                      emit(t, b);
-                      return;
-                    }
-                    if (merged == 0) {
-                      reset(acc);
-                      acc_t = t;
-                    }
-                    if (sketches)
-                      acc.merge(b);
-                    else
-                      acc.merge_without_sketch(b);
-                    ++merged;
-                    if (last)
-                      flush();
-                  });
-    }
-    flush();
+    // Final form: each point's aggs computed where the buckets are
+    // (fold_final).
+    fold_final(s.tiers, s.mapping, rec, q, seg_begin, seg_end, sketches,
+               scratch, acc, [&](millis t, const bucket& b) {
+                 if (!group) {
+                   open_group();
+                   group->final = true;
+                 }
+                 // Buckets come in time order, so points do; anything else
+                 // would mean a plan this code does not expect: let the
+                 // caller ask again.
+                 if (!group->finals.empty() && group->finals.back().t >= t)
+                   out.collided = true;
+                 group->finals.push_back(final_point{t, b.count});
+                 for (auto& a : q.aggs)
+                   group->final_values.push_back(
+                     final_value(a, b, q.step, s.mapping));
+               });
   }
+}
+
+series_store::series_read
+series_store::query_series(std::string_view key, const query_spec& q,
+                           std::vector<final_point>& finals,
+                           std::vector<double>& values) const {
+  auto& s = *impl_;
+  auto it = s.index.find(key);
+  if (it == s.index.end())
+    return series_read::missing;
+  const query_segment whole{q.tier, q.from, q.to};
+  auto* seg_begin = q.segments.empty() ? &whole : q.segments.data();
+  auto* seg_end = q.segments.empty() ? &whole + 1
+                                     : q.segments.data() + q.segments.size();
+  if (q.step <= 0 || std::any_of(seg_begin, seg_end, [&](auto& seg) {
+        return seg.tier >= s.tiers.size();
+      }))
+    return series_read::found;
+  bool sketches = std::any_of(q.aggs.begin(), q.aggs.end(), [](auto& a) {
+    return a.kind == agg_kind::quantile;
+  });
+  bool ordered = true;
+  auto first = finals.size();
+  bucket scratch;
+  bucket acc;
+  // Exactly the final form of query() for a group of this one series.
+  fold_final(s.tiers, s.mapping, s.series[it->second], q, seg_begin, seg_end,
+             sketches, scratch, acc, [&](millis t, const bucket& b) {
+               if (finals.size() > first && finals.back().t >= t)
+                 ordered = false;
+               finals.push_back(final_point{t, b.count});
+               for (auto& a : q.aggs)
+                 values.push_back(final_value(a, b, q.step, s.mapping));
+             });
+  return ordered ? series_read::found : series_read::unordered;
 }
 
 void series_store::topk(const topk_spec& q, topk_partial& out) const {

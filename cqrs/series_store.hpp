@@ -128,6 +128,28 @@ public:
   // -- read side --------------------------------------------------------------
 
   void query(const query_spec& q, query_partial& out) const;
+
+  /// What query_series found.
+  enum class series_read : uint8_t {
+    /// The series exists; its points were appended (none: no bucket in range).
+    found,
+    /// No series with that key.
+    missing,
+    /// Points came out of time order (a plan query() would also refuse to
+    /// finalise; callers fall back to query()).
+    unordered,
+  };
+
+  /// The points of the one series `key` over q's range, step, align and
+  /// aggs, exactly as query() finalises a group that is that series alone
+  /// (query_group, "Final form"): appends the non-empty points in time
+  /// order to `finals` and their agg values (q.aggs order, NaN where
+  /// undefined) to `values`. q.metric, q.where, q.group_by and q.finals are
+  /// not used. One hash lookup instead of a scan of the metric's series (the
+  /// Prometheus API's inline reads, docs/prometheus-api.md "Latency").
+  series_read query_series(std::string_view key, const query_spec& q,
+                           std::vector<final_point>& finals,
+                           std::vector<double>& values) const;
   void topk(const topk_spec& q, topk_partial& out) const;
   void series(const series_spec& q, series_partial& out) const;
   void metrics(metrics_partial& out) const;

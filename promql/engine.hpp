@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -51,6 +52,68 @@ private:
   size_t max_;
 };
 
+/// Labels sorted by name, __name__ included where Prometheus keeps it.
+using label_set = std::vector<std::pair<std::string, std::string>>;
+
+/// One Cairn point of a series: its time and the aggs asked for (NaN where
+/// an agg was not asked for or is undefined; count 0 when not asked).
+struct cairn_point {
+  millis t = 0;
+  double count = 0;
+  double sum = std::numeric_limits<double>::quiet_NaN();
+  double min = std::numeric_limits<double>::quiet_NaN();
+  double max = std::numeric_limits<double>::quiet_NaN();
+  double last = std::numeric_limits<double>::quiet_NaN();
+  double q = std::numeric_limits<double>::quiet_NaN();  ///< the pNN agg
+};
+
+/// A series a direct_source lists: its Cairn series key and its tags.
+struct source_series {
+  std::string key;
+  label_set tags;  ///< sorted by name
+};
+
+/// The fields of the Cairn `query` a direct_source read replaces.
+struct source_read {
+  std::string metric;
+  std::vector<std::string> keys;  ///< exact series (source_series::key)
+  millis from = 0;
+  millis to = 0;
+  millis step = 0;
+  std::optional<millis> align;
+  std::vector<std::string> aggs;
+};
+
+enum class source_status : uint8_t { done, busy, error };
+
+/// The node read on the calling thread, without protocol requests
+/// (docs/prometheus-api.md, "Latency"): what the `series` and `query`
+/// requests of an evaluation would answer, as typed values. Each function
+/// may decline (false / busy), and the evaluation then sends the requests
+/// through its cairn_call as before; so the answer never depends on which
+/// path served it. Both are called from the thread evaluate() runs on and
+/// must not block.
+struct direct_source {
+  /// The series of `metric` carrying every tag of `where` (sorted), in key
+  /// order, at most `limit` + 1 (more: the series request would be
+  /// truncated). False: cannot answer alone.
+  std::function<bool(const std::string& metric, const label_set& where, size_t limit,
+                     std::vector<source_series>& out)>
+    series;
+  /// The points of each key of the read (out[i] for keys[i], in time order,
+  /// points without events left out). busy: cannot answer now; error: the
+  /// Cairn error of the query op (`error` set).
+  std::function<source_status(const source_read& r,
+                              std::vector<std::vector<cairn_point>>& out,
+                              problem& error)>
+    read;
+  /// Larger evaluations (more series, or more series x buckets of the range
+  /// tier) use the requests: they run on the partitions in parallel instead
+  /// of holding up the caller's thread.
+  size_t max_series = 16;
+  size_t max_buckets = 20000;
+};
+
 /// A Cairn tier (`resolution:retention`), finest first in engine_options.
 struct tier_info {
   millis resolution = 1000;
@@ -73,6 +136,8 @@ struct engine_options {
   /// Shared by every evaluation of a node; nullptr: always ask for the
   /// series first, then query.
   std::shared_ptr<group_key_cache> key_cache;
+  /// The node read without requests where it can (nullptr: requests only).
+  std::shared_ptr<const direct_source> source;
 };
 
 /// Evaluation times: an instant query has start == end and step 0.
@@ -81,9 +146,6 @@ struct eval_times {
   millis end = 0;
   millis step = 0;
 };
-
-/// Labels sorted by name, __name__ included where Prometheus keeps it.
-using label_set = std::vector<std::pair<std::string, std::string>>;
 
 struct result_series {
   label_set labels;
@@ -168,5 +230,8 @@ std::string quantile_agg(double phi);
 /// Maps the error of a Cairn reply ({"ok":false,"error":{code,message}}) to
 /// a Prometheus problem.
 problem problem_of_reply(const nlohmann::json& reply);
+
+/// The same for a Cairn error code ("bad_request", ...) and message.
+problem problem_of(const std::string& code, const std::string& message);
 
 } // namespace cairn::promql

@@ -121,40 +121,87 @@ std::optional<double> parse_float(std::string_view s) {
   return v;
 }
 
-std::string format_time(millis t) {
-  // Float seconds with at most 3 decimals, as Prometheus writes them.
-  char buf[40];
+/// Appends `t` as float seconds with at most 3 decimals, as Prometheus
+/// writes them ("1764190000", "1764190000.5").
+void append_time(std::string& out, millis t) {
   auto sec = t / 1000;
   auto ms = t % 1000;
   if (ms < 0) {
     ms += 1000;
     sec -= 1;
   }
+  char buf[32];
+  auto r = std::to_chars(buf, buf + sizeof buf, static_cast<long long>(sec));
+  out.append(buf, r.ptr);
   if (ms == 0)
-    std::snprintf(buf, sizeof buf, "%lld", static_cast<long long>(sec));
-  else {
-    std::snprintf(buf, sizeof buf, "%lld.%03lld", static_cast<long long>(sec),
-                  static_cast<long long>(ms));
-    std::string s = buf;
-    while (s.back() == '0')
-      s.pop_back();
-    return s;
+    return;
+  char frac[4] = {'.', static_cast<char>('0' + ms / 100),
+                  static_cast<char>('0' + ms / 10 % 10), static_cast<char>('0' + ms % 10)};
+  size_t n = 4;
+  while (frac[n - 1] == '0')
+    --n;
+  out.append(frac, n);
+}
+
+/// Appends format_value(v) without a temporary string.
+void append_value(std::string& out, double v) {
+  if (std::isnan(v)) {
+    out += "NaN";
+    return;
   }
-  return buf;
+  if (std::isinf(v)) {
+    out += v > 0 ? "+Inf" : "-Inf";
+    return;
+  }
+  char buf[400];
+  auto r = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::fixed);
+  if (r.ec != std::errc{})
+    out += std::to_string(v);
+  else
+    out.append(buf, r.ptr);
+}
+
+/// Text that JSON writes as it is: printable ASCII without quotes or
+/// backslashes (label names and values almost always are).
+bool plain_text(std::string_view text) {
+  return std::all_of(text.begin(), text.end(), [](char c) {
+    auto u = static_cast<unsigned char>(c);
+    return u >= 0x20 && u < 0x80 && c != '"' && c != '\\';
+  });
 }
 
 void append_labels(std::string& out, const label_set& ls) {
-  json m = json::object();
-  for (auto& [k, v] : ls)
-    m[k] = v;
-  out += m.dump(-1, ' ', false, json::error_handler_t::replace);
+  // The fast path writes what nlohmann writes for the same object: keys in
+  // order and unique (label sets are sorted by name), plain text as it is.
+  bool fast = true;
+  for (size_t i = 0; i < ls.size() && fast; ++i)
+    fast = (i == 0 || ls[i - 1].first < ls[i].first) && plain_text(ls[i].first)
+           && plain_text(ls[i].second);
+  if (!fast) {
+    json m = json::object();
+    for (auto& [k, v] : ls)
+      m[k] = v;
+    out += m.dump(-1, ' ', false, json::error_handler_t::replace);
+    return;
+  }
+  out += '{';
+  for (size_t i = 0; i < ls.size(); ++i) {
+    if (i > 0)
+      out += ',';
+    out += '"';
+    out += ls[i].first;
+    out += "\":\"";
+    out += ls[i].second;
+    out += '"';
+  }
+  out += '}';
 }
 
 void append_point(std::string& out, millis t, double v) {
   out += '[';
-  out += format_time(t);
+  append_time(out, t);
   out += ",\"";
-  out += format_value(v);
+  append_value(out, v);
   out += "\"]";
 }
 
@@ -223,15 +270,9 @@ std::optional<millis> parse_step(std::string_view text) {
 // -- rendering ------------------------------------------------------------------
 
 std::string format_value(double v) {
-  if (std::isnan(v))
-    return "NaN";
-  if (std::isinf(v))
-    return v > 0 ? "+Inf" : "-Inf";
-  char buf[400];
-  auto r = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::fixed);
-  if (r.ec != std::errc{})
-    return std::to_string(v);
-  return std::string(buf, r.ptr);
+  std::string out;
+  append_value(out, v);
+  return out;
 }
 
 std::string render_problem(const problem& p) {
@@ -242,7 +283,12 @@ std::string render_problem(const problem& p) {
 }
 
 std::string render_value(const query_value& v) {
-  std::string out = "{\"status\":\"success\",\"data\":{\"resultType\":\"";
+  std::string out;
+  size_t points = 1;
+  for (auto& s : v.series)
+    points += s.points.size() + 4;
+  out.reserve(128 + points * 32);
+  out += "{\"status\":\"success\",\"data\":{\"resultType\":\"";
   switch (v.type) {
     case query_value::kind::scalar:
       out += "scalar\",\"result\":";

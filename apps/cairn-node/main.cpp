@@ -1,6 +1,7 @@
 // cairn-node: one Cairn node. Parses config, builds the actor system and the
 // node's actors, starts the gateways, waits for SIGINT/SIGTERM.
 #include "actors/http_access.hpp"
+#include "actors/inline_reads.hpp"
 #include "actors/messages.hpp"
 #include "actors/node.hpp"
 #include "actors/node_actor.hpp"
@@ -38,6 +39,76 @@
 using namespace cairn;
 
 namespace {
+
+/// The Prometheus API's inline reads (docs/prometheus-api.md, "Latency"):
+/// the promql engine's direct_source over actors::inline_reads, converting
+/// the final-form points into the values a `query` reply would carry.
+std::shared_ptr<const promql::direct_source>
+prometheus_source(const actors::settings_ptr& settings) {
+  auto reads = std::make_shared<actors::inline_reads>(settings);
+  auto src = std::make_shared<promql::direct_source>();
+  src->series = [reads](const std::string& metric, const promql::label_set& where,
+                        size_t limit, std::vector<promql::source_series>& out) {
+    std::vector<actors::inline_series> listed;
+    if (!reads->series(metric, where, limit, listed))
+      return false;
+    out.clear();
+    out.reserve(listed.size());
+    for (auto& s : listed)
+      out.push_back({std::move(s.key), std::move(s.tags)});
+    return true;
+  };
+  src->read = [reads](const promql::source_read& r,
+                      std::vector<std::vector<promql::cairn_point>>& out,
+                      promql::problem& error) {
+    actors::inline_read q{r.metric, r.keys, r.from, r.to, r.step, r.align, r.aggs};
+    std::vector<actors::inline_points> points;
+    cqrs::problem err;
+    switch (reads->read(q, points, err)) {
+      case actors::inline_status::busy:
+        return promql::source_status::busy;
+      case actors::inline_status::error:
+        error = promql::problem_of(std::string{cqrs::to_string(err.code)}, err.message);
+        return promql::source_status::error;
+      case actors::inline_status::done:
+        break;
+    }
+    // A point's values as the query reply renders them: count is the
+    // point's count, the other aggs their final values (NaN: null).
+    auto n = r.aggs.size();
+    out.assign(points.size(), {});
+    for (size_t i = 0; i < points.size(); ++i) {
+      auto& pts = points[i];
+      out[i].reserve(pts.finals.size());
+      for (size_t j = 0; j < pts.finals.size(); ++j) {
+        auto& fp = pts.finals[j];
+        if (fp.count == 0)
+          continue;
+        promql::cairn_point c;
+        c.t = fp.t;
+        for (size_t k = 0; k < n; ++k) {
+          auto& name = r.aggs[k];
+          auto v = pts.values[j * n + k];
+          if (name == "count")
+            c.count = static_cast<double>(fp.count);
+          else if (name == "sum")
+            c.sum = v;
+          else if (name == "min")
+            c.min = v;
+          else if (name == "max")
+            c.max = v;
+          else if (name == "last")
+            c.last = v;
+          else if (!name.empty() && name[0] == 'p')
+            c.q = v;
+        }
+        out[i].push_back(c);
+      }
+    }
+    return promql::source_status::done;
+  };
+  return src;
+}
 
 /// Blocks SIGINT/SIGTERM in every thread (call before any thread starts) so
 /// that main can wait for them with sigwait.
@@ -257,6 +328,7 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
     popts.engine.tiers.push_back(
       {settings->tiers[i].resolution, settings->tiers[i].retention});
   popts.engine.key_cache = std::make_shared<promql::group_key_cache>();
+  popts.engine.source = prometheus_source(settings);
   popts.now = [] { return runtime::wall_clock_now(); };
   popts.cairn_version = settings->version;
   // Its requests go straight to the query coordinator as objects

@@ -8,6 +8,8 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <map>
 #include <random>
 
@@ -313,6 +315,151 @@ TEST_CASE("groups finalised in their partition answer as with sketches") {
   CHECK(clean > 200);
   MESSAGE("compared " << compared << " answers, " << finalised
                       << " with final groups, " << collided << " collided");
+}
+
+TEST_CASE("query_series equals the final group of its one series") {
+  // The Prometheus API's inline reads (series_store::query_series) must give
+  // exactly the points and values query() finalises for a group that is
+  // that series alone: grouped by every tag key, every series is one.
+  auto tiers = default_tiers();
+  std::mt19937_64 rng{57};
+  size_t compared = 0, points = 0;
+  for (int sealed = 0; sealed < 2; ++sealed) {
+    auto stores = random_stores(tiers, 71 + sealed, 2 * hour, 20000, 3);
+    if (sealed)
+      for (auto& st : stores) {
+        st.seal(now);
+        st.seal(now);
+      }
+    const char* aggsets[][3] = {{"last", "count", "sum"},
+                                {"min", "max", "p99"},
+                                {"avg", "rate", "p50"}};
+    const char* steps[] = {"1s", "15s", "1m", "5m", "1h"};
+    std::uniform_int_distribution<millis> back{0, 2 * hour};
+    std::uniform_int_distribution<millis> len{1, 2 * hour};
+    std::uniform_int_distribution<int> pick{0, 1 << 20};
+    for (int i = 0; i < 120; ++i) {
+      auto from = now - back(rng);
+      json req{{"metric", "m"}, {"from", from}, {"to", from + len(rng)},
+               {"step", steps[pick(rng) % std::size(steps)]},
+               {"group_by", {"host", "region"}}};
+      req["aggs"] = json::array();
+      for (auto* a : aggsets[pick(rng) % 3])
+        req["aggs"].push_back(a);
+      if (pick(rng) % 2 == 0)
+        req["align"] = tiers[tiers.select(from, now)].resolution * (pick(rng) % 50);
+      auto r = parse_query(req, now, tiers);
+      if (std::holds_alternative<problem>(r))
+        continue;
+      auto q = std::get<query_spec>(std::move(r));
+      q.finals = true;
+      INFO(req.dump());
+      for (auto& st : stores) {
+        query_partial part;
+        st.query(q, part);
+        REQUIRE(!part.collided);
+        std::map<std::string, const query_group*> by_key;
+        for (auto& [k, g] : part.groups) {
+          REQUIRE(g.final);
+          std::vector<tag> tags;
+          for (size_t t = 0; t < q.group_by.size(); ++t)
+            if (g.values[t])
+              tags.emplace_back(q.group_by[t], *g.values[t]);
+          by_key[make_series_key("m", tags)] = &g;
+        }
+        st.for_each_key([&](std::string_view key) {
+          std::vector<final_point> finals;
+          std::vector<double> values;
+          auto found = st.query_series(key, q, finals, values);
+          CHECK(found == series_store::series_read::found);
+          auto it = by_key.find(std::string{key});
+          if (it == by_key.end()) {
+            CHECK(finals.empty());  // no bucket in range
+            return;
+          }
+          CHECK(finals == it->second->finals);
+          REQUIRE(values.size() == it->second->final_values.size());
+          for (size_t v = 0; v < values.size(); ++v) {
+            auto x = values[v], y = it->second->final_values[v];
+            CHECK(((std::isnan(x) && std::isnan(y))
+                   || std::memcmp(&x, &y, sizeof x) == 0));
+          }
+          points += finals.size();
+          ++compared;
+        });
+      }
+    }
+    std::vector<final_point> none;
+    std::vector<double> values;
+    CHECK(stores[0].query_series(make_series_key("m", {{"host", "nope"}}),
+                                 parse(tiers, {{"metric", "m"}}), none, values)
+          == series_store::series_read::missing);
+    CHECK(none.empty());
+  }
+  CHECK(compared > 1000);
+  CHECK(points > 10000);
+  MESSAGE("compared " << compared << " series, " << points << " points");
+}
+
+TEST_CASE("make_query equals parse_query") {
+  // The typed builder of the inline reads must give parse_query's spec, or
+  // its error message, for the same fields.
+  auto tiers = default_tiers();
+  std::mt19937_64 rng{91};
+  std::uniform_int_distribution<millis> back{-5 * minute, 3 * 86400000LL};
+  std::uniform_int_distribution<millis> len{-minute, 2 * hour};
+  std::uniform_int_distribution<int> pick{0, 1 << 20};
+  const millis steps[] = {0, -1000, 1000, 1500, 15000, 60000, 7 * minute, hour, 1};
+  const char* aggsets[][3] = {{"last", "", ""}, {"count", "sum", "p99"},
+                              {"p50", "nope", ""}, {"", "", ""}};
+  size_t specs = 0, errors = 0;
+  for (int i = 0; i < 3000; ++i) {
+    auto from = now - back(rng);
+    auto to = from + len(rng);
+    auto step = steps[pick(rng) % std::size(steps)];
+    std::optional<millis> align;
+    if (pick(rng) % 2 == 0)
+      align = 1000 * (pick(rng) % 90) - (pick(rng) % 7 == 0 ? 500 : 0);
+    std::vector<std::string> aggs;
+    for (auto* a : aggsets[pick(rng) % std::size(aggsets)])
+      if (*a)
+        aggs.emplace_back(a);
+    std::string metric = pick(rng) % 20 == 0 ? "bad metric!" : "m";
+    json req{{"op", "query"}, {"metric", metric}, {"from", from}, {"to", to},
+             {"step", step}, {"aggs", aggs}};
+    if (align)
+      req["align"] = *align;
+    INFO(req.dump());
+    auto want = parse_query(req, now, tiers);
+    auto got = make_query(metric, from, to, step, align, aggs, now, tiers);
+    REQUIRE(want.index() == got.index());
+    if (auto* p = std::get_if<problem>(&want)) {
+      CHECK(std::get<problem>(got).code == p->code);
+      CHECK(std::get<problem>(got).message == p->message);
+      ++errors;
+      continue;
+    }
+    auto& w = std::get<query_spec>(want);
+    auto& g = std::get<query_spec>(got);
+    CHECK(g.metric == w.metric);
+    CHECK(g.from == w.from);
+    CHECK(g.to == w.to);
+    CHECK(g.step == w.step);
+    CHECK(g.align == w.align);
+    CHECK(g.tier == w.tier);
+    CHECK(g.segments == w.segments);
+    REQUIRE(g.aggs.size() == w.aggs.size());
+    for (size_t a = 0; a < g.aggs.size(); ++a) {
+      CHECK(g.aggs[a].name == w.aggs[a].name);
+      CHECK(g.aggs[a].kind == w.aggs[a].kind);
+      CHECK(g.aggs[a].quantile == w.aggs[a].quantile);
+    }
+    CHECK(g.where.empty());
+    CHECK(g.group_by.empty());
+    ++specs;
+  }
+  CHECK(specs > 150);  // most random field sets are invalid: 184 valid
+  CHECK(errors > 1000);
 }
 
 TEST_CASE("a group in final form merges with nothing") {

@@ -126,7 +126,13 @@ TEST_CASE("the index answers what the stores answer, through new series and evic
     for (auto* metric : {"m", "n", "", "absent"})
       for (auto where : {std::vector<tag>{}, std::vector<tag>{{"region", "eu"}},
                          std::vector<tag>{{"host", "h7"}},
-                         std::vector<tag>{{"host", "h7"}, {"region", "us"}}})
+                         std::vector<tag>{{"host", "h7"}, {"region", "us"}},
+                         // keys before, between and after the series' ones,
+                         // a value that is a prefix of others, an empty one
+                         std::vector<tag>{{"dc", "x"}}, std::vector<tag>{{"k", "v"}},
+                         std::vector<tag>{{"host", "h3"}},
+                         std::vector<tag>{{"host", "h3"}, {"zone", "a"}},
+                         std::vector<tag>{{"region", ""}}})
         for (size_t limit : {size_t{3}, size_t{10000}}) {
           CAPTURE(metric);
           CAPTURE(where.size());

@@ -215,6 +215,14 @@ def main():
             prom_url = f"http://127.0.0.1:{prom_port}"
             run_comparisons(chk, t0, cairn_url, prom_url)
             run_errors(chk, node.http_port, t0)
+            # The comparisons above were answered by the inline reads (no
+            # request to the coordinator, docs/prometheus-api.md "Latency")
+            # wherever the node could, so they checked that path too.
+            text = urllib.request.urlopen(f"{cairn_url}/metrics", timeout=10).read().decode()
+            inline = [float(line.split()[-1]) for line in text.splitlines()
+                      if line.startswith('cairn_prometheus_inline_reads_total{result="done"}')]
+            chk.check(inline and inline[0] >= 20,
+                      f"inline reads served: {inline} (cairn_prometheus_inline_reads_total)")
     finally:
         H.stop_process(prom, timeout=10)
         if not args.keep:

@@ -486,4 +486,173 @@ TEST_CASE("the key cache sends the query with the series request, checked") {
   CHECK(third.series[2].points[0].second == 60);
 }
 
+TEST_CASE("the direct source answers as the requests do") {
+  // A direct_source over the same fake node (keys are the series' tags as
+  // JSON text): every expression must evaluate to the same value through it
+  // as through the requests, and a source that declines or is busy must
+  // leave the requests path to answer.
+  auto n = sample_node();
+  int series_calls = 0, read_calls = 0;
+  std::vector<millis> read_froms;
+  bool busy = false;
+  auto key_of = [](const fake_series& s) {
+    return s.metric + json(s.tags).dump();
+  };
+  auto src = std::make_shared<direct_source>();
+  src->series = [&](const std::string& metric, const label_set& where, size_t,
+                    std::vector<source_series>& out) {
+    ++series_calls;
+    out.clear();
+    for (auto& s : n.data) {
+      bool ok = s.metric == metric;
+      for (auto& [k, v] : where)
+        ok = ok && s.tags.count(k) && s.tags.at(k) == v;
+      if (ok)
+        out.push_back({key_of(s), label_set(s.tags.begin(), s.tags.end())});
+    }
+    std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.key < b.key; });
+    return true;
+  };
+  src->read = [&](const source_read& r, std::vector<std::vector<cairn_point>>& out,
+                  problem& err) {
+    ++read_calls;
+    read_froms.push_back(r.from);
+    if (busy)
+      return source_status::busy;
+    out.assign(r.keys.size(), {});
+    for (size_t i = 0; i < r.keys.size(); ++i)
+      for (auto& s : n.data) {
+        if (key_of(s) != r.keys[i])
+          continue;
+        // The series alone, grouped by its own keys: its points.
+        fake_node one;
+        one.data = {s};
+        json group_by = json::array();
+        for (auto& kv : s.tags)
+          group_by.push_back(kv.first);
+        json q = {{"op", "query"}, {"metric", r.metric}, {"from", r.from},
+                  {"to", r.to}, {"step", r.step}, {"aggs", r.aggs},
+                  {"group_by", group_by}};
+        if (r.align)
+          q["align"] = *r.align;
+        auto reply = one.answer(q);
+        if (!reply.value("ok", false)) {
+          err = problem_of_reply(reply);
+          return source_status::error;
+        }
+        for (auto& g : reply["series"])
+          for (auto& pt : g["points"]) {
+            cairn_point c;
+            c.t = pt["t"];
+            for (auto& [k, v] : pt.items()) {
+              double x = v.is_number() ? v.get<double>() : std::nan("");
+              if (k == "count") c.count = x;
+              else if (k == "sum") c.sum = x;
+              else if (k == "min") c.min = x;
+              else if (k == "max") c.max = x;
+              else if (k == "last") c.last = x;
+              else if (k[0] == 'p') c.q = x;
+            }
+            out[i].push_back(c);
+          }
+      }
+    return source_status::done;
+  };
+  engine_options direct;
+  direct.source = src;
+  auto eval = [&](const engine_options& o, std::string_view q, eval_times t) {
+    query_outcome out = problem{error_type::internal, "not called"};
+    evaluate(std::get<expr>(parse(q)), t, now, o, n.caller(),
+             [&](query_outcome x) { out = std::move(x); });
+    if (auto* p = std::get_if<problem>(&out))
+      return "error " + std::string(to_string(p->type)) + ": " + p->message;
+    return render_value(std::get<query_value>(out));
+  };
+  const char* queries[] = {
+    "lat", "lat{dc=\"eu\"}", "lat{dc=\"\"}", "lat{host=~\"x|y\"}",
+    "lat{dc!=\"eu\"}", "max_over_time(lat[1m])", "min_over_time(lat[15s])",
+    "sum_over_time(lat[30s])", "avg_over_time(lat[1m])", "count_over_time(lat[1m])",
+    "last_over_time(lat[1m])", "quantile_over_time(0.9, lat[1m])",
+    "quantile_over_time(0.5, lat[15s])", "rate(req_total[1m])",
+    "increase(req_total[2m])", "sum by (job) (rate(req_total[1m]))",
+    "max without (code) (req_total)", "count(lat)", "lat{host=\"nope\"}",
+    "nope_total"};
+  std::vector<eval_times> times = {{now, now, 0},
+                                   {now - 300000, now, 15000},
+                                   {now - 297000, now + 3000, 15000},
+                                   {now - 600000 + 7000, now, 60000},
+                                   {now - 300000, now, 5000}};
+  size_t compared = 0;
+  for (auto q : queries)
+    for (auto& t : times) {
+      CAPTURE(q);
+      CAPTURE(t.start);
+      n.requests.clear();
+      auto want = eval(engine_options{}, q, t);
+      auto via_requests = n.requests.size();
+      n.requests.clear();
+      auto got = eval(direct, q, t);
+      CHECK(got == want);
+      // Served by the source alone, unless a query per window is needed
+      // (those too: each window is one read) - never a request.
+      CHECK(n.requests.empty());
+      CHECK(via_requests > 0);
+      ++compared;
+    }
+  CHECK(compared == std::size(queries) * times.size());
+  CHECK(read_calls > 40);
+
+  // An instant selector over a range whose every step has a point: only the
+  // last step before the first evaluation time is read, not the lookback.
+  read_froms.clear();
+  n.requests.clear();
+  CHECK(eval(direct, "lat", times[1]) == eval(engine_options{}, "lat", times[1]));
+  CHECK(read_froms == std::vector<millis>{now - 300000 - 15000});
+  // Steps of 5 s over samples every 10 s: some steps have no point, so the
+  // rest of the lookback is read too.
+  read_froms.clear();
+  eval_times fine{now - 300000, now, 5000};
+  CHECK(eval(direct, "lat", fine) == eval(engine_options{}, "lat", fine));
+  REQUIRE(read_froms.size() == 2);
+  CHECK(read_froms[0] == now - 300000 - 5000);
+  CHECK(read_froms[1] == now - 600000);
+
+  // A busy source: the requests answer, the same value.
+  busy = true;
+  n.requests.clear();
+  auto want = eval(engine_options{}, "max_over_time(lat[1m])", times[1]);
+  n.requests.clear();
+  CHECK(eval(direct, "max_over_time(lat[1m])", times[1]) == want);
+  CHECK(n.requests.size() == 2);
+  busy = false;
+
+  // Too many series for an inline read: the requests.
+  auto small = std::make_shared<direct_source>(*src);
+  small->max_series = 1;
+  engine_options limited;
+  limited.source = small;
+  n.requests.clear();
+  CHECK(eval(limited, "lat", times[1]) == eval(engine_options{}, "lat", times[1]));
+  CHECK(!n.requests.empty());
+
+  // A source that cannot list the series alone: the requests.
+  auto blind = std::make_shared<direct_source>(*src);
+  blind->series = [](const std::string&, const label_set&, size_t,
+                     std::vector<source_series>&) { return false; };
+  engine_options unlisted;
+  unlisted.source = blind;
+  n.requests.clear();
+  auto reads_before = read_calls;
+  CHECK(eval(unlisted, "lat", times[1]) == eval(engine_options{}, "lat", times[1]));
+  CHECK(read_calls == reads_before);
+
+  // More series than max_series behind the equality matchers: the same
+  // execution error as the truncated series reply.
+  engine_options few = direct;
+  few.max_series = 1;
+  auto err = eval(few, "lat", times[1]);
+  CHECK(err.rfind("error execution: more than 1 series", 0) == 0);
+  CHECK(series_calls > 0);
+}
+
 }

@@ -217,6 +217,14 @@ def main():
             for name, secs in cpu.items():
                 print(f"{name}: node CPU {secs * 1e6 / (args.rounds * args.queries):.0f} us "
                       f"per query (/proc/<pid>/stat, {args.rounds * args.queries} queries)")
+            # How the node served them: inline on the HTTP thread, or as
+            # requests after a busy partition (docs/prometheus-api.md,
+            # "Latency"); builds without inline reads show none.
+            for name, n in nodes:
+                st, body = Http(n.http_port).get("/metrics", {})
+                inline = [line for line in body.decode().splitlines()
+                          if line.startswith("cairn_prometheus_inline_reads_total")]
+                print(f"{name}: {', '.join(inline) if inline else 'no inline reads metric'}")
     finally:
         vm.terminate()
         try:
