@@ -215,9 +215,12 @@ void put_store(bit_writer& w, const ddsketch::store& s, int32_t& prev_first,
   });
 }
 
+/// Decodes one store into `sk` (unless !keep: then only the codec state
+/// advances); `total` receives its count.
 bool get_store(bit_reader& r, ddsketch& sk, bool negative, int32_t& prev_first,
                uint64_t limit, bool v1, uint16_t& gap_w, uint16_t& count_w,
-               store_hints hint) {
+               store_hints hint, bool keep, uint64_t& total) {
+  total = 0;
   auto bins = r.gamma();
   if (!r.ok() || bins > limit)
     return false;
@@ -227,7 +230,6 @@ bool get_store(bit_reader& r, ddsketch& sk, bool negative, int32_t& prev_first,
   thread_local std::vector<std::pair<int32_t, uint64_t>> scratch;
   scratch.clear();
   int64_t prev = 0;
-  uint64_t total = 0;
   for (uint64_t b = 0; b < bins; ++b) {
     int64_t i = 0;
     if (b == 0) {
@@ -264,12 +266,14 @@ bool get_store(bit_reader& r, ddsketch& sk, bool negative, int32_t& prev_first,
     if (!r.ok() || n == 0 || n > limit - total)
       return false;
     total += n;
-    scratch.emplace_back(static_cast<int32_t>(i), n);
+    if (keep)
+      scratch.emplace_back(static_cast<int32_t>(i), n);
     prev = i;
   }
   if (!r.ok())
     return false;
-  sk.add_bins(negative, scratch.data(), scratch.size());
+  if (keep)
+    sk.add_bins(negative, scratch.data(), scratch.size());
   return true;
 }
 
@@ -309,6 +313,18 @@ int64_t get_offset_v1(bit_reader& r, millis resolution, block_state& st) {
   return st.prev_offset;
 }
 
+/// Codec 3: the width of a restart point's link to the next one.
+constexpr unsigned link_bits = 16;
+
+/// Writes `v` into the `n` zero bits at bit `pos` of `data` (a link
+/// written as zeros when its restart point was, set when the next one is).
+void patch_bits(uint8_t* data, uint64_t pos, uint64_t v, unsigned n) {
+  for (unsigned k = 0; k < n; ++k, ++pos)
+    if ((v >> (n - 1 - k)) & 1)
+      data[pos >> 3] = static_cast<uint8_t>(data[pos >> 3]
+                                            | (0x80u >> (pos & 7)));
+}
+
 } // namespace
 
 block_state initial_block_state(millis first_start, millis resolution) {
@@ -328,6 +344,20 @@ void bucket_block::append(millis start, const bucket& b, millis resolution,
   }
   uint64_t nbits = nbits_;
   bit_writer w{bits_, nbits};
+  // Restart points (codec 3): the stream starts with one; a bucket far
+  // enough from the current one starts the next, linked from it, with its
+  // start in resolutions from the first and a fresh codec state.
+  if (count_ == 0) {
+    w.put(0, link_bits);
+  } else if (nbits - st.restart >= restart_bits) {
+    auto dist = nbits - st.restart;
+    if (dist < (uint64_t{1} << link_bits))  // else 0: not linked
+      patch_bits(bits_.data(), st.restart, dist, link_bits);
+    st = initial_block_state(start, resolution);
+    st.restart = static_cast<uint32_t>(nbits);
+    w.put(0, link_bits);
+    w.gamma(static_cast<uint64_t>((start - first_start_) / resolution));
+  }
   // Start: delta-of-delta in resolution units.
   auto delta = (start - st.prev_start) / resolution;
   auto dod = delta - st.prev_delta;
@@ -380,13 +410,64 @@ void bucket_block::append(millis start, const bucket& b, millis resolution,
 block_cursor::block_cursor(const bucket_block& blk, millis resolution,
                            const ddsketch_mapping& m, uint8_t codec)
   : blk_(blk), resolution_(resolution), mapping_(m),
-    st_(initial_block_state(blk.first_start_, resolution)),
+    st_(initial_block_state(blk.first_start_, resolution)), codec_(codec),
     v1_(codec == block_codec_v1) {}
 
-bool block_cursor::next(millis& start, bucket& b) {
-  if (!ok_ || index_ >= blk_.count_)
+void block_cursor::seek(millis from) {
+  if (codec_ != block_codec || index_ != 0 || blk_.count_ == 0
+      || from <= blk_.first_start_)
+    return;
+  // Follow the links while the next restart's bucket starts <= from.
+  bit_reader r{blk_.bits_.data(), blk_.nbits_, 0};
+  uint64_t at = 0;
+  for (;;) {
+    auto link = r.get(link_bits);
+    if (!r.ok() || link == 0)
+      break;
+    auto next = at + link;
+    bit_reader peek{blk_.bits_.data(), blk_.nbits_, next + link_bits};
+    auto units = peek.gamma();
+    if (!peek.ok() || units > (uint64_t{1} << 40))
+      break;
+    auto s = blk_.first_start_ + static_cast<millis>(units) * resolution_;
+    if (s > from)
+      break;
+    at = next;
+    r = bit_reader{blk_.bits_.data(), blk_.nbits_, at};
+  }
+  if (at == 0)
+    return;
+  // Position on the restart point: next() reads its link and start.
+  pos_ = at;
+  index_ = 1;  // any bucket but the first
+  seeked_ = true;
+  at_restart_ = true;
+}
+
+bool block_cursor::next(millis& start, bucket& b, millis keep_from) {
+  if (!ok_ || pos_ >= blk_.nbits_ || (!seeked_ && index_ >= blk_.count_))
     return false;
   bit_reader r{blk_.bits_.data(), blk_.nbits_, pos_};
+  if (codec_ == block_codec) {
+    if (index_ == 0) {
+      r.get(link_bits);
+    } else if (at_restart_ || pos_ - st_.restart >= restart_bits) {
+      r.get(link_bits);
+      auto units = r.gamma();
+      if (!r.ok() || units > (uint64_t{1} << 40)) {
+        ok_ = false;
+        return false;
+      }
+      auto s = blk_.first_start_ + static_cast<millis>(units) * resolution_;
+      if (s <= st_.prev_start && !at_restart_) {
+        ok_ = false;
+        return false;
+      }
+      st_ = initial_block_state(s, resolution_);
+      st_.restart = static_cast<uint32_t>(pos_);
+      at_restart_ = false;
+    }
+  }
   int64_t delta = st_.prev_delta;
   if (r.bit()) {
     auto dod = detail::unzigzag(r.gamma());
@@ -400,6 +481,7 @@ bool block_cursor::next(millis& start, bucket& b) {
   start = st_.prev_start + delta * resolution_;
   st_.prev_start = start;
   st_.prev_delta = delta;
+  bool keep = start >= keep_from;
   b.sketch.clear();
   if (!r.bit()) {
     auto v = get_double(r, st_.last, v1_);
@@ -409,7 +491,8 @@ bool block_cursor::next(millis& start, bucket& b) {
     b.sum = b.min = b.max = b.last = v;
     b.last_ts = static_cast<millis>(static_cast<uint64_t>(start)
                                     + static_cast<uint64_t>(off));
-    b.sketch.add(v, mapping_);
+    if (keep)
+      b.sketch.add(v, mapping_);
   } else {
     if (r.bit())
       st_.prev_count += static_cast<uint64_t>(detail::unzigzag(r.gamma()));
@@ -426,16 +509,18 @@ bool block_cursor::next(millis& start, bucket& b) {
       ok_ = false;
       return false;
     }
-    b.sketch.add_zero(zeros);
+    if (keep)
+      b.sketch.add_zero(zeros);
     store_hints h[2];
     if (!v1_)
       hints_of(b, mapping_, h);
+    uint64_t pos_total = 0, neg_total = 0;
     if (!get_store(r, b.sketch, false, st_.prev_first[0], b.count - zeros,
-                   v1_, st_.gap_w[0], st_.count_w[0], h[0])
+                   v1_, st_.gap_w[0], st_.count_w[0], h[0], keep, pos_total)
         || !get_store(r, b.sketch, true, st_.prev_first[1],
-                      b.count - zeros - b.sketch.positive().total(), v1_,
-                      st_.gap_w[1], st_.count_w[1], h[1])
-        || b.sketch.count() != b.count) {
+                      b.count - zeros - pos_total, v1_, st_.gap_w[1],
+                      st_.count_w[1], h[1], keep, neg_total)
+        || zeros + pos_total + neg_total != b.count) {
       ok_ = false;
       return false;
     }
@@ -464,7 +549,8 @@ void bucket_block::encode(std::string& out) const {
 bool bucket_block::decode(std::string_view& in, millis resolution,
                           const ddsketch_mapping& m, block_state& st,
                           uint8_t codec) {
-  if (codec != block_codec && codec != block_codec_v1)
+  if (codec != block_codec && codec != block_codec_v2
+      && codec != block_codec_v1)
     return false;
   detail::reader r{in};
   uint64_t count = 0, nbits = 0;
@@ -485,23 +571,37 @@ bool bucket_block::decode(std::string_view& in, millis resolution,
   blk.bits_.assign(reinterpret_cast<const uint8_t*>(bytes.data()),
                    bytes.size());
   // Check every bucket (starts ascending and aligned, counts consistent),
-  // and that the stream ends where the block says.
+  // that the stream ends where the block says and (codec 3) that every
+  // restart point links the next one, as seek() trusts.
   block_cursor cur{blk, resolution, m, codec};
   millis start = 0;
   bucket b;
   uint32_t n = 0;
-  // Codec 1 is re-encoded as it is read.
+  // Codecs 1 and 2 are re-encoded as they are read.
   bucket_block fresh;
   block_state fresh_st;
+  uint64_t restart = 0;
   while (cur.next(start, b)) {
-    if (codec == block_codec_v1)
+    if (codec != block_codec)
       fresh.append(start, b, resolution, m, fresh_st);
+    if (codec == block_codec && cur.state().restart != restart) {
+      auto dist = cur.state().restart - restart;
+      bit_reader link{blk.bits_.data(), blk.nbits_, restart};
+      if (link.get(link_bits) != (dist < (uint64_t{1} << link_bits) ? dist : 0))
+        return false;
+      restart = cur.state().restart;
+    }
     ++n;
+  }
+  if (codec == block_codec && n > 0) {
+    bit_reader link{blk.bits_.data(), blk.nbits_, restart};
+    if (link.get(link_bits) != 0)
+      return false;
   }
   if (!cur.ok() || n != count || start != blk.last_start_
       || cur.bit_pos() != nbits)
     return false;
-  if (codec == block_codec_v1) {
+  if (codec != block_codec) {
     fresh.shrink();
     st = fresh_st;
     *this = std::move(fresh);

@@ -112,8 +112,9 @@ struct tier_data {
     if (start < blk.first_start() || start > blk.last_start())
       return false;
     block_cursor cur{blk, res, m};
+    cur.seek(start);
     millis t = 0;
-    while (cur.next(t, out))
+    while (cur.next(t, out, start))
       if (t >= start)
         return t == start;
     return false;
@@ -136,9 +137,12 @@ struct tier_data {
         break;
       if (blk.last_start() < sealed_from)
         continue;
+      // From the last restart point at or before `from`; the buckets
+      // before it that are still decoded skip their sketches.
       block_cursor cur{blk, res, m};
+      cur.seek(sealed_from);
       millis t = 0;
-      while (cur.next(t, scratch)) {
+      while (cur.next(t, scratch, sealed_from)) {
         if (t < sealed_from)
           continue;
         if (t >= to)
@@ -207,9 +211,11 @@ const std::string_view* find_tag(const std::vector<tag_view>& tags,
 
 constexpr std::string_view magic = "CRNS";
 constexpr uint8_t format_v1 = 1;
-/// Version 2: sealed blocks of block codec 1; 3: of codec 2 (written).
+/// Version 2: sealed blocks of block codec 1; 3: of codec 2; 4: of codec 3
+/// (written).
 constexpr uint8_t format_v2 = 2;
-constexpr uint8_t format_version = 3;
+constexpr uint8_t format_v3 = 3;
+constexpr uint8_t format_version = 4;
 
 } // namespace
 
@@ -960,8 +966,8 @@ bool get_bucket(detail::reader& r, std::string_view& in, bucket& b) {
 
 } // namespace
 
-// Format (version 3; version 2 is the same with block codec 1, re-encoded
-// when read): "CRNS", version byte, sketch accuracy (f64), tiers
+// Format (version 4; versions 3 and 2 are the same with block codecs 2 and
+// 1, re-encoded when read): "CRNS", version byte, sketch accuracy (f64), tiers
 // (varint n, then svarint resolution and retention each), varint events
 // applied, varint series count; per series: varint key length, key bytes,
 // then per tier: svarint floor (i64 min = none), varint block count and the
@@ -1009,11 +1015,13 @@ bool series_store::decode(std::string_view in) {
   if (!in.starts_with(magic) || in.size() < magic.size() + 1)
     return false;
   auto version = static_cast<uint8_t>(in[magic.size()]);
-  if (version != format_version && version != format_v2
-      && version != format_v1)
+  if (version != format_version && version != format_v3
+      && version != format_v2 && version != format_v1)
     return false;
-  // A version-2 projection's blocks are re-encoded with today's codec.
-  auto codec = version == format_v2 ? block_codec_v1 : block_codec;
+  // A version-2 or 3 projection's blocks are re-encoded with today's codec.
+  auto codec = version == format_v2   ? block_codec_v1
+               : version == format_v3 ? block_codec_v2
+                                      : block_codec;
   in.remove_prefix(magic.size() + 1);
   detail::reader r{in};
   double accuracy = 0;
