@@ -37,6 +37,35 @@ void adapt(uint16_t& w, uint64_t z) noexcept {
   w = static_cast<uint16_t>(w - w / 4 + std::bit_width(z));
 }
 
+/// Codec 3 codes a context's value with Elias gamma while its running mean
+/// is still 0 (a fresh block or restart point: the first offset, decimal
+/// delta or sketch gap of a context is often wide, and a Rice code of
+/// parameter 0 would escape) and starts the mean at that value's width
+/// (4 x bit_width), where codec 2 let it grow from 0 over several values;
+/// then the Rice code of the mean.
+void put_adaptive(bit_writer& w, uint64_t z, uint16_t& ctx) {
+  if (ctx == 0) {
+    w.gamma(z);
+    ctx = static_cast<uint16_t>(4 * std::bit_width(z));
+    return;
+  }
+  w.rice(z, rice_k(ctx));
+  adapt(ctx, z);
+}
+
+/// Reads what put_adaptive wrote (codec 3, `gamma_fresh`) or the plain
+/// Rice code of codec 2.
+uint64_t get_adaptive(bit_reader& r, uint16_t& ctx, bool gamma_fresh) {
+  if (gamma_fresh && ctx == 0) {
+    auto z = r.gamma();
+    ctx = static_cast<uint16_t>(4 * std::bit_width(z));
+    return z;
+  }
+  auto z = r.rice(rice_k(ctx));
+  adapt(ctx, z);
+  return z;
+}
+
 /// n with n / 10^e == d bit for bit, trying e = hint first; false if none.
 bool as_decimal(double d, uint8_t hint, int64_t& n, uint8_t& e) {
   if (!(std::fabs(d) < 1e15))
@@ -74,8 +103,7 @@ void put_double(bit_writer& w, double d, double_state& s) {
     }
     auto z = detail::zigzag(static_cast<int64_t>(static_cast<uint64_t>(n)
                                                  - static_cast<uint64_t>(s.n)));
-    w.rice(z, rice_k(s.w));
-    adapt(s.w, z);
+    put_adaptive(w, z, s.w);
     s.n = n;
     s.e = e;
     s.bits = bits;
@@ -105,7 +133,8 @@ void put_double(bit_writer& w, double d, double_state& s) {
   s.len = len;
 }
 
-double get_double(bit_reader& r, double_state& s, bool v1) {
+double get_double(bit_reader& r, double_state& s, uint8_t codec) {
+  bool v1 = codec == block_codec_v1;
   if (r.bit()) {
     if (r.bit())
       s.e = static_cast<uint8_t>(r.get(3));
@@ -119,8 +148,7 @@ double get_double(bit_reader& r, double_state& s, bool v1) {
       if (width >= 1)
         z = (uint64_t{1} << (width - 1)) | (width > 1 ? r.get(width - 1) : 0);
     } else {
-      z = r.rice(rice_k(s.w));
-      adapt(s.w, z);
+      z = get_adaptive(r, s.w, codec == block_codec);
       if (z >= uint64_t{1} << 55) {
         r.fail();
         return 0;
@@ -205,11 +233,9 @@ void put_store(bit_writer& w, const ddsketch::store& s, int32_t& prev_first,
       w.gamma(detail::zigzag(int64_t{i} - hint.last));
     } else {
       auto gap = static_cast<uint64_t>(int64_t{i} - prev - 1);
-      w.rice(gap, rice_k(gap_w));
-      adapt(gap_w, gap);
+      put_adaptive(w, gap, gap_w);
     }
-    w.rice(n - 1, rice_k(count_w));
-    adapt(count_w, n - 1);
+    put_adaptive(w, n - 1, count_w);
     prev = i;
     ++k;
   });
@@ -218,8 +244,10 @@ void put_store(bit_writer& w, const ddsketch::store& s, int32_t& prev_first,
 /// Decodes one store into `sk` (unless !keep: then only the codec state
 /// advances); `total` receives its count.
 bool get_store(bit_reader& r, ddsketch& sk, bool negative, int32_t& prev_first,
-               uint64_t limit, bool v1, uint16_t& gap_w, uint16_t& count_w,
+               uint64_t limit, uint8_t codec, uint16_t& gap_w, uint16_t& count_w,
                store_hints hint, bool keep, uint64_t& total) {
+  bool v1 = codec == block_codec_v1;
+  bool v3 = codec == block_codec;
   total = 0;
   auto bins = r.gamma();
   if (!r.ok() || bins > limit)
@@ -246,8 +274,7 @@ bool get_store(bit_reader& r, ddsketch& sk, bool negative, int32_t& prev_first,
       if (v1) {
         gap = r.gamma();
       } else {
-        gap = r.rice(rice_k(gap_w));
-        adapt(gap_w, gap);
+        gap = get_adaptive(r, gap_w, v3);
       }
       if (gap > uint64_t{1} << 32)
         return false;
@@ -259,9 +286,7 @@ bool get_store(bit_reader& r, ddsketch& sk, bool negative, int32_t& prev_first,
     if (v1) {
       n = r.gamma() + 1;
     } else {
-      auto c = r.rice(rice_k(count_w));
-      adapt(count_w, c);
-      n = c + 1;
+      n = get_adaptive(r, count_w, v3) + 1;
     }
     if (!r.ok() || n == 0 || n > limit - total)
       return false;
@@ -288,14 +313,12 @@ bool is_single(const bucket& b, const ddsketch_mapping& m) {
 void put_offset(bit_writer& w, int64_t off, block_state& st) {
   auto z = detail::zigzag(static_cast<int64_t>(
     static_cast<uint64_t>(off) - static_cast<uint64_t>(st.prev_offset)));
-  w.rice(z, rice_k(st.offset_w));
-  adapt(st.offset_w, z);
+  put_adaptive(w, z, st.offset_w);
   st.prev_offset = off;
 }
 
-int64_t get_offset(bit_reader& r, block_state& st) {
-  auto z = r.rice(rice_k(st.offset_w));
-  adapt(st.offset_w, z);
+int64_t get_offset(bit_reader& r, block_state& st, bool gamma_fresh) {
+  auto z = get_adaptive(r, st.offset_w, gamma_fresh);
   st.prev_offset = static_cast<int64_t>(
     static_cast<uint64_t>(st.prev_offset)
     + static_cast<uint64_t>(detail::unzigzag(z)));
@@ -484,9 +507,10 @@ bool block_cursor::next(millis& start, bucket& b, millis keep_from) {
   bool keep = start >= keep_from;
   b.sketch.clear();
   if (!r.bit()) {
-    auto v = get_double(r, st_.last, v1_);
+    auto v = get_double(r, st_.last, codec_);
     st_.sum = st_.min = st_.max = st_.last;
-    auto off = v1_ ? get_offset_v1(r, resolution_, st_) : get_offset(r, st_);
+    auto off = v1_ ? get_offset_v1(r, resolution_, st_)
+                   : get_offset(r, st_, codec_ == block_codec);
     b.count = 1;
     b.sum = b.min = b.max = b.last = v;
     b.last_ts = static_cast<millis>(static_cast<uint64_t>(start)
@@ -497,11 +521,12 @@ bool block_cursor::next(millis& start, bucket& b, millis keep_from) {
     if (r.bit())
       st_.prev_count += static_cast<uint64_t>(detail::unzigzag(r.gamma()));
     b.count = st_.prev_count;
-    b.sum = get_double(r, st_.sum, v1_);
-    b.min = get_double(r, st_.min, v1_);
-    b.max = get_double(r, st_.max, v1_);
-    b.last = get_double(r, st_.last, v1_);
-    auto off = v1_ ? get_offset_v1(r, resolution_, st_) : get_offset(r, st_);
+    b.sum = get_double(r, st_.sum, codec_);
+    b.min = get_double(r, st_.min, codec_);
+    b.max = get_double(r, st_.max, codec_);
+    b.last = get_double(r, st_.last, codec_);
+    auto off = v1_ ? get_offset_v1(r, resolution_, st_)
+                   : get_offset(r, st_, codec_ == block_codec);
     b.last_ts = static_cast<millis>(static_cast<uint64_t>(start)
                                     + static_cast<uint64_t>(off));
     auto zeros = r.gamma();
@@ -516,9 +541,9 @@ bool block_cursor::next(millis& start, bucket& b, millis keep_from) {
       hints_of(b, mapping_, h);
     uint64_t pos_total = 0, neg_total = 0;
     if (!get_store(r, b.sketch, false, st_.prev_first[0], b.count - zeros,
-                   v1_, st_.gap_w[0], st_.count_w[0], h[0], keep, pos_total)
+                   codec_, st_.gap_w[0], st_.count_w[0], h[0], keep, pos_total)
         || !get_store(r, b.sketch, true, st_.prev_first[1],
-                      b.count - zeros - pos_total, v1_, st_.gap_w[1],
+                      b.count - zeros - pos_total, codec_, st_.gap_w[1],
                       st_.count_w[1], h[1], keep, neg_total)
         || zeros + pos_total + neg_total != b.count) {
       ok_ = false;
