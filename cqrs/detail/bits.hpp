@@ -239,6 +239,15 @@ public:
     unsigned q = 0;
     uint64_t w = 0;
     if (window(w)) {
+      // The usual case in one load: q ones, the zero and k bits in the
+      // window and in the stream.
+      q = static_cast<unsigned>(std::countl_one(w));
+      unsigned len = q + 1 + k;
+      if (q < rice_escape && len <= 57 && len <= nbits_ - pos_) {
+        pos_ += len;
+        uint64_t low = k == 0 ? 0 : (w << (q + 1)) >> (64 - k);
+        return (uint64_t{q} << k) | low;
+      }
       // The ones prefix (at most rice_escape) at once.
       q = static_cast<unsigned>(std::countl_one(w));
       if (q > rice_escape)
