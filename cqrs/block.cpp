@@ -3,6 +3,7 @@
 #include "cqrs/detail/binary.hpp"
 #include "cqrs/detail/bits.hpp"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <limits>
@@ -196,6 +197,8 @@ int64_t bin_hint(double v, const ddsketch_mapping& m) {
            : no_hint;
 }
 
+using detail::lazy_store;
+
 /// Hints for the positive [0] and negative [1] store of `b`.
 void hints_of(const bucket& b, const ddsketch_mapping& m, store_hints h[2]) {
   h[0] = {b.min > 0 ? bin_hint(b.min, m) : no_hint,
@@ -216,9 +219,45 @@ bool offset_index(int64_t base, uint64_t z, int64_t& out) {
 }
 
 void put_store(bit_writer& w, const ddsketch::store& s, int32_t& prev_first,
-               uint16_t& gap_w, uint16_t& count_w, store_hints hint) {
+               uint16_t& gap_w, uint16_t& count_w, uint16_t& len_w,
+               store_hints hint) {
   auto bins = s.bins();
   w.gamma(bins);
+  if (bins >= long_store_bins) {
+    // Codec 3, a long store: self-contained (fresh contexts), top bin
+    // first, after its length in bits, so that a reader can skip it or
+    // walk it from the top for a high quantile (docs/storage-format.md).
+    thread_local std::vector<std::pair<int32_t, uint64_t>> all;
+    all.clear();
+    s.for_each([&](int32_t i, uint64_t n) { all.emplace_back(i, n); });
+    thread_local detail::byte_buffer tmp;
+    tmp = detail::byte_buffer{};
+    uint64_t tn = 0;
+    bit_writer tw{tmp, tn};
+    uint16_t g = 0, c = 0;
+    int64_t prev = 0;
+    for (size_t j = all.size(); j-- > 0;) {
+      auto [i, n] = all[j];
+      if (j + 1 == all.size())
+        tw.gamma(detail::zigzag(int64_t{i} - (hint.last != no_hint
+                                                  ? hint.last
+                                                  : int64_t{prev_first})));
+      else if (j == 0 && hint.first != no_hint)
+        tw.gamma(detail::zigzag(int64_t{i} - hint.first));
+      else
+        put_adaptive(tw, static_cast<uint64_t>(prev - int64_t{i} - 1), g);
+      put_adaptive(tw, n - 1, c);
+      prev = i;
+    }
+    put_adaptive(w, tn, len_w);
+    bit_reader copy{tmp.data(), tn};
+    for (uint64_t left = tn; left > 0;) {
+      auto n = static_cast<unsigned>(std::min<uint64_t>(left, 57));
+      w.put(copy.get(n), n);
+      left -= n;
+    }
+    return;
+  }
   bool first = true;
   int32_t prev = 0;
   uint64_t k = 0;
@@ -241,11 +280,68 @@ void put_store(bit_writer& w, const ddsketch::store& s, int32_t& prev_first,
   });
 }
 
+/// Walks the bins of a long store (codec 3) top first, calling f(index,
+/// count) until it returns false; false if malformed (bins past `limit`
+/// counts, indexes out of order or range).
+template <class F>
+bool walk_long_bins(bit_reader& r, const lazy_store& lz, F&& f) {
+  uint64_t total = 0;
+  uint16_t g = 0, c = 0;
+  int64_t prev = 0;
+  for (uint64_t j = lz.bins; j-- > 0;) {
+    int64_t i = 0;
+    if (j + 1 == lz.bins) {
+      if (!offset_index(lz.hint_last != no_hint ? lz.hint_last
+                                                : int64_t{lz.prev_first},
+                        r.gamma(), i))
+        return false;
+    } else if (j == 0 && lz.hint_first != no_hint) {
+      if (!offset_index(lz.hint_first, r.gamma(), i) || i >= prev)
+        return false;
+    } else {
+      auto gap = get_adaptive(r, g, true);
+      if (gap > uint64_t{1} << 32)
+        return false;
+      i = prev - 1 - static_cast<int64_t>(gap);
+      if (i < std::numeric_limits<int32_t>::min())
+        return false;
+    }
+    auto n = get_adaptive(r, c, true) + 1;
+    if (!r.ok() || n == 0 || n > lz.limit - total)
+      return false;
+    total += n;
+    prev = i;
+    if (!f(static_cast<int32_t>(i), n))
+      return true;
+  }
+  return r.ok();
+}
+
+/// Decodes a long store into `out` (ascending); `total` its count.
+bool get_long_bins(bit_reader& r, const lazy_store& lz,
+                   std::vector<std::pair<int32_t, uint64_t>>& out,
+                   uint64_t& total) {
+  out.clear();
+  total = 0;
+  if (!walk_long_bins(r, lz, [&](int32_t i, uint64_t n) {
+        out.emplace_back(i, n);
+        total += n;
+        return true;
+      }))
+    return false;
+  std::reverse(out.begin(), out.end());
+  return true;
+}
+
 /// Decodes one store into `sk` (unless !keep: then only the codec state
 /// advances); `total` receives its count.
+/// A long store (codec 3) that is not needed (!keep) or left for the
+/// caller (`lazy`: where it is goes there) is skipped: `skipped` is set and
+/// `total` is not known.
 bool get_store(bit_reader& r, ddsketch& sk, bool negative, int32_t& prev_first,
                uint64_t limit, uint8_t codec, uint16_t& gap_w, uint16_t& count_w,
-               store_hints hint, bool keep, uint64_t& total) {
+               uint16_t& len_w, store_hints hint, bool keep, uint64_t& total,
+               bool& skipped, lazy_store* lazy = nullptr) {
   bool v1 = codec == block_codec_v1;
   bool v3 = codec == block_codec;
   total = 0;
@@ -257,6 +353,29 @@ bool get_store(bit_reader& r, ddsketch& sk, bool negative, int32_t& prev_first,
   // Decoded first, then handed over at once: the store allocates once.
   thread_local std::vector<std::pair<int32_t, uint64_t>> scratch;
   scratch.clear();
+  if (v3 && bins >= long_store_bins) {
+    auto len = get_adaptive(r, len_w, true);
+    auto start = r.pos();
+    if (!r.ok() || len > r.left()) {
+      r.fail();
+      return false;
+    }
+    lazy_store lz{start, bins, prev_first, hint.first, hint.last, limit};
+    if (!keep || lazy) {
+      // Not needed (a bucket before the range), or left for the caller:
+      // its total is not known then, nor checked (decode() checks every
+      // stream in full).
+      if (lazy)
+        *lazy = lz;
+      r.skip_to(start + len);
+      skipped = true;
+      return true;
+    }
+    if (!get_long_bins(r, lz, scratch, total) || r.pos() != start + len)
+      return false;
+    sk.add_bins(negative, scratch.data(), scratch.size());
+    return true;
+  }
   int64_t prev = 0;
   for (uint64_t b = 0; b < bins; ++b) {
     int64_t i = 0;
@@ -417,9 +536,9 @@ void bucket_block::append(millis start, const bucket& b, millis resolution,
     store_hints h[2];
     hints_of(b, m, h);
     put_store(w, b.sketch.positive(), st.prev_first[0], st.gap_w[0],
-              st.count_w[0], h[0]);
+              st.count_w[0], st.len_w[0], h[0]);
     put_store(w, b.sketch.negative(), st.prev_first[1], st.gap_w[1],
-              st.count_w[1], h[1]);
+              st.count_w[1], st.len_w[1], h[1]);
   }
   if (nbits > UINT32_MAX)
     throw std::length_error("block stream too large");
@@ -467,7 +586,9 @@ void block_cursor::seek(millis from) {
   at_restart_ = true;
 }
 
-bool block_cursor::next(millis& start, bucket& b, millis keep_from) {
+bool block_cursor::next(millis& start, bucket& b, millis keep_from,
+                        bool lazy) {
+  lazy_ = false;
   if (!ok_ || pos_ >= blk_.nbits_ || (!seeked_ && index_ >= blk_.count_))
     return false;
   bit_reader r{blk_.bits_.data(), blk_.nbits_, pos_};
@@ -540,14 +661,27 @@ bool block_cursor::next(millis& start, bucket& b, millis keep_from) {
     if (!v1_)
       hints_of(b, mapping_, h);
     uint64_t pos_total = 0, neg_total = 0;
+    bool pos_skipped = false, neg_skipped = false;
+    lazy_store lz;
     if (!get_store(r, b.sketch, false, st_.prev_first[0], b.count - zeros,
-                   codec_, st_.gap_w[0], st_.count_w[0], h[0], keep, pos_total)
+                   codec_, st_.gap_w[0], st_.count_w[0], st_.len_w[0], h[0],
+                   keep, pos_total, pos_skipped, lazy && keep ? &lz : nullptr)
         || !get_store(r, b.sketch, true, st_.prev_first[1],
-                      b.count - zeros - pos_total, codec_, st_.gap_w[1],
-                      st_.count_w[1], h[1], keep, neg_total)
-        || zeros + pos_total + neg_total != b.count) {
+                      b.count - zeros - (pos_skipped ? 0 : pos_total), codec_,
+                      st_.gap_w[1], st_.count_w[1], st_.len_w[1], h[1], keep,
+                      neg_total, neg_skipped)
+        || (!pos_skipped && !neg_skipped
+            && zeros + pos_total + neg_total != b.count)) {
       ok_ = false;
       return false;
+    }
+    if (keep && pos_skipped) {
+      // Left undecoded for quantile(); with negative values in the bucket
+      // the ranks need both stores: decoded now.
+      lazy_store_ = lz;
+      lazy_ = true;
+      if (!b.sketch.negative().empty())
+        materialize(b);
     }
   }
   if (!r.ok()) {
@@ -557,6 +691,46 @@ bool block_cursor::next(millis& start, bucket& b, millis keep_from) {
   pos_ = r.pos();
   ++index_;
   return true;
+}
+
+void block_cursor::materialize(bucket& b) {
+  if (!lazy_)
+    return;
+  lazy_ = false;
+  thread_local std::vector<std::pair<int32_t, uint64_t>> bins;
+  bit_reader r{blk_.bits_.data(), blk_.nbits_, lazy_store_.pos};
+  uint64_t total = 0;
+  if (!get_long_bins(r, lazy_store_, bins, total)) {
+    ok_ = false;
+    return;
+  }
+  b.sketch.add_bins(false, bins.data(), bins.size());
+}
+
+double block_cursor::quantile(const bucket& b, double q) const {
+  if (!lazy_) {
+    return b.sketch.quantile(q, mapping_);
+  }
+  // ddsketch::quantile over the zero count and the positive store (the
+  // negative one is empty here), the store walked from its top.
+  auto count = b.count;
+  if (count == 0 || !(q >= 0 && q <= 1))
+    return std::numeric_limits<double>::quiet_NaN();
+  auto rank = static_cast<uint64_t>(std::floor(q * static_cast<double>(count - 1)));
+  auto zeros = b.sketch.zero_count();
+  if (rank < zeros)
+    return 0;
+  rank -= zeros;
+  auto from_top = count - zeros - 1 - rank;
+  bit_reader r{blk_.bits_.data(), blk_.nbits_, lazy_store_.pos};
+  uint64_t seen = 0;
+  int32_t at = 0;
+  (void) walk_long_bins(r, lazy_store_, [&](int32_t i, uint64_t n) {
+    seen += n;
+    at = i;
+    return seen <= from_top;
+  });
+  return mapping_.value(at);
 }
 
 // -- persistence --------------------------------------------------------------

@@ -85,10 +85,30 @@ struct block_state {
   uint16_t offset_w = 0;
   uint16_t gap_w[2] = {0, 0};
   uint16_t count_w[2] = {0, 0};
+  /// Codec 3: the same for the bit lengths of long stores.
+  uint16_t len_w[2] = {0, 0};
   /// Codec 3: bit position of the current restart point.
   uint32_t restart = 0;
   bool operator==(const block_state&) const = default;
 };
+
+/// Codec 3: a store of this many bins or more is a long one: self-contained,
+/// its length first, its top bin first (docs/storage-format.md, 3.2).
+constexpr uint64_t long_store_bins = 16;
+
+namespace detail {
+
+/// Where a long positive store was left undecoded (block_cursor, lazy).
+struct lazy_store {
+  uint64_t pos = 0;
+  uint64_t bins = 0;
+  int32_t prev_first = 0;
+  int64_t hint_first = 0;
+  int64_t hint_last = 0;
+  uint64_t limit = 0;
+};
+
+} // namespace detail
 
 class bucket_block {
 public:
@@ -155,8 +175,23 @@ public:
   /// bucket starting before `keep_from` is decoded for the codec state only:
   /// `start` is set, `b` is not (its sketch is left empty and its fields
   /// hold no meaning).
+  /// `lazy` (codec 3): a long positive store (of a bucket without negative
+  /// values) is left undecoded: then lazy() is true, b.sketch holds only the
+  /// zero count, and the caller asks quantile() or calls materialize().
   bool next(millis& start, bucket& b,
-            millis keep_from = std::numeric_limits<millis>::min());
+            millis keep_from = std::numeric_limits<millis>::min(),
+            bool lazy = false);
+
+  /// True if the last next() left b's positive store undecoded.
+  bool lazy() const noexcept { return lazy_; }
+
+  /// Decodes the store next() left undecoded into `b` (the bucket that
+  /// next() filled); nothing if !lazy().
+  void materialize(bucket& b);
+
+  /// b.sketch.quantile(q) of the bucket next() filled, as if materialized:
+  /// a high quantile reads a few bins from the top of the store only.
+  double quantile(const bucket& b, double q) const;
 
   /// Before the first next(): moves to the last restart point whose bucket
   /// starts at or before `from` (codec 3; other codecs have none), so the
@@ -180,6 +215,8 @@ private:
   uint32_t index_ = 0;
   uint8_t codec_;
   bool ok_ = true;
+  bool lazy_ = false;
+  detail::lazy_store lazy_store_;
   bool seeked_ = false;      ///< seek() moved: the end is the stream's
   bool at_restart_ = false;  ///< seek() moved onto a restart point
   bool v1_ = false;

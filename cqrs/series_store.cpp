@@ -122,10 +122,19 @@ struct tier_data {
 
   /// Calls f(start, bucket) for the visible buckets with start in
   /// [from, to), in start order; open entries supersede sealed buckets of
-  /// the same start. `scratch` holds decoded buckets.
-  template <class F>
+  /// the same start. `scratch` holds decoded buckets. Lazy: f(start,
+  /// bucket, cursor), the cursor (null for an open bucket) having left a
+  /// long sketch store undecoded (block_cursor::next, lazy): f asks it for
+  /// quantiles or materialises `scratch`.
+  template <bool Lazy = false, class F>
   void for_each(millis from, millis to, millis res, const ddsketch_mapping& m,
                 bucket& scratch, F&& f) const {
+    auto call = [&](millis t, const bucket& b, block_cursor* cur) {
+      if constexpr (Lazy)
+        f(t, b, cur);
+      else
+        f(t, b);
+    };
     auto lo = std::lower_bound(open.begin(), open.end(), from, before);
     auto hi = std::lower_bound(lo, open.end(), to, before);
     auto o = lo;
@@ -142,25 +151,25 @@ struct tier_data {
       block_cursor cur{blk, res, m};
       cur.seek(sealed_from);
       millis t = 0;
-      while (cur.next(t, scratch, sealed_from)) {
+      while (cur.next(t, scratch, sealed_from, Lazy)) {
         if (t < sealed_from)
           continue;
         if (t >= to)
           break;
         while (o != hi && o->start < t) {
-          f(o->start, o->b);
+          call(o->start, o->b, nullptr);
           ++o;
         }
         if (o != hi && o->start == t) {
-          f(o->start, o->b);
+          call(o->start, o->b, nullptr);
           ++o;
           continue;
         }
-        f(t, static_cast<const bucket&>(scratch));
+        call(t, static_cast<const bucket&>(scratch), &cur);
       }
     }
     for (; o != hi; ++o)
-      f(o->start, o->b);
+      call(o->start, o->b, nullptr);
   }
 
   bool operator==(const tier_data&) const = delete;
@@ -764,27 +773,34 @@ void series_store::query(const query_spec& q, query_partial& out) const {
       for (auto* seg = seg_begin; seg != seg_end; ++seg) {
         auto& td = rec.tiers[seg->tier];
         auto res = s.tiers[seg->tier].resolution;
-        td.for_each(seg->from, seg->to, res, s.mapping, scratch,
-                    [&](millis start, const bucket& b) {
-                      if (!group) {
-                        open_group();
-                        hint = group->points.end();
-                      }
-                      hint = group->points.try_emplace(
-                        hint, align_down(start - q.align, q.step) + q.align);
-                      if (sketches)
-                        hint->second.merge(b);
-                      else
-                        hint->second.merge_without_sketch(b);
-                      ++hint;
-                    });
+        // Without a quantile, long sketch stores are not even decoded.
+        td.template for_each<true>(
+          seg->from, seg->to, res, s.mapping, scratch,
+          [&](millis start, const bucket& b, block_cursor* cur) {
+            if (!group) {
+              open_group();
+              hint = group->points.end();
+            }
+            hint = group->points.try_emplace(
+              hint, align_down(start - q.align, q.step) + q.align);
+            if (sketches) {
+              if (cur)
+                cur->materialize(scratch);
+              hint->second.merge(b);
+            } else {
+              hint->second.merge_without_sketch(b);
+            }
+            ++hint;
+          });
       }
       continue;
     }
     // Final form: the buckets of one point are merged into `acc` (a
     // point of one bucket is finalised from that bucket, no copy), and
     // each point's aggs are computed as soon as it is complete.
-    auto emit = [&](millis t, const bucket& b) {
+    // A point of one sealed bucket takes its quantiles from the cursor,
+    // which reads a long store from its top (a few bins for a p99).
+    auto emit = [&](millis t, const bucket& b, const block_cursor* cur) {
       if (b.empty())
         return;
       if (!group) {
@@ -797,20 +813,24 @@ void series_store::query(const query_spec& q, query_partial& out) const {
         out.collided = true;
       group->finals.push_back(final_point{t, b.count});
       for (auto& a : q.aggs)
-        group->final_values.push_back(final_value(a, b, q.step, s.mapping));
+        group->final_values.push_back(
+          cur && cur->lazy() && a.kind == agg_kind::quantile
+            ? std::clamp(cur->quantile(b, a.quantile), b.min, b.max)
+            : final_value(a, b, q.step, s.mapping));
     };
     size_t merged = 0;  // buckets in `acc`
     millis acc_t = 0;
     auto flush = [&] {
       if (merged > 0)
-        emit(acc_t, acc);
+        emit(acc_t, acc, nullptr);
       merged = 0;
     };
     for (auto* seg = seg_begin; seg != seg_end; ++seg) {
       auto& td = rec.tiers[seg->tier];
       auto res = s.tiers[seg->tier].resolution;
-      td.for_each(seg->from, seg->to, res, s.mapping, scratch,
-                  [&](millis start, const bucket& b) {
+      td.template for_each<true>(
+                  seg->from, seg->to, res, s.mapping, scratch,
+                  [&](millis start, const bucket& b, block_cursor* cur) {
                     auto t = align_down(start - q.align, q.step) + q.align;
                     if (merged > 0 && t != acc_t)
                       flush();
@@ -820,13 +840,15 @@ void series_store::query(const query_spec& q, query_partial& out) const {
                                 && !__builtin_add_overflow(t, q.step, &point_end)
                                 && end == point_end;
                     if (merged == 0 && last) {
-                      emit(t, b);
+                      emit(t, b, cur);
                       return;
                     }
                     if (merged == 0) {
                       reset(acc);
                       acc_t = t;
                     }
+                    if (sketches && cur)
+                      cur->materialize(scratch);
                     if (sketches)
                       acc.merge(b);
                     else

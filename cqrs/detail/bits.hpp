@@ -278,6 +278,15 @@ public:
   bool ok() const noexcept { return ok_; }
   uint64_t pos() const noexcept { return pos_; }
   bool at_end() const noexcept { return pos_ >= nbits_; }
+  /// Bits left before the end.
+  uint64_t left() const noexcept { return nbits_ - pos_; }
+  /// Moves to bit `pos` (<= the end, else !ok()).
+  void skip_to(uint64_t pos) noexcept {
+    if (pos > nbits_)
+      fail();
+    else
+      pos_ = pos;
+  }
 
 private:
   /// The next 64 bits from pos_ (at least 57 of them valid), most

@@ -450,4 +450,51 @@ TEST_CASE("restart links are checked when a block is decoded") {
   }
 }
 
+
+TEST_CASE("lazy long stores: quantiles from the top equal the decoded sketch's") {
+  // Buckets of many bins (long stores, read top first), some with zeros,
+  // some with negative values (decoded at once), some short.
+  ddsketch_mapping m{0.01};
+  std::mt19937_64 rng{9};
+  std::lognormal_distribution<double> lat{3, 1.2};
+  bucket_list in;
+  const millis base = t0 - t0 % 60'000;
+  for (int i = 0; i < 80; ++i) {
+    bucket b;
+    int n = i % 7 == 3 ? 5 : 20 + static_cast<int>(rng() % 200);
+    for (int k = 0; k < n; ++k) {
+      double v = lat(rng);
+      if (i % 5 == 1 && k % 4 == 0)
+        v = 0;
+      if (i % 11 == 2 && k % 3 == 0)
+        v = -v;
+      b.add(base + i * 60'000 + k, v, m);
+    }
+    in.emplace_back(base + i * 60'000, b);
+  }
+  auto blk = round_trip(in, 60'000, m);
+  block_cursor cur{blk, 60'000, m};
+  millis s = 0;
+  bucket b;
+  size_t i = 0, lazy = 0;
+  while (cur.next(s, b, std::numeric_limits<millis>::min(), true)) {
+    REQUIRE(i < in.size());
+    auto& want = in[i].second;
+    CHECK(b.count == want.count);
+    CHECK(same_bits(b.max, want.max));
+    lazy += cur.lazy() ? 1 : 0;
+    if (cur.lazy())
+      CHECK(b.sketch.zero_count() == want.sketch.zero_count());
+    for (double q : {0.0, 0.01, 0.25, 0.5, 0.9, 0.99, 0.999, 1.0})
+      CHECK(same_bits(cur.quantile(b, q), want.sketch.quantile(q, m)));
+    cur.materialize(b);
+    CHECK_FALSE(cur.lazy());
+    check_same(b, want);
+    ++i;
+  }
+  CHECK(cur.ok());
+  CHECK(i == in.size());
+  CHECK(lazy > 40);
+}
+
 }
