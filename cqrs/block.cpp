@@ -536,9 +536,9 @@ void bucket_block::append(millis start, const bucket& b, millis resolution,
     store_hints h[2];
     hints_of(b, m, h);
     put_store(w, b.sketch.positive(), st.prev_first[0], st.gap_w[0],
-              st.count_w[0], st.len_w[0], h[0]);
+              st.count_w[0], st.len_w, h[0]);
     put_store(w, b.sketch.negative(), st.prev_first[1], st.gap_w[1],
-              st.count_w[1], st.len_w[1], h[1]);
+              st.count_w[1], st.len_w, h[1]);
   }
   if (nbits > UINT32_MAX)
     throw std::length_error("block stream too large");
@@ -664,11 +664,11 @@ bool block_cursor::next(millis& start, bucket& b, millis keep_from,
     bool pos_skipped = false, neg_skipped = false;
     lazy_store lz;
     if (!get_store(r, b.sketch, false, st_.prev_first[0], b.count - zeros,
-                   codec_, st_.gap_w[0], st_.count_w[0], st_.len_w[0], h[0],
+                   codec_, st_.gap_w[0], st_.count_w[0], st_.len_w, h[0],
                    keep, pos_total, pos_skipped, lazy && keep ? &lz : nullptr)
         || !get_store(r, b.sketch, true, st_.prev_first[1],
                       b.count - zeros - (pos_skipped ? 0 : pos_total), codec_,
-                      st_.gap_w[1], st_.count_w[1], st_.len_w[1], h[1], keep,
+                      st_.gap_w[1], st_.count_w[1], st_.len_w, h[1], keep,
                       neg_total, neg_skipped)
         || (!pos_skipped && !neg_skipped
             && zeros + pos_total + neg_total != b.count)) {

@@ -85,8 +85,9 @@ struct block_state {
   uint16_t offset_w = 0;
   uint16_t gap_w[2] = {0, 0};
   uint16_t count_w[2] = {0, 0};
-  /// Codec 3: the same for the bit lengths of long stores.
-  uint16_t len_w[2] = {0, 0};
+  /// Codec 3: the same for the bit lengths of long stores (one context for
+  /// both signs: the state stays 152 bytes, one per series and tier).
+  uint16_t len_w = 0;
   /// Codec 3: bit position of the current restart point.
   uint32_t restart = 0;
   bool operator==(const block_state&) const = default;

@@ -135,6 +135,8 @@ TEST_CASE("bit writer and reader: Rice codes with escapes, every k") {
 TEST_CASE("a block's handle is 40 bytes; its stream buffer copies and moves") {
   // A 1 s tier holds ~8 blocks per series (docs/architecture.md).
   CHECK(sizeof(bucket_block) <= 40);
+  // Every series keeps one codec state per tier (its active block's).
+  CHECK(sizeof(block_state) <= 152);
   detail::byte_buffer a;
   for (int i = 0; i < 1000; ++i)
     a.push_back(static_cast<uint8_t>(i));
