@@ -230,8 +230,7 @@ void put_store(bit_writer& w, const ddsketch::store& s, int32_t& prev_first,
     thread_local std::vector<std::pair<int32_t, uint64_t>> all;
     all.clear();
     s.for_each([&](int32_t i, uint64_t n) { all.emplace_back(i, n); });
-    thread_local detail::byte_buffer tmp;
-    tmp = detail::byte_buffer{};
+    detail::byte_buffer tmp;  // the store, to know its length first
     uint64_t tn = 0;
     bit_writer tw{tmp, tn};
     uint16_t g = 0, c = 0;
