@@ -13,13 +13,19 @@
 //   - doubles either as decimals (the value is exactly n / 10^e, e < 8: n is
 //     delta-coded against the previous decimal of the same field) or, when
 //     not, XOR-compressed against the previous value of the field (Gorilla).
-// Codec 2 (what is written) codes the decimal deltas, the timestamp offsets
-// (as deltas to the previous offset), the sketch gaps and bin counts with
-// Rice codes whose parameter follows a running mean of the recent values'
-// bit widths, and a sketch store's first and last bin against the bins of
-// the bucket's min and max; codec 1 (6-bit widths, fixed-width offsets,
-// gamma gaps and counts, no bin hints) is still read, for snapshots written
-// before it.
+// Codec 2 codes the decimal deltas, the timestamp offsets (as deltas to the
+// previous offset), the sketch gaps and bin counts with Rice codes whose
+// parameter follows a running mean of the recent values' bit widths, and a
+// sketch store's first and last bin against the bins of the bucket's min
+// and max. Codec 3 (what is written) is codec 2 with restart points: the
+// stream starts with one, and a bucket that begins `restart_bits` or more
+// after the current one starts the next (its absolute start, then coded
+// from a fresh state); each restart point holds the distance to the next,
+// so a range query seeks to the last restart at or before its `from` and
+// decodes only the buckets from there (docs/storage-format.md, 3.2).
+// Codecs 1 (6-bit widths, fixed-width offsets, gamma gaps and counts, no
+// bin hints) and 2 are still read, for snapshots written before them, and
+// re-encoded with codec 3 when decoded.
 // Decoding is exact for every double bit pattern (NaN, infinities, -0.0,
 // denormals) and every count.
 //
@@ -35,15 +41,25 @@
 #include "cqrs/time.hpp"
 
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <string_view>
 #include <vector>
 
 namespace cairn::cqrs {
 
-/// The block codec written (docs/storage-format.md, 3.2); 1 is still read.
-constexpr uint8_t block_codec = 2;
+/// The block codec written (docs/storage-format.md, 3.2); 1 and 2 are still
+/// read.
+constexpr uint8_t block_codec = 3;
 constexpr uint8_t block_codec_v1 = 1;
+constexpr uint8_t block_codec_v2 = 2;
+
+/// Codec 3: a bucket starting this many bits or more after the current
+/// restart point starts a new one. A restart costs its 16-bit link, the
+/// start and the fresh codec state (~100 bits for a bucket of many
+/// events): 4096 gives a coarse tier's block of 60-event buckets a restart
+/// every ~16 buckets and a fine tier's block of one-event buckets none.
+constexpr uint32_t restart_bits = 4096;
 
 /// Per-field state of the double coder.
 struct double_state {
@@ -69,8 +85,31 @@ struct block_state {
   uint16_t offset_w = 0;
   uint16_t gap_w[2] = {0, 0};
   uint16_t count_w[2] = {0, 0};
+  /// Codec 3: the same for the bit lengths of long stores (one context for
+  /// both signs: the state stays 152 bytes, one per series and tier).
+  uint16_t len_w = 0;
+  /// Codec 3: bit position of the current restart point.
+  uint32_t restart = 0;
   bool operator==(const block_state&) const = default;
 };
+
+/// Codec 3: a store of this many bins or more is a long one: self-contained,
+/// its length first, its top bin first (docs/storage-format.md, 3.2).
+constexpr uint64_t long_store_bins = 16;
+
+namespace detail {
+
+/// Where a long positive store was left undecoded (block_cursor, lazy).
+struct lazy_store {
+  uint64_t pos = 0;
+  uint64_t bins = 0;
+  int32_t prev_first = 0;
+  int64_t hint_first = 0;
+  int64_t hint_last = 0;
+  uint64_t limit = 0;
+};
+
+} // namespace detail
 
 class bucket_block {
 public:
@@ -109,7 +148,7 @@ public:
 
   /// Decodes an encoded block from `in` (advancing it) and checks it by
   /// decoding every bucket; `st` receives the state after the last one.
-  /// A block of codec 1 is re-encoded with codec 2 (the same buckets).
+  /// A block of codec 1 or 2 is re-encoded with codec 3 (the same buckets).
   /// Returns false on malformed input.
   [[nodiscard]] bool decode(std::string_view& in, millis resolution,
                             const ddsketch_mapping& m, block_state& st,
@@ -133,8 +172,34 @@ public:
                const ddsketch_mapping& m, uint8_t codec = block_codec);
 
   /// Decodes the next bucket into (start, b), reusing b's storage. Returns
-  /// false at the end or on a malformed stream (then ok() is false).
-  bool next(millis& start, bucket& b);
+  /// false at the end or on a malformed stream (then ok() is false). A
+  /// bucket starting before `keep_from` is decoded for the codec state only:
+  /// `start` is set, `b` is not (its sketch is left empty and its fields
+  /// hold no meaning).
+  /// `lazy` (codec 3): a long positive store (of a bucket without negative
+  /// values) is left undecoded: then lazy() is true, b.sketch holds only the
+  /// zero count, and the caller asks quantile() or calls materialize().
+  bool next(millis& start, bucket& b,
+            millis keep_from = std::numeric_limits<millis>::min(),
+            bool lazy = false);
+
+  /// True if the last next() left b's positive store undecoded.
+  bool lazy() const noexcept { return lazy_; }
+
+  /// Decodes the store next() left undecoded into `b` (the bucket that
+  /// next() filled); nothing if !lazy().
+  void materialize(bucket& b);
+
+  /// b.sketch.quantile(q) of the bucket next() filled, as if materialized:
+  /// a high quantile reads a few bins from the top of the store only.
+  double quantile(const bucket& b, double q) const;
+
+  /// Before the first next(): moves to the last restart point whose bucket
+  /// starts at or before `from` (codec 3; other codecs have none), so the
+  /// buckets before it are not decoded at all. Buckets in [restart, from)
+  /// still come out of next(); pass `from` as its keep_from to skip their
+  /// sketches.
+  void seek(millis from);
 
   bool ok() const noexcept { return ok_; }
   /// Bits consumed so far.
@@ -149,7 +214,12 @@ private:
   block_state st_;
   uint64_t pos_ = 0;
   uint32_t index_ = 0;
+  uint8_t codec_;
   bool ok_ = true;
+  bool lazy_ = false;
+  detail::lazy_store lazy_store_;
+  bool seeked_ = false;      ///< seek() moved: the end is the stream's
+  bool at_restart_ = false;  ///< seek() moved onto a restart point
   bool v1_ = false;
 };
 

@@ -121,8 +121,9 @@ struct tier_data {
     if (start < blk.first_start() || start > blk.last_start())
       return false;
     block_cursor cur{blk, res, m};
+    cur.seek(start);
     millis t = 0;
-    while (cur.next(t, out))
+    while (cur.next(t, out, start))
       if (t >= start)
         return t == start;
     return false;
@@ -130,10 +131,19 @@ struct tier_data {
 
   /// Calls f(start, bucket) for the visible buckets with start in
   /// [from, to), in start order; open entries supersede sealed buckets of
-  /// the same start. `scratch` holds decoded buckets.
-  template <class F>
+  /// the same start. `scratch` holds decoded buckets. Lazy: f(start,
+  /// bucket, cursor), the cursor (null for an open bucket) having left a
+  /// long sketch store undecoded (block_cursor::next, lazy): f asks it for
+  /// quantiles or materialises `scratch`.
+  template <bool Lazy = false, class F>
   void for_each(millis from, millis to, millis res, const ddsketch_mapping& m,
                 bucket& scratch, F&& f) const {
+    auto call = [&](millis t, const bucket& b, block_cursor* cur) {
+      if constexpr (Lazy)
+        f(t, b, cur);
+      else
+        f(t, b);
+    };
     auto lo = std::lower_bound(open.begin(), open.end(), from, before);
     auto hi = std::lower_bound(lo, open.end(), to, before);
     auto o = lo;
@@ -145,27 +155,30 @@ struct tier_data {
         break;
       if (blk.last_start() < sealed_from)
         continue;
+      // From the last restart point at or before `from`; the buckets
+      // before it that are still decoded skip their sketches.
       block_cursor cur{blk, res, m};
+      cur.seek(sealed_from);
       millis t = 0;
-      while (cur.next(t, scratch)) {
+      while (cur.next(t, scratch, sealed_from, Lazy)) {
         if (t < sealed_from)
           continue;
         if (t >= to)
           break;
         while (o != hi && o->start < t) {
-          f(o->start, o->b);
+          call(o->start, o->b, nullptr);
           ++o;
         }
         if (o != hi && o->start == t) {
-          f(o->start, o->b);
+          call(o->start, o->b, nullptr);
           ++o;
           continue;
         }
-        f(t, static_cast<const bucket&>(scratch));
+        call(t, static_cast<const bucket&>(scratch), &cur);
       }
     }
     for (; o != hi; ++o)
-      f(o->start, o->b);
+      call(o->start, o->b, nullptr);
   }
 
   bool operator==(const tier_data&) const = delete;
@@ -216,9 +229,11 @@ const std::string_view* find_tag(const std::vector<tag_view>& tags,
 
 constexpr std::string_view magic = "CRNS";
 constexpr uint8_t format_v1 = 1;
-/// Version 2: sealed blocks of block codec 1; 3: of codec 2 (written).
+/// Version 2: sealed blocks of block codec 1; 3: of codec 2; 4: of codec 3
+/// (written).
 constexpr uint8_t format_v2 = 2;
-constexpr uint8_t format_version = 3;
+constexpr uint8_t format_v3 = 3;
+constexpr uint8_t format_version = 4;
 
 } // namespace
 
@@ -724,55 +739,71 @@ double final_value(const agg_spec& a, const bucket& b, millis step,
 }
 
 
+/// One agg of a finished point. A point of one sealed bucket takes its
+/// quantiles from the cursor, which reads a long store from its top (a
+/// few bins for a p99, docs/storage-format.md 3.2).
+double point_value(const agg_spec& a, const bucket& b, const block_cursor* cur,
+                   millis step, const ddsketch_mapping& m) {
+  if (cur && cur->lazy() && a.kind == agg_kind::quantile)
+    return std::clamp(cur->quantile(b, a.quantile), b.min, b.max);
+  return final_value(a, b, step, m);
+}
+
 /// The final form of one series' points (query_group, "Final form"): the
 /// buckets of one point are merged into `acc` (a point of one bucket is
-/// finalised from that bucket, no copy), and emit(t, bucket) is called for
-/// each non-empty point as soon as it is complete, in bucket order.
+/// finalised from that bucket, no copy), and emit(t, bucket, cursor) is
+/// called for each non-empty point as soon as it is complete, in bucket
+/// order; `cursor` is the sealed bucket's cursor for a point of one sealed
+/// bucket, else null. Without a quantile, long sketch stores are not
+/// decoded at all.
 template <class Tiers, class Record, class Emit>
 void fold_final(const Tiers& tiers, const ddsketch_mapping& mapping,
                 const Record& rec, const query_spec& q,
                 const query_segment* seg_begin, const query_segment* seg_end,
                 bool sketches, bucket& scratch, bucket& acc, Emit&& emit_point) {
-  auto emit = [&](millis t, const bucket& b) {
+  auto emit = [&](millis t, const bucket& b, const block_cursor* cur) {
     if (!b.empty())
-      emit_point(t, b);
+      emit_point(t, b, cur);
   };
   size_t merged = 0;  // buckets in `acc`
   millis acc_t = 0;
   auto flush = [&] {
     if (merged > 0)
-      emit(acc_t, acc);
+      emit(acc_t, acc, nullptr);
     merged = 0;
   };
   for (auto* seg = seg_begin; seg != seg_end; ++seg) {
     auto& td = rec.tiers[seg->tier];
     auto res = tiers[seg->tier].resolution;
-    td.for_each(seg->from, seg->to, res, mapping, scratch,
-                [&](millis start, const bucket& b) {
-                  auto t = align_down(start - q.align, q.step) + q.align;
-                  if (merged > 0 && t != acc_t)
-                    flush();
-                  // The last bucket of its point: start + res ends it.
-                  millis end = 0, point_end = 0;
-                  bool last = !__builtin_add_overflow(start, res, &end)
-                              && !__builtin_add_overflow(t, q.step, &point_end)
-                              && end == point_end;
-                  if (merged == 0 && last) {
-                    emit(t, b);
-                    return;
-                  }
-                  if (merged == 0) {
-                    reset(acc);
-                    acc_t = t;
-                  }
-                  if (sketches)
-                    acc.merge(b);
-                  else
-                    acc.merge_without_sketch(b);
-                  ++merged;
-                  if (last)
-                    flush();
-                });
+    td.template for_each<true>(
+      seg->from, seg->to, res, mapping, scratch,
+      [&](millis start, const bucket& b, block_cursor* cur) {
+        auto t = align_down(start - q.align, q.step) + q.align;
+        if (merged > 0 && t != acc_t)
+          flush();
+        // The last bucket of its point: start + res ends it.
+        millis end = 0, point_end = 0;
+        bool last = !__builtin_add_overflow(start, res, &end)
+                    && !__builtin_add_overflow(t, q.step, &point_end)
+                    && end == point_end;
+        if (merged == 0 && last) {
+          emit(t, b, cur);
+          return;
+        }
+        if (merged == 0) {
+          reset(acc);
+          acc_t = t;
+        }
+        if (sketches && cur)
+          cur->materialize(scratch);
+        if (sketches)
+          acc.merge(b);
+        else
+          acc.merge_without_sketch(b);
+        ++merged;
+        if (last)
+          flush();
+      });
   }
   flush();
 }
@@ -845,27 +876,33 @@ void series_store::query(const query_spec& q, query_partial& out) const {
       for (auto* seg = seg_begin; seg != seg_end; ++seg) {
         auto& td = rec.tiers[seg->tier];
         auto res = s.tiers[seg->tier].resolution;
-        td.for_each(seg->from, seg->to, res, s.mapping, scratch,
-                    [&](millis start, const bucket& b) {
-                      if (!group) {
-                        open_group();
-                        hint = group->points.end();
-                      }
-                      hint = group->points.try_emplace(
-                        hint, align_down(start - q.align, q.step) + q.align);
-                      if (sketches)
-                        hint->second.merge(b);
-                      else
-                        hint->second.merge_without_sketch(b);
-                      ++hint;
-                    });
+        // Without a quantile, long sketch stores are not even decoded.
+        td.template for_each<true>(
+          seg->from, seg->to, res, s.mapping, scratch,
+          [&](millis start, const bucket& b, block_cursor* cur) {
+            if (!group) {
+              open_group();
+              hint = group->points.end();
+            }
+            hint = group->points.try_emplace(
+              hint, align_down(start - q.align, q.step) + q.align);
+            if (sketches) {
+              if (cur)
+                cur->materialize(scratch);
+              hint->second.merge(b);
+            } else {
+              hint->second.merge_without_sketch(b);
+            }
+            ++hint;
+          });
       }
       continue;
     }
     // Final form: each point's aggs computed where the buckets are
     // (fold_final).
     fold_final(s.tiers, s.mapping, rec, q, seg_begin, seg_end, sketches,
-               scratch, acc, [&](millis t, const bucket& b) {
+               scratch, acc,
+               [&](millis t, const bucket& b, const block_cursor* cur) {
                  if (!group) {
                    open_group();
                    group->final = true;
@@ -878,7 +915,7 @@ void series_store::query(const query_spec& q, query_partial& out) const {
                  group->finals.push_back(final_point{t, b.count});
                  for (auto& a : q.aggs)
                    group->final_values.push_back(
-                     final_value(a, b, q.step, s.mapping));
+                     point_value(a, b, cur, q.step, s.mapping));
                });
   }
 }
@@ -908,12 +945,13 @@ series_store::query_series(std::string_view key, const query_spec& q,
   bucket acc;
   // Exactly the final form of query() for a group of this one series.
   fold_final(s.tiers, s.mapping, s.series[it->second], q, seg_begin, seg_end,
-             sketches, scratch, acc, [&](millis t, const bucket& b) {
+             sketches, scratch, acc,
+             [&](millis t, const bucket& b, const block_cursor* cur) {
                if (finals.size() > first && finals.back().t >= t)
                  ordered = false;
                finals.push_back(final_point{t, b.count});
                for (auto& a : q.aggs)
-                 values.push_back(final_value(a, b, q.step, s.mapping));
+                 values.push_back(point_value(a, b, cur, q.step, s.mapping));
              });
   return ordered ? series_read::found : series_read::unordered;
 }
@@ -1044,8 +1082,8 @@ bool get_bucket(detail::reader& r, std::string_view& in, bucket& b) {
 
 } // namespace
 
-// Format (version 3; version 2 is the same with block codec 1, re-encoded
-// when read): "CRNS", version byte, sketch accuracy (f64), tiers
+// Format (version 4; versions 3 and 2 are the same with block codecs 2 and
+// 1, re-encoded when read): "CRNS", version byte, sketch accuracy (f64), tiers
 // (varint n, then svarint resolution and retention each), varint events
 // applied, varint series count; per series: varint key length, key bytes,
 // then per tier: svarint floor (i64 min = none), varint block count and the
@@ -1093,11 +1131,13 @@ bool series_store::decode(std::string_view in) {
   if (!in.starts_with(magic) || in.size() < magic.size() + 1)
     return false;
   auto version = static_cast<uint8_t>(in[magic.size()]);
-  if (version != format_version && version != format_v2
-      && version != format_v1)
+  if (version != format_version && version != format_v3
+      && version != format_v2 && version != format_v1)
     return false;
-  // A version-2 projection's blocks are re-encoded with today's codec.
-  auto codec = version == format_v2 ? block_codec_v1 : block_codec;
+  // A version-2 or 3 projection's blocks are re-encoded with today's codec.
+  auto codec = version == format_v2   ? block_codec_v1
+               : version == format_v3 ? block_codec_v2
+                                      : block_codec;
   in.remove_prefix(magic.size() + 1);
   detail::reader r{in};
   double accuracy = 0;

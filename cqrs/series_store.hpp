@@ -171,11 +171,12 @@ public:
   // -- persistence ------------------------------------------------------------
 
   /// Appends a versioned binary encoding of the whole state to `out`
-  /// (version 3: sealed blocks as they are, docs/storage-format.md).
+  /// (version 4: sealed blocks as they are, docs/storage-format.md).
   void encode(std::string& out) const;
 
-  /// Replaces the state with one decoded from `in` (version 3; version 2,
-  /// whose blocks are re-encoded with block codec 2; or version 1 as written
+  /// Replaces the state with one decoded from `in` (version 4; versions 3
+  /// and 2, whose blocks of codecs 2 and 1 are re-encoded with block codec
+  /// 3; or version 1 as written
   /// before sealed blocks: then every bucket comes back open and the next
   /// seal pass seals it). Returns false (state unchanged) on a
   /// version mismatch or malformed input.

@@ -164,7 +164,7 @@ private:
 class bit_reader {
 public:
   bit_reader(const uint8_t* data, uint64_t nbits, uint64_t pos = 0)
-    : data_(data), nbits_(nbits), pos_(pos) {}
+    : data_(data), nbits_(nbits), nbytes_((nbits + 7) / 8), pos_(pos) {}
 
   /// Reads `n` (<= 64) bits; 0 and !ok() past the end.
   uint64_t get(unsigned n) {
@@ -172,6 +172,15 @@ public:
       ok_ = false;
       pos_ = nbits_;
       return 0;
+    }
+    if (n == 0)
+      return 0;
+    if (n <= 57) {
+      uint64_t w = 0;
+      if (window(w)) {
+        pos_ += n;
+        return w >> (64 - n);
+      }
     }
     uint64_t v = 0;
     while (n > 0) {
@@ -186,15 +195,40 @@ public:
     return v;
   }
 
-  bool bit() { return get(1) != 0; }
+  bool bit() {
+    if (pos_ >= nbits_) {
+      ok_ = false;
+      pos_ = nbits_;
+      return false;
+    }
+    bool b = (data_[pos_ >> 3] >> (7 - (pos_ & 7))) & 1;
+    ++pos_;
+    return b;
+  }
 
   uint64_t gamma() {
     unsigned zeros = 0;
-    while (ok_ && !bit())
-      if (++zeros > 64) {
-        ok_ = false;
-        return 0;
+    // The zero prefix at once when the next 57 bits hold it.
+    uint64_t w = 0;
+    if (window(w) && (w >> 7) != 0) {
+      zeros = static_cast<unsigned>(std::countl_zero(w));
+      if (zeros < nbits_ - pos_) {
+        pos_ += zeros + 1;
+      } else {
+        zeros = 0;
+        while (ok_ && !bit())
+          if (++zeros > 64) {
+            ok_ = false;
+            return 0;
+          }
       }
+    } else {
+      while (ok_ && !bit())
+        if (++zeros > 64) {
+          ok_ = false;
+          return 0;
+        }
+    }
     uint64_t low = get(zeros);
     uint64_t top = zeros == 64 ? 0 : uint64_t{1} << zeros;
     return (top | low) - 1;
@@ -203,12 +237,36 @@ public:
   /// Reads a Rice code written with parameter k (bit_writer::rice).
   uint64_t rice(unsigned k) {
     unsigned q = 0;
-    while (q < rice_escape && bit())
-      ++q;
+    uint64_t w = 0;
+    if (window(w)) {
+      // The usual case in one load: q ones, the zero and k bits in the
+      // window and in the stream.
+      q = static_cast<unsigned>(std::countl_one(w));
+      unsigned len = q + 1 + k;
+      if (q < rice_escape && len <= 57 && len <= nbits_ - pos_) {
+        pos_ += len;
+        uint64_t low = k == 0 ? 0 : (w << (q + 1)) >> (64 - k);
+        return (uint64_t{q} << k) | low;
+      }
+      // The ones prefix (at most rice_escape) at once.
+      q = static_cast<unsigned>(std::countl_one(w));
+      if (q > rice_escape)
+        q = rice_escape;
+      if (q + (q < rice_escape ? 1u : 0u) > nbits_ - pos_) {
+        q = 0;
+        while (q < rice_escape && bit())
+          ++q;
+      } else {
+        pos_ += q + (q < rice_escape ? 1 : 0);
+      }
+    } else {
+      while (q < rice_escape && bit())
+        ++q;
+    }
     if (q < rice_escape)
       return (uint64_t{q} << k) | get(k);
-    auto w = static_cast<unsigned>(get(6)) + 1;
-    return (uint64_t{1} << (w - 1)) | get(w - 1);
+    auto width = static_cast<unsigned>(get(6)) + 1;
+    return (uint64_t{1} << (width - 1)) | get(width - 1);
   }
 
   /// Marks the stream malformed.
@@ -220,10 +278,35 @@ public:
   bool ok() const noexcept { return ok_; }
   uint64_t pos() const noexcept { return pos_; }
   bool at_end() const noexcept { return pos_ >= nbits_; }
+  /// Bits left before the end.
+  uint64_t left() const noexcept { return nbits_ - pos_; }
+  /// Moves to bit `pos` (<= the end, else !ok()).
+  void skip_to(uint64_t pos) noexcept {
+    if (pos > nbits_)
+      fail();
+    else
+      pos_ = pos;
+  }
 
 private:
+  /// The next 64 bits from pos_ (at least 57 of them valid), most
+  /// significant first, if eight bytes from pos_'s byte lie in the stream;
+  /// bits past nbits_ are the stream's padding or the next bytes.
+  bool window(uint64_t& w) const noexcept {
+    auto byte = pos_ >> 3;
+    if (pos_ >= nbits_ || byte + 8 > nbytes_)
+      return false;
+    uint64_t x = 0;
+    std::memcpy(&x, data_ + byte, 8);
+    if constexpr (std::endian::native == std::endian::little)
+      x = __builtin_bswap64(x);
+    w = x << (pos_ & 7);
+    return true;
+  }
+
   const uint8_t* data_;
   uint64_t nbits_;
+  uint64_t nbytes_;
   uint64_t pos_;
   bool ok_ = true;
 };

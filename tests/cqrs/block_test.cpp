@@ -4,6 +4,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <limits>
@@ -134,6 +135,8 @@ TEST_CASE("bit writer and reader: Rice codes with escapes, every k") {
 TEST_CASE("a block's handle is 40 bytes; its stream buffer copies and moves") {
   // A 1 s tier holds ~8 blocks per series (docs/architecture.md).
   CHECK(sizeof(bucket_block) <= 40);
+  // Every series keeps one codec state per tier (its active block's).
+  CHECK(sizeof(block_state) <= 152);
   detail::byte_buffer a;
   for (int i = 0; i < 1000; ++i)
     a.push_back(static_cast<uint8_t>(i));
@@ -336,6 +339,164 @@ TEST_CASE("malformed blocks are rejected, never crash") {
     block_state st;
     (void) x.decode(view, 1000, m, st);  // may pass on a benign flip
   }
+}
+
+
+TEST_CASE("seek: every range start decodes what a walk from the start gives") {
+  // Buckets of many events (restart points every ~16 of them), gaps of
+  // empty windows (a stretch with no bucket at all, also across a restart
+  // point), one-event buckets between them; every `from` from before the
+  // block to past its end, on bucket starts, restart points and in gaps.
+  ddsketch_mapping m{0.01};
+  std::mt19937_64 rng{5};
+  std::lognormal_distribution<double> lat{3, 0.8};
+  for (millis res : {1000, 60'000}) {
+    CAPTURE(res);
+    bucket_list in;
+    millis t = t0 - t0 % res;
+    for (int i = 0; i < 120; ++i) {
+      t += res * (i % 17 == 0 ? 1 + static_cast<millis>(rng() % 40) : 1);
+      bucket b;
+      int n = i % 9 == 4 ? 1 : 20 + static_cast<int>(rng() % 60);
+      for (int k = 0; k < n; ++k)
+        b.add(t + static_cast<millis>(rng() % res), std::round(lat(rng) * 1000) / 1000, m);
+      in.emplace_back(t, b);
+    }
+    auto blk = round_trip(in, res, m);
+    // The restart points: where a cursor's state says one began.
+    std::vector<millis> restarts;
+    {
+      block_cursor cur{blk, res, m};
+      millis s = 0;
+      bucket b;
+      uint32_t at = 0;
+      while (cur.next(s, b))
+        if (cur.state().restart != at) {
+          at = cur.state().restart;
+          restarts.push_back(s);
+        }
+    }
+    CHECK(restarts.size() >= 4);
+    std::vector<millis> froms{in.front().first - 5 * res, in.back().first + res};
+    for (auto& [s, b] : in)
+      froms.insert(froms.end(), {s - res, s, s + 1, s + res / 2});
+    for (auto s : restarts)
+      froms.insert(froms.end(), {s - 1, s, s + 1});
+    for (auto from : froms) {
+      CAPTURE(from);
+      block_cursor cur{blk, res, m};
+      cur.seek(from);
+      millis s = 0;
+      bucket b;
+      size_t first = static_cast<size_t>(
+        std::lower_bound(in.begin(), in.end(), from,
+                         [](auto& x, millis f) { return x.first < f; })
+        - in.begin());
+      size_t i = first;
+      size_t skipped = 0;
+      while (cur.next(s, b, from)) {
+        if (s < from) {
+          ++skipped;
+          continue;
+        }
+        REQUIRE(i < in.size());
+        CHECK(s == in[i].first);
+        check_same(b, in[i].second);
+        ++i;
+      }
+      CHECK(cur.ok());
+      CHECK(i == in.size());
+      // The walk starts at the last restart point at or before `from`:
+      // only the buckets from there to `from` are decoded, and skipped.
+      auto before = std::upper_bound(restarts.begin(), restarts.end(), from);
+      size_t ri = 0;
+      if (before != restarts.begin())
+        ri = static_cast<size_t>(
+          std::find_if(in.begin(), in.end(),
+                       [&](auto& x) { return x.first == *(before - 1); })
+          - in.begin());
+      CHECK(skipped == first - ri);
+      // The state at the end is the walk's (appending continues a seek).
+      if (i > first) {
+        block_cursor full{blk, res, m};
+        while (full.next(s, b)) {}
+        CHECK(cur.state() == full.state());
+      }
+    }
+  }
+}
+
+TEST_CASE("restart links are checked when a block is decoded") {
+  ddsketch_mapping m{0.01};
+  bucket_list in;
+  const millis base = t0 - t0 % 60'000;
+  for (int i = 0; i < 60; ++i) {
+    bucket b;
+    for (int k = 0; k < 50; ++k)
+      b.add(base + i * 60'000 + k * 1000, 10.0 + (i * 7 + k * 13) % 90, m);
+    in.emplace_back(base + i * 60'000, b);
+  }
+  auto blk = round_trip(in, 60'000, m);
+  std::string bytes;
+  blk.encode(bytes);
+  // The stream starts after the four header varints; its first 16 bits
+  // link the second restart point. Any other link breaks the decode.
+  size_t header = bytes.size() - (blk.bit_count() + 7) / 8;
+  for (int bit = 0; bit < 16; ++bit) {
+    auto bad = bytes;
+    bad[header + static_cast<size_t>(bit / 8)] ^= static_cast<char>(0x80 >> (bit % 8));
+    std::string_view view{bad};
+    bucket_block x;
+    block_state st;
+    CHECK_FALSE(x.decode(view, 60'000, m, st));
+  }
+}
+
+
+TEST_CASE("lazy long stores: quantiles from the top equal the decoded sketch's") {
+  // Buckets of many bins (long stores, read top first), some with zeros,
+  // some with negative values (decoded at once), some short.
+  ddsketch_mapping m{0.01};
+  std::mt19937_64 rng{9};
+  std::lognormal_distribution<double> lat{3, 1.2};
+  bucket_list in;
+  const millis base = t0 - t0 % 60'000;
+  for (int i = 0; i < 80; ++i) {
+    bucket b;
+    int n = i % 7 == 3 ? 5 : 20 + static_cast<int>(rng() % 200);
+    for (int k = 0; k < n; ++k) {
+      double v = lat(rng);
+      if (i % 5 == 1 && k % 4 == 0)
+        v = 0;
+      if (i % 11 == 2 && k % 3 == 0)
+        v = -v;
+      b.add(base + i * 60'000 + k, v, m);
+    }
+    in.emplace_back(base + i * 60'000, b);
+  }
+  auto blk = round_trip(in, 60'000, m);
+  block_cursor cur{blk, 60'000, m};
+  millis s = 0;
+  bucket b;
+  size_t i = 0, lazy = 0;
+  while (cur.next(s, b, std::numeric_limits<millis>::min(), true)) {
+    REQUIRE(i < in.size());
+    auto& want = in[i].second;
+    CHECK(b.count == want.count);
+    CHECK(same_bits(b.max, want.max));
+    lazy += cur.lazy() ? 1 : 0;
+    if (cur.lazy())
+      CHECK(b.sketch.zero_count() == want.sketch.zero_count());
+    for (double q : {0.0, 0.01, 0.25, 0.5, 0.9, 0.99, 0.999, 1.0})
+      CHECK(same_bits(cur.quantile(b, q), want.sketch.quantile(q, m)));
+    cur.materialize(b);
+    CHECK_FALSE(cur.lazy());
+    check_same(b, want);
+    ++i;
+  }
+  CHECK(cur.ok());
+  CHECK(i == in.size());
+  CHECK(lazy > 40);
 }
 
 }
