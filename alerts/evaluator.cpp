@@ -25,6 +25,20 @@ std::string notice_key(const std::string& rule, const std::string& group,
   return buf;
 }
 
+namespace {
+
+/// The by_tag key of a where tag (evaluator.hpp, metric_rules).
+std::string tag_slot(std::string_view key, std::string_view value) {
+  std::string slot;
+  slot.reserve(key.size() + 1 + value.size());
+  slot.append(key);
+  slot += '\0';
+  slot.append(value);
+  return slot;
+}
+
+} // namespace
+
 size_t evaluator::instance_count() const noexcept {
   size_t n = 0;
   for (auto& [name, rs] : rules_)
@@ -34,8 +48,14 @@ size_t evaluator::instance_count() const noexcept {
 
 void evaluator::reindex() {
   by_metric_.clear();
-  for (auto& [name, rs] : rules_)
-    by_metric_[rs.r.metric].push_back(&rs);
+  for (auto& [name, rs] : rules_) {
+    auto& m = by_metric_[rs.r.metric];
+    if (rs.r.where.empty())
+      m.any.push_back(&rs);
+    else
+      m.by_tag[tag_slot(rs.r.where.front().first, rs.r.where.front().second)]
+        .push_back(&rs);
+  }
 }
 
 evaluator::group_state& evaluator::group(rule_state& rs,
@@ -128,9 +148,9 @@ void evaluator::add(const std::vector<cqrs::closed_bucket>& buckets,
     if (!cqrs::decode_series_tags(cb.key, tags))
       continue;
     auto series = cqrs::series_hash(cb.key);
-    for (auto* rs : it->second) {
+    auto feed = [&](rule_state* rs) {
       if (!matches(rs->r, tags))
-        continue;
+        return;
       auto& g = group(*rs, group_of(rs->r, tags));
       // Slots sorted by start; closed buckets nearly always extend the end.
       auto pos = g.window.end();
@@ -153,7 +173,18 @@ void evaluator::add(const std::vector<cqrs::closed_bucket>& buckets,
       if (keep)
         g.running.add(cb.value.sketch);
       g.dirty = true;
-    }
+    };
+    auto& candidates = it->second;
+    for (auto* rs : candidates.any)
+      feed(rs);
+    // A rule indexed under its first where tag can only match a series
+    // carrying that tag: one lookup per tag of the bucket.
+    if (!candidates.by_tag.empty())
+      for (auto& t : tags)
+        if (auto hit = candidates.by_tag.find(tag_slot(t.first, t.second));
+            hit != candidates.by_tag.end())
+          for (auto* rs : hit->second)
+            feed(rs);
   }
 }
 

@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <map>
 #include <random>
 #include <set>
 
@@ -161,6 +162,46 @@ TEST_CASE("where filters series; several series of a group merge exactly") {
   auto e = ev.evaluate(1200);
   REQUIRE(e.changes.size() == 1);
   CHECK(e.changes[0].at.state.value == doctest::Approx(120));
+}
+
+TEST_CASE("many where rules on one metric: each sees exactly its series "
+          "(rules indexed by their first where tag)") {
+  evaluator ev{1000, mapping};
+  // 50 rules where host=hK, 5 where host=hK and dc=eu (two tags, the
+  // first by key order is dc), one without where; thresholds below every
+  // sum, so each evaluation reports what its rule saw.
+  for (int k = 0; k < 50; ++k)
+    ev.upsert(make_rule({{"name", "h" + std::to_string(k)}, {"agg", "sum"},
+                         {"window", "1s"}, {"threshold", 0},
+                         {"where", {{"host", "h" + std::to_string(k)}}}}));
+  for (int k = 0; k < 5; ++k)
+    ev.upsert(make_rule({{"name", "eu" + std::to_string(k)}, {"agg", "sum"},
+                         {"window", "1s"}, {"threshold", 0},
+                         {"where", {{"host", "h" + std::to_string(k)},
+                                    {"dc", "eu"}}}}));
+  ev.upsert(make_rule({{"name", "all"}, {"agg", "sum"}, {"window", "1s"},
+                       {"threshold", 0}}));
+  std::vector<closed_bucket> in;
+  for (int k = 0; k < 50; ++k) {
+    closed_bucket b;
+    b.key = cairn::cqrs::make_series_key(
+      "lat", {{"host", "h" + std::to_string(k)}, {"dc", k % 2 ? "us" : "eu"}});
+    b.value.add(0, k + 1, mapping);
+    in.push_back(b);
+  }
+  ev.add(in);
+  auto e = ev.evaluate(1200);
+  std::map<std::string, double> seen;
+  for (auto& c : e.changes)
+    seen[c.at.rule] = c.at.state.value;
+  CHECK(seen.size() == 50 + 3 + 1); // eu1, eu3 see nothing: h1 and h3 are us
+  for (int k = 0; k < 50; ++k)
+    CHECK(seen["h" + std::to_string(k)] == doctest::Approx(k + 1));
+  CHECK(seen.at("eu0") == doctest::Approx(1));
+  CHECK(seen.at("eu2") == doctest::Approx(3));
+  CHECK(seen.at("eu4") == doctest::Approx(5));
+  CHECK(seen.count("eu1") == 0);
+  CHECK(seen.at("all") == doctest::Approx(50 * 51 / 2));
 }
 
 TEST_CASE("a correction replaces the earlier value of its series") {
