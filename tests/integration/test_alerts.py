@@ -27,13 +27,11 @@ Phases:
 
 import hashlib
 import hmac
-import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 
@@ -41,61 +39,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cairn_harness import (Checker, Node, Session, TestFailure, is_error, log,  # noqa: E402
                            main_wrapper, now_ms, parse_args)
 from webhook_receiver import Receiver  # noqa: E402
+from alert_feeder import Feeder, keys_by_status, rule  # noqa: E402
 
 MAX_CONN = 4
-
-
-class Feeder:
-    """Sends one event per 100 ms for each active (metric, tags) -> value,
-    timestamped now, fire-and-forget on its own connection."""
-
-    def __init__(self, node):
-        self.node = node
-        self.values = {}
-        self.first_sent = {}  # metric -> ts of its first event
-        self.lock = threading.Lock()
-        self.stop_flag = False
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
-
-    def set(self, metric, value, tags=None):
-        key = (metric, json.dumps(tags or {}, sort_keys=True))
-        with self.lock:
-            if value is None:
-                self.values.pop(key, None)
-            else:
-                self.values[key] = value
-
-    def run(self):
-        client = None
-        while not self.stop_flag:
-            with self.lock:
-                items = list(self.values.items())
-            if items:
-                try:
-                    if client is None:
-                        client = self.node.client(5.0)
-                    ts = now_ms()
-                    for (m, _), _ in items:
-                        self.first_sent.setdefault(m, ts)
-                    client.send_lines([{"metric": m, "ts": ts, "value": v,
-                                        "tags": json.loads(t)}
-                                       for (m, t), v in items])
-                except OSError:
-                    client = None  # node restarting
-            time.sleep(0.1)
-
-    def close(self):
-        self.stop_flag = True
-        self.thread.join(5)
-
-
-def rule(name, metric, rx, **kw):
-    r = {"name": name, "metric": metric, "agg": "avg", "window": "2s",
-         "op": ">", "threshold": 100, "receivers": [{"url": rx.url}],
-         "annotations": {"summary": "{{name}} is {{value}}"}}
-    r.update(kw)
-    return r
 
 
 def wait_for(pred, timeout, step=0.1):
@@ -105,13 +51,6 @@ def wait_for(pred, timeout, step=0.1):
             return True
         time.sleep(step)
     return pred()
-
-
-def keys_by_status(rx, name):
-    out = {"firing": set(), "resolved": set()}
-    for status, key, _, _ in rx.delivered(name):
-        out[status].add(key)
-    return out
 
 
 CERTS = tempfile.mkdtemp(prefix="cairn-alerts-tls-")

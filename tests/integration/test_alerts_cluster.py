@@ -31,7 +31,6 @@ idempotency keys: a retry or a re-send of one notification carries its key,
 a second firing of one episode would carry a new one.
 """
 
-import json
 import os
 import re
 import sys
@@ -43,58 +42,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cairn_harness as h  # noqa: E402
 from cluster_harness import Cluster  # noqa: E402
 from webhook_receiver import Receiver  # noqa: E402
-
-
-class Feeder:
-    """Sends one event per 100 ms for every (metric, tags) set, timestamped
-    now, fire-and-forget, to one node (reconnecting while it is down)."""
-
-    def __init__(self, node):
-        self.node = node
-        self.values = {}
-        self.lock = threading.Lock()
-        self.stop_flag = False
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
-
-    def set(self, metric, value, tags):
-        key = (metric, json.dumps(tags, sort_keys=True))
-        with self.lock:
-            if value is None:
-                self.values.pop(key, None)
-            else:
-                self.values[key] = value
-
-    def run(self):
-        client = None
-        while not self.stop_flag:
-            with self.lock:
-                items = list(self.values.items())
-            if items and self.node.alive():
-                try:
-                    if client is None:
-                        client = self.node.client(5.0)
-                    ts = h.now_ms()
-                    client.send_lines([{"metric": m, "ts": ts, "value": v,
-                                        "tags": json.loads(t)}
-                                       for (m, t), v in items])
-                except OSError:
-                    client = None
-            elif not self.node.alive():
-                client = None
-            time.sleep(0.1)
-
-    def close(self):
-        self.stop_flag = True
-        self.thread.join(5)
+import alert_feeder  # noqa: E402
+from alert_feeder import Feeder, keys_by_status  # noqa: E402
 
 
 def rule(name, metric, rx, **kw):
-    r = {"name": name, "metric": metric, "agg": "max", "window": "2s",
-         "op": ">", "threshold": 100, "receivers": [{"url": rx.url}],
-         "annotations": {"summary": "{{name}} is {{value}}"}}
-    r.update(kw)
-    return r
+    """alert_feeder.rule with max instead of avg."""
+    return alert_feeder.rule(name, metric, rx, **{"agg": "max", **kw})
+
+
 
 
 def req(node, obj, timeout=10):
@@ -113,13 +69,6 @@ def wait_for(pred, timeout, step=0.2):
             pass
         time.sleep(step)
     return None
-
-
-def keys_by_status(rx, name):
-    out = {"firing": set(), "resolved": set()}
-    for status, key, _, _ in rx.delivered(name):
-        out[status].add(key)
-    return out
 
 
 def rule_set(node):
