@@ -808,18 +808,29 @@ void fold_final(const Tiers& tiers, const ddsketch_mapping& mapping,
   flush();
 }
 
+/// The planner's segments of `q` (query.hpp), in time order; none: one of
+/// q.tier, held in `whole`. Empty if the step is not positive or a segment
+/// names a tier the store does not have.
+std::pair<const query_segment*, const query_segment*>
+segments_of(const query_spec& q, size_t tiers, query_segment& whole) {
+  whole = query_segment{q.tier, q.from, q.to};
+  const query_segment* begin = q.segments.empty() ? &whole : q.segments.data();
+  const query_segment* end = q.segments.empty()
+                               ? &whole + 1
+                               : q.segments.data() + q.segments.size();
+  if (q.step <= 0
+      || std::any_of(begin, end, [&](auto& seg) { return seg.tier >= tiers; }))
+    return {nullptr, nullptr};
+  return {begin, end};
+}
+
 } // namespace
 
 void series_store::query(const query_spec& q, query_partial& out) const {
   auto& s = *impl_;
-  // The planner's segments (query.hpp), in time order; none: one of q.tier.
-  const query_segment whole{q.tier, q.from, q.to};
-  auto* seg_begin = q.segments.empty() ? &whole : q.segments.data();
-  auto* seg_end = q.segments.empty() ? &whole + 1
-                                     : q.segments.data() + q.segments.size();
-  if (q.step <= 0 || std::any_of(seg_begin, seg_end, [&](auto& seg) {
-        return seg.tier >= s.tiers.size();
-      }))
+  query_segment whole;
+  auto [seg_begin, seg_end] = segments_of(q, s.tiers.size(), whole);
+  if (!seg_begin)
     return;
   // Points carry a sketch only if some agg is a quantile.
   bool sketches = std::any_of(q.aggs.begin(), q.aggs.end(), [](auto& a) {
@@ -928,13 +939,9 @@ series_store::query_series(std::string_view key, const query_spec& q,
   auto it = s.index.find(key);
   if (it == s.index.end())
     return series_read::missing;
-  const query_segment whole{q.tier, q.from, q.to};
-  auto* seg_begin = q.segments.empty() ? &whole : q.segments.data();
-  auto* seg_end = q.segments.empty() ? &whole + 1
-                                     : q.segments.data() + q.segments.size();
-  if (q.step <= 0 || std::any_of(seg_begin, seg_end, [&](auto& seg) {
-        return seg.tier >= s.tiers.size();
-      }))
+  query_segment whole;
+  auto [seg_begin, seg_end] = segments_of(q, s.tiers.size(), whole);
+  if (!seg_begin)
     return series_read::found;
   bool sketches = std::any_of(q.aggs.begin(), q.aggs.end(), [](auto& a) {
     return a.kind == agg_kind::quantile;

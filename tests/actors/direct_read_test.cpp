@@ -35,17 +35,8 @@ using namespace std::chrono_literals;
 
 namespace {
 
+using test::direct;
 using test::system_fixture;
-
-/// The reply of direct_read(coordinator, req), waited for.
-json direct(const caf::actor& coordinator, json req) {
-  auto done = std::make_shared<std::promise<json>>();
-  auto result = done->get_future();
-  actors::direct_read(coordinator, std::move(req),
-                      [done](json reply) { done->set_value(std::move(reply)); });
-  REQUIRE(result.wait_for(10s) == std::future_status::ready);
-  return result.get();
-}
 
 /// The pipeline's reply lines for `reqs`, sent as one chunk.
 std::vector<json> pipeline(actors::node& n, const std::vector<json>& reqs) {

@@ -30,16 +30,8 @@ using namespace std::chrono_literals;
 
 namespace {
 
+using test::direct;
 using test::system_fixture;
-
-json direct(const caf::actor& coordinator, json req) {
-  auto done = std::make_shared<std::promise<json>>();
-  auto result = done->get_future();
-  actors::direct_read(coordinator, std::move(req),
-                      [done](json reply) { done->set_value(std::move(reply)); });
-  REQUIRE(result.wait_for(10s) == std::future_status::ready);
-  return result.get();
-}
 
 json ingest(actors::node& n, const std::vector<json>& events) {
   runtime::chunk c;

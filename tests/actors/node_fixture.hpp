@@ -6,6 +6,7 @@
 
 #include "actors/messages.hpp"
 #include "actors/node.hpp"
+#include "actors/query_coordinator.hpp"
 #include "runtime/connection_context.hpp"
 #include "runtime/node_config.hpp"
 
@@ -51,6 +52,18 @@ dispatch_and_wait(actors::node& n, runtime::chunk c, uint64_t conn_id = 1,
   REQUIRE(result.wait_for(10s) == std::future_status::ready);
   if (ctx_out)
     *ctx_out = ctx;
+  return result.get();
+}
+
+/// The reply of actors::direct_read(coordinator, req), waited for.
+inline nlohmann::json direct(const caf::actor& coordinator, nlohmann::json req) {
+  using namespace std::chrono_literals;
+  auto done = std::make_shared<std::promise<nlohmann::json>>();
+  auto result = done->get_future();
+  actors::direct_read(coordinator, std::move(req), [done](nlohmann::json reply) {
+    done->set_value(std::move(reply));
+  });
+  REQUIRE(result.wait_for(10s) == std::future_status::ready);
   return result.get();
 }
 
