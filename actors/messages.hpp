@@ -91,6 +91,16 @@ using pending_atom = caf::atom_constant<caf::atom("pending")>;
 /// for its rate limit may go on (actors/parser.cpp).
 using resume_atom = caf::atom_constant<caf::atom("resume")>;
 
+/// (control_atom, std::string cmd_json, std::string payload)
+///   -> (std::string reply_json, std::string payload):
+/// the control plane of membership changes (docs/sagas.md, docs/cluster.md):
+/// partition handoff (`handoff.*`), the partition map (`map.*`) and the
+/// replicated saga log (`saga.*`). Sent to a node actor, or to a peer link,
+/// which relays it to its peer's node actor. The payload carries binary
+/// data (snapshot chunks); the reply JSON has "ok" and, when false, a stable
+/// "code" and an "error".
+using control_atom = caf::atom_constant<caf::atom("control")>;
+
 /// (live_follow_atom, caf::actor hub, std::vector<std::string> metrics):
 /// to a peer link, then the peer's node actor, then its live hub: send
 /// `hub` the closed windows of these metrics (remote_closed) for a while
