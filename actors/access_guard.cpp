@@ -33,6 +33,16 @@ runtime::auth::scope_set required_scopes(cqrs::protocol_op op) noexcept {
     case cqrs::protocol_op::alert_get:
     case cqrs::protocol_op::alert_history:
       return query | admin;
+    // Membership changes are admin only; watching them is admin too, like
+    // the cluster view (docs/sagas.md).
+    case cqrs::protocol_op::saga_list:
+    case cqrs::protocol_op::saga_get:
+    case cqrs::protocol_op::saga_move:
+    case cqrs::protocol_op::saga_decommission:
+    case cqrs::protocol_op::saga_rebalance:
+    case cqrs::protocol_op::saga_join:
+    case cqrs::protocol_op::saga_abort:
+      return admin;
     case cqrs::protocol_op::alert_create:
     case cqrs::protocol_op::alert_update:
     case cqrs::protocol_op::alert_delete:

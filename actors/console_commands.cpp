@@ -437,6 +437,30 @@ caf::result<std::string> cmd_alerts(caf::event_based_actor* self, node* n,
   return rp;
 }
 
+/// sagas: the saga.* op named by "op" (default saga.list), answered by the
+/// saga coordinator's leader (docs/sagas.md).
+caf::result<std::string> cmd_sagas(caf::event_based_actor* self, node* n,
+                                   const json& req) {
+  if (!n->saga_coordinator())
+    return fail("membership sagas need a cluster (cairn.cluster.nodes)");
+  auto body = protocol_request(req);
+  if (!body.is_object())
+    return fail("the request must be a JSON object");
+  auto op = body.value("op", std::string{"saga.list"});
+  if (op.rfind("saga.", 0) != 0)
+    return fail("sagas: \"op\" must be a saga.* op");
+  body["op"] = op;
+  auto rp = self->make_response_promise<std::string>();
+  self
+    ->request(n->saga_coordinator(), n->settings()->query_timeout,
+              request_atom::value, body.dump())
+    .then([rp](std::string& reply) mutable { rp.deliver(std::move(reply)); },
+          [rp](caf::error& err) mutable {
+            rp.deliver(fail("saga coordinator: " + render(err)));
+          });
+  return rp;
+}
+
 caf::result<std::string> cmd_ingest(caf::event_based_actor* self, node* n,
                                     const json& req) {
   auto body = protocol_request(req);
@@ -655,6 +679,7 @@ console_commands::console_commands(node& n) : node_(&n) {
   handlers_["snapshot"] = bind(cmd_snapshot);
   handlers_["ingest"] = bind(cmd_ingest);
   handlers_["alerts"] = bind(cmd_alerts);
+  handlers_["sagas"] = bind(cmd_sagas);
   handlers_["nodes"] = bind(default_nodes);
   handlers_["cluster"] = bind(default_nodes);
   handlers_["breakers"] = bind(default_breakers);

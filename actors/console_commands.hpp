@@ -21,6 +21,8 @@
 //             membership, partition map and circuit breakers, from the query
 //             coordinator's cluster view ({"op":"cluster"}; a single node
 //             reports itself alone)
+//   sagas     the saga.* op in "op" (default saga.list): membership sagas,
+//             answered by the saga coordinator's leader (docs/sagas.md)
 //   route     a command meant for another member ("node": NAME): installed
 //             by the node actor with `set_handler`, it goes through that
 //             member's peer link

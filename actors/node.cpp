@@ -6,6 +6,7 @@
 #include "actors/parser.hpp"
 #include "actors/peer_link.hpp"
 #include "actors/query_coordinator.hpp"
+#include "actors/sagas/saga_coordinator.hpp"
 #include "runtime/journal.hpp"
 
 #include <caf/exit_reason.hpp>
@@ -40,8 +41,10 @@ node::node(caf::actor_system& sys, std::shared_ptr<node_settings> settings)
   live_hub_ = spawn_live_hub(sys, settings_, partitions_, coordinator_, links_);
   if (settings->alerts.enabled)
     alert_manager_ = spawn_alert_manager(sys, settings_, partitions_, links_);
+  if (settings->cluster.enabled)
+    sagas_ = spawn_saga_coordinator(sys, settings_, links_);
   parsers_ = spawn_parser_pool(sys, settings_, ingestor_, coordinator_,
-                               live_hub_, alert_manager_);
+                               live_hub_, alert_manager_, sagas_);
   if (!settings->journal) {
     settings->status = node_status::ready;
     ready_ = true;
@@ -138,6 +141,7 @@ void node::shutdown() {
       caf::anon_send_exit(h, caf::exit_reason::user_shutdown);
   };
   stop(parsers_);
+  stop(sagas_);
   stop(alert_manager_);
   stop(live_hub_);
   stop(coordinator_);

@@ -54,6 +54,9 @@ public:
   const caf::actor& live_hub() const noexcept { return live_hub_; }
   /// The alert manager (actors/alerts/alert_manager.hpp; null if disabled).
   const caf::actor& alert_manager() const noexcept { return alert_manager_; }
+  /// The saga coordinator (actors/sagas/saga_coordinator.hpp; null on a
+  /// single node).
+  const caf::actor& saga_coordinator() const noexcept { return sagas_; }
   /// Peer links by partition-map member index (null for this node; empty on
   /// a single node).
   const std::vector<caf::actor>& links() const noexcept { return links_; }
@@ -69,6 +72,7 @@ private:
   caf::actor coordinator_;
   caf::actor live_hub_;
   caf::actor alert_manager_;
+  caf::actor sagas_;
   caf::actor parsers_;
   std::vector<caf::actor> links_;
   std::thread recovery_;

@@ -156,6 +156,8 @@ caf::actor spawn_node_actor(caf::actor_system& sys, node& n) {
   for (auto& link : n.links())
     if (link)
       caf::anon_send(link, hello_atom::value, result);
+  if (n.saga_coordinator())
+    caf::anon_send(n.saga_coordinator(), hello_atom::value, result);
   return result;
 }
 

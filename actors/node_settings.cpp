@@ -93,6 +93,13 @@ std::shared_ptr<node_settings> make_node_settings(
                                          cfg.alerts_retry_cap_text));
   a.max_attempts = static_cast<uint32_t>(cfg.alerts_max_attempts);
   a.history = cfg.alerts_history;
+  // -- membership sagas -------------------------------------------------------
+  if (cfg.storage_enabled)
+    s->sagas.path = cfg.storage_path + "/sagas";
+  s->sagas.concurrency = std::max<size_t>(1, cfg.rebalance_concurrency);
+  s->sagas.bytes_per_second = cfg.rebalance_bytes_per_second;
+  s->sagas.chunk_bytes = std::clamp<size_t>(cfg.handoff_chunk_bytes, 4096,
+                                            32u << 20);
   // -- cluster ----------------------------------------------------------------
   if (cfg.cluster_partitions > 0)
     s->partitions = static_cast<uint32_t>(cfg.cluster_partitions);

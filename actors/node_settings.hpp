@@ -95,6 +95,18 @@ struct alerts_settings {
   size_t history = 10000;
 };
 
+/// Membership sagas (docs/sagas.md; cairn.cluster.rebalance-*).
+struct saga_settings {
+  /// LevelDB directory of this member's copy of the saga log
+  /// (<storage.path>/sagas; empty = in memory).
+  std::string path;
+  size_t concurrency = 2;
+  uint64_t bytes_per_second = 64u << 20;
+  size_t chunk_bytes = 1u << 20;
+  /// Finished sagas kept in the log.
+  size_t history = 200;
+};
+
 struct node_settings {
   std::string node_name;
   std::string version = CAIRN_VERSION;
@@ -150,6 +162,7 @@ struct node_settings {
 
   cluster_settings cluster;
   alerts_settings alerts;
+  saga_settings sagas;
 
   // -- shared state -----------------------------------------------------------
   std::shared_ptr<runtime::metrics_registry> metrics;

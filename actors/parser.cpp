@@ -79,6 +79,7 @@ struct parser_state {
   caf::actor coordinator;
   caf::actor live;  ///< the live hub (may be null)
   caf::actor alerts;  ///< the alert manager (may be null)
+  caf::actor sagas;   ///< the saga coordinator (null on a single node)
   std::optional<cqrs::event_parser> parser;
   std::optional<cqrs::influx_parser> influx;
   std::vector<cqrs::event_batch> split;
@@ -535,6 +536,15 @@ request_route route_request(std::string_view op, node_status status) noexcept {
     case cqrs::protocol_op::alert_history:
       // Rules live in their own store: answered while recovering too.
       return request_route::alerts;
+    case cqrs::protocol_op::saga_list:
+    case cqrs::protocol_op::saga_get:
+    case cqrs::protocol_op::saga_move:
+    case cqrs::protocol_op::saga_decommission:
+    case cqrs::protocol_op::saga_rebalance:
+    case cqrs::protocol_op::saga_join:
+    case cqrs::protocol_op::saga_abort:
+      // The saga log is its own store: answered while recovering too.
+      return request_route::sagas;
     default:
       return status == node_status::ready ? request_route::coordinator
                                           : request_route::unavailable;
@@ -638,6 +648,16 @@ bool handle_request(parser_pointer self, const job_ptr& j,
       }
       forward_request(self, j, id, st.alerts, st.settings->query_timeout,
                       alert_atom::value, line);
+      break;
+    case request_route::sagas:
+      if (!st.sagas) {
+        j->emit(error_reply(id, cqrs::error_code::unavailable,
+                            "membership sagas need a cluster "
+                            "(cairn.cluster.nodes)"));
+        break;
+      }
+      forward_request(self, j, id, st.sagas, st.settings->query_timeout,
+                      request_atom::value, line);
       break;
     case request_route::live: {
       // The answer (and every later message of the subscription) comes
@@ -906,9 +926,11 @@ void process(parser_pointer self, const job_ptr& j) {
 
 caf::behavior parser_impl(parser_pointer self, settings_ptr s,
                           caf::actor ingestor, caf::actor coordinator,
-                          caf::actor live, caf::actor alerts) {
+                          caf::actor live, caf::actor alerts,
+                          caf::actor sagas) {
   auto& st = self->state;
   st.settings = s;
+  st.sagas = std::move(sagas);
   st.live = std::move(live);
   st.alerts = std::move(alerts);
   st.ingestor = std::move(ingestor);
@@ -957,11 +979,12 @@ caf::behavior parser_impl(parser_pointer self, settings_ptr s,
 
 caf::actor spawn_parser_pool(caf::actor_system& sys, settings_ptr settings,
                              caf::actor ingestor, caf::actor coordinator,
-                             caf::actor live, caf::actor alerts) {
+                             caf::actor live, caf::actor alerts,
+                             caf::actor sagas) {
   auto n = settings->parsers;
-  auto factory = [&sys, settings, ingestor, coordinator, live, alerts] {
+  auto factory = [&sys, settings, ingestor, coordinator, live, alerts, sagas] {
     return sys.spawn(parser_impl, settings, ingestor, coordinator, live,
-                     alerts);
+                     alerts, sagas);
   };
   return caf::actor_pool::make(sys.dummy_execution_unit(), n, factory,
                                caf::actor_pool::round_robin());

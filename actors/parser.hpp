@@ -37,6 +37,9 @@ enum class request_route : uint8_t {
   live,
   /// alert.*: forwarded to the alert manager (actors/alerts/alert_manager).
   alerts,
+  /// saga.*: forwarded to the saga coordinator
+  /// (actors/sagas/saga_coordinator.hpp).
+  sagas,
   /// `unavailable`: the node is recovering or stopping.
   unavailable,
   /// `bad_request`: "op" is empty or not a string.
@@ -55,6 +58,7 @@ request_route route_request(std::string_view op, node_status status) noexcept;
 /// `alerts` the alert manager (null: alert.* ops are `unavailable`).
 caf::actor spawn_parser_pool(caf::actor_system& sys, settings_ptr settings,
                              caf::actor ingestor, caf::actor coordinator,
-                             caf::actor live = {}, caf::actor alerts = {});
+                             caf::actor live = {}, caf::actor alerts = {},
+                             caf::actor sagas = {});
 
 } // namespace cairn::actors

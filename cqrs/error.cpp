@@ -34,6 +34,10 @@ std::string_view to_string(error_code code) noexcept {
       return "unknown_rule";
     case error_code::rule_exists:
       return "rule_exists";
+    case error_code::unknown_saga:
+      return "unknown_saga";
+    case error_code::saga_conflict:
+      return "saga_conflict";
   }
   return "internal";
 }
@@ -61,8 +65,10 @@ int http_status(error_code code) noexcept {
       return 403;
     case error_code::unknown_subscription:
     case error_code::unknown_rule:
+    case error_code::unknown_saga:
       return 404;
     case error_code::rule_exists:
+    case error_code::saga_conflict:
       return 409;
     case error_code::too_large:
       return 413;

@@ -46,10 +46,16 @@ enum class error_code : uint8_t {
   unknown_rule,
   /// alert.create named a rule that already exists.
   rule_exists,
+  /// A saga op named a saga that does not exist (docs/sagas.md).
+  unknown_saga,
+  /// A membership change conflicts with one in progress (the partition is
+  /// being moved, another membership saga runs) or can no longer be
+  /// aborted (docs/sagas.md).
+  saga_conflict,
 };
 
 /// The highest code (keep it the last enumerator above).
-inline constexpr error_code last_error_code = error_code::rule_exists;
+inline constexpr error_code last_error_code = error_code::saga_conflict;
 
 /// Returns the wire name of `code`, e.g. "bad_request".
 std::string_view to_string(error_code code) noexcept;

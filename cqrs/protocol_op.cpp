@@ -40,6 +40,20 @@ std::string_view to_string(protocol_op op) noexcept {
       return "alert.get";
     case protocol_op::alert_history:
       return "alert.history";
+    case protocol_op::saga_list:
+      return "saga.list";
+    case protocol_op::saga_get:
+      return "saga.get";
+    case protocol_op::saga_move:
+      return "saga.move";
+    case protocol_op::saga_decommission:
+      return "saga.decommission";
+    case protocol_op::saga_rebalance:
+      return "saga.rebalance";
+    case protocol_op::saga_join:
+      return "saga.join";
+    case protocol_op::saga_abort:
+      return "saga.abort";
   }
   return "?";
 }

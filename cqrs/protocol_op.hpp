@@ -46,6 +46,16 @@ enum class protocol_op : uint8_t {
   alert_list,
   alert_get,
   alert_history,
+  /// Membership sagas (docs/sagas.md): list, get one, start a move,
+  /// decommission, rebalance or join, abort (barriers, answered by the
+  /// saga coordinator's leader).
+  saga_list,
+  saga_get,
+  saga_move,
+  saga_decommission,
+  saga_rebalance,
+  saga_join,
+  saga_abort,
 };
 
 /// Every op, in protocol order.
@@ -58,11 +68,19 @@ inline constexpr protocol_op all_protocol_ops[] = {
   protocol_op::alert_create, protocol_op::alert_update,
   protocol_op::alert_delete, protocol_op::alert_list,
   protocol_op::alert_get, protocol_op::alert_history,
+  protocol_op::saga_list, protocol_op::saga_get, protocol_op::saga_move,
+  protocol_op::saga_decommission, protocol_op::saga_rebalance,
+  protocol_op::saga_join, protocol_op::saga_abort,
 };
 
 /// True for the alert.* ops.
 constexpr bool is_alert_op(protocol_op op) noexcept {
   return op >= protocol_op::alert_create && op <= protocol_op::alert_history;
+}
+
+/// True for the saga.* ops.
+constexpr bool is_saga_op(protocol_op op) noexcept {
+  return op >= protocol_op::saga_list && op <= protocol_op::saga_abort;
 }
 
 /// The wire name of `op`, e.g. "ingest".

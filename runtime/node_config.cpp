@@ -161,6 +161,12 @@ node_config::node_config() {
     .add(cluster_ingest_timeout_text, "ingest-timeout",
          "timeout of a remote ingest before it is hinted")
     .add(cluster_credits, "credits", "in-flight remote batches per peer")
+    .add(rebalance_concurrency, "rebalance-concurrency",
+         "partition handoffs a membership saga runs at once")
+    .add(rebalance_bytes_per_second, "rebalance-bytes-per-second",
+         "pace of shipped partition snapshots (bytes/s, 0 = unlimited)")
+    .add(handoff_chunk_bytes, "handoff-chunk-bytes",
+         "bytes per partition snapshot chunk message")
     .add(reconnect_min_text, "reconnect-min", "first reconnect backoff")
     .add(reconnect_max_text, "reconnect-max", "reconnect backoff cap")
     .add(breaker_failures, "breaker-failures",

@@ -167,6 +167,14 @@ public:
   std::string cluster_request_timeout_text = "2s";
   std::string cluster_ingest_timeout_text = "5s";
   size_t cluster_credits = 32; ///< in-flight remote batches per peer
+  /// cairn.cluster.rebalance-concurrency: partition handoffs a membership
+  /// saga runs at once (docs/sagas.md).
+  size_t rebalance_concurrency = 2;
+  /// cairn.cluster.rebalance-bytes-per-second: pace of shipped snapshot
+  /// bytes over all handoffs the coordinator runs (0 = unlimited).
+  size_t rebalance_bytes_per_second = 64u << 20;
+  /// cairn.cluster.handoff-chunk-bytes: bytes per snapshot chunk message.
+  size_t handoff_chunk_bytes = 1u << 20;
   std::string reconnect_min_text = "200ms";
   std::string reconnect_max_text = "5s";
   size_t breaker_failures = 3;

@@ -139,6 +139,13 @@ std::optional<saga> saga::recover(const saga_spec& spec, std::string id,
   return s;
 }
 
+bool saga::past_pivot() const noexcept {
+  for (uint32_t i = 0; i < started_steps_ && i < spec_->steps.size(); ++i)
+    if (spec_->steps[i].pivot)
+      return true;
+  return false;
+}
+
 bool saga::finished() const noexcept {
   return phase_ == saga_phase::succeeded || phase_ == saga_phase::compensated
          || phase_ == saga_phase::stuck;
@@ -172,7 +179,7 @@ bool saga::valid(const saga_record& r) const {
     case record_kind::step_failed:
       return phase_ == saga_phase::forward && in_flight_ && r.step == step_;
     case record_kind::compensating:
-      return phase_ == saga_phase::forward;
+      return phase_ == saga_phase::forward && !past_pivot();
     case record_kind::undo_started:
       return phase_ == saga_phase::compensating && step_ > 0
              && r.step == step_ - 1 && r.attempt == attempts_ + 1;
@@ -254,7 +261,9 @@ saga_action saga::next(millis now) {
                     std::move(why), {}});
     };
     bool compensate = false;
-    if (now >= started_at_ + spec_->timeout) {
+    if (past_pivot()) {
+      // Past the point of no return: retry without limit, never undo.
+    } else if (now >= started_at_ + spec_->timeout) {
       compensate = true;
       if (!give_up("saga timed out after " + runtime::format_duration(
                                                  spec_->timeout)
@@ -336,7 +345,7 @@ bool saga::failed(std::string error, millis now) {
 }
 
 bool saga::abort(std::string reason, millis now) {
-  if (phase_ != saga_phase::forward)
+  if (phase_ != saga_phase::forward || past_pivot())
     return false;
   return write({record_kind::compensating, step_, attempts_, now,
                 "aborted: " + reason, {}});

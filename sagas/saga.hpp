@@ -59,6 +59,13 @@ struct step_spec {
   /// One attempt's deadline; the driver reports a failure ("timeout") if
   /// the action has not answered by then.
   millis timeout = 30'000;
+  /// The point of no return (docs/sagas.md, "Pivot steps"): once this step
+  /// has begun, the saga only goes forward. Its attempts and those of every
+  /// later step are retried without limit (the backoff stays capped), the
+  /// saga's timeout no longer compensates, and `abort` is refused. For a
+  /// step after which undoing is worse than finishing (a new partition map
+  /// that members may already serve).
+  bool pivot = false;
 };
 
 struct saga_spec {
@@ -150,7 +157,8 @@ public:
   [[nodiscard]] bool succeeded(std::string result, millis now);
   [[nodiscard]] bool failed(std::string error, millis now);
 
-  /// Gives up going forward (an operator's abort): compensates.
+  /// Gives up going forward (an operator's abort): compensates. False once
+  /// a pivot step has begun (or if the log refused the record).
   [[nodiscard]] bool abort(std::string reason, millis now);
 
   // -- properties -------------------------------------------------------------
@@ -159,6 +167,14 @@ public:
   const std::string& params() const noexcept { return params_; }
   saga_phase phase() const noexcept { return phase_; }
   bool finished() const noexcept;
+  /// True once a pivot step has begun: the saga can only go forward.
+  bool past_pivot() const noexcept;
+  /// The step in progress (forward) or being undone (compensating).
+  uint32_t current_step() const noexcept {
+    return phase_ == saga_phase::compensating && step_ > 0 ? step_ - 1 : step_;
+  }
+  /// Attempts of the current action so far.
+  uint32_t attempts() const noexcept { return attempts_; }
   /// Results of the steps done so far (empty string for others).
   const std::vector<std::string>& results() const noexcept { return results_; }
   /// The error that made it compensate (or the last one while stuck).

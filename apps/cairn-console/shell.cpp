@@ -155,6 +155,37 @@ shell::shell(node_link& link, console_options opts, std::ostream& out,
      "get RULE: the rule's instances (state, value, since). history [RULE]:\n"
      "the newest state changes and deliveries, and the dead letters.",
      &shell::cmd_alerts},
+    {"sagas", "sagas [ID]",
+     "membership sagas (moves, decommissions, rebalances, joins) and their progress",
+     "Without an argument: the newest sagas with type, phase, current step and\n"
+     "progress (partitions done/total, bytes moved). With ID: every step of\n"
+     "that saga with its attempts and errors, and its child moves.",
+     &shell::cmd_sagas},
+    {"saga", "saga ID", "one saga in detail (same as 'sagas ID')", "",
+     &shell::cmd_sagas},
+    {"move", "move PARTITION NODE", "move a partition to another member",
+     "Starts a move saga: freeze the partition at its owner (writes wait),\n"
+     "ship its snapshot to NODE, switch the partition map, drop the old\n"
+     "copy. Prints the saga id; follow it with 'sagas ID'.",
+     &shell::cmd_saga_start},
+    {"decommission", "decommission NODE",
+     "move every partition away from NODE; then it leaves and can be stopped",
+     "Starts a decommission saga. When it succeeded NODE owns nothing, holds\n"
+     "no hinted writes and is marked as left in the partition map.",
+     &shell::cmd_saga_start},
+    {"rebalance", "rebalance", "spread the partitions evenly over the members",
+     "Starts a rebalance saga (at most cairn.cluster.rebalance-concurrency\n"
+     "moves at a time, paced by cairn.cluster.rebalance-bytes-per-second).",
+     &shell::cmd_saga_start},
+    {"join", "join NODE", "bring a member that left back and give it partitions",
+     "Starts a join saga for a member of cairn.cluster.nodes that was\n"
+     "decommissioned: it is no longer marked as left, then a rebalance gives\n"
+     "it its share.",
+     &shell::cmd_saga_start},
+    {"abort", "abort ID", "abort a running saga (before its point of no return)",
+     "The saga undoes what it did (a move thaws its partition at the old\n"
+     "owner). A saga past its pivot step can only finish.",
+     &shell::cmd_saga_start},
     {"snapshot", "snapshot PARTITION|all", "take a snapshot of a partition now",
      "PARTITION is p3 or 3. Answers once the snapshot is written, with the\n"
      "journal sequence it covers.",

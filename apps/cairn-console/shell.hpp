@@ -133,6 +133,8 @@ private:
   int cmd_watch(const std::string&, const std::vector<std::string>&);
   int cmd_breakers(const std::string&, const std::vector<std::string>&);
   int cmd_alerts(const std::string&, const std::vector<std::string>&);
+  int cmd_sagas(const std::string&, const std::vector<std::string>&);
+  int cmd_saga_start(const std::string&, const std::vector<std::string>&);
   int cmd_snapshot(const std::string&, const std::vector<std::string>&);
   int cmd_stats(const std::string&, const std::vector<std::string>&);
   int cmd_ping(const std::string&, const std::vector<std::string>&);

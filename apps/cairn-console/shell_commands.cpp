@@ -8,6 +8,7 @@
 #include "../common/text_table.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <iostream>
 #include <set>
 #include <sstream>
@@ -562,6 +563,166 @@ int shell::cmd_ping(const std::string&, const std::vector<std::string>&) {
 
 int shell::cmd_quit(const std::string&, const std::vector<std::string>&) {
   done_ = true;
+  return exit_code::ok;
+}
+
+// -- membership sagas (docs/sagas.md) -------------------------------------------
+
+namespace {
+
+/// 1.5 MiB, 812 KiB, 300 B.
+std::string format_bytes(uint64_t n) {
+  char buf[32];
+  if (n >= (1u << 20))
+    std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(n) / (1 << 20));
+  else if (n >= 1024)
+    std::snprintf(buf, sizeof buf, "%.0f KiB", static_cast<double>(n) / 1024);
+  else
+    std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(n));
+  return buf;
+}
+
+std::string saga_progress(const json& s) {
+  auto& p = s.contains("progress") ? s["progress"] : json::object();
+  std::string out;
+  if (p.contains("partitions_total") && p["partitions_total"].get<int64_t>() > 0)
+    out += std::to_string(p.value("partitions_done", 0)) + "/"
+           + std::to_string(p.value("partitions_total", 0)) + " partitions";
+  auto bytes = p.value("bytes_moved", uint64_t{0});
+  auto total = p.value("bytes_total", uint64_t{0});
+  if (bytes > 0 || total > 0) {
+    if (!out.empty())
+      out += ", ";
+    out += format_bytes(bytes);
+    if (total > 0 && total != bytes)
+      out += " of " + format_bytes(total);
+  }
+  return out.empty() ? "-" : out;
+}
+
+} // namespace
+
+int shell::cmd_sagas(const std::string&, const std::vector<std::string>& w) {
+  json req{{"cmd", "sagas"}};
+  if (w.size() == 1 && w[0] == "sagas") {
+    req["op"] = "saga.list";
+  } else if (w.size() == 2) {
+    req["op"] = "saga.get";
+    req["id"] = w[1];
+  } else {
+    return fail("usage: sagas [ID] | saga ID");
+  }
+  auto reply = checked(req, true);
+  if (!reply)
+    return last_status_;
+  auto text = [](const json& j, const char* k) {
+    auto it = j.find(k);
+    if (it == j.end() || it->is_null()
+        || (it->is_string() && it->get<std::string>().empty()))
+      return std::string{"-"};
+    return it->is_string() ? it->get<std::string>() : it->dump();
+  };
+  auto ago = [](const json& j, const char* k) {
+    auto t = j.value(k, int64_t{0});
+    if (t <= 0)
+      return std::string{"-"};
+    auto d = wall_clock_now() - t;
+    return runtime::format_duration(std::max<int64_t>(0, d / 1000 * 1000))
+           + " ago";
+  };
+  if (req["op"] == "saga.list") {
+    auto& sagas = (*reply)["sagas"];
+    out_ << "leader: " << text(*reply, "leader") << ", "
+         << reply->value("active", 0) << " running\n";
+    if (sagas.empty()) {
+      out_ << "no sagas" << std::endl;
+      return exit_code::ok;
+    }
+    text_table t;
+    for (auto* c : {"ID", "TYPE", "PARAMS", "PHASE", "STEP", "PROGRESS", "STARTED"})
+      t.add_column(c);
+    for (auto& s : sagas)
+      t.add_row({text(s, "id"), text(s, "type"),
+                 s.contains("params") ? s["params"].dump() : "-",
+                 text(s, "phase"),
+                 text(s, "step") + (s.value("attempts", 0) > 1
+                                      ? " (attempt " + text(s, "attempts") + ")"
+                                      : std::string{}),
+                 saga_progress(s), ago(s, "started_at")});
+    t.print(out_);
+    out_ << std::flush;
+    return exit_code::ok;
+  }
+  auto& s = (*reply)["saga"];
+  out_ << text(s, "id") << " (" << text(s, "type") << " "
+       << (s.contains("params") ? s["params"].dump() : "") << "): "
+       << text(s, "phase") << ", step " << text(s, "step") << ", "
+       << saga_progress(s) << "\n";
+  if (!s.value("error", std::string{}).empty())
+    out_ << "error: " << text(s, "error") << "\n";
+  text_table t;
+  for (auto* c : {"WHEN", "RECORD", "STEP", "ATTEMPT", "DETAIL"})
+    t.add_column(c);
+  for (auto& r : s.value("records", json::array()))
+    t.add_row({ago(r, "at"), text(r, "kind"), text(r, "step"),
+               text(r, "attempt"), text(r, "detail")});
+  t.print(out_);
+  auto& children = s["children"];
+  if (children.is_array() && !children.empty()) {
+    out_ << "moves:\n";
+    text_table c;
+    for (auto* h : {"ID", "PARAMS", "PHASE", "STEP", "PROGRESS"})
+      c.add_column(h);
+    for (auto& x : children)
+      c.add_row({text(x, "id"), x.contains("params") ? x["params"].dump() : "-",
+                 text(x, "phase"), text(x, "step"), saga_progress(x)});
+    c.print(out_);
+  }
+  out_ << std::flush;
+  return exit_code::ok;
+}
+
+int shell::cmd_saga_start(const std::string&, const std::vector<std::string>& w) {
+  json req{{"cmd", "sagas"}};
+  auto& what = w[0];
+  if (what == "move" && w.size() == 3) {
+    uint32_t p = 0;
+    auto text = w[1];
+    if (!text.empty() && text[0] == 'p')
+      text.erase(0, 1);
+    try {
+      size_t used = 0;
+      p = static_cast<uint32_t>(std::stoul(text, &used));
+      if (used != text.size())
+        throw std::invalid_argument{"trailing"};
+    } catch (const std::exception&) {
+      return fail("move: PARTITION must be a number (or pN), not '" + w[1] + "'");
+    }
+    req["op"] = "saga.move";
+    req["partition"] = p;
+    req["node"] = w[2];
+  } else if ((what == "decommission" || what == "join") && w.size() == 2) {
+    req["op"] = "saga." + what;
+    req["node"] = w[1];
+  } else if (what == "rebalance" && w.size() == 1) {
+    req["op"] = "saga.rebalance";
+  } else if (what == "abort" && w.size() == 2) {
+    req["op"] = "saga.abort";
+    req["id"] = w[1];
+  } else {
+    auto* c = find(what);
+    return fail("usage: " + (c ? c->usage : what));
+  }
+  auto reply = checked(req, false);
+  if (!reply)
+    return last_status_;
+  if (what == "abort")
+    out_ << "saga " << reply->value("id", std::string{}) << " is compensating"
+         << std::endl;
+  else
+    out_ << "saga " << reply->value("id", std::string{}) << " started (leader "
+         << reply->value("leader", std::string{}) << "); follow it with 'sagas "
+         << reply->value("id", std::string{}) << "'" << std::endl;
   return exit_code::ok;
 }
 

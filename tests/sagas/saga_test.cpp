@@ -224,6 +224,70 @@ TEST_SUITE("sagas.saga") {
     CHECK(w.effects() == 0);
   }
 
+  TEST_CASE("past a pivot step the saga only goes forward") {
+    auto spec = three_steps();
+    spec.steps[1].pivot = true;
+    spec.timeout = 700;
+    {
+      // Step 1 (the pivot) fails 20 times, far past max_attempts (3) and the
+      // saga's timeout: it keeps retrying and then finishes forward.
+      memory_saga_log log;
+      world w;
+      w.failures[1] = 20;
+      millis now = 0;
+      auto s = saga::start(spec, "p1", "", log, now);
+      REQUIRE(s);
+      drive(*s, w, now);
+      CHECK(s->phase() == saga_phase::succeeded);
+      CHECK(w.effects() == 3);
+      CHECK(w.calls == 23);
+      CHECK(now > spec.timeout);
+    }
+    {
+      // A step after the pivot is retried the same way.
+      memory_saga_log log;
+      world w;
+      w.failures[2] = 7;
+      millis now = 0;
+      auto s = saga::start(spec, "p2", "", log, now);
+      REQUIRE(s);
+      drive(*s, w, now);
+      CHECK(s->phase() == saga_phase::succeeded);
+    }
+    {
+      // Before the pivot the usual rules hold: step 0 failing compensates.
+      memory_saga_log log;
+      world w;
+      w.always_fails.insert(0);
+      millis now = 0;
+      auto s = saga::start(spec, "p3", "", log, now);
+      REQUIRE(s);
+      drive(*s, w, now);
+      CHECK(s->phase() == saga_phase::compensated);
+    }
+    {
+      // abort is refused once the pivot began, and a log that compensates
+      // after it is refused by recover.
+      memory_saga_log log;
+      millis now = 0;
+      auto s = saga::start(spec, "p4", "", log, now);
+      REQUIRE(s);
+      auto a = s->next(now);
+      REQUIRE(s->begin(a, now));
+      REQUIRE(s->succeeded("r0", now));
+      CHECK_FALSE(s->past_pivot());
+      a = s->next(now);
+      CHECK(a.step == 1);
+      REQUIRE(s->begin(a, now));
+      CHECK(s->past_pivot());
+      CHECK_FALSE(s->abort("operator", now));
+      auto records = log.load().at("p4");
+      records.push_back({record_kind::step_failed, 1, 1, 5, "x", {}});
+      records.push_back({record_kind::compensating, 1, 1, 6, "x", {}});
+      CHECK_FALSE(saga::recover(spec, "p4", records, log));
+    }
+  }
+
   TEST_CASE("backoff doubles up to the cap; full jitter stays in range") {
     retry_policy p{10, 100, 1000, 2.0, false};
     CHECK(p.backoff(1, 0) == 100);
