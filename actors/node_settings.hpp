@@ -30,6 +30,7 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 
 namespace cairn::runtime {
@@ -95,6 +96,24 @@ struct alerts_settings {
   size_t history = 10000;
 };
 
+/// What the saga coordinator shows in `stats` (docs/sagas.md, "Client
+/// ops"): a JSON object it replaces every tick. Any thread.
+class saga_board {
+public:
+  void set(std::string json) {
+    std::lock_guard<std::mutex> guard{mtx_};
+    json_ = std::move(json);
+  }
+  std::string get() const {
+    std::lock_guard<std::mutex> guard{mtx_};
+    return json_;
+  }
+
+private:
+  mutable std::mutex mtx_;
+  std::string json_;
+};
+
 /// Membership sagas (docs/sagas.md; cairn.cluster.rebalance-*).
 struct saga_settings {
   /// LevelDB directory of this member's copy of the saga log
@@ -105,6 +124,8 @@ struct saga_settings {
   size_t chunk_bytes = 1u << 20;
   /// Finished sagas kept in the log.
   size_t history = 200;
+  /// Written by the saga coordinator, read by `stats`.
+  std::shared_ptr<saga_board> board = std::make_shared<saga_board>();
 };
 
 struct node_settings {

@@ -451,6 +451,12 @@ void answer_stats(coordinator_pointer self, caf::response_promise rp,
       out["partial"] = true;
       out["missing_partitions"] = g->missing;
     }
+    if (s->cluster.enabled) {
+      // Membership sagas as the saga coordinator last published them.
+      auto sagas = json::parse(s->sagas.board->get(), nullptr, false);
+      if (sagas.is_object())
+        out["sagas"] = std::move(sagas);
+    }
     gather_cluster(self, [out, rp, id](json&& cluster) mutable {
       out["cluster"] = std::move(cluster);
       rp.deliver(finish_reply(out, id));

@@ -195,6 +195,11 @@ struct coordinator_state {
   /// Work due later (a paced chunk, a poll of child moves), by ticket.
   std::map<uint64_t, std::function<void()>> deferred;
   uint64_t next_ticket = 0;
+  /// Fault seam for tests (CAIRN_TEST_SAGA_STEP_DELAY_MS): a step waits
+  /// this long between its logged start and its action, so that a test can
+  /// kill a member "during" any step (tests/integration/test_sagas.py).
+  /// Never set in production.
+  millis test_step_delay = 0;
   // -- metrics -----------------------------------------------------------------
   std::atomic<int64_t>* active_gauge = nullptr;
   std::atomic<int64_t>* leader_gauge = nullptr;
@@ -1032,7 +1037,7 @@ void drive(coord_pointer self, const std::string& id) {
   r.detail.clear();
   self->delayed_send(self, std::chrono::milliseconds{std::max<millis>(1, a.until - now)},
                      saga_due_atom::value, id, gen);
-  run_action(self, r, a, [self, id, gen](bool good, std::string result) {
+  auto outcome = [self, id, gen](bool good, std::string result) {
     auto& s = self->state;
     auto i = s.active.find(id);
     if (i == s.active.end() || i->second->gen != gen || !i->second->busy)
@@ -1048,7 +1053,18 @@ void drive(coord_pointer self, const std::string& id) {
       spdlog::warn("saga {} step {}: {}", id, run.machine.current_step(),
                    run.machine.error());
     drive(self, id);
-  });
+  };
+  if (st.test_step_delay > 0) {
+    defer(self, std::chrono::milliseconds{st.test_step_delay},
+          [self, id, gen, a, outcome] {
+            auto& s = self->state;
+            auto i = s.active.find(id);
+            if (i != s.active.end() && i->second->gen == gen)
+              run_action(self, *i->second, a, outcome);
+          });
+    return;
+  }
+  run_action(self, r, a, outcome);
 }
 
 /// Starts a saga of `type` (this node is the leader). Returns an error
@@ -1188,11 +1204,41 @@ void decide(coord_pointer self) {
   }
 }
 
+json summary(coord_pointer self, const std::string& id,
+             const std::vector<saga_record>& records, bool with_records);
+
+/// The `stats` view (settings->sagas.board): the leader, the running sagas
+/// and the newest finished ones, from this member's copy of the log.
+void publish(coord_pointer self) {
+  auto& st = self->state;
+  auto running_list = json::array();
+  std::vector<std::pair<millis, std::string>> done;
+  for (auto& [id, records] : st.log->copy()) {
+    if (records.empty())
+      continue;
+    if (records.back().kind == sagas::record_kind::finished)
+      done.emplace_back(records.back().at, id);
+    else
+      running_list.push_back(summary(self, id, records, false));
+  }
+  std::sort(done.rbegin(), done.rend());
+  auto recent = json::array();
+  for (size_t i = 0; i < done.size() && i < 5; ++i)
+    recent.push_back(summary(self, done[i].second,
+                             st.log->copy().at(done[i].second), false));
+  json out{{"leader", st.leader_name},
+           {"leading", st.leader},
+           {"running", std::move(running_list)},
+           {"recent", std::move(recent)}};
+  st.settings->sagas.board->set(dump(out));
+}
+
 /// Every tick: the links' status, this node's map, the lead; the leader
 /// pushes the history of every unfinished saga.
 void tick(coord_pointer self) {
   auto& st = self->state;
   ++st.ticks;
+  publish(self);
   auto& members = st.cluster().members;
   st.up.resize(members.size(), false);
   for (size_t i = 0; i < members.size() && i < st.links.size(); ++i) {
@@ -1589,6 +1635,8 @@ caf::behavior coordinator_impl(coord_pointer self, settings_ptr settings,
   st.settings = settings;
   st.links = std::move(links);
   st.pacer = sagas::byte_pacer{settings->sagas.bytes_per_second};
+  if (const char* delay = std::getenv("CAIRN_TEST_SAGA_STEP_DELAY_MS"))
+    st.test_step_delay = std::atol(delay);
   std::unique_ptr<sagas::saga_log> disk;
   if (!settings->sagas.path.empty())
     disk = sagas::open_leveldb_saga_log(settings->sagas.path);

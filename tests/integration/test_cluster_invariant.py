@@ -15,141 +15,15 @@ before the query started. This test does what a held-out fault probe did:
 """
 
 import os
-import random
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cairn_harness as h  # noqa: E402
 from cluster_harness import Cluster  # noqa: E402
+from ack_ledger import QUERY, Ingest, Ledger, Queries, count_of  # noqa: E402
 
-SEED = 4242
-BATCH = 200
 RESTARTS = 3
-QUERY = {"op": "query", "metric": "x", "from": "-15m", "step": "60s",
-         "aggs": ["count"]}
-
-
-class Ledger:
-    """What was sent and acknowledged, with the times the client saw."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.sent = 0
-        self.acks = []  # (time acknowledged, events), in time order
-
-    def will_send(self, n):
-        with self.lock:
-            self.sent += n
-
-    def acked(self, n):
-        with self.lock:
-            self.acks.append((time.monotonic(), n))
-
-    def acked_before(self, t):
-        with self.lock:
-            return sum(n for at, n in self.acks if at < t)
-
-    def sent_total(self):
-        with self.lock:
-            return self.sent
-
-    def acked_total(self):
-        with self.lock:
-            return sum(n for _, n in self.acks)
-
-
-class Ingest(threading.Thread):
-    def __init__(self, node, ledger, chk, name, t0):
-        super().__init__(daemon=True)
-        self.node, self.ledger, self.chk, self.name = node, ledger, chk, name
-        self.rng = random.Random(f"{SEED}-{name}")
-        self.t0 = t0
-        self.stop_flag = threading.Event()
-        self.requests = 0
-        self.failures = 0
-        self.max_ack_s = 0.0
-
-    def run(self):
-        seq = 0
-        while not self.stop_flag.is_set():
-            seq += 1
-            batch = [{"metric": "x", "ts": self.t0 - self.rng.randrange(0, 60_000),
-                      "value": self.rng.uniform(0, 100),
-                      "tags": {"host": f"h{self.rng.randrange(50)}"}}
-                     for _ in range(BATCH)]
-            key = f"inv-{self.name}-{seq}"
-            self.ledger.will_send(len(batch))
-            for attempt in range(200):
-                started = time.monotonic()
-                try:
-                    with self.node.client(15) as c:
-                        r = c.request({"op": "ingest", "events": batch,
-                                       "idempotency_key": key}, 15)
-                except (OSError, TimeoutError, ValueError) as e:
-                    r = {"error": repr(e)}
-                self.requests += 1
-                if r.get("ok") is True and r.get("accepted") == len(batch):
-                    self.ledger.acked(len(batch))
-                    self.max_ack_s = max(self.max_ack_s, time.monotonic() - started)
-                    break
-                code = (r.get("error") or {}).get("code") if isinstance(
-                    r.get("error"), dict) else None
-                self.chk.check(code in (None, "unavailable", "timeout"),
-                               f"{self.name}: unexpected ingest reply {str(r)[:200]}")
-                self.failures += 1
-                time.sleep(0.05)
-            else:
-                self.chk.check(False, f"{self.name}: batch {key} never acknowledged")
-            time.sleep(0.005)
-
-
-class Queries(threading.Thread):
-    """Queries one node in a loop and checks the invariant at every answer."""
-
-    def __init__(self, node, ledger, chk):
-        super().__init__(daemon=True)
-        self.node, self.ledger, self.chk = node, ledger, chk
-        self.stop_flag = threading.Event()
-        self.complete = 0
-        self.partial = 0
-        self.errors = 0
-
-    def run(self):
-        while not self.stop_flag.is_set():
-            if not self.node.alive():
-                time.sleep(0.1)
-                continue
-            floor = None
-            try:
-                with self.node.client(10) as c:
-                    floor = self.ledger.acked_before(time.monotonic())
-                    r = c.request(QUERY, 10)
-                ceiling = self.ledger.sent_total()
-            except (OSError, TimeoutError, ValueError):
-                self.errors += 1
-                time.sleep(0.05)
-                continue
-            if r.get("ok") is not True:
-                self.errors += 1
-            elif r.get("partial") is False:
-                self.complete += 1
-                got = sum(p.get("count", 0) for s in r.get("series", [])
-                          for p in s.get("points", []))
-                self.chk.check(floor <= got <= ceiling,
-                               f"{self.node.name}: complete answer counts {got}, "
-                               f"but {floor} events were acknowledged before the "
-                               f"query (at most {ceiling} sent)")
-                self.chk.count()
-            else:
-                self.partial += 1
-                ph = r.get("pending_hints")
-                if ph is not None:
-                    self.chk.check(isinstance(ph, dict) and all(
-                        int(p) in r.get("missing_partitions", []) for p in ph),
-                        f"{self.node.name}: pending_hints not among missing: {str(r)[:300]}")
-            time.sleep(0.02)
 
 
 def main():
@@ -208,8 +82,7 @@ def main():
             def exact():
                 with node.client(10) as c:
                     r = c.request(QUERY, 10)
-                got = sum(p.get("count", 0) for s in r.get("series", [])
-                          for p in s.get("points", []))
+                got = count_of(r)
                 return r if (r.get("partial") is False and got == total) else None
             try:
                 cluster.wait_until(exact, 10, f"{node.name} complete and exact")

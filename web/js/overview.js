@@ -79,6 +79,28 @@ function render(s) {
   $("ov-members").replaceChildren(table(
     ["member", "address", "status", "breaker", "failures", "in flight", "hints pending"], members));
 
+  // Membership sagas (docs/sagas.md): what runs, its step and progress.
+  const sg = s.sagas;
+  $("ov-sagas-panel").hidden = !sg;
+  if (sg) {
+    const rows = [...(sg.running || []), ...(sg.recent || [])].map((x) => {
+      const p = x.progress || {};
+      const parts = p.partitions_total ? `${fmtNum(p.partitions_done)}/${fmtNum(p.partitions_total)} partitions` : "";
+      const bytes = p.bytes_moved || p.bytes_total ? `${fmtBytes(p.bytes_moved || 0)}${p.bytes_total && p.bytes_total !== p.bytes_moved ? " of " + fmtBytes(p.bytes_total) : ""}` : "";
+      const pct = p.partitions_total ? p.partitions_done / p.partitions_total
+        : (p.bytes_total ? (p.bytes_moved || 0) / p.bytes_total : (x.phase === "succeeded" ? 1 : 0));
+      const bar = el("span", { class: "saga-bar" }, el("span", { class: "saga-fill", style: `width:${Math.round(Math.min(1, pct) * 100)}%` }));
+      return [x.id, x.type, x.params ? JSON.stringify(x.params) : "–",
+              el("span", { class: `saga-phase saga-${String(x.phase || "").replace(/[^a-z]/g, "")}`, text: x.phase || "–" }),
+              `${x.step || "–"}${x.attempts > 1 ? ` (attempt ${x.attempts})` : ""}`,
+              bar, [parts, bytes, p.detail || ""].filter(Boolean).join(" · ") || "–", x.error || ""];
+    });
+    $("ov-sagas-info").textContent = `coordinator: ${sg.leader || "none reachable"} · ${fmtNum((sg.running || []).length)} running`;
+    $("ov-sagas").replaceChildren(rows.length
+      ? table(["saga", "type", "params", "phase", "step", "", "progress", "last error"], rows)
+      : el("p", { class: "muted", text: "no membership changes yet (console: move, decommission, rebalance, join)" }));
+  }
+
   $("ov-journal").replaceChildren(s.journal
     ? kvTable(s.journal, (k, v) => (k.endsWith("bytes") ? fmtBytes(v) : fmtNum(v)))
     : el("p", { class: "muted", text: "journal off (persistence disabled)" }));
