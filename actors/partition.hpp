@@ -6,7 +6,11 @@
 // applied and acknowledged once durable. Queries read the projection only
 // and answer with mergeable partials. A periodic tick evicts buckets past
 // their tier's retention. Subscribed actors get the buckets that closed
-// (the closed-bucket stream, docs/architecture.md).
+// (the closed-bucket stream, docs/architecture.md). For a partition move it
+// answers the handoff primitives (docs/sagas.md, "Partition handoff"):
+// frozen, it holds ingest behind a durable marker and exports its state;
+// as a target it imports one; a partition this node does not own answers
+// ingest with `moved`.
 //
 // Threading: a CAF event-based actor; never blocks a scheduler thread.
 #pragma once
