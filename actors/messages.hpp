@@ -101,6 +101,12 @@ using resume_atom = caf::atom_constant<caf::atom("resume")>;
 /// "code" and an "error".
 using control_atom = caf::atom_constant<caf::atom("control")>;
 
+/// (handoff_atom, handoff_request) -> handoff_reply: a partition's part of
+/// the handoff commands (actors/handoff.hpp, docs/sagas.md "Partition
+/// handoff"). (handoff_atom, uint64_t ticket, bool ok, std::string error):
+/// from the journal, a handoff write the partition waits for is done.
+using handoff_atom = caf::atom_constant<caf::atom("handoff")>;
+
 /// (live_follow_atom, caf::actor hub, std::vector<std::string> metrics):
 /// to a peer link, then the peer's node actor, then its live hub: send
 /// `hub` the closed windows of these metrics (remote_closed) for a while
@@ -146,6 +152,28 @@ typename Inspector::result_type inspect(Inspector& f, alert_peer_msg& x) {
 }
 
 // -- local-only request payloads ----------------------------------------------
+
+/// One handoff command for a partition, parsed and checked by
+/// actors/handoff.cpp (docs/sagas.md, "Partition handoff").
+struct handoff_request {
+  enum class op_t : uint8_t { freeze, export_chunk, import_chunk, release,
+                              drop, status };
+  op_t op = op_t::status;
+  std::string token;
+  std::string target;   ///< freeze: the member the partition goes to
+  uint64_t offset = 0;  ///< export, import
+  uint64_t max = 0;     ///< export: chunk size
+  uint64_t total = 0;   ///< import: size of the whole export
+  uint32_t crc = 0;     ///< import: CRC-32C of the whole export
+  std::string payload;  ///< import: the chunk
+};
+
+/// A partition's answer to a handoff_request: the reply object (with "ok",
+/// and "code"/"error" when false) and, for export, the chunk.
+struct handoff_reply {
+  nlohmann::json body;
+  std::string payload;
+};
 
 using query_spec_ptr = std::shared_ptr<const cqrs::query_spec>;
 using topk_spec_ptr = std::shared_ptr<const cqrs::topk_spec>;
@@ -304,6 +332,8 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cairn::actors::stream_sink_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cairn::actors::topk_spec_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cairn::actors::series_spec_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cairn::actors::direct_read_ptr)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cairn::actors::handoff_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cairn::actors::handoff_reply)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cairn::cqrs::query_partial)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cairn::cqrs::topk_partial)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cairn::cqrs::series_partial)

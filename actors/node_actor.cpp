@@ -1,6 +1,7 @@
 #include "actors/node_actor.hpp"
 
 #include "actors/console_commands.hpp"
+#include "actors/handoff.hpp"
 #include "actors/introspection.hpp"
 #include "actors/messages.hpp"
 #include "actors/reply.hpp"
@@ -22,6 +23,8 @@ struct node_actor_state {
   node* owner = nullptr;
   /// The console endpoint (actors/console_commands.hpp).
   std::unique_ptr<console_commands> console;
+  /// handoff.* control commands (actors/handoff.hpp).
+  std::unique_ptr<handoff_commands> handoff;
   static inline const char* name = "cairn.node";
 };
 
@@ -35,6 +38,7 @@ caf::behavior node_actor_impl(node_actor_pointer self, node* n) {
   self->state.owner = n;
   self->track_mailbox(*n->settings()->metrics);
   self->state.console = std::make_unique<console_commands>(*n);
+  self->state.handoff = std::make_unique<handoff_commands>(*n);
   // Console commands naming another member go through its peer link.
   self->state.console->set_handler(
     "route",
@@ -74,6 +78,25 @@ caf::behavior node_actor_impl(node_actor_pointer self, node* n) {
       if (self->state.console->handles(cmd))
         return self->state.console->run(self, req);
       return command_error("unknown command '" + cmd + "'");
+    },
+    // -- control plane of membership changes (docs/sagas.md) -------------
+    [=](control_atom, const std::string& cmd_json,
+        std::string& payload) -> caf::result<std::string, std::string> {
+      auto req = json::parse(cmd_json, nullptr, false);
+      if (req.is_discarded() || !req.is_object())
+        return caf::result<std::string, std::string>(json{{"ok", false},
+                                    {"code", "bad_request"},
+                                    {"error", "command is not a JSON object"}}
+                                 .dump(),
+                               std::string{});
+      auto cmd = req.value("cmd", std::string{});
+      if (handoff_commands::handles(cmd))
+        return self->state.handoff->run(self, req, std::move(payload));
+      return caf::result<std::string, std::string>(json{{"ok", false},
+                                  {"code", "unknown_command"},
+                                  {"error", "unknown command " + json(cmd).dump()}}
+                               .dump(),
+                             std::string{});
     },
     // -- cluster (docs/cluster.md): peers reach partitions through here ---
     [=](forward_atom, remote_ingest& msg) {

@@ -2,6 +2,7 @@
 
 #include "actors/introspection.hpp"
 
+#include "cqrs/handoff_marker.hpp"
 #include "cqrs/idempotency_window.hpp"
 #include "cqrs/journal_record.hpp"
 #include "cqrs/series_store.hpp"
@@ -24,9 +25,11 @@
 #include <cstdio>
 #include <algorithm>
 #include <deque>
+#include <functional>
 #include <iterator>
 #include <optional>
 #include <stdexcept>
+#include <unordered_map>
 #include <unordered_set>
 
 #include <malloc.h>
@@ -39,6 +42,8 @@ struct recovered_partition {
   cqrs::idempotency_window keys;
   cqrs::restore_report report;
   int64_t recovery_ms = 0;
+  /// The handoff marker found under ('m', id, 1), if any.
+  std::optional<cqrs::handoff_marker> marker;
 };
 
 recovered_partition_ptr recover_partition(uint32_t id,
@@ -48,7 +53,8 @@ recovered_partition_ptr recover_partition(uint32_t id,
     cqrs::series_store{s->tiers, s->mapping},
     cqrs::idempotency_window{s->idempotency_keys, s->idempotency_window},
     {},
-    0});
+    0,
+    std::nullopt});
   result->store.seal_after(s->seal_after);
   cqrs::restore_options opts;
   opts.skip_corrupt = s->skip_corrupt;
@@ -65,6 +71,21 @@ recovered_partition_ptr recover_partition(uint32_t id,
                    seq);
       s->journal->erase_snapshot(id, seq);
     }
+  // A partition frozen for a handoff comes back frozen, one that was
+  // imported remembers the token (docs/sagas.md, "Partition handoff").
+  if (auto bytes = s->journal->read_meta(id, runtime::journal::handoff_slot)) {
+    cqrs::handoff_marker m;
+    if (cqrs::decode_handoff_marker(*bytes, m)) {
+      result->marker = std::move(m);
+    } else if (s->skip_corrupt) {
+      spdlog::warn("partition {}: handoff marker does not decode; ignored "
+                   "(skip-corrupt)",
+                   id);
+    } else {
+      throw std::runtime_error("partition " + std::to_string(id)
+                               + ": handoff marker does not decode");
+    }
+  }
   result->recovery_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                           std::chrono::steady_clock::now() - start)
                           .count();
@@ -168,6 +189,49 @@ struct partition_state {
   int64_t reported_series = 0;
   std::optional<memory_gauges> gauges;
   uint32_t ticks = 0;
+
+  // -- handoff (docs/sagas.md, "Partition handoff") ---------------------------
+  /// An ingest batch held while the partition is frozen.
+  struct held_write {
+    cqrs::event_batch batch;
+    std::string key;
+    caf::typed_response_promise<uint64_t> promise;
+  };
+  /// Frozen for a handoff (the source): ingest is held, reads are answered.
+  bool frozen = false;
+  /// The frozen marker is on disk (always true without a journal).
+  bool marker_durable = false;
+  /// Token, target and time of the freeze.
+  cqrs::handoff_marker marker;
+  std::deque<held_write> held;
+  /// The export: a snapshot envelope of the frozen state, prepared once
+  /// the freeze is durable and every write before it is applied.
+  bool export_ready = false;
+  std::string export_bytes;
+  uint32_t export_crc = 0;
+  std::vector<caf::typed_response_promise<handoff_reply>> freeze_waiters;
+  /// The target: the import being received (chunks in order).
+  std::string import_token;
+  uint64_t import_total = 0;
+  uint32_t import_crc = 0;
+  std::string import_bytes;
+  /// The token of the completed import this state came from (durable).
+  std::string imported_token;
+  /// "importing" or "dropping" while that new state is made durable.
+  std::string busy;
+  std::string busy_token;
+  std::vector<caf::typed_response_promise<handoff_reply>> busy_waiters;
+  /// Run once nothing is in flight (no pending write, no snapshot).
+  std::vector<std::function<void()>> on_quiet;
+  /// Journal writes of the handoff awaited by ticket.
+  uint64_t next_ticket = 1;
+  std::unordered_map<uint64_t, std::function<void(bool, std::string)>> tickets;
+  /// cairn_handoff_pause_seconds (null without metrics).
+  runtime::latency_histogram* pause_histogram = nullptr;
+
+  bool quiet() const noexcept {
+    return pending.empty() && !snapshot_in_flight && !snapshot_pending;
+  }
 
   // -- closed-bucket stream (docs/architecture.md) ----------------------------
   /// Subscribed actors (monitored).
@@ -335,6 +399,21 @@ struct partition_state {
     out["last_snapshot_ms"] = snapshots.empty() ? cqrs::millis{0}
                                                 : snapshots.back().second;
     out["snapshots_kept"] = snapshots.size();
+    auto& h = out["handoff"] = nlohmann::json::object();
+    h["frozen"] = frozen;
+    if (frozen) {
+      h["token"] = marker.token;
+      h["target"] = marker.target;
+      h["held"] = held.size();
+      h["export_bytes"] = export_bytes.size();
+    }
+    if (!import_token.empty())
+      h["import"] = {{"token", import_token}, {"have", import_bytes.size()},
+                     {"total", import_total}};
+    if (!imported_token.empty())
+      h["imported_token"] = imported_token;
+    if (!busy.empty())
+      h["busy"] = busy;
   }
 
   partition_stats current_stats() {
@@ -432,6 +511,8 @@ void request_snapshot(partition_pointer self) {
   maybe_snapshot(self);
 }
 
+void run_quiet_actions(partition_pointer self);
+
 /// Applies and acknowledges the writes at the front of the queue that are
 /// durable, in order.
 void drain(partition_pointer self) {
@@ -464,6 +545,7 @@ void drain(partition_pointer self) {
   }
   if (st.events_since_snapshot >= st.settings->snapshot_every_events)
     request_snapshot(self);
+  run_quiet_actions(self);
 }
 
 /// A partition still replaying its journal has not got every acknowledged
@@ -475,20 +557,35 @@ caf::error not_recovered(partition_pointer self) {
                            + " is recovering");
 }
 
-caf::result<uint64_t> ingest(partition_pointer self, cqrs::event_batch& batch,
-                             std::string& key) {
+/// Writes held by a frozen partition, at most (docs/sagas.md, "Partition
+/// handoff"); beyond it ingest is refused as unavailable (clients retry).
+constexpr size_t max_held_writes = 1024;
+
+/// Largest export chunk a partition answers (handoff.export's `max`).
+constexpr uint64_t max_export_chunk = 16u << 20;
+constexpr uint64_t default_export_chunk = 1u << 20;
+
+/// The answer to a write for a partition this node does not own (any
+/// more): the ingestor re-routes it by the current map (actors/handoff.hpp,
+/// is_moved).
+caf::error moved_error(uint32_t id) {
+  return caf::make_error(caf::sec::runtime_error,
+                         "moved: partition " + std::to_string(id)
+                           + " is not owned by this node");
+}
+
+/// Applies (in memory mode) or journals `batch` under `key`, answering
+/// `promise` once it is applied (journal mode: durable).
+void accept(partition_pointer self, cqrs::event_batch& batch, std::string& key,
+            caf::typed_response_promise<uint64_t> promise) {
   auto& st = self->state;
-  st.stats.batches += 1;
-  if (st.recovering)
-    return caf::make_error(caf::sec::runtime_error,
-                           "partition " + std::to_string(st.id)
-                             + " is recovering");
   if (!st.journal()) {
     // In-memory mode: the projection is the only state.
     bool duplicate = !key.empty() && st.keys->contains(key);
     if (duplicate) {
       st.stats.duplicates += 1;
-      return uint64_t{0};
+      promise.deliver(uint64_t{0});
+      return;
     }
     auto now = cqrs::wall_clock_now();
     st.store->set_clock(now);
@@ -496,13 +593,13 @@ caf::result<uint64_t> ingest(partition_pointer self, cqrs::event_batch& batch,
     publish_closed(self);
     if (!key.empty())
       st.keys->insert(std::move(key), now);
-    return static_cast<uint64_t>(batch.size());
+    promise.deliver(static_cast<uint64_t>(batch.size()));
+    return;
   }
   pending_write w;
   w.accepted_at = cqrs::wall_clock_now();
   st.keys->expire(w.accepted_at);
-  w.promise = self->make_response_promise<uint64_t>();
-  auto promise = w.promise;
+  w.promise = std::move(promise);
   if (!key.empty()
       && (st.keys->contains(key) || st.pending_keys.count(key) > 0)) {
     // Seen before: answer (in order, once everything before it is durable)
@@ -510,7 +607,7 @@ caf::result<uint64_t> ingest(partition_pointer self, cqrs::event_batch& batch,
     w.done = true;
     st.pending.push_back(std::move(w));
     drain(self);
-    return promise;
+    return;
   }
   w.seq = st.next_seq++;
   st.scratch.clear();
@@ -533,7 +630,595 @@ caf::result<uint64_t> ingest(partition_pointer self, cqrs::event_batch& batch,
   w.batch = std::move(batch);
   w.key = std::move(key);
   st.pending.push_back(std::move(w));
-  return promise;
+}
+
+caf::result<uint64_t> ingest(partition_pointer self, cqrs::event_batch& batch,
+                             std::string& key) {
+  auto& st = self->state;
+  st.stats.batches += 1;
+  if (st.recovering)
+    return caf::make_error(caf::sec::runtime_error,
+                           "partition " + std::to_string(st.id)
+                             + " is recovering");
+  if (st.frozen) {
+    // Held: not journaled, not applied, not acknowledged until release
+    // (applied then) or drop (answered `moved`).
+    if (st.held.size() >= max_held_writes)
+      return caf::make_error(caf::sec::runtime_error,
+                             "unavailable: partition " + std::to_string(st.id)
+                               + " is frozen for a handoff and holds "
+                               + std::to_string(st.held.size())
+                               + " writes; retry");
+    auto rp = self->make_response_promise<uint64_t>();
+    st.held.push_back({std::move(batch), std::move(key), rp});
+    return rp;
+  }
+  if (!st.settings->cluster.local(st.id))
+    return moved_error(st.id);
+  if (!st.journal()) {
+    // In-memory fast path: no promise.
+    bool duplicate = !key.empty() && st.keys->contains(key);
+    if (duplicate) {
+      st.stats.duplicates += 1;
+      return uint64_t{0};
+    }
+    auto now = cqrs::wall_clock_now();
+    st.store->set_clock(now);
+    st.store->apply(batch);
+    publish_closed(self);
+    if (!key.empty())
+      st.keys->insert(std::move(key), now);
+    return static_cast<uint64_t>(batch.size());
+  }
+  auto rp = self->make_response_promise<uint64_t>();
+  accept(self, batch, key, rp);
+  return rp;
+}
+
+// -- handoff (docs/sagas.md, "Partition handoff") -----------------------------
+
+using nlohmann::json;
+
+handoff_reply refuse(const std::string& code, const std::string& error,
+                     json extra = json::object()) {
+  extra["ok"] = false;
+  extra["code"] = code;
+  extra["error"] = error;
+  return {std::move(extra), {}};
+}
+
+std::string partition_name(const partition_state& st) {
+  return "partition " + std::to_string(st.id);
+}
+
+/// A journal callback that hands (ok, error) to `fn` on the actor's thread.
+runtime::journal_callback durable(partition_pointer self,
+                                  std::function<void(bool, std::string)> fn) {
+  auto& st = self->state;
+  auto ticket = st.next_ticket++;
+  st.tickets.emplace(ticket, std::move(fn));
+  auto hdl = caf::actor_cast<partition_actor>(self);
+  return [hdl, ticket](bool ok, std::string err) {
+    caf::anon_send(hdl, handoff_atom::value, ticket, ok, std::move(err));
+  };
+}
+
+/// Runs `f` now if nothing is in flight, else once that is the case.
+void when_quiet(partition_pointer self, std::function<void()> f) {
+  auto& st = self->state;
+  if (st.quiet())
+    f();
+  else
+    st.on_quiet.push_back(std::move(f));
+}
+
+void run_quiet_actions(partition_pointer self) {
+  auto& st = self->state;
+  while (!st.on_quiet.empty() && st.quiet()) {
+    auto f = std::move(st.on_quiet.front());
+    st.on_quiet.erase(st.on_quiet.begin());
+    f();
+  }
+}
+
+void observe_pause(partition_state& st) {
+  if (st.pause_histogram == nullptr)
+    return;
+  auto ms = std::max<cqrs::millis>(0, cqrs::wall_clock_now() - st.marker.at);
+  st.pause_histogram->observe(std::chrono::milliseconds{ms});
+}
+
+/// Feeds the held writes through the normal path, in arrival order.
+void replay_held(partition_pointer self) {
+  auto& st = self->state;
+  auto held = std::move(st.held);
+  st.held.clear();
+  for (auto& h : held) {
+    if (!st.settings->cluster.local(st.id)) {
+      h.promise.deliver(moved_error(st.id));
+      continue;
+    }
+    accept(self, h.batch, h.key, h.promise);
+  }
+}
+
+/// Ends a freeze (release, drop, or a failed marker write): answers the
+/// freeze waiters with `code` and forgets the export.
+void unfreeze(partition_pointer self, const std::string& code) {
+  auto& st = self->state;
+  if (st.frozen && st.marker_durable)
+    observe_pause(st);
+  st.frozen = false;
+  st.marker_durable = false;
+  st.export_ready = false;
+  st.export_bytes = std::string{};
+  auto waiters = std::move(st.freeze_waiters);
+  st.freeze_waiters.clear();
+  for (auto& w : waiters)
+    w.deliver(refuse(code, partition_name(st) + ": the freeze ended ("
+                             + code + ")"));
+}
+
+void prepare_export(partition_state& st) {
+  if (st.export_ready)
+    return;
+  cqrs::snapshot_header header;
+  header.partition = st.id;
+  header.covered_seq = st.applied_seq;
+  header.taken_at = cqrs::wall_clock_now();
+  st.export_bytes.clear();
+  cqrs::encode_snapshot(header, *st.store, *st.keys, st.export_bytes);
+  st.export_crc = cqrs::crc32c(st.export_bytes);
+  st.export_ready = true;
+}
+
+json frozen_reply(const partition_state& st) {
+  return {{"ok", true},
+          {"total", st.export_bytes.size()},
+          {"crc", st.export_crc},
+          {"series", st.store->series_count()},
+          {"events", st.store->events_applied()},
+          {"held", st.held.size()}};
+}
+
+/// Answers the freeze waiters once the marker is durable and every write
+/// accepted before the freeze is applied.
+void finish_freeze(partition_pointer self) {
+  auto& st = self->state;
+  if (!st.frozen || !st.marker_durable || st.freeze_waiters.empty())
+    return;
+  if (!st.quiet()) {
+    st.on_quiet.push_back([self] { finish_freeze(self); });
+    return;
+  }
+  prepare_export(st);
+  auto waiters = std::move(st.freeze_waiters);
+  st.freeze_waiters.clear();
+  auto body = frozen_reply(st);
+  for (auto& w : waiters)
+    w.deliver(handoff_reply{body, {}});
+}
+
+caf::result<handoff_reply> handoff_freeze(partition_pointer self,
+                                          handoff_request& req) {
+  auto& st = self->state;
+  if (st.frozen) {
+    if (st.marker.token != req.token)
+      return refuse("handoff_conflict",
+                    partition_name(st) + " is frozen for another handoff",
+                    {{"token", st.marker.token}});
+  } else {
+    if (!st.settings->cluster.local(st.id))
+      return refuse("not_owner",
+                    partition_name(st) + " is not owned by this node");
+    if (!st.busy.empty())
+      return refuse("busy", partition_name(st) + " is " + st.busy);
+    st.frozen = true;
+    st.marker = {cqrs::handoff_marker::kind_t::frozen, req.token, req.target,
+                 cqrs::wall_clock_now()};
+    st.imported_token.clear();
+    st.import_token.clear();
+    st.import_bytes = std::string{};
+    if (!st.journal()) {
+      st.marker_durable = true;
+    } else {
+      std::string bytes;
+      cqrs::encode_handoff_marker(st.marker, bytes);
+      auto token = req.token;
+      st.journal()->put_meta(
+        st.id, runtime::journal::handoff_slot, std::move(bytes),
+        durable(self, [self, token](bool ok, std::string err) {
+          auto& st = self->state;
+          if (!st.frozen || st.marker.token != token)
+            return; // released or dropped meanwhile
+          if (!ok) {
+            spdlog::error("{}: handoff marker write failed: {}",
+                          partition_name(st), err);
+            unfreeze(self, "storage");
+            replay_held(self);
+            return;
+          }
+          st.marker_durable = true;
+          finish_freeze(self);
+        }));
+    }
+  }
+  auto rp = self->make_response_promise<handoff_reply>();
+  st.freeze_waiters.push_back(rp);
+  finish_freeze(self);
+  return rp;
+}
+
+handoff_reply handoff_export(partition_pointer self, handoff_request& req) {
+  auto& st = self->state;
+  if (!st.frozen || st.marker.token != req.token)
+    return refuse("not_frozen",
+                  partition_name(st) + " is not frozen with this token");
+  if (!st.marker_durable)
+    return refuse("busy", partition_name(st) + ": the freeze is not durable "
+                                               "yet");
+  if (!st.export_ready) {
+    // After a restart: re-encoded from the recovered frozen state.
+    if (!st.quiet())
+      return refuse("busy", partition_name(st) + " has writes in flight");
+    prepare_export(st);
+  }
+  auto total = st.export_bytes.size();
+  if (req.offset > total)
+    return refuse("bad_offset", "offset past the end of the export",
+                  {{"total", total}, {"crc", st.export_crc}});
+  auto max = req.max == 0 ? default_export_chunk
+                          : std::min(req.max, max_export_chunk);
+  handoff_reply out;
+  out.payload = st.export_bytes.substr(req.offset, max);
+  out.body = {{"ok", true},
+              {"total", total},
+              {"crc", st.export_crc},
+              {"offset", req.offset},
+              {"size", out.payload.size()}};
+  return out;
+}
+
+caf::result<handoff_reply> handoff_release(partition_pointer self,
+                                           handoff_request& req) {
+  auto& st = self->state;
+  if (!st.frozen)
+    return handoff_reply{{{"ok", true}, {"released", 0}, {"state", "serving"}},
+                         {}};
+  if (st.marker.token != req.token)
+    return refuse("handoff_conflict",
+                  partition_name(st) + " is frozen for another handoff",
+                  {{"token", st.marker.token}});
+  auto n = st.held.size();
+  unfreeze(self, "released");
+  // Held writes go to the journal after the marker's deletion.
+  auto rp = self->make_response_promise<handoff_reply>();
+  json body{{"ok", true}, {"released", n}, {"state", "serving"}};
+  if (!st.journal()) {
+    replay_held(self);
+    rp.deliver(handoff_reply{body, {}});
+    return rp;
+  }
+  st.journal()->erase_meta(
+    st.id, runtime::journal::handoff_slot,
+    durable(self, [rp, body](bool ok, std::string err) mutable {
+      if (ok)
+        rp.deliver(handoff_reply{body, {}});
+      else
+        rp.deliver(refuse("storage", "handoff marker deletion failed: " + err));
+    }));
+  replay_held(self);
+  return rp;
+}
+
+/// A new state for the partition (an import, or empty for a drop).
+struct replacement {
+  cqrs::series_store store;
+  cqrs::idempotency_window keys;
+};
+
+/// Replaces the store and window with `r` (series registry, series index
+/// and readers follow), then makes it durable: a snapshot covering a seq
+/// above every record of the partition, older snapshots and records pruned,
+/// and the handoff marker written (`marker`) or deleted (none). `done` runs
+/// once all of it is on disk (or failed). Call only when quiet().
+void replace_state(partition_pointer self, replacement& r,
+                   std::optional<cqrs::handoff_marker> marker,
+                   std::function<void(bool, std::string)> done) {
+  auto& st = self->state;
+  // The old series leave the cardinality guard, the index and the readers.
+  if (auto& reg = st.settings->series_registry; reg && reg->limit() != 0)
+    st.store->for_each_key(
+      [&](std::string_view key) { reg->erase(cqrs::series_hash(key)); });
+  if (st.settings->stores)
+    st.settings->stores->detach(st.id);
+  if (st.index_token != 0 && st.settings->series_index)
+    st.settings->series_index->detach(st.id, st.index_token);
+  st.index_token = 0;
+  st.store.emplace(std::move(r.store));
+  st.keys.emplace(std::move(r.keys));
+  st.keys->expire(cqrs::wall_clock_now());
+  st.register_series();
+  st.install_closed_handler();
+  st.index_series();
+  st.update_memory_gauges();
+  st.export_ready = false;
+  st.export_bytes = std::string{};
+  if (!st.journal()) {
+    done(true, {});
+    return;
+  }
+  // A fresh seq: every record and snapshot of the partition is below it.
+  auto covered = st.next_seq;
+  st.next_seq = covered + 1;
+  st.applied_seq = covered;
+  st.drained_seq = covered;
+  st.reset_dictionary = true; // replay after the snapshot starts a new one
+  st.events_since_snapshot = 0;
+  st.stats.snapshot_seq = covered;
+  st.snapshots.clear();
+  st.snapshots.emplace_back(covered, cqrs::wall_clock_now());
+  st.last_snapshot = std::chrono::steady_clock::now();
+  cqrs::snapshot_header header;
+  header.partition = st.id;
+  header.covered_seq = covered;
+  header.taken_at = cqrs::wall_clock_now();
+  std::string bytes;
+  cqrs::encode_snapshot(header, *st.store, *st.keys, bytes);
+  struct group {
+    int left = 3;
+    bool ok = true;
+    std::string error;
+    std::function<void(bool, std::string)> done;
+  };
+  auto g = std::make_shared<group>();
+  g->done = std::move(done);
+  auto one = [g](bool ok, std::string err) {
+    if (!ok && g->ok) {
+      g->ok = false;
+      g->error = std::move(err);
+    }
+    if (--g->left == 0)
+      g->done(g->ok, g->error);
+  };
+  auto* j = st.journal();
+  j->write_snapshot(st.id, covered, std::move(bytes), durable(self, one));
+  j->prune(st.id, 1, covered, durable(self, one));
+  if (marker) {
+    std::string m;
+    cqrs::encode_handoff_marker(*marker, m);
+    j->put_meta(st.id, runtime::journal::handoff_slot, std::move(m),
+                durable(self, one));
+  } else {
+    j->erase_meta(st.id, runtime::journal::handoff_slot, durable(self, one));
+  }
+}
+
+/// Answers everyone waiting for the import or drop in progress.
+void finish_busy(partition_pointer self, const handoff_reply& reply) {
+  auto& st = self->state;
+  st.busy.clear();
+  st.busy_token.clear();
+  auto waiters = std::move(st.busy_waiters);
+  st.busy_waiters.clear();
+  for (auto& w : waiters)
+    w.deliver(reply);
+}
+
+caf::result<handoff_reply> handoff_drop(partition_pointer self,
+                                        handoff_request& req) {
+  auto& st = self->state;
+  if (st.busy == "dropping") {
+    auto rp = self->make_response_promise<handoff_reply>();
+    st.busy_waiters.push_back(rp);
+    return rp;
+  }
+  if (!st.busy.empty())
+    return refuse("busy", partition_name(st) + " is " + st.busy);
+  if (st.settings->cluster.local(st.id))
+    return refuse("owner", partition_name(st)
+                             + " is owned by this node: drop refused");
+  if (st.frozen && st.marker.token != req.token)
+    return refuse("handoff_conflict",
+                  partition_name(st) + " is frozen for another handoff",
+                  {{"token", st.marker.token}});
+  // Held writes go to the new owner: the ingestor re-routes `moved`.
+  auto held = std::move(st.held);
+  st.held.clear();
+  for (auto& h : held)
+    h.promise.deliver(moved_error(st.id));
+  unfreeze(self, "dropped");
+  st.import_token.clear();
+  st.import_bytes = std::string{};
+  st.imported_token.clear();
+  st.busy = "dropping";
+  st.busy_token = req.token;
+  auto rp = self->make_response_promise<handoff_reply>();
+  st.busy_waiters.push_back(rp);
+  auto moved = held.size();
+  when_quiet(self, [self, moved] {
+    auto& st = self->state;
+    replacement r{cqrs::series_store{st.settings->tiers, st.settings->mapping},
+                  cqrs::idempotency_window{st.settings->idempotency_keys,
+                                           st.settings->idempotency_window}};
+    r.store.seal_after(st.settings->seal_after);
+    replace_state(self, r, std::nullopt,
+                  [self, moved](bool ok, std::string err) {
+                    if (ok)
+                      finish_busy(self, {{{"ok", true},
+                                          {"dropped", true},
+                                          {"held_moved", moved}},
+                                         {}});
+                    else
+                      finish_busy(self, refuse("storage",
+                                               "drop not durable: " + err));
+                  });
+  });
+  return rp;
+}
+
+caf::result<handoff_reply> handoff_import(partition_pointer self,
+                                          handoff_request& req) {
+  auto& st = self->state;
+  auto complete = [&st] {
+    return handoff_reply{{{"ok", true},
+                          {"complete", true},
+                          {"series", st.store->series_count()},
+                          {"events", st.store->events_applied()}},
+                         {}};
+  };
+  if (st.busy == "importing" && st.busy_token == req.token) {
+    auto rp = self->make_response_promise<handoff_reply>();
+    st.busy_waiters.push_back(rp);
+    return rp;
+  }
+  if (!st.busy.empty())
+    return refuse("busy", partition_name(st) + " is " + st.busy);
+  if (!st.imported_token.empty() && st.imported_token == req.token)
+    return complete();
+  if (st.settings->cluster.local(st.id))
+    return refuse("owner", partition_name(st)
+                             + " is owned by this node: import refused");
+  if (st.frozen)
+    return refuse("handoff_conflict", partition_name(st)
+                                        + " is frozen for a handoff");
+  if (req.offset == 0) {
+    st.import_token = req.token;
+    st.import_total = req.total;
+    st.import_crc = req.crc;
+    st.import_bytes.clear();
+  }
+  bool same = st.import_token == req.token && st.import_total == req.total
+              && st.import_crc == req.crc;
+  uint64_t have = same ? st.import_bytes.size() : 0;
+  if (!same || req.offset != have)
+    return refuse("bad_offset",
+                  "chunk at offset " + std::to_string(req.offset)
+                    + ", expected " + std::to_string(have),
+                  {{"have", have}});
+  if (have + req.payload.size() > st.import_total) {
+    st.import_bytes.clear();
+    return refuse("bad_offset", "chunk runs past the announced total",
+                  {{"have", 0}});
+  }
+  st.import_bytes += req.payload;
+  if (st.import_bytes.size() < st.import_total)
+    return handoff_reply{{{"ok", true},
+                          {"complete", false},
+                          {"have", st.import_bytes.size()}},
+                         {}};
+  // Complete: check, decode, then replace the state durably.
+  auto bytes = std::move(st.import_bytes);
+  st.import_bytes = std::string{};
+  st.import_token.clear();
+  if (cqrs::crc32c(bytes) != req.crc)
+    return refuse("crc_mismatch", "the import does not match its crc",
+                  {{"have", 0}});
+  cqrs::snapshot_view view;
+  if (auto r = cqrs::decode_snapshot(bytes, view); r != cqrs::snapshot_result::ok)
+    return refuse("bad_snapshot", "the import does not decode ("
+                                    + std::string{cqrs::to_string(r)} + ")",
+                  {{"have", 0}});
+  if (view.header.partition != st.id)
+    return refuse("bad_snapshot",
+                  "the import is of partition "
+                    + std::to_string(view.header.partition),
+                  {{"have", 0}});
+  auto r = std::make_shared<replacement>(
+    replacement{cqrs::series_store{st.settings->tiers, st.settings->mapping},
+                cqrs::idempotency_window{st.settings->idempotency_keys,
+                                         st.settings->idempotency_window}});
+  r->store.seal_after(st.settings->seal_after);
+  if (!r->keys.decode(view.idempotency) || !r->store.decode(view.projection))
+    return refuse("bad_snapshot",
+                  "the import's projection or idempotency window does not "
+                  "decode (configuration mismatch?)",
+                  {{"have", 0}});
+  st.busy = "importing";
+  st.busy_token = req.token;
+  auto rp = self->make_response_promise<handoff_reply>();
+  st.busy_waiters.push_back(rp);
+  auto token = req.token;
+  when_quiet(self, [self, r, token, complete] {
+    cqrs::handoff_marker m{cqrs::handoff_marker::kind_t::imported, token, {},
+                           cqrs::wall_clock_now()};
+    replace_state(self, *r, m,
+                  [self, token, complete](bool ok, std::string err) {
+                    if (!ok) {
+                      finish_busy(self,
+                                  refuse("storage", "import not durable: "
+                                                      + err));
+                      return;
+                    }
+                    self->state.imported_token = token;
+                    finish_busy(self, complete());
+                  });
+  });
+  return rp;
+}
+
+handoff_reply handoff_status(partition_pointer self) {
+  auto& st = self->state;
+  std::string state = "serving";
+  if (st.recovering)
+    state = "recovering";
+  else if (!st.busy.empty())
+    state = st.busy;
+  else if (st.frozen)
+    state = st.marker_durable ? "frozen" : "freezing";
+  else if (!st.import_token.empty())
+    state = "importing";
+  json body{{"ok", true},
+            {"partition", st.id},
+            {"state", state},
+            {"owner", st.settings->cluster.local(st.id)},
+            {"held", st.held.size()}};
+  if (st.store) {
+    body["series"] = st.store->series_count();
+    body["events"] = st.store->events_applied();
+  }
+  if (st.frozen) {
+    body["token"] = st.marker.token;
+    body["target"] = st.marker.target;
+    body["frozen_at"] = st.marker.at;
+    body["bytes"] = st.export_bytes.size();
+    if (st.export_ready)
+      body["crc"] = st.export_crc;
+  } else if (!st.import_token.empty()) {
+    body["token"] = st.import_token;
+    body["bytes"] = st.import_bytes.size();
+    body["total"] = st.import_total;
+  } else if (!st.busy_token.empty()) {
+    body["token"] = st.busy_token;
+  }
+  if (!st.imported_token.empty())
+    body["imported_token"] = st.imported_token;
+  return {std::move(body), {}};
+}
+
+caf::result<handoff_reply> handoff(partition_pointer self,
+                                   handoff_request& req) {
+  using op = handoff_request::op_t;
+  auto& st = self->state;
+  if (req.op == op::status)
+    return handoff_status(self);
+  if (st.recovering)
+    return refuse("recovering", partition_name(st) + " is recovering");
+  switch (req.op) {
+    case op::freeze:
+      return handoff_freeze(self, req);
+    case op::export_chunk:
+      return handoff_export(self, req);
+    case op::import_chunk:
+      return handoff_import(self, req);
+    case op::release:
+      return handoff_release(self, req);
+    case op::drop:
+      return handoff_drop(self, req);
+    case op::status:
+      break;
+  }
+  return handoff_status(self);
 }
 
 partition_actor::behavior_type partition_impl(partition_pointer self,
@@ -549,6 +1234,9 @@ partition_actor::behavior_type partition_impl(partition_pointer self,
     if (s->journal)
       st.gauges->track_snapshots(*s->metrics, id);
     self->track_mailbox(*s->metrics);
+    st.pause_histogram = &s->metrics->histogram(
+      "cairn_handoff_pause_seconds",
+      "Write pause of a partition handoff: freeze to release or drop");
   }
   st.register_series();
   st.recovering = s->journal != nullptr;
@@ -663,6 +1351,10 @@ partition_actor::behavior_type partition_impl(partition_pointer self,
     [=](snapshot_atom, uint64_t covered, bool ok, std::string& err) {
       auto& st = self->state;
       st.snapshot_in_flight = false;
+      // An import or drop waiting for quiet runs after this handler.
+      if (!st.on_quiet.empty())
+        caf::anon_send(caf::actor_cast<partition_actor>(self),
+                       handoff_atom::value, uint64_t{0}, true, std::string{});
       if (!ok) {
         spdlog::error("partition {}: snapshot at seq {} failed: {}", st.id,
                       covered, err);
@@ -716,10 +1408,36 @@ partition_actor::behavior_type partition_impl(partition_pointer self,
       if (r->report.snapshot_seq > 0)
         st.snapshots.emplace_back(r->report.snapshot_seq,
                                   cqrs::wall_clock_now());
+      if (r->marker) {
+        // docs/sagas.md, "Partition handoff": frozen before the restart,
+        // frozen now (the export is re-encoded on demand).
+        if (r->marker->kind == cqrs::handoff_marker::kind_t::frozen) {
+          st.frozen = true;
+          st.marker_durable = true;
+          st.marker = std::move(*r->marker);
+          spdlog::info("partition {}: recovered frozen for handoff {}", st.id,
+                       st.marker.token);
+        } else {
+          st.imported_token = r->marker->token;
+        }
+      }
       st.recovering = false;
       st.index_series();
       st.last_snapshot = std::chrono::steady_clock::now();
       st.update_memory_gauges();
+    },
+    [=](handoff_atom, handoff_request& req) -> caf::result<handoff_reply> {
+      return handoff(self, req);
+    },
+    // A handoff write is durable (ticket 0: only look for quiet).
+    [=](handoff_atom, uint64_t ticket, bool ok, std::string& err) {
+      auto& st = self->state;
+      if (auto it = st.tickets.find(ticket); it != st.tickets.end()) {
+        auto fn = std::move(it->second);
+        st.tickets.erase(it);
+        fn(ok, std::move(err));
+      }
+      run_quiet_actions(self);
     },
     [=](tick_atom) {
       auto& st = self->state;

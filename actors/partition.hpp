@@ -6,7 +6,11 @@
 // applied and acknowledged once durable. Queries read the projection only
 // and answer with mergeable partials. A periodic tick evicts buckets past
 // their tier's retention. Subscribed actors get the buckets that closed
-// (the closed-bucket stream, docs/architecture.md).
+// (the closed-bucket stream, docs/architecture.md). For a partition move it
+// answers the handoff primitives (docs/sagas.md, "Partition handoff"):
+// frozen, it holds ingest behind a durable marker and exports its state;
+// as a target it imports one; a partition this node does not own answers
+// ingest with `moved`.
 //
 // Threading: a CAF event-based actor; never blocks a scheduler thread.
 #pragma once
@@ -67,7 +71,12 @@ using partition_actor = caf::typed_actor<
   // From the journal: the snapshot covering `seq` is written.
   caf::reacts_to<snapshot_atom, uint64_t, bool, std::string>,
   // From the node's recovery thread: the recovered state to serve.
-  caf::reacts_to<recovered_atom, recovered_partition_ptr>>;
+  caf::reacts_to<recovered_atom, recovered_partition_ptr>,
+  // Partition handoff (docs/sagas.md, "Partition handoff"): freeze, export,
+  // import, release, drop, status; and the journal's word that a handoff
+  // write (`ticket`) is durable.
+  caf::replies_to<handoff_atom, handoff_request>::with<handoff_reply>,
+  caf::reacts_to<handoff_atom, uint64_t, bool, std::string>>;
 
 /// Spawns partition `id` of a node. With a journal in `settings`, the
 /// partition starts empty and refuses ingest until it receives its recovered

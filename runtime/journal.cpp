@@ -95,7 +95,7 @@ using clock_type = std::chrono::steady_clock;
 
 /// One enqueued request for the committer thread.
 struct operation {
-  enum class kind_t : uint8_t { append, snapshot, prune, sync };
+  enum class kind_t : uint8_t { append, snapshot, prune, sync, meta_put, meta_erase };
   kind_t kind = kind_t::append;
   uint32_t partition = 0;
   uint64_t seq = 0; ///< seq, covered seq or delete-up-to seq
@@ -227,6 +227,18 @@ struct journal::impl {
           break;
         case operation::kind_t::sync:
           need_sync = true;
+          break;
+        case operation::kind_t::meta_put:
+          make_key(meta_kind, op.partition, op.seq, key);
+          batch.Put(leveldb::Slice{key, key_size}, op.bytes);
+          if (opts.sync != sync_mode::never)
+            need_sync = true;
+          break;
+        case operation::kind_t::meta_erase:
+          make_key(meta_kind, op.partition, op.seq, key);
+          batch.Delete(leveldb::Slice{key, key_size});
+          if (opts.sync != sync_mode::never)
+            need_sync = true;
           break;
         case operation::kind_t::prune:
           write_group(&batch, group, first, i, need_sync);
@@ -471,6 +483,26 @@ void journal::prune(uint32_t partition, size_t keep_snapshots,
                            std::move(done)});
 }
 
+void journal::put_meta(uint32_t partition, uint64_t slot, std::string bytes,
+                       journal_callback done) {
+  if (partition == 0 && slot == 0) {
+    complete(done, false, "meta key (0, 0) is the layout version");
+    return;
+  }
+  impl_->enqueue(operation{operation::kind_t::meta_put, partition, slot, 0,
+                           std::move(bytes), std::move(done)});
+}
+
+void journal::erase_meta(uint32_t partition, uint64_t slot,
+                         journal_callback done) {
+  if (partition == 0 && slot == 0) {
+    complete(done, false, "meta key (0, 0) is the layout version");
+    return;
+  }
+  impl_->enqueue(operation{operation::kind_t::meta_erase, partition, slot, 0,
+                           std::string{}, std::move(done)});
+}
+
 void journal::sync(journal_callback done) {
   impl_->enqueue(operation{operation::kind_t::sync, 0, 0, 0, std::string{},
                            std::move(done)});
@@ -555,6 +587,24 @@ std::optional<std::string> journal::read_snapshot(uint32_t partition,
     spdlog::warn("journal {}: cannot read snapshot of partition {} at seq {}: "
                  "{}",
                  impl_->path, partition, covered_seq, status.ToString());
+  return std::nullopt;
+}
+
+std::optional<std::string> journal::read_meta(uint32_t partition,
+                                              uint64_t slot) const {
+  auto& db = impl_->checked_db();
+  leveldb::ReadOptions ro;
+  ro.verify_checksums = true;
+  char key[key_size];
+  make_key(meta_kind, partition, slot, key);
+  std::string value;
+  auto status = db.Get(ro, leveldb::Slice{key, key_size}, &value);
+  if (status.ok())
+    return value;
+  if (!status.IsNotFound())
+    spdlog::warn("journal {}: cannot read meta key of partition {} slot {}: "
+                 "{}",
+                 impl_->path, partition, slot, status.ToString());
   return std::nullopt;
 }
 

@@ -123,6 +123,11 @@ public:
   /// Version of the on-disk layout, stored under meta key ('m', 0, 0).
   static constexpr uint32_t format_version = 1;
 
+  /// Meta slot ('m', partition, 1): the partition's handoff marker
+  /// (cqrs/handoff_marker.hpp, docs/storage-format.md). Slot 0 of partition
+  /// 0 is the layout version; other slots are free for later bookkeeping.
+  static constexpr uint64_t handoff_slot = 1;
+
   ~journal();
   journal(const journal&) = delete;
   journal& operator=(const journal&) = delete;
@@ -162,6 +167,17 @@ public:
   void prune(uint32_t partition, size_t keep_snapshots,
              uint64_t delete_journal_upto, journal_callback done);
 
+  /// Enqueues a write of `bytes` under the bookkeeping key ('m', partition,
+  /// slot), replacing any value there. Ordered like appends; fsynced unless
+  /// the mode is `never`. (partition 0, slot 0) is the layout version and
+  /// must not be written.
+  void put_meta(uint32_t partition, uint64_t slot, std::string bytes,
+                journal_callback done);
+
+  /// Enqueues deletion of ('m', partition, slot) (absent: nothing to do, ok).
+  /// Ordered and synced like put_meta.
+  void erase_meta(uint32_t partition, uint64_t slot, journal_callback done);
+
   /// Enqueues a barrier: `done` runs once everything enqueued before is
   /// written and fsynced (in every mode). Used by flush and shutdown.
   void sync(journal_callback done);
@@ -185,6 +201,10 @@ public:
   /// failure; the reason is logged).
   std::optional<std::string> read_snapshot(uint32_t partition,
                                            uint64_t covered_seq) const;
+
+  /// The value under ('m', partition, slot), nullopt if absent or
+  /// unreadable (logged).
+  std::optional<std::string> read_meta(uint32_t partition, uint64_t slot) const;
 
   /// Deletes the snapshot ('s', partition, covered_seq), synced. Blocking;
   /// meant for recovery, which drops snapshots it found corrupt so they never

@@ -85,6 +85,8 @@ actors::partition_actor spawn_silent(caf::actor_system& sys) {
       [](actors::journaled_atom, uint64_t, bool, std::string&) {},
       [](actors::snapshot_atom, uint64_t, bool, std::string&) {},
       [](actors::recovered_atom, actors::recovered_partition_ptr&) {},
+      [](actors::handoff_atom, actors::handoff_request&) { return actors::handoff_reply{}; },
+      [](actors::handoff_atom, uint64_t, bool, std::string&) {},
     };
   });
 }

@@ -199,6 +199,8 @@ TEST_CASE("a partition that does not answer makes the query partial") {
       [](actors::journaled_atom, uint64_t, bool, std::string&) {},
       [](actors::snapshot_atom, uint64_t, bool, std::string&) {},
       [](actors::recovered_atom, actors::recovered_partition_ptr&) {},
+      [](actors::handoff_atom, actors::handoff_request&) { return actors::handoff_reply{}; },
+      [](actors::handoff_atom, uint64_t, bool, std::string&) {},
     };
   });
   auto coordinator = actors::spawn_query_coordinator(*f.sys, settings,

@@ -286,6 +286,36 @@ TEST_CASE("snapshots: ordering, reading, isolation between partitions") {
   CHECK(j->last_seq(2) == 1);
 }
 
+TEST_CASE("meta keys: put, replace, erase, survive a reopen") {
+  temp_dir dir;
+  {
+    auto j = journal::open(dir.db());
+    completions acks;
+    j->put_meta(4, journal::handoff_slot, "first", acks.callback());
+    j->put_meta(4, journal::handoff_slot, "second", acks.callback());
+    j->put_meta(5, journal::handoff_slot, "five", acks.callback());
+    j->append(4, 1, "rec", acks.callback());
+    // (0, 0) is the layout version: refused.
+    j->put_meta(0, 0, "x", acks.callback());
+    acks.wait_for(5);
+    CHECK(acks.failed == 1);
+    CHECK(j->read_meta(4, journal::handoff_slot)
+          == std::optional<std::string>{"second"});
+    // Meta keys are not records or snapshots.
+    CHECK(read_all(*j, 4).size() == 1);
+    CHECK(j->snapshot_seqs(4).empty());
+    j->erase_meta(5, journal::handoff_slot, acks.callback());
+    j->erase_meta(6, journal::handoff_slot, acks.callback()); // absent: ok
+    acks.wait_for(7);
+    CHECK(acks.failed == 1);
+    CHECK(!j->read_meta(5, journal::handoff_slot));
+  }
+  auto j = journal::open(dir.db()); // the layout version is intact
+  CHECK(j->read_meta(4, journal::handoff_slot)
+        == std::optional<std::string>{"second"});
+  CHECK(!j->read_meta(5, journal::handoff_slot));
+}
+
 TEST_CASE("prune deletes old snapshots and covered records only") {
   temp_dir dir;
   auto j = journal::open(dir.db());
