@@ -23,8 +23,17 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <csignal>
+#include <cstdlib>
 #include <filesystem>
 #include <random>
+#include <thread>
+
+#include <poll.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char** environ;
 
 using namespace cairn;
 using nlohmann::json;
@@ -240,6 +249,12 @@ TEST_CASE("freeze holds writes, answers reads; release applies them once") {
   CHECK(acks[1] == 0);
   CHECK(env.status()["events"] == 17);
   CHECK(env.status()["state"] == "serving");
+  // The write pause was observed.
+  uint64_t pauses = 0;
+  for (auto& h : env.s->metrics->histograms())
+    if (h.series == "cairn_handoff_pause_seconds")
+      pauses = h.histogram->count();
+  CHECK(pauses == 1);
   // Release again (not frozen): ok, nothing to undo.
   CHECK(env.call(op::release, "t1").body["ok"] == true);
   CHECK(env.ingest(batch("m", 3, now - 3000), "k3") == 3);
@@ -533,6 +548,81 @@ TEST_CASE("a frozen partition recovered after a restart is still frozen") {
   {
     // A further restart: serving.
   }
+}
+
+// The child half of the SIGKILL test, not a test of its own: run only by
+// the parent below (--test-case=... --no-skip) with CAIRN_HANDOFF_CRASH_DIR
+// set. It ingests 25 acknowledged events, freezes with token "kill/0",
+// sends a write that is held, reports "F" through the pipe and waits to be
+// killed.
+TEST_CASE("handoff crash child" * doctest::skip()) {
+  const char* dir = std::getenv("CAIRN_HANDOFF_CRASH_DIR");
+  const char* fd_text = std::getenv("CAIRN_HANDOFF_CRASH_FD");
+  REQUIRE_MESSAGE(dir != nullptr, "run only by the SIGKILL test's parent");
+  REQUIRE(fd_text != nullptr);
+  std::filesystem::path path{dir};
+  partition_env env{true, &path};
+  auto now = cqrs::wall_clock_now();
+  REQUIRE(env.ingest(batch("k", 25, now - 7000), "a") == 25);
+  actors::handoff_request fr;
+  fr.op = op::freeze;
+  fr.token = "kill/0";
+  fr.target = "b";
+  REQUIRE(env.call(fr).body["ok"] == true);
+  env.self->send(env.part, actors::ingest_atom::value, batch("k", 3, now - 100),
+                 std::string{"held"});
+  REQUIRE(env.status()["held"] == 1);
+  if (::write(std::atoi(fd_text), "F", 1) != 1)
+    std::_Exit(3);
+  for (;;)
+    std::this_thread::sleep_for(1s); // the parent kills us
+}
+
+TEST_CASE("a partition frozen when killed -9 comes back frozen") {
+  temp_dir dir;
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e != nullptr; ++e)
+    env_strings.emplace_back(*e);
+  env_strings.push_back("CAIRN_HANDOFF_CRASH_DIR=" + dir.path.string());
+  env_strings.push_back("CAIRN_HANDOFF_CRASH_FD=" + std::to_string(fds[1]));
+  std::vector<char*> envp;
+  for (auto& e : env_strings)
+    envp.push_back(e.data());
+  envp.push_back(nullptr);
+  std::string arg0 = "test_actors";
+  std::string arg1 = "--test-case=handoff crash child";
+  std::string arg2 = "--no-version";
+  std::string arg3 = "--no-skip";
+  char* argv[] = {arg0.data(), arg1.data(), arg2.data(), arg3.data(), nullptr};
+  auto pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::close(fds[0]);
+    ::execve("/proc/self/exe", argv, envp.data());
+    ::_exit(127);
+  }
+  ::close(fds[1]);
+  pollfd pfd{fds[0], POLLIN, 0};
+  char c = 0;
+  bool frozen = ::poll(&pfd, 1, 60'000) == 1 && ::read(fds[0], &c, 1) == 1
+                && c == 'F';
+  ::kill(pid, SIGKILL);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ::close(fds[0]);
+  REQUIRE(frozen);
+  CHECK(WIFSIGNALED(status));
+  partition_env env{true, &dir.path};
+  auto st = env.status();
+  CHECK(st["state"] == "frozen");
+  CHECK(st["token"] == "kill/0");
+  CHECK(st["target"] == "b");
+  CHECK(st["events"] == 25); // acknowledged before the freeze; the held one not
+  CHECK(st["held"] == 0);    // held writes were never acknowledged
+  CHECK(env.call(op::release, "kill/0").body["ok"] == true);
+  CHECK(env.ingest(batch("k", 3, cqrs::wall_clock_now() - 100), "held") == 3);
 }
 
 TEST_CASE("a released partition is serving after a restart") {
