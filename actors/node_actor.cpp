@@ -92,6 +92,12 @@ caf::behavior node_actor_impl(node_actor_pointer self, node* n) {
       auto cmd = req.value("cmd", std::string{});
       if (handoff_commands::handles(cmd))
         return self->state.handoff->run(self, req, std::move(payload));
+      // saga.*: between saga coordinators (actors/sagas/saga_coordinator).
+      if (cmd.rfind("saga.", 0) == 0 && self->state.owner->saga_coordinator()) {
+        self->delegate(self->state.owner->saga_coordinator(),
+                       control_atom::value, cmd_json, std::move(payload));
+        return caf::delegated<std::string, std::string>{};
+      }
       return caf::result<std::string, std::string>(json{{"ok", false},
                                   {"code", "unknown_command"},
                                   {"error", "unknown command " + json(cmd).dump()}}
