@@ -101,6 +101,12 @@ using resume_atom = caf::atom_constant<caf::atom("resume")>;
 /// "code" and an "error".
 using control_atom = caf::atom_constant<caf::atom("control")>;
 
+/// (reroute_atom, remote_ingest) -> uint64_t, to the node actor (which
+/// delegates to the ingestor): a peer link hands back a forwarded message
+/// or a hint whose partitions another member owns by the current map, to
+/// be routed again under its key (docs/cluster.md, "Partition map").
+using reroute_atom = caf::atom_constant<caf::atom("reroute")>;
+
 /// (live_follow_atom, caf::actor hub, std::vector<std::string> metrics):
 /// to a peer link, then the peer's node actor, then its live hub: send
 /// `hub` the closed windows of these metrics (remote_closed) for a while

@@ -34,6 +34,8 @@ std::string_view to_string(error_code code) noexcept {
       return "unknown_rule";
     case error_code::rule_exists:
       return "rule_exists";
+    case error_code::decommissioned:
+      return "decommissioned";
   }
   return "internal";
 }
@@ -69,6 +71,7 @@ int http_status(error_code code) noexcept {
     case error_code::rate_limited:
       return 429;
     case error_code::unavailable:
+    case error_code::decommissioned:
       return 503;
     case error_code::timeout:
       return 504;
