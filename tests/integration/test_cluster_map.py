@@ -12,7 +12,8 @@ complete and exact, c1 keeps version 2 across a restart (cluster-map.json),
 an older or incompatible map changes nothing. Finally a map of version 3
 where c2 owns nothing and left: c2 refuses client writes with
 `decommissioned`, and with c2 stopped a restarted c1 (which never heard
-from c2) still answers complete."""
+from c2) still answers complete. A persisted map of another cluster
+refuses the start."""
 
 import json
 import os
@@ -196,6 +197,21 @@ def main():
                            "to": t0 + 60_000, "step": "60s", "aggs": ["count"]}, 30)
         chk.check(r.get("ok") is True and r.get("partial") is False,
                   f"query at c1 with c2 left and stopped: {str(r)[:300]}")
+        # -- a persisted map of another cluster refuses the start ------------
+        path = os.path.join(c2.storage, "cluster-map.json")
+        with open(path, "w") as f:
+            json.dump({"version": 7, "partitions": PARTITIONS,
+                       "nodes": ["c1", "c2", "x9"],
+                       "owners": ["c1"] * PARTITIONS, "left": []}, f)
+        c2.start()
+        try:
+            code = c2.proc.wait(timeout=30)
+        except h.subprocess.TimeoutExpired:
+            code = None
+        chk.check(code not in (None, 0),
+                  f"c2 started with another cluster's map (exit {code})")
+        chk.check("cluster-map.json" in c2.log_text(),
+                  "the refusal names the file")
     except h.TestFailure as e:
         chk.check(False, str(e))
     finally:
