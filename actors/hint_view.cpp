@@ -9,7 +9,8 @@ hint_view::hint_view(std::vector<std::string> members, uint32_t self)
     self_(self),
     local_(members_.size()),
     remote_(members_.size()),
-    known_(members_.size(), false) {
+    known_(members_.size(), false),
+    left_(members_.size(), false) {
   if (self_ < known_.size())
     known_[self_] = true;
 }
@@ -62,6 +63,13 @@ hint_view::announced(uint32_t m) const {
   return {known_[m], remote_[m]};
 }
 
+void hint_view::set_left(const std::vector<uint32_t>& left) {
+  std::lock_guard guard{mtx_};
+  for (auto m : left)
+    if (m < left_.size())
+      left_[m] = true;
+}
+
 bool hint_view::snapshot_type::empty() const noexcept {
   return holders.empty();
 }
@@ -71,7 +79,8 @@ hint_view::snapshot_type hint_view::snapshot(uint32_t partitions) const {
   std::lock_guard guard{mtx_};
   auto any = [&] {
     for (uint32_t m = 0; m < members_.size(); ++m)
-      if (!known_[m] || !remote_[m].empty() || !local_[m].empty())
+      if ((!known_[m] && !left_[m]) || !remote_[m].empty()
+          || !local_[m].empty())
         return true;
     return false;
   };
@@ -86,7 +95,7 @@ hint_view::snapshot_type hint_view::snapshot(uint32_t partitions) const {
     }
   };
   for (uint32_t m = 0; m < members_.size(); ++m) {
-    if (!known_[m]) {
+    if (!known_[m] && !left_[m]) {
       for (uint32_t p = 0; p < partitions; ++p)
         add(p, m);
       continue;

@@ -51,6 +51,12 @@ public:
 
   const std::string& name(uint32_t member) const { return members_[member]; }
 
+  /// The members that left the cluster (by index; the partition map's
+  /// `left`): never counted as "not announced" — a stopped decommissioned
+  /// member would otherwise make every answer partial forever. What they
+  /// did announce still counts.
+  void set_left(const std::vector<uint32_t>& left);
+
   /// What member `m` last announced: (heard from it since start, its set).
   std::pair<bool, std::vector<uint32_t>> announced(uint32_t m) const;
 
@@ -63,6 +69,7 @@ private:
   std::vector<std::vector<uint32_t>> local_;   ///< by peer index
   std::vector<std::vector<uint32_t>> remote_;  ///< by member index
   std::vector<bool> known_;                    ///< by member index
+  std::vector<bool> left_;                     ///< by member index
   uint64_t local_version_ = 0;
 };
 

@@ -55,15 +55,37 @@ struct ingestor_state {
 
 using ingestor_pointer = introspectable_actor<ingestor_state>*;
 
+using routed_batches = std::vector<std::pair<uint32_t, cqrs::event_batch>>;
+
+/// Routes (partition, batch) pairs by the current map: local partitions
+/// directly, the others grouped into one remote_ingest per owner. Adds one
+/// to f->outstanding per destination. `key` empty: remote messages get a
+/// generated key, local batches none.
+void route(ingestor_pointer self, routed_batches items, const std::string& key,
+           const std::shared_ptr<fan_in>& f);
+
 void finish_one(const std::shared_ptr<fan_in>& f) {
   if (--f->outstanding == 0 && !f->failed)
     f->promise.deliver(f->applied);
+}
+
+/// True if `err` is a partition's answer to a batch it held while frozen
+/// and that moved away meanwhile (docs/cluster.md, "Partition map").
+bool is_moved(const caf::error& err) {
+  auto text = to_string(err);
+  return text.find("moved") != std::string::npos;
 }
 
 void send_batch(ingestor_pointer self, uint32_t p, queued_batch q) {
   auto& st = self->state;
   ++st.in_flight[p];
   auto owner = std::move(q.owner);
+  // A partition being handed off (frozen) may answer its held batches
+  // `moved`: for those the batch is kept to re-route it by the new map.
+  std::shared_ptr<cqrs::event_batch> copy;
+  if (st.settings->cluster.enabled && st.settings->cluster.map->retained(p))
+    copy = std::make_shared<cqrs::event_batch>(q.batch);
+  auto key = q.key;
   // No timeout on this hop: the partition is local, so a partition that
   // dies bounces the request with an error, and the parser's request to us
   // carries the client's deadline. A CAF 0.17 request timeout stays in the
@@ -85,12 +107,20 @@ void send_batch(ingestor_pointer self, uint32_t p, queued_batch q) {
         }
       },
       [=](caf::error& err) {
-        if (!owner->failed) {
+        auto& st = self->state;
+        if (copy && is_moved(err) && !st.settings->cluster.local(p)) {
+          // Re-routed by the current map; `owner` is answered from there.
+          std::vector<std::pair<uint32_t, cqrs::event_batch>> again;
+          again.emplace_back(p, std::move(*copy));
+          route(self, std::move(again), key, owner);
+          finish_one(owner);
+        } else if (!owner->failed) {
           owner->failed = true;
           owner->promise.deliver(err);
+          --owner->outstanding;
+        } else {
+          --owner->outstanding;
         }
-        --owner->outstanding;
-        auto& st = self->state;
         --st.in_flight[p];
         if (!st.waiting[p].empty()) {
           auto next = std::move(st.waiting[p].front());
@@ -109,10 +139,13 @@ void submit_local(ingestor_pointer self, uint32_t p, queued_batch q) {
     st.waiting[p].push_back(std::move(q));
 }
 
-/// Sends the events for one remote owner through its peer link.
+/// Sends the events for one remote owner through its peer link (which
+/// re-routes them here with reroute_atom if the owner refused them as
+/// `not_owner` and this node's map moved them meanwhile).
 void submit_remote(ingestor_pointer self, uint32_t owner, remote_ingest msg,
                    std::shared_ptr<fan_in> f) {
   auto& st = self->state;
+  ++f->outstanding;
   self
     ->request(st.links[owner], st.settings->ingest_timeout, ingest_atom::value,
               std::move(msg))
@@ -128,6 +161,37 @@ void submit_remote(ingestor_pointer self, uint32_t owner, remote_ingest msg,
         }
         --f->outstanding;
       });
+}
+
+void route(ingestor_pointer self, routed_batches items, const std::string& key,
+           const std::shared_ptr<fan_in>& f) {
+  auto& st = self->state;
+  auto& cluster = st.settings->cluster;
+  for (auto& [p, batch] : items) {
+    if (batch.empty())
+      continue;
+    // One reading of the owner per partition (a map may change meanwhile).
+    auto owner = cluster.enabled ? cluster.map->owner_index(p)
+                                 : cluster.self_index;
+    if (!cluster.enabled || owner == cluster.self_index
+        || owner >= st.links.size() || !st.links[owner]) {
+      ++f->outstanding;
+      submit_local(self, p, queued_batch{std::move(batch), key, f});
+      continue;
+    }
+    auto& m = st.by_owner[owner];
+    m.partitions.push_back(p);
+    m.batches.push_back(std::move(batch));
+  }
+  for (uint32_t owner = 0; owner < st.by_owner.size(); ++owner) {
+    auto& m = st.by_owner[owner];
+    if (m.partitions.empty())
+      continue;
+    m.key = key.empty() ? st.key_prefix + std::to_string(st.next_key++) : key;
+    auto msg = std::move(m);
+    m = remote_ingest{};
+    submit_remote(self, owner, std::move(msg), f);
+  }
 }
 
 caf::behavior ingestor_impl(ingestor_pointer self, settings_ptr s,
@@ -153,45 +217,44 @@ caf::behavior ingestor_impl(ingestor_pointer self, settings_ptr s,
       if (by_partition.size() != st.partitions.size())
         return caf::make_error(caf::sec::invalid_argument,
                                "batch count does not match partitions");
-      auto f = std::make_shared<fan_in>();
       auto& cluster = st.settings->cluster;
-      // Group the remote partitions' batches by owner node: one message per
-      // owner (batching on every hop).
-      if (cluster.enabled) {
-        for (uint32_t p = 0; p < by_partition.size(); ++p) {
-          if (by_partition[p].empty() || cluster.local(p))
-            continue;
-          auto& m = st.by_owner[cluster.map->owner_index(p)];
-          m.partitions.push_back(p);
-          m.batches.push_back(std::move(by_partition[p]));
-          by_partition[p].clear();
-        }
-        for (auto& m : st.by_owner)
-          if (!m.partitions.empty())
-            ++f->outstanding;
-      }
-      for (auto& b : by_partition)
-        if (!b.empty())
-          ++f->outstanding;
-      if (f->outstanding == 0)
-        return uint64_t{0};
+      // A member that left refuses client writes (docs/cluster.md): its
+      // clients must write through another member.
+      if (cluster.enabled && cluster.map->self_left())
+        return caf::make_error(caf::sec::runtime_error,
+                               "decommissioned: " + cluster.self_name
+                                 + " left the cluster; write to another "
+                                   "member");
+      auto f = std::make_shared<fan_in>();
+      // Outstanding starts at 1 so that nothing is answered before every
+      // destination was submitted; dropped at the end.
+      f->outstanding = 1;
       f->promise = self->make_response_promise();
-      if (cluster.enabled) {
-        for (uint32_t owner = 0; owner < st.by_owner.size(); ++owner) {
-          auto& m = st.by_owner[owner];
-          if (m.partitions.empty())
-            continue;
-          m.key = key.empty() ? st.key_prefix + std::to_string(st.next_key++)
-                              : key;
-          submit_remote(self, owner, std::move(m), f);
-          m = remote_ingest{};
-        }
-      }
-      for (uint32_t p = 0; p < by_partition.size(); ++p) {
-        if (by_partition[p].empty())
-          continue;
-        submit_local(self, p, queued_batch{std::move(by_partition[p]), key, f});
-      }
+      routed_batches items;
+      items.reserve(by_partition.size());
+      for (uint32_t p = 0; p < by_partition.size(); ++p)
+        if (!by_partition[p].empty())
+          items.emplace_back(p, std::move(by_partition[p]));
+      route(self, std::move(items), key, f);
+      finish_one(f);
+      return caf::delegated<uint64_t>{};
+    },
+    // From a peer link: a forwarded message its owner refused as
+    // `not_owner` (or a hint whose partition moved), routed again by the
+    // current map under its own key.
+    [=](reroute_atom, remote_ingest& msg) -> caf::result<uint64_t> {
+      if (msg.partitions.size() != msg.batches.size())
+        return caf::make_error(caf::sec::invalid_argument,
+                               "malformed forwarded batch");
+      auto f = std::make_shared<fan_in>();
+      f->outstanding = 1;
+      f->promise = self->make_response_promise();
+      routed_batches items;
+      for (size_t i = 0; i < msg.partitions.size(); ++i)
+        if (msg.partitions[i] < self->state.partitions.size())
+          items.emplace_back(msg.partitions[i], std::move(msg.batches[i]));
+      route(self, std::move(items), msg.key, f);
+      finish_one(f);
       return caf::delegated<uint64_t>{};
     },
     // From a peer: events for partitions this node owns.
@@ -200,12 +263,16 @@ caf::behavior ingestor_impl(ingestor_pointer self, settings_ptr s,
       if (msg.partitions.size() != msg.batches.size())
         return caf::make_error(caf::sec::invalid_argument,
                                "malformed forwarded batch");
+      // Refused whole, nothing applied: the sender keeps the batch and
+      // re-routes or hints it (docs/cluster.md, "Partition map").
       for (auto p : msg.partitions)
         if (p >= st.partitions.size() || !st.settings->cluster.local(p))
-          return caf::make_error(caf::sec::invalid_argument,
-                                 "partition " + std::to_string(p)
-                                   + " is not owned by this node "
-                                     "(partition maps differ?)");
+          return caf::make_error(
+            caf::sec::runtime_error,
+            "not_owner: partition " + std::to_string(p)
+              + " is not owned by " + st.settings->cluster.self_name
+              + " in its partition map v"
+              + std::to_string(st.settings->cluster.map->version()));
       auto f = std::make_shared<fan_in>();
       for (auto& b : msg.batches)
         if (!b.empty())

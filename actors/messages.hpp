@@ -106,6 +106,11 @@ using control_atom = caf::atom_constant<caf::atom("control")>;
 /// handoff"). (handoff_atom, uint64_t ticket, bool ok, std::string error):
 /// from the journal, a handoff write the partition waits for is done.
 using handoff_atom = caf::atom_constant<caf::atom("handoff")>;
+/// (reroute_atom, remote_ingest) -> uint64_t, to the node actor (which
+/// delegates to the ingestor): a peer link hands back a forwarded message
+/// or a hint whose partitions another member owns by the current map, to
+/// be routed again under its key (docs/cluster.md, "Partition map").
+using reroute_atom = caf::atom_constant<caf::atom("reroute")>;
 
 /// (live_follow_atom, caf::actor hub, std::vector<std::string> metrics):
 /// to a peer link, then the peer's node actor, then its live hub: send

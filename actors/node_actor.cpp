@@ -3,6 +3,7 @@
 #include "actors/console_commands.hpp"
 #include "actors/handoff.hpp"
 #include "actors/introspection.hpp"
+#include "actors/map_commands.hpp"
 #include "actors/messages.hpp"
 #include "actors/reply.hpp"
 
@@ -75,34 +76,52 @@ caf::behavior node_actor_impl(node_actor_pointer self, node* n) {
                 });
         return rp;
       }
+      // The console's path to the map commands (the cluster port is the
+      // trusted admin port, docs/cluster.md "Trust").
+      if (cmd.rfind("map.", 0) == 0)
+        return run_map_command(s, req);
       if (self->state.console->handles(cmd))
         return self->state.console->run(self, req);
       return command_error("unknown command '" + cmd + "'");
     },
-    // -- control plane of membership changes (docs/sagas.md) -------------
-    [=](control_atom, const std::string& cmd_json,
+    // -- control plane of membership changes (docs/cluster.md, "Partition
+    // map"; docs/sagas.md): one branch per command prefix, each answering
+    // (reply_json, payload).
+    [=](control_atom, const std::string& text,
         std::string& payload) -> caf::result<std::string, std::string> {
-      auto req = json::parse(cmd_json, nullptr, false);
-      if (req.is_discarded() || !req.is_object())
-        return caf::result<std::string, std::string>(json{{"ok", false},
-                                    {"code", "bad_request"},
-                                    {"error", "command is not a JSON object"}}
-                                 .dump(),
-                               std::string{});
-      auto cmd = req.value("cmd", std::string{});
+      auto req = json::parse(text, nullptr, false);
+      if (req.is_discarded() || !req.is_object()
+          || !req.contains("cmd") || !req["cmd"].is_string())
+        return {control_error("bad_request",
+                              "control command is not a JSON object with "
+                              "a string \"cmd\""),
+                std::string{}};
+      auto cmd = req["cmd"].get<std::string>();
+      auto& s = *self->state.owner->settings();
+      // A partition being frozen for a handoff: the ingestor keeps copies
+      // of what it sends it from now on, to re-route batches answered
+      // `moved`; done once it is dropped or released (docs/cluster.md).
+      if (s.cluster.enabled && req.contains("partition")
+          && req["partition"].is_number_unsigned()) {
+        auto p = req["partition"].get<uint32_t>();
+        if (cmd == "handoff.freeze")
+          s.cluster.map->retain(p, true);
+        else if (cmd == "handoff.release" || cmd == "handoff.drop")
+          s.cluster.map->retain(p, false);
+      }
+      if (cmd.rfind("map.", 0) == 0)
+        return {run_map_command(s, req), std::string{}};
       if (handoff_commands::handles(cmd))
         return self->state.handoff->run(self, req, std::move(payload));
       // saga.*: between saga coordinators (actors/sagas/saga_coordinator).
       if (cmd.rfind("saga.", 0) == 0 && self->state.owner->saga_coordinator()) {
         self->delegate(self->state.owner->saga_coordinator(),
-                       control_atom::value, cmd_json, std::move(payload));
+                       control_atom::value, text, std::move(payload));
         return caf::delegated<std::string, std::string>{};
       }
-      return caf::result<std::string, std::string>(json{{"ok", false},
-                                  {"code", "unknown_command"},
-                                  {"error", "unknown command " + json(cmd).dump()}}
-                               .dump(),
-                             std::string{});
+      return {control_error("unknown_command",
+                            "unknown control command '" + cmd + "'"),
+              std::string{}};
     },
     // -- cluster (docs/cluster.md): peers reach partitions through here ---
     [=](forward_atom, remote_ingest& msg) {
@@ -129,7 +148,7 @@ caf::behavior node_actor_impl(node_actor_pointer self, node* n) {
       auto& c = self->state.owner->settings()->cluster;
       if (!c.pending || !c.map)
         return false;
-      auto index = c.map->index_of(from);
+      auto index = c.map->current()->index_of(from);
       if (!index)
         return false;
       c.pending->set_remote(*index, std::move(partitions));
@@ -169,6 +188,10 @@ caf::behavior node_actor_impl(node_actor_pointer self, node* n) {
     [=](alert_sync_atom a, alert_peer_msg& msg) {
       if (auto& m = self->state.owner->alert_manager())
         caf::anon_send(m, a, std::move(msg));
+    },
+    [=](reroute_atom, remote_ingest& msg) {
+      return self->delegate(self->state.owner->ingestor(),
+                            reroute_atom::value, std::move(msg));
     },
     [=](partial_atom, remote_query& q) {
       return self->delegate(self->state.owner->coordinator(),

@@ -2,9 +2,17 @@
 
 #include "runtime/process_metrics.hpp"
 
-#include <algorithm>
+#include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
 #include <stdexcept>
+
+#include <fcntl.h>
+#include <unistd.h>
 
 namespace cairn::actors {
 
@@ -30,7 +38,130 @@ cqrs::millis duration_option(const std::string& name, const std::string& text) {
   return *d;
 }
 
+/// Writes `text` to `path` durably: a temporary file next to it, fsync,
+/// rename over `path`, fsync of the directory. Empty string or the error.
+std::string write_durably(const std::string& path, const std::string& text) {
+  auto tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0)
+    return "open " + tmp + ": " + std::strerror(errno);
+  size_t done = 0;
+  while (done < text.size()) {
+    auto n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0) {
+      auto err = std::string{"write "} + tmp + ": " + std::strerror(errno);
+      ::close(fd);
+      return err;
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0) {
+    auto err = std::string{"fsync "} + tmp + ": " + std::strerror(errno);
+    ::close(fd);
+    return err;
+  }
+  ::close(fd);
+  if (::rename(tmp.c_str(), path.c_str()) != 0)
+    return "rename " + tmp + ": " + std::strerror(errno);
+  auto slash = path.rfind('/');
+  auto dir = slash == std::string::npos ? std::string{"."}
+                                        : path.substr(0, slash);
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+  return {};
+}
+
 } // namespace
+
+// -- map_holder ---------------------------------------------------------------
+
+map_holder::map_holder(cqrs::partition_map initial, uint32_t self,
+                       std::string path)
+  : self_(self),
+    partitions_(initial.partitions()),
+    path_(std::move(path)),
+    owners_(new std::atomic<uint32_t>[initial.partitions()]),
+    retain_(new std::atomic<bool>[initial.partitions()]) {
+  for (uint32_t p = 0; p < partitions_; ++p)
+    retain_[p].store(false);
+  std::lock_guard guard{mtx_};
+  publish_locked(std::make_shared<const cqrs::partition_map>(
+    std::move(initial)));
+}
+
+void map_holder::publish_locked(std::shared_ptr<const cqrs::partition_map> m) {
+  for (uint32_t p = 0; p < partitions_; ++p)
+    owners_[p].store(m->owner_index(p), std::memory_order_release);
+  self_left_.store(m->has_left(self_), std::memory_order_release);
+  version_.store(m->version(), std::memory_order_release);
+  current_ = std::move(m);
+}
+
+std::shared_ptr<const cqrs::partition_map> map_holder::current() const {
+  std::lock_guard guard{mtx_};
+  return current_;
+}
+
+map_holder::adopt_result map_holder::adopt(const cqrs::partition_map& m) {
+  std::lock_guard serial{adopt_mtx_};
+  adopt_result out;
+  auto cur = current();
+  if (!cur->compatible(m)) {
+    out.code = "incompatible";
+    out.error = "the map's members or partition count differ from this "
+                "node's";
+    out.version = cur->version();
+    return out;
+  }
+  if (m.version() <= cur->version()) {
+    out.ok = true;
+    out.version = cur->version();
+    return out;
+  }
+  if (!path_.empty()) {
+    if (auto err = write_durably(path_, to_json(m).dump() + "\n");
+        !err.empty()) {
+      out.code = "storage";
+      out.error = "partition map not persisted: " + err;
+      out.version = cur->version();
+      return out;
+    }
+  }
+  auto next = std::make_shared<const cqrs::partition_map>(m);
+  {
+    std::lock_guard guard{mtx_};
+    publish_locked(next);
+  }
+  if (on_change_)
+    on_change_(*next);
+  out.ok = true;
+  out.changed = true;
+  out.version = m.version();
+  return out;
+}
+
+std::optional<cqrs::partition_map> map_holder::load(const std::string& path) {
+  std::ifstream in{path};
+  if (!in)
+    return std::nullopt;
+  std::stringstream text;
+  text << in.rdbuf();
+  auto j = nlohmann::json::parse(text.str(), nullptr, false);
+  std::string error = "not JSON";
+  std::optional<cqrs::partition_map> m;
+  if (!j.is_discarded())
+    m = cqrs::partition_map_from_json(j, &error);
+  if (!m)
+    throw std::invalid_argument(path + " does not decode (" + error
+                                + "); remove it only if every other member "
+                                  "has the current map");
+  return m;
+}
 
 std::shared_ptr<node_settings> make_node_settings(
   const runtime::node_config& cfg) {
@@ -137,26 +268,54 @@ std::shared_ptr<node_settings> make_node_settings(
       names.push_back(m->name);
       members.push_back(std::move(*m));
     }
+    std::optional<cqrs::partition_map> initial;
     try {
-      c.map = std::make_shared<const cqrs::partition_map>(
-        cqrs::partition_map::initial(names, s->partitions));
+      initial = cqrs::partition_map::initial(names, s->partitions);
     } catch (const std::exception& e) {
       throw std::invalid_argument(std::string{"option cairn.cluster.nodes: "}
                                   + e.what());
     }
     c.members.resize(members.size());
     for (auto& m : members)
-      c.members[*c.map->index_of(m.name)] = m;
-    auto self = c.map->index_of(c.self_name);
+      c.members[*initial->index_of(m.name)] = m;
+    auto self = initial->index_of(c.self_name);
     if (!self)
       throw std::invalid_argument("option cairn.cluster.nodes does not list "
                                   "this node '" + c.self_name + "'");
     c.self_index = *self;
     c.enabled = c.members.size() > 1;
-    if (!c.enabled)
-      c.map.reset();
-    else
-      c.pending = std::make_shared<hint_view>(c.map->nodes(), c.self_index);
+    if (c.enabled) {
+      // A map adopted by an earlier run (docs/cluster.md, "Partition map")
+      // replaces version 1 if it has the same members and partitions.
+      std::string path;
+      if (cfg.storage_enabled)
+        path = cfg.storage_path + "/cluster-map.json";
+      if (!path.empty())
+        if (auto stored = map_holder::load(path)) {
+          if (!initial->compatible(*stored))
+            throw std::invalid_argument(
+              path + " holds a partition map of members ["
+              + [&] {
+                  std::string out;
+                  for (auto& n : stored->nodes())
+                    out += (out.empty() ? "" : ",") + n;
+                  return out;
+                }()
+              + "] over " + std::to_string(stored->partitions())
+              + " partitions; cairn.cluster.nodes and cairn.partitions "
+                "describe another cluster");
+          if (stored->version() > initial->version())
+            initial = std::move(stored);
+        }
+      c.map = std::make_shared<map_holder>(std::move(*initial), c.self_index,
+                                           path);
+      c.pending = std::make_shared<hint_view>(c.map->current()->nodes(),
+                                              c.self_index);
+      c.pending->set_left(c.map->current()->left());
+      c.map->on_change([view = c.pending](const cqrs::partition_map& m) {
+        view->set_left(m.left());
+      });
+    }
   }
   s->metrics = std::make_shared<runtime::metrics_registry>();
   runtime::register_process_metrics(*s->metrics, s->version);

@@ -31,6 +31,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 namespace cairn::runtime {
@@ -44,15 +45,111 @@ enum class node_status : uint8_t { recovering, ready, stopping };
 
 const char* to_string(node_status s) noexcept;
 
+/// The cluster's current partition map (docs/cluster.md, "Partition map").
+///
+/// Starts with the map of the config (version 1) or the one persisted at
+/// `path` (a higher version, loaded at start). `adopt` replaces it by a map
+/// with a higher version once that map is durable at `path`. Thread-safe:
+/// the hot paths (`local`, `owner_index`, `version`, `self_left`) read
+/// atomics without a lock; `current` and `adopt` take a mutex. Each
+/// partition's owner is read atomically; a reader racing an adopt may see
+/// some partitions by the old and some by the new version (each answer is
+/// the owner by one of them), never a torn value.
+class map_holder {
+public:
+  /// `path` empty: adopted maps are kept in memory only (persistence off).
+  map_holder(cqrs::partition_map initial, uint32_t self, std::string path);
+
+  // -- hot paths (lock-free) --------------------------------------------------
+
+  /// True if this node owns partition `p` (p < partitions).
+  bool local(uint32_t p) const noexcept {
+    return owners_[p].load(std::memory_order_acquire) == self_;
+  }
+  uint32_t owner_index(uint32_t p) const noexcept {
+    return owners_[p].load(std::memory_order_acquire);
+  }
+  uint64_t version() const noexcept {
+    return version_.load(std::memory_order_acquire);
+  }
+  /// True if the current map says this node left the cluster.
+  bool self_left() const noexcept {
+    return self_left_.load(std::memory_order_acquire);
+  }
+  uint32_t partitions() const noexcept { return partitions_; }
+
+  /// Partition p is being handed off (frozen at this node): the ingestor
+  /// keeps a copy of the batches it sends it, to re-route those the
+  /// partition answers `moved` (docs/cluster.md, "Partition map"). Set and
+  /// cleared by the node actor as handoff commands pass.
+  bool retained(uint32_t p) const noexcept {
+    return retain_[p].load(std::memory_order_acquire);
+  }
+  void retain(uint32_t p, bool on) noexcept {
+    if (p < partitions_)
+      retain_[p].store(on, std::memory_order_release);
+  }
+
+  // -- the map itself ---------------------------------------------------------
+
+  std::shared_ptr<const cqrs::partition_map> current() const;
+
+  struct adopt_result {
+    bool ok = false;
+    /// The map was swapped in (false: its version was not higher).
+    bool changed = false;
+    /// The current version after the call.
+    uint64_t version = 0;
+    /// When !ok: a stable code ("incompatible", "storage") and a text.
+    std::string code;
+    std::string error;
+  };
+
+  /// Persists `m` (write-temp, fsync, rename, fsync of the directory) and
+  /// swaps it in if its version is higher than the current one; a map that
+  /// is not higher changes nothing and is ok. Refused (`incompatible`) if
+  /// its members or partition count differ from the current map's.
+  /// Returns after `m` is durable. Blocks on the file system: callable from
+  /// any thread, adopts are serialized.
+  adopt_result adopt(const cqrs::partition_map& m);
+
+  /// Called (under the adopt lock, after the swap) with every new map.
+  void on_change(std::function<void(const cqrs::partition_map&)> f) {
+    on_change_ = std::move(f);
+  }
+
+  const std::string& path() const noexcept { return path_; }
+
+  /// Reads a map persisted by adopt at `path`: nullopt if there is no file;
+  /// throws std::invalid_argument if it does not decode.
+  static std::optional<cqrs::partition_map> load(const std::string& path);
+
+private:
+  void publish_locked(std::shared_ptr<const cqrs::partition_map> m);
+
+  uint32_t self_;
+  uint32_t partitions_;
+  std::string path_;
+  std::unique_ptr<std::atomic<uint32_t>[]> owners_;
+  std::unique_ptr<std::atomic<bool>[]> retain_;
+  std::atomic<uint64_t> version_{0};
+  std::atomic<bool> self_left_{false};
+  mutable std::mutex mtx_;  ///< guards current_
+  std::mutex adopt_mtx_;    ///< serializes adopt
+  std::shared_ptr<const cqrs::partition_map> current_;
+  std::function<void(const cqrs::partition_map&)> on_change_;
+};
+
 /// The cluster part of the settings (docs/cluster.md). Disabled (single
 /// node) when cairn.cluster.nodes is empty.
 struct cluster_settings {
   bool enabled = false;
   std::string self_name;
   uint32_t self_index = 0;
-  /// The partition map (version 1 from the config). Members are indexed
-  /// like map->nodes() (sorted names).
-  std::shared_ptr<const cqrs::partition_map> map;
+  /// The current partition map (version 1 from the config, or a higher one
+  /// persisted by an earlier run). Members are indexed like the map's
+  /// nodes() (sorted names; they never change).
+  std::shared_ptr<map_holder> map;
   std::vector<cqrs::member_address> members;
   std::chrono::milliseconds heartbeat_interval{1000};
   std::chrono::milliseconds connection_timeout{4000};
@@ -75,7 +172,7 @@ struct cluster_settings {
 
   /// True if partition `p` is owned by this node (always when disabled).
   bool local(uint32_t p) const noexcept {
-    return !enabled || map->owner_index(p) == self_index;
+    return !enabled || map->local(p);
   }
 };
 

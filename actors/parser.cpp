@@ -167,7 +167,7 @@ void dispatch_pending(parser_pointer self, const job_ptr& j) {
       spdlog::warn("{} events not acknowledged: {}", n, to_string(err));
       if (!j->c.replies)
         return resume(self, j); // logged above; the client reads nothing
-      j->slots[slot] = error_reply(no_id(), cqrs::error_code::unavailable,
+      j->slots[slot] = error_reply(no_id(), ack_error_code(err),
                                    std::to_string(n)
                                      + " events were not acknowledged: "
                                      + to_string(err))
@@ -495,7 +495,7 @@ void handle_ingest(parser_pointer self, const job_ptr& j,
       resume(self, j);
     },
     [self, j, slot, id](caf::error& err) {
-      j->slots[slot] = error_reply(id, cqrs::error_code::unavailable,
+      j->slots[slot] = error_reply(id, ack_error_code(err),
                                    "events were not acknowledged: "
                                      + to_string(err))
                        + '\n';

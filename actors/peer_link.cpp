@@ -2,6 +2,7 @@
 
 #include "actors/hint_queue.hpp"
 #include "actors/introspection.hpp"
+#include "actors/map_commands.hpp"
 #include "actors/messages.hpp"
 #include "runtime/journal.hpp"
 
@@ -135,6 +136,15 @@ struct link_state {
   /// Version of the node's pending set last acknowledged by this peer.
   uint64_t announced_version = ~uint64_t{0};
   bool announcing = false;
+
+  // -- partition map (docs/cluster.md, "Partition map") ------------------------
+  /// Next comparison of map versions with the peer (a ping), and whether a
+  /// pull or push is out.
+  clock_type::time_point next_map_check{};
+  bool map_syncing = false;
+  uint64_t map_pulls = 0;
+  uint64_t map_pushes = 0;
+  uint64_t rerouted = 0;
 
   // -- ingest -----------------------------------------------------------------
   std::set<pending_ptr> in_flight;
@@ -296,6 +306,104 @@ void request_announcement(link_pointer self) {
           });
 }
 
+// -- partition map ------------------------------------------------------------
+
+/// True if `err` is an owner's refusal of partitions it does not own by its
+/// map (nothing was applied there).
+bool is_not_owner(const caf::error& err) {
+  return to_string(err).find("not_owner") != std::string::npos;
+}
+
+/// True if every partition of `partitions` belongs to this link's peer by
+/// this node's current map.
+bool peer_owns(link_pointer self, const std::vector<uint32_t>& partitions) {
+  auto& st = self->state;
+  for (auto p : partitions)
+    if (p >= st.cluster().map->partitions()
+        || st.cluster().map->owner_index(p) != st.index)
+      return false;
+  return true;
+}
+
+/// Hands `msg` back to this node's ingestor to be routed by the current
+/// map; `done(ok, events, error)` runs with its answer.
+template <class F>
+void reroute(link_pointer self, remote_ingest msg, F done) {
+  auto& st = self->state;
+  ++st.rerouted;
+  if (!st.home) {
+    done(false, 0, std::string{"node actor unknown"});
+    return;
+  }
+  self
+    ->request(st.home, st.settings->ingest_timeout, reroute_atom::value,
+              std::move(msg))
+    .then([done](uint64_t n) mutable { done(true, n, std::string{}); },
+          [done](caf::error& err) mutable {
+            done(false, 0, to_string(err));
+          });
+}
+
+/// Compares the peer's map version (from a ping reply) with ours: pulls a
+/// higher map (map.get, then adopt), pushes ours to a peer that is behind
+/// (map.adopt). So a member that was down converges without a coordinator.
+void sync_map(link_pointer self, const json& ping) {
+  auto& st = self->state;
+  if (!st.remote || st.map_syncing || !ping.contains("map_version")
+      || !ping["map_version"].is_number_unsigned())
+    return;
+  auto theirs = ping["map_version"].get<uint64_t>();
+  auto ours = st.cluster().map->version();
+  if (theirs == ours)
+    return;
+  st.map_syncing = true;
+  auto done = [self](caf::error* err) {
+    self->state.map_syncing = false;
+    self->state.next_map_check = clock_type::now();  // compare again soon
+    if (err)
+      spdlog::warn("partition map sync with peer {} failed: {}",
+                   self->state.addr.name, to_string(*err));
+  };
+  if (theirs > ours) {
+    ++st.map_pulls;
+    self
+      ->request(st.remote, st.cluster().request_timeout, control_atom::value,
+                std::string{R"({"cmd":"map.get"})"}, std::string{})
+      .then(
+        [self, done](std::string& reply, std::string&) {
+          auto j = json::parse(reply, nullptr, false);
+          std::string error = "no map in the reply";
+          std::optional<cqrs::partition_map> m;
+          if (j.is_object() && j.value("ok", false) && j.contains("map"))
+            m = cqrs::partition_map_from_json(j["map"], &error);
+          if (!m)
+            spdlog::warn("partition map from peer {}: {}",
+                         self->state.addr.name, error);
+          else
+            adopt_map(*self->state.settings, *m, self->state.addr.name);
+          done(nullptr);
+        },
+        [done](caf::error& err) { done(&err); });
+  } else {
+    ++st.map_pushes;
+    json cmd{{"cmd", "map.adopt"},
+             {"from", st.cluster().self_name},
+             {"map", cqrs::to_json(*st.cluster().map->current())}};
+    self
+      ->request(st.remote, st.cluster().request_timeout, control_atom::value,
+                cmd.dump(), std::string{})
+      .then(
+        [self, done](std::string& reply, std::string&) {
+          auto j = json::parse(reply, nullptr, false);
+          if (!j.is_object() || !j.value("ok", false))
+            spdlog::warn("peer {} refused this node's partition map: {}",
+                         self->state.addr.name, reply);
+          done(nullptr);
+        },
+        [done](caf::error& err) { done(&err); });
+  }
+}
+
 // -- hints --------------------------------------------------------------------
 
 /// The bound on hints is for all peers together (cluster.hints-max-bytes).
@@ -402,6 +510,27 @@ void drain_hints(link_pointer self) {
   for (auto seq : st.hints.next_to_send(st.cluster().credits)) {
     auto& rec = st.hints.find(seq)->rec;
     remote_ingest msg{rec.partitions, rec.batches, rec.key};
+    if (!peer_owns(self, rec.partitions)) {
+      // The partition moved since the write was hinted: delivered to its
+      // new owner (through the ingestor, by the current map) under the
+      // same key; delivered here once the new route acknowledged it.
+      reroute(self, std::move(msg),
+              [self, seq, epoch](bool ok, uint64_t, const std::string& err) {
+                auto& st = self->state;
+                if (ok) {
+                  st.hints.on_delivered(seq);
+                  pop_delivered(self);
+                  drain_hints(self);
+                  if (st.hints.empty())
+                    pump(self);
+                  return;
+                }
+                spdlog::warn("hint {} (moved partition) re-route failed: {}",
+                             seq, err);
+                st.hints.on_failed(epoch);
+              });
+      continue;
+    }
     self
       ->request(st.remote, st.cluster().ingest_timeout, forward_atom::value,
                 std::move(msg))
@@ -422,7 +551,13 @@ void drain_hints(link_pointer self) {
           // which everything not applied is sent again, in order.
           if (!st.hints.on_failed(epoch))
             return;
-          if (is_recovering(err)) {
+          if (is_not_owner(err)) {
+            // Maps differ: compare versions now; the next attempt goes to
+            // whoever owns the partition by then.
+            st.next_map_check = clock_type::now();
+            spdlog::info("hint {} to peer {}: {}", seq, st.addr.name,
+                         to_string(err));
+          } else if (is_recovering(err)) {
             // Not a fault: wait until the owner says it is ready.
             st.peer_ready = false;
             st.next_ready_check = clock_type::now() + 200ms;
@@ -469,6 +604,28 @@ void send_live(link_pointer self, pending_ptr item) {
         st.in_flight.erase(item);
         if (item->settled)
           return;
+        if (is_not_owner(err)) {
+          // Nothing was applied there. Moved by our map meanwhile: route
+          // it again; else the maps differ the other way round: hint it
+          // (retried once the versions agree) and compare versions now.
+          st.next_map_check = clock_type::now();
+          if (!peer_owns(self, item->msg.partitions)) {
+            item->settled = true;
+            reroute(self, std::move(item->msg),
+                    [item](bool ok, uint64_t n, const std::string& e) {
+                      if (ok)
+                        item->promise.deliver(n);
+                      else
+                        item->promise.deliver(caf::make_error(
+                          caf::sec::runtime_error,
+                          "unavailable: re-route failed: " + e));
+                    });
+          } else {
+            to_hint(self, item);
+          }
+          pump(self);
+          return;
+        }
         spdlog::warn("forward to peer {} failed ({}); hinting {} events",
                      st.addr.name, to_string(err), item->events);
         if (is_recovering(err)) {
@@ -667,6 +824,8 @@ json describe(link_pointer self) {
            {"in_flight", st.in_flight.size()},
            {"waiting", st.waiting.size()},
            {"forwarded_events", st.forwarded_events},
+           {"map", {{"pulls", st.map_pulls}, {"pushes", st.map_pushes},
+                    {"rerouted", st.rerouted}}},
            {"hints",
             {{"pending", st.hints.size()},
              {"bytes", st.hints.bytes()},
@@ -776,6 +935,19 @@ caf::behavior link_impl(link_pointer self, settings_ptr s, uint32_t index,
       self->delegate(st.remote, request_atom::value, std::move(text));
       return caf::delegated<std::string>{};
     },
+    // The control plane (docs/cluster.md, "Partition map"): relayed to the
+    // peer's node actor; answered `unreachable` while the peer is away.
+    [self](control_atom, std::string& cmd, std::string& payload)
+      -> caf::result<std::string, std::string> {
+      auto& st = self->state;
+      if (!st.remote)
+        return {control_error("unreachable",
+                              "node " + st.addr.name + " is unreachable"),
+                std::string{}};
+      self->delegate(st.remote, control_atom::value, std::move(cmd),
+                     std::move(payload));
+      return caf::delegated<std::string, std::string>{};
+    },
     [self](ingest_atom, remote_ingest& msg) -> caf::result<uint64_t> {
       auto& st = self->state;
       auto item = std::make_shared<pending_ingest>();
@@ -864,7 +1036,10 @@ caf::behavior link_impl(link_pointer self, settings_ptr s, uint32_t index,
                        && st.breaker.state(now)
                             == runtime::breaker_state::half_open;
       auto check_ready = st.remote && !st.probing && !st.checking_ready
-                         && !st.peer_ready && now >= st.next_ready_check;
+                         && ((!st.peer_ready && now >= st.next_ready_check)
+                             || now >= st.next_map_check);
+      if (check_ready && now >= st.next_map_check)
+        st.next_map_check = now + 1s;
       if (half_open || check_ready) {
         // A ping to the peer's node actor: the single half-open probe (only
         // the code that reports a probe's outcome takes the slot), and the
@@ -891,6 +1066,8 @@ caf::behavior link_impl(link_pointer self, settings_ptr s, uint32_t index,
                 with_breaker(self,
                              [](auto& b) { b.on_success(clock_type::now()); });
               }
+              if (reply.is_object())
+                sync_map(self, reply);
               if (status == "ready") {
                 if (!st.peer_ready)
                   spdlog::info("peer {} is ready; {} hints to deliver",

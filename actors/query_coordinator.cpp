@@ -43,8 +43,26 @@ struct coordinator_state {
   std::vector<partition_actor> partitions;
   /// Cluster: link to each member by map index (null for this node).
   std::vector<caf::actor> links;
-  /// Partitions this node owns (all of them on a single node).
+  /// Partitions this node owns by the map of version `local_version` (all
+  /// of them on a single node); see owned().
   std::vector<uint32_t> local;
+  uint64_t local_version = 0;
+
+  /// The partitions this node owns by the *current* map (docs/cluster.md,
+  /// "Partition map": every node routes by its current map), recomputed
+  /// when the version changed.
+  const std::vector<uint32_t>& owned() {
+    auto& c = settings->cluster;
+    auto v = c.enabled ? c.map->version() : 1;
+    if (v != local_version) {
+      local.clear();
+      for (uint32_t p = 0; p < partitions.size(); ++p)
+        if (c.local(p))
+          local.push_back(p);
+      local_version = v;
+    }
+    return local;
+  }
   /// cairn_query_latency_seconds by op, for the read ops.
   std::vector<std::pair<std::string, runtime::latency_histogram*>> latency;
   /// cairn_requests_total, counted here for direct reads (the parsers count
@@ -194,9 +212,22 @@ void scatter(coordinator_pointer self, scatter_plan plan,
   auto& cluster = st.settings->cluster;
   if (plan.remote && cluster.enabled) {
     by_owner.resize(cluster.members.size());
-    for (uint32_t p = 0; p < st.partitions.size(); ++p)
-      if (!cluster.local(p) && (plan.only.empty() || plan.only[p]))
-        by_owner[cluster.map->owner_index(p)].push_back(p);
+    // Every partition not asked here goes to its owner by the current map;
+    // one whose owner became this node after plan.local was taken (a map
+    // change in between) is missing rather than asked of nobody.
+    std::vector<bool> asked(st.partitions.size(), false);
+    for (auto p : plan.local)
+      asked[p] = true;
+    for (uint32_t p = 0; p < st.partitions.size(); ++p) {
+      if (asked[p] || !(plan.only.empty() || plan.only[p]))
+        continue;
+      auto owner = cluster.map->owner_index(p);
+      if (owner == cluster.self_index || owner >= by_owner.size()
+          || !st.links[owner])
+        g->cov.missing_partitions.push_back(p);
+      else
+        by_owner[owner].push_back(p);
+    }
     for (auto& ps : by_owner)
       if (!ps.empty())
         ++g->outstanding;
@@ -328,15 +359,14 @@ void gather_cluster(coordinator_pointer self,
     map["version"] = c.enabled ? c.map->version() : 1;
     map["partitions"] = s->partitions;
     if (c.enabled) {
-      map["nodes"] = c.map->nodes();
-      json owners = json::array();
-      for (uint32_t p = 0; p < c.map->partitions(); ++p)
-        owners.push_back(c.map->owner(p));
-      map["owners"] = std::move(owners);
+      // The current map (docs/cluster.md, "Partition map").
+      auto m = c.map->current();
+      map = cqrs::to_json(*m);
       json owned = json::object();
-      for (uint32_t i = 0; i < c.map->nodes().size(); ++i)
-        owned[c.map->nodes()[i]] = c.map->owned_by(i);
+      for (uint32_t i = 0; i < m->nodes().size(); ++i)
+        owned[m->nodes()[i]] = m->owned_by(i);
       map["owned"] = std::move(owned);
+      out["left"] = map["left"];
     }
     out["partition_map"] = std::move(map);
     uint64_t up = 0;
@@ -388,7 +418,9 @@ void answer_stats(coordinator_pointer self, caf::response_promise rp,
   };
   auto& st = self->state;
   auto g = std::make_shared<gather>();
-  g->outstanding = st.local.size();
+  // One more than the partitions: the last finish() runs after the loop, so
+  // a node that owns nothing (it left the cluster) answers too.
+  g->outstanding = st.owned().size() + 1;
   auto s = st.settings;
   auto finish = [self, g, rp, id, s]() mutable {
     if (--g->outstanding != 0)
@@ -462,7 +494,7 @@ void answer_stats(coordinator_pointer self, caf::response_promise rp,
       rp.deliver(finish_reply(out, id));
     });
   };
-  for (auto p : st.local) {
+  for (auto p : st.owned()) {
     self->request(st.partitions[p], st.settings->query_timeout,
                   stats_atom::value)
       .then(
@@ -475,6 +507,7 @@ void answer_stats(coordinator_pointer self, caf::response_promise rp,
           finish();
         });
   }
+  finish();
 }
 
 /// Runs a read op over `plan` and hands the merged partial to `emit`, which
@@ -631,7 +664,7 @@ scatter_plan client_plan(coordinator_pointer self, const std::string& op,
                          std::vector<bool> only) {
   auto& st = self->state;
   scatter_plan plan;
-  for (auto p : st.local)
+  for (auto p : st.owned())
     if (only.empty() || only[p])
       plan.local.push_back(p);
   if (st.settings->cluster.enabled) {
@@ -737,7 +770,7 @@ void run_direct(coordinator_pointer self, const direct_batch_ptr& b, size_t i,
                                   spec->limit + 1, *indexed);
       if (only.empty())
         only.assign(n, true);
-      for (auto p : self->state.local)
+      for (auto p : self->state.owned())
         if (p < covered.size() && covered[p])
           only[p] = false;
     }
@@ -814,9 +847,7 @@ caf::behavior coordinator_impl(coordinator_pointer self, settings_ptr s,
   self->state.settings = s;
   self->state.partitions = std::move(partitions);
   self->state.links = std::move(links);
-  for (uint32_t p = 0; p < self->state.partitions.size(); ++p)
-    if (s->cluster.local(p))
-      self->state.local.push_back(p);
+  self->state.owned();
   // "prometheus": the Prometheus API's direct reads, one batch per HTTP
   // request (actors/query_coordinator.hpp, direct_read).
   for (auto op : {"query", "topk", "series", "metrics", "prometheus"})
@@ -876,12 +907,21 @@ caf::behavior coordinator_impl(coordinator_pointer self, settings_ptr s,
         return caf::make_error(caf::sec::invalid_argument,
                                "remote query is not a JSON object");
       scatter_plan plan;
+      // Partitions this node does not own by its current map (the asking
+      // node's map is older or newer) are answered as missing, so the
+      // reply there is partial rather than silently short (docs/cluster.md).
+      std::vector<uint32_t> not_owned;
       for (auto p : q.partitions)
         if (p < st.partitions.size() && st.settings->cluster.local(p))
           plan.local.push_back(p);
+        else
+          not_owned.push_back(p);
       auto rp = self->make_response_promise<remote_partial>();
       read_sink sink;
-      sink.partial = [rp](remote_partial x) mutable { rp.deliver(std::move(x)); };
+      sink.partial = [rp, not_owned](remote_partial x) mutable {
+        x.missing.insert(x.missing.end(), not_owned.begin(), not_owned.end());
+        rp.deliver(std::move(x));
+      };
       if (auto problem = run_read(self, q.op, req, q.now, std::move(plan),
                                   sink))
         rp.deliver(caf::make_error(caf::sec::invalid_argument,

@@ -35,10 +35,21 @@ std::string finish_reply(nlohmann::json& out, const nlohmann::json& id) {
 }
 
 nlohmann::json ping_reply(const node_settings& s, node_status status) {
-  return {{"ok", true},
-          {"node", s.node_name},
-          {"version", s.version},
-          {"status", to_string(status)}};
+  nlohmann::json out{{"ok", true},
+                     {"node", s.node_name},
+                     {"version", s.version},
+                     {"status", to_string(status)}};
+  // The peer links compare map versions on every ping (docs/cluster.md,
+  // "Partition map": pull a higher one, push to a lower one).
+  if (s.cluster.enabled && s.cluster.map)
+    out["map_version"] = s.cluster.map->version();
+  return out;
+}
+
+cqrs::error_code ack_error_code(const caf::error& err) {
+  return to_string(err).find("decommissioned:") != std::string::npos
+           ? cqrs::error_code::decommissioned
+           : cqrs::error_code::unavailable;
 }
 
 nlohmann::json partition_stats_json(const partition_stats& p) {

@@ -34,6 +34,11 @@ std::string finish_reply(nlohmann::json& out, const nlohmann::json& id);
 /// passed in so that a caller that routed on one reading reports that one.
 nlohmann::json ping_reply(const node_settings& s, node_status status);
 
+/// The protocol code of an ingest that was not acknowledged: the ingestor's
+/// `decommissioned` refusal keeps its code, everything else is
+/// `unavailable` (retry).
+cqrs::error_code ack_error_code(const caf::error& err);
+
 /// The HTTP status of one reply line on POST /api (docs/protocol.md, "HTTP
 /// statuses"): 200 unless the line is an error reply
 /// ({"ok":false,...,"error":{"code":C}}), then cqrs::http_status(C); an

@@ -38,6 +38,8 @@ std::string_view to_string(error_code code) noexcept {
       return "unknown_saga";
     case error_code::saga_conflict:
       return "saga_conflict";
+    case error_code::decommissioned:
+      return "decommissioned";
   }
   return "internal";
 }
@@ -75,6 +77,7 @@ int http_status(error_code code) noexcept {
     case error_code::rate_limited:
       return 429;
     case error_code::unavailable:
+    case error_code::decommissioned:
       return 503;
     case error_code::timeout:
       return 504;

@@ -52,10 +52,13 @@ enum class error_code : uint8_t {
   /// being moved, another membership saga runs) or can no longer be
   /// aborted (docs/sagas.md).
   saga_conflict,
+  /// The node left the cluster (decommissioned) and takes no writes; write
+  /// to another member (docs/cluster.md, "Partition map").
+  decommissioned,
 };
 
 /// The highest code (keep it the last enumerator above).
-inline constexpr error_code last_error_code = error_code::saga_conflict;
+inline constexpr error_code last_error_code = error_code::decommissioned;
 
 /// Returns the wire name of `code`, e.g. "bad_request".
 std::string_view to_string(error_code code) noexcept;

@@ -1,5 +1,7 @@
 #include "cqrs/partition_map.hpp"
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <charconv>
 #include <stdexcept>
@@ -23,10 +25,134 @@ partition_map partition_map::initial(std::vector<std::string> nodes,
 
 partition_map::partition_map(uint64_t version, std::vector<std::string> nodes,
                              std::vector<uint32_t> owners)
-  : version_(version), nodes_(std::move(nodes)), owners_(std::move(owners)) {
+  : partition_map(version, std::move(nodes), std::move(owners), {}) {
+}
+
+partition_map::partition_map(uint64_t version, std::vector<std::string> nodes,
+                             std::vector<uint32_t> owners,
+                             std::vector<uint32_t> left)
+  : version_(version),
+    nodes_(std::move(nodes)),
+    owners_(std::move(owners)),
+    left_(std::move(left)) {
+  for (size_t i = 1; i < nodes_.size(); ++i)
+    if (!(nodes_[i - 1] < nodes_[i]))
+      throw std::invalid_argument("partition map nodes must be sorted and "
+                                  "unique");
   for (auto o : owners_)
     if (o >= nodes_.size())
       throw std::invalid_argument("partition owner index out of range");
+  std::sort(left_.begin(), left_.end());
+  left_.erase(std::unique(left_.begin(), left_.end()), left_.end());
+  for (auto l : left_) {
+    if (l >= nodes_.size())
+      throw std::invalid_argument("left member index out of range");
+    if (std::find(owners_.begin(), owners_.end(), l) != owners_.end())
+      throw std::invalid_argument("member " + nodes_[l]
+                                  + " left but still owns a partition");
+  }
+}
+
+bool partition_map::has_left(uint32_t index) const noexcept {
+  return std::binary_search(left_.begin(), left_.end(), index);
+}
+
+partition_map partition_map::with_owner(uint32_t p, uint32_t index) const {
+  if (p >= owners_.size())
+    throw std::invalid_argument("partition out of range");
+  if (index >= nodes_.size())
+    throw std::invalid_argument("member index out of range");
+  if (has_left(index))
+    throw std::invalid_argument("member " + nodes_[index] + " left");
+  auto owners = owners_;
+  owners[p] = index;
+  return partition_map{version_ + 1, nodes_, std::move(owners), left_};
+}
+
+partition_map partition_map::with_left(uint32_t index) const {
+  if (index >= nodes_.size())
+    throw std::invalid_argument("member index out of range");
+  auto left = left_;
+  left.push_back(index);
+  return partition_map{version_ + 1, nodes_, owners_, std::move(left)};
+}
+
+nlohmann::json to_json(const partition_map& m) {
+  auto owners = nlohmann::json::array();
+  for (uint32_t p = 0; p < m.partitions(); ++p)
+    owners.push_back(m.owner(p));
+  auto left = nlohmann::json::array();
+  for (auto l : m.left())
+    left.push_back(m.nodes()[l]);
+  return {{"version", m.version()},
+          {"partitions", m.partitions()},
+          {"nodes", m.nodes()},
+          {"owners", std::move(owners)},
+          {"left", std::move(left)}};
+}
+
+std::optional<partition_map>
+partition_map_from_json(const nlohmann::json& j, std::string* error) {
+  auto fail = [&](std::string why) -> std::optional<partition_map> {
+    if (error)
+      *error = std::move(why);
+    return std::nullopt;
+  };
+  if (!j.is_object())
+    return fail("partition map is not an object");
+  auto v = j.find("version");
+  auto parts = j.find("partitions");
+  auto nodes = j.find("nodes");
+  auto owners = j.find("owners");
+  if (v == j.end() || !v->is_number_unsigned() || v->get<uint64_t>() == 0)
+    return fail("partition map: version must be a positive integer");
+  if (parts == j.end() || !parts->is_number_unsigned()
+      || parts->get<uint64_t>() == 0 || parts->get<uint64_t>() > 65536)
+    return fail("partition map: partitions must be a positive integer");
+  if (nodes == j.end() || !nodes->is_array() || nodes->empty())
+    return fail("partition map: nodes must be a non-empty array");
+  if (owners == j.end() || !owners->is_array()
+      || owners->size() != parts->get<uint64_t>())
+    return fail("partition map: owners must name the owner of every "
+                "partition");
+  std::vector<std::string> names;
+  for (auto& n : *nodes) {
+    if (!n.is_string() || n.get_ref<const std::string&>().empty())
+      return fail("partition map: node names must be non-empty strings");
+    names.push_back(n.get<std::string>());
+  }
+  auto index = [&](const nlohmann::json& n) -> std::optional<uint32_t> {
+    if (!n.is_string())
+      return std::nullopt;
+    auto i = std::find(names.begin(), names.end(), n.get_ref<const std::string&>());
+    if (i == names.end())
+      return std::nullopt;
+    return static_cast<uint32_t>(i - names.begin());
+  };
+  std::vector<uint32_t> owner_ix;
+  for (auto& o : *owners) {
+    auto i = index(o);
+    if (!i)
+      return fail("partition map: an owner is not a member");
+    owner_ix.push_back(*i);
+  }
+  std::vector<uint32_t> left_ix;
+  if (auto left = j.find("left"); left != j.end()) {
+    if (!left->is_array())
+      return fail("partition map: left must be an array");
+    for (auto& l : *left) {
+      auto i = index(l);
+      if (!i)
+        return fail("partition map: a member that left is not a member");
+      left_ix.push_back(*i);
+    }
+  }
+  try {
+    return partition_map{v->get<uint64_t>(), std::move(names),
+                         std::move(owner_ix), std::move(left_ix)};
+  } catch (const std::invalid_argument& e) {
+    return fail(std::string{"partition map: "} + e.what());
+  }
 }
 
 std::optional<uint32_t>

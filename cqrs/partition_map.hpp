@@ -4,10 +4,15 @@
 // Every node of a cluster computes the same map from the same configuration:
 // version 1 sorts the node names and assigns partition p to node p mod N
 // (round robin over the sorted names), so the assignment does not depend on
-// the order in which a config lists the nodes. A later change of ownership
-// (the partition-handoff saga) produces a map with a higher version; nothing
-// here changes on a transient failure. Pure value type, no threads.
+// the order in which a config lists the nodes. A change of ownership (the
+// partition-handoff saga) produces a copy with a higher version
+// (`with_owner`, `with_left`); nothing here changes on a transient failure.
+// Members that *left* (decommissioned) own nothing and may be stopped. The
+// JSON form (`to_json`, `partition_map_from_json`) is what nodes persist and
+// exchange (docs/cluster.md, "Partition map"). Pure value type, no threads.
 #pragma once
+
+#include <nlohmann/json_fwd.hpp>
 
 #include <cstdint>
 #include <optional>
@@ -30,6 +35,23 @@ public:
   /// std::invalid_argument if an owner index is out of range.
   partition_map(uint64_t version, std::vector<std::string> nodes,
                 std::vector<uint32_t> owners);
+
+  /// As above, plus the members that left (indexes into `nodes`). Throws
+  /// std::invalid_argument if `nodes` is not sorted and unique, an index is
+  /// out of range, or a member that left owns a partition.
+  partition_map(uint64_t version, std::vector<std::string> nodes,
+                std::vector<uint32_t> owners, std::vector<uint32_t> left);
+
+  // -- changes (copies with version + 1) --------------------------------------
+
+  /// This map with partition `p` owned by member `index`. Throws
+  /// std::invalid_argument if p or index is out of range or the member left.
+  [[nodiscard]] partition_map with_owner(uint32_t p, uint32_t index) const;
+
+  /// This map with member `index` marked as left. Throws
+  /// std::invalid_argument if it is out of range or still owns a partition
+  /// (move its partitions away first).
+  [[nodiscard]] partition_map with_left(uint32_t index) const;
 
   // -- properties -------------------------------------------------------------
 
@@ -54,13 +76,35 @@ public:
   /// The partitions owned by node `index`, ascending.
   std::vector<uint32_t> owned_by(uint32_t index) const;
 
+  /// The members that left (indexes into nodes()), ascending.
+  const std::vector<uint32_t>& left() const noexcept { return left_; }
+  /// True if member `index` left the cluster.
+  bool has_left(uint32_t index) const noexcept;
+
+  /// Same members and partition count (so a map can replace this one).
+  bool compatible(const partition_map& other) const noexcept {
+    return nodes_ == other.nodes_ && owners_.size() == other.owners_.size();
+  }
+
   friend bool operator==(const partition_map&, const partition_map&) = default;
 
 private:
   uint64_t version_ = 0;
   std::vector<std::string> nodes_;
   std::vector<uint32_t> owners_;
+  std::vector<uint32_t> left_;
 };
+
+/// The JSON form: {"version":v,"partitions":P,"nodes":[names],
+/// "owners":[owner name of p, for every p],"left":[names]}.
+[[nodiscard]] nlohmann::json to_json(const partition_map& m);
+
+/// Decodes to_json's form; nullopt (with `error` set, if given) if a field
+/// is missing or of the wrong type, an owner or left name is not a member,
+/// `owners` does not have `partitions` entries, the version is 0, or the
+/// map breaks a rule of the constructor.
+[[nodiscard]] std::optional<partition_map>
+partition_map_from_json(const nlohmann::json& j, std::string* error = nullptr);
 
 /// A cluster member as configured: "name@host:port".
 struct member_address {

@@ -190,6 +190,12 @@ shell::shell(node_link& link, console_options opts, std::ostream& out,
      "PARTITION is p3 or 3. Answers once the snapshot is written, with the\n"
      "journal sequence it covers.",
      &shell::cmd_snapshot},
+    {"map", "map [adopt JSON]", "the node's partition map, or adopt a new one",
+     "Without arguments: the node's current partition map (version, owners,\n"
+     "members that left). adopt JSON: persist the map and use it if its\n"
+     "version is higher (docs/cluster.md, \"Partition map\"); the other\n"
+     "members pick it up at their next ping.",
+     &shell::cmd_map},
     {"stats", "stats", "node statistics (events, partitions, recovery, counters)",
      "The node's 'stats' reply as a tree; partitions as a table.",
      &shell::cmd_stats},

@@ -125,6 +125,7 @@ private:
   int cmd_actors(const std::string&, const std::vector<std::string>&);
   int cmd_inspect(const std::string&, const std::vector<std::string>&);
   int cmd_send(const std::string&, const std::vector<std::string>&);
+  int cmd_map(const std::string&, const std::vector<std::string>&);
   int cmd_metrics(const std::string&, const std::vector<std::string>&);
   int cmd_series(const std::string&, const std::vector<std::string>&);
   int cmd_query(const std::string&, const std::vector<std::string>&);

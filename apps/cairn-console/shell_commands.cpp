@@ -202,6 +202,28 @@ int shell::cmd_send(const std::string& line,
   return exit_code::ok;
 }
 
+int shell::cmd_map(const std::string& line,
+                   const std::vector<std::string>& w) {
+  json req{{"cmd", "map.get"}};
+  if (w.size() >= 3 && w[1] == "adopt") {
+    auto toks = std::get<std::vector<token>>(tokenize(line));
+    auto text = rest_of_line(line, toks, 2);
+    auto m = json::parse(text, nullptr, false);
+    if (m.is_discarded() || !m.is_object())
+      return fail_syntax(line, toks[2].pos, text.size(),
+                         "the map must be a JSON object");
+    req = {{"cmd", "map.adopt"}, {"map", std::move(m)}};
+  } else if (w.size() != 1) {
+    return fail("usage: map, or map adopt {\"version\":2,...}");
+  }
+  auto reply = checked(req, w.size() == 1);
+  if (!reply)
+    return last_status_;
+  print_tree(out_, *reply, 0);
+  out_ << std::flush;
+  return exit_code::ok;
+}
+
 int shell::cmd_metrics(const std::string&,
                          const std::vector<std::string>& w) {
   if (w.size() > 1)

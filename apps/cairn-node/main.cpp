@@ -433,10 +433,11 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
       hopts.write_buffer_size = 4u << 20;
       c.hints = runtime::journal::open(cfg.storage_path + "/hints", hopts);
     }
-    spdlog::info("cluster member {} of [{}], partition map v{}: owns {}",
-                 c.self_name, fmt::join(c.map->nodes(), ","),
-                 c.map->version(),
-                 fmt::join(c.map->owned_by(c.self_index), ","));
+    auto map = c.map->current();
+    spdlog::info("cluster member {} of [{}], partition map v{}: owns {}{}",
+                 c.self_name, fmt::join(map->nodes(), ","), map->version(),
+                 fmt::join(map->owned_by(c.self_index), ","),
+                 map->has_left(c.self_index) ? " (left the cluster)" : "");
   }
   // TLS: one outbound tunnel per peer, so that CAF itself speaks plain BASP
   // on loopback only and OpenSSL never runs on its multiplexer thread

@@ -62,8 +62,9 @@ void make_member(actors::node_settings& s, std::vector<bool> owned) {
   s.cluster.enabled = true;
   s.cluster.self_name = "a";
   s.cluster.self_index = 0;
-  s.cluster.map = std::make_shared<const cqrs::partition_map>(
-    1, std::vector<std::string>{"a", "b"}, owners);
+  s.cluster.map = std::make_shared<actors::map_holder>(
+    cqrs::partition_map(1, std::vector<std::string>{"a", "b"}, owners), 0,
+    std::string{});
 }
 
 /// One partition actor (id 0) of a node that owns it or not, in memory or

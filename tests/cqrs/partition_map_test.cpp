@@ -1,6 +1,7 @@
 #include "cqrs/partition_map.hpp"
 
 #include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
 
 #include <stdexcept>
 
@@ -60,5 +61,79 @@ TEST_SUITE("cqrs.partition_map") {
     CHECK_FALSE(parse_member_address("n1@h:0").has_value());
     CHECK_FALSE(parse_member_address("n1@h:70000").has_value());
     CHECK_FALSE(parse_member_address("n1@h:12x").has_value());
+  }
+
+  TEST_CASE("with_owner moves one partition and bumps the version") {
+    auto m = partition_map::initial({"n1", "n2", "n3"}, 6);
+    auto n = m.with_owner(4, 2);
+    CHECK(n.version() == 2);
+    CHECK(n.owner(4) == "n3");
+    CHECK(m.owner(4) == "n2");  // the original is unchanged
+    for (uint32_t p = 0; p < 6; ++p)
+      if (p != 4)
+        CHECK(n.owner(p) == m.owner(p));
+    CHECK_THROWS_AS((void) m.with_owner(6, 0), std::invalid_argument);
+    CHECK_THROWS_AS((void) m.with_owner(0, 3), std::invalid_argument);
+  }
+
+  TEST_CASE("a member leaves only once it owns nothing") {
+    auto m = partition_map::initial({"n1", "n2", "n3"}, 3);
+    CHECK_THROWS_AS((void) m.with_left(1), std::invalid_argument);
+    auto moved = m.with_owner(1, 0);
+    auto left = moved.with_left(1);
+    CHECK(left.version() == 3);
+    CHECK(left.has_left(1));
+    CHECK_FALSE(left.has_left(0));
+    CHECK(left.left() == std::vector<uint32_t>{1});
+    CHECK(left.owned_by(1).empty());
+    // A member that left cannot be given a partition again.
+    CHECK_THROWS_AS((void) left.with_owner(2, 1), std::invalid_argument);
+    CHECK(moved.compatible(left));
+    CHECK_FALSE(m.compatible(partition_map::initial({"n1", "n2"}, 3)));
+    CHECK_FALSE(m.compatible(partition_map::initial({"n1", "n2", "n3"}, 4)));
+  }
+
+  TEST_CASE("json round trip") {
+    auto m = partition_map::initial({"n1", "n2", "n3"}, 5).with_owner(1, 0)
+               .with_owner(4, 2).with_left(1);
+    auto j = to_json(m);
+    CHECK(j["version"] == 4);
+    CHECK(j["partitions"] == 5);
+    CHECK(j["owners"] == nlohmann::json::parse(R"(["n1","n1","n3","n1","n3"])"));
+    CHECK(j["left"] == nlohmann::json::parse(R"(["n2"])"));
+    auto back = partition_map_from_json(nlohmann::json::parse(j.dump()));
+    REQUIRE(back.has_value());
+    CHECK(*back == m);
+    // "left" is optional (a map that never lost a member).
+    auto v1 = to_json(partition_map::initial({"a", "b"}, 2));
+    v1.erase("left");
+    auto b1 = partition_map_from_json(v1);
+    REQUIRE(b1.has_value());
+    CHECK(b1->left().empty());
+  }
+
+  TEST_CASE("json decoding refuses broken maps") {
+    auto good = to_json(partition_map::initial({"n1", "n2"}, 4));
+    auto broken = [&](auto change) {
+      auto j = good;
+      change(j);
+      std::string error;
+      auto m = partition_map_from_json(j, &error);
+      CHECK_FALSE(error.empty());
+      return !m.has_value();
+    };
+    CHECK(broken([](auto& j) { j["version"] = 0; }));
+    CHECK(broken([](auto& j) { j["version"] = "2"; }));
+    CHECK(broken([](auto& j) { j.erase("owners"); }));
+    CHECK(broken([](auto& j) { j["partitions"] = 5; }));
+    CHECK(broken([](auto& j) { j["owners"][0] = "n9"; }));
+    CHECK(broken([](auto& j) { j["nodes"] = nlohmann::json::array(); }));
+    CHECK(broken([](auto& j) { j["nodes"] = {"n2", "n1"}; }));
+    CHECK(broken([](auto& j) { j["nodes"] = {"n1", "n1"}; }));
+    CHECK(broken([](auto& j) { j["left"] = {"n1"}; }));  // n1 owns partitions
+    CHECK(broken([](auto& j) { j["left"] = {"zz"}; }));
+    CHECK(broken([](auto& j) { j = nlohmann::json::array(); }));
+    std::string error;
+    CHECK(partition_map_from_json(good, &error).has_value());
   }
 }
