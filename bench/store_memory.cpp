@@ -85,6 +85,9 @@ int main(int argc, char** argv) {
     }
   }
   malloc_trim(0);
+#ifndef STORE_MEMORY_NO_POOL
+  detail::stream_pool_trim();
+#endif
   auto mi = mallinfo2();
   std::printf("events %llu in %.1f s (%.0f ns/event)\n",
               static_cast<unsigned long long>(events), secs,

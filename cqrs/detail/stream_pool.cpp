@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <bit>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -13,7 +14,7 @@ namespace cairn::cqrs::detail {
 namespace {
 
 constexpr size_t slab_bytes = size_t{1} << 16;
-constexpr size_t slab_header = 64;
+constexpr size_t slab_header = 704;  // the slab struct, below, rounded up
 constexpr size_t small_max = 512;   // 16-byte steps up to here
 constexpr size_t pool_max = 4096;   // 64-byte steps up to here; malloc above
 constexpr size_t class_count = small_max / 16 + (pool_max - small_max) / 64;
@@ -30,19 +31,28 @@ size_t class_size(size_t c) noexcept {
   return small_max + (c - small_max / 16 + 1) * 64;
 }
 
+constexpr size_t page_bytes = 4096;
+constexpr size_t slab_pages = slab_bytes / page_bytes;
+constexpr size_t max_slots = (slab_bytes - slab_header) / 16;
+constexpr size_t map_words = (max_slots + 63) / 64;
+
 /// A slab of one size class, aligned to slab_bytes; this header is its
-/// first bytes, its slots follow.
+/// first bytes, its slots follow. Free slots are bits of `free_map` (not
+/// links in the slots: a released page must hold nothing the pool reads).
 struct slab {
   slab* prev;
   slab* next;
-  void* free_list;   // freed slots, linked through their first bytes
   uint32_t cls;
-  uint32_t live;     // slots in use
-  uint32_t bump;     // offset of the first never-used slot
-  uint32_t slots;    // slots per slab
-  bool listed;       // in its class's list of slabs with a free slot
+  uint32_t live;         // slots in use
+  uint32_t slots;        // slots per slab
+  uint32_t size;         // slot size
+  bool listed;           // in its class's list of slabs with a free slot
+  uint16_t released;     // pages handed back by trim (bit per page)
+  uint16_t page_live[slab_pages];  // live slots touching each page
+  uint64_t free_map[map_words];    // bit set: slot free
 };
-static_assert(sizeof(slab) <= slab_header);
+constexpr size_t slab_header_bytes = (sizeof(slab) + 63) / 64 * 64;
+static_assert(slab_header_bytes <= slab_header);
 
 struct size_class {
   slab* head = nullptr;   // slabs with a free slot
@@ -76,6 +86,14 @@ struct pool {
     s->listed = false;
   }
 
+  static void reset(slab* s) noexcept {
+    s->live = 0;
+    std::memset(s->page_live, 0, sizeof(s->page_live));
+    std::memset(s->free_map, 0, sizeof(s->free_map));
+    for (uint32_t k = 0; k < s->slots; ++k)
+      s->free_map[k / 64] |= uint64_t{1} << (k % 64);
+  }
+
   slab* new_slab(size_t cls) {
     // Over-map by one slab and trim both ends to get the alignment.
     void* raw = ::mmap(nullptr, 2 * slab_bytes, PROT_READ | PROT_WRITE,
@@ -91,14 +109,22 @@ struct pool {
       ::munmap(reinterpret_cast<void*>(aligned + slab_bytes), tail);
     auto* s = reinterpret_cast<slab*>(aligned);
     s->prev = s->next = nullptr;
-    s->free_list = nullptr;
     s->cls = static_cast<uint32_t>(cls);
-    s->live = 0;
-    s->bump = slab_header;
-    s->slots = static_cast<uint32_t>((slab_bytes - slab_header) / class_size(cls));
+    s->size = static_cast<uint32_t>(class_size(cls));
+    s->slots = static_cast<uint32_t>((slab_bytes - slab_header) / s->size);
     s->listed = false;
+    s->released = 0;
+    reset(s);
     ++slabs;
     return s;
+  }
+
+  /// Pages [first, last] that slot k of s touches.
+  static void pages_of(const slab* s, uint32_t k, size_t& first,
+                       size_t& last) noexcept {
+    size_t off = slab_header + size_t{k} * s->size;
+    first = off / page_bytes;
+    last = (off + s->size - 1) / page_bytes;
   }
 
   uint8_t* alloc_small(size_t cls) {
@@ -112,40 +138,69 @@ struct pool {
       }
       link(sc, s);
     }
-    uint8_t* p;
-    if (s->free_list) {
-      p = static_cast<uint8_t*>(s->free_list);
-      std::memcpy(&s->free_list, p, sizeof(void*));
-    } else {
-      p = reinterpret_cast<uint8_t*>(s) + s->bump;
-      s->bump += static_cast<uint32_t>(class_size(cls));
+    // The lowest free slot: live streams gather at the front of a slab
+    // and its tail pages stay free for trim.
+    uint32_t k = 0;
+    for (size_t w = 0; w < map_words; ++w)
+      if (s->free_map[w] != 0) {
+        k = static_cast<uint32_t>(w * 64 + std::countr_zero(s->free_map[w]));
+        s->free_map[w] &= s->free_map[w] - 1;
+        break;
+      }
+    size_t first = 0, last = 0;
+    pages_of(s, k, first, last);
+    for (size_t pg = first; pg <= last; ++pg) {
+      ++s->page_live[pg];
+      s->released &= static_cast<uint16_t>(~(1u << pg));
     }
     if (++s->live == s->slots)
       unlink(sc, s);
-    used_bytes += class_size(cls);
-    return p;
+    used_bytes += s->size;
+    return reinterpret_cast<uint8_t*>(s) + slab_header + size_t{k} * s->size;
   }
 
   void free_small(uint8_t* p) noexcept {
     auto* s = reinterpret_cast<slab*>(reinterpret_cast<uintptr_t>(p)
                                       & ~(uintptr_t{slab_bytes} - 1));
     auto& sc = classes[s->cls];
-    used_bytes -= class_size(s->cls);
-    std::memcpy(p, &s->free_list, sizeof(void*));
-    s->free_list = p;
+    used_bytes -= s->size;
+    auto k = static_cast<uint32_t>(
+      (static_cast<size_t>(p - reinterpret_cast<uint8_t*>(s)) - slab_header)
+      / s->size);
+    s->free_map[k / 64] |= uint64_t{1} << (k % 64);
+    size_t first = 0, last = 0;
+    pages_of(s, k, first, last);
+    for (size_t pg = first; pg <= last; ++pg)
+      --s->page_live[pg];
     if (!s->listed)
       link(sc, s);
     if (--s->live == 0) {
       // Empty: the slab goes back to the system (or becomes the spare).
       unlink(sc, s);
-      s->free_list = nullptr;
-      s->bump = slab_header;
       if (!sc.spare) {
         sc.spare = s;
       } else {
         ::munmap(s, slab_bytes);
         --slabs;
       }
+    }
+  }
+
+  static void trim(slab* s) noexcept {
+    for (size_t pg = 1; pg < slab_pages; ++pg)  // page 0: the header
+      if (s->page_live[pg] == 0 && !(s->released & (1u << pg))) {
+        ::madvise(reinterpret_cast<uint8_t*>(s) + pg * page_bytes, page_bytes,
+                  MADV_DONTNEED);
+        s->released |= static_cast<uint16_t>(1u << pg);
+      }
+  }
+
+  void trim() noexcept {
+    for (auto& sc : classes) {
+      for (slab* s = sc.head; s; s = s->next)
+        trim(s);
+      if (sc.spare)
+        trim(sc.spare);
     }
   }
 };
@@ -217,6 +272,16 @@ stream_pool_stats stream_pool_usage() noexcept {
   auto& pl = the_pool();
   std::lock_guard<std::mutex> guard{pl.mtx};
   return {pl.slabs * slab_bytes + pl.large_bytes, pl.used_bytes};
+}
+
+} // namespace cairn::cqrs::detail
+
+namespace cairn::cqrs::detail {
+
+void stream_pool_trim() noexcept {
+  auto& pl = the_pool();
+  std::lock_guard<std::mutex> guard{pl.mtx};
+  pl.trim();
 }
 
 } // namespace cairn::cqrs::detail

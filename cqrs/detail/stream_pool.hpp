@@ -8,8 +8,10 @@
 // ~20 MB of free fragments it could not return (docs/benchmarks.md, "Memory,
 // fifth pass"). Streams here come from 64 KiB slabs of their own, one size
 // class per slab (16-byte steps up to 512 bytes, 64-byte steps up to 4 KiB);
-// a slab whose slots are all free goes back to the system at once. Larger
-// streams use malloc.
+// a slab whose slots are all free goes back to the system at once, and
+// stream_pool_trim hands back every page of a slab without a live slot
+// (the slabs' bookkeeping is in their headers, never in free slots, so a
+// released page holds nothing the pool reads). Larger streams use malloc.
 //
 // Thread-safe (one mutex): stores of different partitions allocate from
 // any scheduler thread. Only allocate/reallocate/release take it.
@@ -38,5 +40,11 @@ struct stream_pool_stats {
   uint64_t used_bytes = 0;
 };
 stream_pool_stats stream_pool_usage() noexcept;
+
+/// Returns the pages of the pool's slabs that hold no live stream to the
+/// system (madvise DONTNEED; they come back zeroed when a slot in them is
+/// used again). The owner calls it now and then, as malloc_trim.
+void stream_pool_trim() noexcept;
+
 
 } // namespace cairn::cqrs::detail

@@ -537,6 +537,20 @@ TEST_CASE("stream pool: size classes, contents kept across classes, slabs "
         same = same && bufs[i].data()[k] == static_cast<uint8_t>(i * 31 + k);
       CHECK(same);
     }
+    // Half of them freed, the pool's empty pages handed back: the others
+    // keep their bytes, and slots in released pages work again.
+    for (size_t i = 1; i < bufs.size(); i += 2)
+      bufs[i] = byte_buffer{};
+    stream_pool_trim();
+    for (size_t i = 1; i < bufs.size(); i += 2)
+      for (size_t n = 0; n < 700; ++n)
+        bufs[i].push_back(static_cast<uint8_t>(i * 31 + n));
+    for (size_t i = 0; i < bufs.size(); ++i) {
+      bool same = true;
+      for (size_t k = 0; k < bufs[i].size(); ++k)
+        same = same && bufs[i].data()[k] == static_cast<uint8_t>(i * 31 + k);
+      CHECK(same);
+    }
     auto during = stream_pool_usage();
     CHECK(during.used_bytes > before.used_bytes);
     CHECK(during.system_bytes >= during.used_bytes);
