@@ -71,13 +71,9 @@ public:
     resize_to(n);
   }
 
-  /// Moves the bytes to a slot of their size among the streams that no
-  /// longer grow (detail/stream_pool.hpp).
   void shrink_to_fit() {
-    if (size_ > 0)
-      resize_to(size_, true);
-    else
-      resize_to(0);
+    if (cap_ > size_)
+      resize_to(size_);
   }
 
   void assign(const uint8_t* p, size_t n) {
@@ -95,14 +91,14 @@ public:
   }
 
 private:
-  void resize_to(size_t n, bool final = false) {
+  void resize_to(size_t n) {
     if (n == 0) {
       stream_free(data_, cap_);
       data_ = nullptr;
       cap_ = 0;
       return;
     }
-    data_ = stream_realloc(data_, cap_, n, size_, final);
+    data_ = stream_realloc(data_, cap_, n, size_);
     cap_ = static_cast<uint32_t>(stream_capacity(n));
   }
 

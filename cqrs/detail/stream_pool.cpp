@@ -47,7 +47,6 @@ struct slab {
   uint32_t slots;        // slots per slab
   uint32_t size;         // slot size
   bool listed;           // in its class's list of slabs with a free slot
-  bool final;            // a slab of finished streams (pool::classes)
   uint16_t released;     // pages handed back by trim (bit per page)
   uint16_t page_live[slab_pages];  // live slots touching each page
   uint64_t free_map[map_words];    // bit set: slot free
@@ -62,11 +61,7 @@ struct size_class {
 
 struct pool {
   std::mutex mtx;
-  /// [0]: streams still growing (a tier's active block); [1]: finished
-  /// ones (shrunk to size, or copied): the growing ones move class with
-  /// every few appends, and kept apart they leave no holes among the
-  /// finished streams that live for the tier's retention.
-  size_class classes[2][class_count];
+  size_class classes[class_count];
   uint64_t slabs = 0;
   uint64_t large_bytes = 0;
   uint64_t used_bytes = 0;
@@ -99,7 +94,7 @@ struct pool {
       s->free_map[k / 64] |= uint64_t{1} << (k % 64);
   }
 
-  slab* new_slab(size_t cls, bool final) {
+  slab* new_slab(size_t cls) {
     // Over-map by one slab and trim both ends to get the alignment.
     void* raw = ::mmap(nullptr, 2 * slab_bytes, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -118,7 +113,6 @@ struct pool {
     s->size = static_cast<uint32_t>(class_size(cls));
     s->slots = static_cast<uint32_t>((slab_bytes - slab_header) / s->size);
     s->listed = false;
-    s->final = final;
     s->released = 0;
     reset(s);
     ++slabs;
@@ -133,14 +127,14 @@ struct pool {
     last = (off + s->size - 1) / page_bytes;
   }
 
-  uint8_t* alloc_small(size_t cls, bool final) {
-    auto& sc = classes[final][cls];
+  uint8_t* alloc_small(size_t cls) {
+    auto& sc = classes[cls];
     auto* s = sc.head;
     if (!s) {
       if (sc.spare) {
         s = std::exchange(sc.spare, nullptr);
       } else {
-        s = new_slab(cls, final);
+        s = new_slab(cls);
       }
       link(sc, s);
     }
@@ -168,7 +162,7 @@ struct pool {
   void free_small(uint8_t* p) noexcept {
     auto* s = reinterpret_cast<slab*>(reinterpret_cast<uintptr_t>(p)
                                       & ~(uintptr_t{slab_bytes} - 1));
-    auto& sc = classes[s->final][s->cls];
+    auto& sc = classes[s->cls];
     used_bytes -= s->size;
     auto k = static_cast<uint32_t>(
       (static_cast<size_t>(p - reinterpret_cast<uint8_t*>(s)) - slab_header)
@@ -202,17 +196,12 @@ struct pool {
   }
 
   void trim() noexcept {
-    for (auto& sc : classes[0])
-      trim_class(sc);
-    for (auto& sc : classes[1])
-      trim_class(sc);
-  }
-
-  void trim_class(size_class& sc) noexcept {
-    for (slab* s = sc.head; s; s = s->next)
-      trim(s);
-    if (sc.spare)
-      trim(sc.spare);
+    for (auto& sc : classes) {
+      for (slab* s = sc.head; s; s = s->next)
+        trim(s);
+      if (sc.spare)
+        trim(sc.spare);
+    }
   }
 };
 
@@ -227,14 +216,7 @@ size_t stream_capacity(size_t n) noexcept {
   return n > pool_max ? n : class_size(class_of(n));
 }
 
-bool stream_is_final(const uint8_t* p) noexcept {
-  auto* s = reinterpret_cast<const slab*>(reinterpret_cast<uintptr_t>(p)
-                                          & ~(uintptr_t{slab_bytes} - 1));
-  return s->final;
-}
-
-uint8_t* stream_realloc(uint8_t* p, size_t old_cap, size_t n, size_t keep,
-                        bool final) {
+uint8_t* stream_realloc(uint8_t* p, size_t old_cap, size_t n, size_t keep) {
   auto& pl = the_pool();
   bool old_large = old_cap > pool_max;
   if (n > pool_max && (old_large || !p)) {
@@ -248,8 +230,7 @@ uint8_t* stream_realloc(uint8_t* p, size_t old_cap, size_t n, size_t keep,
     pl.used_bytes -= p ? old_cap : 0;
     return q;
   }
-  if (p && !old_large && n <= pool_max && class_of(n) == class_of(old_cap)
-      && stream_is_final(p) == final)
+  if (p && !old_large && n <= pool_max && class_of(n) == class_of(old_cap))
     return p;
   uint8_t* q;
   if (n > pool_max) {
@@ -261,7 +242,7 @@ uint8_t* stream_realloc(uint8_t* p, size_t old_cap, size_t n, size_t keep,
     pl.used_bytes += n;
   } else {
     std::lock_guard<std::mutex> guard{pl.mtx};
-    q = pl.alloc_small(class_of(n), final);
+    q = pl.alloc_small(class_of(n));
   }
   if (p) {
     auto k = keep < n ? keep : n;
