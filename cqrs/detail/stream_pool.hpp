@@ -4,9 +4,9 @@
 // minutes to days, while the ingest path allocates and frees small buffers
 // (open buckets' sketch bins, batches, messages) millions of times a second
 // between them. In one malloc heap the long-lived streams pin the pages the
-// short-lived churn freed: after a fill of 10,000 series x 1 h, glibc held
-// ~20 MB of free fragments it could not return (docs/benchmarks.md, "Memory,
-// fifth pass"). Streams here come from 64 KiB slabs of their own, one size
+// short-lived churn freed: the store alone, filled with 10,000 series x 1 h,
+// had 99 MB resident for 74 MB in use (docs/benchmarks.md, "Memory, fifth
+// pass"). Streams here come from 64 KiB slabs of their own, one size
 // class per slab (16-byte steps up to 512 bytes, 64-byte steps up to 4 KiB);
 // a slab whose slots are all free goes back to the system at once, and
 // stream_pool_trim hands back every page of a slab without a live slot
