@@ -1086,9 +1086,11 @@ store_memory series_store::memory() const {
       m.sealed_buckets[i] += td.sealed;
       m.sealed_bytes[i] += td.blocks.capacity() * sizeof(bucket_block)
                            + (td.blocks.capacity() ? header : 0);
+      // Streams up to 4 KiB are slots of the stream pool, without a
+      // malloc header (cqrs/detail/stream_pool.hpp).
       for (auto& blk : td.blocks)
         m.sealed_bytes[i] += blk.memory_usage()
-                             + (blk.memory_usage() ? header : 0);
+                             + (blk.memory_usage() > 4096 ? header : 0);
     }
   }
   m.dictionary_bytes += s.index.bucket_count() * sizeof(void*);
