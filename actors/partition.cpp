@@ -2,6 +2,7 @@
 
 #include "actors/introspection.hpp"
 
+#include "cqrs/detail/stream_pool.hpp"
 #include "cqrs/handoff_marker.hpp"
 #include "cqrs/idempotency_window.hpp"
 #include "cqrs/journal_record.hpp"
@@ -123,6 +124,10 @@ struct memory_gauges {
   std::vector<std::atomic<int64_t>*> sealed_buckets;
   std::atomic<int64_t>* dictionary_bytes;
   std::atomic<int64_t>* idempotency_bytes;
+  /// The process's block stream pool (cqrs/detail/stream_pool.hpp): bytes
+  /// held from the system and bytes in live streams; set by partition 0.
+  std::atomic<int64_t>* stream_pool_bytes;
+  std::atomic<int64_t>* stream_pool_used_bytes;
   std::atomic<int64_t>* series;
   std::atomic<int64_t>* snapshot_age = nullptr; ///< this partition's, in ms
 
@@ -143,6 +148,12 @@ struct memory_gauges {
                                 "Bytes of series keys and indexes");
     idempotency_bytes = &m.gauge("cairn_memory_idempotency_bytes",
                                  "Bytes of the idempotency windows");
+    stream_pool_bytes = &m.gauge("cairn_memory_stream_pool_bytes",
+                                 "Bytes the sealed-block stream pool holds "
+                                 "from the system (all partitions)");
+    stream_pool_used_bytes = &m.gauge("cairn_memory_stream_pool_used_bytes",
+                                      "Bytes of live block streams in the "
+                                      "stream pool (all partitions)");
     series = &m.gauge("cairn_series", "Series held by this node");
   }
 
@@ -357,6 +368,12 @@ struct partition_state {
     gauges->series->fetch_add(n - reported_series);
     reported_series = n;
     reported = std::move(m);
+    if (id == 0) {
+      auto pool = cqrs::detail::stream_pool_usage();
+      gauges->stream_pool_bytes->store(static_cast<int64_t>(pool.system_bytes));
+      gauges->stream_pool_used_bytes->store(
+        static_cast<int64_t>(pool.used_bytes));
+    }
   }
 
   /// The memory figures of this partition for `inspect`.
@@ -1453,8 +1470,10 @@ partition_actor::behavior_type partition_impl(partition_pointer self,
       // Sealing frees many small allocations (open buckets, grown block
       // buffers); glibc keeps freed pages of its arenas. Hand them back to
       // the OS now and then (one partition does it for the process).
-      if (st.id == 0 && st.ticks % 10 == 0)
+      if (st.id == 0 && st.ticks % 10 == 0) {
         malloc_trim(0);
+        cqrs::detail::stream_pool_trim();
+      }
       auto since_snapshot = std::chrono::steady_clock::now() - st.last_snapshot;
       if (st.gauges && st.gauges->snapshot_age)
         st.gauges->snapshot_age->store(

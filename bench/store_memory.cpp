@@ -9,6 +9,9 @@
 // five-minute node fill.
 //
 //   build/bench/store_memory [series=10000] [rate=1] [history=3600] [partitions=8]
+#ifndef STORE_MEMORY_NO_POOL
+#include "cqrs/detail/stream_pool.hpp"
+#endif
 #include "cqrs/series_key.hpp"
 #include "cqrs/series_store.hpp"
 #include "cqrs/tier.hpp"
@@ -82,6 +85,9 @@ int main(int argc, char** argv) {
     }
   }
   malloc_trim(0);
+#ifndef STORE_MEMORY_NO_POOL
+  detail::stream_pool_trim();
+#endif
   auto mi = mallinfo2();
   std::printf("events %llu in %.1f s (%.0f ns/event)\n",
               static_cast<unsigned long long>(events), secs,
@@ -97,6 +103,19 @@ int main(int argc, char** argv) {
                 total.sealed_bytes[t] / 1e6,
                 total.sealed_buckets[t] ? double(total.sealed_bytes[t]) / double(total.sealed_buckets[t]) : 0.0);
   std::printf("dictionary %.1f MB\n", total.dictionary_bytes / 1e6);
+  long rss_pages = 0;
+  if (FILE* f = std::fopen("/proc/self/statm", "r")) {
+    long size = 0;
+    if (std::fscanf(f, "%ld %ld", &size, &rss_pages) != 2)
+      rss_pages = 0;
+    std::fclose(f);
+  }
+#ifndef STORE_MEMORY_NO_POOL  // built against a library without the pool
+  auto pool = detail::stream_pool_usage();
+  std::printf("stream pool %.1f MB from the system, %.1f MB in use\n",
+              pool.system_bytes / 1e6, pool.used_bytes / 1e6);
+#endif
+  std::printf("RSS %.1f MB\n", rss_pages * 4096.0 / 1e6);
   std::printf("heap in use %.1f MB (arena %.1f MB, mmap %.1f MB)\n",
               double(mi.uordblks + mi.hblkhd) / 1e6, double(mi.arena) / 1e6,
               double(mi.hblkhd) / 1e6);

@@ -50,6 +50,22 @@ struct key_equal {
 /// dropped) after this many buckets.
 constexpr uint32_t max_block_buckets = 128;
 
+/// Whether a tier of resolution `res` keeps its blocks' codec state
+/// (tier_data::tail) rather than decoding it at each append.
+bool keeps_tail(millis res) noexcept { return res < 60'000; }
+
+/// The codec state after the last bucket of `blk`, as its appends left it:
+/// decoded for the state only (buckets' sketches are skipped).
+block_state state_after(const bucket_block& blk, millis res,
+                        const ddsketch_mapping& m) {
+  block_cursor cur{blk, res, m};
+  millis t = 0;
+  bucket b;
+  while (cur.next(t, b, std::numeric_limits<millis>::max())) {
+  }
+  return cur.state();
+}
+
 /// The longest learned hold (tier_data::hold): a tier keeps at most this
 /// much of open windows past the horizon, whatever the lateness seen.
 constexpr millis max_learned_hold = 120'000;
@@ -82,8 +98,11 @@ struct open_entry {
 struct tier_data {
   std::vector<open_entry> open;
   std::vector<bucket_block> blocks;
-  /// Codec state after the last bucket of blocks.back().
-  block_state tail;
+  /// Codec state after the last bucket of blocks.back(), kept only by
+  /// tiers finer than a minute (keeps_tail): a coarse tier appends once a
+  /// minute or hour per series and rebuilds it by decoding the block
+  /// (state_after), which saves 152 bytes per series and coarse tier.
+  std::unique_ptr<block_state> tail;
   /// Sealed buckets starting before this are evicted (hidden).
   millis floor = std::numeric_limits<millis>::min();
   /// Buckets in blocks (hidden ones included).
@@ -323,7 +342,18 @@ struct series_store::impl {
         td.blocks.reserve(td.blocks.size() + (td.blocks.size() < 2 ? 1 : 2));
       td.blocks.emplace_back();
     }
-    td.blocks.back().append(start, b, res, mapping, td.tail);
+    auto& blk = td.blocks.back();
+    if (td.tail) {
+      blk.append(start, b, res, mapping, *td.tail);
+    } else {
+      // A fresh block starts from a fresh state (append sets it).
+      block_state st;
+      if (!blk.empty())
+        st = state_after(blk, res, mapping);
+      blk.append(start, b, res, mapping, st);
+      if (keeps_tail(res))
+        td.tail = std::make_unique<block_state>(st);
+    }
     ++td.sealed;
   }
 
@@ -357,8 +387,8 @@ struct series_store::impl {
     if (!last)
       fresh.shrink();
     td.blocks[i] = std::move(fresh);
-    if (last)
-      td.tail = st;
+    if (last && td.tail)
+      *td.tail = st;
     td.sealed += inserted;
   }
 
@@ -1046,7 +1076,8 @@ store_memory series_store::memory() const {
                           + sizeof(uint32_t) * 2;
     for (size_t i = 0; i < s.tiers.size(); ++i) {
       auto& td = rec.tiers[i];
-      m.dictionary_bytes += sizeof(tier_data);
+      m.dictionary_bytes += sizeof(tier_data)
+                            + (td.tail ? sizeof(block_state) + header : 0);
       m.open_buckets += td.open.size();
       m.open_bytes += td.open.capacity() * sizeof(open_entry)
                       + (td.open.capacity() ? header : 0);
@@ -1055,9 +1086,11 @@ store_memory series_store::memory() const {
       m.sealed_buckets[i] += td.sealed;
       m.sealed_bytes[i] += td.blocks.capacity() * sizeof(bucket_block)
                            + (td.blocks.capacity() ? header : 0);
+      // Streams up to 4 KiB are slots of the stream pool, without a
+      // malloc header (cqrs/detail/stream_pool.hpp).
       for (auto& blk : td.blocks)
         m.sealed_bytes[i] += blk.memory_usage()
-                             + (blk.memory_usage() ? header : 0);
+                             + (blk.memory_usage() > 4096 ? header : 0);
     }
   }
   m.dictionary_bytes += s.index.bucket_count() * sizeof(void*);
@@ -1183,13 +1216,16 @@ bool series_store::decode(std::string_view in) {
             || num_blocks > in.size())
           return false;
         td.blocks.resize(num_blocks);
+        block_state st;
         for (uint64_t b = 0; b < num_blocks; ++b) {
-          if (!td.blocks[b].decode(in, res, fresh.mapping, td.tail, codec)
+          if (!td.blocks[b].decode(in, res, fresh.mapping, st, codec)
               || (b > 0
                   && td.blocks[b].first_start() <= td.blocks[b - 1].last_start()))
             return false;
           td.sealed += td.blocks[b].size();
         }
+        if (num_blocks > 0 && keeps_tail(res))
+          td.tail = std::make_unique<block_state>(st);
         fresh.buckets += td.sealed;
       }
       uint64_t count = 0;

@@ -7,6 +7,8 @@
 // with an escape for the adaptive fields of block codec 2. Internal.
 #pragma once
 
+#include "cqrs/detail/stream_pool.hpp"
+
 #include <algorithm>
 #include <bit>
 #include <cstdint>
@@ -22,9 +24,10 @@ namespace cairn::cqrs::detail {
 /// A Rice quotient of this many ones escapes to an explicit bit width.
 constexpr unsigned rice_escape = 16;
 
-/// The bytes of a block's stream in one malloc'd allocation: 16 bytes of
+/// The bytes of a block's stream in one allocation of the stream pool
+/// (detail/stream_pool.hpp: slabs apart from the malloc heap): 16 bytes of
 /// handle where std::vector needs 24 (a 1 s tier holds ~8 blocks per
-/// series), grown in place with realloc. At most 2^32 - 1 bytes.
+/// series), grown within its size class in place. At most 2^32 - 1 bytes.
 class byte_buffer {
 public:
   byte_buffer() = default;
@@ -39,14 +42,14 @@ public:
   }
   byte_buffer& operator=(byte_buffer&& other) noexcept {
     if (this != &other) {
-      std::free(data_);
+      stream_free(data_, cap_);
       data_ = std::exchange(other.data_, nullptr);
       size_ = std::exchange(other.size_, 0);
       cap_ = std::exchange(other.cap_, 0);
     }
     return *this;
   }
-  ~byte_buffer() { std::free(data_); }
+  ~byte_buffer() { stream_free(data_, cap_); }
 
   uint8_t* data() noexcept { return data_; }
   const uint8_t* data() const noexcept { return data_; }
@@ -90,16 +93,13 @@ public:
 private:
   void resize_to(size_t n) {
     if (n == 0) {
-      std::free(data_);
+      stream_free(data_, cap_);
       data_ = nullptr;
       cap_ = 0;
       return;
     }
-    auto* p = static_cast<uint8_t*>(std::realloc(data_, n));
-    if (!p)
-      throw std::bad_alloc{};
-    data_ = p;
-    cap_ = static_cast<uint32_t>(n);
+    data_ = stream_realloc(data_, cap_, n, size_);
+    cap_ = static_cast<uint32_t>(stream_capacity(n));
   }
 
   uint8_t* data_ = nullptr;

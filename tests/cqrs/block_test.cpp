@@ -1,6 +1,7 @@
 #include "cqrs/block.hpp"
 
 #include "cqrs/detail/bits.hpp"
+#include "cqrs/detail/stream_pool.hpp"
 
 #include <doctest/doctest.h>
 
@@ -56,6 +57,15 @@ bucket_block round_trip(const bucket_list& in, millis res,
   CHECK(cur.ok());
   CHECK(i == in.size());
   CHECK(cur.state() == st);
+  // A walk that skips every sketch (what a coarse tier's append decodes
+  // its state with, series_store state_after) ends in the same state.
+  block_cursor skip{blk, res, m};
+  size_t skipped = 0;
+  while (skip.next(start, b, std::numeric_limits<millis>::max()))
+    ++skipped;
+  CHECK(skip.ok());
+  CHECK(skipped == in.size());
+  CHECK(skip.state() == st);
   // The persisted form decodes to the same block and state.
   std::string bytes;
   blk.encode(bytes);
@@ -134,6 +144,7 @@ TEST_CASE("bit writer and reader: Rice codes with escapes, every k") {
 
 TEST_CASE("a block's handle is 40 bytes; its stream buffer copies and moves") {
   // A 1 s tier holds ~8 blocks per series (docs/architecture.md).
+  // (Only the finest tiers keep a block_state, series_store keeps_tail.)
   CHECK(sizeof(bucket_block) <= 40);
   // Every series keeps one codec state per tier (its active block's).
   CHECK(sizeof(block_state) <= 152);
@@ -150,7 +161,9 @@ TEST_CASE("a block's handle is 40 bytes; its stream buffer copies and moves") {
   CHECK(c.size() == 1000);
   CHECK(a.size() == 0);
   c.shrink_to_fit();
-  CHECK(c.capacity() == 1000);
+  // The smallest slot of the stream pool that holds it (64-byte classes).
+  CHECK(c.capacity() == detail::stream_capacity(1000));
+  CHECK(c.capacity() == 1024);
   CHECK(c.data()[999] == static_cast<uint8_t>(999));
   a = c;
   CHECK(a == c);
@@ -497,6 +510,64 @@ TEST_CASE("lazy long stores: quantiles from the top equal the decoded sketch's")
   CHECK(cur.ok());
   CHECK(i == in.size());
   CHECK(lazy > 40);
+}
+
+TEST_CASE("stream pool: size classes, contents kept across classes, slabs "
+          "returned when empty") {
+  using namespace cairn::cqrs::detail;
+  CHECK(stream_capacity(1) == 16);
+  CHECK(stream_capacity(16) == 16);
+  CHECK(stream_capacity(17) == 32);
+  CHECK(stream_capacity(512) == 512);
+  CHECK(stream_capacity(513) == 576);
+  CHECK(stream_capacity(4096) == 4096);
+  CHECK(stream_capacity(4097) == 4097);  // malloc above the pool's classes
+  auto before = stream_pool_usage();
+  {
+    // Buffers grown byte by byte through every class and past the pool,
+    // then shrunk back into it, interleaved so that slabs are shared.
+    std::vector<byte_buffer> bufs(300);
+    for (size_t n = 0; n < 5000; ++n)
+      for (size_t i = 0; i < bufs.size(); i += 1 + n % 7)
+        bufs[i].push_back(static_cast<uint8_t>(i * 31 + bufs[i].size()));
+    for (size_t i = 0; i < bufs.size(); ++i) {
+      CHECK(bufs[i].capacity() == stream_capacity(bufs[i].capacity()));
+      bool same = true;
+      for (size_t k = 0; k < bufs[i].size(); ++k)
+        same = same && bufs[i].data()[k] == static_cast<uint8_t>(i * 31 + k);
+      CHECK(same);
+    }
+    // Half of them freed, the pool's empty pages handed back: the others
+    // keep their bytes, and slots in released pages work again.
+    for (size_t i = 1; i < bufs.size(); i += 2)
+      bufs[i] = byte_buffer{};
+    stream_pool_trim();
+    for (size_t i = 1; i < bufs.size(); i += 2)
+      for (size_t n = 0; n < 700; ++n)
+        bufs[i].push_back(static_cast<uint8_t>(i * 31 + n));
+    for (size_t i = 0; i < bufs.size(); ++i) {
+      bool same = true;
+      for (size_t k = 0; k < bufs[i].size(); ++k)
+        same = same && bufs[i].data()[k] == static_cast<uint8_t>(i * 31 + k);
+      CHECK(same);
+    }
+    auto during = stream_pool_usage();
+    CHECK(during.used_bytes > before.used_bytes);
+    CHECK(during.system_bytes >= during.used_bytes);
+    // Copies are exact-size slots of their own.
+    byte_buffer copy = bufs[0];
+    CHECK(copy == bufs[0]);
+    CHECK(copy.capacity() == stream_capacity(copy.size()));
+    for (size_t i = 0; i < bufs.size(); i += 2) {
+      bufs[i].shrink_to_fit();
+      CHECK(bufs[i].capacity() == stream_capacity(bufs[i].size()));
+    }
+  }
+  // Everything freed: the bytes in use are back, and at most one spare
+  // slab per size class is kept from the system.
+  auto after = stream_pool_usage();
+  CHECK(after.used_bytes == before.used_bytes);
+  CHECK(after.system_bytes <= before.system_bytes + 88 * 65536);
 }
 
 }
