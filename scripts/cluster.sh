@@ -10,6 +10,12 @@
 #   scripts/cluster.sh freeze NAME SIGSTOP one node;  thaw NAME: SIGCONT
 #   scripts/cluster.sh restart NAME  (re)start one node with its config
 #   scripts/cluster.sh logs NAME   print the node's log (tail -f with -f)
+#   scripts/cluster.sh remove NAME decommission NAME (a saga moves its
+#                                  partitions away, docs/sagas.md), then stop it
+#   scripts/cluster.sh add NAME    start NAME (a member of the cluster that
+#                                  was removed) and join it: a rebalance
+#                                  gives it its share of the partitions
+#   scripts/cluster.sh sagas       the membership sagas and their progress
 #
 # Environment:
 #   CAIRN_CLUSTER_DIR  state dir: configs, data, logs, pids (./cluster-run)
@@ -129,6 +135,51 @@ wait_up() { # name want timeout_s
   return 1
 }
 
+# A running node other than `except` to ask.
+some_node() { # except
+  local name
+  for name in $(nodes); do
+    if [[ "$name" != "${1:-}" ]] && alive "$name"; then echo "$name"; return; fi
+  done
+  echo "cluster.sh: no running node" >&2
+  exit 1
+}
+
+# Starts a saga through `via`, prints its progress until it finished;
+# succeeds only if it succeeded.
+run_saga() { # via json
+  local port r id phase="" last=""
+  port="$(port_of "$1" 1)"
+  # Right after a start no coordinator leads yet ("unavailable"): retry.
+  for _ in $(seq 1 60); do
+    r="$(ask "$port" "$2")"
+    [[ "$r" == *'"unavailable"'* ]] || break
+    sleep 0.5
+  done
+  id="$(sed -n 's/.*"id":"\([^"]*\)".*/\1/p' <<<"$r")"
+  if [[ -z "$id" ]]; then echo "cluster.sh: $r" >&2; return 1; fi
+  echo "saga $id started"
+  while :; do
+    r="$(ask "$port" "{\"op\":\"saga.list\",\"limit\":20}")"
+    # The summary of our saga: from its id to the next summary.
+    local mine="${r#*\"id\":\"$id\"}"
+    mine="${mine%%\"id\":*}"
+    phase="$(sed -n 's/.*"phase":"\([a-z]*\)".*/\1/p' <<<"$mine")"
+    local step progress
+    step="$(sed -n 's/.*"step":"\([a-z]*\)".*/\1/p' <<<"$mine")"
+    progress="$(sed -n 's/.*"progress":\({[^}]*}\).*/\1/p' <<<"$mine")"
+    if [[ "$phase $step $progress" != "$last" ]]; then
+      echo "  $phase, step $step, $progress"
+      last="$phase $step $progress"
+    fi
+    case "$phase" in
+      succeeded) return 0 ;;
+      compensated|stuck) echo "saga $id $phase; see: scripts/cluster.sh sagas" >&2; return 1 ;;
+    esac
+    sleep 0.5
+  done
+}
+
 cmd="${1:-}"
 case "$cmd" in
   up)
@@ -182,8 +233,26 @@ case "$cmd" in
   logs)
     if [[ "${3:-}" == "-f" ]]; then tail -f "$dir/$2.log"; else cat "$dir/$2.log"; fi
     ;;
+  remove)
+    via="$(some_node "$2")"
+    run_saga "$via" "{\"op\":\"saga.decommission\",\"node\":\"$2\"}"
+    if alive "$2"; then kill -TERM "$(pid_of "$2")"; while alive "$2"; do sleep 0.1; done; fi
+    echo "$2 left the cluster and is stopped"
+    ;;
+  add)
+    grep -qx "$2" "$dir/nodes" || { echo "cluster.sh: $2 is not a member of this cluster ($(nodes | tr '\n' ' '))" >&2; exit 1; }
+    start_node "$2"
+    wait_up "$2" 1 60
+    via="$(some_node "$2")"
+    run_saga "$via" "{\"op\":\"saga.join\",\"node\":\"$2\"}"
+    echo "$2 joined"
+    ;;
+  sagas)
+    ask "$(port_of "$(some_node)" 1)" '{"op":"saga.list","limit":20}'
+    echo
+    ;;
   *)
-    sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac
