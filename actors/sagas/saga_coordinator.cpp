@@ -200,6 +200,10 @@ struct coordinator_state {
   /// kill a member "during" any step (tests/integration/test_sagas.py).
   /// Never set in production.
   millis test_step_delay = 0;
+  /// Sagas that finished here lately, with when: their whole history is
+  /// pushed for a while more, so a member that missed the last appends
+  /// does not show them running forever.
+  std::map<std::string, millis> finished_lately;
   // -- metrics -----------------------------------------------------------------
   std::atomic<int64_t>* active_gauge = nullptr;
   std::atomic<int64_t>* leader_gauge = nullptr;
@@ -339,6 +343,36 @@ void with_map(coord_pointer self, std::function<void(bool)> f) {
           });
 }
 
+/// The names of the peers whose link is up.
+std::vector<std::string> live_peers(coord_pointer self) {
+  auto& st = self->state;
+  auto& members = st.cluster().members;
+  std::vector<std::string> out;
+  for (size_t i = 0; i < members.size(); ++i)
+    if (i != st.cluster().self_index && i < st.up.size() && st.up[i])
+      out.push_back(members[i].name);
+  return out;
+}
+
+/// Sends `cmd` to every live peer; `each` gets every reply, `done` runs once
+/// all of them answered (or failed).
+void ask_live_peers(coord_pointer self, const json& cmd,
+                    std::function<void(json)> each, std::function<void()> done) {
+  auto outstanding = std::make_shared<size_t>(1);
+  auto one = [outstanding, done] {
+    if (--*outstanding == 0)
+      done();
+  };
+  for (auto& name : live_peers(self)) {
+    ++*outstanding;
+    control(self, name, cmd, {}, [each, one](json reply, std::string) {
+      each(std::move(reply));
+      one();
+    });
+  }
+  one();
+}
+
 // -- forward declarations ---------------------------------------------------------
 
 void drive(coord_pointer self, const std::string& id);
@@ -407,38 +441,25 @@ void with_commit_lock(coord_pointer self,
 /// adopted here first, so the change builds on it (two leaders in a row
 /// never produce two different maps of one version).
 void newest_map(coord_pointer self, std::function<void(bool)> f) {
-  auto& st = self->state;
   auto best = std::make_shared<json>();
-  auto outstanding = std::make_shared<size_t>(1);
-  auto finish = [self, best, f] {
-    auto& s = self->state;
-    if (best->is_object() && map_version(*best) > map_version(s.map)) {
-      control(self, s.cluster().self_name,
-              json{{"cmd", "map.adopt"}, {"map", *best}}, {},
-              [self, f](json, std::string) { with_map(self, f); });
-      return;
-    }
-    with_map(self, f);
-  };
-  auto one = [outstanding, finish] {
-    if (--*outstanding == 0)
-      finish();
-  };
-  auto& members = st.cluster().members;
-  for (size_t i = 0; i < members.size(); ++i) {
-    if (i == st.cluster().self_index || i >= st.up.size() || !st.up[i])
-      continue;
-    ++*outstanding;
-    control(self, members[i].name, json{{"cmd", "map.get"}}, {},
-            [best, one](json reply, std::string) {
-              if (ok(reply) && reply.contains("map") && reply["map"].is_object()
-                  && (!best->is_object()
-                      || map_version(reply["map"]) > map_version(*best)))
-                *best = reply["map"];
-              one();
-            });
-  }
-  one();
+  ask_live_peers(
+    self, json{{"cmd", "map.get"}},
+    [best](json reply) {
+      if (ok(reply) && reply.contains("map") && reply["map"].is_object()
+          && (!best->is_object()
+              || map_version(reply["map"]) > map_version(*best)))
+        *best = std::move(reply["map"]);
+    },
+    [self, best, f] {
+      auto& s = self->state;
+      if (best->is_object() && map_version(*best) > map_version(s.map)) {
+        control(self, s.cluster().self_name,
+                json{{"cmd", "map.adopt"}, {"map", *best}}, {},
+                [self, f](json, std::string) { with_map(self, f); });
+        return;
+      }
+      with_map(self, f);
+    });
 }
 
 // move: freeze, ship, commit, drop (docs/sagas.md, "move").
@@ -992,6 +1013,7 @@ void finished(coord_pointer self, running& r) {
       st.stuck->fetch_add(1);
   }
   auto id = r.id;
+  st.finished_lately[id] = now_ms();
   st.active.erase(id);
   if (st.active_gauge)
     st.active_gauge->store(static_cast<int64_t>(st.active.size()));
@@ -1101,7 +1123,6 @@ void take_over(coord_pointer self) {
   if (st.leader_gauge)
     st.leader_gauge->store(1);
   spdlog::info("saga coordinator: {} takes the lead", st.cluster().self_name);
-  auto outstanding = std::make_shared<size_t>(1);
   auto finish = [self, gen] {
     auto& s = self->state;
     if (s.lead_gen != gen || !s.leader)
@@ -1135,33 +1156,22 @@ void take_over(coord_pointer self) {
     for (auto& id : ids)
       drive(self, id);
   };
-  auto one = [outstanding, finish] {
-    if (--*outstanding == 0)
-      finish();
-  };
-  auto& members = st.cluster().members;
-  for (size_t i = 0; i < members.size(); ++i) {
-    if (i == st.cluster().self_index || i >= st.up.size() || !st.up[i])
-      continue;
-    ++*outstanding;
-    control(self, members[i].name, json{{"cmd", "saga.dump"}}, {},
-            [self, one](json reply, std::string) {
-              auto& s = self->state;
-              if (ok(reply) && reply.contains("sagas")
-                  && reply["sagas"].is_object()) {
-                std::map<std::string, std::vector<saga_record>> theirs;
-                for (auto& [id, arr] : reply["sagas"].items())
-                  if (auto recs = records_of(arr))
-                    theirs[id] = std::move(*recs);
-                auto mine = s.log->copy();
-                for (auto& id : sagas::merge_copies(mine, theirs))
-                  if (!s.log->replace(id, mine[id]))
-                    spdlog::error("saga {}: could not store the merged copy", id);
-              }
-              one();
-            });
-  }
-  one();
+  ask_live_peers(
+    self, json{{"cmd", "saga.dump"}},
+    [self](json reply) {
+      auto& s = self->state;
+      if (!ok(reply) || !reply.contains("sagas") || !reply["sagas"].is_object())
+        return;
+      std::map<std::string, std::vector<saga_record>> theirs;
+      for (auto& [id, arr] : reply["sagas"].items())
+        if (auto recs = records_of(arr))
+          theirs[id] = std::move(*recs);
+      auto mine = s.log->copy();
+      for (auto& id : sagas::merge_copies(mine, theirs))
+        if (!s.log->replace(id, mine[id]))
+          spdlog::error("saga {}: could not store the merged copy", id);
+    },
+    finish);
 }
 
 void step_down(coord_pointer self, const std::string& leader) {
@@ -1255,15 +1265,25 @@ void tick(coord_pointer self) {
   }
   with_map(self, [self](bool) { decide(self); });
   if (st.leader && !st.taking_over && st.ticks % replace_every == 0) {
-    for (auto& [id, r] : st.active) {
+    auto now = now_ms();
+    std::vector<std::string> ids;
+    for (auto& [id, r] : st.active)
+      ids.push_back(id);
+    for (auto i = st.finished_lately.begin(); i != st.finished_lately.end();)
+      if (now - i->second > 30'000) {
+        i = st.finished_lately.erase(i);
+      } else {
+        ids.push_back(i->first);
+        ++i;
+      }
+    for (auto& id : ids) {
       auto i = st.log->copy().find(id);
       if (i == st.log->copy().end())
         continue;
       json cmd{{"cmd", "saga.replace"}, {"id", id},
                {"records", records_json(i->second)}};
-      for (size_t m = 0; m < members.size(); ++m)
-        if (m != st.cluster().self_index && m < st.up.size() && st.up[m])
-          control(self, members[m].name, cmd, {}, [](json, std::string) {});
+      for (auto& name : live_peers(self))
+        control(self, name, cmd, {}, [](json, std::string) {});
     }
   }
   self->delayed_send(self, tick_interval, saga_tick_atom::value);
@@ -1654,10 +1674,8 @@ caf::behavior coordinator_impl(coord_pointer self, settings_ptr settings,
       return;
     json cmd{{"cmd", "saga.append"}, {"id", id}, {"record", sagas::encode(r)},
              {"seq", seq}};
-    auto& members = s.cluster().members;
-    for (size_t m = 0; m < members.size(); ++m)
-      if (m != s.cluster().self_index && m < s.up.size() && s.up[m])
-        control(self, members[m].name, cmd, {}, [](json, std::string) {});
+    for (auto& name : live_peers(self))
+      control(self, name, cmd, {}, [](json, std::string) {});
   };
   auto& metrics = *settings->metrics;
   self->track_mailbox(metrics);

@@ -14,8 +14,8 @@
 // Log: this member's copy lives in LevelDB at settings->sagas.path (synced
 // writes; in memory without storage). The leader appends a record to its
 // own copy *before* it acts on it, pushes it to every live member, and every
-// 2 s pushes the whole history of every unfinished saga (so a member that
-// missed a push catches up).
+// 2 s pushes the whole history of every unfinished (or just finished) saga,
+// so a member that missed a push catches up.
 //
 // Requests: (request_atom, std::string line) -> std::string reply line for
 // the saga.* client ops (from the parsers and the console), and

@@ -20,7 +20,9 @@ G. afterwards: every node agrees on the map version and owners, and answers
    complete and exactly the acknowledged count.
 """
 
+import json
 import os
+import subprocess
 import sys
 import time
 
@@ -131,7 +133,9 @@ def main():
     chk = h.Checker("test_sagas")
     os.environ["CAIRN_TEST_SAGA_STEP_DELAY_MS"] = str(STEP_DELAY_MS)
     cluster = Cluster(args, n=4, partitions=PARTITIONS, prefix="s",
-                      extra_args=["--cairn.cluster.handoff-chunk-bytes=16384"])
+                      extra_args=["--cairn.cluster.handoff-chunk-bytes=16384",
+                                  "--cairn.http.web-root="
+                                  + os.path.join(args.source_dir, "web")])
     threads = []
     try:
         cluster.start()
@@ -283,6 +287,26 @@ def main():
         st = request(s2, {"op": "stats"})
         chk.check(isinstance(st.get("sagas"), dict) and st["sagas"].get("leader"),
                   f"stats shows the sagas: {str(st.get('sagas'))[:300]}")
+        # The dashboard's overview shows them (headless Chromium).
+        browser_dir = os.path.join(args.source_dir, "tests", "browser")
+        shot = os.path.join(os.environ.get("CAIRN_SHOTS", s2.tmp), "sagas.png")
+        p = subprocess.run(["node", os.path.join(browser_dir, "dashboard_sagas.mjs"),
+                            f"http://127.0.0.1:{s2.http_port}", shot],
+                           capture_output=True, timeout=120, cwd=browser_dir)
+        try:
+            out = json.loads(p.stdout.decode().strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            out = {"errors": [p.stderr.decode()[-400:]]}
+        h.log(f"dashboard: {out.get('info')}, {len(out.get('rows', []))} rows, "
+              f"screenshot {shot}")
+        chk.check(not out.get("errors"), f"dashboard errors: {out.get('errors')}")
+        chk.check("coordinator: s1" in out.get("info", "")
+                  and "0 running" in out.get("info", ""),
+                  f"dashboard (a follower's copy) names the leader, nothing "
+                  f"running: {out.get('info')}")
+        types = {r[1] for r in out.get("rows", []) if len(r) > 4}
+        chk.check("move" in types and any(r[3] == "succeeded" for r in out.get("rows", [])),
+                  f"dashboard lists the recent sagas: {out.get('rows')}")
     except h.TestFailure as e:
         chk.check(False, str(e))
     finally:

@@ -50,7 +50,11 @@ def request(node, req, timeout=30):
 
 
 def run_saga(node, req, timeout=3600):
-    r = request(node, req)
+    for _ in range(60):  # right after a start no coordinator leads yet
+        r = request(node, req)
+        if r.get("ok") or (r.get("error") or {}).get("code") != "unavailable":
+            break
+        time.sleep(0.5)
     if not r.get("ok"):
         raise h.TestFailure(f"{req}: {r}")
     sid = r["id"]
@@ -112,7 +116,7 @@ def main():
         before = bench(n1, "--mode", "ack", "--duration", args.duration,
                        "--series", args.series, "--ts-spread", "60s",
                        "--connections", 2, "--batch", 500)
-        h.log(f"before: {before.get('events_per_sec', before)}")
+        h.log(f"before: {before.get('events_per_second')} events/s")
 
         # The load runs until the saga finished; cairn-bench stops at its
         # duration, so it is started with a long one and killed afterwards.
@@ -138,8 +142,18 @@ def main():
                 if "handoff_pause" in k and v.get("count"):
                     pauses[node.name] = v
         moved = 0
+        steps = {}
         for c in s.get("children", []):
             moved += c.get("progress", {}).get("bytes_moved", 0)
+            # Where a move's time goes: each step's start to its outcome.
+            recs = request(n1, {"op": "saga.get", "id": c["id"]})["saga"]["records"]
+            begun = {}
+            for r in recs:
+                if r["kind"] == "step_started":
+                    begun[r["step"]] = r["at"]
+                elif r["kind"] == "step_done" and r["step"] in begun:
+                    name = ["freeze", "ship", "commit", "drop"][r["step"]]
+                    steps.setdefault(name, []).append(r["at"] - begun[r["step"]])
         m = cluster.cluster_view(n1)["partition_map"]
         counts = {n: m["owners"].count(n) for n in ("n1", "n2", "n3", "n4")}
         metrics = [f"bench.m{i}" for i in range(10)]
@@ -148,13 +162,13 @@ def main():
         result = {
             "partitions": args.partitions, "events_loaded": loaded,
             "series": args.series,
-            "before_events_per_sec": before.get("events_per_sec"),
+            "before_events_per_sec": before.get("events_per_second"),
             "during_events_per_sec": round(rate_during),
-            "during_vs_before": round(rate_during / before["events_per_sec"], 3)
-            if before.get("events_per_sec") else None,
+            "during_vs_before": round(rate_during / before["events_per_second"], 3)
+            if before.get("events_per_second") else None,
             "rebalance_seconds": round(took, 1), "bytes_moved": moved,
             "moves": len(s.get("children", [])), "owned_after": counts,
-            "write_pause": pauses, "counts": answers,
+            "write_pause": pauses, "step_ms": steps, "counts": answers,
         }
         print(json.dumps(result, indent=1))
     finally:
