@@ -168,9 +168,19 @@ std::vector<std::string>
 merge_copies(std::map<std::string, std::vector<saga_record>>& into,
              const std::map<std::string, std::vector<saga_record>>& other) {
   std::vector<std::string> changed;
+  auto done = [](const std::vector<saga_record>& r) {
+    return !r.empty() && r.back().kind == record_kind::finished;
+  };
   for (auto& [id, records] : other) {
     auto i = into.find(id);
-    if (i == into.end() || i->second.size() < records.size()) {
+    // A finished history wins over an unfinished one (a member that led
+    // briefly may have begun a step of a saga that had already finished),
+    // else the longer one.
+    bool take = i == into.end()
+                || (done(records) && !done(i->second))
+                || (done(records) == done(i->second)
+                    && i->second.size() < records.size());
+    if (take) {
       into[id] = records;
       changed.push_back(id);
     }

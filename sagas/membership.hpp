@@ -72,9 +72,10 @@ std::string encode_plan(const std::vector<partition_move>& plan);
 decode_plan(std::string_view text);
 
 /// Copies of the saga log held by the members (docs/sagas.md, "The
-/// coordinator"): merges `other` into `into`, keeping per saga the longer
-/// record list (on equal length the one already in `into`). Returns the ids
-/// whose list in `into` changed.
+/// coordinator"): merges `other` into `into`, keeping per saga a finished
+/// history over an unfinished one, else the longer record list (on equal
+/// length the one already in `into`). Returns the ids whose list in `into`
+/// changed.
 std::vector<std::string>
 merge_copies(std::map<std::string, std::vector<saga_record>>& into,
              const std::map<std::string, std::vector<saga_record>>& other);

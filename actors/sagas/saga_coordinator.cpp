@@ -177,6 +177,11 @@ struct coordinator_state {
   std::map<std::string, std::unique_ptr<running>> active;
   /// Last seen link status per member index (true: up).
   std::vector<bool> up;
+  /// Per member index: its link still says "connecting" (just started).
+  std::vector<bool> connecting;
+  /// When this coordinator started (a node that just started does not take
+  /// the lead while its links are still connecting, for up to 10 s).
+  millis started_at = 0;
   bool leader = false;
   /// Ticks in a row on which this node was the smallest live member.
   int lead_votes = 0;
@@ -1205,7 +1210,18 @@ void decide(coord_pointer self) {
       best = members[i].name;
   }
   st.leader_name = best;
-  if (best == st.cluster().self_name && st.node && st.map.is_object()) {
+  // Right after a start the links are still connecting: a smaller member
+  // may well be alive. Wait for them (at most 10 s) before leading.
+  bool settled = now_ms() - st.started_at > 10'000;
+  if (!settled) {
+    settled = true;
+    for (size_t i = 0; i < members.size(); ++i)
+      if (i != st.cluster().self_index && i < st.connecting.size()
+          && st.connecting[i])
+        settled = false;
+  }
+  if (best == st.cluster().self_name && st.node && st.map.is_object()
+      && settled) {
     if (!st.leader && ++st.lead_votes >= 2)
       take_over(self);
   } else {
@@ -1251,6 +1267,7 @@ void tick(coord_pointer self) {
   publish(self);
   auto& members = st.cluster().members;
   st.up.resize(members.size(), false);
+  st.connecting.resize(members.size(), true);
   for (size_t i = 0; i < members.size() && i < st.links.size(); ++i) {
     if (i == st.cluster().self_index || !st.links[i])
       continue;
@@ -1258,8 +1275,10 @@ void tick(coord_pointer self) {
       .then(
         [self, i](std::string& text) {
           auto j = json::parse(text, nullptr, false);
-          self->state.up[i] = !j.is_discarded()
-                              && j.value("status", std::string{}) == "up";
+          auto status = j.is_discarded() ? std::string{}
+                                         : j.value("status", std::string{});
+          self->state.up[i] = status == "up";
+          self->state.connecting[i] = status == "connecting";
         },
         [self, i](caf::error&) { self->state.up[i] = false; });
   }
@@ -1655,6 +1674,7 @@ caf::behavior coordinator_impl(coord_pointer self, settings_ptr settings,
   st.settings = settings;
   st.links = std::move(links);
   st.pacer = sagas::byte_pacer{settings->sagas.bytes_per_second};
+  st.started_at = now_ms();
   if (const char* delay = std::getenv("CAIRN_TEST_SAGA_STEP_DELAY_MS"))
     st.test_step_delay = std::atol(delay);
   std::unique_ptr<sagas::saga_log> disk;

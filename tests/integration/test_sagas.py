@@ -289,9 +289,9 @@ def main():
                   f"stats shows the sagas: {str(st.get('sagas'))[:300]}")
         # The dashboard's overview shows them (headless Chromium).
         browser_dir = os.path.join(args.source_dir, "tests", "browser")
-        shot = os.path.join(os.environ.get("CAIRN_SHOTS", s2.tmp), "sagas.png")
+        shot = os.path.join(os.environ.get("CAIRN_SHOTS", s1.tmp), "sagas.png")
         p = subprocess.run(["node", os.path.join(browser_dir, "dashboard_sagas.mjs"),
-                            f"http://127.0.0.1:{s2.http_port}", shot],
+                            f"http://127.0.0.1:{s1.http_port}", shot],
                            capture_output=True, timeout=120, cwd=browser_dir)
         try:
             out = json.loads(p.stdout.decode().strip().splitlines()[-1])
@@ -302,8 +302,8 @@ def main():
         chk.check(not out.get("errors"), f"dashboard errors: {out.get('errors')}")
         chk.check("coordinator: s1" in out.get("info", "")
                   and "0 running" in out.get("info", ""),
-                  f"dashboard (a follower's copy) names the leader, nothing "
-                  f"running: {out.get('info')}")
+                  f"dashboard names the leader, nothing running: "
+                  f"{out.get('info')}")
         types = {r[1] for r in out.get("rows", []) if len(r) > 4}
         chk.check("move" in types and any(r[3] == "succeeded" for r in out.get("rows", [])),
                   f"dashboard lists the recent sagas: {out.get('rows')}")

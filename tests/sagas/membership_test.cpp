@@ -123,6 +123,15 @@ TEST_SUITE("sagas.membership") {
     CHECK(mine["b"].size() == 2);  // ours was longer: kept
     CHECK(mine["c"].size() == 1);
     CHECK(merge_copies(mine, theirs).empty());  // idempotent
+    // A finished history beats a longer unfinished one.
+    saga_record fin{record_kind::finished, 0, 0, 3, "succeeded", ""};
+    std::map<std::string, std::vector<saga_record>> done{{"b", {started, fin}}};
+    mine["b"] = {started, begun, begun};
+    CHECK(merge_copies(mine, done) == std::vector<std::string>{"b"});
+    CHECK(mine["b"].back().kind == record_kind::finished);
+    std::map<std::string, std::vector<saga_record>> longer{
+      {"b", {started, begun, begun}}};
+    CHECK(merge_copies(done, longer).empty());  // finished stays
   }
 
   TEST_CASE("the byte pacer spaces chunks at the configured rate") {
