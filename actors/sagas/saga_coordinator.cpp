@@ -249,16 +249,24 @@ json request_id(const json& req) {
 
 // -- the map as the steps see it -------------------------------------------------
 
+/// Field `name` of `j`, `fallback` if `j` is no object or lacks it: the map
+/// is null until this coordinator first read it (a leader that just took
+/// over may resume a step before that), and replies may be anything.
+template <class T>
+T field_of(const json& j, const char* name, T fallback) {
+  return j.is_object() ? j.value(name, std::move(fallback)) : fallback;
+}
+
 std::vector<std::string> map_nodes(const json& map) {
-  return map.value("nodes", std::vector<std::string>{});
+  return field_of(map, "nodes", std::vector<std::string>{});
 }
 
 std::vector<std::string> map_owners(const json& map) {
-  return map.value("owners", std::vector<std::string>{});
+  return field_of(map, "owners", std::vector<std::string>{});
 }
 
 std::set<std::string> map_left(const json& map) {
-  auto v = map.value("left", std::vector<std::string>{});
+  auto v = field_of(map, "left", std::vector<std::string>{});
   return {v.begin(), v.end()};
 }
 
@@ -278,7 +286,7 @@ std::string owner_of(const json& map, uint32_t p) {
 }
 
 uint64_t map_version(const json& map) {
-  return map.value("version", uint64_t{0});
+  return field_of(map, "version", uint64_t{0});
 }
 
 // -- talking to members ----------------------------------------------------------
@@ -322,11 +330,11 @@ void control(coord_pointer self, const std::string& name, json cmd,
 }
 
 bool ok(const json& reply) {
-  return reply.value("ok", false);
+  return field_of(reply, "ok", false);
 }
 
 std::string why(const json& reply) {
-  auto code = reply.value("code", std::string{});
+  auto code = field_of(reply, "code", std::string{});
   auto text = reply.contains("error") && reply["error"].is_string()
                 ? reply["error"].get<std::string>()
                 : reply.dump();
@@ -877,7 +885,7 @@ void drain(coord_pointer self, running& r, step_done done) {
     .then(
       [node, done](std::string& text) {
         auto j = json::parse(text, nullptr, false);
-        if (j.is_discarded() || !j.value("ok", false)) {
+        if (!ok(j)) {
           done(false, "cluster view of " + node + " not available");
           return;
         }
