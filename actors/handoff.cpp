@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <optional>
+#include <utility>
 
 namespace cairn::actors {
 
@@ -42,6 +43,8 @@ std::optional<uint64_t> unsigned_field(const json& req, const char* name,
 
 std::optional<handoff_request::op_t> op_of(std::string_view cmd) {
   using op = handoff_request::op_t;
+  if (cmd == "handoff.base")
+    return op::base;
   if (cmd == "handoff.freeze")
     return op::freeze;
   if (cmd == "handoff.export")
@@ -86,7 +89,7 @@ handoff_commands::run(caf::event_based_actor* self, const json& req,
   if (!op)
     return fail("unknown_command",
                 "unknown command " + json(cmd).dump()
-                  + " (handoff.freeze, handoff.export, handoff.import, "
+                  + " (handoff.base, handoff.freeze, handoff.export, handoff.import, "
                     "handoff.release, handoff.drop, handoff.status)");
   auto& parts = node_.partitions();
   auto p = unsigned_field(req, "partition", UINT64_MAX);
@@ -118,6 +121,12 @@ handoff_commands::run(caf::event_based_actor* self, const json& req,
   if (*op == handoff_request::op_t::import_chunk
       && (req.find("total") == req.end() || req.find("crc") == req.end()))
     return fail("bad_request", "handoff.import needs \"total\" and \"crc\"");
+  for (auto [name, flag] : {std::pair{"base", &hr.base}, std::pair{"full", &hr.full}})
+    if (auto it = req.find(name); it != req.end()) {
+      if (!it->is_boolean())
+        return fail("bad_request", std::string{"\""} + name + "\" must be a boolean");
+      *flag = it->get<bool>();
+    }
   hr.offset = *offset;
   hr.max = *max;
   hr.total = *total;

@@ -7,8 +7,8 @@
 // range, token present, numbers unsigned), sends it to the partition actor,
 // which does the work (actors/partition.cpp), and turns the answer into the
 // reply JSON `{"ok":true,...}` / `{"ok":false,"code":...,"error":...}` and
-// the binary payload (export chunks). Commands: freeze, export, import,
-// release, drop, status.
+// the binary payload (export chunks). Commands: base (the pre-copy), freeze,
+// export, import, release, drop, status.
 //
 // Threading: `run` is called from the node actor's handler, on its thread;
 // it never blocks (the answer is delivered through a response promise).
@@ -39,7 +39,7 @@ public:
   /// for handoff.export, empty otherwise. Errors are replies with "ok":false
   /// and a stable "code": bad_request, unknown_command, not_owner, owner,
   /// not_frozen, handoff_conflict, bad_offset, crc_mismatch, bad_snapshot,
-  /// busy, recovering, storage, unavailable (docs/sagas.md).
+  /// no_base, busy, recovering, storage, unavailable (docs/sagas.md).
   caf::result<std::string, std::string>
   run(caf::event_based_actor* self, const std::string& cmd_json,
       std::string payload);

@@ -162,7 +162,7 @@ typename Inspector::result_type inspect(Inspector& f, alert_peer_msg& x) {
 /// actors/handoff.cpp (docs/sagas.md, "Partition handoff").
 struct handoff_request {
   enum class op_t : uint8_t { freeze, export_chunk, import_chunk, release,
-                              drop, status };
+                              drop, status, base };
   op_t op = op_t::status;
   std::string token;
   std::string target;   ///< freeze: the member the partition goes to
@@ -171,6 +171,11 @@ struct handoff_request {
   uint64_t total = 0;   ///< import: size of the whole export
   uint32_t crc = 0;     ///< import: CRC-32C of the whole export
   std::string payload;  ///< import: the chunk
+  /// export, import: of the pre-copy's base (docs/sagas.md, "Pre-copy").
+  bool base = false;
+  /// export: a full snapshot even if the freeze prepared a delta (the
+  /// target refused the delta with no_base).
+  bool full = false;
 };
 
 /// A partition's answer to a handoff_request: the reply object (with "ok",

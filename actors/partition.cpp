@@ -3,6 +3,7 @@
 #include "actors/introspection.hpp"
 
 #include "cqrs/detail/stream_pool.hpp"
+#include "cqrs/handoff_delta.hpp"
 #include "cqrs/handoff_marker.hpp"
 #include "cqrs/idempotency_window.hpp"
 #include "cqrs/journal_record.hpp"
@@ -32,6 +33,7 @@
 #include <stdexcept>
 #include <unordered_map>
 #include <unordered_set>
+#include <variant>
 
 #include <malloc.h>
 #include <unistd.h>
@@ -165,6 +167,8 @@ struct memory_gauges {
   }
 };
 
+struct replacement;
+
 struct partition_state {
   uint32_t id = 0;
   settings_ptr settings;
@@ -218,6 +222,8 @@ struct partition_state {
   /// The export: a snapshot envelope of the frozen state, prepared once
   /// the freeze is durable and every write before it is applied.
   bool export_ready = false;
+  /// The export is a delta over a pre-copy base (else a full snapshot).
+  bool export_delta = false;
   std::string export_bytes;
   uint32_t export_crc = 0;
   std::vector<caf::typed_response_promise<handoff_reply>> freeze_waiters;
@@ -234,6 +240,37 @@ struct partition_state {
   std::vector<caf::typed_response_promise<handoff_reply>> busy_waiters;
   /// Run once nothing is in flight (no pending write, no snapshot).
   std::vector<std::function<void()>> on_quiet;
+  // -- pre-copy (docs/sagas.md, "Pre-copy") ------------------------------------
+  /// The source: the base export of a pre-copy (a snapshot taken while
+  /// serving), its token and time, and every batch applied since, in order
+  /// (the delta the freeze exports). Memory only: a restart forgets it and
+  /// the freeze exports a full snapshot.
+  std::string base_token;
+  std::string base_bytes;
+  uint32_t base_crc = 0;
+  cqrs::millis base_at = 0;
+  std::vector<cqrs::journal_record> tail;
+  size_t tail_bytes = 0;
+  /// The tail outgrew max_tail_bytes and was dropped: the freeze exports a
+  /// full snapshot.
+  bool tail_overflow = false;
+  /// The target: a received base, decoded, waiting for its delta.
+  std::string staged_token;
+  uint32_t staged_crc = 0;
+  std::shared_ptr<replacement> staged;
+
+  /// Records a batch just applied (key before it moves into the window).
+  void record_applied(const cqrs::event_batch& batch, const std::string& key,
+                      cqrs::millis at);
+  void forget_base() {
+    base_token.clear();
+    base_bytes = std::string{};
+    tail.clear();
+    tail.shrink_to_fit();
+    tail_bytes = 0;
+    tail_overflow = false;
+  }
+
   /// Journal writes of the handoff awaited by ticket.
   uint64_t next_ticket = 1;
   std::unordered_map<uint64_t, std::function<void(bool, std::string)>> tickets;
@@ -548,6 +585,7 @@ void drain(partition_pointer self) {
       st.applied_seq = w.seq;
       st.drained_seq = w.seq;
       st.events_since_snapshot += w.batch.size();
+      st.record_applied(w.batch, w.key, w.accepted_at);
       if (!w.key.empty())
         st.keys->insert(std::move(w.key), w.accepted_at);
       w.promise.deliver(static_cast<uint64_t>(w.batch.size()));
@@ -582,6 +620,32 @@ constexpr size_t max_held_writes = 1024;
 constexpr uint64_t max_export_chunk = 16u << 20;
 constexpr uint64_t default_export_chunk = 1u << 20;
 
+/// Bytes of applied batches a pre-copy's source keeps for its delta, at
+/// most; past it the delta is given up and the freeze exports a full
+/// snapshot (docs/sagas.md, "Pre-copy").
+constexpr size_t max_tail_bytes = 64u << 20;
+/// A pre-copy base (source) or staged base (target) not followed by its
+/// freeze or delta within this long is forgotten.
+constexpr cqrs::millis base_lifetime = 10 * 60'000;
+
+void partition_state::record_applied(const cqrs::event_batch& batch,
+                                     const std::string& key, cqrs::millis at) {
+  if (base_token.empty() || tail_overflow)
+    return;
+  tail_bytes += batch.keys.size() + batch.entries.size() * sizeof(cqrs::event_entry)
+                + key.size() + sizeof(cqrs::journal_record);
+  if (tail_bytes > max_tail_bytes) {
+    spdlog::info("partition {}: the delta of pre-copy {} passed {} bytes; the "
+                 "freeze will export a full snapshot",
+                 id, base_token, max_tail_bytes);
+    tail_overflow = true;
+    tail.clear();
+    tail.shrink_to_fit();
+    return;
+  }
+  tail.push_back(cqrs::journal_record{at, key, batch});
+}
+
 /// The answer to a write for a partition this node does not own (any
 /// more): the ingestor re-routes it by the current map (actors/handoff.hpp,
 /// is_moved).
@@ -608,6 +672,7 @@ void accept(partition_pointer self, cqrs::event_batch& batch, std::string& key,
     st.store->set_clock(now);
     st.store->apply(batch);
     publish_closed(self);
+    st.record_applied(batch, key, now);
     if (!key.empty())
       st.keys->insert(std::move(key), now);
     promise.deliver(static_cast<uint64_t>(batch.size()));
@@ -683,6 +748,7 @@ caf::result<uint64_t> ingest(partition_pointer self, cqrs::event_batch& batch,
     st.store->set_clock(now);
     st.store->apply(batch);
     publish_closed(self);
+    st.record_applied(batch, key, now);
     if (!key.empty())
       st.keys->insert(std::move(key), now);
     return static_cast<uint64_t>(batch.size());
@@ -768,7 +834,9 @@ void unfreeze(partition_pointer self, const std::string& code) {
   st.frozen = false;
   st.marker_durable = false;
   st.export_ready = false;
+  st.export_delta = false;
   st.export_bytes = std::string{};
+  st.forget_base();
   auto waiters = std::move(st.freeze_waiters);
   st.freeze_waiters.clear();
   for (auto& w : waiters)
@@ -776,15 +844,30 @@ void unfreeze(partition_pointer self, const std::string& code) {
                              + code + ")"));
 }
 
-void prepare_export(partition_state& st) {
-  if (st.export_ready)
-    return;
+/// A snapshot envelope of the partition's current state into `out`.
+void encode_state(const partition_state& st, std::string& out) {
   cqrs::snapshot_header header;
   header.partition = st.id;
   header.covered_seq = st.applied_seq;
   header.taken_at = cqrs::wall_clock_now();
+  out.clear();
+  cqrs::encode_snapshot(header, *st.store, *st.keys, out);
+}
+
+/// The freeze's export: the delta since the pre-copy's base if this
+/// handoff made one and its tail is whole (docs/sagas.md, "Pre-copy"),
+/// else a full snapshot (`full` forces it).
+void prepare_export(partition_state& st, bool full = false) {
+  if (st.export_ready && !(full && st.export_delta))
+    return;
   st.export_bytes.clear();
-  cqrs::encode_snapshot(header, *st.store, *st.keys, st.export_bytes);
+  st.export_delta = !full && st.base_token == st.marker.token
+                    && !st.base_token.empty() && !st.tail_overflow;
+  if (st.export_delta)
+    cqrs::encode_handoff_delta(st.base_crc, st.tail, st.export_bytes);
+  else
+    encode_state(st, st.export_bytes);
+  st.forget_base();
   st.export_crc = cqrs::crc32c(st.export_bytes);
   st.export_ready = true;
 }
@@ -795,6 +878,7 @@ json frozen_reply(const partition_state& st) {
           {"crc", st.export_crc},
           {"series", st.store->series_count()},
           {"events", st.store->events_applied()},
+          {"delta", st.export_delta},
           {"held", st.held.size()}};
 }
 
@@ -866,42 +950,88 @@ caf::result<handoff_reply> handoff_freeze(partition_pointer self,
   return rp;
 }
 
+/// The pre-copy's base (docs/sagas.md, "Pre-copy"): a snapshot of the
+/// serving partition, encoded now; every batch applied from here on is kept
+/// for the freeze's delta. Answered again (the same base) on a retry.
+handoff_reply handoff_base(partition_pointer self, handoff_request& req) {
+  auto& st = self->state;
+  if (st.frozen)
+    return refuse("handoff_conflict",
+                  partition_name(st) + " is frozen for a handoff",
+                  {{"token", st.marker.token}});
+  if (!st.settings->cluster.local(st.id))
+    return refuse("not_owner", partition_name(st) + " is not owned by this node");
+  if (!st.busy.empty())
+    return refuse("busy", partition_name(st) + " is " + st.busy);
+  if (st.base_token != req.token) {
+    st.forget_base();
+    encode_state(st, st.base_bytes);
+    st.base_crc = cqrs::crc32c(st.base_bytes);
+    st.base_token = req.token;
+    st.base_at = cqrs::wall_clock_now();
+  }
+  return {{{"ok", true},
+           {"total", st.base_bytes.size()},
+           {"crc", st.base_crc},
+           {"series", st.store->series_count()},
+           {"events", st.store->events_applied()}},
+          {}};
+}
+
+/// Chunk [offset, offset + max) of `bytes` as an export answer.
+handoff_reply export_chunk(const std::string& bytes, uint32_t crc,
+                           handoff_request& req) {
+  auto total = bytes.size();
+  if (req.offset > total)
+    return refuse("bad_offset", "offset past the end of the export",
+                  {{"total", total}, {"crc", crc}});
+  auto max = req.max == 0 ? default_export_chunk
+                          : std::min(req.max, max_export_chunk);
+  handoff_reply out;
+  out.payload = bytes.substr(req.offset, max);
+  out.body = {{"ok", true},
+              {"total", total},
+              {"crc", crc},
+              {"offset", req.offset},
+              {"size", out.payload.size()}};
+  return out;
+}
+
 handoff_reply handoff_export(partition_pointer self, handoff_request& req) {
   auto& st = self->state;
+  if (req.base) {
+    if (st.base_token.empty() || st.base_token != req.token)
+      return refuse("no_base", partition_name(st)
+                                 + " holds no pre-copy base with this token");
+    return export_chunk(st.base_bytes, st.base_crc, req);
+  }
   if (!st.frozen || st.marker.token != req.token)
     return refuse("not_frozen",
                   partition_name(st) + " is not frozen with this token");
   if (!st.marker_durable)
     return refuse("busy", partition_name(st) + ": the freeze is not durable "
                                                "yet");
-  if (!st.export_ready) {
-    // After a restart: re-encoded from the recovered frozen state.
+  if (!st.export_ready || (req.full && st.export_delta)) {
+    // After a restart: re-encoded from the recovered frozen state; a full
+    // snapshot instead of the delta when the target has no base.
     if (!st.quiet())
       return refuse("busy", partition_name(st) + " has writes in flight");
-    prepare_export(st);
+    prepare_export(st, req.full);
   }
-  auto total = st.export_bytes.size();
-  if (req.offset > total)
-    return refuse("bad_offset", "offset past the end of the export",
-                  {{"total", total}, {"crc", st.export_crc}});
-  auto max = req.max == 0 ? default_export_chunk
-                          : std::min(req.max, max_export_chunk);
-  handoff_reply out;
-  out.payload = st.export_bytes.substr(req.offset, max);
-  out.body = {{"ok", true},
-              {"total", total},
-              {"crc", st.export_crc},
-              {"offset", req.offset},
-              {"size", out.payload.size()}};
-  return out;
+  auto reply = export_chunk(st.export_bytes, st.export_crc, req);
+  reply.body["delta"] = st.export_delta;
+  return reply;
 }
 
 caf::result<handoff_reply> handoff_release(partition_pointer self,
                                            handoff_request& req) {
   auto& st = self->state;
-  if (!st.frozen)
+  if (!st.frozen) {
+    if (st.base_token == req.token)
+      st.forget_base();  // the pre-copy is undone
     return handoff_reply{{{"ok", true}, {"released", 0}, {"state", "serving"}},
                          {}};
+  }
   if (st.marker.token != req.token)
     return refuse("handoff_conflict",
                   partition_name(st) + " is frozen for another handoff",
@@ -1045,6 +1175,9 @@ caf::result<handoff_reply> handoff_drop(partition_pointer self,
   for (auto& h : held)
     h.promise.deliver(moved_error(st.id));
   unfreeze(self, "dropped");
+  st.forget_base();
+  st.staged.reset();
+  st.staged_token.clear();
   st.import_token.clear();
   st.import_bytes = std::string{};
   st.imported_token.clear();
@@ -1074,6 +1207,58 @@ caf::result<handoff_reply> handoff_drop(partition_pointer self,
   return rp;
 }
 
+/// Decodes a full snapshot import into a new state, or the refusal.
+std::variant<std::shared_ptr<replacement>, handoff_reply>
+decode_import(const partition_state& st, std::string_view bytes) {
+  cqrs::snapshot_view view;
+  if (auto r = cqrs::decode_snapshot(bytes, view); r != cqrs::snapshot_result::ok)
+    return refuse("bad_snapshot", "the import does not decode ("
+                                    + std::string{cqrs::to_string(r)} + ")",
+                  {{"have", 0}});
+  if (view.header.partition != st.id)
+    return refuse("bad_snapshot",
+                  "the import is of partition "
+                    + std::to_string(view.header.partition),
+                  {{"have", 0}});
+  auto r = std::make_shared<replacement>(
+    replacement{cqrs::series_store{st.settings->tiers, st.settings->mapping},
+                cqrs::idempotency_window{st.settings->idempotency_keys,
+                                         st.settings->idempotency_window}});
+  r->store.seal_after(st.settings->seal_after);
+  if (!r->keys.decode(view.idempotency) || !r->store.decode(view.projection))
+    return refuse("bad_snapshot",
+                  "the import's projection or idempotency window does not "
+                  "decode (configuration mismatch?)",
+                  {{"have", 0}});
+  return r;
+}
+
+/// Applies a delta import to the staged base of the same handoff, or the
+/// refusal (no_base: the source must export a full snapshot).
+std::variant<std::shared_ptr<replacement>, handoff_reply>
+apply_delta(partition_state& st, std::string_view bytes,
+            const std::string& token) {
+  uint32_t base_crc = 0;
+  std::vector<cqrs::journal_record> records;
+  if (!cqrs::decode_handoff_delta(bytes, base_crc, records))
+    return refuse("bad_snapshot", "the delta import does not decode",
+                  {{"have", 0}});
+  if (!st.staged || st.staged_token != token || st.staged_crc != base_crc)
+    return refuse("no_base",
+                  partition_name(st) + " holds no pre-copy base for this "
+                                       "delta (export a full snapshot)",
+                  {{"have", 0}});
+  auto r = std::move(st.staged);
+  st.staged_token.clear();
+  r->store.set_clock(cqrs::wall_clock_now());
+  for (auto& rec : records) {
+    r->store.apply(rec.events);
+    if (!rec.idempotency_key.empty())
+      r->keys.insert(std::move(rec.idempotency_key), rec.accepted_at);
+  }
+  return r;
+}
+
 caf::result<handoff_reply> handoff_import(partition_pointer self,
                                           handoff_request& req) {
   auto& st = self->state;
@@ -1091,7 +1276,7 @@ caf::result<handoff_reply> handoff_import(partition_pointer self,
   }
   if (!st.busy.empty())
     return refuse("busy", partition_name(st) + " is " + st.busy);
-  if (!st.imported_token.empty() && st.imported_token == req.token)
+  if (!req.base && !st.imported_token.empty() && st.imported_token == req.token)
     return complete();
   if (st.settings->cluster.local(st.id))
     return refuse("owner", partition_name(st)
@@ -1099,6 +1284,13 @@ caf::result<handoff_reply> handoff_import(partition_pointer self,
   if (st.frozen)
     return refuse("handoff_conflict", partition_name(st)
                                         + " is frozen for a handoff");
+  auto staged_reply = [&st] {
+    return handoff_reply{{{"ok", true}, {"complete", true}, {"staged", true}},
+                         {}};
+  };
+  if (req.base && st.staged && st.staged_token == req.token
+      && st.staged_crc == req.crc)
+    return staged_reply();  // a retried pre-copy: the base is here
   if (req.offset == 0) {
     st.import_token = req.token;
     st.import_total = req.total;
@@ -1124,33 +1316,29 @@ caf::result<handoff_reply> handoff_import(partition_pointer self,
                           {"complete", false},
                           {"have", st.import_bytes.size()}},
                          {}};
-  // Complete: check, decode, then replace the state durably.
+  // Complete: check, decode, then replace the state durably (a pre-copy's
+  // base is only kept, decoded, for its delta).
   auto bytes = std::move(st.import_bytes);
   st.import_bytes = std::string{};
   st.import_token.clear();
   if (cqrs::crc32c(bytes) != req.crc)
     return refuse("crc_mismatch", "the import does not match its crc",
                   {{"have", 0}});
-  cqrs::snapshot_view view;
-  if (auto r = cqrs::decode_snapshot(bytes, view); r != cqrs::snapshot_result::ok)
-    return refuse("bad_snapshot", "the import does not decode ("
-                                    + std::string{cqrs::to_string(r)} + ")",
-                  {{"have", 0}});
-  if (view.header.partition != st.id)
-    return refuse("bad_snapshot",
-                  "the import is of partition "
-                    + std::to_string(view.header.partition),
-                  {{"have", 0}});
-  auto r = std::make_shared<replacement>(
-    replacement{cqrs::series_store{st.settings->tiers, st.settings->mapping},
-                cqrs::idempotency_window{st.settings->idempotency_keys,
-                                         st.settings->idempotency_window}});
-  r->store.seal_after(st.settings->seal_after);
-  if (!r->keys.decode(view.idempotency) || !r->store.decode(view.projection))
-    return refuse("bad_snapshot",
-                  "the import's projection or idempotency window does not "
-                  "decode (configuration mismatch?)",
-                  {{"have", 0}});
+  auto decoded = cqrs::is_handoff_delta(bytes) && !req.base
+                   ? apply_delta(st, bytes, req.token)
+                   : decode_import(st, bytes);
+  if (auto* refused = std::get_if<handoff_reply>(&decoded))
+    return std::move(*refused);
+  auto r = std::get<std::shared_ptr<replacement>>(std::move(decoded));
+  if (req.base) {
+    st.staged = std::move(r);
+    st.staged_token = req.token;
+    st.staged_crc = req.crc;
+    st.base_at = cqrs::wall_clock_now();
+    return staged_reply();
+  }
+  st.staged.reset();
+  st.staged_token.clear();
   st.busy = "importing";
   st.busy_token = req.token;
   auto rp = self->make_response_promise<handoff_reply>();
@@ -1210,6 +1398,15 @@ handoff_reply handoff_status(partition_pointer self) {
   }
   if (!st.imported_token.empty())
     body["imported_token"] = st.imported_token;
+  if (!st.base_token.empty()) {
+    body["base_token"] = st.base_token;
+    body["base_bytes"] = st.base_bytes.size();
+    body["delta_batches"] = st.tail.size();
+  }
+  if (st.staged)
+    body["staged_token"] = st.staged_token;
+  if (st.frozen)
+    body["delta"] = st.export_delta;
   return {std::move(body), {}};
 }
 
@@ -1222,6 +1419,8 @@ caf::result<handoff_reply> handoff(partition_pointer self,
   if (st.recovering)
     return refuse("recovering", partition_name(st) + " is recovering");
   switch (req.op) {
+    case op::base:
+      return handoff_base(self, req);
     case op::freeze:
       return handoff_freeze(self, req);
     case op::export_chunk:
@@ -1465,6 +1664,15 @@ partition_actor::behavior_type partition_impl(partition_pointer self,
       publish_closed(self);
       st.store->evict(now);
       st.keys->expire(now);
+      if ((!st.base_token.empty() || st.staged) && !st.frozen
+          && now - st.base_at > base_lifetime) {
+        spdlog::info("partition {}: pre-copy base {} not used in {} s; forgotten",
+                     st.id, st.base_token.empty() ? st.staged_token : st.base_token,
+                     base_lifetime / 1000);
+        st.forget_base();
+        st.staged.reset();
+        st.staged_token.clear();
+      }
       if (st.ticks++ % 5 == 0)
         st.update_memory_gauges();
       // Sealing frees many small allocations (open buckets, grown block

@@ -62,7 +62,8 @@ const saga_spec* membership_spec(std::string_view type) {
   // attempt may take long; every other step is a few control messages.
   static const saga_spec move = make(
     "move",
-    {step("freeze", 5, 10'000), step("ship", 5, 30 * minute),
+    {step("copy", 5, 30 * minute), step("freeze", 5, 10'000),
+     step("ship", 5, 30 * minute),
      step("commit", 5, 10'000, true), step("drop", 5, 10'000)},
     60 * minute);
   static const saga_spec decommission = make(

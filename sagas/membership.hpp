@@ -4,7 +4,7 @@
 // Four saga types, each a fixed list of steps (the actor that runs them is
 // actors/sagas/saga_coordinator):
 //
-//   move          freeze, ship, commit (pivot), drop
+//   move          copy, freeze, ship, commit (pivot), drop
 //   decommission  plan, move, drain, leave (pivot)
 //   rebalance     plan, move
 //   join          join (pivot), plan, move
@@ -27,7 +27,9 @@ namespace cairn::sagas {
 
 /// The steps of every membership saga type, by index.
 namespace move_steps {
-inline constexpr uint32_t freeze = 0, ship = 1, commit = 2, drop = 3;
+/// copy: the pre-copy of a snapshot while the source serves; ship: the
+/// delta since it (or a full snapshot) while the source is frozen.
+inline constexpr uint32_t copy = 0, freeze = 1, ship = 2, commit = 3, drop = 4;
 }
 namespace plan_steps {
 /// decommission: plan, move, drain, leave; rebalance: plan, move;

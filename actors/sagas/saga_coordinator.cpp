@@ -20,6 +20,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 
 namespace cairn::actors {
@@ -475,59 +476,50 @@ void newest_map(coord_pointer self, std::function<void(bool)> f) {
     });
 }
 
-// move: freeze, ship, commit, drop (docs/sagas.md, "move").
+// move: copy, freeze, ship, commit, drop (docs/sagas.md, "move").
 
 std::string step_result(running& r, uint32_t step) {
   auto& results = r.machine.results();
   return step < results.size() ? results[step] : std::string{};
 }
 
+/// A field of a move step's result (its JSON object), `fallback` if none.
+template <class T>
+T result_field(running& r, uint32_t step, const char* name, T fallback) {
+  auto res = json::parse(step_result(r, step), nullptr, false);
+  if (res.is_object() && res.contains(name))
+    return res[name].get<T>();
+  return fallback;
+}
+
 std::string source_of(coord_pointer self, running& r) {
-  auto res = json::parse(step_result(r, sagas::move_steps::freeze), nullptr,
-                         false);
-  if (res.is_object() && res.contains("source"))
-    return res["source"].get<std::string>();
+  for (auto step : {sagas::move_steps::freeze, sagas::move_steps::copy})
+    if (auto s = result_field(r, step, "source", std::string{}); !s.empty())
+      return s;
   return owner_of(self->state.map,
                   r.params.value("partition", uint32_t{0}));
 }
 
-void move_freeze(coord_pointer self, running& r, step_done done) {
-  auto p = r.params["partition"].get<uint32_t>();
-  auto to = r.params["to"].get<std::string>();
-  auto id = r.id;
-  with_map(self, [self, p, to, id, done](bool) {
-    auto& st = self->state;
-    auto source = owner_of(st.map, p);
-    if (source.empty()) {
-      done(false, "partition " + std::to_string(p) + " has no owner");
-      return;
-    }
-    if (source == to) {
-      done(false, "partition " + std::to_string(p) + " is already owned by "
-                    + to);
-      return;
-    }
-    control(self, source,
-            json{{"cmd", "handoff.freeze"}, {"partition", p}, {"token", id},
-                 {"target", to}},
-            {}, [self, id, source, done](json reply, std::string) {
-              if (!ok(reply)) {
-                done(false, "freeze at " + source + ": " + why(reply));
-                return;
-              }
-              if (auto i = self->state.active.find(id);
-                  i != self->state.active.end())
-                i->second->bytes_total = reply.value("total", uint64_t{0});
-              done(true, dump(json{{"source", source},
-                                   {"total", reply.value("total", uint64_t{0})},
-                                   {"series", reply.value("series", uint64_t{0})},
-                                   {"events", reply.value("events", uint64_t{0})}}));
-            });
-  });
+/// The member that owns partition p now, or why it cannot move to `to`.
+std::optional<std::string> movable_source(coord_pointer self, uint32_t p,
+                                          const std::string& to,
+                                          const step_done& done) {
+  auto source = owner_of(self->state.map, p);
+  if (source.empty()) {
+    done(false, "partition " + std::to_string(p) + " has no owner");
+    return std::nullopt;
+  }
+  if (source == to) {
+    done(false, "partition " + std::to_string(p) + " is already owned by " + to);
+    return std::nullopt;
+  }
+  return source;
 }
 
 /// One chunk of the ship loop: export [offset, +chunk) at the source,
-/// import it at the target, pace, repeat.
+/// import it at the target, pace, repeat. `base`: the pre-copy's base (the
+/// target keeps it for the delta); `full`: a full snapshot instead of the
+/// delta the freeze prepared (the target had no base).
 struct ship_job {
   std::string id;
   uint32_t partition = 0;
@@ -537,10 +529,88 @@ struct ship_job {
   uint64_t total = 0;
   int64_t crc = -1;
   uint64_t gen = 0;
+  bool base = false;
+  bool full = false;
+  /// Bytes shipped by the move's earlier steps (progress only).
+  uint64_t before = 0;
   step_done done;
 };
 
 void ship_next(coord_pointer self, std::shared_ptr<ship_job> job);
+
+/// The copy step: the source encodes a snapshot while it keeps serving and
+/// the target receives it (docs/sagas.md, "Pre-copy").
+void move_copy(coord_pointer self, running& r, step_done done) {
+  auto p = r.params["partition"].get<uint32_t>();
+  auto to = r.params["to"].get<std::string>();
+  auto id = r.id;
+  auto gen = r.gen;
+  with_map(self, [self, p, to, id, gen, done](bool) {
+    auto source = movable_source(self, p, to, done);
+    if (!source)
+      return;
+    control(self, *source,
+            json{{"cmd", "handoff.base"}, {"partition", p}, {"token", id}}, {},
+            [self, p, to, id, gen, source = *source, done](json reply, std::string) {
+              if (!ok(reply)) {
+                done(false, "pre-copy at " + source + ": " + why(reply));
+                return;
+              }
+              auto job = std::make_shared<ship_job>();
+              job->id = id;
+              job->partition = p;
+              job->source = source;
+              job->target = to;
+              job->gen = gen;
+              job->base = true;
+              job->done = [source, done](bool good, std::string result) {
+                if (!good) {
+                  done(false, std::move(result));
+                  return;
+                }
+                auto res = json::parse(result, nullptr, false);
+                done(true, dump(json{{"source", source},
+                                     {"bytes", res.is_object()
+                                                 ? res.value("bytes", uint64_t{0})
+                                                 : uint64_t{0}}}));
+              };
+              if (auto i = self->state.active.find(id);
+                  i != self->state.active.end())
+                i->second->detail = "pre-copy " + source + " -> " + to;
+              ship_next(self, job);
+            });
+  });
+}
+
+void move_freeze(coord_pointer self, running& r, step_done done) {
+  auto p = r.params["partition"].get<uint32_t>();
+  auto to = r.params["to"].get<std::string>();
+  auto id = r.id;
+  auto before = result_field(r, sagas::move_steps::copy, "bytes", uint64_t{0});
+  with_map(self, [self, p, to, id, before, done](bool) {
+    auto found = movable_source(self, p, to, done);
+    if (!found)
+      return;
+    auto source = *found;
+    control(self, source,
+            json{{"cmd", "handoff.freeze"}, {"partition", p}, {"token", id},
+                 {"target", to}},
+            {}, [self, id, source, before, done](json reply, std::string) {
+              if (!ok(reply)) {
+                done(false, "freeze at " + source + ": " + why(reply));
+                return;
+              }
+              if (auto i = self->state.active.find(id);
+                  i != self->state.active.end())
+                i->second->bytes_total = before + reply.value("total", uint64_t{0});
+              done(true, dump(json{{"source", source},
+                                   {"total", reply.value("total", uint64_t{0})},
+                                   {"delta", reply.value("delta", false)},
+                                   {"series", reply.value("series", uint64_t{0})},
+                                   {"events", reply.value("events", uint64_t{0})}}));
+            });
+  });
+}
 
 void ship_chunk(coord_pointer self, std::shared_ptr<ship_job> job) {
   auto& st = self->state;
@@ -549,7 +619,8 @@ void ship_chunk(coord_pointer self, std::shared_ptr<ship_job> job) {
     return;  // the attempt was abandoned (timeout, lead lost)
   json ex{{"cmd", "handoff.export"}, {"partition", job->partition},
           {"token", job->id}, {"offset", job->offset},
-          {"max", st.settings->sagas.chunk_bytes}};
+          {"max", st.settings->sagas.chunk_bytes}, {"base", job->base},
+          {"full", job->full}};
   control(self, job->source, ex, {}, [self, job](json reply, std::string data) {
     if (!ok(reply)) {
       job->done(false, "export at " + job->source + ": " + why(reply));
@@ -570,15 +641,26 @@ void ship_chunk(coord_pointer self, std::shared_ptr<ship_job> job) {
     auto n = data.size();
     json im{{"cmd", "handoff.import"}, {"partition", job->partition},
             {"token", job->id}, {"offset", job->offset}, {"total", total},
-            {"crc", crc}, {"source", job->source}};
+            {"crc", crc}, {"source", job->source}, {"base", job->base}};
     control(
       self, job->target, im, std::move(data),
       [self, job, n](json reply, std::string) {
         auto& st = self->state;
         if (!ok(reply)) {
-          if (reply.value("code", std::string{}) == "bad_offset"
-              && reply.contains("have")) {
+          auto code = reply.value("code", std::string{});
+          if (code == "bad_offset" && reply.contains("have")) {
             job->offset = reply["have"].get<uint64_t>();
+            ship_next(self, job);
+            return;
+          }
+          if (code == "no_base" && !job->base && !job->full) {
+            // The target lost the pre-copy (it restarted): a full snapshot.
+            spdlog::info("saga {}: {} has no pre-copy base; shipping a full "
+                         "snapshot",
+                         job->id, job->target);
+            job->full = true;
+            job->offset = 0;
+            job->crc = -1;
             ship_next(self, job);
             return;
           }
@@ -589,8 +671,8 @@ void ship_chunk(coord_pointer self, std::shared_ptr<ship_job> job) {
         if (st.bytes_counter)
           st.bytes_counter->fetch_add(static_cast<int64_t>(n));
         if (auto i = st.active.find(job->id); i != st.active.end()) {
-          i->second->bytes_done = job->offset;
-          i->second->bytes_total = job->total;
+          i->second->bytes_done = job->before + job->offset;
+          i->second->bytes_total = job->before + job->total;
         }
         if (reply.value("complete", false) || job->offset >= job->total) {
           if (!reply.value("complete", false)) {
@@ -626,6 +708,7 @@ void move_ship(coord_pointer self, running& r, step_done done) {
   job->source = source_of(self, r);
   job->target = r.params["to"].get<std::string>();
   job->gen = r.gen;
+  job->before = result_field(r, sagas::move_steps::copy, "bytes", uint64_t{0});
   job->done = std::move(done);
   r.detail = "shipping " + job->source + " -> " + job->target;
   ship_next(self, job);
@@ -721,6 +804,22 @@ void undo_ship(coord_pointer self, running& r, step_done done) {
           });
 }
 
+/// The copy's undo: the target drops the base it holds, the source forgets
+/// its base and the delta it kept (a release of a serving partition).
+void undo_copy(coord_pointer self, running& r, step_done done) {
+  auto id = r.id;
+  undo_ship(self, r, [self, id, done](bool good, std::string result) {
+    auto i = self->state.active.find(id);
+    if (!good || i == self->state.active.end()) {
+      done(good, std::move(result));
+      return;
+    }
+    undo_freeze(self, *i->second, [done](bool good, std::string result) {
+      done(good, good ? "pre-copy dropped" : std::move(result));
+    });
+  });
+}
+
 // decommission / rebalance / join: plan, child moves, drain, leave, join.
 
 void plan_moves(coord_pointer self, running& r, step_done done) {
@@ -769,20 +868,22 @@ std::string outcome_of(coord_pointer self, const std::string& id) {
   return i->second.back().detail;
 }
 
-/// Bytes a finished move shipped (its ship step's result).
+/// Bytes a finished move shipped (its copy and ship steps' results).
 uint64_t shipped_bytes(coord_pointer self, const std::string& id) {
   auto& copy = self->state.log->copy();
   auto i = copy.find(id);
   if (i == copy.end())
     return 0;
+  uint64_t bytes = 0;
   for (auto& r : i->second)
     if (r.kind == sagas::record_kind::step_done
-        && r.step == sagas::move_steps::ship) {
+        && (r.step == sagas::move_steps::ship
+            || r.step == sagas::move_steps::copy)) {
       auto res = json::parse(r.detail, nullptr, false);
       if (res.is_object())
-        return res.value("bytes", uint64_t{0});
+        bytes += res.value("bytes", uint64_t{0});
     }
-  return 0;
+  return bytes;
 }
 
 struct moves_job {
@@ -951,7 +1052,9 @@ void run_action(coord_pointer self, running& r, const sagas::saga_action& a,
   if (type == "move") {
     using namespace sagas::move_steps;
     if (undo) {
-      if (a.step == freeze)
+      if (a.step == copy)
+        undo_copy(self, r, std::move(done));
+      else if (a.step == freeze)
         undo_freeze(self, r, std::move(done));
       else if (a.step == ship)
         undo_ship(self, r, std::move(done));
@@ -960,6 +1063,8 @@ void run_action(coord_pointer self, running& r, const sagas::saga_action& a,
       return;
     }
     switch (a.step) {
+      case copy:
+        return move_copy(self, r, std::move(done));
       case freeze:
         return move_freeze(self, r, std::move(done));
       case ship:

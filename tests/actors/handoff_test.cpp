@@ -152,14 +152,19 @@ cqrs::event_batch batch(const std::string& metric, int n, int64_t base,
   return b;
 }
 
-/// Moves the export of `from` (frozen with `token`) to `to` in chunks of
-/// `chunk` bytes; returns the last import reply.
+/// Moves the export of `from` (frozen with `token`; `base`: its pre-copy
+/// base; `full`: a full snapshot even after a pre-copy) to `to` in chunks of
+/// `chunk` bytes; returns the last import reply (the first refusal, if
+/// `refusal_ok`).
 json ship(partition_env& from, partition_env& to, const std::string& token,
-          uint64_t chunk) {
+          uint64_t chunk, bool base = false, bool full = false,
+          bool refusal_ok = false) {
   actors::handoff_request ex;
   ex.op = op::export_chunk;
   ex.token = token;
   ex.max = chunk;
+  ex.base = base;
+  ex.full = full;
   uint64_t offset = 0;
   json last;
   for (;;) {
@@ -172,9 +177,12 @@ json ship(partition_env& from, partition_env& to, const std::string& token,
     im.offset = offset;
     im.total = part.body["total"];
     im.crc = part.body["crc"];
+    im.base = base;
     offset += part.payload.size();
     im.payload = std::move(part.payload);
     last = to.call(std::move(im)).body;
+    if (refusal_ok && last["ok"] == false)
+      return last;
     REQUIRE(last["ok"] == true);
     if (last["complete"] == true)
       return last;
@@ -317,6 +325,93 @@ TEST_CASE("export + import moves the state and its idempotency window") {
     im.payload = "x";
     CHECK(dst.call(im).body["code"] == "owner");
   }
+}
+
+TEST_CASE("a pre-copy ships a base while serving, then only the delta") {
+  temp_dir src_dir, dst_dir;
+  partition_env src{true, &src_dir.path};
+  partition_env dst{false, &dst_dir.path};
+  auto now = cqrs::wall_clock_now();
+  for (int i = 0; i < 20; ++i)
+    REQUIRE(src.ingest(batch("cpu", 50, now - 600'000 + i * 1000, i),
+                       "key-" + std::to_string(i))
+            == 50);
+  actors::handoff_request base;
+  base.op = op::base;
+  base.token = "pc/0";
+  auto b = src.call(base).body;
+  REQUIRE(b["ok"] == true);
+  CHECK(b["events"] == 1000);
+  CHECK(src.call(base).body["crc"] == b["crc"]);  // a retry: the same base
+  auto staged = ship(src, dst, "pc/0", 700, true);
+  CHECK(staged["staged"] == true);
+  CHECK(dst.status()["staged_token"] == "pc/0");
+  CHECK(dst.status()["events"] == 0);  // kept aside, not the state yet
+  // The source keeps serving: new batches and a duplicate of an old key.
+  for (int i = 0; i < 5; ++i)
+    REQUIRE(src.ingest(batch("cpu", 50, now - 30'000 + i * 1000, 100 + i),
+                       "late-" + std::to_string(i))
+            == 50);
+  CHECK(src.ingest(batch("cpu", 50, now - 600'000, 3), "key-3") == 0);
+  CHECK(src.ingest(batch("cpu", 7, now - 2000, 7), "") == 7);
+  CHECK(src.status()["delta_batches"] == 6);
+  actors::handoff_request fr;
+  fr.op = op::freeze;
+  fr.token = "pc/0";
+  fr.target = "b";
+  auto frozen = src.call(fr).body;
+  REQUIRE(frozen["ok"] == true);
+  CHECK(frozen["delta"] == true);
+  CHECK(frozen["events"] == 1257);
+  CHECK(frozen["total"].get<uint64_t>() < b["total"].get<uint64_t>());
+  auto answer = src.query("cpu");
+  auto done = ship(src, dst, "pc/0", 300);
+  CHECK(done["complete"] == true);
+  CHECK(done["events"] == 1257);
+  CHECK(dst.query("cpu") == answer);
+  CHECK(dst.status()["imported_token"] == "pc/0");
+  CHECK_FALSE(dst.status().contains("staged_token"));
+  // Keys of the base and of the delta are both duplicates at the new owner.
+  make_member(*dst.s, {true});
+  CHECK(dst.ingest(batch("cpu", 50, now - 600'000, 3), "key-3") == 0);
+  CHECK(dst.ingest(batch("cpu", 50, now - 30'000, 102), "late-2") == 0);
+  CHECK(dst.ingest(batch("cpu", 5, now - 1000), "key-new") == 5);
+}
+
+TEST_CASE("a target without the base refuses the delta; a full export follows") {
+  temp_dir src_dir, dst_dir;
+  partition_env src{true, &src_dir.path};
+  partition_env dst{false, &dst_dir.path};
+  auto now = cqrs::wall_clock_now();
+  REQUIRE(src.ingest(batch("io", 30, now - 50'000), "a") == 30);
+  actors::handoff_request base;
+  base.op = op::base;
+  base.token = "nb/0";
+  REQUIRE(src.call(base).body["ok"] == true);
+  // A base not shipped (or lost by a restart of the target).
+  REQUIRE(src.ingest(batch("io", 10, now - 20'000), "b") == 10);
+  actors::handoff_request fr;
+  fr.op = op::freeze;
+  fr.token = "nb/0";
+  REQUIRE(src.call(fr).body["delta"] == true);
+  auto refused = ship(src, dst, "nb/0", 1 << 20, false, false, true);
+  CHECK(refused["code"] == "no_base");
+  auto done = ship(src, dst, "nb/0", 1 << 20, false, true);
+  CHECK(done["complete"] == true);
+  CHECK(done["events"] == 40);
+  CHECK(src.status()["delta"] == false);
+  CHECK(dst.query("io") == src.query("io"));
+  // A base of a released pre-copy is forgotten; a base while frozen, or at
+  // a non-owner, is refused.
+  partition_env other{true};
+  base.token = "gone/0";
+  REQUIRE(other.call(base).body["ok"] == true);
+  CHECK(other.status()["base_token"] == "gone/0");
+  CHECK(other.call(op::release, "gone/0").body["ok"] == true);
+  CHECK_FALSE(other.status().contains("base_token"));
+  base.token = "nb/1";
+  CHECK(src.call(base).body["code"] == "handoff_conflict");
+  CHECK(dst.call(base).body["code"] == "not_owner");
 }
 
 TEST_CASE("an import survives a restart of the target") {

@@ -11,7 +11,7 @@ C. `move` by hand: a partition of s1 to s2;
 D. `join s4`: s4 is back and gets its share (3 -> 4 members);
 E. an abort before the pivot: compensated, the partition stays put;
 F. chaos: a move per (step, victim) for every step of the move saga
-   (freeze, ship, commit, drop) and victim (its source, its target, the
+   (copy, freeze, ship, commit, drop) and victim (its source, its target, the
    saga coordinator's leader): the victim is SIGKILLed while the step is in
    progress (the test seam CAIRN_TEST_SAGA_STEP_DELAY_MS holds every step
    between its logged start and its action) and restarted; the saga must
@@ -33,7 +33,7 @@ from ack_ledger import QUERY, Ingest, Ledger, Queries, count_of  # noqa: E402
 
 PARTITIONS = 8
 STEP_DELAY_MS = 700
-MOVE_STEPS = ["freeze", "ship", "commit", "drop"]
+MOVE_STEPS = ["copy", "freeze", "ship", "commit", "drop"]
 FINISHED = ("succeeded", "compensated", "stuck")
 
 
@@ -191,6 +191,13 @@ def main():
         chk.check(m["owners"][p] == "s2", f"partition {p} now at s2: {m}")
         prog = s.get("progress", {})
         chk.check(prog.get("bytes_moved", 0) > 0, f"a move ships bytes: {s}")
+        # The partition took writes while its base was pre-copied; the freeze
+        # exported only the delta since (docs/sagas.md, "Pre-copy").
+        frozen = [json.loads(r["detail"]) for r in s.get("records", [])
+                  if r["kind"] == "step_done"
+                  and r["step"] == MOVE_STEPS.index("freeze")]
+        chk.check(frozen and frozen[-1].get("delta") is True,
+                  f"the freeze of a move exports a delta: {frozen}")
 
         # -- D. s4 joins again -----------------------------------------------
         sid = start(cluster, {"op": "saga.join", "node": "s4"})

@@ -34,7 +34,9 @@ TEST_SUITE("sagas.membership") {
   TEST_CASE("every membership type has its steps, pivots where no undo is safe") {
     auto* move = membership_spec("move");
     REQUIRE(move);
-    REQUIRE(move->steps.size() == 4);
+    REQUIRE(move->steps.size() == 5);
+    CHECK(move->steps[move_steps::copy].name == "copy");
+    CHECK_FALSE(move->steps[move_steps::copy].pivot);
     CHECK(move->steps[move_steps::freeze].name == "freeze");
     CHECK(move->steps[move_steps::ship].name == "ship");
     CHECK(move->steps[move_steps::commit].name == "commit");

@@ -13,7 +13,8 @@ docs/benchmarks.md, "Membership changes"). Not a ctest.
    P/4 partitions to it, rebalance-concurrency at a time) while the same
    acknowledged ingest runs until the saga finished: events/s during the
    move, the saga's time and bytes shipped, and every source's write pause
-   (cairn_handoff_pause_seconds, p50/p99 from `stats`);
+   (cairn_handoff_pause_seconds, p50/p99 from `stats`, and per move from
+   its saga records: freeze begun to drop begun, "pause" in step_ms);
 5. the counts: every node answers complete and equal to what was loaded.
 
   python3 tests/soak/rebalance_bench.py --bin-dir $PWD/build/apps \
@@ -147,13 +148,22 @@ def main():
             moved += c.get("progress", {}).get("bytes_moved", 0)
             # Where a move's time goes: each step's start to its outcome.
             recs = request(n1, {"op": "saga.get", "id": c["id"]})["saga"]["records"]
+            # A move without a pre-copy (an older build) has 4 steps.
+            last = max((r["step"] for r in recs if "step" in r), default=0)
+            names = (["copy", "freeze", "ship", "commit", "drop"] if last == 4
+                     else ["freeze", "ship", "commit", "drop"])
             begun = {}
             for r in recs:
                 if r["kind"] == "step_started":
                     begun[r["step"]] = r["at"]
                 elif r["kind"] == "step_done" and r["step"] in begun:
-                    name = ["freeze", "ship", "commit", "drop"][r["step"]]
-                    steps.setdefault(name, []).append(r["at"] - begun[r["step"]])
+                    steps.setdefault(names[r["step"]], []).append(
+                        r["at"] - begun[r["step"]])
+            # The write pause of this move, exactly: the freeze began to
+            # the drop began (the drop answers the held writes first).
+            freeze, drop = names.index("freeze"), names.index("drop")
+            if freeze in begun and drop in begun:
+                steps.setdefault("pause", []).append(begun[drop] - begun[freeze])
         m = cluster.cluster_view(n1)["partition_map"]
         counts = {n: m["owners"].count(n) for n in ("n1", "n2", "n3", "n4")}
         metrics = [f"bench.m{i}" for i in range(10)]
