@@ -531,6 +531,9 @@ struct ship_job {
   uint64_t gen = 0;
   bool base = false;
   bool full = false;
+  /// The export is a delta: shipped while writes are held, so not paced
+  /// (it is small; pacing it only lengthens the write pause).
+  bool delta = false;
   /// Bytes shipped by the move's earlier steps (progress only).
   uint64_t before = 0;
   step_done done;
@@ -628,6 +631,7 @@ void ship_chunk(coord_pointer self, std::shared_ptr<ship_job> job) {
     }
     auto total = reply.value("total", uint64_t{0});
     auto crc = reply.value("crc", int64_t{0});
+    job->delta = !job->base && reply.value("delta", false);
     if (job->crc >= 0 && (crc != job->crc || total != job->total)) {
       // The source re-encoded its export (it restarted): start over.
       job->offset = 0;
@@ -692,7 +696,7 @@ void ship_chunk(coord_pointer self, std::shared_ptr<ship_job> job) {
 void ship_next(coord_pointer self, std::shared_ptr<ship_job> job) {
   auto& st = self->state;
   auto now = now_ms();
-  auto at = st.pacer.reserve(st.settings->sagas.chunk_bytes, now);
+  auto at = job->delta ? now : st.pacer.reserve(st.settings->sagas.chunk_bytes, now);
   if (at <= now) {
     ship_chunk(self, std::move(job));
     return;
@@ -709,6 +713,7 @@ void move_ship(coord_pointer self, running& r, step_done done) {
   job->target = r.params["to"].get<std::string>();
   job->gen = r.gen;
   job->before = result_field(r, sagas::move_steps::copy, "bytes", uint64_t{0});
+  job->delta = result_field(r, sagas::move_steps::freeze, "delta", false);
   job->done = std::move(done);
   r.detail = "shipping " + job->source + " -> " + job->target;
   ship_next(self, job);
@@ -1461,12 +1466,16 @@ json summary(coord_pointer self, const std::string& id,
     if (!r.detail.empty())
       progress["detail"] = r.detail;
   } else {
-    // Finished (or driven elsewhere): what the log's results say.
+    // Finished (or driven elsewhere): what the log's results say (a move
+    // ships bytes in its copy and its ship step).
+    uint64_t bytes = 0;
     for (auto& rec : records)
       if (rec.kind == sagas::record_kind::step_done) {
         auto res = json::parse(rec.detail, nullptr, false);
-        if (res.is_object() && res.contains("bytes"))
-          progress["bytes_moved"] = progress["bytes_total"] = res["bytes"];
+        if (res.is_object() && res.contains("bytes")) {
+          bytes += field_of(res, "bytes", uint64_t{0});
+          progress["bytes_moved"] = progress["bytes_total"] = bytes;
+        }
         if (res.is_object() && res.contains("moved"))
           progress["partitions_done"] = res["moved"];
         if (res.is_array())

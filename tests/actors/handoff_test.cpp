@@ -190,6 +190,14 @@ json ship(partition_env& from, partition_env& to, const std::string& token,
   }
 }
 
+/// 20 batches of 50 "cpu" events over the last 10 minutes, keys key-0..19.
+void load_keyed(partition_env& env, cqrs::millis now) {
+  for (int i = 0; i < 20; ++i)
+    REQUIRE(env.ingest(batch("cpu", 50, now - 600'000 + i * 1000, i),
+                       "key-" + std::to_string(i))
+            == 50);
+}
+
 } // namespace
 
 TEST_SUITE("actors.handoff") {
@@ -274,10 +282,7 @@ TEST_CASE("export + import moves the state and its idempotency window") {
   partition_env src{true, &src_dir.path};
   partition_env dst{false, &dst_dir.path};
   auto now = cqrs::wall_clock_now();
-  for (int i = 0; i < 20; ++i)
-    REQUIRE(src.ingest(batch("cpu", 50, now - 600'000 + i * 1000, i),
-                       "key-" + std::to_string(i))
-            == 50);
+  load_keyed(src, now);
   auto answer = src.query("cpu");
   actors::handoff_request fr;
   fr.op = op::freeze;
@@ -332,10 +337,7 @@ TEST_CASE("a pre-copy ships a base while serving, then only the delta") {
   partition_env src{true, &src_dir.path};
   partition_env dst{false, &dst_dir.path};
   auto now = cqrs::wall_clock_now();
-  for (int i = 0; i < 20; ++i)
-    REQUIRE(src.ingest(batch("cpu", 50, now - 600'000 + i * 1000, i),
-                       "key-" + std::to_string(i))
-            == 50);
+  load_keyed(src, now);
   actors::handoff_request base;
   base.op = op::base;
   base.token = "pc/0";

@@ -18,6 +18,15 @@ using namespace cairn::cqrs;
 
 namespace {
 
+/// Appends the CRC-32C of `out` to it.
+std::string with_crc(std::string out) {
+  auto crc = crc32c(out);
+  char c[4];
+  std::memcpy(c, &crc, 4);
+  out.append(c, 4);
+  return out;
+}
+
 std::string frame(uint8_t version, std::string_view body) {
   std::string out;
   out.push_back(static_cast<char>(version));
@@ -26,11 +35,7 @@ std::string frame(uint8_t version, std::string_view body) {
   std::memcpy(len, &n, 4);
   out.append(len, 4);
   out.append(body);
-  auto crc = crc32c(out);
-  char c[4];
-  std::memcpy(c, &crc, 4);
-  out.append(c, 4);
-  return out;
+  return with_crc(std::move(out));
 }
 
 bool same_events(const journal_record& x, const journal_record& y) {
@@ -54,11 +59,7 @@ std::string delta_frame(std::string_view body) {
   out.push_back(static_cast<char>(handoff_delta_version));
   out.append(4, '\x07');
   out.append(body);
-  auto crc = crc32c(out);
-  char c[4];
-  std::memcpy(c, &crc, 4);
-  out.append(c, 4);
-  return out;
+  return with_crc(std::move(out));
 }
 
 } // namespace
