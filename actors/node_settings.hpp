@@ -217,7 +217,7 @@ struct saga_settings {
   /// (<storage.path>/sagas; empty = in memory).
   std::string path;
   size_t concurrency = 2;
-  uint64_t bytes_per_second = 64u << 20;
+  uint64_t bytes_per_second = 16u << 20;
   size_t chunk_bytes = 1u << 20;
   /// Finished sagas kept in the log.
   size_t history = 200;

@@ -171,8 +171,10 @@ public:
   /// saga runs at once (docs/sagas.md).
   size_t rebalance_concurrency = 2;
   /// cairn.cluster.rebalance-bytes-per-second: pace of shipped snapshot
-  /// bytes over all handoffs the coordinator runs (0 = unlimited).
-  size_t rebalance_bytes_per_second = 64u << 20;
+  /// bytes over all handoffs the coordinator runs (0 = unlimited). 16 MiB/s:
+  /// faster pre-copies took the CPU from ingest on a small machine
+  /// (docs/benchmarks.md, "Membership changes").
+  size_t rebalance_bytes_per_second = 16u << 20;
   /// cairn.cluster.handoff-chunk-bytes: bytes per snapshot chunk message.
   size_t handoff_chunk_bytes = 1u << 20;
   std::string reconnect_min_text = "200ms";

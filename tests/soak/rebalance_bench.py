@@ -90,7 +90,7 @@ def main():
     ap.add_argument("--series", type=int, default=10_000)
     ap.add_argument("--duration", type=int, default=15)
     ap.add_argument("--sync", default="interval")
-    ap.add_argument("--bytes-per-second", type=int, default=64 << 20)
+    ap.add_argument("--bytes-per-second", type=int, default=16 << 20)
     args = ap.parse_args()
     cluster = Cluster(args, n=4, partitions=args.partitions, prefix="n",
                       extra_args=[f"--cairn.storage.sync={args.sync}",
