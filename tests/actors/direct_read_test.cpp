@@ -331,7 +331,11 @@ TEST_CASE("a persistent node's index lists its recovered series") {
     CHECK(before["series"].size() == 20);
   });
   run_node([&](actors::node& n, cqrs::series_index& index) {
-    // Every partition attached once recovered, with what it recovered.
+    // Every partition attached once recovered, with what it recovered. The
+    // node is ready once the recovered states are sent; a request through
+    // the partitions returns after each has taken its own (a loaded machine
+    // showed the index before that).
+    (void) direct(n.coordinator(), series_req(json::object()));
     std::vector<std::string> keys;
     auto covered = index.match("lat", {}, 1000, keys);
     CHECK(std::count(covered.begin(), covered.end(), true) == 4);
