@@ -7,6 +7,7 @@
 #include <benchmark/benchmark.h>
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <random>
 
 using namespace cairn::cqrs;
@@ -121,6 +122,49 @@ void BM_apply(benchmark::State& state) {
   state.counters["buckets"] = static_cast<double>(store.bucket_count());
 }
 BENCHMARK(BM_apply)->Arg(100)->Arg(10000);
+
+/// The realistic shape of issue 14 at a partition: batches of 512 events
+/// over `series` series, event times uniform over the last minute, values
+/// over five decades, the clock at 1 M events/s and the node's seal pass
+/// once a second. Each event lands in a cold series, tier and bucket.
+void BM_apply_spread(benchmark::State& state) {
+  auto num_series = static_cast<size_t>(state.range(0));
+  std::vector<std::string> keys;
+  for (size_t s = 0; s < num_series; ++s)
+    keys.push_back(make_series_key("bench.m" + std::to_string(s % 10),
+                                   {{"host", "h" + std::to_string(s / 10)},
+                                    {"region", "eu"}}));
+  std::mt19937_64 rng{3};
+  std::uniform_int_distribution<millis> lateness{0, 60'000};
+  std::uniform_real_distribution<double> decade{0, 5};
+  constexpr size_t batch_size = 512;
+  event_batch batch;
+  series_store store{bench_tiers(), ddsketch_mapping{0.01}};
+  millis now = base_ts;
+  int64_t round = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    batch.clear();
+    for (size_t i = 0; i < batch_size; ++i) {
+      auto& k = keys[rng() % num_series];
+      batch.add(k, series_hash(k), now - lateness(rng),
+                std::pow(10.0, decade(rng)));
+    }
+    // 1 M events/s: a millisecond of wall clock per two batches.
+    if (++round % 2 == 0)
+      ++now;
+    if (round % 2000 == 0) {
+      store.seal(now);
+      store.evict(now);
+    }
+    store.set_clock(now);
+    state.ResumeTiming();
+    store.apply(batch);
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * batch_size));
+  state.counters["open"] = static_cast<double>(store.bucket_count());
+}
+BENCHMARK(BM_apply_spread)->Arg(1000)->Arg(10000)->MinTime(3);
 
 /// A store of 1000 series holding 10 minutes of data (one event per series
 /// per second), and a 5-minute, 1 s-step query of one of its series.

@@ -20,9 +20,12 @@ struct key_ref {
   uint64_t hash;
 };
 
+/// Not noexcept on std::string on purpose: libstdc++ then caches each
+/// node's hash, so a lookup walking a bucket compares hashes instead of
+/// hashing the keys it passes (docs/benchmarks.md, "Apply stage").
 struct key_hash {
   using is_transparent = void;
-  size_t operator()(const std::string& k) const noexcept {
+  size_t operator()(const std::string& k) const {
     return series_hash(k);
   }
   size_t operator()(std::string_view k) const noexcept {
@@ -272,6 +275,8 @@ struct series_store::impl {
   closed_handler handler;
   std::vector<closed_bucket> closed;
   std::function<void(std::string_view, uint64_t, bool)> series_handler;
+  /// apply_batch's series ids, kept to spare an allocation per batch.
+  std::vector<uint32_t> ids;
 
   impl(tier_set t, ddsketch_mapping m)
     : tiers(std::move(t)), mapping(m) {}
@@ -453,6 +458,19 @@ struct series_store::impl {
     return n - first;
   }
 
+  /// Where the open entry for `start` is if the open windows before the
+  /// newest are contiguous (events spread over the last minute keep them
+  /// so): an index into td.open to check, or td.open.size() if none.
+  static size_t guess_open(const tier_data& td, millis start,
+                           millis res) noexcept {
+    auto& open = td.open;
+    if (open.empty() || start > open.back().start)
+      return open.size();
+    auto back = static_cast<uint64_t>(open.back().start - start)
+                / static_cast<uint64_t>(res);
+    return back < open.size() ? open.size() - 1 - back : open.size();
+  }
+
   /// The open bucket for `start` in tier `tier` of `rec`, created (or
   /// reopened from its block) if needed.
   bucket& open_bucket(series_record& rec, size_t tier, millis start) {
@@ -476,6 +494,11 @@ struct series_store::impl {
       open.back().touch();
       return open.back().b;
     }
+    if (auto g = guess_open(td, start, tiers[tier].resolution);
+        g < open.size() && open[g].start == start) {
+      open[g].touch();
+      return open[g].b;
+    }
     auto it = std::lower_bound(open.begin(), open.end(), start,
                                tier_data::before);
     if (it != open.end() && it->start == start) {
@@ -496,16 +519,64 @@ struct series_store::impl {
     return open.insert(it, std::move(e))->b;
   }
 
+  /// The id of series `key`, added if new.
+  uint32_t resolve(std::string_view key, uint64_t hash) {
+    if (auto it = index.find(key_ref{key, hash}); it != index.end())
+      return it->second;
+    auto id = add_series(key);
+    if (series_handler)
+      series_handler(key, hash, true);
+    return id;
+  }
+
   void apply(std::string_view key, uint64_t hash, millis ts, double value) {
-    auto it = index.find(key_ref{key, hash});
-    uint32_t id = 0;
-    if (it != index.end()) {
-      id = it->second;
-    } else {
-      id = add_series(key);
-      if (series_handler)
-        series_handler(key, hash, true);
+    apply(resolve(key, hash), ts, value);
+  }
+
+  /// Applies a batch in order, as apply() event by event would. Events of
+  /// a realistic batch land in cold series, tiers and buckets, and each
+  /// step of apply() waits on the load of the one before (record, tiers,
+  /// open entry): so the ids are resolved first, then the loads of the
+  /// events a few places ahead are started while this one is applied
+  /// (docs/benchmarks.md, "Apply stage").
+  void apply_batch(const event_batch& batch) {
+    auto n = batch.entries.size();
+    ids.resize(n);
+    for (size_t k = 0; k < n; ++k) {
+      auto& e = batch.entries[k];
+      ids[k] = resolve(batch.key(e), e.hash);
     }
+    constexpr size_t record_ahead = 12, tiers_ahead = 8, open_ahead = 4;
+    for (size_t k = 0; k < n; ++k) {
+      if (k + record_ahead < n)
+        __builtin_prefetch(&series[ids[k + record_ahead]]);
+      if (k + tiers_ahead < n) {
+        auto* p = reinterpret_cast<const char*>(
+          series[ids[k + tiers_ahead]].tiers.data());
+        for (size_t b = 0; b < tiers.size() * sizeof(tier_data); b += 64)
+          __builtin_prefetch(p + b);
+      }
+      if (k + open_ahead < n) {
+        auto& rec = series[ids[k + open_ahead]];
+        auto ts = batch.entries[k + open_ahead].ts;
+        for (size_t i = 0; i < tiers.size(); ++i) {
+          auto& td = rec.tiers[i];
+          auto res = tiers[i].resolution;
+          auto g = guess_open(td, align_down(ts, res), res);
+          if (g < td.open.size()) {
+            auto* p = reinterpret_cast<const char*>(&td.open[g]);
+            __builtin_prefetch(p);
+            __builtin_prefetch(p + 64);
+            __builtin_prefetch(p + 128);
+          }
+        }
+      }
+      auto& e = batch.entries[k];
+      apply(ids[k], e.ts, e.value);
+    }
+  }
+
+  void apply(uint32_t id, millis ts, double value) {
     // One logarithm per event, shared by all tiers.
     auto a = std::fabs(value);
     bool zero = !(a >= ddsketch_mapping::min_indexable());
@@ -585,8 +656,7 @@ series_store& series_store::operator=(series_store&&) noexcept = default;
 // -- write side ---------------------------------------------------------------
 
 void series_store::apply(const event_batch& batch) {
-  for (auto& e : batch.entries)
-    impl_->apply(batch.key(e), e.hash, e.ts, e.value);
+  impl_->apply_batch(batch);
   impl_->flush_closed();
 }
 

@@ -509,3 +509,63 @@ TEST_CASE("learned lateness is capped: an event ten minutes late does not "
   // Both 1 s windows are older than the cap (120 s): sealed.
   CHECK(s.memory().open_buckets <= before - 2);
 }
+
+TEST_CASE("a batch applies exactly as its events one by one (prefetched "
+          "apply, docs/benchmarks.md)") {
+  std::mt19937_64 rng{14};
+  std::uniform_int_distribution<int> pick{0, 999};
+  std::uniform_int_distribution<millis> lateness{0, 60'000};
+  series_store batched{test_tiers(), ddsketch_mapping{0.01}};
+  series_store single{test_tiers(), ddsketch_mapping{0.01}};
+  using published = std::tuple<std::string, uint32_t, millis, bool, bucket>;
+  std::vector<published> closed_batched, closed_single;
+  std::vector<std::string> added_batched, added_single;
+  auto record = [](std::vector<published>& out) {
+    return [&out](std::vector<closed_bucket>&& batch) {
+      for (auto& c : batch)
+        out.emplace_back(c.key, c.tier, c.start, c.correction, c.value);
+    };
+  };
+  auto note = [](std::vector<std::string>& out) {
+    return [&out](std::string_view key, uint64_t, bool added) {
+      out.push_back((added ? "+" : "-") + std::string{key});
+    };
+  };
+  for (auto* s : {&batched, &single})
+    s->seal_after(2000);
+  batched.on_closed(record(closed_batched));
+  single.on_closed(record(closed_single));
+  batched.on_series(note(added_batched));
+  single.on_series(note(added_single));
+  millis clock = t0;
+  for (int round = 0; round < 200; ++round) {
+    clock += 250;
+    event_batch b;
+    // Series appear over time (new ones inside a batch), events spread
+    // over the last minute, sometimes a whole minute late, values signed.
+    auto live = static_cast<size_t>(20 + round * 3);
+    for (int i = 0; i < 256; ++i) {
+      auto key = make_series_key(
+        "m", {{"s", std::to_string(static_cast<size_t>(rng()) % live)}});
+      auto ts = clock - lateness(rng) - (pick(rng) < 20 ? 60'000 : 0);
+      b.add(key, series_hash(key), ts, (pick(rng) - 300) * 0.25);
+    }
+    for (auto* s : {&batched, &single})
+      s->set_clock(clock);
+    batched.apply(b);
+    for (auto& e : b.entries)
+      single.apply(b.key(e), e.ts, e.value);
+    if (round % 8 == 0) {
+      CHECK(batched.seal(clock) == single.seal(clock));
+      CHECK(batched.close(clock, 500) == single.close(clock, 500));
+    }
+    if (round % 50 == 49)
+      CHECK(batched.evict(clock - 14 * 60'000)
+            == single.evict(clock - 14 * 60'000));
+  }
+  CHECK(batched == single);
+  CHECK(batched.bucket_count() == single.bucket_count());
+  CHECK(closed_batched.size() > 1000);
+  CHECK(closed_batched == closed_single);
+  CHECK(added_batched == added_single);
+}
