@@ -635,9 +635,14 @@ void partition_state::record_applied(const cqrs::event_batch& batch,
   tail_bytes += batch.keys.size() + batch.entries.size() * sizeof(cqrs::event_entry)
                 + key.size() + sizeof(cqrs::journal_record);
   if (tail_bytes > max_tail_bytes) {
+    // The token came from a peer's request: logged as a JSON string, so a
+    // control character in it cannot forge a log line.
     spdlog::info("partition {}: the delta of pre-copy {} passed {} bytes; the "
                  "freeze will export a full snapshot",
-                 id, base_token, max_tail_bytes);
+                 id,
+                 nlohmann::json(base_token)
+                   .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                 max_tail_bytes);
     tail_overflow = true;
     tail.clear();
     tail.shrink_to_fit();
