@@ -588,6 +588,7 @@ void block_cursor::seek(millis from) {
 bool block_cursor::next(millis& start, bucket& b, millis keep_from,
                         bool lazy) {
   lazy_ = false;
+  single_ = false;
   if (!ok_ || pos_ >= blk_.nbits_ || (!seeked_ && index_ >= blk_.count_))
     return false;
   bit_reader r{blk_.bits_.data(), blk_.nbits_, pos_};
@@ -628,14 +629,21 @@ bool block_cursor::next(millis& start, bucket& b, millis keep_from,
   b.sketch.clear();
   if (!r.bit()) {
     auto v = get_double(r, st_.last, codec_);
-    st_.sum = st_.min = st_.max = st_.last;
+    // From one copy: a chain of copies through each other stalls on
+    // store forwarding (the state's fields were just written).
+    const auto last = st_.last;
+    st_.sum = last;
+    st_.min = last;
+    st_.max = last;
     auto off = v1_ ? get_offset_v1(r, resolution_, st_)
                    : get_offset(r, st_, codec_ == block_codec);
     b.count = 1;
     b.sum = b.min = b.max = b.last = v;
     b.last_ts = static_cast<millis>(static_cast<uint64_t>(start)
                                     + static_cast<uint64_t>(off));
-    if (keep)
+    if (keep && lazy)
+      lazy_ = single_ = true;
+    else if (keep)
       b.sketch.add(v, mapping_);
   } else {
     if (r.bit())
@@ -696,6 +704,11 @@ void block_cursor::materialize(bucket& b) {
   if (!lazy_)
     return;
   lazy_ = false;
+  if (single_) {
+    single_ = false;
+    b.sketch.add(b.last, mapping_);
+    return;
+  }
   thread_local std::vector<std::pair<int32_t, uint64_t>> bins;
   bit_reader r{blk_.bits_.data(), blk_.nbits_, lazy_store_.pos};
   uint64_t total = 0;
@@ -709,6 +722,11 @@ void block_cursor::materialize(bucket& b) {
 double block_cursor::quantile(const bucket& b, double q) const {
   if (!lazy_) {
     return b.sketch.quantile(q, mapping_);
+  }
+  if (single_) {
+    ddsketch one;
+    one.add(b.last, mapping_);
+    return one.quantile(q, mapping_);
   }
   // ddsketch::quantile over the zero count and the positive store (the
   // negative one is empty here), the store walked from its top.

@@ -179,12 +179,18 @@ public:
   /// `lazy` (codec 3): a long positive store (of a bucket without negative
   /// values) is left undecoded: then lazy() is true, b.sketch holds only the
   /// zero count, and the caller asks quantile() or calls materialize().
+  /// `lazy` (any codec): a one-event bucket's sketch is left empty: then
+  /// single() and lazy() are true, and its one value is b.last (a reader
+  /// folds it into a sketch of its own without building this one).
   bool next(millis& start, bucket& b,
             millis keep_from = std::numeric_limits<millis>::min(),
             bool lazy = false);
 
   /// True if the last next() left b's positive store undecoded.
   bool lazy() const noexcept { return lazy_; }
+
+  /// True if the last next() left a one-event bucket's sketch empty.
+  bool single() const noexcept { return single_; }
 
   /// Decodes the store next() left undecoded into `b` (the bucket that
   /// next() filled); nothing if !lazy().
@@ -217,6 +223,7 @@ private:
   uint8_t codec_;
   bool ok_ = true;
   bool lazy_ = false;
+  bool single_ = false;
   detail::lazy_store lazy_store_;
   bool seeked_ = false;      ///< seek() moved: the end is the stream's
   bool at_restart_ = false;  ///< seek() moved onto a restart point

@@ -844,9 +844,29 @@ double final_value(const agg_spec& a, const bucket& b, millis step,
 /// few bins for a p99, docs/storage-format.md 3.2).
 double point_value(const agg_spec& a, const bucket& b, const block_cursor* cur,
                    millis step, const ddsketch_mapping& m) {
+  // Any quantile of one value is that value (finalize clamps to [min, max]).
+  if (a.kind == agg_kind::quantile && b.count == 1)
+    return b.min;
   if (cur && cur->lazy() && a.kind == agg_kind::quantile)
     return std::clamp(cur->quantile(b, a.quantile), b.min, b.max);
   return final_value(a, b, step, m);
+}
+
+/// acc.merge(b) for a bucket of tier_data::for_each<true>: a store the
+/// cursor left undecoded is decoded into `scratch` (which is `b`) first, and
+/// a one-event bucket's value goes into acc's sketch without a sketch of its
+/// own (the same bins and counts). Without `sketches`, no sketch at all.
+void fold_bucket(bucket& acc, const bucket& b, block_cursor* cur,
+                 bucket& scratch, bool sketches, const ddsketch_mapping& m) {
+  if (!sketches) {
+    acc.merge_without_sketch(b);
+  } else if (cur && cur->single()) {
+    acc.add(b.last_ts, b.last, m);
+  } else {
+    if (cur)
+      cur->materialize(scratch);
+    acc.merge(b);
+  }
 }
 
 /// The final form of one series' points (query_group, "Final form"): the
@@ -894,12 +914,7 @@ void fold_final(const Tiers& tiers, const ddsketch_mapping& mapping,
           reset(acc);
           acc_t = t;
         }
-        if (sketches && cur)
-          cur->materialize(scratch);
-        if (sketches)
-          acc.merge(b);
-        else
-          acc.merge_without_sketch(b);
+        fold_bucket(acc, b, cur, scratch, sketches, mapping);
         ++merged;
         if (last)
           flush();
@@ -997,13 +1012,7 @@ void series_store::query(const query_spec& q, query_partial& out) const {
             }
             hint = group->points.try_emplace(
               hint, align_down(start - q.align, q.step) + q.align);
-            if (sketches) {
-              if (cur)
-                cur->materialize(scratch);
-              hint->second.merge(b);
-            } else {
-              hint->second.merge_without_sketch(b);
-            }
+            fold_bucket(hint->second, b, cur, scratch, sketches, s.mapping);
             ++hint;
           });
       }

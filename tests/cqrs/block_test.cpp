@@ -169,6 +169,50 @@ TEST_CASE("a block's handle is 40 bytes; its stream buffer copies and moves") {
   CHECK(a == c);
 }
 
+TEST_CASE("lazy one-event buckets: no sketch built; quantiles and the "
+          "materialized sketch equal a full decode's") {
+  ddsketch_mapping m{0.01};
+  const double values[] = {21.0, 0.0, -3.5, 1e-12, -1e-12, 1e300, 7.25, 7.25, -0.0, 42.0};
+  bucket_list in;
+  for (size_t i = 0; i < std::size(values); ++i)
+    in.emplace_back(t0 + static_cast<millis>(i) * 1000,
+                    one_event(t0 + static_cast<millis>(i) * 1000 + 7, values[i], m));
+  // A bucket of two events among them: not single, decoded as before.
+  bucket two;
+  two.add(t0 + 20'000, 1.0, m);
+  two.add(t0 + 20'500, 2.0, m);
+  in.emplace_back(t0 + 20'000, two);
+  auto blk = round_trip(in, 1000, m);
+  block_cursor cur{blk, 1000, m};
+  millis s = 0;
+  bucket b;
+  size_t i = 0, singles = 0;
+  while (cur.next(s, b, std::numeric_limits<millis>::min(), true)) {
+    REQUIRE(i < in.size());
+    auto& want = in[i].second;
+    // The encoder writes a one-event bucket in the short form unless its
+    // fields say otherwise (-0.0: sum 0 + -0.0 is +0.0); only those come
+    // out single.
+    bool single = cur.single();
+    CHECK((!single || want.count == 1));
+    CHECK((!single || cur.lazy()));
+    singles += single ? 1 : 0;
+    if (single) {
+      CHECK(b.sketch.count() == 0); // not built
+      CHECK(same_bits(b.last, want.last));
+    }
+    for (double q : {0.0, 0.5, 0.99, 1.0})
+      CHECK(same_bits(cur.quantile(b, q), want.sketch.quantile(q, m)));
+    cur.materialize(b);
+    CHECK_FALSE(cur.single());
+    check_same(b, want);
+    ++i;
+  }
+  CHECK(cur.ok());
+  CHECK(i == in.size());
+  CHECK(singles >= 8);
+}
+
 TEST_CASE("one-event buckets: jittered offsets and noisy values stay small") {
   // The benchmark's shape (docs/benchmarks.md): lognormal integers near
   // 20, the timestamp 0-99 ms into its second. Codec 1 needed ~3.6 bytes.
