@@ -225,6 +225,8 @@ caf::behavior ingestor_impl(ingestor_pointer self, settings_ptr s,
                                "decommissioned: " + cluster.self_name
                                  + " left the cluster; write to another "
                                    "member");
+      runtime::stage_timer timer{st.settings->costs.get(),
+                                 runtime::ingest_stage::route};
       auto f = std::make_shared<fan_in>();
       // Outstanding starts at 1 so that nothing is answered before every
       // destination was submitted; dropped at the end.
@@ -233,8 +235,10 @@ caf::behavior ingestor_impl(ingestor_pointer self, settings_ptr s,
       routed_batches items;
       items.reserve(by_partition.size());
       for (uint32_t p = 0; p < by_partition.size(); ++p)
-        if (!by_partition[p].empty())
+        if (!by_partition[p].empty()) {
+          timer.count(by_partition[p].size());
           items.emplace_back(p, std::move(by_partition[p]));
+        }
       route(self, std::move(items), key, f);
       finish_one(f);
       return caf::delegated<uint64_t>{};

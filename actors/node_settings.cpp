@@ -319,6 +319,7 @@ std::shared_ptr<node_settings> make_node_settings(
   }
   s->metrics = std::make_shared<runtime::metrics_registry>();
   runtime::register_process_metrics(*s->metrics, s->version);
+  s->costs = std::make_shared<runtime::ingest_costs>(*s->metrics);
   s->started_at = cqrs::wall_clock_now();
   s->series_index = std::make_shared<cqrs::series_index>(s->partitions);
   s->stores = std::make_shared<store_access>(s->partitions);

@@ -20,6 +20,7 @@
 #include "cqrs/tier.hpp"
 #include "runtime/auth/access_control.hpp"
 #include "runtime/circuit_breaker.hpp"
+#include "runtime/ingest_costs.hpp"
 #include "runtime/metrics.hpp"
 #include "runtime/node_config.hpp"
 
@@ -284,6 +285,8 @@ struct node_settings {
 
   // -- shared state -----------------------------------------------------------
   std::shared_ptr<runtime::metrics_registry> metrics;
+  /// The ingest path's cost budget (runtime/ingest_costs.hpp); may be null.
+  std::shared_ptr<runtime::ingest_costs> costs;
   mutable std::atomic<node_status> status{node_status::recovering};
   mutable std::atomic<uint32_t> partitions_recovering{0};
   /// Bytes held by the hinted-handoff queues of all peers together.

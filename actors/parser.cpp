@@ -93,6 +93,9 @@ struct parser_state {
   /// Jobs waiting for their rate limit, by ticket (resume_atom).
   std::unordered_map<uint64_t, job_ptr> waiting;
   uint64_t next_ticket = 0;
+  /// CPU ns send_events counted as `split` so far: process() leaves it out
+  /// of `parse` (runtime/ingest_costs.hpp).
+  int64_t split_ns = 0;
   static inline const char* name = "cairn.parser";
 };
 
@@ -129,12 +132,20 @@ template <class OnDone, class OnFail>
 void send_events(parser_pointer self, cqrs::event_batch& batch,
                  std::string key, OnDone done, OnFail failed) {
   auto& st = self->state;
+  auto* costs = st.settings->costs.get();
+  auto start = costs ? runtime::thread_cpu_ns() : 0;
+  auto events = batch.size();
   std::vector<cqrs::event_batch> by_partition;
   cqrs::split_by_partition(batch, st.settings->partitions, by_partition);
   batch.clear();
   auto handle = self->request(st.ingestor, st.settings->ingest_timeout,
                               ingest_atom::value, std::move(by_partition),
                               std::move(key));
+  if (costs) {
+    auto ns = runtime::thread_cpu_ns() - start;
+    costs->add(runtime::ingest_stage::split, ns, events);
+    st.split_ns += ns;
+  }
   // CAF 0.17 keeps a request's timeout entry in the actor clock until it
   // expires, answered or not; cancel it on the answer, or a fast fill holds
   // a minute of them (docs/architecture.md, "Ingest path").
@@ -753,6 +764,11 @@ void process_influx(parser_pointer self, const job_ptr& j) {
     complete(j);
     return;
   }
+  // Cost budget: as process() for NDJSON.
+  runtime::stage_timer parse{st.settings->costs.get(),
+                             runtime::ingest_stage::parse};
+  auto split_before = st.split_ns;
+  auto leave_out_split = [&] { parse.exclude(st.split_ns - split_before); };
   while (j->pos < data.size()) {
     auto nl = data.find('\n', j->pos);
     if (nl == std::string::npos)
@@ -763,6 +779,7 @@ void process_influx(parser_pointer self, const job_ptr& j) {
     auto line_no = j->c.first_line + j->line;
     auto before = j->pending.size();
     auto r = st.influx->parse_line(line, j->now, precision, j->pending);
+    parse.count(1);
     for (auto& p : r.problems)
       influx_problem(self, j, line_no, p);
     if (auto p = admit_tail(self, j, before, status))
@@ -773,6 +790,7 @@ void process_influx(parser_pointer self, const job_ptr& j) {
     ++j->line;
   }
   dispatch_pending(self, j);
+  leave_out_split();
   if (j->outstanding == 0)
     complete(j);
 }
@@ -866,6 +884,12 @@ void process(parser_pointer self, const job_ptr& j) {
   const auto& data = j->c.data;
   auto max_batch = st.settings->max_batch_events;
   bool may_ingest = !j->who || j->who->has(runtime::auth::scope::ingest);
+  // Cost budget: this loop is `parse`, but for the `split` of the batches
+  // it dispatches (runtime/ingest_costs.hpp).
+  runtime::stage_timer parse{st.settings->costs.get(),
+                             runtime::ingest_stage::parse};
+  auto split_before = st.split_ns;
+  auto leave_out_split = [&] { parse.exclude(st.split_ns - split_before); };
   // One status for the whole chunk (see handle_request for why one read).
   auto status = st.settings->status.load();
   bool ready = status == node_status::ready;
@@ -880,6 +904,7 @@ void process(parser_pointer self, const job_ptr& j) {
     auto r = st.parser->parse_line(line, j->now, j->pending);
     switch (r.kind) {
       case cqrs::line_kind::event:
+        parse.count(1);
         if (!may_ingest || j->refused_ms > 0) {
           j->pending.entries.pop_back();
           if (j->refused_ms > 0 && may_ingest)
@@ -903,13 +928,16 @@ void process(parser_pointer self, const job_ptr& j) {
         }
         break;
       case cqrs::line_kind::error:
+        parse.count(1);
         j->c.conn->rejected.fetch_add(1);
         st.rejected->fetch_add(1);
         j->emit(line_error_reply(line_no, r.error));
         break;
       case cqrs::line_kind::request:
-        if (!handle_request(self, j, line, r.op))
+        if (!handle_request(self, j, line, r.op)) {
+          leave_out_split();
           return; // paused; resume() calls process again
+        }
         // An auth line changes what the later lines may do.
         may_ingest = !j->who || j->who->has(runtime::auth::scope::ingest);
         break;
@@ -920,6 +948,7 @@ void process(parser_pointer self, const job_ptr& j) {
     ++j->line;
   }
   dispatch_pending(self, j);
+  leave_out_split();
   if (j->outstanding == 0)
     complete(j);
 }

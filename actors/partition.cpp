@@ -169,6 +169,10 @@ struct memory_gauges {
 
 struct replacement;
 
+/// A partition's batches are a few hundred events: their `encode` and
+/// `apply` are timed once in this many (runtime/ingest_costs.hpp).
+constexpr uint32_t cost_sample = 8;
+
 struct partition_state {
   uint32_t id = 0;
   settings_ptr settings;
@@ -258,6 +262,15 @@ struct partition_state {
   std::string staged_token;
   uint32_t staged_crc = 0;
   std::shared_ptr<replacement> staged;
+
+  /// Applies `batch` to the store at wall clock `now`, timed as the
+  /// `apply` stage (runtime/ingest_costs.hpp).
+  void apply(const cqrs::event_batch& batch, cqrs::millis now) {
+    runtime::stage_timer timer{settings->costs.get(), runtime::ingest_stage::apply,
+                               batch.size(), cost_sample};
+    store->set_clock(now);
+    store->apply(batch);
+  }
 
   /// Records a batch just applied (key before it moves into the window).
   void record_applied(const cqrs::event_batch& batch, const std::string& key,
@@ -579,8 +592,7 @@ void drain(partition_pointer self) {
       st.stats.duplicates += 1;
       w.promise.deliver(uint64_t{0});
     } else if (w.ok) {
-      st.store->set_clock(cqrs::wall_clock_now());
-      st.store->apply(w.batch);
+      st.apply(w.batch, cqrs::wall_clock_now());
       publish_closed(self);
       st.applied_seq = w.seq;
       st.drained_seq = w.seq;
@@ -660,27 +672,31 @@ caf::error moved_error(uint32_t id) {
                            + " is not owned by this node");
 }
 
+/// In-memory mode, where the projection is the only state: applies `batch`
+/// under `key` unless the key is a duplicate; returns the events applied.
+uint64_t apply_in_memory(partition_pointer self, cqrs::event_batch& batch,
+                         std::string& key) {
+  auto& st = self->state;
+  if (!key.empty() && st.keys->contains(key)) {
+    st.stats.duplicates += 1;
+    return 0;
+  }
+  auto now = cqrs::wall_clock_now();
+  st.apply(batch, now);
+  publish_closed(self);
+  st.record_applied(batch, key, now);
+  if (!key.empty())
+    st.keys->insert(std::move(key), now);
+  return batch.size();
+}
+
 /// Applies (in memory mode) or journals `batch` under `key`, answering
 /// `promise` once it is applied (journal mode: durable).
 void accept(partition_pointer self, cqrs::event_batch& batch, std::string& key,
             caf::typed_response_promise<uint64_t> promise) {
   auto& st = self->state;
   if (!st.journal()) {
-    // In-memory mode: the projection is the only state.
-    bool duplicate = !key.empty() && st.keys->contains(key);
-    if (duplicate) {
-      st.stats.duplicates += 1;
-      promise.deliver(uint64_t{0});
-      return;
-    }
-    auto now = cqrs::wall_clock_now();
-    st.store->set_clock(now);
-    st.store->apply(batch);
-    publish_closed(self);
-    st.record_applied(batch, key, now);
-    if (!key.empty())
-      st.keys->insert(std::move(key), now);
-    promise.deliver(static_cast<uint64_t>(batch.size()));
+    promise.deliver(apply_in_memory(self, batch, key));
     return;
   }
   pending_write w;
@@ -703,8 +719,16 @@ void accept(partition_pointer self, cqrs::event_batch& batch, std::string& key,
   bool reset = st.reset_dictionary
                || st.dictionary.key_bytes() > max_dictionary_bytes;
   st.reset_dictionary = false;
-  cqrs::encode_record(w.accepted_at, key, batch, st.dictionary, reset,
-                      st.scratch);
+  {
+    // `write` is timed by the journal's thread; its events are counted here.
+    runtime::stage_timer timer{st.settings->costs.get(),
+                               runtime::ingest_stage::encode, batch.size(),
+                               cost_sample};
+    cqrs::encode_record(w.accepted_at, key, batch, st.dictionary, reset,
+                        st.scratch);
+    if (auto* costs = st.settings->costs.get())
+      costs->add(runtime::ingest_stage::write, 0, batch.size());
+  }
   auto hdl = caf::actor_cast<partition_actor>(self);
   auto seq = w.seq;
   st.journal()->append(st.id, seq, st.scratch,
@@ -742,22 +766,8 @@ caf::result<uint64_t> ingest(partition_pointer self, cqrs::event_batch& batch,
   }
   if (!st.settings->cluster.local(st.id))
     return moved_error(st.id);
-  if (!st.journal()) {
-    // In-memory fast path: no promise.
-    bool duplicate = !key.empty() && st.keys->contains(key);
-    if (duplicate) {
-      st.stats.duplicates += 1;
-      return uint64_t{0};
-    }
-    auto now = cqrs::wall_clock_now();
-    st.store->set_clock(now);
-    st.store->apply(batch);
-    publish_closed(self);
-    st.record_applied(batch, key, now);
-    if (!key.empty())
-      st.keys->insert(std::move(key), now);
-    return static_cast<uint64_t>(batch.size());
-  }
+  if (!st.journal())
+    return apply_in_memory(self, batch, key); // no promise
   auto rp = self->make_response_promise<uint64_t>();
   accept(self, batch, key, rp);
   return rp;

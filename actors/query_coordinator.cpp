@@ -467,6 +467,16 @@ void answer_stats(coordinator_pointer self, caf::response_promise rp,
     auto& counters = out["counters"] = json::object();
     for (auto& [name, value] : s->metrics->snapshot())
       counters[name] = metric_json(value);
+    if (s->costs) {
+      // The ingest cost budget (runtime/ingest_costs.hpp); the snapshot
+      // above ran the hook that reads the I/O threads' clocks.
+      auto& stages = out["ingest_stages"] = json::array();
+      for (auto& t : s->costs->totals())
+        stages.push_back({{"stage", runtime::to_string(t.stage)},
+                          {"events", t.events},
+                          {"cpu_ms", static_cast<double>(t.ns) / 1e6},
+                          {"ns_per_event", t.ns_per_event()}});
+    }
     out["events"] = {
       {"accepted",
        counters.value("cairn_events_total{result=\"accepted\"}", int64_t{0})},

@@ -266,7 +266,10 @@ struct journal::impl {
     leveldb::WriteOptions wo;
     wo.sync = sync;
     leveldb::WriteBatch empty;
+    auto cpu = opts.costs ? thread_cpu_ns() : 0;
     auto status = db->Write(wo, batch != nullptr ? batch : &empty);
+    if (opts.costs)
+      opts.costs->add(ingest_stage::write, thread_cpu_ns() - cpu, 0);
     if (sync && opts.sync_latency != nullptr)
       opts.sync_latency->observe(clock_type::now() - now);
     batches.fetch_add(1, std::memory_order_relaxed);

@@ -31,6 +31,7 @@
 // anything since the last LevelDB compaction or memtable flush.
 #pragma once
 
+#include "runtime/ingest_costs.hpp"
 #include "runtime/metrics.hpp"
 
 #include <chrono>
@@ -82,6 +83,9 @@ struct journal_options {
   bool compression = true;
   /// Observes the duration of every synced (fsynced) write, if set.
   latency_histogram* sync_latency = nullptr;
+  /// Counts the CPU time of every group commit as the ingest stage `write`
+  /// (runtime/ingest_costs.hpp), if set; the caller counts its events.
+  ingest_costs* costs = nullptr;
 };
 
 /// Counters for metrics; monotonic since `open`.

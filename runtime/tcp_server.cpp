@@ -84,6 +84,7 @@ struct shared_state {
   std::atomic<uint64_t> connections_refused{0};
   std::atomic<uint64_t> lines_too_large{0};
   std::atomic<uint64_t> bytes_read{0};
+  std::atomic<uint64_t> lines_read{0};
   std::atomic<uint64_t> connections_timed_out{0};
   std::atomic<uint64_t> tls_failed{0};
   /// Set when opts.tls is enabled; shared by every session.
@@ -277,6 +278,8 @@ private:
     auto lines_before = next_line_;
     bool skipping_before = skipping_;
     consume(read_buf_.data(), n);
+    state_->lines_read.fetch_add(next_line_ - lines_before,
+                                 std::memory_order_relaxed);
     // A line ended in these bytes if a line number was used up or an
     // oversized line's skip ended.
     bool saw_newline = next_line_ != lines_before
@@ -834,6 +837,8 @@ tcp_server_stats tcp_server::stats() const {
   out.connections_refused = st.connections_refused.load();
   out.lines_too_large = st.lines_too_large.load();
   out.bytes_read = st.bytes_read.load();
+  out.lines_read = st.lines_read.load();
+  out.io_cpu_ns = impl_->lifecycle.io_cpu_ns();
   out.connections_timed_out = st.connections_timed_out.load();
   out.tls_failed = st.tls_failed.load();
   return out;

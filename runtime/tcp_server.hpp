@@ -72,6 +72,8 @@ struct tcp_server_stats {
   uint64_t connections_refused = 0;
   uint64_t lines_too_large = 0;
   uint64_t bytes_read = 0;
+  uint64_t lines_read = 0;  ///< complete lines cut from the bytes read
+  int64_t io_cpu_ns = 0;    ///< CPU time of the I/O threads
   uint64_t connections_timed_out = 0;  ///< closed by idle or line timeout
   uint64_t tls_failed = 0;  ///< TLS handshakes that failed or timed out
 };

@@ -401,9 +401,23 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
     }
   };
   actors::publish_access_stats(*settings);
+  // The `read` stage of the ingest cost budget: the gateways' I/O threads,
+  // read from their CPU clocks when asked (runtime/ingest_costs.hpp).
+  settings->metrics->on_collect([&gateway, &influx_gateway, costs = settings->costs] {
+    int64_t ns = 0;
+    uint64_t lines = 0;
+    for (auto* g : {gateway.load(), influx_gateway.load()})
+      if (g) {
+        auto st = g->stats();
+        ns += st.io_cpu_ns;
+        lines += st.lines_read;
+      }
+    costs->set(runtime::ingest_stage::read, ns, lines);
+  });
   if (cfg.storage_enabled) {
     runtime::journal_options jopts;
     jopts.sync = *runtime::parse_sync_mode(cfg.storage_sync);
+    jopts.costs = settings->costs.get();
     jopts.sync_latency = &settings->metrics->histogram(
       "cairn_journal_sync_latency_seconds",
       "Duration of the journal's synced (fsynced) group commits");

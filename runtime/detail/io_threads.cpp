@@ -29,6 +29,31 @@ void io_threads::start(boost::asio::io_context& ioc, size_t n,
         }
       }
     });
+  std::lock_guard<std::mutex> guard{clocks_mtx_};
+  for (auto& t : threads_) {
+    clockid_t id{};
+    if (pthread_getcpuclockid(t.native_handle(), &id) == 0)
+      clocks_.push_back(id);
+  }
+}
+
+namespace {
+
+int64_t clock_ns(clockid_t id) {
+  timespec ts{};
+  if (clock_gettime(id, &ts) != 0)
+    return 0;
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+} // namespace
+
+int64_t io_threads::cpu_ns() const {
+  std::lock_guard<std::mutex> guard{clocks_mtx_};
+  auto total = joined_ns_;
+  for (auto id : clocks_)
+    total += clock_ns(id);
+  return total;
 }
 
 void io_threads::run_out(std::chrono::milliseconds limit) {
@@ -40,6 +65,13 @@ void io_threads::run_out(std::chrono::milliseconds limit) {
   while (!ioc_->stopped() && clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds{2});
   ioc_->stop();
+  {
+    // A joined thread's clock is gone: keep what it had used.
+    std::lock_guard<std::mutex> guard{clocks_mtx_};
+    for (auto id : clocks_)
+      joined_ns_ += clock_ns(id);
+    clocks_.clear();
+  }
   for (auto& t : threads_)
     if (t.joinable())
       t.join();

@@ -19,7 +19,11 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 
+#include <time.h>
+
 #include <chrono>
+#include <cstdint>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -42,6 +46,10 @@ public:
   /// none is left. Does nothing before `start`.
   void drain();
 
+  /// CPU time the threads have used so far, in nanoseconds (any thread may
+  /// ask, also while they run or after they were joined).
+  int64_t cpu_ns() const;
+
 private:
   using work_guard
     = boost::asio::executor_work_guard<boost::asio::io_context::executor_type>;
@@ -49,6 +57,10 @@ private:
   boost::asio::io_context* ioc_ = nullptr;
   std::optional<work_guard> work_;
   std::vector<std::thread> threads_;
+  /// Their CPU clocks while they run; the time of joined threads.
+  mutable std::mutex clocks_mtx_;
+  std::vector<clockid_t> clocks_;
+  int64_t joined_ns_ = 0;
 };
 
 } // namespace cairn::runtime::detail

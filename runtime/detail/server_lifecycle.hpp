@@ -50,6 +50,9 @@ public:
   /// The bound port (useful with port 0). Valid after bind() / start().
   uint16_t port() const noexcept { return port_; }
 
+  /// CPU time of the I/O threads so far (io_threads::cpu_ns).
+  int64_t io_cpu_ns() const { return threads_.cpu_ns(); }
+
   /// The first call after start() calls `before` (if any), then stops as
   /// session_registry::graceful_stop describes; any other call only marks
   /// the server stopped. Idempotent.
