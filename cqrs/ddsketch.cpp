@@ -144,6 +144,20 @@ void ddsketch::store::relayout(int64_t lo, int64_t hi, uint8_t width) {
   }
 }
 
+void ddsketch::store::prefetch(int32_t index) const noexcept {
+  if (width_ != 0) {
+    auto& d = dense();
+    int64_t i = int64_t{index} - offset_;
+    if (i >= 0 && i < int64_t{span_})
+      __builtin_prefetch(d.data() + i * width_);
+  } else if (auto* sp = std::get_if<sparse_bins>(&data_); sp && !sp->empty()) {
+    // In-order and repeated values hit the back; the rest search from the
+    // middle.
+    __builtin_prefetch(&sp->back());
+    __builtin_prefetch(sp->data() + sp->size() / 2);
+  }
+}
+
 void ddsketch::store::add(int32_t index, uint64_t n) {
   if (n == 0)
     return;

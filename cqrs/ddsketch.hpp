@@ -61,6 +61,17 @@ public:
   /// Adds all counts of `other` (same mapping).
   void merge(const ddsketch& other);
 
+  /// store::prefetch of the store add_indexed(index, negative, zero) would
+  /// change.
+  void prefetch(int32_t index, bool negative, bool zero) const noexcept {
+    if (zero)
+      return;
+    if (!negative)
+      positive_.prefetch(index);
+    else if (negative_)
+      negative_->prefetch(index);
+  }
+
   /// Number of values added.
   uint64_t count() const noexcept { return count_; }
 
@@ -119,6 +130,9 @@ public:
     void clear() noexcept;
     /// Number of non-empty bins.
     size_t bins() const noexcept;
+    /// Starts loading the memory add(index) will touch (a store of a cold
+    /// bucket: its counts are a cache miss of their own).
+    void prefetch(int32_t index) const noexcept;
     void merge(const store& other);
     bool empty() const noexcept { return total_ == 0; }
     uint64_t total() const noexcept { return total_; }

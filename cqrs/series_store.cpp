@@ -277,6 +277,8 @@ struct series_store::impl {
   std::function<void(std::string_view, uint64_t, bool)> series_handler;
   /// apply_batch's series ids, kept to spare an allocation per batch.
   std::vector<uint32_t> ids;
+  /// apply_batch scratch: the sketch bin of each event.
+  std::vector<int32_t> bins;
 
   impl(tier_set t, ddsketch_mapping m)
     : tiers(std::move(t)), mapping(m) {}
@@ -542,11 +544,14 @@ struct series_store::impl {
   void apply_batch(const event_batch& batch) {
     auto n = batch.entries.size();
     ids.resize(n);
+    bins.resize(n);
     for (size_t k = 0; k < n; ++k) {
       auto& e = batch.entries[k];
       ids[k] = resolve(batch.key(e), e.hash);
+      bins[k] = bin_of(e.value);
     }
-    constexpr size_t record_ahead = 12, tiers_ahead = 8, open_ahead = 4;
+    constexpr size_t record_ahead = 12, tiers_ahead = 8, open_ahead = 4,
+                     bins_ahead = 2;
     for (size_t k = 0; k < n; ++k) {
       if (k + record_ahead < n)
         __builtin_prefetch(&series[ids[k + record_ahead]]);
@@ -571,16 +576,43 @@ struct series_store::impl {
           }
         }
       }
+      if (k + bins_ahead < n) {
+        // The sketch counts the event will add to (the entries are in the
+        // cache since open_ahead).
+        auto& rec = series[ids[k + bins_ahead]];
+        auto& e = batch.entries[k + bins_ahead];
+        auto bin = bins[k + bins_ahead];
+        for (size_t i = 0; i < tiers.size(); ++i) {
+          auto& td = rec.tiers[i];
+          auto res = tiers[i].resolution;
+          auto start = align_down(e.ts, res);
+          auto g = guess_open(td, start, res);
+          if (g < td.open.size() && td.open[g].start == start)
+            td.open[g].b.sketch.prefetch(bin, e.value < 0, is_zero(e.value));
+        }
+      }
       auto& e = batch.entries[k];
-      apply(ids[k], e.ts, e.value);
+      apply(ids[k], e.ts, e.value, bins[k]);
     }
   }
 
+  static bool is_zero(double value) noexcept {
+    return !(std::fabs(value) >= ddsketch_mapping::min_indexable());
+  }
+
+  /// The sketch bin of `value` (0 for a value counted as zero).
+  int32_t bin_of(double value) const noexcept {
+    return is_zero(value) ? 0 : mapping.index(std::fabs(value));
+  }
+
   void apply(uint32_t id, millis ts, double value) {
-    // One logarithm per event, shared by all tiers.
-    auto a = std::fabs(value);
-    bool zero = !(a >= ddsketch_mapping::min_indexable());
-    int32_t bin = zero ? 0 : mapping.index(a);
+    apply(id, ts, value, bin_of(value));
+  }
+
+  /// apply() with the bin already known: one logarithm per event, shared
+  /// by all tiers.
+  void apply(uint32_t id, millis ts, double value, int32_t bin) {
+    bool zero = is_zero(value);
     bool negative = value < 0;
     auto& rec = series[id];
     for (size_t i = 0; i < tiers.size(); ++i) {
