@@ -71,6 +71,14 @@ def now_ms():
     return int(time.time() * 1000)
 
 
+def cpu_seconds(pid):
+    """utime + stime of a process (all its threads), in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        # fields[11], fields[12]: utime, stime (clock ticks), after the ')'.
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def log(msg):
     print(msg, flush=True)
 

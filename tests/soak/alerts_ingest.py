@@ -42,13 +42,6 @@ import cairn_harness as H  # noqa: E402
 import persistence_bench as B  # noqa: E402
 
 
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    # fields[11], fields[12]: utime, stime (clock ticks), counted after the ')'.
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def rules_for(shape, count, series):
     metrics = min(10, series)
     if shape == "grouped":
@@ -103,9 +96,9 @@ def run_case(args, rules):
                   "--ts-spread", args.ts_spread]
         for phase, extra in (("fixed", ["--rate", args.rate, "--flush-every", 20000]),
                              ("max", ["--rate", 0])):
-            cpu0, t0 = cpu_seconds(node.proc.pid), time.time()
+            cpu0, t0 = H.cpu_seconds(node.proc.pid), time.time()
             res = B.bench(node, *common, "--duration", args.duration, *extra)
-            cpu1, t1 = cpu_seconds(node.proc.pid), time.time()
+            cpu1, t1 = H.cpu_seconds(node.proc.pid), time.time()
             out[phase] = {"accepted_per_second": round(res.get("accepted_per_second", 0)),
                           "node_cpu_pct": round(100 * (cpu1 - cpu0) / (t1 - t0), 1),
                           "ack_p99_ms": (res.get("ack_latency_ms") or {}).get("p99"),

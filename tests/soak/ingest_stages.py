@@ -26,12 +26,6 @@ import cairn_harness as H  # noqa: E402
 import persistence_bench as B  # noqa: E402
 
 
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -51,11 +45,11 @@ def main():
     try:
         node.start()
         node.wait_ready(timeout=60)
-        cpu0 = cpu_seconds(node.proc.pid)
+        cpu0 = H.cpu_seconds(node.proc.pid)
         res = B.bench(node, "--mode", "ff", "--connections", args.connections,
                       "--duration", args.duration, "--series", args.series,
                       "--ts-spread", args.ts_spread, "--value-spread", args.value_spread)
-        node_cpu = cpu_seconds(node.proc.pid) - cpu0
+        node_cpu = H.cpu_seconds(node.proc.pid) - cpu0
         with node.client() as c:
             stages = c.request({"op": "stats"})["ingest_stages"]
     finally:

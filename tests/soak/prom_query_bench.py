@@ -112,13 +112,6 @@ def run(port, params, n):
     return lat
 
 
-def cpu_seconds(pid):
-    """utime + stime of a process (all threads), in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def pct(xs, p):
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(p * len(xs)))]
@@ -204,10 +197,10 @@ def main():
                 run(port, prm, 100)
             for _ in range(args.rounds):
                 for name, port, prm in targets:
-                    before = cpu_seconds(pids[name]) if name in pids else 0
+                    before = H.cpu_seconds(pids[name]) if name in pids else 0
                     lat[name] += run(port, prm, args.queries)
                     if name in pids:
-                        cpu[name] += cpu_seconds(pids[name]) - before
+                        cpu[name] += H.cpu_seconds(pids[name]) - before
             print(f"\nquery_range {args.expr} 5m step {args.step}s, "
                   f"{args.rounds}x{args.queries} queries, one connection")
             print(f"{'server':30} {'p50 us':>9} {'p99 us':>9} {'p99.9 us':>9} {'mean us':>9}")
