@@ -423,6 +423,9 @@ void handle_ingest(parser_pointer self, const job_ptr& j,
   // simdjson walks the request once; no DOM, no re-serialization per event.
   cqrs::event_batch batch;
   auto r = st.parser->parse_ingest(line, j->now, batch);
+  // Cost budget: the CPU is process()'s `parse` timer's, the events these.
+  if (auto* costs = st.settings->costs.get())
+    costs->add(runtime::ingest_stage::parse, 0, r.total);
   json id = no_id();
   if (!r.id.empty())
     id = json::parse(r.id, nullptr, false);
