@@ -887,12 +887,13 @@ double point_value(const agg_spec& a, const bucket& b, const block_cursor* cur,
 /// acc.merge(b) for a bucket of tier_data::for_each<true>: a store the
 /// cursor left undecoded is decoded into `scratch` (which is `b`) first, and
 /// a one-event bucket's value goes into acc's sketch without a sketch of its
-/// own (the same bins and counts). Without `sketches`, no sketch at all.
+/// own (the same bins and counts: a sketch merge costs more than the
+/// logarithm). Without `sketches`, no sketch at all.
 void fold_bucket(bucket& acc, const bucket& b, block_cursor* cur,
                  bucket& scratch, bool sketches, const ddsketch_mapping& m) {
   if (!sketches) {
     acc.merge_without_sketch(b);
-  } else if (cur && cur->single()) {
+  } else if ((cur && cur->single()) || (!cur && b.count == 1)) {
     acc.add(b.last_ts, b.last, m);
   } else {
     if (cur)

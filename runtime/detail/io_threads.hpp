@@ -21,8 +21,10 @@
 
 #include <time.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -57,10 +59,16 @@ private:
   boost::asio::io_context* ioc_ = nullptr;
   std::optional<work_guard> work_;
   std::vector<std::thread> threads_;
-  /// Their CPU clocks while they run; the time of joined threads.
-  mutable std::mutex clocks_mtx_;
-  std::vector<clockid_t> clocks_;
-  int64_t joined_ns_ = 0;
+  /// Per thread: its CPU clock while it runs, its total once it ended
+  /// (the clock of a thread that exited cannot be read any more).
+  struct cpu_slot {
+    std::atomic<bool> started{false};
+    std::atomic<bool> done{false};
+    clockid_t id{};
+    std::atomic<int64_t> final_ns{0};
+  };
+  mutable std::mutex slots_mtx_;
+  std::vector<std::unique_ptr<cpu_slot>> slots_;
 };
 
 } // namespace cairn::runtime::detail
