@@ -44,6 +44,13 @@ struct untimed {
 };
 thread_local std::array<untimed, ingest_stage_count> untimed_runs{};
 
+bool sample_now(ingest_stage s, uint32_t every) noexcept {
+  if (every <= 1)
+    return true;
+  auto& u = untimed_runs[static_cast<size_t>(s)];
+  return ++u.runs >= every;
+}
+
 } // namespace
 
 void ingest_costs::add_sampled(ingest_stage s, int64_t ns,
@@ -67,17 +74,6 @@ void ingest_costs::add_sampled(ingest_stage s, int64_t ns,
   u.events = 0;
   add(s, estimate, events);
 }
-
-namespace {
-
-bool sample_now(ingest_stage s, uint32_t every) noexcept {
-  if (every <= 1)
-    return true;
-  auto& u = untimed_runs[static_cast<size_t>(s)];
-  return ++u.runs >= every;
-}
-
-} // namespace
 
 stage_timer::stage_timer(ingest_costs* costs, ingest_stage s, uint64_t events,
                          uint32_t sample) noexcept

@@ -6,7 +6,7 @@
 // and the events that went through, so ns/event is one division away:
 //
 //   read     TCP I/O threads: reads, TLS, line cutting, replies
-//   parse    parser actors: NDJSON lines parsed and validated
+//   parse    parser actors: NDJSON and line-protocol lines parsed and validated
 //   split    parser actors: events split by partition, sent on
 //   route    ingestor: local batches to partitions, others to their owners
 //   encode   partitions: journal records encoded and queued
@@ -14,7 +14,9 @@
 //   apply    partitions: events applied to the store
 //
 // A stage is timed per chunk or batch (hundreds of events), never per
-// event, so the clock reads cost well under a nanosecond per event.
+// event. A thread CPU clock read is a system call (665 ns on the 2-vCPU VM
+// of docs/benchmarks.md), so the partitions' stages time one batch in a few
+// (stage_timer's `sample`): a few ns per event in all.
 // The counters are the metrics `cairn_ingest_stage_seconds_total{stage}`
 // and `cairn_ingest_stage_events_total{stage}`; updates are lock-free.
 #pragma once
@@ -62,7 +64,9 @@ public:
   /// A sampled scope's figures (stage_timer): `ns` for its `events`, or
   /// ns < 0 if this run was not timed. The events are counted; a timed run
   /// also counts the CPU of the untimed runs before it on this thread,
-  /// estimated at its own ns per event.
+  /// estimated at the ns per event of all timed runs of the thread so far.
+  /// The sampling state is per thread, shared by the instances of one
+  /// process (one node per process).
   void add_sampled(ingest_stage s, int64_t ns, uint64_t events) noexcept;
 
   /// Sets stage `s` to totals read elsewhere (a collect hook: the I/O
