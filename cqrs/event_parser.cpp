@@ -1,5 +1,6 @@
 #include "cqrs/event_parser.hpp"
 
+#include "cqrs/key_cache.hpp"
 #include "cqrs/series_key.hpp"
 
 #include <simdjson.h>
@@ -97,6 +98,30 @@ std::string quoted(std::string_view s, size_t max = 40) {
   return out;
 }
 
+/// The key of a field. Without escapes (the common case) its raw bytes are
+/// the key and nothing is copied; otherwise it is unescaped.
+simdjson::error_code field_key(simdjson::simdjson_result<ondemand::field>& field,
+                               std::string_view& k) {
+  simdjson::ondemand::raw_json_string raw;
+  if (auto e = field.key().get(raw))
+    return e;
+  const char* start = raw.raw();
+  const char* end = start;
+  while (*end != '"' && *end != '\\')
+    ++end;
+  if (*end == '\\')
+    return field.unescaped_key().get(k);
+  k = {start, static_cast<size_t>(end - start)};
+  return simdjson::SUCCESS;
+}
+
+/// `k == name` for a literal, compiled to a length check and a fixed-size
+/// compare rather than a library call per field.
+template <size_t N>
+bool is(std::string_view k, const char (&name)[N]) noexcept {
+  return k.size() == N - 1 && std::memcmp(k.data(), name, N - 1) == 0;
+}
+
 /// Lets us ask the document whether anything follows the root object; the
 /// public API of simdjson 3.0.1 has no document::at_end().
 struct document_access : ondemand::document {
@@ -169,6 +194,8 @@ struct event_parser::impl {
   /// Scratch for sorting tags and building the series key.
   std::vector<tag_view> tags;
   std::string key;
+  /// Keys of the series this parser has seen, by metric and raw "tags".
+  key_cache keys;
 
   /// What parsing a line found, before deciding what kind of line it is.
   struct fields {
@@ -180,6 +207,11 @@ struct event_parser::impl {
     int64_t ts = 0;
     double value = 1;
     std::string error; ///< first event validation error
+    /// Skimming only (see skim): the raw JSON of the one "tags" object.
+    std::string_view raw_tags;
+    /// Skimming only: the key cache cannot answer (tags that are not one
+    /// object).
+    bool uncacheable = false;
   };
 
   void fail(fields& f, std::string message) {
@@ -346,9 +378,8 @@ struct event_parser::impl {
     return simdjson::SUCCESS;
   }
 
-  /// Parses the object fields of a line into `f`, or returns a JSON problem.
-  std::optional<problem> read(std::string_view line, fields& f,
-                              const event_limits& l) {
+  /// Copies `line` into the padded buffer that read() iterates.
+  void load(std::string_view line) {
     if (capacity < line.size() + simdjson::SIMDJSON_PADDING) {
       capacity = std::max(line.size() + simdjson::SIMDJSON_PADDING,
                           std::max<size_t>(capacity * 2, 4096));
@@ -356,8 +387,32 @@ struct event_parser::impl {
     }
     std::memcpy(buffer.get(), line.data(), line.size());
     std::memset(buffer.get() + line.size(), 0, simdjson::SIMDJSON_PADDING);
+    loaded = line.size();
+  }
+  size_t loaded = 0;
+
+  /// Skimming "tags": only its raw text, without unescaping or checking
+  /// its strings (a key cache hit vouches for them; anything else is read
+  /// again in full).
+  simdjson::error_code skim_tags(ondemand::value v, fields& f) {
+    ondemand::json_type t;
+    if (auto e = v.type().get(t))
+      return e;
+    if (t != ondemand::json_type::object || !f.raw_tags.empty()) {
+      f.uncacheable = true; // read in full; the iterator skips this value
+      return simdjson::SUCCESS;
+    }
+    ondemand::object obj;
+    if (auto e = v.get_object().get(obj))
+      return e;
+    return obj.raw_json().get(f.raw_tags);
+  }
+
+  /// Parses the object fields of the loaded line into `f`, or returns a JSON
+  /// problem. Skimming reads "tags" with skim_tags instead of read_tags.
+  std::optional<problem> read(fields& f, const event_limits& l, bool skim) {
     ondemand::document doc;
-    if (auto e = parser.iterate(buffer.get(), line.size(), capacity).get(doc))
+    if (auto e = parser.iterate(buffer.get(), loaded, capacity).get(doc))
       return json_problem(e);
     ondemand::object obj;
     if (auto e = doc.get_object().get(obj)) {
@@ -368,12 +423,12 @@ struct event_parser::impl {
     for (auto field : obj) {
       std::string_view k;
       ondemand::value v;
-      if (auto e = field.unescaped_key().get(k))
+      if (auto e = field_key(field, k))
         return json_problem(e);
       if (auto e = field.value().get(v))
         return json_problem(e);
       simdjson::error_code e = simdjson::SUCCESS;
-      if (k == "metric") {
+      if (is(k, "metric")) {
         ondemand::json_type t;
         if ((e = v.type().get(t)) == simdjson::SUCCESS) {
           if (t == ondemand::json_type::string) {
@@ -384,13 +439,13 @@ struct event_parser::impl {
                       + std::string{type_name(t)});
           }
         }
-      } else if (k == "ts") {
+      } else if (is(k, "ts")) {
         e = read_ts(v, f);
-      } else if (k == "value") {
+      } else if (is(k, "value")) {
         e = read_value(v, f);
-      } else if (k == "tags") {
-        e = read_tags(v, f, l);
-      } else if (k == "op") {
+      } else if (is(k, "tags")) {
+        e = skim ? skim_tags(v, f) : read_tags(v, f, l);
+      } else if (is(k, "op")) {
         f.has_op = true;
         ondemand::json_type t;
         if ((e = v.type().get(t)) == simdjson::SUCCESS
@@ -423,18 +478,41 @@ struct event_parser::impl {
       }
       return result;
     }
-    tags.clear();
-    fields f;
-    if (auto p = read(line, f, l)) {
-      result.kind = line_kind::error;
-      result.error = std::move(*p);
-      return result;
-    }
     auto reject = [&](std::string message) {
       result.kind = line_kind::error;
       result.error = {error_code::invalid_event, std::move(message)};
       return result;
     };
+    load(line);
+    // A series seen before: one skimming pass, then the key cache. Every
+    // other outcome (a new series, a request, any problem) reads the line
+    // again in full below, so that what a line yields never depends on what
+    // came before it.
+    std::string_view raw_tags;
+    bool cacheable = false;
+    {
+      fields f;
+      if (!read(f, l, true) && !f.has_op && f.error.empty() && f.has_metric
+          && !f.uncacheable) {
+        cacheable = true;
+        raw_tags = f.raw_tags;
+        if (auto hit = keys.find(f.metric, raw_tags)) {
+          millis ts = f.has_ts ? f.ts : now;
+          if (auto msg = validate_ts(ts, now, l); !msg.empty())
+            return reject(std::move(msg));
+          out.add(hit->key, hit->hash, ts, f.value);
+          result.kind = line_kind::event;
+          return result;
+        }
+      }
+    }
+    tags.clear();
+    fields f;
+    if (auto p = read(f, l, false)) {
+      result.kind = line_kind::error;
+      result.error = std::move(*p);
+      return result;
+    }
     if (f.has_op) {
       if (!allow_op)
         return reject("an event must not have an \"op\" field");
@@ -459,7 +537,10 @@ struct event_parser::impl {
         return reject("duplicate tag key " + quoted(tags[i].first));
     key.clear();
     encode_series_key(key, f.metric, tags.data(), tags.size());
-    out.add(key, series_hash(key), ts, f.value);
+    auto hash = series_hash(key);
+    out.add(key, hash, ts, f.value);
+    if (cacheable)
+      keys.insert(f.metric, raw_tags, key, hash);
     result.kind = line_kind::event;
     return result;
   }
@@ -520,7 +601,7 @@ event_parser::parse_ingest(std::string_view line, millis now,
     if (auto e = im.outer.iterate(im.outer_buffer).get(doc))
       return fail(impl::json_problem(e));
     ondemand::object obj;
-    if (auto e = doc.get_object().get(obj))
+    if (doc.get_object().get(obj))
       return fail({error_code::bad_request, "request is not a JSON object"});
     bool has_events = false;
     for (auto field : obj) {

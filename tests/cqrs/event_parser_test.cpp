@@ -32,6 +32,51 @@ TEST_CASE("happy path with defaults") {
   CHECK(out.entries[0].hash == series_hash("http.latency_ms"));
 }
 
+TEST_CASE("a series seen before yields what it yields to a new parser") {
+  // The second and later lines of a series are answered from the key cache
+  // (cqrs/key_cache.hpp) after a skimming pass; lines that share the metric
+  // and the raw "tags" of a cached series but differ elsewhere must not be
+  // taken for it.
+  const std::vector<std::string> lines = {
+    R"({"metric":"cpu","tags":{"dc":"x"}})",
+    R"({"metric":"cpu","tags":{"dc":"x"}})",
+    R"({"metric":"cpu","tags":{"host":"a"},"tags":{"dc":"x"}})",
+    R"({"metric":"cpu","tags":{"dc":"x"},"tags":{"host":"a"}})",
+    R"({"metric":"cpu","tags":{"dc":"x"}})",
+    R"({"metric":"cpu","tags":{"dc":"x"},"ts":1})",
+    R"({"metric":"cpu","tags":{"dc":"x"},"value":"x"})",
+    R"({"metric":"cpu","tags":{"dc":"x"},"op":"stats"})",
+    R"({"metric":"cpu","tags":{"dc":"x"},"metric":"mem"})",
+    R"({"metric":"cpu","tags":{"dc":"x"}} x)",
+  };
+  event_parser warm;
+  for (int round = 0; round < 2; ++round)
+    for (auto& line : lines) {
+      CAPTURE(line);
+      event_parser cold;
+      event_batch a, b;
+      auto x = warm.parse_line(line, now, a);
+      auto y = cold.parse_line(line, now, b);
+      CHECK(x.kind == y.kind);
+      CHECK(x.op == y.op);
+      CHECK(x.error.message == y.error.message);
+      REQUIRE(a.size() == b.size());
+      if (a.size() == 1) {
+        CHECK(a.key(a.entries[0]) == b.key(b.entries[0]));
+        CHECK(a.entries[0].hash == b.entries[0].hash);
+      }
+    }
+  event_batch out;
+  warm.parse_line(lines[2], now, out);
+  warm.parse_line(lines[3], now, out);
+  warm.parse_line(lines[4], now, out);
+  auto both = make_series_key("cpu", {{"dc", "x"}, {"host", "a"}});
+  REQUIRE(out.size() == 3);
+  CHECK(out.key(out.entries[0]) == both);
+  CHECK(out.key(out.entries[1]) == both);
+  CHECK(out.key(out.entries[2]) == make_series_key("cpu", {{"dc", "x"}}));
+}
+
 TEST_CASE("tags are sorted into the key regardless of input order") {
   event_parser p;
   event_batch out;
