@@ -344,6 +344,15 @@ private:
                    chunk_first, chunk_barrier);
       chunk_begin = chunk_end = 0;
     };
+    // Only NDJSON has requests; a line-protocol field may contain "op".
+    // Where the next `"op"` is: one search over the buffer, not one per line.
+    bool ndjson = opts.format == chunk_format::ndjson;
+    auto find_op = [&](size_t from) {
+      auto p = static_cast<const char*>(
+        ::memmem(pending_.data() + from, pending_.size() - from, "\"op\"", 4));
+      return p ? static_cast<size_t>(p - pending_.data()) : std::string::npos;
+    };
+    size_t next_op = ndjson ? find_op(start) : std::string::npos;
     for (;;) {
       auto nl = pending_.find('\n', std::max(start, scan_from_));
       if (nl == std::string::npos)
@@ -354,10 +363,9 @@ private:
         emit_chunk();
         push_too_large(line_no);
       } else {
-        std::string_view line{pending_.data() + start, len + 1};
-        // Only NDJSON has requests; a line-protocol field may contain "op".
-        bool barrier = opts.format == chunk_format::ndjson
-                       && line.find("\"op\"") != std::string_view::npos;
+        if (next_op < start)
+          next_op = find_op(start);
+        bool barrier = next_op < nl;
         bool empty = chunk_end == chunk_begin;
         if (!empty
             && (barrier != chunk_barrier
