@@ -2,6 +2,7 @@
 
 #include "cqrs/block.hpp"
 #include "cqrs/detail/binary.hpp"
+#include "cqrs/series_ids.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -12,40 +13,6 @@ namespace cairn::cqrs {
 namespace {
 
 // -- series index -------------------------------------------------------------
-
-/// A key whose hash is already known (event_entry::hash): lookups on the
-/// ingest path hash nothing.
-struct key_ref {
-  std::string_view key;
-  uint64_t hash;
-};
-
-/// Not noexcept on std::string on purpose: libstdc++ then caches each
-/// node's hash, so a lookup walking a bucket compares hashes instead of
-/// hashing the keys it passes (docs/benchmarks.md, "Apply stage").
-struct key_hash {
-  using is_transparent = void;
-  size_t operator()(const std::string& k) const {
-    return series_hash(k);
-  }
-  size_t operator()(std::string_view k) const noexcept {
-    return series_hash(k);
-  }
-  size_t operator()(const key_ref& k) const noexcept { return k.hash; }
-};
-
-struct key_equal {
-  using is_transparent = void;
-  bool operator()(std::string_view x, std::string_view y) const noexcept {
-    return x == y;
-  }
-  bool operator()(const key_ref& x, std::string_view y) const noexcept {
-    return x.key == y;
-  }
-  bool operator()(std::string_view x, const key_ref& y) const noexcept {
-    return x == y.key;
-  }
-};
 
 // -- buckets of one tier ------------------------------------------------------
 
@@ -207,8 +174,8 @@ struct tier_data {
 };
 
 struct series_record {
-  /// Points at the key in series_store::impl::index (node-based: stable).
-  const std::string* key;
+  std::string key;
+  uint64_t hash; ///< series_hash(key)
   std::vector<tier_data> tiers;
 };
 
@@ -265,7 +232,7 @@ struct series_store::impl {
   tier_set tiers;
   ddsketch_mapping mapping;
   std::vector<series_record> series;
-  std::unordered_map<std::string, uint32_t, key_hash, key_equal> index;
+  series_ids index;
   /// Metric name -> ids of its series, so a query scans one metric only.
   std::map<std::string, std::vector<uint32_t>, std::less<>> by_metric;
   uint64_t events = 0;
@@ -283,10 +250,22 @@ struct series_store::impl {
   impl(tier_set t, ddsketch_mapping m)
     : tiers(std::move(t)), mapping(m) {}
 
-  uint32_t add_series(std::string_view key) {
+  /// The id of series `key` (with `hash` = series_hash(key)), if present.
+  std::optional<uint32_t> find(std::string_view key, uint64_t hash) const {
+    return index.find(hash, key,
+                      [this](uint32_t id) -> std::string_view {
+                        return series[id].key;
+                      });
+  }
+
+  std::optional<uint32_t> find(std::string_view key) const {
+    return find(key, series_hash(key));
+  }
+
+  uint32_t add_series(std::string_view key, uint64_t hash) {
     auto id = static_cast<uint32_t>(series.size());
-    auto it = index.emplace(std::string{key}, id).first;
-    series.push_back(series_record{&it->first,
+    index.insert(hash, id);
+    series.push_back(series_record{std::string{key}, hash,
                                    std::vector<tier_data>(tiers.size())});
     auto metric = series_metric(key);
     auto m = by_metric.find(metric);
@@ -323,7 +302,7 @@ struct series_store::impl {
   void publish(const series_record& rec, size_t tier, millis start,
                const bucket& b, bool correction) {
     if (handler)
-      closed.push_back(closed_bucket{*rec.key, static_cast<uint32_t>(tier),
+      closed.push_back(closed_bucket{rec.key, static_cast<uint32_t>(tier),
                                      start, b, correction});
   }
 
@@ -523,9 +502,9 @@ struct series_store::impl {
 
   /// The id of series `key`, added if new.
   uint32_t resolve(std::string_view key, uint64_t hash) {
-    if (auto it = index.find(key_ref{key, hash}); it != index.end())
-      return it->second;
-    auto id = add_series(key);
+    if (auto id = find(key, hash))
+      return *id;
+    auto id = add_series(key, hash);
     if (series_handler)
       series_handler(key, hash, true);
     return id;
@@ -545,7 +524,10 @@ struct series_store::impl {
     auto n = batch.entries.size();
     ids.resize(n);
     bins.resize(n);
+    constexpr size_t slot_ahead = 8;
     for (size_t k = 0; k < n; ++k) {
+      if (k + slot_ahead < n)
+        index.prefetch(batch.entries[k + slot_ahead].hash);
       auto& e = batch.entries[k];
       ids[k] = resolve(batch.key(e), e.hash);
       bins[k] = bin_of(e.value);
@@ -640,7 +622,7 @@ struct series_store::impl {
     auto visit = [&](const std::vector<uint32_t>& ids) {
       for (auto id : ids) {
         auto& rec = series[id];
-        tag_views(*rec.key, tags);
+        tag_views(rec.key, tags);
         if (matches(tags, where))
           f(rec, tags);
       }
@@ -656,7 +638,7 @@ struct series_store::impl {
   void rebuild_metric_index() {
     by_metric.clear();
     for (uint32_t id = 0; id < series.size(); ++id) {
-      auto metric = series_metric(*series[id].key);
+      auto metric = series_metric(series[id].key);
       auto m = by_metric.find(metric);
       if (m == by_metric.end())
         m = by_metric.emplace(std::string{metric}, std::vector<uint32_t>{})
@@ -762,7 +744,7 @@ void series_store::on_series(
 void series_store::for_each_key(
   const std::function<void(std::string_view)>& f) const {
   for (auto& rec : impl_->series)
-    f(*rec.key);
+    f(rec.key);
 }
 
 size_t series_store::evict(millis now) {
@@ -813,14 +795,15 @@ size_t series_store::evict(millis now) {
                              [](auto& td) { return td.empty(); });
     if (empty) {
       if (s.series_handler)
-        s.series_handler(*rec.key, series_hash(*rec.key), false);
-      s.index.erase(*rec.key);
+        s.series_handler(rec.key, rec.hash, false);
     } else {
-      s.index.find(*rec.key)->second = static_cast<uint32_t>(kept.size());
       kept.push_back(std::move(rec));
     }
   }
   s.series = std::move(kept);
+  s.index.clear();
+  for (uint32_t id = 0; id < s.series.size(); ++id)
+    s.index.insert(s.series[id].hash, id);
   s.rebuild_metric_index();
   return dropped;
 }
@@ -1078,8 +1061,8 @@ series_store::query_series(std::string_view key, const query_spec& q,
                            std::vector<final_point>& finals,
                            std::vector<double>& values) const {
   auto& s = *impl_;
-  auto it = s.index.find(key);
-  if (it == s.index.end())
+  auto id = s.find(key);
+  if (!id)
     return series_read::missing;
   query_segment whole;
   auto [seg_begin, seg_end] = segments_of(q, s.tiers.size(), whole);
@@ -1093,7 +1076,7 @@ series_store::query_series(std::string_view key, const query_spec& q,
   bucket scratch;
   bucket acc;
   // Exactly the final form of query() for a group of this one series.
-  fold_final(s.tiers, s.mapping, s.series[it->second], q, seg_begin, seg_end,
+  fold_final(s.tiers, s.mapping, s.series[*id], q, seg_begin, seg_end,
              sketches, scratch, acc,
              [&](millis t, const bucket& b, const block_cursor* cur) {
                if (finals.size() > first && finals.back().t >= t)
@@ -1131,7 +1114,7 @@ void series_store::series(const series_spec& q, series_partial& out) const {
   std::vector<const std::string*> keys;
   impl_->for_each_match(q.metric, q.where,
                         [&](const series_record& rec, auto&) {
-                          keys.push_back(rec.key);
+                          keys.push_back(&rec.key);
                         });
   // Only the smallest limit + 1 keys can be shown (the extra one tells the
   // renderer that the answer is truncated).
@@ -1157,8 +1140,7 @@ size_t series_store::series_count() const noexcept {
 size_t series_store::bucket_count() const noexcept { return impl_->buckets; }
 
 bool series_store::contains(std::string_view key) const noexcept {
-  return impl_->index.find(key_ref{key, series_hash(key)})
-         != impl_->index.end();
+  return impl_->find(key).has_value();
 }
 
 uint64_t series_store::events_applied() const noexcept {
@@ -1183,9 +1165,13 @@ store_memory series_store::memory() const {
     return n == 0 ? 0 : n + header;
   };
   for (auto& rec : s.series) {
-    m.dictionary_bytes += sizeof(series_record) + rec.key->capacity() + 1
-                          + header + sizeof(std::string) + 2 * header
-                          + sizeof(uint32_t) * 2;
+    // The record, its key's heap copy (beyond the short-string buffer)
+    // and its id in by_metric.
+    m.dictionary_bytes += sizeof(series_record)
+                          + (rec.key.capacity() > 15
+                               ? rec.key.capacity() + 1 + header
+                               : 0)
+                          + sizeof(uint32_t);
     for (size_t i = 0; i < s.tiers.size(); ++i) {
       auto& td = rec.tiers[i];
       m.dictionary_bytes += sizeof(tier_data)
@@ -1205,7 +1191,7 @@ store_memory series_store::memory() const {
                              + (blk.memory_usage() > 4096 ? header : 0);
     }
   }
-  m.dictionary_bytes += s.index.bucket_count() * sizeof(void*);
+  m.dictionary_bytes += s.index.memory_bytes();
   for (auto& [name, ids] : s.by_metric)
     m.dictionary_bytes += name.capacity() + ids.capacity() * sizeof(uint32_t)
                           + 64;
@@ -1257,8 +1243,8 @@ void series_store::encode(std::string& out) const {
   detail::put_varint(out, s.events);
   detail::put_varint(out, s.series.size());
   for (auto& rec : s.series) {
-    detail::put_varint(out, rec.key->size());
-    out.append(*rec.key);
+    detail::put_varint(out, rec.key.size());
+    out.append(rec.key);
     for (auto& td : rec.tiers) {
       detail::put_svarint(out, td.floor);
       detail::put_varint(out, td.blocks.size());
@@ -1315,9 +1301,9 @@ bool series_store::decode(std::string_view in) {
     uint64_t len = 0;
     std::string_view key;
     if (!r.varint(len) || !r.bytes(len, key) || series_metric(key).empty()
-        || !decode_series_tags(key, tags) || fresh.index.contains(key))
+        || !decode_series_tags(key, tags) || fresh.find(key))
       return false;
-    auto id = fresh.add_series(key);
+    auto id = fresh.add_series(key, series_hash(key));
     auto& rec = fresh.series[id];
     for (size_t t = 0; t < fresh.tiers.size(); ++t) {
       auto res = fresh.tiers[t].resolution;
@@ -1390,10 +1376,10 @@ bool operator==(const series_store& x, const series_store& y) {
         || a.tiers[i].retention != b.tiers[i].retention)
       return false;
   for (auto& rec : a.series) {
-    auto it = b.index.find(*rec.key);
-    if (it == b.index.end())
+    auto id = b.find(rec.key, rec.hash);
+    if (!id)
       return false;
-    auto& other = b.series[it->second];
+    auto& other = b.series[*id];
     for (size_t i = 0; i < a.tiers.size(); ++i)
       if (a.visible(rec.tiers[i], i) != b.visible(other.tiers[i], i))
         return false;
