@@ -31,6 +31,8 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--duration", type=int, default=8)
     ap.add_argument("--series", type=int, default=1000)
+    ap.add_argument("--value-spread", default="0",
+                    help="cairn-bench --value-spread: values over N decades (e.g. 5)")
     ap.add_argument("--ts-spread", default="0",
                     help="cairn-bench --ts-spread: event times over the last D (e.g. 60s)")
     args = ap.parse_args()
@@ -44,7 +46,8 @@ def main():
                     node.wait_ready(timeout=60)
                     res = B.bench(node, "--mode", "ff", "--connections", 2,
                                   "--duration", args.duration, "--series", args.series,
-                                  "--ts-spread", args.ts_spread)
+                                  "--ts-spread", args.ts_spread,
+                                  "--value-spread", args.value_spread)
                     v = res.get("accepted_per_second", 0)
                     results[(b, label)].append(v)
                     H.log(f"  run {run + 1} {label} {b}: {v:,.0f} ev/s")
