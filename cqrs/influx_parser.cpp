@@ -3,6 +3,7 @@
 #include "cqrs/series_key.hpp"
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <cmath>
 #include <limits>
@@ -16,14 +17,30 @@ namespace {
 /// of `escapable` after a backslash (a backslash before anything else stays
 /// as it is, as the spec says). Advances `i`. `specials` is `stops` plus the
 /// backslash: runs without them are copied in one piece.
+/// A set of bytes as a table: `find_first_of` with a string of them asks
+/// memchr once per byte of the line (a third of the parse, in perf).
+struct byte_set {
+  std::array<bool, 256> in{};
+  constexpr explicit byte_set(std::string_view bytes) {
+    for (char c : bytes)
+      in[static_cast<unsigned char>(c)] = true;
+  }
+  size_t find(std::string_view s, size_t from) const noexcept {
+    while (from < s.size() && !in[static_cast<unsigned char>(s[from])])
+      ++from;
+    return from;
+  }
+};
+
+constexpr byte_set comma_space_backslash{", \\"};
+constexpr byte_set comma_equals_space_backslash{",= \\"};
+
 void read_escaped(std::string_view line, size_t& i, std::string_view stops,
-                  std::string_view escapable, std::string_view specials,
+                  std::string_view escapable, const byte_set& specials,
                   std::string& out) {
   out.clear();
   while (i < line.size()) {
-    auto next = line.find_first_of(specials, i);
-    if (next == std::string_view::npos)
-      next = line.size();
+    auto next = specials.find(line, i);
     out.append(line.data() + i, next - i);
     i = next;
     if (i >= line.size())
@@ -126,7 +143,7 @@ influx_line influx_parser::parse_line(std::string_view line, millis now,
     return result;
   }
   // -- measurement -------------------------------------------------------------
-  read_escaped(line, i, ", ", ", ", ", \\", measurement_);
+  read_escaped(line, i, ", ", ", ", comma_space_backslash, measurement_);
   if (measurement_.empty())
     return bad("line protocol: missing measurement");
   // -- tags ------------------------------------------------------------------
@@ -137,11 +154,11 @@ influx_line influx_parser::parse_line(std::string_view line, millis now,
       tag_text_.resize(tag_strings + 2);
     auto& k = tag_text_[tag_strings];
     auto& v = tag_text_[tag_strings + 1];
-    read_escaped(line, i, ",= ", ",= ", ",= \\", k);
+    read_escaped(line, i, ",= ", ",= ", comma_equals_space_backslash, k);
     if (i >= line.size() || line[i] != '=')
       return bad("line protocol: tag " + shown_value(k) + " has no '='");
     ++i;
-    read_escaped(line, i, ", ", ",= ", ", \\", v);
+    read_escaped(line, i, ", ", ",= ", comma_space_backslash, v);
     if (k.empty())
       return invalid("tag keys must not be empty");
     if (v.empty())
@@ -152,6 +169,9 @@ influx_line influx_parser::parse_line(std::string_view line, millis now,
     return bad("line protocol: no fields after " + shown_value(measurement_));
   while (i < line.size() && line[i] == ' ')
     ++i;
+  // The measurement and tags as sent: with a field's metric, the key cache's
+  // lookup (the key depends on nothing else).
+  auto series_text = line.substr(0, i);
   // -- fields ----------------------------------------------------------------
   size_t nfields = 0; // fields_[0 .. nfields)
   for (;;) {
@@ -160,7 +180,7 @@ influx_line influx_parser::parse_line(std::string_view line, millis now,
     auto& f = fields_[nfields];
     f.value = 0;
     f.is_string = false;
-    read_escaped(line, i, ",= ", ",= ", ",= \\", f.key);
+    read_escaped(line, i, ",= ", ",= ", comma_equals_space_backslash, f.key);
     if (i >= line.size() || line[i] != '=')
       return bad("line protocol: field " + shown_value(f.key) + " has no '='");
     ++i;
@@ -275,13 +295,18 @@ influx_line influx_parser::parse_line(std::string_view line, millis now,
     metric_ = measurement_;
     metric_ += '.';
     metric_ += f.key;
-    if (auto msg = validate_metric(metric_, limits_); !msg.empty()) {
+    if (auto hit = keys_.find(metric_, series_text)) {
+      out.add(hit->key, hit->hash, ts, f.value);
+    } else if (auto msg = validate_metric(metric_, limits_); !msg.empty()) {
       result.problems.push_back({error_code::invalid_event, std::move(msg)});
       continue;
+    } else {
+      key_.clear();
+      encode_series_key(key_, metric_, tags_.data(), tags_.size());
+      auto hash = series_hash(key_);
+      out.add(key_, hash, ts, f.value);
+      keys_.insert(metric_, series_text, key_, hash);
     }
-    key_.clear();
-    encode_series_key(key_, metric_, tags_.data(), tags_.size());
-    out.add(key_, series_hash(key_), ts, f.value);
     ++result.events;
   }
   return result;

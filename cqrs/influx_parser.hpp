@@ -18,6 +18,7 @@
 #include "cqrs/error.hpp"
 #include "cqrs/event_batch.hpp"
 #include "cqrs/event_parser.hpp"
+#include "cqrs/key_cache.hpp"
 #include "cqrs/series_key.hpp"
 #include "cqrs/time.hpp"
 
@@ -70,6 +71,9 @@ private:
   std::vector<tag_view> tags_;
   std::string metric_;
   std::string key_;
+  /// Keys of the series seen before, by metric and the line's measurement
+  /// and tags as sent (docs/architecture.md, "Ingest path").
+  key_cache keys_;
 };
 
 } // namespace cairn::cqrs

@@ -54,6 +54,40 @@ TEST_SUITE("cqrs.influx_parser") {
           == make_series_key("cpu.usage", {{"region", "eu"}, {"host", "a"}}));
   }
 
+  TEST_CASE("a series seen before gets the key a new parser gives it") {
+    // The key cache answers by (metric, measurement and tags as sent):
+    // lines that share the text but not the field, or the field but not
+    // the text, are other series.
+    const std::vector<std::string> lines = {
+      "cpu,host=a,dc=x user=1,sys=2 1764189000000000000",
+      "cpu,host=a,dc=x user=3 1764189001000000000",
+      "cpu,host=a,dc=x idle=4",
+      "cpu,dc=x,host=a user=5",
+      "cpu,host=a,dc=x b@d=6",
+      "cpu,host=a,dc=x user=7 1",
+      "cpu,host=a,dc=y user=8",
+      "cpu\,x,host=a,dc=x user=9",
+    };
+    influx_parser warm;
+    for (int round = 0; round < 2; ++round)
+      for (auto& text : lines) {
+        CAPTURE(text);
+        event_batch got;
+        auto r = warm.parse_line(text, now, influx_precision::ns, got);
+        auto fresh = parse(text);
+        CHECK(r.events == fresh.line.events);
+        REQUIRE(r.problems.size() == fresh.line.problems.size());
+        for (size_t i = 0; i < r.problems.size(); ++i)
+          CHECK(r.problems[i].message == fresh.line.problems[i].message);
+        REQUIRE(got.size() == fresh.batch.size());
+        for (size_t i = 0; i < got.size(); ++i) {
+          CHECK(got.key(got.entries[i]) == fresh.batch.key(fresh.batch.entries[i]));
+          CHECK(got.entries[i].hash == fresh.batch.entries[i].hash);
+          CHECK(got.entries[i].value == fresh.batch.entries[i].value);
+        }
+      }
+  }
+
   TEST_CASE("precisions, no timestamp, negative timestamps floor") {
     CHECK(parse("m v=1 1764190000", influx_precision::s).batch.entries[0].ts
           == 1764190000000);
