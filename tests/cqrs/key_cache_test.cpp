@@ -52,6 +52,22 @@ TEST_CASE("many pairs, colliding slots included, all stay findable") {
   }
 }
 
+TEST_CASE("a byte budget bounds it too, and long sources are not kept") {
+  key_cache c{1000, 64};
+  auto key = make_series_key("m", {{"k", std::string(20, 'v')}});
+  c.insert("m", std::string(20, 's'), key, series_hash(key));
+  CHECK(c.size() == 1);
+  // 20 + key bytes twice exceed 64: the second insert starts over.
+  c.insert("m", std::string(21, 's'), key, series_hash(key));
+  CHECK(c.size() == 1);
+  CHECK(c.find("m", std::string(21, 's')));
+  CHECK_FALSE(c.find("m", std::string(20, 's')));
+  key_cache big;
+  big.insert("m", std::string(5000, 's'), key, series_hash(key));
+  CHECK(big.size() == 0);
+  CHECK(big.memory_bytes() < 4096);
+}
+
 TEST_CASE("at capacity the next insert starts over: memory stays bounded") {
   key_cache c{3};
   for (std::string m : {"a", "b", "c"})
