@@ -7,6 +7,7 @@
 #include "actors/peer_link.hpp"
 #include "actors/query_coordinator.hpp"
 #include "actors/sagas/saga_coordinator.hpp"
+#include "actors/supervisor.hpp"
 #include "runtime/journal.hpp"
 
 #include <caf/exit_reason.hpp>
@@ -41,8 +42,18 @@ node::node(caf::actor_system& sys, std::shared_ptr<node_settings> settings)
   live_hub_ = spawn_live_hub(sys, settings_, partitions_, coordinator_, links_);
   if (settings->alerts.enabled)
     alert_manager_ = spawn_alert_manager(sys, settings_, partitions_, links_);
-  if (settings->cluster.enabled)
-    sagas_ = spawn_saga_coordinator(sys, settings_, links_);
+  // The saga coordinator is the one actor whose death would silently stop
+  // a node's part in membership changes: it runs under a supervisor that
+  // makes it anew on its log (docs/architecture.md, "Supervision").
+  if (settings->cluster.enabled) {
+    supervisor_options opts;
+    opts.name = "saga coordinator";
+    opts.make = [settings = settings_, links = links_](caf::actor_system& s) {
+      return spawn_saga_coordinator(s, settings, links);
+    };
+    opts.metrics = settings->metrics.get();
+    sagas_ = spawn_supervisor(sys, std::move(opts));
+  }
   parsers_ = spawn_parser_pool(sys, settings_, ingestor_, coordinator_,
                                live_hub_, alert_manager_, sagas_);
   if (!settings->journal) {
