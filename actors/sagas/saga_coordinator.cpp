@@ -39,6 +39,10 @@ constexpr auto tick_interval = std::chrono::milliseconds{500};
 constexpr auto control_timeout = std::chrono::seconds{5};
 /// Pushes of the unfinished sagas' whole history, in ticks.
 constexpr uint64_t replace_every = 4;
+/// A follower asks the leader for an unfinished saga of its copy that the
+/// leader has not pushed for this long (the leader pushes every running
+/// saga every 2 s; silence means a finish this member missed).
+constexpr millis stale_after_ms = 10'000;
 /// A failed child move is started again this often before its parent's
 /// step fails.
 constexpr int child_attempts = 3;
@@ -210,6 +214,9 @@ struct coordinator_state {
   /// pushed for a while more, so a member that missed the last appends
   /// does not show them running forever.
   std::map<std::string, millis> finished_lately;
+  /// A follower's last push from the leader, per unfinished saga of its
+  /// copy (catch_up).
+  std::map<std::string, millis> heard;
   // -- metrics -----------------------------------------------------------------
   std::atomic<int64_t>* active_gauge = nullptr;
   std::atomic<int64_t>* leader_gauge = nullptr;
@@ -1236,6 +1243,22 @@ std::optional<std::string> start_saga(coord_pointer self, const std::string& typ
 
 // -- leadership ------------------------------------------------------------------
 
+/// Merges the copy in a `saga.dump` reply into this member's (finished over
+/// unfinished, else the longer history) and stores what changed.
+void merge_dump(coord_pointer self, const json& reply) {
+  auto& s = self->state;
+  if (!ok(reply) || !reply.contains("sagas") || !reply["sagas"].is_object())
+    return;
+  std::map<std::string, std::vector<saga_record>> theirs;
+  for (auto& [id, arr] : reply["sagas"].items())
+    if (auto recs = records_of(arr))
+      theirs[id] = std::move(*recs);
+  auto mine = s.log->copy();
+  for (auto& id : sagas::merge_copies(mine, theirs))
+    if (!s.log->replace(id, mine[id]))
+      spdlog::error("saga {}: could not store the merged copy", id);
+}
+
 /// Takes over: pulls every live member's copy, keeps the longest history of
 /// each saga, resumes every unfinished one.
 void take_over(coord_pointer self) {
@@ -1281,20 +1304,36 @@ void take_over(coord_pointer self) {
   };
   ask_live_peers(
     self, json{{"cmd", "saga.dump"}},
-    [self](json reply) {
-      auto& s = self->state;
-      if (!ok(reply) || !reply.contains("sagas") || !reply["sagas"].is_object())
-        return;
-      std::map<std::string, std::vector<saga_record>> theirs;
-      for (auto& [id, arr] : reply["sagas"].items())
-        if (auto recs = records_of(arr))
-          theirs[id] = std::move(*recs);
-      auto mine = s.log->copy();
-      for (auto& id : sagas::merge_copies(mine, theirs))
-        if (!s.log->replace(id, mine[id]))
-          spdlog::error("saga {}: could not store the merged copy", id);
-    },
-    finish);
+    [self](json reply) { merge_dump(self, reply); }, finish);
+}
+
+/// On a follower: asks the leader for every unfinished saga of this copy
+/// that the leader has not pushed for `stale_after_ms`. A member that was
+/// down when a saga finished, while the leader restarted (and so forgot
+/// which sagas it finished lately, which it pushes for 30 s), would show it
+/// running for good otherwise (docs/sagas.md, "The replicated log").
+void catch_up(coord_pointer self) {
+  auto& st = self->state;
+  if (st.leader || st.leader_name.empty()
+      || st.leader_name == st.cluster().self_name)
+    return;
+  auto now = now_ms();
+  auto ids = json::array();
+  for (auto& [id, records] : st.log->copy()) {
+    if (records.empty() || records.back().kind == sagas::record_kind::finished) {
+      st.heard.erase(id);
+      continue;
+    }
+    auto i = st.heard.emplace(id, st.started_at).first;
+    if (now - i->second < stale_after_ms)
+      continue;
+    i->second = now;  // one question per stale_after_ms
+    ids.push_back(id);
+  }
+  if (ids.empty())
+    return;
+  control(self, st.leader_name, json{{"cmd", "saga.dump"}, {"ids", ids}}, {},
+          [self](json reply, std::string) { merge_dump(self, reply); });
 }
 
 void step_down(coord_pointer self, const std::string& leader) {
@@ -1401,6 +1440,8 @@ void tick(coord_pointer self) {
         [self, i](caf::error&) { self->state.up[i] = false; });
   }
   with_map(self, [self](bool) { decide(self); });
+  if (st.ticks % replace_every == 0)
+    catch_up(self);
   if (st.leader && !st.taking_over && st.ticks % replace_every == 0) {
     auto now = now_ms();
     std::vector<std::string> ids;
@@ -1745,9 +1786,18 @@ void handle_control(coord_pointer self, const std::string& text,
   }
   auto name = cmd.value("cmd", std::string{});
   if (name == "saga.dump") {
+    // All sagas, or those named in "ids" (a follower catching up).
     json sagas = json::object();
-    for (auto& [id, records] : st.log->copy())
-      sagas[id] = records_json(records);
+    auto& copy = st.log->copy();
+    if (auto ids = cmd.find("ids"); ids != cmd.end() && ids->is_array()) {
+      for (auto& id : *ids)
+        if (auto i = id.is_string() ? copy.find(id.get<std::string>()) : copy.end();
+            i != copy.end())
+          sagas[i->first] = records_json(i->second);
+    } else {
+      for (auto& [id, records] : copy)
+        sagas[id] = records_json(records);
+    }
     answer(json{{"ok", true}, {"sagas", std::move(sagas)}});
     return;
   }
@@ -1767,6 +1817,8 @@ void handle_control(coord_pointer self, const std::string& text,
       auto i = copy.find(id);
       good = (i != copy.end() && i->second == *recs) || st.log->replace(id, *recs);
     }
+    if (good)
+      st.heard[id] = now_ms();
     answer(good ? json{{"ok", true}}
                 : control_error("out_of_order", "record not applied"));
     return;

@@ -16,6 +16,8 @@ F. chaos: a move per (step, victim) for every step of the move saga
    progress (the test seam CAIRN_TEST_SAGA_STEP_DELAY_MS holds every step
    between its logged start and its action) and restarted; the saga must
    finish — succeeded, or compensated before its pivot — never stuck;
+F2. a follower that missed a finish (it was down, and the leader restarted
+   before it came back) shows it finished after it asked the leader;
 G. afterwards: every node agrees on the map version and owners, and answers
    complete and exactly the acknowledged count.
 """
@@ -255,6 +257,43 @@ def main():
                 chk.check(m["owners"][p] == want,
                           f"chaos {run}: p{p} at {want} after {s['phase']}: {m}")
         h.log(f"chaos outcomes: {outcomes}")
+
+        # -- F2. a follower that missed a finish catches up ------------------
+        # s4 (no ingest goes through it) holds a move's records up to its
+        # ship step, is killed, the move is aborted (it needs only s1 and s2),
+        # then the leader s1 restarts — forgetting the finishes it would push
+        # for 30 s — before s4 comes back: s4's copy says "running" until s4
+        # asks the leader for it (docs/sagas.md, "The replicated log").
+        m = agreed_map(cluster)
+        p = next(i for i, o in enumerate(m["owners"]) if o in ("s1", "s2"))
+        target = "s2" if m["owners"][p] == "s1" else "s1"
+        sid = start(cluster, {"op": "saga.move", "partition": p, "node": target})
+        wait_step(cluster, sid, "ship")
+        s4.kill()
+        r = any_node(cluster, {"op": "saga.abort", "id": sid})
+        chk.check(r.get("ok") is True, f"abort with s4 down: {r}")
+        s = wait_finished(cluster, sid)
+        chk.check(s["phase"] == "compensated", f"aborted move with s4 down: {s}")
+        s1.kill()
+        s1.start()
+        s1.wait_ready(60)
+        cluster.wait_until(
+            lambda: (request(s1, {"op": "stats"}).get("sagas") or {}).get("leading"),
+            30, "s1 to lead again")
+        s4.start()
+        s4.wait_ready(60)
+        first = request(s4, {"op": "stats"}).get("sagas") or {}
+        stale = any(x.get("id") == sid for x in first.get("running", []))
+        h.log(f"s4 after its restart: {sid} {'still running' if stale else 'finished'} "
+              f"in its copy")
+        view = first
+        deadline = time.time() + 40
+        while any(x.get("id") == sid for x in view.get("running", [])) \
+                and time.time() < deadline:
+            time.sleep(1)
+            view = request(s4, {"op": "stats"}).get("sagas") or {}
+        chk.check(not any(x.get("id") == sid for x in view.get("running", [])),
+                  f"s4 shows the move it missed as finished: {str(view)[:300]}")
 
         # -- G. the end state ------------------------------------------------
         for t in ingest:
