@@ -90,6 +90,9 @@ using pending_atom = caf::atom_constant<caf::atom("pending")>;
 /// (resume_atom, uint64_t ticket): a parser's own timer, a chunk that waited
 /// for its rate limit may go on (actors/parser.cpp).
 using resume_atom = caf::atom_constant<caf::atom("resume")>;
+/// (retire_atom) to a parser the pool's sizer took out of the pool: finish
+/// what you hold, then quit (actors/parser.cpp).
+using retire_atom = caf::atom_constant<caf::atom("retire")>;
 
 /// (control_atom, std::string cmd_json, std::string payload)
 ///   -> (std::string reply_json, std::string payload):

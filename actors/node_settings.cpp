@@ -10,6 +10,7 @@
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+#include <thread>
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -172,7 +173,12 @@ std::shared_ptr<node_settings> make_node_settings(
   if (cfg.partitions == 0 || cfg.partitions > 4096)
     throw std::invalid_argument("option cairn.partitions must be in 1..4096");
   s->partitions = static_cast<uint32_t>(cfg.partitions);
-  s->parsers = std::max<size_t>(1, cfg.parsers);
+  auto parsers = cfg.parsers();  // 0: auto
+  s->parsers_auto = parsers == 0;
+  s->parsers_max = s->parsers_auto
+                     ? std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 256)
+                     : parsers;
+  s->parsers = s->parsers_auto ? 1 : parsers;
   s->partition_credits = std::max<size_t>(1, cfg.partition_credits);
   try {
     s->tiers = cqrs::tier_set::parse(cfg.tier_texts);

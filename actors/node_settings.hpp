@@ -230,7 +230,16 @@ struct node_settings {
   std::string node_name;
   std::string version = CAIRN_VERSION;
   uint32_t partitions = 16;
+  /// Parser actors: the fixed count, or with `parsers_auto` the pool's
+  /// bounds [1, parsers_max] (docs/architecture.md, "Ingest path").
   size_t parsers = 2;
+  bool parsers_auto = false;
+  size_t parsers_max = 2;
+  /// Parser time spent on chunks, summed over the parsers (ns; the pool's
+  /// sizer reads it), and the pool's current size and resizes (stats).
+  mutable std::atomic<int64_t> parser_busy_ns{0};
+  mutable std::atomic<size_t> parser_count{0};
+  mutable std::atomic<uint64_t> parser_resizes{0};
   size_t partition_credits = 8;
   cqrs::tier_set tiers;
   cqrs::ddsketch_mapping mapping;

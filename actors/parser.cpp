@@ -9,6 +9,7 @@
 #include "cqrs/protocol_op.hpp"
 #include "promwire/remote_write.hpp"
 #include "runtime/log.hpp"
+#include "runtime/pool_sizer.hpp"
 
 #include <caf/actor_pool.hpp>
 #include <caf/actor_system.hpp>
@@ -21,6 +22,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <unordered_map>
 
 #include <memory>
@@ -56,6 +58,8 @@ struct chunk_job {
   bool request_charged = false;
   /// Nothing more of the chunk is handled (an unauthenticated client).
   bool stopped = false;
+  /// Held while the job lives (a parser retires once none does).
+  std::shared_ptr<char> alive;
 
   size_t reserve_slot() {
     slots.emplace_back();
@@ -96,6 +100,10 @@ struct parser_state {
   /// CPU ns send_events counted as `split` so far: process() leaves it out
   /// of `parse` (runtime/ingest_costs.hpp).
   int64_t split_ns = 0;
+  /// Copied into every job: use_count() == 1 when no job is alive.
+  std::shared_ptr<char> jobs = std::make_shared<char>(0);
+  /// Taken out of the pool (retire_atom): quits once no job is alive.
+  bool retiring = false;
   static inline const char* name = "cairn.parser";
 };
 
@@ -988,6 +996,15 @@ caf::behavior parser_impl(parser_pointer self, settings_ptr s,
   self->track_mailbox(*s->metrics);
   st.requests = &s->metrics->counter("cairn_requests_total",
                                      "Requests (lines with an op) handled");
+  // The pool's sizer reads the time spent on chunks (runtime/pool_sizer).
+  auto timed = [s](auto&& work) {
+    auto start = std::chrono::steady_clock::now();
+    work();
+    int64_t ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                   std::chrono::steady_clock::now() - start)
+                   .count();
+    s->parser_busy_ns.fetch_add(ns, std::memory_order_relaxed);
+  };
   return {
     [=](resume_atom, uint64_t ticket) {
       auto i = self->state.waiting.find(ticket);
@@ -995,14 +1012,99 @@ caf::behavior parser_impl(parser_pointer self, settings_ptr s,
         return;
       auto j = std::move(i->second);
       self->state.waiting.erase(i);
-      resume(self, j);
+      timed([&] { resume(self, j); });
     },
     [=](runtime::chunk& c) {
       auto j = std::make_shared<chunk_job>();
       j->c = std::move(c);
       j->now = cqrs::wall_clock_now();
       j->received = std::chrono::steady_clock::now();
-      process(self, j);
+      j->alive = self->state.jobs;
+      timed([&] { process(self, j); });
+    },
+    [=](retire_atom) {
+      // Out of the pool, so nothing new arrives: the chunks queued before
+      // this message are done; quit once their replies are in too.
+      auto& st = self->state;
+      st.retiring = true;
+      if (st.waiting.empty() && st.jobs.use_count() == 1)
+        self->quit();
+      else
+        self->delayed_send(self, std::chrono::milliseconds{20},
+                           retire_atom::value);
+    },
+  };
+}
+
+// -- the pool's sizer ------------------------------------------------------------
+
+using size_tick_atom = caf::atom_constant<caf::atom("sizetick")>;
+
+/// How often the sizer samples the parsers' busy time.
+constexpr auto size_interval = std::chrono::milliseconds{100};
+
+struct sizer_state {
+  settings_ptr settings;
+  caf::actor pool;
+  std::function<caf::actor()> make;
+  /// The pool's workers, oldest first; the newest retires first.
+  std::vector<caf::actor> workers;
+  std::optional<runtime::pool_sizer> sizer;
+  int64_t busy_before = 0;
+  std::chrono::steady_clock::time_point sampled;
+  std::atomic<int64_t>* gauge = nullptr;
+  static inline const char* name = "cairn.parser_sizer";
+};
+
+caf::behavior sizer_impl(caf::stateful_actor<sizer_state>* self,
+                         settings_ptr s, caf::actor pool,
+                         std::function<caf::actor()> make,
+                         std::vector<caf::actor> workers) {
+  auto& st = self->state;
+  st.settings = s;
+  st.pool = pool;
+  st.make = std::move(make);
+  st.workers = std::move(workers);
+  st.sizer.emplace(1, s->parsers_max);
+  st.busy_before = s->parser_busy_ns.load(std::memory_order_relaxed);
+  st.sampled = std::chrono::steady_clock::now();
+  st.gauge = &s->metrics->gauge("cairn_parsers",
+                                "Parser actors in the ingest pool now");
+  st.gauge->store(static_cast<int64_t>(st.workers.size()));
+  // The sizer ends with the pool (the node's shutdown stops the pool).
+  self->monitor(pool);
+  self->set_down_handler([self](caf::down_msg&) { self->quit(); });
+  self->send(self, size_tick_atom::value);
+  return {
+    [self](size_tick_atom) {
+      auto& st = self->state;
+      auto now = std::chrono::steady_clock::now();
+      auto busy = st.settings->parser_busy_ns.load(std::memory_order_relaxed);
+      auto n = st.workers.size();
+      auto want = st.sizer->sample(
+        static_cast<double>(busy - st.busy_before) / 1e9,
+        std::chrono::duration<double>(now - st.sampled).count(), n);
+      st.busy_before = busy;
+      st.sampled = now;
+      if (want > n) {
+        auto w = st.make();
+        // The pool handles its sys messages while they are enqueued: the
+        // worker is in (or out of) the pool once anon_send returns.
+        caf::anon_send(st.pool, caf::sys_atom::value, caf::put_atom::value, w);
+        st.workers.push_back(std::move(w));
+      } else if (want < n) {
+        auto w = std::move(st.workers.back());
+        st.workers.pop_back();
+        caf::anon_send(st.pool, caf::sys_atom::value, caf::delete_atom::value, w);
+        caf::anon_send(w, retire_atom::value);
+      }
+      if (want != n) {
+        st.settings->parser_resizes.fetch_add(1, std::memory_order_relaxed);
+        spdlog::debug("parser pool: {} -> {} parsers", n, st.workers.size());
+      }
+      st.settings->parser_count.store(st.workers.size(), std::memory_order_relaxed);
+      st.gauge->store(static_cast<int64_t>(st.workers.size()));
+      self->delayed_send(self, size_interval, size_tick_atom::value);
     },
   };
 }
@@ -1013,13 +1115,25 @@ caf::actor spawn_parser_pool(caf::actor_system& sys, settings_ptr settings,
                              caf::actor ingestor, caf::actor coordinator,
                              caf::actor live, caf::actor alerts,
                              caf::actor sagas) {
-  auto n = settings->parsers;
-  auto factory = [&sys, settings, ingestor, coordinator, live, alerts, sagas] {
+  auto make = [&sys, settings, ingestor, coordinator, live, alerts, sagas] {
     return sys.spawn(parser_impl, settings, ingestor, coordinator, live,
                      alerts, sagas);
   };
-  return caf::actor_pool::make(sys.dummy_execution_unit(), n, factory,
-                               caf::actor_pool::round_robin());
+  // Workers are added one by one (the pool handles put while it is
+  // enqueued), so a sized pool and a fixed one start the same way.
+  auto pool = caf::actor_pool::make(sys.dummy_execution_unit(),
+                                    caf::actor_pool::round_robin());
+  std::vector<caf::actor> workers;
+  for (size_t i = 0; i < settings->parsers; ++i) {
+    workers.push_back(make());
+    caf::anon_send(pool, caf::sys_atom::value, caf::put_atom::value,
+                   workers.back());
+  }
+  settings->parser_count.store(workers.size());
+  if (settings->parsers_auto)
+    sys.spawn(sizer_impl, settings, pool, std::function<caf::actor()>{make},
+              std::move(workers));
+  return pool;
 }
 
 } // namespace cairn::actors

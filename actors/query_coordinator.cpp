@@ -449,6 +449,11 @@ void answer_stats(coordinator_pointer self, caf::response_promise rp,
     out["series"] = series;
     out["buckets"] = buckets;
     out["events_applied"] = events;
+    out["parsers"] = {{"mode", s->parsers_auto ? "auto" : "fixed"},
+                      {"count", s->parser_count.load()},
+                      {"min", s->parsers_auto ? size_t{1} : s->parsers},
+                      {"max", s->parsers_max},
+                      {"resizes", s->parser_resizes.load()}};
     out["recovery"] = {{"replayed_events", replayed},
                        {"time_ms", s->recovery_ms.load()},
                        {"slowest_partition_ms", recovery_ms}};

@@ -10,6 +10,7 @@
 #include <caf/pec.hpp>
 #include <caf/settings.hpp>
 
+#include <charconv>
 #include <fstream>
 #include <iterator>
 #include <sstream>
@@ -188,7 +189,9 @@ node_config::node_config() {
     .add(tls_key, "tls-key", "node private key (PEM)")
     .add(tls_ca_file, "tls-ca-file", "CA certificate that signs every node");
   opt_group(custom_options_, "cairn.ingest")
-    .add(parsers, "parsers", "parser workers")
+    .add(parsers_text, "parsers",
+         "parser actors: auto (1 up to the number of cores, by load) or a "
+         "fixed count 1..256")
     .add(max_future_text, "max-future",
          "how far ahead of now an event ts may be (duration)")
     .add(seal_after_text, "seal-after",
@@ -269,6 +272,19 @@ node_config::node_config() {
   // and ack latency unchanged (docs/benchmarks.md, "Idle polling").
   set("work-stealing.moderate-poll-attempts", size_t{20});
   set("work-stealing.relaxed-sleep-duration", caf::timespan{std::chrono::milliseconds{1}});
+}
+
+size_t node_config::parsers() const {
+  if (parsers_text == "auto")
+    return 0;
+  size_t n = 0;
+  auto first = parsers_text.data();
+  auto last = first + parsers_text.size();
+  auto [end, ec] = std::from_chars(first, last, n);
+  if (ec != std::errc{} || end != last || n < 1 || n > 256)
+    throw config_error("invalid option cairn.ingest.parsers: must be auto or "
+                       "1..256, not '" + parsers_text + "'");
+  return n;
 }
 
 // -- help ---------------------------------------------------------------------
@@ -614,7 +630,7 @@ void node_config::validate() const {
   in_range("cairn.alerts.history", alerts_history, 1, 10000000);
   in_range("cairn.tcp.io-threads", io_threads, 1, 64);
   in_range("cairn.partitions", partitions, 1, 4096);
-  in_range("cairn.ingest.parsers", parsers, 1, 256);
+  (void)parsers();
   if (cluster_partitions > 4096)
     fail("cairn.cluster.partitions", "must be 0..4096");
   positive("cairn.partition.credits", partition_credits);

@@ -125,7 +125,8 @@ public:
 
   // -- ingest / aggregation ---------------------------------------------------
   size_t partitions = 8;
-  size_t parsers = 2;
+  /// cairn.ingest.parsers: "auto" or a fixed count (parsers()).
+  std::string parsers_text = "auto";
   std::vector<std::string> tier_texts = {"1s:15m", "1m:2d", "1h:90d"};
   double sketch_accuracy = 0.01;
   std::string max_future_text = "10m";
@@ -241,6 +242,10 @@ public:
   /// their ranges, durations, sync mode). Throws config_error naming the
   /// bad option. Domain options (tiers) are validated where they are parsed.
   void validate() const;
+
+  /// cairn.ingest.parsers as a count, 0 for "auto". Throws config_error
+  /// unless it is auto or 1..256.
+  size_t parsers() const;
 
   /// A duration option known to be valid (after validate()).
   static std::chrono::milliseconds duration_of(const std::string& text);

@@ -70,6 +70,9 @@ BAD_CONFIGS = [
     ("flag out of range", "", ["--cairn.tcp.port=99999"], "cairn.tcp.port"),
     ("negative flag", "", ["--cairn.partitions=-4"], "cairn.partitions"),
     ("bad tier", "", ['--cairn.tiers=["1x:5"]'], "cairn.tiers"),
+    ("zero parsers", "", ["--cairn.ingest.parsers=0"], "cairn.ingest.parsers"),
+    ("parsers neither auto nor a count", "[cairn.ingest]\nparsers = \"many\"\n", [],
+     "cairn.ingest.parsers"),
     ("missing config file", None, [], "/nonexistent/cairn.ini"),
 ]
 

@@ -223,7 +223,7 @@ def main():
     ap.add_argument("--history", type=int, default=3600, help="seconds of history")
     ap.add_argument("--values", default="int", choices=["int", "dec3", "gauge"])
     ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--parsers", type=int, default=2)
+    ap.add_argument("--parsers", default="auto")
     ap.add_argument("--settle", type=float, default=8.0)
     ap.add_argument("--settle-long", type=float, default=70.0,
                     help="second reading (rss_settled_mb) this long after the fill; 0: none")
