@@ -178,7 +178,9 @@ std::shared_ptr<node_settings> make_node_settings(
   s->parsers_max = s->parsers_auto
                      ? std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 256)
                      : parsers;
-  s->parsers = s->parsers_auto ? 1 : parsers;
+  // An auto pool starts at its maximum (a load that starts with the node
+  // finds every parser) and shrinks once the node is idle.
+  s->parsers = s->parsers_auto ? s->parsers_max : parsers;
   s->partition_credits = std::max<size_t>(1, cfg.partition_credits);
   try {
     s->tiers = cqrs::tier_set::parse(cfg.tier_texts);

@@ -231,7 +231,8 @@ struct node_settings {
   std::string version = CAIRN_VERSION;
   uint32_t partitions = 16;
   /// Parser actors: the fixed count, or with `parsers_auto` the pool's
-  /// bounds [1, parsers_max] (docs/architecture.md, "Ingest path").
+  /// size at start (parsers_max) and bounds [1, parsers_max]
+  /// (docs/architecture.md, "Ingest path").
   size_t parsers = 2;
   bool parsers_auto = false;
   size_t parsers_max = 2;
