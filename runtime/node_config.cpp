@@ -10,11 +10,13 @@
 #include <caf/pec.hpp>
 #include <caf/settings.hpp>
 
+#include <algorithm>
 #include <charconv>
 #include <fstream>
 #include <iterator>
 #include <sstream>
 #include <stdexcept>
+#include <thread>
 #include <string_view>
 
 namespace cairn::runtime {
@@ -79,7 +81,8 @@ node_config::node_config() {
     .add(tcp_max_line, "max-line", "maximum bytes of one request line")
     .add(tcp_max_connections, "max-connections", "maximum client connections")
     .add(tcp_window, "window", "chunks in flight per client connection")
-    .add(io_threads, "io-threads", "I/O threads of the TCP gateway")
+    .add(io_threads_text, "io-threads",
+         "I/O threads of the TCP gateway: auto (one per 4 cores) or 1..64")
     .add(tcp_idle_timeout_text, "idle-timeout",
          "close a connection idle this long (duration, 0 = never)")
     .add(tcp_line_timeout_text, "line-timeout",
@@ -100,8 +103,9 @@ node_config::node_config() {
          "close a keep-alive connection idle this long (0 = never)")
     .add(http_read_timeout_text, "read-timeout",
          "a request's header and body must arrive within this (0 = never)")
-    .add(http_io_threads, "io-threads",
-         "I/O threads of the HTTP / WebSocket server")
+    .add(http_io_threads_text, "io-threads",
+         "I/O threads of the HTTP / WebSocket server: auto (one per 4 cores) "
+         "or 1..64")
     .add(http_max_websockets, "max-websockets",
          "maximum WebSocket connections (/v1/live; more get 503)")
     .add(http_ws_max_message, "ws-max-message",
@@ -274,17 +278,42 @@ node_config::node_config() {
   set("work-stealing.relaxed-sleep-duration", caf::timespan{std::chrono::milliseconds{1}});
 }
 
-size_t node_config::parsers() const {
-  if (parsers_text == "auto")
+namespace {
+
+/// A "count or auto" option: 0 for "auto", else the count in [lo, hi].
+size_t count_or_auto(const std::string& text, const char* option, size_t lo,
+                     size_t hi) {
+  if (text == "auto")
     return 0;
   size_t n = 0;
-  auto first = parsers_text.data();
-  auto last = first + parsers_text.size();
+  auto first = text.data();
+  auto last = first + text.size();
   auto [end, ec] = std::from_chars(first, last, n);
-  if (ec != std::errc{} || end != last || n < 1 || n > 256)
-    throw config_error("invalid option cairn.ingest.parsers: must be auto or "
-                       "1..256, not '" + parsers_text + "'");
+  if (ec != std::errc{} || end != last || n < lo || n > hi)
+    throw config_error("invalid option " + std::string{option}
+                       + ": must be auto or " + std::to_string(lo) + ".."
+                       + std::to_string(hi) + ", not '" + text + "'");
   return n;
+}
+
+size_t per_four_cores() {
+  return std::max<size_t>(1, std::thread::hardware_concurrency() / 4);
+}
+
+} // namespace
+
+size_t node_config::parsers() const {
+  return count_or_auto(parsers_text, "cairn.ingest.parsers", 1, 256);
+}
+
+size_t node_config::io_threads() const {
+  auto n = count_or_auto(io_threads_text, "cairn.tcp.io-threads", 1, 64);
+  return n == 0 ? per_four_cores() : n;
+}
+
+size_t node_config::http_io_threads() const {
+  auto n = count_or_auto(http_io_threads_text, "cairn.http.io-threads", 1, 64);
+  return n == 0 ? per_four_cores() : n;
 }
 
 // -- help ---------------------------------------------------------------------
@@ -621,14 +650,14 @@ void node_config::validate() const {
   in_range("cairn.tcp.max-connections", tcp_max_connections, 1, 1000000);
   in_range("cairn.tcp.window", tcp_window, 1, 4096);
   in_range("cairn.http.max-connections", http_max_connections, 1, 100000);
-  in_range("cairn.http.io-threads", http_io_threads, 1, 64);
+  (void)http_io_threads();
   in_range("cairn.http.max-websockets", http_max_websockets, 1, 1000000);
   in_range("cairn.http.ws-max-message", http_ws_max_message, 64, size_t{1} << 26);
   in_range("cairn.live.max-subscriptions", live_max_subscriptions, 1, 100000);
   in_range("cairn.alerts.max-connections", alerts_max_connections, 1, 1024);
   in_range("cairn.alerts.max-attempts", alerts_max_attempts, 1, 1000);
   in_range("cairn.alerts.history", alerts_history, 1, 10000000);
-  in_range("cairn.tcp.io-threads", io_threads, 1, 64);
+  (void)io_threads();
   in_range("cairn.partitions", partitions, 1, 4096);
   (void)parsers();
   if (cluster_partitions > 4096)

@@ -71,7 +71,8 @@ public:
   size_t tcp_max_line = 1 << 20;
   size_t tcp_max_connections = 512;
   size_t tcp_window = 64;         ///< chunks in flight per connection
-  size_t io_threads = 1;
+  /// cairn.tcp.io-threads: "auto" (io_threads()) or a count 1..64.
+  std::string io_threads_text = "auto";
   std::string tcp_idle_timeout_text = "5m";  ///< 0 = never
   std::string tcp_line_timeout_text = "30s"; ///< 0 = never
   /// cairn.tcp.tls-*: TLS on the NDJSON and influx ports (docs/operations.md,
@@ -87,7 +88,8 @@ public:
   /// apart from HTTP requests.
   size_t http_max_websockets = 1024;
   /// cairn.http.io-threads: Asio threads of the HTTP / WebSocket server.
-  size_t http_io_threads = 1;
+  /// cairn.http.io-threads: "auto" (http_io_threads()) or a count 1..64.
+  std::string http_io_threads_text = "auto";
   /// cairn.http.ws-max-message: largest message a WebSocket client may send.
   size_t http_ws_max_message = 64 * 1024;
   /// cairn.http.ws-ping-interval: ping an idle WebSocket this often; one
@@ -246,6 +248,14 @@ public:
   /// cairn.ingest.parsers as a count, 0 for "auto". Throws config_error
   /// unless it is auto or 1..256.
   size_t parsers() const;
+
+  /// The I/O threads of the TCP gateway and of the HTTP server: the count
+  /// given, or for "auto" one per 4 cores (at least 1; reading and cutting
+  /// lines costs a fraction of what parsing and applying them does,
+  /// docs/architecture.md "Ingest cost budget"). Throws config_error
+  /// unless the option is auto or 1..64.
+  size_t io_threads() const;
+  size_t http_io_threads() const;
 
   /// A duration option known to be valid (after validate()).
   static std::chrono::milliseconds duration_of(const std::string& text);

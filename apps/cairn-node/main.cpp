@@ -217,7 +217,7 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
   topts.max_line = cfg.tcp_max_line;
   topts.max_connections = fds.max_connections;
   topts.window = cfg.tcp_window;
-  topts.io_threads = cfg.io_threads;
+  topts.io_threads = cfg.io_threads();
   topts.idle_timeout = runtime::node_config::duration_of(cfg.tcp_idle_timeout_text);
   topts.line_timeout = runtime::node_config::duration_of(cfg.tcp_line_timeout_text);
   topts.option = "cairn.tcp.port";
@@ -270,7 +270,7 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
   hopts.read_timeout = runtime::node_config::duration_of(cfg.http_read_timeout_text);
   hopts.option = "cairn.http.port";
   hopts.max_websockets = cfg.http_max_websockets;
-  hopts.io_threads = cfg.http_io_threads;
+  hopts.io_threads = cfg.http_io_threads();
   hopts.ws_max_message = cfg.http_ws_max_message;
   hopts.ws_ping_interval = runtime::node_config::duration_of(cfg.http_ws_ping_interval_text);
   std::atomic<uint64_t> http_ids{1ull << 62};

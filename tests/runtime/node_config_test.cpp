@@ -4,10 +4,12 @@
 
 #include <caf/settings.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 using cairn::runtime::node_config;
@@ -184,7 +186,7 @@ TEST_CASE("flags without a file, boolean flag forms") {
   REQUIRE(!cfg.parse(a.argc(), a.argv()));
   CHECK(cfg.tcp_port == 7700);
   CHECK(cfg.skip_corrupt);
-  CHECK(cfg.io_threads == 2);
+  CHECK(cfg.io_threads() == 2);
   node_config cfg2;
   args b{{"--cairn.storage.skip-corrupt=true"}};
   REQUIRE(!cfg2.parse(b.argc(), b.argv()));
@@ -291,7 +293,9 @@ TEST_CASE("validate checks ranges and the timeouts") {
     }
   };
   expect_bad([](node_config& c) { c.partitions = 5000; }, "cairn.partitions");
-  expect_bad([](node_config& c) { c.io_threads = 1000; }, "cairn.tcp.io-threads");
+  expect_bad([](node_config& c) { c.io_threads_text = "1000"; }, "cairn.tcp.io-threads");
+  expect_bad([](node_config& c) { c.http_io_threads_text = "0"; }, "cairn.http.io-threads");
+  expect_bad([](node_config& c) { c.parsers_text = "2x"; }, "cairn.ingest.parsers");
   expect_bad([](node_config& c) { c.tcp_max_connections = 0; },
              "cairn.tcp.max-connections");
   expect_bad([](node_config& c) { c.tcp_idle_timeout_text = "soon"; },
@@ -329,3 +333,18 @@ TEST_CASE("cluster gate options: max-frame and handshake-timeout") {
 }
 
 } // TEST_SUITE
+
+TEST_CASE("count-or-auto options: auto by default, a count in quotes fixes it") {
+  node_config cfg;
+  CHECK(cfg.parsers() == 0);  // auto: the node sizes the pool
+  CHECK(cfg.io_threads() >= 1);
+  CHECK(cfg.io_threads()
+        == std::max<size_t>(1, std::thread::hardware_concurrency() / 4));
+  CHECK(cfg.http_io_threads() == cfg.io_threads());
+  args a{{"--cairn.ingest.parsers=3", "--cairn.tcp.io-threads=2",
+          "--cairn.http.io-threads=5"}};
+  REQUIRE(!cfg.parse(a.argc(), a.argv()));
+  CHECK(cfg.parsers() == 3);
+  CHECK(cfg.io_threads() == 2);
+  CHECK(cfg.http_io_threads() == 5);
+}
