@@ -87,6 +87,25 @@ caf::actor child_of(caf::scoped_actor& self, const caf::actor& sup) {
   return child;
 }
 
+/// Kills `a` and waits until it is gone.
+void kill_and_wait(caf::scoped_actor& self, const caf::actor& a) {
+  self->monitor(a);
+  caf::anon_send_exit(a, caf::exit_reason::kill);
+  self->receive([](caf::down_msg&) {});
+}
+
+/// A supervisor of probe children on a system of its own.
+struct probe_env {
+  system_fixture f{1};
+  runtime::metrics_registry m;
+  probe p;
+  caf::scoped_actor self{*f.sys};
+  caf::actor sup;
+
+  probe_env() : sup(actors::spawn_supervisor(*f.sys, probe_options(p, &m))) {}
+  ~probe_env() { caf::anon_send_exit(sup, caf::exit_reason::user_shutdown); }
+};
+
 int64_t restarts(runtime::metrics_registry& m, const char* name) {
   return m
     .counter("cairn_actor_restarts_total", "", {{"actor", name}})
@@ -98,11 +117,10 @@ int64_t restarts(runtime::metrics_registry& m, const char* name) {
 TEST_SUITE("actors.supervisor") {
   TEST_CASE("a child that throws is made anew behind the same handle and "
             "introduced again") {
-    system_fixture f{1};
-    runtime::metrics_registry m;
-    probe p;
-    auto sup = actors::spawn_supervisor(*f.sys, probe_options(p, &m));
-    caf::scoped_actor self{*f.sys};
+    probe_env e;
+    auto& self = e.self;
+    auto& p = e.p;
+    const auto& sup = e.sup;
     self->send(sup, actors::hello_atom::value, caf::actor_cast<caf::actor>(self));
     CHECK(ask_until(self, sup, 1) == std::make_tuple(1, true));
     auto first = child_of(self, sup);
@@ -111,29 +129,24 @@ TEST_SUITE("actors.supervisor") {
     auto second = child_of(self, sup);
     CHECK(second != first);
     CHECK(p.made == 2);
-    CHECK(restarts(m, "probe") == 1);
-    caf::anon_send_exit(sup, caf::exit_reason::user_shutdown);
+    CHECK(restarts(e.m, "probe") == 1);
   }
 
   TEST_CASE("a factory that fails is retried; messages sent meanwhile reach "
             "the next child") {
-    system_fixture f{1};
-    runtime::metrics_registry m;
-    probe p;
-    auto sup = actors::spawn_supervisor(*f.sys, probe_options(p, &m));
-    caf::scoped_actor self{*f.sys};
+    probe_env e;
+    auto& self = e.self;
+    auto& p = e.p;
+    const auto& sup = e.sup;
     auto first = child_of(self, sup);
     p.fail_next = 2;
-    self->monitor(first);
-    caf::anon_send_exit(first, caf::exit_reason::kill);
-    self->receive([](caf::down_msg&) {});
+    kill_and_wait(self, first);
     // The supervisor may not have seen the death yet; either way the
     // answer comes from the third attempt at a second child.
     CHECK(ask_until(self, sup, 2) == std::make_tuple(2, false));
     CHECK(p.fail_next == 0);
     CHECK(p.made == 2);
-    CHECK(restarts(m, "probe") == 1);
-    caf::anon_send_exit(sup, caf::exit_reason::user_shutdown);
+    CHECK(restarts(e.m, "probe") == 1);
   }
 
   TEST_CASE("stopping the supervisor stops its child; a child stopped on "
@@ -190,9 +203,7 @@ TEST_SUITE("actors.supervisor") {
     auto before = ask();
     CHECK(before.find("\"code\":\"unavailable\"") != std::string::npos);
     auto first = child_of(self, sup);
-    self->monitor(first);
-    caf::anon_send_exit(first, caf::exit_reason::kill);
-    self->receive([](caf::down_msg&) {});
+    kill_and_wait(self, first);
     caf::actor second;
     for (int i = 0; i < 200 && (!second || second == first); ++i) {
       std::this_thread::sleep_for(10ms);
