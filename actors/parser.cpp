@@ -102,8 +102,6 @@ struct parser_state {
   int64_t split_ns = 0;
   /// Copied into every job: use_count() == 1 when no job is alive.
   std::shared_ptr<char> jobs = std::make_shared<char>(0);
-  /// Taken out of the pool (retire_atom): quits once no job is alive.
-  bool retiring = false;
   static inline const char* name = "cairn.parser";
 };
 
@@ -1026,7 +1024,6 @@ caf::behavior parser_impl(parser_pointer self, settings_ptr s,
       // Out of the pool, so nothing new arrives: the chunks queued before
       // this message are done; quit once their replies are in too.
       auto& st = self->state;
-      st.retiring = true;
       if (st.waiting.empty() && st.jobs.use_count() == 1)
         self->quit();
       else
