@@ -87,11 +87,21 @@ caf::actor child_of(caf::scoped_actor& self, const caf::actor& sup) {
   return child;
 }
 
+/// Sends `target` an exit with `reason`; true once `watched` is down
+/// (within 5 s).
+bool exit_and_watch(caf::scoped_actor& self, const caf::actor& target,
+                    caf::exit_reason reason, const caf::actor& watched) {
+  self->monitor(watched);
+  caf::anon_send_exit(target, reason);
+  bool down = false;
+  self->receive([&](caf::down_msg& dm) { down = dm.source == watched; },
+                caf::after(5s) >> [] {});
+  return down;
+}
+
 /// Kills `a` and waits until it is gone.
 void kill_and_wait(caf::scoped_actor& self, const caf::actor& a) {
-  self->monitor(a);
-  caf::anon_send_exit(a, caf::exit_reason::kill);
-  self->receive([](caf::down_msg&) {});
+  REQUIRE(exit_and_watch(self, a, caf::exit_reason::kill, a));
 }
 
 /// A supervisor of probe children on a system of its own.
@@ -157,21 +167,11 @@ TEST_SUITE("actors.supervisor") {
     caf::scoped_actor self{*f.sys};
     auto sup = actors::spawn_supervisor(*f.sys, probe_options(p, &m));
     auto child = child_of(self, sup);
-    self->monitor(child);
-    caf::anon_send_exit(sup, caf::exit_reason::user_shutdown);
-    bool down = false;
-    self->receive([&](caf::down_msg& dm) { down = dm.source == child; },
-                  caf::after(5s) >> [] {});
-    CHECK(down);
+    CHECK(exit_and_watch(self, sup, caf::exit_reason::user_shutdown, child));
 
     auto sup2 = actors::spawn_supervisor(*f.sys, probe_options(p, &m));
     auto child2 = child_of(self, sup2);
-    self->monitor(sup2);
-    caf::anon_send_exit(child2, caf::exit_reason::user_shutdown);
-    bool gone = false;
-    self->receive([&](caf::down_msg& dm) { gone = dm.source == sup2; },
-                  caf::after(5s) >> [] {});
-    CHECK(gone);
+    CHECK(exit_and_watch(self, child2, caf::exit_reason::user_shutdown, sup2));
     CHECK(p.made == 2);
     CHECK(restarts(m, "probe") == 0);
   }
