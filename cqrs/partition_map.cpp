@@ -30,15 +30,22 @@ partition_map::partition_map(uint64_t version, std::vector<std::string> nodes,
 
 partition_map::partition_map(uint64_t version, std::vector<std::string> nodes,
                              std::vector<uint32_t> owners,
-                             std::vector<uint32_t> left)
+                             std::vector<uint32_t> left,
+                             std::vector<std::string> addresses)
   : version_(version),
     nodes_(std::move(nodes)),
     owners_(std::move(owners)),
-    left_(std::move(left)) {
-  for (size_t i = 1; i < nodes_.size(); ++i)
-    if (!(nodes_[i - 1] < nodes_[i]))
-      throw std::invalid_argument("partition map nodes must be sorted and "
-                                  "unique");
+    left_(std::move(left)),
+    addresses_(std::move(addresses)) {
+  auto sorted = nodes_;
+  std::sort(sorted.begin(), sorted.end());
+  if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end())
+    throw std::invalid_argument("partition map nodes must be unique");
+  if (addresses_.size() > nodes_.size())
+    throw std::invalid_argument("partition map has more addresses than "
+                                "members");
+  while (!addresses_.empty() && addresses_.back().empty())
+    addresses_.pop_back();
   for (auto o : owners_)
     if (o >= nodes_.size())
       throw std::invalid_argument("partition owner index out of range");
@@ -66,7 +73,8 @@ partition_map partition_map::with_owner(uint32_t p, uint32_t index) const {
     throw std::invalid_argument("member " + nodes_[index] + " left");
   auto owners = owners_;
   owners[p] = index;
-  return partition_map{version_ + 1, nodes_, std::move(owners), left_};
+  return partition_map{version_ + 1, nodes_, std::move(owners), left_,
+                       addresses_};
 }
 
 partition_map partition_map::with_left(uint32_t index) const {
@@ -74,7 +82,28 @@ partition_map partition_map::with_left(uint32_t index) const {
     throw std::invalid_argument("member index out of range");
   auto left = left_;
   left.push_back(index);
-  return partition_map{version_ + 1, nodes_, owners_, std::move(left)};
+  return partition_map{version_ + 1, nodes_, owners_, std::move(left),
+                       addresses_};
+}
+
+partition_map partition_map::with_member(const std::string& name,
+                                         const std::string& address,
+                                         const std::vector<std::string>& known)
+  const {
+  if (name.empty())
+    throw std::invalid_argument("member name is empty");
+  if (index_of(name))
+    throw std::invalid_argument("member " + name + " exists");
+  auto nodes = nodes_;
+  nodes.push_back(name);
+  std::vector<std::string> addresses(nodes.size());
+  for (size_t i = 0; i < nodes_.size(); ++i)
+    addresses[i] = i < addresses_.size() && !addresses_[i].empty()
+                     ? addresses_[i]
+                     : (i < known.size() ? known[i] : std::string{});
+  addresses.back() = address;
+  return partition_map{version_ + 1, std::move(nodes), owners_, left_,
+                       std::move(addresses)};
 }
 
 nlohmann::json to_json(const partition_map& m) {
@@ -84,11 +113,18 @@ nlohmann::json to_json(const partition_map& m) {
   auto left = nlohmann::json::array();
   for (auto l : m.left())
     left.push_back(m.nodes()[l]);
-  return {{"version", m.version()},
-          {"partitions", m.partitions()},
-          {"nodes", m.nodes()},
-          {"owners", std::move(owners)},
-          {"left", std::move(left)}};
+  nlohmann::json out{{"version", m.version()},
+                     {"partitions", m.partitions()},
+                     {"nodes", m.nodes()},
+                     {"owners", std::move(owners)},
+                     {"left", std::move(left)}};
+  auto addresses = nlohmann::json::object();
+  for (uint32_t i = 0; i < m.nodes().size(); ++i)
+    if (auto a = m.address(i); !a.empty())
+      addresses[m.nodes()[i]] = a;
+  if (!addresses.empty())
+    out["addresses"] = std::move(addresses);
+  return out;
 }
 
 std::optional<partition_map>
@@ -147,9 +183,26 @@ partition_map_from_json(const nlohmann::json& j, std::string* error) {
       left_ix.push_back(*i);
     }
   }
+  std::vector<std::string> addresses;
+  if (auto a = j.find("addresses"); a != j.end()) {
+    if (!a->is_object())
+      return fail("partition map: addresses must be an object");
+    addresses.resize(names.size());
+    for (auto& [name, value] : a->items()) {
+      auto i = index(nlohmann::json(name));
+      if (!i)
+        return fail("partition map: an address names no member");
+      if (!value.is_string()
+          || !parse_member_address(name + "@" + value.get<std::string>()))
+        return fail("partition map: address of " + name
+                    + " is not host:port");
+      addresses[*i] = value.get<std::string>();
+    }
+  }
   try {
     return partition_map{v->get<uint64_t>(), std::move(names),
-                         std::move(owner_ix), std::move(left_ix)};
+                         std::move(owner_ix), std::move(left_ix),
+                         std::move(addresses)};
   } catch (const std::invalid_argument& e) {
     return fail(std::string{"partition map: "} + e.what());
   }
@@ -157,8 +210,8 @@ partition_map_from_json(const nlohmann::json& j, std::string* error) {
 
 std::optional<uint32_t>
 partition_map::index_of(const std::string& name) const {
-  auto i = std::lower_bound(nodes_.begin(), nodes_.end(), name);
-  if (i == nodes_.end() || *i != name)
+  auto i = std::find(nodes_.begin(), nodes_.end(), name);
+  if (i == nodes_.end())
     return std::nullopt;
   return static_cast<uint32_t>(i - nodes_.begin());
 }

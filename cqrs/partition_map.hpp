@@ -6,14 +6,18 @@
 // (round robin over the sorted names), so the assignment does not depend on
 // the order in which a config lists the nodes. A change of ownership (the
 // partition-handoff saga) produces a copy with a higher version
-// (`with_owner`, `with_left`); nothing here changes on a transient failure.
-// Members that *left* (decommissioned) own nothing and may be stopped. The
+// (`with_owner`, `with_left`, `with_member`); nothing here changes on a
+// transient failure. Members that *left* (decommissioned) own nothing and may
+// be stopped. Members are only ever added, at the end of `nodes()` (a node
+// that joined through cairn.cluster.seeds), so a member's index never
+// changes; version 1's members are sorted. The
 // JSON form (`to_json`, `partition_map_from_json`) is what nodes persist and
 // exchange (docs/cluster.md, "Partition map"). Pure value type, no threads.
 #pragma once
 
 #include <nlohmann/json_fwd.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -36,11 +40,14 @@ public:
   partition_map(uint64_t version, std::vector<std::string> nodes,
                 std::vector<uint32_t> owners);
 
-  /// As above, plus the members that left (indexes into `nodes`). Throws
-  /// std::invalid_argument if `nodes` is not sorted and unique, an index is
-  /// out of range, or a member that left owns a partition.
+  /// As above, plus the members that left (indexes into `nodes`) and the
+  /// members' cluster addresses ("host:port" by index, empty = not known
+  /// here, e.g. taken from cairn.cluster.nodes; `addresses` may be shorter
+  /// than `nodes`). Throws std::invalid_argument if `nodes` is not unique,
+  /// an index is out of range, or a member that left owns a partition.
   partition_map(uint64_t version, std::vector<std::string> nodes,
-                std::vector<uint32_t> owners, std::vector<uint32_t> left);
+                std::vector<uint32_t> owners, std::vector<uint32_t> left,
+                std::vector<std::string> addresses = {});
 
   // -- changes (copies with version + 1) --------------------------------------
 
@@ -53,14 +60,27 @@ public:
   /// (move its partitions away first).
   [[nodiscard]] partition_map with_left(uint32_t index) const;
 
+  /// This map with a new member `name` at "host:port" `address`, appended
+  /// (it owns nothing yet), and `known` — the addresses of the other
+  /// members by index, for those this map does not hold yet — filled in,
+  /// so that the new member can reach everyone from the map alone. Throws
+  /// std::invalid_argument if `name` is already a member or empty.
+  [[nodiscard]] partition_map
+  with_member(const std::string& name, const std::string& address,
+              const std::vector<std::string>& known = {}) const;
+
   // -- properties -------------------------------------------------------------
 
   uint64_t version() const noexcept { return version_; }
   uint32_t partitions() const noexcept {
     return static_cast<uint32_t>(owners_.size());
   }
-  /// The node names, sorted.
+  /// The member names: version 1's sorted, joined ones appended.
   const std::vector<std::string>& nodes() const noexcept { return nodes_; }
+  /// "host:port" of member `index`, empty if this map does not hold it.
+  std::string address(uint32_t index) const {
+    return index < addresses_.size() ? addresses_[index] : std::string{};
+  }
   /// owners()[p] = index into nodes() of partition p's owner.
   const std::vector<uint32_t>& owners() const noexcept { return owners_; }
 
@@ -81,9 +101,13 @@ public:
   /// True if member `index` left the cluster.
   bool has_left(uint32_t index) const noexcept;
 
-  /// Same members and partition count (so a map can replace this one).
+  /// `other` may replace this map: the same partition count, and this
+  /// map's members are the first members of `other` (members are only
+  /// added, at the end).
   bool compatible(const partition_map& other) const noexcept {
-    return nodes_ == other.nodes_ && owners_.size() == other.owners_.size();
+    return owners_.size() == other.owners_.size()
+           && nodes_.size() <= other.nodes_.size()
+           && std::equal(nodes_.begin(), nodes_.end(), other.nodes_.begin());
   }
 
   friend bool operator==(const partition_map&, const partition_map&) = default;
@@ -93,10 +117,13 @@ private:
   std::vector<std::string> nodes_;
   std::vector<uint32_t> owners_;
   std::vector<uint32_t> left_;
+  std::vector<std::string> addresses_;
 };
 
 /// The JSON form: {"version":v,"partitions":P,"nodes":[names],
-/// "owners":[owner name of p, for every p],"left":[names]}.
+/// "owners":[owner name of p, for every p],"left":[names]}, plus
+/// "addresses":{name:"host:port"} when the map holds any (a cluster that a
+/// node joined through seeds).
 [[nodiscard]] nlohmann::json to_json(const partition_map& m);
 
 /// Decodes to_json's form; nullopt (with `error` set, if given) if a field

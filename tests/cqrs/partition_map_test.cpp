@@ -128,12 +128,67 @@ TEST_SUITE("cqrs.partition_map") {
     CHECK(broken([](auto& j) { j["partitions"] = 5; }));
     CHECK(broken([](auto& j) { j["owners"][0] = "n9"; }));
     CHECK(broken([](auto& j) { j["nodes"] = nlohmann::json::array(); }));
-    CHECK(broken([](auto& j) { j["nodes"] = {"n2", "n1"}; }));
     CHECK(broken([](auto& j) { j["nodes"] = {"n1", "n1"}; }));
+    CHECK(broken([](auto& j) { j["addresses"] = {"h:1"}; }));
+    CHECK(broken([](auto& j) { j["addresses"] = {{"n9", "h:1"}}; }));
+    CHECK(broken([](auto& j) { j["addresses"] = {{"n1", "h"}}; }));
+    CHECK(broken([](auto& j) { j["addresses"] = {{"n1", 7400}}; }));
+    CHECK(broken([](auto& j) { j["addresses"] = {{"n1", "h:0"}}; }));
     CHECK(broken([](auto& j) { j["left"] = {"n1"}; }));  // n1 owns partitions
     CHECK(broken([](auto& j) { j["left"] = {"zz"}; }));
     CHECK(broken([](auto& j) { j = nlohmann::json::array(); }));
     std::string error;
     CHECK(partition_map_from_json(good, &error).has_value());
+    // Members that joined are appended, so a map's names need not be
+    // sorted (only version 1 sorts them).
+    auto joined = good;
+    joined["nodes"] = {"n2", "n1"};
+    CHECK(partition_map_from_json(joined, &error).has_value());
+  }
+
+  TEST_CASE("with_member appends a member that owns nothing") {
+    auto m = partition_map::initial({"n2", "n3"}, 4).with_owner(0, 1);
+    auto j = m.with_member("a1", "10.0.0.9:7400",
+                           {"10.0.0.2:7400", "10.0.0.3:7400"});
+    CHECK(j.version() == m.version() + 1);
+    CHECK(j.nodes() == std::vector<std::string>{"n2", "n3", "a1"});
+    CHECK(j.index_of("a1") == 2u);
+    CHECK(j.owners() == m.owners());
+    CHECK(j.owned_by(2).empty());
+    CHECK(j.address(0) == "10.0.0.2:7400");
+    CHECK(j.address(2) == "10.0.0.9:7400");
+    CHECK(m.address(0).empty());  // the original is unchanged
+    // The indexes of the members before it never change: the old map is a
+    // prefix of the new one, never the other way round.
+    CHECK(m.compatible(j));
+    CHECK_FALSE(j.compatible(m));
+    CHECK_FALSE(partition_map::initial({"n2", "x"}, 4).compatible(j));
+    CHECK_FALSE(partition_map::initial({"n2", "n3"}, 8).compatible(j));
+    // The new member can own partitions from then on.
+    auto moved = j.with_owner(3, 2);
+    CHECK(moved.owner(3) == "a1");
+    CHECK(moved.address(2) == "10.0.0.9:7400");
+    CHECK_THROWS_AS((void) j.with_member("n3", "h:1"), std::invalid_argument);
+    CHECK_THROWS_AS((void) j.with_member("", "h:1"), std::invalid_argument);
+    // Addresses this map holds already win over `known`.
+    auto twice = j.with_member("a2", "h:2", {"x:1", "x:2", "x:3"});
+    CHECK(twice.address(0) == "10.0.0.2:7400");
+    CHECK(twice.address(3) == "h:2");
+  }
+
+  TEST_CASE("addresses survive the json round trip") {
+    auto m = partition_map::initial({"n1", "n2"}, 4)
+               .with_member("n0", "127.0.0.1:7409", {"127.0.0.1:7401"});
+    auto j = to_json(m);
+    CHECK(j["nodes"] == nlohmann::json::parse(R"(["n1","n2","n0"])"));
+    CHECK(j["addresses"] == nlohmann::json::parse(
+                              R"({"n0":"127.0.0.1:7409","n1":"127.0.0.1:7401"})"));
+    auto back = partition_map_from_json(nlohmann::json::parse(j.dump()));
+    REQUIRE(back.has_value());
+    CHECK(*back == m);
+    CHECK(back->address(1).empty());
+    // A map without addresses writes none (what every static cluster has).
+    CHECK_FALSE(to_json(partition_map::initial({"n1", "n2"}, 4))
+                  .contains("addresses"));
   }
 }
