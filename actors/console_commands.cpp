@@ -67,12 +67,14 @@ void with_registry(caf::event_based_actor* self, node* n,
                      caf::actor_cast<caf::actor>(parts[p]),
                      static_cast<int64_t>(p)});
   };
-  auto& cluster = n->settings()->cluster;
-  auto& links = n->links();
-  for (size_t i = 0; i < links.size() && i < cluster.members.size(); ++i)
-    if (links[i])
-      base->push_back(
-        {"link-" + cluster.members[i].name, "peer_link", links[i], -1});
+  if (auto& table = n->settings()->cluster.members) {
+    auto members = table->members();
+    auto links = table->links();
+    for (size_t i = 0; i < links->size() && i < members->size(); ++i)
+      if ((*links)[i])
+        base->push_back({"link-" + (*members)[i].name, "peer_link",
+                         (*links)[i], -1});
+  }
   if (!n->parsers()) {
     add_partitions(*base);
     done(std::move(*base));
@@ -717,17 +719,20 @@ caf::result<std::string> console_commands::run(caf::event_based_actor* self,
     if (auto route = handlers_.find("route"); route != handlers_.end())
       return route->second(self, request);
     auto name = target->get<std::string>();
-    for (auto& m : node_->settings()->cluster.members)
+    auto& table = node_->settings()->cluster.members;
+    auto members = table ? table->members()
+                         : std::make_shared<const member_table::members_type>();
+    for (auto& m : *members)
       if (m.name == name)
         return fail("'" + request.value("cmd", std::string{})
                     + "' for node " + name + ": connect the console to it: "
                     "cairn-console --connect=" + m.host + ":"
                     + std::to_string(m.port));
     if (node_->settings()->cluster.enabled) {
-      std::string members;
-      for (auto& m : node_->settings()->cluster.members)
-        members += (members.empty() ? "" : ", ") + m.name;
-      return fail("unknown node '" + name + "' (members: " + members + ")");
+      std::string names;
+      for (auto& m : *members)
+        names += (names.empty() ? "" : ", ") + m.name;
+      return fail("unknown node '" + name + "' (members: " + names + ")");
     }
     return fail("unknown node '" + name + "' (this is the single node '"
                 + node_->settings()->node_name + "', no peers)");

@@ -63,6 +63,18 @@ hint_view::announced(uint32_t m) const {
   return {known_[m], remote_[m]};
 }
 
+void hint_view::set_members(const std::vector<std::string>& members) {
+  std::lock_guard guard{mtx_};
+  if (members.size() <= members_.size())
+    return;
+  members_ = members;
+  auto n = members_.size();
+  local_.resize(n);
+  remote_.resize(n);
+  known_.resize(n, false);
+  left_.resize(n, false);
+}
+
 void hint_view::set_left(const std::vector<uint32_t>& left) {
   std::lock_guard guard{mtx_};
   for (auto m : left)

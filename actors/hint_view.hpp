@@ -49,7 +49,15 @@ public:
   /// that announced hints, and members never heard from (for every p).
   snapshot_type snapshot(uint32_t partitions) const;
 
-  const std::string& name(uint32_t member) const { return members_[member]; }
+  std::string name(uint32_t member) const {
+    std::lock_guard guard{mtx_};
+    return member < members_.size() ? members_[member] : std::string{};
+  }
+
+  /// The partition map's members now (a node joined: `members` extends the
+  /// current list). A new member is unknown until it announces, so every
+  /// answer is partial until then — it may already hold forwarded writes.
+  void set_members(const std::vector<std::string>& members);
 
   /// The members that left the cluster (by index; the partition map's
   /// `left`): never counted as "not announced" — a stopped decommissioned

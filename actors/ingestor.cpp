@@ -38,6 +38,7 @@ struct ingestor_state {
   std::vector<std::deque<queued_batch>> waiting;
   /// Cluster: link to each member by map index (null for this node).
   std::vector<caf::actor> links;
+  uint64_t links_seen = 0;  ///< member_table version of `links`
   std::vector<remote_ingest> by_owner;
   uint64_t next_key = 0;
   std::string key_prefix;
@@ -167,6 +168,9 @@ void route(ingestor_pointer self, routed_batches items, const std::string& key,
            const std::shared_ptr<fan_in>& f) {
   auto& st = self->state;
   auto& cluster = st.settings->cluster;
+  // A member joined: its link (docs/cluster.md, "Joining through seeds").
+  if (cluster.enabled && cluster.members->refresh(st.links, st.links_seen))
+    st.by_owner.resize(st.links.size());
   for (auto& [p, batch] : items) {
     if (batch.empty())
       continue;
@@ -205,7 +209,8 @@ caf::behavior ingestor_impl(ingestor_pointer self, settings_ptr s,
   st.waiting.resize(st.partitions.size());
   st.links = std::move(links);
   if (s->cluster.enabled) {
-    st.by_owner.resize(s->cluster.members.size());
+    s->cluster.members->refresh(st.links, st.links_seen);
+    st.by_owner.resize(st.links.size());
     // Keys of forwarded messages: unique per node incarnation.
     st.key_prefix = "~" + s->cluster.self_name + "."
                     + std::to_string(s->started_at) + ".";

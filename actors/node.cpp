@@ -30,26 +30,30 @@ node::node(caf::actor_system& sys, std::shared_ptr<node_settings> settings)
     partitions_.push_back(spawn_partition(sys, p, settings_));
   // Cluster: one peer link per other member (docs/cluster.md). Pending
   // hints of a previous run are read here, before any actor runs.
+  std::vector<caf::actor> links;
   if (settings->cluster.enabled) {
     auto& c = settings->cluster;
-    links_.resize(c.members.size());
-    for (uint32_t i = 0; i < c.members.size(); ++i)
+    links.resize(c.members->size());
+    for (uint32_t i = 0; i < links.size(); ++i)
       if (i != c.self_index)
-        links_[i] = spawn_peer_link(sys, settings_, i, load_hints(settings_, i));
+        links[i] = spawn_peer_link(sys, settings_, i, load_hints(settings_, i));
+    c.members->set_links(links);
+    c.map->on_change([this](const cqrs::partition_map& m) { add_members(m); });
   }
-  ingestor_ = spawn_ingestor(sys, settings_, partitions_, links_);
-  coordinator_ = spawn_query_coordinator(sys, settings_, partitions_, links_);
-  live_hub_ = spawn_live_hub(sys, settings_, partitions_, coordinator_, links_);
+  ingestor_ = spawn_ingestor(sys, settings_, partitions_, links);
+  coordinator_ = spawn_query_coordinator(sys, settings_, partitions_, links);
+  live_hub_ = spawn_live_hub(sys, settings_, partitions_, coordinator_, links);
   if (settings->alerts.enabled)
-    alert_manager_ = spawn_alert_manager(sys, settings_, partitions_, links_);
+    alert_manager_ = spawn_alert_manager(sys, settings_, partitions_, links);
   // The saga coordinator is the one actor whose death would silently stop
   // a node's part in membership changes: it runs under a supervisor that
   // makes it anew on its log (docs/architecture.md, "Supervision").
   if (settings->cluster.enabled) {
     supervisor_options opts;
     opts.name = "saga coordinator";
-    opts.make = [settings = settings_, links = links_](caf::actor_system& s) {
-      return spawn_saga_coordinator(s, settings, links);
+    opts.make = [settings = settings_](caf::actor_system& s) {
+      return spawn_saga_coordinator(s, settings,
+                                    *settings->cluster.members->links());
     };
     opts.metrics = settings->metrics.get();
     sagas_ = spawn_supervisor(sys, std::move(opts));
@@ -115,6 +119,42 @@ node::~node() {
   shutdown();
 }
 
+std::vector<caf::actor> node::links() const {
+  if (!settings_->cluster.members)
+    return {};
+  return *settings_->cluster.members->links();
+}
+
+void node::add_members(const cqrs::partition_map& m) {
+  auto& table = *settings_->cluster.members;
+  for (auto i = static_cast<uint32_t>(table.size()); i < m.nodes().size();
+       ++i) {
+    auto& name = m.nodes()[i];
+    auto addr = cqrs::parse_member_address(name + "@" + m.address(i));
+    if (!addr) {
+      // Only a hand-made map (map adopt) can do this; its member stays
+      // unreachable from here and answers here stay partial.
+      spdlog::error("partition map v{} adds member {} without an address; "
+                    "no link to it", m.version(), name);
+      return;
+    }
+    try {
+      table.make_tunnel(*addr);
+    } catch (const std::exception& e) {
+      spdlog::error("member {} joined, but no tunnel to it: {}", name,
+                    e.what());
+    }
+    if (!table.add(*addr))
+      continue;
+    auto link = spawn_peer_link(sys_, settings_, i, {});
+    table.set_link(i, link);
+    if (auto home = table.home())
+      caf::anon_send(link, hello_atom::value, home);
+    spdlog::info("member {} at {}:{} joined (map v{})", name, addr->host,
+                 addr->port, m.version());
+  }
+}
+
 void node::when_ready(std::function<void()> f) {
   {
     std::lock_guard<std::mutex> guard{ready_mtx_};
@@ -157,7 +197,7 @@ void node::shutdown() {
   stop(live_hub_);
   stop(coordinator_);
   stop(ingestor_);
-  for (auto& l : links_)
+  for (auto& l : links())
     stop(l);
   if (settings_->cluster.hints)
     settings_->cluster.hints->close();

@@ -58,13 +58,18 @@ public:
   /// single node).
   const caf::actor& saga_coordinator() const noexcept { return sagas_; }
   /// Peer links by partition-map member index (null for this node; empty on
-  /// a single node).
-  const std::vector<caf::actor>& links() const noexcept { return links_; }
+  /// a single node), at this moment: a member that joins gets one
+  /// (docs/cluster.md, "Joining through seeds").
+  std::vector<caf::actor> links() const;
   /// The parser pool (an actor_pool; its workers answer
   /// (caf::sys_atom, caf::get_atom) -> std::vector<caf::actor>).
   const caf::actor& parsers() const noexcept { return parsers_; }
 
 private:
+  /// A new map lists members this node has no link to yet: adds them to
+  /// the member table and spawns their links.
+  void add_members(const cqrs::partition_map& m);
+
   caf::actor_system& sys_;
   settings_ptr settings_;
   std::vector<partition_actor> partitions_;
@@ -74,7 +79,6 @@ private:
   caf::actor alert_manager_;
   caf::actor sagas_;
   caf::actor parsers_;
-  std::vector<caf::actor> links_;
   std::thread recovery_;
   bool stopped_ = false;
   std::mutex ready_mtx_;             ///< guards the two below

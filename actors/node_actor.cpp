@@ -46,11 +46,9 @@ caf::behavior node_actor_impl(node_actor_pointer self, node* n) {
     [n](caf::event_based_actor* self,
         const json& req) -> caf::result<std::string> {
       auto name = req.value("node", std::string{});
-      auto& members = n->settings()->cluster.members;
-      for (size_t i = 0; i < members.size() && i < n->links().size(); ++i)
-        if (members[i].name == name && n->links()[i])
-        {
-          self->delegate(n->links()[i], request_atom::value, req.dump());
+      if (auto& members = n->settings()->cluster.members)
+        if (auto link = members->link_to(name)) {
+          self->delegate(link, request_atom::value, req.dump());
           return caf::delegated<std::string>{};
         }
       return command_error("unknown node '" + name + "'");
@@ -131,11 +129,10 @@ caf::behavior node_actor_impl(node_actor_pointer self, node* n) {
     // A member dialed this node: its link to that member adopts the
     // connection (docs/cluster.md, "Who dials"). false: not a member.
     [=](hello_atom, std::string& name, caf::actor& remote) -> caf::result<bool> {
-      auto& n = *self->state.owner;
-      auto& members = n.settings()->cluster.members;
-      for (size_t i = 0; i < members.size() && i < n.links().size(); ++i)
-        if (members[i].name == name && n.links()[i]) {
-          self->delegate(n.links()[i], hello_atom::value, std::move(name),
+      auto& members = self->state.owner->settings()->cluster.members;
+      if (members)
+        if (auto link = members->link_to(name)) {
+          self->delegate(link, hello_atom::value, std::move(name),
                          std::move(remote));
           return caf::delegated<bool>{};
         }
@@ -204,7 +201,10 @@ caf::behavior node_actor_impl(node_actor_pointer self, node* n) {
 
 caf::actor spawn_node_actor(caf::actor_system& sys, node& n) {
   auto result = sys.spawn(node_actor_impl, &n);
-  // The peer links dial (or wait to be dialed) once they can introduce it.
+  // The peer links dial (or wait to be dialed) once they can introduce it;
+  // so do the links to members that join later.
+  if (auto& members = n.settings()->cluster.members)
+    members->set_home(result);
   for (auto& link : n.links())
     if (link)
       caf::anon_send(link, hello_atom::value, result);

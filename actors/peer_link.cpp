@@ -728,8 +728,8 @@ void try_connect(link_pointer self) {
   ++st.attempts;
   auto& sys = self->system();
   // TLS: through this node's outbound tunnel on loopback (docs/cluster.md).
-  auto tunnel = st.cluster().tls_tunnels.find(st.addr.name);
-  bool tunneled = tunnel != st.cluster().tls_tunnels.end();
+  auto tunnel = st.cluster().members->tunnel(st.addr.name);
+  bool tunneled = tunnel.has_value();
   auto mm = st.cluster().tls && !tunneled
               ? sys.openssl_manager().actor_handle()
               : sys.middleman().actor_handle();
@@ -738,7 +738,7 @@ void try_connect(link_pointer self) {
   self
     ->request(mm, timeout, caf::connect_atom::value,
               tunneled ? std::string{"127.0.0.1"} : st.addr.host,
-              tunneled ? tunnel->second : st.addr.port)
+              tunneled ? *tunnel : st.addr.port)
     .then(
       [self, timeout](const caf::node_id& nid, caf::strong_actor_ptr& ptr,
                       const std::set<std::string>&) {
@@ -849,7 +849,7 @@ caf::behavior link_impl(link_pointer self, settings_ptr s, uint32_t index,
   auto& st = self->state;
   st.settings = s;
   st.index = index;
-  st.addr = s->cluster.members[index];
+  st.addr = *s->cluster.members->at(index);
   st.breaker = runtime::circuit_breaker{s->cluster.breaker};
   st.since = cqrs::wall_clock_now();
   auto& m = *s->metrics;

@@ -41,8 +41,10 @@ struct coordinator_state {
     deadlines;
   bool deadline_armed = false;
   std::vector<partition_actor> partitions;
-  /// Cluster: link to each member by map index (null for this node).
+  /// Cluster: link to each member by map index (null for this node), as
+  /// of member_table version `links_seen` (refreshed when a node joined).
   std::vector<caf::actor> links;
+  uint64_t links_seen = 0;
   /// Partitions this node owns by the map of version `local_version` (all
   /// of them on a single node); see owned().
   std::vector<uint32_t> local;
@@ -211,7 +213,8 @@ void scatter(coordinator_pointer self, scatter_plan plan,
   std::vector<std::vector<uint32_t>> by_owner;
   auto& cluster = st.settings->cluster;
   if (plan.remote && cluster.enabled) {
-    by_owner.resize(cluster.members.size());
+    cluster.members->refresh(st.links, st.links_seen);
+    by_owner.resize(st.links.size());
     // Every partition not asked here goes to its owner by the current map;
     // one whose owner became this node after plan.local was taken (a map
     // change in between) is missing rather than asked of nobody.
@@ -387,11 +390,13 @@ void gather_cluster(coordinator_pointer self,
     finish();
     return;
   }
-  for (uint32_t i = 0; i < st.links.size(); ++i) {
+  c.members->refresh(st.links, st.links_seen);
+  auto members = c.members->members();
+  for (uint32_t i = 0; i < st.links.size() && i < members->size(); ++i) {
     if (!st.links[i])
       continue;
     ++g->outstanding;
-    auto name = c.members[i].name;
+    auto name = (*members)[i].name;
     self->request(st.links[i], std::chrono::seconds{2}, cluster_atom::value)
       .then(
         [g, finish](std::string& text) {

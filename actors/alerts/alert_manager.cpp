@@ -97,6 +97,7 @@ struct manager_state {
   std::string self_name;
   bool cluster = false;
   std::vector<peer_view> peers;
+  uint64_t links_seen = 0;  ///< member_table version `peers` was built from
   /// Members counted for ownership (self included), sorted, and the same
   /// with their start times.
   std::vector<std::string> live;
@@ -703,9 +704,34 @@ void maybe_compact(manager_actor* self) {
   st.events_gauge->store(static_cast<int64_t>(st.store->rule_event_count()));
 }
 
+/// One view per other member with a link: the members this node started
+/// with, and any that joined since (docs/cluster.md, "Joining through
+/// seeds"). True if a peer was added.
+bool add_peers(manager_actor* self) {
+  auto& st = self->state;
+  auto& c = st.settings->cluster;
+  std::vector<caf::actor> links;
+  if (!st.cluster || !c.members->refresh(links, st.links_seen))
+    return false;
+  auto members = c.members->members();
+  bool added = false;
+  for (size_t i = 0; i < members->size() && i < links.size(); ++i) {
+    auto& name = (*members)[i].name;
+    if (i == c.self_index || !links[i]
+        || std::any_of(st.peers.begin(), st.peers.end(),
+                       [&](const peer_view& p) { return p.name == name; }))
+      continue;
+    st.peers.push_back(peer_view{name, links[i]});
+    added = true;
+  }
+  return added;
+}
+
 void sync_tick(manager_actor* self) {
   auto& st = self->state;
   auto now = cqrs::wall_clock_now();
+  if (add_peers(self))
+    spdlog::info("alerting: a member joined; {} peers", st.peers.size());
   for (auto& p : st.peers) {
     if (p.heard != 0 && now - p.heard >= live_lease && p.synced) {
       p.synced = false;
@@ -1165,9 +1191,7 @@ caf::behavior manager_impl(manager_actor* self, settings_ptr s,
   st.started_at = cqrs::wall_clock_now();
   st.self_name = s->cluster.enabled ? s->cluster.self_name : s->node_name;
   if (st.cluster) {
-    for (size_t i = 0; i < s->cluster.members.size() && i < links.size(); ++i)
-      if (i != s->cluster.self_index && links[i])
-        st.peers.push_back(peer_view{s->cluster.members[i].name, links[i]});
+    add_peers(self);
     st.released = st.peers.empty();
     auto hold = s->cluster.connection_timeout.count() + 2 * live_lease;
     st.hold_until = cqrs::wall_clock_now() + hold;

@@ -57,6 +57,7 @@ struct live_hub_state {
   /// Cluster: the peer links (null for this node), the metrics last asked
   /// of the peers, and the peers' hubs that follow this node.
   std::vector<caf::actor> links;
+  uint64_t links_seen = 0;  ///< member_table version of `links`
   std::vector<std::string> followed;
   std::map<caf::actor_addr, hub_follower> followers;
   bool renew_armed = false;
@@ -110,6 +111,9 @@ void follow_partitions(hub_pointer self) {
 /// empty list tells the peers to stop.
 void follow_peers(hub_pointer self, bool renew) {
   auto& st = self->state;
+  // A member that joined is followed too (at the next renewal at latest).
+  if (auto& table = st.settings->cluster.members)
+    renew = table->refresh(st.links, st.links_seen) || renew;
   if (st.links.empty())
     return;
   std::vector<std::string> metrics;

@@ -30,6 +30,25 @@ TEST_SUITE("actors.hint_view") {
     CHECK(v.snapshot(4).empty());
   }
 
+  TEST_CASE("a member that joined is unknown until it announces") {
+    hint_view v{{"n1", "n2"}, 0};
+    v.set_remote(1, {});
+    CHECK(v.snapshot(2).empty());
+    v.set_members({"n1", "n2", "a0"});
+    CHECK(v.name(2) == "a0");
+    auto s = v.snapshot(2);
+    REQUIRE_FALSE(s.empty());
+    CHECK(holders(s, 0) == std::vector<uint32_t>{2});
+    CHECK(holders(s, 1) == std::vector<uint32_t>{2});
+    v.set_remote(2, {1});
+    CHECK(holders(v.snapshot(2), 0).empty());
+    CHECK(holders(v.snapshot(2), 1) == std::vector<uint32_t>{2});
+    // A shorter list (an older map) changes nothing.
+    v.set_members({"n1", "n2"});
+    CHECK(v.name(2) == "a0");
+    CHECK(v.name(7).empty());
+  }
+
   TEST_CASE("local hints: growth is reported, shrinking is not") {
     hint_view v{{"n1", "n2", "n3"}, 0};
     v.set_remote(1, {});

@@ -71,6 +71,29 @@ TEST_SUITE("actors.map_holder") {
     CHECK(fewer.code == "incompatible");
   }
 
+  TEST_CASE("a map with a member appended replaces the current one") {
+    temp_dir dir;
+    auto v1 = partition_map::initial({"n1", "n2"}, 4);
+    map_holder h{v1, 0, dir.file()};
+    std::vector<std::string> order;
+    h.on_change([&](const partition_map&) { order.push_back("first"); });
+    h.on_change([&](const partition_map& m) {
+      order.push_back("second:" + std::to_string(m.nodes().size()));
+    });
+    auto v2 = v1.with_member("n0", "127.0.0.1:7409");
+    auto r = h.adopt(v2);
+    CHECK(r.ok);
+    CHECK(r.changed);
+    CHECK(order == std::vector<std::string>{"first", "second:3"});
+    CHECK(map_holder::load(dir.file())->address(2) == "127.0.0.1:7409");
+    // The new member owns what a later map gives it.
+    CHECK(h.adopt(v2.with_owner(1, 2)).changed);
+    CHECK(h.owner_index(1) == 2);
+    // A map without it is not one this cluster can go back to.
+    auto back = partition_map{9, v1.nodes(), v1.owners()};
+    CHECK(h.adopt(back).code == "incompatible");
+  }
+
   TEST_CASE("a member that left knows it") {
     auto v1 = partition_map::initial({"n1", "n2"}, 2);
     map_holder h{v1, 1, ""};  // persistence off: memory only
