@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -138,8 +139,8 @@ map_holder::adopt_result map_holder::adopt(const cqrs::partition_map& m) {
     std::lock_guard guard{mtx_};
     publish_locked(next);
   }
-  if (on_change_)
-    on_change_(*next);
+  for (auto& f : on_change_)
+    f(*next);
   out.ok = true;
   out.changed = true;
   out.version = m.version();
@@ -164,8 +165,118 @@ std::optional<cqrs::partition_map> map_holder::load(const std::string& path) {
   return m;
 }
 
+namespace {
+
+/// The members, the partition map and the hint view of `c`
+/// (docs/cluster.md): the map is version 1 of cairn.cluster.nodes, or a
+/// higher one persisted by an earlier run, or `joined` (the map a seed
+/// answered a join with, persisted here first). A member's address is the
+/// one cairn.cluster.nodes lists, else the one the map holds.
+void init_cluster(cluster_settings& c, const runtime::node_config& cfg,
+                  uint32_t partitions, const cqrs::partition_map* joined) {
+  std::map<std::string, cqrs::member_address> listed;
+  std::vector<std::string> names;
+  for (auto& text : cfg.cluster_nodes) {
+    auto m = cqrs::parse_member_address(text);
+    if (!m)
+      throw std::invalid_argument("option cairn.cluster.nodes: '" + text
+                                  + "' is not name@host:port");
+    names.push_back(m->name);
+    listed[m->name] = std::move(*m);
+  }
+  std::optional<cqrs::partition_map> map;
+  if (!names.empty()) {
+    try {
+      map = cqrs::partition_map::initial(names, partitions);
+    } catch (const std::exception& e) {
+      throw std::invalid_argument(std::string{"option cairn.cluster.nodes: "}
+                                  + e.what());
+    }
+  }
+  std::string path;
+  if (cfg.storage_enabled)
+    path = cfg.storage_path + "/cluster-map.json";
+  std::optional<cqrs::partition_map> stored;
+  if (joined) {
+    stored = *joined;
+    std::error_code ec;
+    if (!path.empty())
+      std::filesystem::create_directories(cfg.storage_path, ec);
+    if (!path.empty())
+      if (auto err = write_durably(path, to_json(*joined).dump() + "\n");
+          !err.empty())
+        throw std::runtime_error("the partition map of the join is not "
+                                 "persisted: " + err);
+  } else if (!path.empty() && (map || !cfg.cluster_seeds.empty())) {
+    stored = map_holder::load(path);
+  }
+  if (stored) {
+    // A map adopted by an earlier run (docs/cluster.md, "Partition map")
+    // replaces version 1 if it has the listed members and the partitions.
+    auto names_of = [](const cqrs::partition_map& m) {
+      std::string out;
+      for (auto& n : m.nodes())
+        out += (out.empty() ? "" : ",") + n;
+      return out;
+    };
+    bool fits = stored->partitions() == partitions;
+    for (auto& n : names)
+      fits = fits && stored->index_of(n).has_value();
+    if (!fits)
+      throw std::invalid_argument(
+        path + " holds a partition map of members [" + names_of(*stored)
+        + "] over " + std::to_string(stored->partitions())
+        + " partitions; cairn.cluster.nodes and cairn.partitions describe "
+          "another cluster");
+    if (!map || stored->version() > map->version())
+      map = std::move(stored);
+  }
+  if (!map) {
+    if (!cfg.cluster_seeds.empty())
+      throw std::invalid_argument("option cairn.cluster.seeds: no partition "
+                                  "map to start from (the join did not run)");
+    return;
+  }
+  std::vector<cqrs::member_address> members;
+  for (uint32_t i = 0; i < map->nodes().size(); ++i) {
+    auto& name = map->nodes()[i];
+    if (auto l = listed.find(name); l != listed.end()) {
+      members.push_back(l->second);
+      continue;
+    }
+    auto m = cqrs::parse_member_address(name + "@" + map->address(i));
+    if (!m)
+      throw std::invalid_argument("member " + name + " of the partition map "
+                                  "has no address (list it in "
+                                  "cairn.cluster.nodes)");
+    members.push_back(std::move(*m));
+  }
+  auto self = map->index_of(c.self_name);
+  if (!self)
+    throw std::invalid_argument(
+      cfg.cluster_nodes.empty()
+        ? "the partition map does not list this node '" + c.self_name + "'"
+        : "option cairn.cluster.nodes does not list this node '"
+            + c.self_name + "'");
+  c.self_index = *self;
+  c.enabled = members.size() > 1;
+  if (!c.enabled)
+    return;
+  c.members = std::make_shared<member_table>(std::move(members));
+  c.map = std::make_shared<map_holder>(std::move(*map), c.self_index, path);
+  c.pending = std::make_shared<hint_view>(c.map->current()->nodes(),
+                                          c.self_index);
+  c.pending->set_left(c.map->current()->left());
+  c.map->on_change([view = c.pending](const cqrs::partition_map& m) {
+    view->set_members(m.nodes());
+    view->set_left(m.left());
+  });
+}
+
+} // namespace
+
 std::shared_ptr<node_settings> make_node_settings(
-  const runtime::node_config& cfg) {
+  const runtime::node_config& cfg, const cqrs::partition_map* joined) {
   cfg.validate();
   auto s = std::make_shared<node_settings>();
   s->node_name = cfg.node_name;
@@ -265,66 +376,7 @@ std::shared_ptr<node_settings> make_node_settings(
   c.hints_max_bytes = cfg.hints_max_bytes;
   c.tls = cfg.tls_enabled();
   c.self_name = cfg.member_name();
-  if (!cfg.cluster_nodes.empty()) {
-    std::vector<cqrs::member_address> members;
-    std::vector<std::string> names;
-    for (auto& text : cfg.cluster_nodes) {
-      auto m = cqrs::parse_member_address(text);
-      if (!m)
-        throw std::invalid_argument("option cairn.cluster.nodes: '" + text
-                                    + "' is not name@host:port");
-      names.push_back(m->name);
-      members.push_back(std::move(*m));
-    }
-    std::optional<cqrs::partition_map> initial;
-    try {
-      initial = cqrs::partition_map::initial(names, s->partitions);
-    } catch (const std::exception& e) {
-      throw std::invalid_argument(std::string{"option cairn.cluster.nodes: "}
-                                  + e.what());
-    }
-    c.members.resize(members.size());
-    for (auto& m : members)
-      c.members[*initial->index_of(m.name)] = m;
-    auto self = initial->index_of(c.self_name);
-    if (!self)
-      throw std::invalid_argument("option cairn.cluster.nodes does not list "
-                                  "this node '" + c.self_name + "'");
-    c.self_index = *self;
-    c.enabled = c.members.size() > 1;
-    if (c.enabled) {
-      // A map adopted by an earlier run (docs/cluster.md, "Partition map")
-      // replaces version 1 if it has the same members and partitions.
-      std::string path;
-      if (cfg.storage_enabled)
-        path = cfg.storage_path + "/cluster-map.json";
-      if (!path.empty())
-        if (auto stored = map_holder::load(path)) {
-          if (!initial->compatible(*stored))
-            throw std::invalid_argument(
-              path + " holds a partition map of members ["
-              + [&] {
-                  std::string out;
-                  for (auto& n : stored->nodes())
-                    out += (out.empty() ? "" : ",") + n;
-                  return out;
-                }()
-              + "] over " + std::to_string(stored->partitions())
-              + " partitions; cairn.cluster.nodes and cairn.partitions "
-                "describe another cluster");
-          if (stored->version() > initial->version())
-            initial = std::move(stored);
-        }
-      c.map = std::make_shared<map_holder>(std::move(*initial), c.self_index,
-                                           path);
-      c.pending = std::make_shared<hint_view>(c.map->current()->nodes(),
-                                              c.self_index);
-      c.pending->set_left(c.map->current()->left());
-      c.map->on_change([view = c.pending](const cqrs::partition_map& m) {
-        view->set_left(m.left());
-      });
-    }
-  }
+  init_cluster(c, cfg, s->partitions, joined);
   s->metrics = std::make_shared<runtime::metrics_registry>();
   runtime::register_process_metrics(*s->metrics, s->version);
   s->costs = std::make_shared<runtime::ingest_costs>(*s->metrics);

@@ -11,6 +11,7 @@
 #pragma once
 
 #include "actors/hint_view.hpp"
+#include "actors/member_table.hpp"
 #include "actors/store_access.hpp"
 #include "cqrs/ddsketch.hpp"
 #include "cqrs/event_parser.hpp"
@@ -109,14 +110,17 @@ public:
   /// Persists `m` (write-temp, fsync, rename, fsync of the directory) and
   /// swaps it in if its version is higher than the current one; a map that
   /// is not higher changes nothing and is ok. Refused (`incompatible`) if
-  /// its members or partition count differ from the current map's.
+  /// its partition count differs or the current members are not its first
+  /// members (cqrs::partition_map::compatible).
   /// Returns after `m` is durable. Blocks on the file system: callable from
   /// any thread, adopts are serialized.
   adopt_result adopt(const cqrs::partition_map& m);
 
-  /// Called (under the adopt lock, after the swap) with every new map.
+  /// Adds `f`, called (under the adopt lock, after the swap) with every
+  /// new map; listeners run in the order they were added. Add them before
+  /// any thread adopts.
   void on_change(std::function<void(const cqrs::partition_map&)> f) {
-    on_change_ = std::move(f);
+    on_change_.push_back(std::move(f));
   }
 
   const std::string& path() const noexcept { return path_; }
@@ -138,7 +142,7 @@ private:
   mutable std::mutex mtx_;  ///< guards current_
   std::mutex adopt_mtx_;    ///< serializes adopt
   std::shared_ptr<const cqrs::partition_map> current_;
-  std::function<void(const cqrs::partition_map&)> on_change_;
+  std::vector<std::function<void(const cqrs::partition_map&)>> on_change_;
 };
 
 /// The cluster part of the settings (docs/cluster.md). Disabled (single
@@ -149,9 +153,11 @@ struct cluster_settings {
   uint32_t self_index = 0;
   /// The current partition map (version 1 from the config, or a higher one
   /// persisted by an earlier run). Members are indexed like the map's
-  /// nodes() (sorted names; they never change).
+  /// nodes() (an index never changes; members that joined are appended).
   std::shared_ptr<map_holder> map;
-  std::vector<cqrs::member_address> members;
+  /// The members' addresses and this node's links to them (null when
+  /// disabled; grows when a node joins, actors/member_table.hpp).
+  std::shared_ptr<member_table> members;
   std::chrono::milliseconds heartbeat_interval{1000};
   std::chrono::milliseconds connection_timeout{4000};
   std::chrono::milliseconds request_timeout{2000};
@@ -161,10 +167,9 @@ struct cluster_settings {
   runtime::breaker_options breaker;
   size_t credits = 8;
   size_t hints_max_bytes = 256u << 20;
+  /// TLS: the links dial this node's outbound tunnels on loopback in plain
+  /// BASP (member_table::tunnel; docs/cluster.md, "Cluster gate").
   bool tls = false;
-  /// TLS: member name -> loopback port of this node's outbound tunnel to it
-  /// (docs/cluster.md, "Cluster gate"); the link dials that in plain BASP.
-  std::map<std::string, uint16_t> tls_tunnels;
   /// The hinted-handoff store (<storage.path>/hints; null = in memory).
   std::shared_ptr<runtime::journal> hints;
   /// Who holds unapplied hinted writes for which partition, cluster-wide
@@ -316,7 +321,11 @@ using settings_ptr = std::shared_ptr<const node_settings>;
 
 /// Derives node settings from the parsed config. Throws
 /// std::invalid_argument with a readable message on a bad option.
+/// `joined`: the partition map a seed answered this node's join with
+/// (cairn.cluster.seeds, docs/cluster.md "Joining through seeds"); it is
+/// persisted and used as the cluster's map.
 std::shared_ptr<node_settings> make_node_settings(
-  const runtime::node_config& cfg);
+  const runtime::node_config& cfg,
+  const cqrs::partition_map* joined = nullptr);
 
 } // namespace cairn::actors

@@ -153,6 +153,12 @@ node_config::node_config() {
          "this node's name in cairn.cluster.nodes (default cairn.node-name)")
     .add(cluster_nodes, "nodes",
          "every member as name@host:port (empty = single node)")
+    .add(cluster_seeds, "seeds",
+         "host:port of running members to join through (used when "
+         "cairn.cluster.nodes is empty)")
+    .add(cluster_advertise, "advertise",
+         "host:port the other members reach this node at (default "
+         "cairn.cluster.host:port)")
     .add(cluster_partitions, "partitions",
          "partitions of the cluster (0 = cairn.partitions)")
     .add(cluster_host, "host",
@@ -759,6 +765,27 @@ void node_config::validate() const {
       fail("cairn.cluster.nodes", "does not list this node ('" + member_name()
                                     + "')");
   }
+  auto host_port = [](const std::string& text) {
+    auto colon = text.rfind(':');
+    if (colon == std::string::npos || colon == 0 || colon + 1 >= text.size())
+      return false;
+    unsigned port = 0;
+    auto [ptr, ec] = std::from_chars(text.data() + colon + 1,
+                                     text.data() + text.size(), port);
+    return ec == std::errc{} && ptr == text.data() + text.size() && port > 0
+           && port < 65536;
+  };
+  for (auto& seed : cluster_seeds)
+    if (!host_port(seed))
+      fail("cairn.cluster.seeds", "'" + seed + "' is not host:port");
+  if (!cluster_advertise.empty() && !host_port(cluster_advertise))
+    fail("cairn.cluster.advertise",
+         "'" + cluster_advertise + "' is not host:port");
+  if (!cluster_seeds.empty() && cluster_advertise.empty()
+      && (cluster_host == "0.0.0.0" || cluster_host == "::"))
+    fail("cairn.cluster.advertise",
+         "must be set when cairn.cluster.host is a wildcard and "
+         "cairn.cluster.seeds are used (the others dial it)");
   if (!auth_algorithm.empty() && auth_algorithm != "HS256"
       && auth_algorithm != "RS256" && auth_algorithm != "ES256")
     fail("cairn.auth.algorithm", "must be HS256, RS256 or ES256, not '"

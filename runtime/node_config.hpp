@@ -159,6 +159,13 @@ public:
   /// cairn.cluster.nodes: "name@host:port" of every member, this node
   /// included. Empty = single node (no peers, no routing).
   std::vector<std::string> cluster_nodes;
+  /// cairn.cluster.seeds: "host:port" cluster ports of running members; a
+  /// node started with seeds and no cairn.cluster.nodes joins their
+  /// cluster (docs/cluster.md, "Joining through seeds").
+  std::vector<std::string> cluster_seeds;
+  /// cairn.cluster.advertise: "host:port" at which the other members reach
+  /// this node's cluster port (empty = cairn.cluster.host:port).
+  std::string cluster_advertise;
   /// cairn.cluster.partitions: partitions of the cluster (0 = use
   /// cairn.partitions). Must be equal on every node.
   size_t cluster_partitions = 0;
@@ -200,6 +207,12 @@ public:
     return cluster_node_name.empty() ? node_name : cluster_node_name;
   }
   bool tls_enabled() const noexcept { return !tls_certificate.empty(); }
+  /// The "host:port" this node announces when it joins through seeds.
+  std::string advertised_cluster_address() const {
+    return cluster_advertise.empty()
+             ? cluster_host + ":" + std::to_string(cluster_port)
+             : cluster_advertise;
+  }
 
   /// The INI file parse() read (--config-file), empty if none: relative
   /// paths such as cairn.http.web-root are also looked up next to it.

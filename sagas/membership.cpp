@@ -74,9 +74,11 @@ const saga_spec* membership_spec(std::string_view type) {
   static const saga_spec rebalance = make(
     "rebalance", {step("plan", 5, 10'000), step("move", 3, 24 * 60 * minute)},
     24 * 60 * minute);
+  // A node that joined through seeds adopts the map once it is up: its
+  // join step waits for it (20 attempts, about a minute with the backoff).
   static const saga_spec join = make(
     "join",
-    {step("join", 5, 10'000, true), step("plan", 5, 10'000),
+    {step("join", 20, 10'000, true), step("plan", 5, 10'000),
      step("move", 3, 24 * 60 * minute)},
     24 * 60 * minute);
   if (type == "move")

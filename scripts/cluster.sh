@@ -12,9 +12,12 @@
 #   scripts/cluster.sh logs NAME   print the node's log (tail -f with -f)
 #   scripts/cluster.sh remove NAME decommission NAME (a saga moves its
 #                                  partitions away, docs/sagas.md), then stop it
-#   scripts/cluster.sh add NAME    start NAME (a member of the cluster that
-#                                  was removed) and join it: a rebalance
-#                                  gives it its share of the partitions
+#   scripts/cluster.sh add NAME    start NAME and join it: a rebalance gives
+#                                  it its share of the partitions. A member
+#                                  that was removed comes back; a new name
+#                                  nK joins through a running member as its
+#                                  seed (docs/cluster.md, "Joining through
+#                                  seeds"; with TLS it needs nK's certificate)
 #   scripts/cluster.sh sagas       the membership sagas and their progress
 #
 # Environment:
@@ -66,8 +69,10 @@ pid_of() { cat "$dir/$1.pid" 2>/dev/null || true; }
 
 alive() { local p; p="$(pid_of "$1")"; [[ -n "$p" ]] && kill -0 "$p" 2>/dev/null; }
 
-gen_config() { # name members
+gen_config() { # name members [seeds]: seeds instead of members if given
   local name="$1" members="$2" i="${1#n}"
+  local membership="nodes = [$members]"
+  if [[ -n "${3:-}" ]]; then membership="seeds = [$3]"; fi
   local tls=""
   if [[ -n "${CAIRN_TLS_DIR:-}" ]]; then
     tls="tls-certificate = \"$CAIRN_TLS_DIR/$name.pem\"
@@ -90,7 +95,7 @@ web-root = "$here/web"
 
 [cairn.cluster]
 port = $(port_of "$name" 0)
-nodes = [$members]
+$membership
 heartbeat-interval = "1s"
 connection-timeout = "4s"
 $tls
@@ -240,11 +245,19 @@ case "$cmd" in
     echo "$2 left the cluster and is stopped"
     ;;
   add)
-    grep -qx "$2" "$dir/nodes" || { echo "cluster.sh: $2 is not a member of this cluster ($(nodes | tr '\n' ' '))" >&2; exit 1; }
+    if ! grep -qx "$2" "$dir/nodes"; then
+      [[ "$2" =~ ^n[1-9][0-9]*$ ]] || { echo "cluster.sh: a new member is named nK (its ports follow from K), not '$2'" >&2; exit 1; }
+      seed="$(some_node)"
+      gen_config "$2" "" "\"127.0.0.1:$(port_of "$seed" 0)\""
+      echo "$2" >> "$dir/nodes"
+      echo "$2 joins through $seed"
+    fi
     start_node "$2"
-    wait_up "$2" 1 60
+    wait_up "$2" 1 90
     via="$(some_node "$2")"
-    run_saga "$via" "{\"op\":\"saga.join\",\"node\":\"$2\"}"
+    # With its address: the join saga of a new node (started by its own
+    # join request) is answered, not a second one started.
+    run_saga "$via" "{\"op\":\"saga.join\",\"node\":\"$2\",\"address\":\"127.0.0.1:$(port_of "$2" 0)\"}"
     echo "$2 joined"
     ;;
   sagas)

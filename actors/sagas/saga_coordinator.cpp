@@ -176,7 +176,11 @@ struct running {
 
 struct coordinator_state {
   settings_ptr settings;
+  /// The members and the links to them, as of member_table version
+  /// `links_seen` (refreshed every tick: a node may have joined).
   std::vector<caf::actor> links;
+  std::shared_ptr<const member_table::members_type> members;
+  uint64_t links_seen = 0;
   caf::actor node;
   std::unique_ptr<mirrored_log> log;
   std::map<std::string, std::unique_ptr<running>> active;
@@ -299,13 +303,28 @@ uint64_t map_version(const json& map) {
 
 // -- talking to members ----------------------------------------------------------
 
+/// Takes up members that joined (docs/cluster.md, "Joining through seeds").
+void refresh_members(coord_pointer self) {
+  auto& st = self->state;
+  auto& table = st.cluster().members;
+  if (!table) {
+    if (!st.members)
+      st.members = std::make_shared<const member_table::members_type>();
+    return;
+  }
+  if (table->refresh(st.links, st.links_seen) || !st.members)
+    st.members = table->members();
+}
+
 using reply_fn = std::function<void(json, std::string)>;
 
 /// The handle through which member `name` is reached (this node's node
 /// actor, or a peer link); null if unknown.
 caf::actor handle_of(coord_pointer self, const std::string& name) {
   auto& st = self->state;
-  auto& members = st.cluster().members;
+  refresh_members(self);
+  auto snapshot = st.members;  // handle_of may replace st.members
+  auto& members = *snapshot;
   for (size_t i = 0; i < members.size(); ++i)
     if (members[i].name == name)
       return i == st.cluster().self_index
@@ -367,7 +386,8 @@ void with_map(coord_pointer self, std::function<void(bool)> f) {
 /// The names of the peers whose link is up.
 std::vector<std::string> live_peers(coord_pointer self) {
   auto& st = self->state;
-  auto& members = st.cluster().members;
+  auto snapshot = st.members;  // handle_of may replace st.members
+  auto& members = *snapshot;
   std::vector<std::string> out;
   for (size_t i = 0; i < members.size(); ++i)
     if (i != st.cluster().self_index && i < st.up.size() && st.up[i])
@@ -1056,6 +1076,48 @@ void set_left(coord_pointer self, running& r, bool leave, step_done done) {
   });
 }
 
+/// A node that is not a member asks to join (docs/cluster.md, "Joining
+/// through seeds"): a map with `node` at `address` appended (owning
+/// nothing) and every member's address, committed here first, then spread.
+/// `done(true, ...)` once this node adopted it (or `node` was a member by
+/// the newest map already).
+void admit(coord_pointer self, const std::string& node,
+           const std::string& address, step_done done) {
+  with_commit_lock(self, [self, node, address, done](auto release) {
+    newest_map(self, [self, node, address, done, release](bool) {
+      auto& st = self->state;
+      auto map = st.map;
+      auto nodes = map_nodes(map);
+      if (std::find(nodes.begin(), nodes.end(), node) != nodes.end()) {
+        release();
+        done(true, "a member already");
+        return;
+      }
+      json addresses = map.contains("addresses") && map["addresses"].is_object()
+                         ? map["addresses"]
+                         : json::object();
+      refresh_members(self);
+      for (auto& m : *st.members)
+        if (!addresses.contains(m.name))
+          addresses[m.name] = m.host + ":" + std::to_string(m.port);
+      addresses[node] = address;
+      nodes.push_back(node);
+      map["nodes"] = nodes;
+      map["addresses"] = std::move(addresses);
+      map["version"] = map_version(map) + 1;
+      spdlog::info("sagas: admitting {} at {} (map v{})", node, address,
+                   map_version(map));
+      spread_map(self, map, {st.cluster().self_name},
+                 [self, done, release](bool good, std::string result) {
+                   release();
+                   with_map(self, [done, good, result](bool) {
+                     done(good, result);
+                   });
+                 });
+    });
+  });
+}
+
 /// Runs the action `a` of saga `r`.
 void run_action(coord_pointer self, running& r, const sagas::saga_action& a,
                 step_done done) {
@@ -1356,7 +1418,8 @@ void step_down(coord_pointer self, const std::string& leader) {
 
 void decide(coord_pointer self) {
   auto& st = self->state;
-  auto& members = st.cluster().members;
+  auto snapshot = st.members;  // handle_of may replace st.members
+  auto& members = *snapshot;
   auto left = map_left(st.map);
   std::string best;
   for (size_t i = 0; i < members.size(); ++i) {
@@ -1422,7 +1485,9 @@ void tick(coord_pointer self) {
   auto& st = self->state;
   ++st.ticks;
   publish(self);
-  auto& members = st.cluster().members;
+  refresh_members(self);
+  auto snapshot = st.members;  // handle_of may replace st.members
+  auto& members = *snapshot;
   st.up.resize(members.size(), false);
   st.connecting.resize(members.size(), true);
   for (size_t i = 0; i < members.size() && i < st.links.size(); ++i) {
@@ -1604,8 +1669,11 @@ check_start(coord_pointer self, const std::string& type, const json& params) {
     if (!member(node))
       return std::make_pair(error_code::bad_request,
                             "unknown node '" + node
-                              + "' (members are listed in cairn.cluster.nodes)");
-    if (!left.count(node))
+                              + "' (a new node joins by starting it with "
+                                "cairn.cluster.seeds)");
+    auto owners = map_owners(map);
+    if (!left.count(node)
+        && std::find(owners.begin(), owners.end(), node) != owners.end())
       return std::make_pair(error_code::bad_request,
                             node + " is already a member that owns partitions "
                                    "(use rebalance)");
@@ -1633,6 +1701,69 @@ void pass_to_leader(coord_pointer self, const std::string& line, const json& id,
                                      "saga leader: " + why(reply)));
           },
           std::chrono::seconds{10});
+}
+
+/// saga.join with an "address": a node started with cairn.cluster.seeds.
+/// Not a member yet: admitted, then a join saga gives it its share. A
+/// member at that address already (the node asks again after a restart,
+/// or its first answer was lost): the current map, and a join saga if it
+/// owns nothing and none runs. The reply carries the map the node starts
+/// from.
+void join_through_seed(coord_pointer self, const std::string& node,
+                       const std::string& address, size_t wanted_partitions,
+                       const json& id, deliver_fn rp) {
+  using cqrs::error_code;
+  with_map(self, [self, node, address, wanted_partitions, id, rp](bool good) {
+    if (!good) {
+      rp(reply_error(id, error_code::unavailable,
+                     "the partition map is not available"));
+      return;
+    }
+    auto partitions = map_owners(self->state.map).size();
+    if (wanted_partitions != 0 && wanted_partitions != partitions) {
+      rp(reply_error(id, error_code::bad_request,
+                     "the cluster has " + std::to_string(partitions)
+                       + " partitions, " + node + " is configured with "
+                       + std::to_string(wanted_partitions)
+                       + " (cairn.partitions must be equal on every node)"));
+      return;
+    }
+    refresh_members(self);
+    for (auto& m : *self->state.members)
+      if (m.name == node
+          && m.host + ":" + std::to_string(m.port) != address) {
+        rp(reply_error(id, error_code::bad_request,
+                       "member " + node + " is at " + m.host + ":"
+                         + std::to_string(m.port) + ", not " + address
+                         + " (a member keeps its address)"));
+        return;
+      }
+    admit(self, node, address, [self, node, id, rp](bool ok, std::string why) {
+      auto& st = self->state;
+      if (!ok) {
+        rp(reply_error(id, error_code::unavailable,
+                       "admitting " + node + ": " + why));
+        return;
+      }
+      json out{{"ok", true}, {"leader", st.cluster().self_name}};
+      for (auto& [sid, r] : st.active)
+        if (r->spec->type == "join" && r->params.value("node", "") == node)
+          out["id"] = sid;
+      json params{{"node", node}};
+      if (!out.contains("id") && !check_start(self, "join", params)) {
+        auto sid = "join-" + std::to_string(now_ms()) + "-"
+                   + std::to_string(++st.next_id);
+        if (auto err = start_saga(self, "join", params, sid)) {
+          rp(reply_error(id, error_code::internal, *err));
+          return;
+        }
+        out["id"] = sid;
+        out["type"] = "join";
+      }
+      out["map"] = st.map;
+      rp(finish_reply(out, id));
+    });
+  });
 }
 
 void handle_line(coord_pointer self, const std::string& line,
@@ -1740,6 +1871,24 @@ void handle_line(coord_pointer self, const std::string& line,
       return;
     }
     params = {{"node", req["node"].get<std::string>()}};
+    if (op == "saga.join" && req.contains("address")) {
+      auto node = req["node"].get<std::string>();
+      if (!req["address"].is_string()
+          || !cqrs::parse_member_address(node + "@"
+                                         + req["address"].get<std::string>())) {
+        rp(reply_error(id, error_code::bad_request,
+                       "saga.join: \"address\" must be the joining node's "
+                       "cluster port as host:port"));
+        return;
+      }
+      auto partitions = req.contains("partitions")
+                            && req["partitions"].is_number_unsigned()
+                          ? req["partitions"].get<size_t>()
+                          : size_t{0};
+      join_through_seed(self, node, req["address"].get<std::string>(),
+                        partitions, id, rp);
+      return;
+    }
   } else if (op == "saga.rebalance") {
     type = "rebalance";
   } else {
@@ -1847,6 +1996,7 @@ caf::behavior coordinator_impl(coord_pointer self, settings_ptr settings,
   auto& st = self->state;
   st.settings = settings;
   st.links = std::move(links);
+  refresh_members(self);
   st.pacer = sagas::byte_pacer{settings->sagas.bytes_per_second};
   st.started_at = now_ms();
   if (const char* delay = std::getenv("CAIRN_TEST_SAGA_STEP_DELAY_MS"))

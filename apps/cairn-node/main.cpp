@@ -6,6 +6,7 @@
 #include "actors/node.hpp"
 #include "actors/node_actor.hpp"
 #include "actors/reply.hpp"
+#include "actors/seed_join.hpp"
 #include "actors/query_coordinator.hpp"
 #include "promql/http_api.hpp"
 #include "actors/write_routes.hpp"
@@ -172,8 +173,13 @@ struct scope_exit {
 int run(runtime::node_config& cfg, const sigset_t& signals) {
   runtime::setup_logging(cfg.node_name, cfg.log_level, cfg.log_file);
   std::shared_ptr<actors::node_settings> settings;
+  // A new node joins a running cluster through its seeds: the map it
+  // answers with is the one this node starts from (docs/cluster.md).
+  std::optional<cqrs::partition_map> joined;
+  if (actors::wants_seed_join(cfg))
+    joined = actors::join_through_seeds(cfg);
   try {
-    settings = actors::make_node_settings(cfg);
+    settings = actors::make_node_settings(cfg, joined ? &*joined : nullptr);
   } catch (const std::invalid_argument& e) {
     throw runtime::config_error(e.what()); // tiers, cluster nodes, ...
   }
@@ -186,7 +192,7 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
   if (settings->cluster.enabled) {
     if (cfg.storage_enabled)
       reserve.hints = reserve.journal;
-    reserve.cluster = 4 * settings->cluster.members.size() + 8;
+    reserve.cluster = 4 * settings->cluster.members->size() + 8;
   }
   // WebSockets of /v1/live are counted apart from HTTP requests.
   reserve.http = cfg.http_max_connections + cfg.http_max_websockets;
@@ -458,11 +464,13 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
   // (docs/cluster.md, "Cluster gate").
   auto handshake_timeout = std::chrono::milliseconds{
     *runtime::parse_duration(cfg.handshake_timeout_text)};
+  // A member that joins later gets its tunnel when this node adopts the
+  // map that lists it (actors/node.cpp, add_members).
+  std::mutex tunnels_mtx;
   std::vector<std::unique_ptr<runtime::cluster_gate>> tunnels;
   if (cfg.tls_enabled() && settings->cluster.enabled) {
-    for (auto& m : settings->cluster.members) {
-      if (m.name == settings->cluster.self_name)
-        continue;
+    auto make_tunnel = [&cfg, &tunnels, &tunnels_mtx,
+                        handshake_timeout](const cqrs::member_address& m) {
       runtime::cluster_gate_options t;
       t.name = "cluster tunnel to " + m.name;
       t.upstream_host = m.host;
@@ -473,10 +481,18 @@ int run(runtime::node_config& cfg, const sigset_t& signals) {
       t.tls_key = cfg.tls_key;
       t.tls_ca_file = cfg.tls_ca_file;
       t.tls_upstream = true;
-      tunnels.push_back(std::make_unique<runtime::cluster_gate>(t));
-      tunnels.back()->start();
-      settings->cluster.tls_tunnels[m.name] = tunnels.back()->port();
-    }
+      auto gate = std::make_unique<runtime::cluster_gate>(t);
+      gate->start();
+      auto port = gate->port();
+      std::lock_guard guard{tunnels_mtx};
+      tunnels.push_back(std::move(gate));
+      return port;
+    };
+    auto& table = *settings->cluster.members;
+    for (auto& m : *table.members())
+      if (m.name != settings->cluster.self_name)
+        table.set_tunnel(m.name, make_tunnel(m));
+    table.set_tunnel_factory(make_tunnel);
   }
   if (cfg.tls_enabled()) {
     cfg.openssl_certificate = cfg.tls_certificate;

@@ -3,7 +3,10 @@ certificates from scripts/gen-certs.sh form a cluster, their links stay up,
 events sent to one node are answered from the others; a node killed with
 SIGKILL and restarted is let back in over TLS (its links come up again and
 the hints written for it while it was down drain). cairn-console joins with
-a client certificate and is refused without one."""
+a client certificate and is refused without one. A fourth node in nobody's
+config joins through a seed over TLS (docs/cluster.md, "Joining through
+seeds"): every member opens its tunnel to it, it gets its share, and every
+node answers complete and exact."""
 
 import os
 import subprocess
@@ -103,6 +106,27 @@ def main():
                   f"console with a certificate: code {code}\n{out}\n{err}")
         code, out, err = console(args, first, "stats")
         chk.check(code != 0, f"console without TLS was let in: {out}")
+        # -- a node in nobody's config joins over TLS -------------------------
+        s4 = cluster.joiner("s4", [f"127.0.0.1:{second.cluster_port}"])
+        cluster.nodes.append(s4)
+        s4.start()
+        s4.wait_ready(90)
+        cluster.wait_members_up(60)
+
+        def shared():
+            m = cluster.cluster_view(first)["partition_map"]
+            return m if m["owners"].count("s4") >= 1 and all(
+                cluster.cluster_view(n)["partition_map"]["version"]
+                == m["version"] for n in cluster.nodes) else None
+        m = cluster.wait_until(shared, 90, "s4 to own its share, one map")
+        h.log(f"s4 joined over TLS: map v{m['version']} {m['owners']}")
+        ingest(chk, s4, batch(9000, 500), "ingest through the joined s4")
+        for node in cluster.nodes:
+            partial, total = total_count(node, "tls.m")
+            chk.check(partial is False and total == 4000,
+                      f"after the join, {node.name}: partial={partial} "
+                      f"count={total} (want 4000)")
+            chk.count()
     except h.TestFailure as e:
         chk.check(False, str(e))
     finally:
