@@ -19,6 +19,11 @@ docs/benchmarks.md, "Membership changes"). Not a ctest.
 
   python3 tests/soak/rebalance_bench.py --bin-dir $PWD/build/apps \
       --source-dir $PWD --events 10000000
+
+Where the time goes: --timeline logs n1's accepted events/s every ~50 ms
+over the move next to every step's start and end (the stats requests cost
+a little ingest themselves), and CAIRN_DURING runs a command alongside the
+move, e.g. CAIRN_DURING="perf record -a -g -o /tmp/move.data -- sleep 1.6".
 """
 
 import argparse
@@ -91,6 +96,7 @@ def main():
     ap.add_argument("--duration", type=int, default=15)
     ap.add_argument("--sync", default="interval")
     ap.add_argument("--bytes-per-second", type=int, default=16 << 20)
+    ap.add_argument("--timeline", action="store_true")
     args = ap.parse_args()
     cluster = Cluster(args, n=4, partitions=args.partitions, prefix="n",
                       extra_args=[f"--cairn.storage.sync={args.sync}",
@@ -128,12 +134,33 @@ def main():
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         time.sleep(2)
         acc1 = request(n1, {"op": "stats"})["events"]["accepted"]
+        # A profiler over the move, e.g. CAIRN_DURING="perf record -a -g
+        # -o /tmp/move.data -- sleep 2" (started with the saga).
+        during = (subprocess.Popen(os.environ["CAIRN_DURING"], shell=True)
+                  if os.environ.get("CAIRN_DURING") else None)
+        # Where the time goes: n1's accepted count every 50 ms over the move
+        # (--timeline prints it next to the steps' times).
+        samples, sampling = [], threading.Event()
+
+        def sample():
+            while not sampling.is_set():
+                samples.append((time.time(),
+                                request(n1, {"op": "stats"})["events"]["accepted"]))
+                time.sleep(0.05)
+        sampler = threading.Thread(target=sample)
+        if args.timeline:
+            sampler.start()
         t0 = time.time()
         s = run_saga(n1, {"op": "saga.join", "node": "n4"})
         took = time.time() - t0
+        sampling.set()
+        if args.timeline:
+            sampler.join()
         acc2 = request(n1, {"op": "stats"})["events"]["accepted"]
         proc.terminate()
         proc.wait(30)
+        if during:
+            during.wait(60)
         rate_during = (acc2 - acc1) / took
         h.log(f"join n4: {s['phase']} in {took:.1f}s, progress {s.get('progress')}")
         pauses = {}
@@ -159,11 +186,18 @@ def main():
                 elif r["kind"] == "step_done" and r["step"] in begun:
                     steps.setdefault(names[r["step"]], []).append(
                         r["at"] - begun[r["step"]])
+            if args.timeline:
+                for r in recs:
+                    if "step" in r:
+                        h.log(f"  t={r['at'] / 1000 - t0:+.3f}s {c['id']} "
+                              f"{names[r['step']]} {r['kind']}")
             # The write pause of this move, exactly: the freeze began to
             # the drop began (the drop answers the held writes first).
             freeze, drop = names.index("freeze"), names.index("drop")
             if freeze in begun and drop in begun:
                 steps.setdefault("pause", []).append(begun[drop] - begun[freeze])
+        for (a, x), (b, y) in zip(samples, samples[1:]):
+            h.log(f"  t={a - t0:+.3f}s {(y - x) / (b - a):9.0f} events/s")
         m = cluster.cluster_view(n1)["partition_map"]
         counts = {n: m["owners"].count(n) for n in ("n1", "n2", "n3", "n4")}
         metrics = [f"bench.m{i}" for i in range(10)]
