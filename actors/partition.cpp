@@ -10,6 +10,7 @@
 #include "cqrs/series_store.hpp"
 #include "cqrs/snapshot.hpp"
 #include "runtime/journal.hpp"
+#include "runtime/log.hpp"
 #include "runtime/metrics.hpp"
 #include "runtime/process_metrics.hpp"
 
@@ -651,10 +652,7 @@ void partition_state::record_applied(const cqrs::event_batch& batch,
     // control character in it cannot forge a log line.
     spdlog::info("partition {}: the delta of pre-copy {} passed {} bytes; the "
                  "freeze will export a full snapshot",
-                 id,
-                 nlohmann::json(base_token)
-                   .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
-                 max_tail_bytes);
+                 id, runtime::quoted(base_token), max_tail_bytes);
     tail_overflow = true;
     tail.clear();
     tail.shrink_to_fit();

@@ -1,5 +1,6 @@
 #include "runtime/log.hpp"
 
+#include <nlohmann/json.hpp>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -81,6 +82,11 @@ void log_limited(spdlog::level::level_enum level, std::string_view key,
     spdlog::log(level, "{} (suppressed {})", message, *admitted);
   else
     spdlog::log(level, "{}", message);
+}
+
+std::string quoted(std::string_view value) {
+  return nlohmann::json(std::string{value})
+    .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 } // namespace cairn::runtime

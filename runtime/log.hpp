@@ -62,4 +62,9 @@ private:
 void log_limited(spdlog::level::level_enum level, std::string_view key,
                  std::chrono::seconds period, std::string_view message);
 
+/// `value` as a JSON string (quotes, control characters escaped, invalid
+/// UTF-8 replaced): how a value that came from a client or a peer goes into
+/// a log line, so that a newline in it cannot forge a line.
+[[nodiscard]] std::string quoted(std::string_view value);
+
 } // namespace cairn::runtime

@@ -4,6 +4,7 @@
 #include "actors/messages.hpp"
 #include "actors/reply.hpp"
 #include "cqrs/error.hpp"
+#include "runtime/log.hpp"
 #include "runtime/time.hpp"
 #include "sagas/membership.hpp"
 #include "sagas/saga_log.hpp"
@@ -1318,7 +1319,9 @@ void merge_dump(coord_pointer self, const json& reply) {
   auto mine = s.log->copy();
   for (auto& id : sagas::merge_copies(mine, theirs))
     if (!s.log->replace(id, mine[id]))
-      spdlog::error("saga {}: could not store the merged copy", id);
+      // The id came in a peer's dump.
+      spdlog::error("saga {}: could not store the merged copy",
+                    runtime::quoted(id));
 }
 
 /// Takes over: pulls every live member's copy, keeps the longest history of

@@ -64,4 +64,13 @@ TEST_CASE("log_limited writes one line per period with the suppressed count") {
   cairn::runtime::setup_logging("n6", "warn", "");
 }
 
+TEST_CASE("quoted makes a peer's value one JSON string in a log line") {
+  using cairn::runtime::quoted;
+  CHECK(quoted("move-1.p3") == "\"move-1.p3\"");
+  CHECK(quoted("a\n2026-12-06 [error] forged") == "\"a\\n2026-12-06 [error] forged\"");
+  CHECK(quoted("\"}\x01") == "\"\\\"}\\u0001\"");
+  CHECK(quoted(std::string_view{"\xff", 1}) == "\"\xef\xbf\xbd\"");  // U+FFFD
+  CHECK(quoted("") == "\"\"");
+}
+
 }
