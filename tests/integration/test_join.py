@@ -28,9 +28,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cairn_harness as h  # noqa: E402
 from cluster_harness import Cluster  # noqa: E402
-from ack_ledger import QUERY, Ingest, Ledger, Queries, count_of  # noqa: E402
-from test_sagas import (agreed_map, any_node, request, start,  # noqa: E402
-                        wait_finished)
+from ack_ledger import Ingest, Ledger, Queries  # noqa: E402
+from test_sagas import (agreed_map, any_node, check_end_state, request,  # noqa: E402
+                        start, wait_finished)
 
 PARTITIONS = 8
 
@@ -167,35 +167,7 @@ def main():
                   f"j4 owns nothing and has left: {m}")
 
         # -- E. the end state ------------------------------------------------
-        for t in ingest:
-            t.stop_flag.set()
-        for t in ingest:
-            t.join(60)
-        total = ledger.acked_total()
-        h.log(f"ingest stopped: {total} acknowledged of {ledger.sent_total()} "
-              f"sent")
-        cluster.wait_members_up(60, hints_drained=True)
-        for t in queries:
-            t.stop_flag.set()
-        for t in queries:
-            t.join(30)
-        for q in queries:
-            h.log(f"{q.node.name}: {q.complete} complete and {q.partial} "
-                  f"partial answers checked, {q.errors} errors")
-            chk.check(q.complete > 0, f"{q.node.name}: no complete answer")
-        m = agreed_map(cluster)
-        h.log(f"final map v{m['version']}: {m['owners']}")
-        for node in cluster.nodes:
-            def exact():
-                r = request(node, QUERY)
-                return r if (r.get("partial") is False
-                             and count_of(r) == total) else None
-            try:
-                cluster.wait_until(exact, 20, f"{node.name} complete and exact")
-            except h.TestFailure as e:
-                r = request(node, QUERY)
-                chk.check(False, f"{e}: counted {count_of(r)} of {total}: "
-                                 f"{str(r)[:300]}")
+        check_end_state(cluster, chk, ingest, queries, ledger)
     except h.TestFailure as e:
         chk.check(False, str(e))
     finally:

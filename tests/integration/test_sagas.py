@@ -130,6 +130,41 @@ def agreed_map(cluster, timeout=30):
     return cluster.wait_until(same, timeout, "every node on one partition map")
 
 
+def check_end_state(cluster, chk, ingest, queries, ledger):
+    """Stops the ingest and the checking queries, then checks that every
+    member agrees on one map and answers complete with exactly what was
+    acknowledged. Returns the acknowledged total."""
+    for t in ingest:
+        t.stop_flag.set()
+    for t in ingest:
+        t.join(60)
+    total = ledger.acked_total()
+    h.log(f"ingest stopped: {total} acknowledged of {ledger.sent_total()} sent")
+    cluster.wait_members_up(60, hints_drained=True)
+    for t in queries:
+        t.stop_flag.set()
+    for t in queries:
+        t.join(30)
+    for q in queries:
+        h.log(f"{q.node.name}: {q.complete} complete and {q.partial} partial "
+              f"answers checked, {q.errors} errors")
+        chk.check(q.complete > 0, f"{q.node.name}: no complete answer to check")
+    m = agreed_map(cluster)
+    h.log(f"final map v{m['version']}: {m['owners']}")
+    for node in cluster.nodes:
+        def exact():
+            r = request(node, QUERY)
+            return r if (r.get("partial") is False
+                         and count_of(r) == total) else None
+        try:
+            cluster.wait_until(exact, 20, f"{node.name} complete and exact")
+        except h.TestFailure as e:
+            r = request(node, QUERY)
+            chk.check(False, f"{e}: counted {count_of(r)} of {total}: "
+                             f"{str(r)[:300]}")
+    return total
+
+
 def main():
     args = h.parse_args(__doc__)
     chk = h.Checker("test_sagas")
@@ -296,34 +331,7 @@ def main():
                   f"s4 shows the move it missed as finished: {str(view)[:300]}")
 
         # -- G. the end state ------------------------------------------------
-        for t in ingest:
-            t.stop_flag.set()
-        for t in ingest:
-            t.join(60)
-        total = ledger.acked_total()
-        h.log(f"ingest stopped: {total} acknowledged of {ledger.sent_total()} sent")
-        cluster.wait_members_up(60, hints_drained=True)
-        for t in queries:
-            t.stop_flag.set()
-        for t in queries:
-            t.join(30)
-        for q in queries:
-            h.log(f"{q.node.name}: {q.complete} complete and {q.partial} partial "
-                  f"answers checked, {q.errors} errors")
-            chk.check(q.complete > 0, f"{q.node.name}: no complete answer to check")
-        m = agreed_map(cluster)
-        h.log(f"final map v{m['version']}: {m['owners']}")
-        for node in cluster.nodes:
-            def exact():
-                r = request(node, QUERY)
-                return r if (r.get("partial") is False
-                             and count_of(r) == total) else None
-            try:
-                cluster.wait_until(exact, 20, f"{node.name} complete and exact")
-            except h.TestFailure as e:
-                r = request(node, QUERY)
-                chk.check(False, f"{e}: counted {count_of(r)} of {total}: "
-                                 f"{str(r)[:300]}")
+        check_end_state(cluster, chk, ingest, queries, ledger)
         r = any_node(cluster, {"op": "saga.list", "limit": 200})
         stuck = [x["id"] for x in r.get("sagas", []) if x.get("phase") == "stuck"]
         running = [x["id"] for x in r.get("sagas", [])
