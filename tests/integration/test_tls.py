@@ -42,6 +42,16 @@ def total_count(node, metric):
     return q.get("partial"), total
 
 
+def check_counts(chk, cluster, want, when):
+    """Every member answers complete with `want` events of tls.m."""
+    for node in cluster.nodes:
+        partial, total = total_count(node, "tls.m")
+        chk.check(partial is False and total == want,
+                  f"{when}, {node.name}: partial={partial} count={total} "
+                  f"(want {want})")
+        chk.count()
+
+
 def main():
     args = h.parse_args(__doc__)
     chk = h.Checker("test_tls")
@@ -91,12 +101,7 @@ def main():
         second.wait_ready(60)
         cluster.wait_members_up(60, hints_drained=True)
         h.log("s2 restarted and healed over TLS")
-        for node in cluster.nodes:
-            partial, total = total_count(node, "tls.m")
-            chk.check(partial is False and total == 3500,
-                      f"after the restart, {node.name}: partial={partial} "
-                      f"count={total} (want 3500)")
-            chk.count()
+        check_counts(chk, cluster, 3500, "after the restart")
         # -- the console needs a certificate ----------------------------------
         code, out, err = console(args, first, "stats",
                                  f"--openssl.certificate={certs}/n2.pem",
@@ -121,12 +126,7 @@ def main():
         m = cluster.wait_until(shared, 90, "s4 to own its share, one map")
         h.log(f"s4 joined over TLS: map v{m['version']} {m['owners']}")
         ingest(chk, s4, batch(9000, 500), "ingest through the joined s4")
-        for node in cluster.nodes:
-            partial, total = total_count(node, "tls.m")
-            chk.check(partial is False and total == 4000,
-                      f"after the join, {node.name}: partial={partial} "
-                      f"count={total} (want 4000)")
-            chk.count()
+        check_counts(chk, cluster, 4000, "after the join")
     except h.TestFailure as e:
         chk.check(False, str(e))
     finally:
