@@ -15,6 +15,8 @@ import random
 import threading
 import time
 
+import cairn_harness as h
+
 SEED = 4242
 BATCH = 200
 QUERY = {"op": "query", "metric": "x", "from": "-15m", "step": "60s",
@@ -148,3 +150,31 @@ def count_of(reply):
     """Events counted by a QUERY reply."""
     return sum(p.get("count", 0) for s in reply.get("series", [])
                for p in s.get("points", []))
+
+
+def start_load(cluster, chk, writers, key_prefix="inv"):
+    """Starts acknowledged ingest into each of `writers` (threads named a,
+    b, ...) and the invariant's checking queries on every member, then
+    waits 2 s. Returns (ledger, t0, ingest threads, query threads)."""
+    ledger = Ledger()
+    t0 = h.now_ms()
+    ingest = [Ingest(w, ledger, chk, chr(ord("a") + i), t0, key_prefix)
+              for i, w in enumerate(writers)]
+    queries = [Queries(n, ledger, chk) for n in cluster.nodes]
+    for t in ingest + queries:
+        t.start()
+    time.sleep(2)
+    return ledger, t0, ingest, queries
+
+
+def stop_queries(chk, queries):
+    """Stops the checking queries, logs what each checked; each must have
+    seen at least one complete answer."""
+    for t in queries:
+        t.stop_flag.set()
+    for t in queries:
+        t.join(30)
+    for q in queries:
+        h.log(f"{q.node.name}: {q.complete} complete and {q.partial} partial "
+              f"answers checked, {q.errors} errors")
+        chk.check(q.complete > 0, f"{q.node.name}: no complete answer to check")

@@ -21,7 +21,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cairn_harness as h  # noqa: E402
 from cluster_harness import Cluster  # noqa: E402
-from ack_ledger import QUERY, Ingest, Ledger, Queries, count_of  # noqa: E402
+from ack_ledger import (QUERY, count_of, start_load,  # noqa: E402
+                        stop_queries)
 
 RESTARTS = 3
 
@@ -34,14 +35,8 @@ def main():
     try:
         cluster.start()
         n1, n2, n3 = cluster.nodes
-        ledger = Ledger()
-        t0 = h.now_ms()
-        ingest = [Ingest(n1, ledger, chk, "a", t0), Ingest(n3, ledger, chk, "b", t0)]
-        queries = [Queries(n, ledger, chk) for n in cluster.nodes]
+        ledger, _, ingest, queries = start_load(cluster, chk, [n1, n3])
         threads = ingest + queries
-        for t in threads:
-            t.start()
-        time.sleep(2)
         for i in range(RESTARTS):
             n2.kill()
             h.log(f"restart {i + 1}: n2 killed at {ledger.acked_total()} acknowledged")
@@ -68,14 +63,7 @@ def main():
         heal_start = time.time()
         cluster.wait_members_up(30, hints_drained=True)
         h.log(f"healed in {time.time() - heal_start:.1f}s")
-        for t in queries:
-            t.stop_flag.set()
-        for t in queries:
-            t.join(30)
-        for q in queries:
-            h.log(f"{q.node.name}: {q.complete} complete and {q.partial} partial "
-                  f"answers checked, {q.errors} errors")
-            chk.check(q.complete > 0, f"{q.node.name}: no complete answer to check")
+        stop_queries(chk, queries)
 
         # Once healed every node answers complete and exact, promptly.
         for node in cluster.nodes:

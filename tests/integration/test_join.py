@@ -28,8 +28,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cairn_harness as h  # noqa: E402
 from cluster_harness import Cluster  # noqa: E402
-from ack_ledger import Ingest, Ledger, Queries  # noqa: E402
-from test_sagas import (agreed_map, any_node, check_end_state, request,  # noqa: E402
+from ack_ledger import Ingest, Queries, start_load  # noqa: E402
+from test_sagas import (agreed_map, any_node, check_end_state,  # noqa: E402
                         start, wait_finished)
 
 PARTITIONS = 8
@@ -56,15 +56,8 @@ def main():
         cluster.start()
         j1, j2, j3 = cluster.nodes
         seed = f"127.0.0.1:{j2.cluster_port}"
-        ledger = Ledger()
-        t0 = h.now_ms()
-        ingest = [Ingest(j1, ledger, chk, "a", t0, "join"),
-                  Ingest(j3, ledger, chk, "b", t0, "join")]
-        queries = [Queries(n, ledger, chk) for n in cluster.nodes]
+        ledger, t0, ingest, queries = start_load(cluster, chk, [j1, j3], "join")
         threads = ingest + queries
-        for t in threads:
-            t.start()
-        time.sleep(2)
         m0 = agreed_map(cluster)
         h.log(f"map v{m0['version']}: {m0['nodes']} {m0['owners']}")
 

@@ -31,7 +31,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cairn_harness as h  # noqa: E402
 from cluster_harness import Cluster  # noqa: E402
-from ack_ledger import QUERY, Ingest, Ledger, Queries, count_of  # noqa: E402
+from ack_ledger import (QUERY, count_of, start_load,  # noqa: E402
+                        stop_queries)
 
 PARTITIONS = 8
 STEP_DELAY_MS = 700
@@ -141,14 +142,7 @@ def check_end_state(cluster, chk, ingest, queries, ledger):
     total = ledger.acked_total()
     h.log(f"ingest stopped: {total} acknowledged of {ledger.sent_total()} sent")
     cluster.wait_members_up(60, hints_drained=True)
-    for t in queries:
-        t.stop_flag.set()
-    for t in queries:
-        t.join(30)
-    for q in queries:
-        h.log(f"{q.node.name}: {q.complete} complete and {q.partial} partial "
-              f"answers checked, {q.errors} errors")
-        chk.check(q.complete > 0, f"{q.node.name}: no complete answer to check")
+    stop_queries(chk, queries)
     m = agreed_map(cluster)
     h.log(f"final map v{m['version']}: {m['owners']}")
     for node in cluster.nodes:
@@ -177,15 +171,8 @@ def main():
     try:
         cluster.start()
         s1, s2, s3, s4 = cluster.nodes
-        ledger = Ledger()
-        t0 = h.now_ms()
-        ingest = [Ingest(s1, ledger, chk, "a", t0, "saga"),
-                  Ingest(s3, ledger, chk, "b", t0, "saga")]
-        queries = [Queries(n, ledger, chk) for n in cluster.nodes]
+        ledger, _, ingest, queries = start_load(cluster, chk, [s1, s3], "saga")
         threads = ingest + queries
-        for t in threads:
-            t.start()
-        time.sleep(2)
         m0 = agreed_map(cluster)
         h.log(f"map v{m0['version']}: {m0['owners']}")
 
