@@ -134,27 +134,24 @@ def main():
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         time.sleep(2)
         acc1 = request(n1, {"op": "stats"})["events"]["accepted"]
-        # A profiler over the move, e.g. CAIRN_DURING="perf record -a -g
-        # -o /tmp/move.data -- sleep 2" (started with the saga).
+        # Where the time goes (module docstring): CAIRN_DURING runs beside
+        # the move; --timeline samples n1's accepted count every 50 ms.
         during = (subprocess.Popen(os.environ["CAIRN_DURING"], shell=True)
                   if os.environ.get("CAIRN_DURING") else None)
-        # Where the time goes: n1's accepted count every 50 ms over the move
-        # (--timeline prints it next to the steps' times).
-        samples, sampling = [], threading.Event()
-
-        def sample():
-            while not sampling.is_set():
-                samples.append((time.time(),
-                                request(n1, {"op": "stats"})["events"]["accepted"]))
-                time.sleep(0.05)
-        sampler = threading.Thread(target=sample)
+        samples, sampling, sampler = [], threading.Event(), None
         if args.timeline:
+            def sample():
+                while not sampling.is_set():
+                    samples.append((time.time(), request(
+                        n1, {"op": "stats"})["events"]["accepted"]))
+                    time.sleep(0.05)
+            sampler = threading.Thread(target=sample)
             sampler.start()
         t0 = time.time()
         s = run_saga(n1, {"op": "saga.join", "node": "n4"})
         took = time.time() - t0
         sampling.set()
-        if args.timeline:
+        if sampler:
             sampler.join()
         acc2 = request(n1, {"op": "stats"})["events"]["accepted"]
         proc.terminate()
