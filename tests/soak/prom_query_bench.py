@@ -8,7 +8,10 @@ seconds (Cairn: NDJSON `ingest` with explicit ts; VictoriaMetrics (Debian's
 victoria-metrics): POST /api/v1/import/prometheus with ms timestamps). Then
 `/api/v1/query_range` over the last 5 minutes of ONE series is sent N times
 per round over one keep-alive HTTP connection (one request in flight) to
-each server, rounds interleaved, and p50 / p99 / p99.9 are reported.
+each server, and p50 / p99 / p99.9 are reported. The servers take turns
+request by request (`--order request`, the default: a stall of the shared
+machine lands on all of them alike) or round by round (`--order block`:
+N queries to one server, then N to the next).
 VictoriaMetrics is measured twice: as installed (its rollup result cache on)
 and with `nocache=1` (every query from storage, as Cairn answers every one).
 Before timing, the answers of both are compared (same timestamps, same
@@ -28,6 +31,7 @@ import http.client
 import json
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -87,6 +91,46 @@ class Http:
         return r.status, body
 
 
+class RawHttp:
+    """The timed client: one keep-alive connection, the request's bytes built
+    once, the answer read by Content-Length or chunks and not parsed. Its own
+    cost is a few tens of microseconds where http.client's is ~200, so the
+    servers' differences are not buried under the client's (docs/benchmarks.md,
+    "Prometheus API: a lean client")."""
+
+    def __init__(self, port, params):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.req = (f"GET /api/v1/query_range?{urllib.parse.urlencode(params)} HTTP/1.1\r\n"
+                    f"Host: 127.0.0.1:{port}\r\n\r\n").encode()
+        self.buf = b""
+
+    def _more(self):
+        b = self.sock.recv(1 << 16)
+        if not b:
+            raise H.TestFailure("connection closed")
+        self.buf += b
+
+    def get(self):
+        self.sock.sendall(self.req)
+        while (end := self.buf.find(b"\r\n\r\n")) < 0:
+            self._more()
+        head, self.buf = self.buf[:end].decode("latin-1"), self.buf[end + 4:]
+        status = int(head.split(" ", 2)[1])
+        fields = {k.strip().lower(): v.strip() for k, _, v in
+                  (line.partition(":") for line in head.split("\r\n")[1:])}
+        if "content-length" in fields:
+            n = int(fields["content-length"])
+            while len(self.buf) < n:
+                self._more()
+            self.buf = self.buf[n:]
+        else:  # chunked: up to and including the last, empty chunk
+            while (end := self.buf.find(b"\r\n0\r\n\r\n")) < 0:
+                self._more()
+            self.buf = self.buf[end + 7:]
+        return status
+
+
 def wait_http(port, path, timeout=60):
     end = time.time() + timeout
     while time.time() < end:
@@ -100,15 +144,27 @@ def wait_http(port, path, timeout=60):
     raise H.TestFailure(f"port {port}{path} not ready")
 
 
+def timed(c, port):
+    t = time.perf_counter()
+    st = c.get()
+    us = (time.perf_counter() - t) * 1e6
+    if st != 200:
+        raise H.TestFailure(f"port {port}: HTTP {st}")
+    return us
+
+
 def run(port, params, n):
-    c = Http(port)
-    lat = []
+    c = RawHttp(port, params)
+    return [timed(c, port) for _ in range(n)]
+
+
+def run_turns(targets, n):
+    """n queries to each target, the targets taking turns query by query."""
+    conns = [RawHttp(port, prm) for _, port, prm in targets]
+    lat = {name: [] for name, _, _ in targets}
     for _ in range(n):
-        t = time.perf_counter()
-        st, body = c.get("/api/v1/query_range", params)
-        lat.append((time.perf_counter() - t) * 1e6)
-        if st != 200:
-            raise H.TestFailure(f"port {port}: {st} {body[:300]}")
+        for c, (name, port, _) in zip(conns, targets):
+            lat[name].append(timed(c, port))
     return lat
 
 
@@ -127,6 +183,8 @@ def main():
     p.add_argument("--span", type=int, default=600)
     p.add_argument("--queries", type=int, default=2000)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--order", choices=["request", "block"], default="request",
+                   help="servers take turns per request (default) or per round")
     p.add_argument("--expr", default=f'{METRIC}{{host="h7"}}')
     p.add_argument("--step", default="15")
     p.add_argument("--node-arg", action="append", default=[],
@@ -192,24 +250,34 @@ def main():
                         ("victoria-metrics nocache=1", vm_port, dict(params, nocache=1))]
             lat = {name: [] for name, _, _ in targets}
             pids = {name: n.proc.pid for name, n in nodes}
+            pids["victoria-metrics (both)"] = vm.pid
             cpu = {name: 0.0 for name in pids}
             for name, port, prm in targets:  # warm-up
                 run(port, prm, 100)
             for _ in range(args.rounds):
+                if args.order == "request":
+                    before = {name: H.cpu_seconds(pid) for name, pid in pids.items()}
+                    for name, xs in run_turns(targets, args.queries).items():
+                        lat[name] += xs
+                    for name, pid in pids.items():
+                        cpu[name] += H.cpu_seconds(pid) - before[name]
+                    continue
                 for name, port, prm in targets:
-                    before = H.cpu_seconds(pids[name]) if name in pids else 0
+                    owner = name if name in pids else "victoria-metrics (both)"
+                    before = H.cpu_seconds(pids[owner])
                     lat[name] += run(port, prm, args.queries)
-                    if name in pids:
-                        cpu[name] += H.cpu_seconds(pids[name]) - before
+                    cpu[owner] += H.cpu_seconds(pids[owner]) - before
             print(f"\nquery_range {args.expr} 5m step {args.step}s, "
-                  f"{args.rounds}x{args.queries} queries, one connection")
+                  f"{args.rounds}x{args.queries} queries, one connection per server, "
+                  f"turns per {args.order}")
             print(f"{'server':30} {'p50 us':>9} {'p99 us':>9} {'p99.9 us':>9} {'mean us':>9}")
             for name, xs in lat.items():
                 print(f"{name:30} {pct(xs, 0.5):9.0f} {pct(xs, 0.99):9.0f} "
                       f"{pct(xs, 0.999):9.0f} {statistics.mean(xs):9.0f}")
             for name, secs in cpu.items():
-                print(f"{name}: node CPU {secs * 1e6 / (args.rounds * args.queries):.0f} us "
-                      f"per query (/proc/<pid>/stat, {args.rounds * args.queries} queries)")
+                queries = args.rounds * args.queries * (2 if name.startswith("victoria") else 1)
+                print(f"{name}: server CPU {secs * 1e6 / queries:.0f} us "
+                      f"per query (/proc/<pid>/stat, {queries} queries)")
             # How the node served them: inline on the HTTP thread, or as
             # requests after a busy partition (docs/prometheus-api.md,
             # "Latency"); builds without inline reads show none.
