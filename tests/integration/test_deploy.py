@@ -45,6 +45,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.request
 
@@ -350,7 +351,35 @@ def ini_value(ini, section, key):
     return None
 
 
-def check_render(args, chk, docs, replicas, partitions, size, tls=True, jwt="cairn-jwt"):
+def run_init(chk, init, headless, cm, pod, tmp):
+    """The init container's command for pod `pod`, its DNS name resolving
+    here and its two mounts in `tmp`: returns the cairn.ini it picked."""
+    conf, role = os.path.join(tmp, "cairn-config"), os.path.join(tmp, "run-cairn")
+    for d in (conf, role):
+        shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(d)
+    for key, text in cm["data"].items():
+        write(conf, key, text)
+    cmd = [a.replace(f'$POD_NAME.{headless}', "localhost")
+            .replace("/etc/cairn-config", conf).replace("/run/cairn", role)
+           for a in init["command"]]
+    code, out = run_probe(cmd, env_extra={"POD_NAME": pod})
+    chk.check(code == 0, f"init command for {pod} {cmd}: exit {code} {out}")
+    try:
+        return open(os.path.join(role, "cairn.ini"), encoding="utf-8").read()
+    except OSError:
+        return None
+
+
+def cluster_lines_removed(ini):
+    """cairn.ini without its comments and its nodes/seeds lines."""
+    return [line for line in ini.splitlines() if not line.strip().startswith(";")
+            and not re.match(r"\s*(nodes|seeds)\s*=", line)]
+
+
+def check_render(args, chk, docs, replicas, partitions, size, tls=True, jwt="cairn-jwt",
+                 founders=None, tmp=None):
+    founders = replicas if founders is None else founders
     k = by_kind(docs)
     sts = k.get("StatefulSet", [None])[0]
     chk.require(sts is not None, "no StatefulSet rendered")
@@ -381,8 +410,21 @@ def check_render(args, chk, docs, replicas, partitions, size, tls=True, jwt="cai
     port = ini_value(ini, "cairn.cluster", "port")
     if replicas > 1:
         members = json.loads(nodes) if nodes else []
-        want = [f"{name}-{i}@{name}-{i}.{hl['metadata']['name']}:{port}" for i in range(replicas)]
+        want = [f"{name}-{i}@{name}-{i}.{hl['metadata']['name']}:{port}" for i in range(founders)]
         chk.check(members == want, f"cairn.cluster.nodes {members} != {want}")
+        joiner = cm["data"].get("joiner.ini")
+        chk.check((joiner is not None) == (replicas > founders),
+                  f"joiner.ini rendered: {joiner is not None}, {replicas} pods, {founders} founders")
+        if joiner is not None:
+            seeds = json.loads(ini_value(joiner, "cairn.cluster", "seeds") or "[]")
+            want = [f"{name}-{i}.{hl['metadata']['name']}:{port}" for i in range(founders)]
+            chk.check(seeds == want, f"joiner.ini seeds {seeds} != {want}")
+            chk.check(ini_value(joiner, "cairn.cluster", "nodes") is None,
+                      "joiner.ini still lists nodes")
+            chk.check(cluster_lines_removed(joiner) == cluster_lines_removed(ini),
+                      "joiner.ini differs from cairn.ini beyond nodes/seeds")
+        chk.check("--config-file=/run/cairn/cairn.ini" in cargs,
+                  f"args do not read the picked config: {cargs}")
         chk.check(f"--cairn.cluster.host=$(POD_NAME).{hl['metadata']['name']}" in cargs,
                   f"args lack the pod DNS name as cluster host: {cargs}")
         for key in ("tls-certificate", "tls-key", "tls-ca-file"):
@@ -395,11 +437,15 @@ def check_render(args, chk, docs, replicas, partitions, size, tls=True, jwt="cai
         wait = " ".join(init[0]["command"]) if init else ""
         chk.check(f'getent hosts "$POD_NAME.{hl["metadata"]["name"]}"' in wait,
                   f"no init container waiting for the pod's DNS name: {wait}")
-        if init:  # the same command, for a name that resolves here
-            cmd = [a.replace(f'$POD_NAME.{hl["metadata"]["name"]}', "localhost")
-                   for a in init[0]["command"]]
-            code, out = run_probe(cmd)
-            chk.check(code == 0, f"init command {cmd}: exit {code} {out}")
+        if init and tmp:  # the same command, for a name that resolves here
+            for i in sorted({0, founders - 1, min(founders, replicas - 1), replicas - 1}):
+                got = run_init(chk, init[0], hl["metadata"]["name"], cm, f"{name}-{i}", tmp)
+                want = cm["data"]["joiner.ini" if i >= founders else "cairn.ini"]
+                chk.check(got == want, f"pod {name}-{i}: the init container picked "
+                                       f"{'another' if got else 'no'} cairn.ini")
+            mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+            chk.check(mounts.get("role") == "/run/cairn",
+                      f"the picked config is not mounted at /run/cairn: {mounts}")
         pdb = k.get("PodDisruptionBudget", [])
         chk.check(len(pdb) == 1 and pdb[0]["spec"].get("maxUnavailable") == 1,
                   f"PodDisruptionBudget: {pdb}")
@@ -440,7 +486,7 @@ def check_helm(args, chk, tmp):
     if res:
         h.log(f"default render: {res['documents']} documents valid ({', '.join(res['kinds'])})")
     docs = yaml_docs(args, write(tmp, "default.yaml", text))
-    sts, ini = check_render(args, chk, docs, 3, 16, "10Gi")
+    sts, ini = check_render(args, chk, docs, 3, 16, "10Gi", tmp=tmp)
 
     static = os.path.join(args.source_dir, "deploy", "kubernetes", "cairn.yaml")
     body = open(static, encoding="utf-8").read()
@@ -457,19 +503,32 @@ def check_helm(args, chk, tmp):
     chk.require(code == 0, f"render with 5 replicas failed: {err}")
     validate(args, chk, text5, "5-replica render")
     _, ini5 = check_render(args, chk, yaml_docs(args, write(tmp, "five.yaml", text5)), 5, 32,
-                           "50Gi", jwt="my-jwt")
+                           "50Gi", jwt="my-jwt", founders=3, tmp=tmp)
     chk.check("secretName: my-tls" in text5, "tls.existingSecret not used")
     chk.check(ini_value(ini5, "cairn.auth", "algorithm") == '"ES256"'
               and ini_value(ini5, "cairn.auth", "public-key-file") is not None
               and ini_value(ini5, "cairn.auth", "secret-file") is None,
               f"jwt.algorithm ES256: cairn.ini's [cairn.auth] {ini5}")
 
-    code, text1, err = rnd.render({"replicas": 1, "tls": {"existingSecret": ""}})
+    code, text4, err = rnd.render({"replicas": 4})
+    chk.require(code == 0, f"render with 4 replicas of 3 initial members failed: {err}")
+    docs4 = yaml_docs(args, write(tmp, "four.yaml", text4))
+    check_render(args, chk, docs4, 4, 16, "10Gi", founders=3, tmp=tmp)
+    joiner = by_kind(docs4)["ConfigMap"][0]["data"]["joiner.ini"]
+
+    code, text1, err = rnd.render({"replicas": 1, "initialMembers": 1,
+                                   "tls": {"existingSecret": ""}})
     chk.require(code == 0, f"render with 1 replica failed: {err}")
     validate(args, chk, text1, "1-replica render")
     check_render(args, chk, yaml_docs(args, write(tmp, "one.yaml", text1)), 1, 16, "10Gi",
                  tls=False)
 
+    code, _, err = rnd.render({"replicas": 2})
+    chk.check(code != 0 and "initialMembers" in err,
+              f"2 replicas of 3 initial members rendered (exit {code}, {err!r})")
+    code, _, err = rnd.render({"replicas": 3, "initialMembers": 1})
+    chk.check(code != 0 and "single node cannot be joined" in err,
+              f"3 pods joining a single node rendered (exit {code}, {err!r})")
     code, _, err = rnd.render({"tls": {"existingSecret": ""}})
     chk.check(code != 0 and "tls.existingSecret" in err,
               f"3 replicas without TLS rendered (exit {code}, {err!r})")
@@ -488,7 +547,7 @@ def check_helm(args, chk, tmp):
     r = strict_check(args, text.replace("readinessProbe:", "readinesProbe:", 1))
     chk.check(r.returncode != 0 and "readinesProbe: unknown field" in r.stdout,
               f"k8s-strict accepted a misspelt field: {r.stdout[:300]}")
-    return sts, ini
+    return sts, ini, joiner
 
 
 def write(tmp, name, text):
@@ -498,24 +557,21 @@ def write(tmp, name, text):
     return path
 
 
-def check_rendered_config_runs(args, chk, tmp, sts, ini):
-    """The ConfigMap's cairn.ini with the pod's flags, moved to loopback."""
-    certs = os.path.join(tmp, "certs")
-    r = subprocess.run(["bash", os.path.join(args.source_dir, "scripts", "gen-certs.sh"),
-                        certs, "1"], capture_output=True, text=True, timeout=120)
-    chk.require(r.returncode == 0, f"gen-certs.sh: {r.stderr}")
+def pod_node(args, tmp, sts, ini, pod, certs):
+    """A node of pod `pod` from a rendered cairn.ini and the pod's flags,
+    moved to loopback (files here, the cluster host `localhost`)."""
     ini = (ini.replace("/etc/cairn/tls/tls.crt", f"{certs}/n1.pem")
               .replace("/etc/cairn/tls/tls.key", f"{certs}/n1.key")
               .replace("/etc/cairn/tls/ca.crt", f"{certs}/ca.pem")
               .replace("/usr/share/cairn/web", f"{args.source_dir}/web")
               .replace("/etc/cairn/jwt/secret", jwt_secret(tmp)))
-    cfg = write(tmp, "rendered.ini", ini)
+    cfg = write(tmp, f"rendered-{pod}.ini", ini)
     c = sts["spec"]["template"]["spec"]["containers"][0]
-    pod_args = [a.replace("$(POD_NAME)", "cairn-0") for a in c["args"]
-                if not a.startswith("--cairn.node-name=")]
+    pod_args = [a.replace("$(POD_NAME)", pod) for a in c["args"]
+                if not a.startswith(("--cairn.node-name=", "--config-file="))]
     # Bind loopback here (the pod binds its DNS name); names/ports as rendered otherwise.
     pod_args = [a for a in pod_args if not a.startswith("--cairn.cluster.host=")]
-    node = h.Node(args.bin_dir, args.source_dir, name="cairn-0", config=cfg,
+    return h.Node(args.bin_dir, args.source_dir, name=pod, config=cfg,
                   base_args=False, keep=args.keep,
                   extra_args=pod_args + ["--cairn.tcp.host=127.0.0.1",
                                          # loopback here, so ask for what the pod
@@ -523,6 +579,49 @@ def check_rendered_config_runs(args, chk, tmp, sts, ini):
                                          "--cairn.auth.required=true",
                                          # a host name, as in the pod (there: its DNS name)
                                          "--cairn.cluster.host=localhost"])
+
+
+def check_joiner_joins(args, chk, tmp, sts, joiner, founder, certs):
+    """Pod cairn-3 of a 4-pod render (3 initial members) from its joiner.ini,
+    its seeds pointed at the running cairn-0: it is admitted and ready, and
+    cairn-0 lists it as a member."""
+    seeds = ini_value(joiner, "cairn.cluster", "seeds")
+    joiner = joiner.replace(f"seeds = {seeds}",
+                            f'seeds = ["localhost:{founder.cluster_port}"]')
+    node = pod_node(args, tmp, sts, joiner, "cairn-3", certs)
+    try:
+        node.start()
+        ping = node.wait_ready(60)
+        chk.check(ping.get("node") == "cairn-3", f"joiner ping: {ping}")
+        token = mint(args, jwt_secret(tmp), "admin")
+        names = []
+        deadline = time.time() + 30
+        while time.time() < deadline and "cairn-3" not in names:
+            with founder.client(10) as cl:
+                cl.request({"op": "auth", "token": token})
+                r = cl.request({"op": "cluster"})
+            names = [m.get("name") for m in r.get("members", [])]
+            time.sleep(0.5)
+        chk.check(names == ["cairn-0", "cairn-1", "cairn-2", "cairn-3"],
+                  f"cairn-0's members after the join: {names}")
+        h.log(f"rendered joiner.ini: cairn-3 joined through cairn-0's cluster port; "
+              f"members {names}")
+    except h.TestFailure as e:
+        chk.check(False, f"rendered joiner.ini: {e}")
+        node.dump_log(60)
+    finally:
+        node.cleanup()
+
+
+def check_rendered_config_runs(args, chk, tmp, sts, ini, joiner):
+    """The ConfigMap's cairn.ini with the pod's flags, moved to loopback; then
+    a joiner's joiner.ini joining it."""
+    certs = os.path.join(tmp, "certs")
+    r = subprocess.run(["bash", os.path.join(args.source_dir, "scripts", "gen-certs.sh"),
+                        certs, "1"], capture_output=True, text=True, timeout=120)
+    chk.require(r.returncode == 0, f"gen-certs.sh: {r.stderr}")
+    c = sts["spec"]["template"]["spec"]["containers"][0]
+    node = pod_node(args, tmp, sts, ini, "cairn-0", certs)
     try:
         node.start()
         ping = node.wait_ready(30)
@@ -552,6 +651,7 @@ def check_rendered_config_runs(args, chk, tmp, sts, ini):
             path = c[kind]["httpGet"]["path"]
             chk.check(api_status(node, path=path) == 200, f"{kind} {path} fails on a ready node")
         ready_path = c["readinessProbe"]["httpGet"]["path"]
+        check_joiner_joins(args, chk, tmp, sts, joiner, node, certs)
         node.stop()
         try:
             code = api_status(node, path=ready_path)
@@ -662,7 +762,7 @@ def main():
         chk.require(os.path.isdir(os.path.join(args.source_dir, "tools", "node_modules")),
                     "tools/node_modules missing: run scripts/install-deps.sh")
         health = None
-        sts = ini = None
+        sts = ini = joiner = None
         for name, fn in [("Dockerfile", lambda: check_dockerfile(args, chk)),
                          ("Helm chart", lambda: check_helm(args, chk, tmp)),
                          ("compose", lambda: check_compose(args, chk)),
@@ -673,7 +773,7 @@ def main():
                 if name == "Dockerfile":
                     health = result
                 if name == "Helm chart":
-                    sts, ini = result
+                    sts, ini, joiner = result
             except (h.TestFailure, OSError, ValueError, KeyError, IndexError) as e:
                 chk.check(False, f"{name}: {e!r}")
         if health:
@@ -682,7 +782,7 @@ def main():
         if sts:
             h.log("-- rendered config on a real node")
             try:
-                check_rendered_config_runs(args, chk, tmp, sts, ini)
+                check_rendered_config_runs(args, chk, tmp, sts, ini, joiner)
             except (h.TestFailure, OSError, KeyError) as e:
                 chk.check(False, f"rendered config: {e!r}")
     finally:
