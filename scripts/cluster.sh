@@ -17,7 +17,9 @@
 #                                  that was removed comes back; a new name
 #                                  nK joins through a running member as its
 #                                  seed (docs/cluster.md, "Joining through
-#                                  seeds"; with TLS it needs nK's certificate)
+#                                  seeds"; with TLS, nK's certificate is
+#                                  signed by the CA in CAIRN_TLS_DIR unless
+#                                  there is one)
 #   scripts/cluster.sh sagas       the membership sagas and their progress
 #
 # Environment:
@@ -248,6 +250,9 @@ case "$cmd" in
     if ! grep -qx "$2" "$dir/nodes"; then
       [[ "$2" =~ ^n[1-9][0-9]*$ ]] || { echo "cluster.sh: a new member is named nK (its ports follow from K), not '$2'" >&2; exit 1; }
       seed="$(some_node)"
+      if [[ -n "${CAIRN_TLS_DIR:-}" && ! -f "$CAIRN_TLS_DIR/$2.pem" ]]; then
+        "$here/scripts/gen-certs.sh" "$CAIRN_TLS_DIR" --add "$2"
+      fi
       gen_config "$2" "" "\"127.0.0.1:$(port_of "$seed" 0)\""
       echo "$2" >> "$dir/nodes"
       echo "$2 joins through $seed"

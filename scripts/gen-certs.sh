@@ -14,13 +14,14 @@
 #
 #   scripts/gen-certs.sh /tmp/cairn-tls 3
 #   CAIRN_TLS_DIR=/tmp/cairn-tls scripts/cluster.sh up 3
+#
+# gen-certs.sh DIR --add NAME signs one more node certificate (DIR/NAME.pem,
+# DIR/NAME.key) with the CA already in DIR, for a node that joins later
+# (scripts/cluster.sh add does it).
 set -euo pipefail
-dir="${1:?usage: gen-certs.sh DIR N}"
+dir="${1:?usage: gen-certs.sh DIR N | gen-certs.sh DIR --add NAME}"
 n="${2:-3}"
-mkdir -p "$dir"
 san="DNS:localhost,IP:127.0.0.1,IP:::1${CAIRN_CERT_SAN:+,$CAIRN_CERT_SAN}"
-openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=cairn-test-ca" \
-  -keyout "$dir/ca.key" -out "$dir/ca.pem" 2>/dev/null
 # sign NAME EXTENSIONS: a key and a certificate signed by the CA.
 sign() {
   openssl req -newkey rsa:2048 -nodes -subj "/CN=$1" \
@@ -30,6 +31,21 @@ sign() {
     -CAcreateserial -days 30 -extfile "$dir/$1.ext" -out "$dir/$1.pem" 2>/dev/null
   rm -f "$dir/$1.csr" "$dir/$1.ext"
 }
+if [[ "$n" == "--add" ]]; then
+  name="${3:?usage: gen-certs.sh DIR --add NAME}"
+  [[ "$name" =~ ^[A-Za-z0-9_.-]+$ ]] || { echo "gen-certs.sh: bad name '$name'" >&2; exit 2; }
+  for f in ca.pem ca.key; do
+    [[ -f "$dir/$f" ]] || { echo "gen-certs.sh: no $dir/$f to sign $name with" >&2; exit 1; }
+  done
+  [[ ! -e "$dir/$name.pem" ]] || { echo "gen-certs.sh: $dir/$name.pem exists" >&2; exit 1; }
+  sign "$name" "subjectAltName=$san"
+  chmod 600 "$dir/$name.key"
+  echo "$name's certificate, signed by $dir/ca.pem, in $dir"
+  exit 0
+fi
+mkdir -p "$dir"
+openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=cairn-test-ca" \
+  -keyout "$dir/ca.key" -out "$dir/ca.pem" 2>/dev/null
 for i in $(seq 1 "$n"); do
   sign "n$i" "subjectAltName=$san"
 done

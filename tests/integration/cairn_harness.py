@@ -139,7 +139,36 @@ def free_port():
     return free_ports(1)[0]
 
 
+def port_block_free(base, offsets):
+    """True if every port base+offset can be bound on loopback now."""
+    socks = []
+    try:
+        for off in offsets:
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", base + off))
+            socks.append(s)
+        return True
+    except OSError:
+        return False
+    finally:
+        for s in socks:
+            s.close()
+
+
+def free_base(offsets):
+    """A base port with every base+offset free, away from ports others use."""
+    for _ in range(200):
+        base = free_port() // 100 * 100
+        if base < 10000 or base + max(offsets) >= ephemeral_low():
+            continue
+        if port_block_free(base, offsets):
+            return base
+    raise TestFailure("no free port block")
+
+
 # -- failures -----------------------------------------------------------------
+
 
 class TestFailure(Exception):
     pass

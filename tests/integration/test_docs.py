@@ -15,7 +15,6 @@ is killed at the end, so nothing the tutorial started outlives the test.
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -76,33 +75,6 @@ def match_expected(expected, output):
             return want
         pos += 1
     return None
-
-
-def port_block_free(base, offsets):
-    socks = []
-    try:
-        for off in offsets:
-            s = socket.socket()
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind(("127.0.0.1", base + off))
-            socks.append(s)
-        return True
-    except OSError:
-        return False
-    finally:
-        for s in socks:
-            s.close()
-
-
-def free_base(offsets):
-    """A base port with every base+offset free, away from ports others use."""
-    for _ in range(200):
-        base = h.free_port() // 100 * 100
-        if base < 10000 or base + max(offsets) >= h.ephemeral_low():
-            continue
-        if port_block_free(base, offsets):
-            return base
-    raise h.TestFailure("no free port block")
 
 
 def run_tutorial(args, chk, doc, env_extra, timeout):
@@ -181,7 +153,7 @@ def main():
 
     def cluster_env(tmp):
         # scripts/cluster.sh: node i uses BASE+10i (cluster), +1 NDJSON, +2 HTTP.
-        base = free_base([10, 11, 12, 20, 21, 22, 30, 31, 32])
+        base = h.free_base([10, 11, 12, 20, 21, 22, 30, 31, 32])
         return {"CAIRN_BASE_PORT": str(base),
                 "CAIRN_CLUSTER_DIR": os.path.join(tmp, "cluster"),
                 "CAIRN_BIN": os.path.join(args.bin_dir, "cairn-node")}
