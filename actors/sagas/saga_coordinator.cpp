@@ -787,6 +787,7 @@ void move_commit(coord_pointer self, running& r, step_done done) {
   });
 }
 
+
 void move_drop(coord_pointer self, running& r, step_done done) {
   auto p = r.params["partition"].get<uint32_t>();
   auto source = source_of(self, r);
@@ -1038,12 +1039,12 @@ void drain(coord_pointer self, running& r, step_done done) {
       });
 }
 
-/// decommission: the member leaves (pivot); join: it is back (pivot).
-void set_left(coord_pointer self, running& r, bool leave, step_done done) {
-  auto node = r.params.value("node", std::string{});
-  auto id = r.id;
-  with_commit_lock(self, [self, node, leave, done](auto release) {
-    newest_map(self, [self, node, leave, done, release](bool) {
+/// Marks `node` left (`leave`) or back in a new map, adopted by this node,
+/// then by `node` if `tell_node`, then by every other member.
+void mark_left(coord_pointer self, const std::string& node, bool leave,
+               bool tell_node, step_done done) {
+  with_commit_lock(self, [self, node, leave, tell_node, done](auto release) {
+    newest_map(self, [self, node, leave, tell_node, done, release](bool) {
       auto map = self->state.map;
       auto left = map_left(map);
       if (leave) {
@@ -1064,7 +1065,7 @@ void set_left(coord_pointer self, running& r, bool leave, step_done done) {
         map["version"] = map_version(map) + 1;
       }
       std::vector<std::string> order{self->state.cluster().self_name};
-      if (node != order.front())
+      if (tell_node && node != order.front())
         order.push_back(node);
       spread_map(self, map, order,
                  [self, done, release](bool good, std::string result) {
@@ -1075,6 +1076,36 @@ void set_left(coord_pointer self, running& r, bool leave, step_done done) {
                  });
     });
   });
+}
+
+/// decommission: the member leaves (pivot); join: it is back (pivot). The
+/// node is told right after this one.
+void set_left(coord_pointer self, running& r, bool leave, step_done done) {
+  mark_left(self, r.params.value("node", std::string{}), leave, true,
+            std::move(done));
+}
+
+/// Compensation of a join saga's `join` step, which failed for good: the
+/// node never took the map (admitted through seeds but not started, or
+/// down since). If it owns nothing, it is marked left again, so answers stop
+/// waiting for a member that is not there (docs/sagas.md, "join"); starting
+/// it (seeds) or `join NODE` brings it back.
+void undo_join(coord_pointer self, running& r, step_done done) {
+  auto node = r.params.value("node", std::string{});
+  for (auto& o : map_owners(self->state.map))
+    if (o == node) {
+      done(true, node + " owns partitions: not marked left");
+      return;
+    }
+  mark_left(self, node, true, false,
+            [node, done](bool good, std::string result) {
+              if (good)
+                spdlog::warn("{} never took the map of its join: marked left; "
+                             "start it (cairn.cluster.seeds) or join it to "
+                             "bring it back",
+                             runtime::quoted(node));
+              done(good, result);
+            });
 }
 
 /// A node that is not a member asks to join (docs/cluster.md, "Joining
@@ -1149,6 +1180,10 @@ void run_action(coord_pointer self, running& r, const sagas::saga_action& a,
       case drop:
         return move_drop(self, r, std::move(done));
     }
+  }
+  if (undo && type == "join" && a.step == sagas::plan_steps::join_join) {
+    undo_join(self, r, std::move(done));
+    return;
   }
   // Moves already done stay done when a plan saga gives up: each is a
   // complete handoff on its own (docs/sagas.md).
