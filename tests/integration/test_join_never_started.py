@@ -23,8 +23,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cairn_harness as h  # noqa: E402
 from cluster_harness import Cluster  # noqa: E402
-from ack_ledger import QUERY, count_of  # noqa: E402
-from test_sagas import agreed_map, any_node, request, saga, wait_finished  # noqa: E402
+from ack_ledger import QUERY  # noqa: E402
+from test_sagas import (agreed_map, any_node, check_exact, request, saga,  # noqa: E402
+                        wait_finished)
 
 
 def ingest(chk, node, first, n):
@@ -32,19 +33,6 @@ def ingest(chk, node, first, n):
             "tags": {"k": str(first + i)}} for i in range(n)]
     r = request(node, {"op": "ingest", "events": evs})
     chk.check(r.get("ok") is True and r.get("accepted") == n, f"ingest via {node.name}: {r}")
-
-
-def wait_exact(cluster, chk, want, what):
-    for node in cluster.nodes:
-        def exact():
-            r = request(node, QUERY)
-            return r if r.get("partial") is False and count_of(r) == want else None
-        try:
-            cluster.wait_until(exact, 30, f"{node.name} complete and exact {what}")
-        except h.TestFailure as e:
-            r = request(node, QUERY)
-            chk.check(False, f"{e}: partial={r.get('partial')}, "
-                             f"counted {count_of(r)} of {want}")
 
 
 def main():
@@ -56,7 +44,7 @@ def main():
         cluster.start()
         g1, g2 = cluster.nodes
         ingest(chk, g1, 0, 200)
-        wait_exact(cluster, chk, 200, "before")
+        check_exact(cluster, chk, 200, 30, " before")
 
         # -- A: admitted, not started ------------------------------------------
         g3 = cluster.joiner("g3", [f"127.0.0.1:{g1.cluster_port}"])
@@ -91,7 +79,7 @@ def main():
             lambda: (lambda x: x if "g3" in x.get("left", []) else None)(agreed_map(cluster)),
             30, "every node on a map with g3 left")
         chk.check("g3" not in m["owners"], f"g3 owns partitions: {m['owners']}")
-        wait_exact(cluster, chk, 200, "after g3 was marked left")
+        check_exact(cluster, chk, 200, 30, " after g3 was marked left")
         h.log(f"join saga compensated; map v{m['version']} has g3 left; answers complete")
 
         # -- C: g3 starts after all and joins ----------------------------------
@@ -105,7 +93,7 @@ def main():
         m = cluster.wait_until(owns, 120, "g3 owning its share of 4 partitions")
         ingest(chk, g3, 200, 100)
         cluster.wait_members_up(60, hints_drained=True)
-        wait_exact(cluster, chk, 300, "after g3 joined")
+        check_exact(cluster, chk, 300, 30, " after g3 joined")
         h.log(f"g3 started later and joined: map v{m['version']} {m['owners']}")
     except h.TestFailure as e:
         chk.check(False, str(e))

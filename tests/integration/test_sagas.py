@@ -145,18 +145,24 @@ def check_end_state(cluster, chk, ingest, queries, ledger):
     stop_queries(chk, queries)
     m = agreed_map(cluster)
     h.log(f"final map v{m['version']}: {m['owners']}")
+    check_exact(cluster, chk, total)
+    return total
+
+
+def check_exact(cluster, chk, want, timeout=20, when=""):
+    """Every node answers QUERY complete with exactly `want` events within
+    `timeout` seconds."""
     for node in cluster.nodes:
         def exact():
             r = request(node, QUERY)
             return r if (r.get("partial") is False
-                         and count_of(r) == total) else None
+                         and count_of(r) == want) else None
         try:
-            cluster.wait_until(exact, 20, f"{node.name} complete and exact")
+            cluster.wait_until(exact, timeout, f"{node.name} complete and exact{when}")
         except h.TestFailure as e:
             r = request(node, QUERY)
-            chk.check(False, f"{e}: counted {count_of(r)} of {total}: "
+            chk.check(False, f"{e}: counted {count_of(r)} of {want}: "
                              f"{str(r)[:300]}")
-    return total
 
 
 def main():
