@@ -787,7 +787,6 @@ void move_commit(coord_pointer self, running& r, step_done done) {
   });
 }
 
-
 void move_drop(coord_pointer self, running& r, step_done done) {
   auto p = r.params["partition"].get<uint32_t>();
   auto source = source_of(self, r);
@@ -1078,8 +1077,8 @@ void mark_left(coord_pointer self, const std::string& node, bool leave,
   });
 }
 
-/// decommission: the member leaves (pivot); join: it is back (pivot). The
-/// node is told right after this one.
+/// decommission: the member leaves (its pivot); join: it is back. The node
+/// is told right after this one.
 void set_left(coord_pointer self, running& r, bool leave, step_done done) {
   mark_left(self, r.params.value("node", std::string{}), leave, true,
             std::move(done));
