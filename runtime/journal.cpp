@@ -1,5 +1,7 @@
 #include "runtime/journal.hpp"
 
+#include "runtime/leveldb_env.hpp"
+
 #include <leveldb/db.h>
 #include <leveldb/iterator.h>
 #include <leveldb/options.h>
@@ -403,6 +405,7 @@ std::unique_ptr<journal> journal::open(const std::string& path,
     opts.max_batch_bytes = 1;
   leveldb::Options lo;
   lo.create_if_missing = true;
+  lo.env = journal_env(); // tables read with pread, not mapped (RSS)
   lo.write_buffer_size = opts.write_buffer_size;
   lo.max_file_size = 8u << 20;
   lo.max_open_files = opts.max_open_files;
