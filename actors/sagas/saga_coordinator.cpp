@@ -293,6 +293,12 @@ std::vector<std::string> map_active(const json& map) {
   return out;
 }
 
+/// Whether `node` owns at least one partition of `map`.
+bool owns_any(const json& map, const std::string& node) {
+  auto owners = map_owners(map);
+  return std::find(owners.begin(), owners.end(), node) != owners.end();
+}
+
 std::string owner_of(const json& map, uint32_t p) {
   auto owners = map_owners(map);
   return p < owners.size() ? owners[p] : std::string{};
@@ -1046,13 +1052,10 @@ void mark_left(coord_pointer self, const std::string& node, bool leave,
     newest_map(self, [self, node, leave, tell_node, done, release](bool) {
       auto map = self->state.map;
       auto left = map_left(map);
-      if (leave) {
-        for (auto& o : map_owners(map))
-          if (o == node) {
-            release();
-            done(false, node + " still owns partitions");
-            return;
-          }
+      if (leave && owns_any(map, node)) {
+        release();
+        done(false, node + " still owns partitions");
+        return;
       }
       bool is_left = left.count(node) > 0;
       if (is_left != leave) {
@@ -1091,11 +1094,10 @@ void set_left(coord_pointer self, running& r, bool leave, step_done done) {
 /// it (seeds) or `join NODE` brings it back.
 void undo_join(coord_pointer self, running& r, step_done done) {
   auto node = r.params.value("node", std::string{});
-  for (auto& o : map_owners(self->state.map))
-    if (o == node) {
-      done(true, node + " owns partitions: not marked left");
-      return;
-    }
+  if (owns_any(self->state.map, node)) {
+    done(true, node + " owns partitions: not marked left");
+    return;
+  }
   mark_left(self, node, true, false,
             [node, done](bool good, std::string result) {
               if (good)
