@@ -109,10 +109,14 @@ def _pickable(port):
     return not any(lo <= port <= hi for lo, hi in _AVOID)
 
 
+_GIVEN = set()  # every port free_ports returned in this process
+
+
 def free_ports(n):
-    """Returns n distinct free loopback ports below the ephemeral range. All
-    sockets are held open until every port is chosen, so no port is returned
-    twice."""
+    """Returns n distinct free loopback ports below the ephemeral range, none
+    returned before by this process: the nodes of a cluster choose their
+    ports one after the other and bind them only when started, so a port
+    free now may already be another node's."""
     lo, _ = _ephemeral_range()
     low_end = 10000 if lo > 12000 else 1024
     rng = random.SystemRandom()
@@ -120,7 +124,7 @@ def free_ports(n):
     try:
         while len(socks) < n:
             port = rng.randrange(low_end, lo)
-            if not _pickable(port):
+            if not _pickable(port) or port in _GIVEN:
                 continue
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             try:
@@ -129,6 +133,7 @@ def free_ports(n):
                 s.close()
                 continue
             socks.append(s)
+            _GIVEN.add(port)
         return [s.getsockname()[1] for s in socks]
     finally:
         for s in socks:
