@@ -7,10 +7,31 @@
 #include <benchmark/benchmark.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
+#include <new>
 #include <random>
 
 using namespace cairn::cqrs;
+
+namespace {
+
+/// Heap allocations by operator new in this process (the apply benchmarks
+/// report them per event: issue 14 wants none on the steady path).
+std::atomic<uint64_t> allocations{0};
+
+} // namespace
+
+void* operator new(std::size_t n) {
+  allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(n == 0 ? 1 : n))
+    return p;
+  throw std::bad_alloc{};
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 namespace {
 
@@ -105,6 +126,7 @@ void BM_apply(benchmark::State& state) {
   series_store store{bench_tiers(), ddsketch_mapping{0.01}};
   millis t0 = base_ts;
   int64_t round = 0;
+  uint64_t allocs = 0;
   for (auto _ : state) {
     state.PauseTiming();
     batch.clear();
@@ -116,9 +138,13 @@ void BM_apply(benchmark::State& state) {
     if (++round % 64 == 0)
       store.evict(t0);
     state.ResumeTiming();
+    auto before = allocations.load(std::memory_order_relaxed);
     store.apply(batch);
+    allocs += allocations.load(std::memory_order_relaxed) - before;
   }
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * batch_size));
+  state.counters["allocs_per_event"] =
+    static_cast<double>(allocs) / static_cast<double>(state.iterations() * batch_size);
   state.counters["buckets"] = static_cast<double>(store.bucket_count());
 }
 BENCHMARK(BM_apply)->Arg(100)->Arg(10000);
@@ -142,6 +168,7 @@ void BM_apply_spread(benchmark::State& state) {
   series_store store{bench_tiers(), ddsketch_mapping{0.01}};
   millis now = base_ts;
   int64_t round = 0;
+  uint64_t allocs = 0;
   for (auto _ : state) {
     state.PauseTiming();
     batch.clear();
@@ -159,12 +186,60 @@ void BM_apply_spread(benchmark::State& state) {
     }
     store.set_clock(now);
     state.ResumeTiming();
+    auto before = allocations.load(std::memory_order_relaxed);
     store.apply(batch);
+    allocs += allocations.load(std::memory_order_relaxed) - before;
   }
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * batch_size));
+  state.counters["allocs_per_event"] =
+    static_cast<double>(allocs) / static_cast<double>(state.iterations() * batch_size);
   state.counters["open"] = static_cast<double>(store.bucket_count());
 }
 BENCHMARK(BM_apply_spread)->Arg(1000)->Arg(10000)->MinTime(3);
+
+/// Many series at a low rate, each event late by a random 0-60 s: one
+/// event per series per second of the store's clock, batches of 100 series,
+/// the node's seal pass (and retention) once a second, all timed. A series
+/// then sees its largest lateness rarely, its learned hold decays between,
+/// and many events land in windows already sealed: the reopen and re-seal
+/// path (bucket_block::merge) is what this measures. Arg: series.
+void BM_apply_late(benchmark::State& state) {
+  auto num_series = static_cast<size_t>(state.range(0));
+  std::vector<std::string> keys;
+  for (size_t s = 0; s < num_series; ++s)
+    keys.push_back(make_series_key("bench.m" + std::to_string(s % 10),
+                                   {{"host", "h" + std::to_string(s / 10)},
+                                    {"region", "eu"}}));
+  std::mt19937_64 rng{5};
+  std::uniform_int_distribution<millis> lateness{0, 60'000};
+  std::uniform_real_distribution<double> decade{0, 5};
+  series_store store{bench_tiers(), ddsketch_mapping{0.01}};
+  millis now = base_ts;
+  event_batch batch;
+  auto one_second = [&] {
+    for (size_t first = 0; first < num_series; first += 100) {
+      batch.clear();
+      for (size_t s = first; s < std::min(num_series, first + 100); ++s)
+        batch.add(keys[s], series_hash(keys[s]), now - lateness(rng),
+                  std::pow(10.0, decade(rng)));
+      now += static_cast<millis>(100'000 / num_series);
+      store.set_clock(now);
+      store.apply(batch);
+    }
+    store.seal(now);
+    store.evict(now);
+  };
+  for (int warm = 0; warm < 180; ++warm) // holds and blocks settle
+    one_second();
+  auto allocs = allocations.load();
+  for (auto _ : state)
+    one_second();
+  auto events = static_cast<double>(state.iterations() * num_series);
+  state.SetItemsProcessed(static_cast<int64_t>(events));
+  state.counters["allocs_per_event"] =
+    static_cast<double>(allocations.load() - allocs) / events;
+}
+BENCHMARK(BM_apply_late)->Arg(1000)->Unit(benchmark::kMillisecond)->MinTime(3);
 
 /// A store of 1000 series holding 10 minutes of data (one event per series
 /// per second), and a 5-minute, 1 s-step query of one of its series.

@@ -466,6 +466,12 @@ void patch_bits(uint8_t* data, uint64_t pos, uint64_t v, unsigned n) {
                                             | (0x80u >> (pos & 7)));
 }
 
+/// Clears the `n` bits at bit `pos` of `data`.
+void clear_bits(uint8_t* data, uint64_t pos, unsigned n) {
+  for (unsigned k = 0; k < n; ++k, ++pos)
+    data[pos >> 3] = static_cast<uint8_t>(data[pos >> 3] & ~(0x80u >> (pos & 7)));
+}
+
 } // namespace
 
 block_state initial_block_state(millis first_start, millis resolution) {
@@ -544,6 +550,74 @@ void bucket_block::append(millis start, const bucket& b, millis resolution,
   nbits_ = static_cast<uint32_t>(nbits);
   last_start_ = start;
   ++count_;
+}
+
+size_t bucket_block::merge(const bucket_change* changes, size_t n,
+                           millis resolution, const ddsketch_mapping& m,
+                           block_state& st, merge_scratch& scratch) {
+  auto& suffix = scratch.suffix;
+  millis first = n > 0 ? changes[0].start : std::numeric_limits<millis>::max();
+  // Decode from the last restart point before the bucket of `first` (not
+  // onto it: the cut needs the state after the bucket before) and keep the
+  // buckets from `first` on; the cut is where the first of them begins.
+  block_cursor cur{*this, resolution, m};
+  if (first != std::numeric_limits<millis>::min())
+    cur.seek(first - 1);
+  size_t kept = 0;
+  uint64_t cut = nbits_;
+  block_state cut_state;
+  bool cut_found = false;
+  for (;;) {
+    uint64_t pos = cur.bit_pos();
+    block_state before = cur.state();
+    if (kept == suffix.size())
+      suffix.emplace_back();
+    auto& [t, b] = suffix[kept];
+    if (!cur.next(t, b, first))
+      break;
+    if (t < first)
+      continue;
+    if (!cut_found) {
+      cut_found = true;
+      cut = pos;
+      cut_state = before;
+    }
+    ++kept;
+  }
+  if (!cur.ok())
+    throw std::logic_error("bucket_block::merge: malformed block");
+  if (!cut_found)
+    cut_state = cur.state();
+  // Cut: the bytes after it go, the bits after it in its byte are cleared,
+  // and the restart point before it links nothing (the next one was after
+  // the cut; append links it again if one comes).
+  count_ -= static_cast<uint32_t>(kept);
+  nbits_ = static_cast<uint32_t>(cut);
+  bits_.truncate((cut + 7) / 8);
+  if (cut & 7)
+    bits_.back() = static_cast<uint8_t>(bits_.back() & (0xFF00u >> (cut & 7)));
+  if (count_ > 0) {
+    last_start_ = cut_state.prev_start;
+    clear_bits(bits_.data(), cut_state.restart, link_bits);
+  }
+  st = cut_state;
+  size_t inserted = 0;
+  size_t i = 0;
+  size_t k = 0;
+  while (i < kept || k < n) {
+    if (k == n || (i < kept && suffix[i].first < changes[k].start)) {
+      append(suffix[i].first, suffix[i].second, resolution, m, st);
+      ++i;
+      continue;
+    }
+    if (i < kept && suffix[i].first == changes[k].start)
+      ++i;
+    else
+      ++inserted;
+    append(changes[k].start, *changes[k].b, resolution, m, st);
+    ++k;
+  }
+  return inserted;
 }
 
 // -- cursor -------------------------------------------------------------------

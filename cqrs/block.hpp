@@ -44,6 +44,7 @@
 #include <limits>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace cairn::cqrs {
@@ -111,6 +112,19 @@ struct lazy_store {
 
 } // namespace detail
 
+/// A bucket to merge into a block (bucket_block::merge): it replaces the
+/// bucket of the same start or is inserted.
+struct bucket_change {
+  millis start = 0;
+  const bucket* b = nullptr;
+};
+
+/// The buckets merge() decodes, kept between calls so that their sketches'
+/// storage is reused.
+struct merge_scratch {
+  std::vector<std::pair<millis, bucket>> suffix;
+};
+
 class bucket_block {
 public:
   /// An empty block; the first append fixes its first start.
@@ -123,6 +137,18 @@ public:
   /// (or fresh for an empty block) and is advanced.
   void append(millis start, const bucket& b, millis resolution,
               const ddsketch_mapping& m, block_state& st);
+
+  /// Merges `n` changes (ascending, distinct starts; each one's count > 0)
+  /// into the block and sets `st` to the state after its last bucket.
+  /// Only the buckets from the first change on are encoded again: the
+  /// stream is cut before the first bucket at or after it, whose codec
+  /// state comes from decoding the buckets since the last restart point
+  /// before it (without their sketches). The result is bit for bit the
+  /// block that appending every bucket afresh would give. Returns the
+  /// number of changes inserted (not replacing a bucket).
+  size_t merge(const bucket_change* changes, size_t n, millis resolution,
+               const ddsketch_mapping& m, block_state& st,
+               merge_scratch& scratch);
 
   /// Releases spare capacity (a finished block).
   void shrink() { bits_.shrink_to_fit(); }

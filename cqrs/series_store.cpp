@@ -246,6 +246,11 @@ struct series_store::impl {
   std::vector<uint32_t> ids;
   /// apply_batch scratch: the sketch bin of each event.
   std::vector<int32_t> bins;
+  /// seal_tier / reencode scratch, kept to spare allocations per seal: the
+  /// late entries, their changes and the buckets a merge decodes.
+  std::vector<open_entry*> seal_changes;
+  std::vector<bucket_change> merge_changes;
+  merge_scratch merge_buckets;
 
   impl(tier_set t, ddsketch_mapping m)
     : tiers(std::move(t)), mapping(m) {}
@@ -343,36 +348,22 @@ struct series_store::impl {
     ++td.sealed;
   }
 
-  /// Re-encodes block `i` of `td` with `changes` (sorted by start) merged
-  /// in: a change replaces the sealed bucket of its start or is inserted.
-  void reencode(tier_data& td, millis res, size_t i,
-                std::vector<open_entry*>& changes) {
-    std::vector<std::pair<millis, bucket>> all;
-    all.reserve(td.blocks[i].size() + changes.size());
-    block_cursor cur{td.blocks[i], res, mapping};
-    millis t = 0;
-    bucket b;
-    while (cur.next(t, b))
-      all.emplace_back(t, b);
-    size_t inserted = 0;
-    for (auto* c : changes) {
-      auto it = std::lower_bound(all.begin(), all.end(), c->start,
-                                 [](auto& x, millis s) { return x.first < s; });
-      if (it != all.end() && it->first == c->start) {
-        it->second = std::move(c->b);
-      } else {
-        all.emplace(it, c->start, std::move(c->b));
-        ++inserted;
-      }
-    }
-    bucket_block fresh;
+  /// Merges `n` open entries (sorted by start, all for block `i` of `td`)
+  /// into that block: each replaces the sealed bucket of its start or is
+  /// inserted. Only the block from the first of them on is encoded again
+  /// (bucket_block::merge).
+  void reencode(tier_data& td, millis res, size_t i, open_entry* const* changes,
+                size_t n) {
+    merge_changes.clear();
+    for (size_t k = 0; k < n; ++k)
+      merge_changes.push_back(bucket_change{changes[k]->start, &changes[k]->b});
     block_state st;
-    for (auto& [start, bk] : all)
-      fresh.append(start, bk, res, mapping, st);
+    auto& blk = td.blocks[i];
+    auto inserted = blk.merge(merge_changes.data(), n, res, mapping, st,
+                              merge_buckets);
     bool last = i + 1 == td.blocks.size();
     if (!last)
-      fresh.shrink();
-    td.blocks[i] = std::move(fresh);
+      blk.shrink();
     if (last && td.tail)
       *td.tail = st;
     td.sealed += inserted;
@@ -405,7 +396,8 @@ struct series_store::impl {
       return 0;
     // Late entries (start <= sealed_until) come first: they go into the
     // existing blocks, the rest is appended.
-    std::vector<open_entry*> changes;
+    auto& changes = seal_changes;
+    changes.clear();
     size_t i = first;
     for (; i < n && td.open[i].start <= until; ++i) {
       auto& e = td.open[i];
@@ -413,12 +405,14 @@ struct series_store::impl {
         publish(rec, tier, e.start, e.b, e.reopened || e.published);
       changes.push_back(&e);
     }
+    // Sorted by start, so each block's changes are a run.
     for (size_t k = 0; k < changes.size();) {
       auto blk = td.block_of(changes[k]->start);
-      std::vector<open_entry*> group;
-      while (k < changes.size() && td.block_of(changes[k]->start) == blk)
-        group.push_back(changes[k++]);
-      reencode(td, res, blk, group);
+      size_t end = k + 1;
+      while (end < changes.size() && td.block_of(changes[end]->start) == blk)
+        ++end;
+      reencode(td, res, blk, changes.data() + k, end - k);
+      k = end;
     }
     for (; i < n; ++i) {
       auto& e = td.open[i];

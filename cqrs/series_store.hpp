@@ -11,9 +11,10 @@
 // more than `seal_after` before the store's clock is sealed into an
 // immutable compressed block (cqrs/block.hpp). An event for a sealed window
 // reopens that bucket (an exact copy, superseding the sealed one) until the
-// next seal pass re-encodes its block: queries stay exact. Every sealing is
-// published once to the closed-bucket handler (`on_closed`), a re-seal as a
-// correction. The clock is the owner's (`set_clock`); without one nothing
+// next seal pass merges it into its block (re-encoding the block from the
+// first changed bucket on, bucket_block::merge): queries stay exact. Every
+// sealing is published once to the closed-bucket handler (`on_closed`), a
+// re-seal as a correction. The clock is the owner's (`set_clock`); without one nothing
 // is sealed.
 //
 // Single writer: owned by one partition actor; not thread-safe.

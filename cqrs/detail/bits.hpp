@@ -63,6 +63,12 @@ public:
     data_[size_++] = b;
   }
 
+  /// Drops the bytes from `n` (<= size()) on; the capacity stays.
+  void truncate(size_t n) noexcept {
+    if (n < size_)
+      size_ = static_cast<uint32_t>(n);
+  }
+
   void reserve(size_t n) {
     if (n <= cap_)
       return;

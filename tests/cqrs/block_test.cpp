@@ -9,6 +9,7 @@
 #include <bit>
 #include <cmath>
 #include <limits>
+#include <map>
 #include <random>
 #include <vector>
 
@@ -367,6 +368,95 @@ TEST_CASE("appending continues a decoded block") {
     ++i;
   }
   CHECK(i == 40);
+}
+
+TEST_CASE("merging changes encodes from the first change on, bit for bit a "
+          "fresh block") {
+  ddsketch_mapping m{0.01};
+  std::mt19937_64 rng{11};
+  std::lognormal_distribution<double> val{3, 1};
+  std::uniform_int_distribution<int> pick{0, 99};
+  auto random_bucket = [&](millis start, millis res, int max_events) {
+    bucket b;
+    int n = max_events == 1 || pick(rng) < 30 ? 1 : 1 + pick(rng) % max_events;
+    for (int k = 0; k < n; ++k)
+      b.add(start + static_cast<millis>(rng() % static_cast<uint64_t>(res)),
+            pick(rng) < 10 ? -val(rng) : std::round(val(rng) * 100) / 100, m);
+    return b;
+  };
+  // One-event 1 s buckets (no restart point inside a block) and 1 m
+  // buckets of up to 200 events (a restart point every few buckets).
+  for (auto [res, max_events] : {std::pair{millis{1000}, 1},
+                                 std::pair{millis{60'000}, 200}}) {
+    bucket_list in;
+    millis start = align_down(t0, res);
+    for (int i = 0; i < 150; ++i) {
+      start += res * (pick(rng) < 85 ? 1 : 2 + pick(rng) % 3);
+      in.emplace_back(start, random_bucket(start, res, max_events));
+    }
+    auto blk = round_trip(in, res, m);
+    if (max_events > 1) {
+      block_cursor walk{blk, res, m};
+      millis t = 0;
+      bucket b;
+      while (walk.next(t, b)) {}
+      REQUIRE(walk.state().restart > 0);
+    }
+    merge_scratch scratch;
+    for (int trial = 0; trial < 300; ++trial) {
+      // 1-4 changes: a bucket replaced, or inserted into a gap, before the
+      // first or after the last; biased to the block's end as late events are.
+      std::map<millis, bucket> changes;
+      int num = 1 + pick(rng) % 4;
+      for (int c = 0; c < num; ++c) {
+        millis at = 0;
+        if (pick(rng) < 60) {
+          size_t i = pick(rng) < 50 ? in.size() - 1 - rng() % 10 : rng() % in.size();
+          at = in[i].first;
+        } else {
+          auto span = (in.back().first - in.front().first) / res + 6;
+          at = in.front().first + (static_cast<millis>(rng() % static_cast<uint64_t>(span)) - 3) * res;
+        }
+        changes[at] = random_bucket(at, res, max_events);
+      }
+      if (trial == 0) // the very first bucket replaced: the whole block
+        changes[in.front().first] = random_bucket(in.front().first, res, max_events);
+      std::map<millis, bucket> merged{in.begin(), in.end()};
+      size_t inserted = 0;
+      for (auto& [at, b] : changes) {
+        inserted += merged.count(at) == 0;
+        merged[at] = b;
+      }
+      bucket_block expected;
+      block_state expected_st;
+      for (auto& [at, b] : merged)
+        expected.append(at, b, res, m, expected_st);
+      std::vector<bucket_change> list;
+      for (auto& [at, b] : changes)
+        list.push_back(bucket_change{at, &b});
+      auto got = blk;
+      block_state st;
+      CHECK(got.merge(list.data(), list.size(), res, m, st, scratch) == inserted);
+      REQUIRE(got == expected);
+      CHECK(got.size() == merged.size());
+      CHECK(got.first_start() == merged.begin()->first);
+      CHECK(got.last_start() == merged.rbegin()->first);
+      CHECK(st == expected_st);
+      // Its restart links are what decode checks.
+      std::string bytes;
+      got.encode(bytes);
+      std::string_view view{bytes};
+      bucket_block back;
+      block_state st2;
+      CHECK(back.decode(view, res, m, st2));
+      CHECK(st2 == st);
+    }
+    // No changes: the block and its end state as they were.
+    auto same = blk;
+    block_state st;
+    CHECK(same.merge(nullptr, 0, res, m, st, scratch) == 0);
+    CHECK(same == blk);
+  }
 }
 
 TEST_CASE("malformed blocks are rejected, never crash") {
