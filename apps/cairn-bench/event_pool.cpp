@@ -121,10 +121,18 @@ void event_pool::patch_timestamps(int64_t now_ms) noexcept {
   const int64_t second = now_ms - now_ms % 1000;
   const int64_t into = now_ms % 1000;
   const bool spread = !age_ms_.empty();
+  size_t age = 0;
+  if (spread) {
+    // A prime stride: over the refreshes each event takes every age.
+    age_shift_ = (age_shift_ + 7919) % age_ms_.size();
+    age = age_shift_;
+  }
   for (size_t i = 0; i < ts_offset_.size(); ++i) {
     auto ts = static_cast<uint64_t>(
-      spread ? now_ms - age_ms_[i]
+      spread ? now_ms - age_ms_[age]
              : second + std::min<int64_t>(into + jitter_ms_[i], 999));
+    if (spread && ++age == age_ms_.size())
+      age = 0;
     char* p = base + ts_offset_[i] + ts_digits;
     for (int d = 0; d < ts_digits; ++d) {
       *--p = static_cast<char>('0' + ts % 10);

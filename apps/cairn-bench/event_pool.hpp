@@ -10,9 +10,13 @@
 // Shape (`pool_shape`): by default event times are "now" (plus a jitter that
 // keeps them in the current second) and values are latency-like (lognormal,
 // median ~20). The realistic shape spreads event times uniformly over the
-// last `ts_spread_ms` (each event keeps its own age across refreshes, so
-// every second's sends touch buckets all over the last minute) and values
-// log-uniformly over `value_decades` decades (1 .. 10^decades).
+// last `ts_spread_ms` (every second's sends touch buckets all over the last
+// minute) and values log-uniformly over `value_decades` decades
+// (1 .. 10^decades). The ages are drawn once, but each refresh hands them
+// to the events shifted by a stride, so that a series' lateness changes
+// from second to second as a real late source's does (with fixed ages a
+// series would see the same few ages forever, which the store's learned
+// lateness absorbs; docs/architecture.md, "Compact store").
 //
 // Series: event k of connection c belongs to series
 // s = (c + k * connections) mod K, whose metric is "bench.m<s%10>" and whose
@@ -77,8 +81,8 @@ public:
   /// Rewrites every timestamp to `now_ms` plus its per-event jitter
   /// (0..99 ms), capped at the last millisecond of `now_ms`'s second so the
   /// events land in the current 1 s bucket; with a ts spread, to `now_ms`
-  /// minus the event's own age. Cheap: 13 digits per event, no
-  /// reallocation.
+  /// minus an age of the pool (another one at each call). Cheap: 13 digits
+  /// per event, no reallocation.
   void patch_timestamps(int64_t now_ms) noexcept;
 
   /// Metric and tags of series `s`, as used in the pool (for queries).
@@ -97,6 +101,7 @@ private:
   std::vector<uint32_t> ts_offset_;  // where each 13-digit ts starts
   std::vector<uint8_t> jitter_ms_;   // per event
   std::vector<uint32_t> age_ms_;     // per event, with a ts spread only
+  size_t age_shift_ = 0;             // event i takes age_ms_[(i + shift) % n]
   pool_shape shape_;
   size_t events_per_unit_ = 1;
 };
