@@ -446,6 +446,30 @@ struct series_store::impl {
     return back < open.size() ? open.size() - 1 - back : open.size();
   }
 
+  /// The index of the open entry for `start`, or where it would be
+  /// inserted (std::lower_bound's answer).
+  /// Starts are unique multiples of `res`, so at most (back - start) / res
+  /// entries follow it: it is at or after size - 1 - that. Events spread
+  /// over the last minute leave few gaps among a series' open windows, so
+  /// a short walk up from there finds it, on neighbouring cache lines where
+  /// a binary search over ~60 entries of 144 bytes misses on every probe.
+  static size_t find_open(const tier_data& td, millis start,
+                          millis res) noexcept {
+    auto& open = td.open;
+    if (open.empty() || start > open.back().start)
+      return open.size();
+    auto back = static_cast<uint64_t>(open.back().start - start)
+                / static_cast<uint64_t>(res);
+    size_t i = back < open.size() ? open.size() - 1 - back : 0;
+    for (int steps = 0; i < open.size() && open[i].start < start; ++i)
+      if (++steps == 8)
+        return static_cast<size_t>(
+          std::lower_bound(open.begin() + static_cast<ptrdiff_t>(i),
+                           open.end(), start, tier_data::before)
+          - open.begin());
+    return i;
+  }
+
   /// The open bucket for `start` in tier `tier` of `rec`, created (or
   /// reopened from its block) if needed.
   bucket& open_bucket(series_record& rec, size_t tier, millis start) {
@@ -469,13 +493,8 @@ struct series_store::impl {
       open.back().touch();
       return open.back().b;
     }
-    if (auto g = guess_open(td, start, tiers[tier].resolution);
-        g < open.size() && open[g].start == start) {
-      open[g].touch();
-      return open[g].b;
-    }
-    auto it = std::lower_bound(open.begin(), open.end(), start,
-                               tier_data::before);
+    auto it = open.begin()
+              + static_cast<ptrdiff_t>(find_open(td, start, tiers[tier].resolution));
     if (it != open.end() && it->start == start) {
       it->touch();
       return it->b;
