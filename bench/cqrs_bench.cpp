@@ -149,17 +149,23 @@ void BM_apply(benchmark::State& state) {
 }
 BENCHMARK(BM_apply)->Arg(100)->Arg(10000);
 
+/// Keys of `n` series over 10 metrics and n / 10 hosts.
+std::vector<std::string> spread_keys(size_t n) {
+  std::vector<std::string> keys;
+  for (size_t s = 0; s < n; ++s)
+    keys.push_back(make_series_key("bench.m" + std::to_string(s % 10),
+                                   {{"host", "h" + std::to_string(s / 10)},
+                                    {"region", "eu"}}));
+  return keys;
+}
+
 /// The realistic shape of issue 14 at a partition: batches of 512 events
 /// over `series` series, event times uniform over the last minute, values
 /// over five decades, the clock at 1 M events/s and the node's seal pass
 /// once a second. Each event lands in a cold series, tier and bucket.
 void BM_apply_spread(benchmark::State& state) {
   auto num_series = static_cast<size_t>(state.range(0));
-  std::vector<std::string> keys;
-  for (size_t s = 0; s < num_series; ++s)
-    keys.push_back(make_series_key("bench.m" + std::to_string(s % 10),
-                                   {{"host", "h" + std::to_string(s / 10)},
-                                    {"region", "eu"}}));
+  auto keys = spread_keys(num_series);
   std::mt19937_64 rng{3};
   std::uniform_int_distribution<millis> lateness{0, 60'000};
   std::uniform_real_distribution<double> decade{0, 5};
@@ -205,11 +211,7 @@ BENCHMARK(BM_apply_spread)->Arg(1000)->Arg(10000)->MinTime(3);
 /// path (bucket_block::merge) is what this measures. Arg: series.
 void BM_apply_late(benchmark::State& state) {
   auto num_series = static_cast<size_t>(state.range(0));
-  std::vector<std::string> keys;
-  for (size_t s = 0; s < num_series; ++s)
-    keys.push_back(make_series_key("bench.m" + std::to_string(s % 10),
-                                   {{"host", "h" + std::to_string(s / 10)},
-                                    {"region", "eu"}}));
+  auto keys = spread_keys(num_series);
   std::mt19937_64 rng{5};
   std::uniform_int_distribution<millis> lateness{0, 60'000};
   std::uniform_real_distribution<double> decade{0, 5};

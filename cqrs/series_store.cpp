@@ -458,9 +458,9 @@ struct series_store::impl {
     auto& open = td.open;
     if (open.empty() || start > open.back().start)
       return open.size();
-    auto back = static_cast<uint64_t>(open.back().start - start)
-                / static_cast<uint64_t>(res);
-    size_t i = back < open.size() ? open.size() - 1 - back : 0;
+    auto i = guess_open(td, start, res);
+    if (i == open.size()) // more windows back than entries: from the front
+      i = 0;
     for (int steps = 0; i < open.size() && open[i].start < start; ++i)
       if (++steps == 8)
         return static_cast<size_t>(

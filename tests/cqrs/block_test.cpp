@@ -36,6 +36,21 @@ void check_same(const bucket& x, const bucket& y) {
 
 using bucket_list = std::vector<std::pair<millis, bucket>>;
 
+/// The persisted form of `blk` decodes (which checks its restart links) to
+/// the same block and end state `st`.
+void check_persisted(const bucket_block& blk, millis res,
+                     const ddsketch_mapping& m, const block_state& st) {
+  std::string bytes;
+  blk.encode(bytes);
+  std::string_view view{bytes};
+  bucket_block back;
+  block_state st2;
+  REQUIRE(back.decode(view, res, m, st2));
+  CHECK(view.empty());
+  CHECK(back == blk);
+  CHECK(st2 == st);
+}
+
 /// Encodes `in` into one block, decodes it with a cursor and through
 /// encode/decode, and checks both against `in`; returns the block.
 bucket_block round_trip(const bucket_list& in, millis res,
@@ -67,16 +82,7 @@ bucket_block round_trip(const bucket_list& in, millis res,
   CHECK(skip.ok());
   CHECK(skipped == in.size());
   CHECK(skip.state() == st);
-  // The persisted form decodes to the same block and state.
-  std::string bytes;
-  blk.encode(bytes);
-  std::string_view view{bytes};
-  bucket_block back;
-  block_state st2;
-  REQUIRE(back.decode(view, res, m, st2));
-  CHECK(view.empty());
-  CHECK(back == blk);
-  CHECK(st2 == st);
+  check_persisted(blk, res, m, st);
   return blk;
 }
 
@@ -442,14 +448,7 @@ TEST_CASE("merging changes encodes from the first change on, bit for bit a "
       CHECK(got.first_start() == merged.begin()->first);
       CHECK(got.last_start() == merged.rbegin()->first);
       CHECK(st == expected_st);
-      // Its restart links are what decode checks.
-      std::string bytes;
-      got.encode(bytes);
-      std::string_view view{bytes};
-      bucket_block back;
-      block_state st2;
-      CHECK(back.decode(view, res, m, st2));
-      CHECK(st2 == st);
+      check_persisted(got, res, m, st);
     }
     // No changes: the block and its end state as they were.
     auto same = blk;
