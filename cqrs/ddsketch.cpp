@@ -64,6 +64,42 @@ double ddsketch_mapping::value(int32_t i) const noexcept {
 
 // -- store --------------------------------------------------------------------
 
+void ddsketch::store::dense_bins::assign(size_t n, uint8_t v) {
+  if (n > cap_) {
+    auto* fresh = new uint8_t[n];
+    release();
+    u_.ptr = fresh;
+    cap_ = static_cast<uint32_t>(n);
+  }
+  size_ = static_cast<uint32_t>(n);
+  if (n > 0)
+    std::memset(data(), v, n);
+}
+
+void ddsketch::store::dense_bins::release() noexcept {
+  if (heap())
+    delete[] u_.ptr;
+  cap_ = inline_bytes;
+  size_ = 0;
+}
+
+void ddsketch::store::dense_bins::steal(dense_bins& o) noexcept {
+  u_ = o.u_;
+  size_ = o.size_;
+  cap_ = o.cap_;
+  o.cap_ = inline_bytes;
+  o.size_ = 0;
+}
+
+static_assert(sizeof(ddsketch::store) <= 56,
+              "a bucket holds two stores; keep them small");
+
+void ddsketch::store::dense_bins::copy_from(const dense_bins& o) {
+  assign(o.size_, 0);
+  if (o.size_ > 0)
+    std::memcpy(data(), o.data(), o.size_);
+}
+
 uint64_t ddsketch::store::at(uint32_t i) const noexcept {
   auto* p = std::get<0>(data_).data() + size_t{i} * width_;
   switch (width_) {
@@ -121,7 +157,7 @@ const ddsketch::store::sparse_bins& ddsketch::store::sparse() const noexcept {
 }
 
 void ddsketch::store::relayout(int64_t lo, int64_t hi, uint8_t width) {
-  std::vector<uint8_t> fresh(static_cast<size_t>(hi - lo) * width, 0);
+  dense_bins fresh(static_cast<size_t>(hi - lo) * width, 0);
   std::swap(fresh, dense());
   auto old_width = width_;
   auto old_offset = offset_;
@@ -447,7 +483,7 @@ int32_t ddsketch::store::index_of_rank(uint64_t r) const noexcept {
 size_t ddsketch::store::memory_usage() const noexcept {
   if (auto* sp = std::get_if<sparse_bins>(&data_))
     return sp->capacity() * sizeof((*sp)[0]);
-  return dense().capacity();
+  return dense().heap_bytes();
 }
 
 bool operator==(const ddsketch::store& x, const ddsketch::store& y) {

@@ -157,11 +157,60 @@ public:
 
   private:
     using sparse_bins = std::vector<std::pair<int32_t, uint64_t>>;
+    /// The dense form's counts: up to `inline_bytes` inside the store (a
+    /// one-bin store, and any small span of narrow counts, allocates
+    /// nothing: a bucket's first value costs no heap), beyond on the heap.
+    /// The subset of std::vector<uint8_t> the store uses, in 16 bytes.
+    class dense_bins {
+    public:
+      static constexpr uint32_t inline_bytes = 8;
+      dense_bins() noexcept = default;
+      dense_bins(size_t n, uint8_t v) { assign(n, v); }
+      dense_bins(const dense_bins& o) { copy_from(o); }
+      dense_bins(dense_bins&& o) noexcept { steal(o); }
+      dense_bins& operator=(const dense_bins& o) {
+        if (this != &o)
+          copy_from(o);
+        return *this;
+      }
+      dense_bins& operator=(dense_bins&& o) noexcept {
+        if (this != &o) {
+          release();
+          steal(o);
+        }
+        return *this;
+      }
+      ~dense_bins() { release(); }
+      uint8_t* data() noexcept { return heap() ? u_.ptr : u_.bytes; }
+      const uint8_t* data() const noexcept {
+        return heap() ? u_.ptr : u_.bytes;
+      }
+      size_t size() const noexcept { return size_; }
+      bool empty() const noexcept { return size_ == 0; }
+      /// Heap bytes held (0 while inline).
+      size_t heap_bytes() const noexcept { return heap() ? cap_ : 0; }
+      /// Keeps the capacity.
+      void clear() noexcept { size_ = 0; }
+      /// n bytes of v, reusing the capacity.
+      void assign(size_t n, uint8_t v);
+
+    private:
+      bool heap() const noexcept { return cap_ > inline_bytes; }
+      void release() noexcept;
+      void steal(dense_bins& o) noexcept;
+      void copy_from(const dense_bins& o);
+      union {
+        uint8_t* ptr;
+        uint8_t bytes[inline_bytes];
+      } u_{};
+      uint32_t size_ = 0;
+      uint32_t cap_ = inline_bytes;
+    };
     /// The sparse bins (created on first use in the sparse form).
     sparse_bins& sparse();
     const sparse_bins& sparse() const noexcept;
-    std::vector<uint8_t>& dense() { return std::get<0>(data_); }
-    const std::vector<uint8_t>& dense() const { return std::get<0>(data_); }
+    dense_bins& dense() { return std::get<0>(data_); }
+    const dense_bins& dense() const { return std::get<0>(data_); }
     uint64_t at(uint32_t i) const noexcept;
     void put(uint32_t i, uint64_t n) noexcept;
     /// Re-lays the dense counts over [lo, hi) with `width` bytes each.
@@ -177,8 +226,9 @@ public:
     uint32_t bins_ = 0;  ///< dense: non-zero counts
     uint8_t width_ = 0;
     // dense form: the counts; sparse form (width_ == 0): bins sorted by
-    // index. One of the two, so a store is 56 bytes.
-    std::variant<std::vector<uint8_t>, sparse_bins> data_;
+    // index. One of the two, so a store is 56 bytes (checked in
+    // ddsketch.cpp).
+    std::variant<dense_bins, sparse_bins> data_;
   };
 
   const store& positive() const noexcept { return positive_; }
