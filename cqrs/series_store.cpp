@@ -247,8 +247,7 @@ struct series_store::impl {
   /// apply_batch scratch: the sketch bin of each event.
   std::vector<int32_t> bins;
   /// seal_tier / reencode scratch, kept to spare allocations per seal: the
-  /// late entries, their changes and the buckets a merge decodes.
-  std::vector<open_entry*> seal_changes;
+  /// late entries as changes and the buckets a merge decodes.
   std::vector<bucket_change> merge_changes;
   merge_scratch merge_buckets;
 
@@ -348,19 +347,15 @@ struct series_store::impl {
     ++td.sealed;
   }
 
-  /// Merges `n` open entries (sorted by start, all for block `i` of `td`)
-  /// into that block: each replaces the sealed bucket of its start or is
-  /// inserted. Only the block from the first of them on is encoded again
-  /// (bucket_block::merge).
-  void reencode(tier_data& td, millis res, size_t i, open_entry* const* changes,
-                size_t n) {
-    merge_changes.clear();
-    for (size_t k = 0; k < n; ++k)
-      merge_changes.push_back(bucket_change{changes[k]->start, &changes[k]->b});
+  /// Merges `n` changes (open entries, sorted by start, all for block `i`
+  /// of `td`) into that block: each replaces the sealed bucket of its start
+  /// or is inserted. Only the block from the first of them on is encoded
+  /// again (bucket_block::merge).
+  void reencode(tier_data& td, millis res, size_t i,
+                const bucket_change* changes, size_t n) {
     block_state st;
     auto& blk = td.blocks[i];
-    auto inserted = blk.merge(merge_changes.data(), n, res, mapping, st,
-                              merge_buckets);
+    auto inserted = blk.merge(changes, n, res, mapping, st, merge_buckets);
     bool last = i + 1 == td.blocks.size();
     if (!last)
       blk.shrink();
@@ -396,20 +391,20 @@ struct series_store::impl {
       return 0;
     // Late entries (start <= sealed_until) come first: they go into the
     // existing blocks, the rest is appended.
-    auto& changes = seal_changes;
+    auto& changes = merge_changes;
     changes.clear();
     size_t i = first;
     for (; i < n && td.open[i].start <= until; ++i) {
       auto& e = td.open[i];
       if (!e.published || e.dirty)
         publish(rec, tier, e.start, e.b, e.reopened || e.published);
-      changes.push_back(&e);
+      changes.push_back(bucket_change{e.start, &e.b});
     }
     // Sorted by start, so each block's changes are a run.
     for (size_t k = 0; k < changes.size();) {
-      auto blk = td.block_of(changes[k]->start);
+      auto blk = td.block_of(changes[k].start);
       size_t end = k + 1;
-      while (end < changes.size() && td.block_of(changes[end]->start) == blk)
+      while (end < changes.size() && td.block_of(changes[end].start) == blk)
         ++end;
       reencode(td, res, blk, changes.data() + k, end - k);
       k = end;
