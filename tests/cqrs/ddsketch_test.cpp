@@ -138,6 +138,54 @@ TEST_CASE("encode/decode round trip and garbage rejection") {
   }
 }
 
+TEST_CASE("a store's first counts live inside it; copies and moves keep "
+          "every count across the inline and heap forms") {
+  ddsketch::store one;
+  one.add(7, 1);
+  CHECK(one.memory_usage() == 0);  // one one-byte bin: inline
+  one.add(7, 100000);               // widened to 4 bytes: still inline
+  CHECK(one.memory_usage() == 0);
+  ddsketch::store wide;
+  wide.add(3, uint64_t{1} << 40);  // one 8-byte count: inline
+  CHECK(wide.memory_usage() == 0);
+  // Grows bin by bin past the 8 inline bytes; at every size a copy and a
+  // move (into fresh stores and over stores of the other form) agree.
+  ddsketch::store grow;
+  std::map<int32_t, uint64_t> model;
+  auto bins_of = [](const ddsketch::store& st) {
+    std::map<int32_t, uint64_t> out;
+    st.for_each([&](int32_t i, uint64_t n) { out[i] = n; });
+    return out;
+  };
+  for (int32_t i = 0; i < 24; ++i) {
+    uint64_t n = 1 + static_cast<uint64_t>(i) * (i % 3 == 0 ? 300 : 1);
+    grow.add(i, n);
+    model[i] += n;
+    REQUIRE(bins_of(grow) == model);
+    ddsketch::store copy{grow};
+    CHECK(bins_of(copy) == model);
+    CHECK(copy == grow);
+    ddsketch::store over_small = one;
+    over_small = grow;
+    CHECK(bins_of(over_small) == model);
+    ddsketch::store over_big = grow;
+    over_big = one;  // heap-backed (once grown) replaced by an inline one
+    CHECK(bins_of(over_big) == bins_of(one));
+    ddsketch::store moved{std::move(copy)};
+    CHECK(bins_of(moved) == model);
+    ddsketch::store moved_over = one;
+    moved_over = std::move(moved);
+    CHECK(bins_of(moved_over) == model);
+    CHECK(moved_over.total() == grow.total());
+  }
+  CHECK(grow.memory_usage() > 0);  // 24 bins of 2 bytes: on the heap
+  // clear() keeps the capacity and a re-grown store reuses it.
+  grow.clear();
+  CHECK(grow.empty());
+  grow.add(5, 2);
+  CHECK(bins_of(grow) == std::map<int32_t, uint64_t>{{5, 2}});
+}
+
 TEST_CASE("a small sketch is sparse and cheap; the dense switch keeps counts") {
   ddsketch_mapping m;
   ddsketch s;
