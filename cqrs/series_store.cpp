@@ -893,6 +893,54 @@ void fold_bucket(bucket& acc, const bucket& b, block_cursor* cur,
   }
 }
 
+/// Calls f(start, bucket, cursor, res) for the buckets of `rec` that the
+/// planner's segments read, in time order (tier_data::for_each<true>, `res`
+/// the bucket's resolution). The trailing edge — the segments after the
+/// serving tier's last one, finer buckets of the range's last coarse window
+/// [y, c) — is read from that window's coarse bucket instead when all of its
+/// events lie before c (its latest timestamp says so): the same events, one
+/// bucket instead of up to a window of fine ones (docs/architecture.md,
+/// "Compact store", reading the edges).
+template <class Tiers, class Record, class F>
+void read_segments(const Tiers& tiers, const ddsketch_mapping& m,
+                   const Record& rec, const query_segment* begin,
+                   const query_segment* end, bucket& scratch, F&& f) {
+  auto read = [&](const query_segment* from, const query_segment* to) {
+    for (auto* seg = from; seg != to; ++seg) {
+      auto res = tiers[seg->tier].resolution;
+      rec.tiers[seg->tier].template for_each<true>(
+        seg->from, seg->to, res, m, scratch,
+        [&](millis start, const bucket& b, block_cursor* cur) {
+          f(start, b, cur, res);
+        });
+    }
+  };
+  // Tiers are finest first: the serving tier has the highest index.
+  size_t serving = 0;
+  for (auto* seg = begin; seg != end; ++seg)
+    serving = std::max(serving, seg->tier);
+  auto* tail = end;
+  while (tail != begin && (tail - 1)->tier != serving)
+    --tail;
+  read(begin, tail);
+  if (tail == begin || tail == end)
+    return;
+  auto y = tail->from;
+  auto c = (end - 1)->to;
+  auto res = tiers[serving].resolution;
+  bool served = false;
+  rec.tiers[serving].template for_each<true>(
+    y, y + 1, res, m, scratch,
+    [&](millis start, const bucket& b, block_cursor* cur) {
+      if (start == y && b.last_ts < c) {
+        served = true;
+        f(start, b, cur, res);
+      }
+    });
+  if (!served)
+    read(tail, end);
+}
+
 /// The final form of one series' points (query_group, "Final form"): the
 /// buckets of one point are merged into `acc` (a point of one bucket is
 /// finalised from that bucket, no copy), and emit(t, bucket, cursor) is
@@ -916,12 +964,9 @@ void fold_final(const Tiers& tiers, const ddsketch_mapping& mapping,
       emit(acc_t, acc, nullptr);
     merged = 0;
   };
-  for (auto* seg = seg_begin; seg != seg_end; ++seg) {
-    auto& td = rec.tiers[seg->tier];
-    auto res = tiers[seg->tier].resolution;
-    td.template for_each<true>(
-      seg->from, seg->to, res, mapping, scratch,
-      [&](millis start, const bucket& b, block_cursor* cur) {
+  read_segments(
+    tiers, mapping, rec, seg_begin, seg_end, scratch,
+    [&](millis start, const bucket& b, block_cursor* cur, millis res) {
         auto t = align_down(start - q.align, q.step) + q.align;
         if (merged > 0 && t != acc_t)
           flush();
@@ -942,8 +987,7 @@ void fold_final(const Tiers& tiers, const ddsketch_mapping& mapping,
         ++merged;
         if (last)
           flush();
-      });
-  }
+    });
   flush();
 }
 
@@ -1022,24 +1066,20 @@ void series_store::query(const query_spec& q, query_partial& out) const {
     };
     if (!m.final) {
       // Sketch form: every bucket folded into its point of the partial.
+      // Without a quantile, long sketch stores are not even decoded.
       decltype(group->points.end()) hint;
-      for (auto* seg = seg_begin; seg != seg_end; ++seg) {
-        auto& td = rec.tiers[seg->tier];
-        auto res = s.tiers[seg->tier].resolution;
-        // Without a quantile, long sketch stores are not even decoded.
-        td.template for_each<true>(
-          seg->from, seg->to, res, s.mapping, scratch,
-          [&](millis start, const bucket& b, block_cursor* cur) {
-            if (!group) {
-              open_group();
-              hint = group->points.end();
-            }
-            hint = group->points.try_emplace(
-              hint, align_down(start - q.align, q.step) + q.align);
-            fold_bucket(hint->second, b, cur, scratch, sketches, s.mapping);
-            ++hint;
-          });
-      }
+      read_segments(
+        s.tiers, s.mapping, rec, seg_begin, seg_end, scratch,
+        [&](millis start, const bucket& b, block_cursor* cur, millis) {
+          if (!group) {
+            open_group();
+            hint = group->points.end();
+          }
+          hint = group->points.try_emplace(
+            hint, align_down(start - q.align, q.step) + q.align);
+          fold_bucket(hint->second, b, cur, scratch, sketches, s.mapping);
+          ++hint;
+        });
       continue;
     }
     // Final form: each point's aggs computed where the buckets are

@@ -231,6 +231,75 @@ TEST_CASE("planned answers equal the answers of the fine tier") {
                       << split << " split plans");
 }
 
+TEST_CASE("the last coarse window answers from its coarse bucket as from fine ones") {
+  // read_segments: the trailing edge [y, c) of a range (fine buckets of the
+  // serving tier's last window) is read from the coarse bucket at y when its
+  // latest event is before c. Series whose data ends before `to` take that
+  // path; series with an event later in the window, or in the fine bucket
+  // `to` falls in (still part of the range), must answer the same. Both
+  // forms, open and sealed buckets, several ends.
+  auto tiers = default_tiers();
+  std::mt19937_64 rng{41};
+  std::uniform_int_distribution<int> value{-50, 2000};
+  for (int sealed = 0; sealed < 2; ++sealed) {
+    std::vector<series_store> stores;
+    for (int p = 0; p < 3; ++p)
+      stores.emplace_back(tiers, ddsketch_mapping{0.01});
+    auto put = [&](int host, millis ts) {
+      auto key = make_series_key("m", {{"host", "h" + std::to_string(host)}});
+      stores[series_hash(key) % stores.size()].apply(key, ts, value(rng));
+    };
+    for (millis t = now - 20 * minute; t < now; t += sec) {
+      if (sealed)
+        for (auto& st : stores)
+          st.set_clock(t);
+      for (int h = 0; h < 30; ++h)
+        if (h % 7 != 3 || t < now - 3 * minute)  // some series end early
+          put(h, t + static_cast<millis>(rng() % sec) - (t + sec > now ? sec : 0));
+    }
+    // In now's fine bucket, after now (still in a range ending at now), and
+    // later in now's minute (beyond it).
+    auto in_bucket = now - now % sec + 900;
+    for (int h = 0; h < 30; h += 5)
+      put(h, in_bucket);
+    for (int h = 1; h < 30; h += 5)
+      put(h, now + 20 * sec);
+    if (sealed)
+      for (auto& st : stores) {
+        st.seal(now + 30 * sec);
+        st.seal(now + 30 * sec);
+      }
+    size_t compared = 0;
+    for (millis to : {now, now - 20 * sec, in_bucket + 1, now - now % minute + 5,
+                      now - 3 * minute - 100}) {
+      for (auto* step : {"1m", "2m"}) {
+        json req{{"metric", "m"}, {"from", to - 5 * minute - 1234}, {"to", to},
+                 {"step", step}, {"group_by", {"host"}}};
+        req["aggs"] = {"count", "sum", "min", "max", "last", "p50", "p99"};
+        auto planned = parse(tiers, req);
+        REQUIRE(planned.segments.size() > 1);
+        auto fine = planned;
+        fine.tier = tiers.select(planned.from, now);
+        fine.segments.clear();
+        auto expected = answer(stores, fine, tiers);
+        auto name_of = [&](size_t k) { return "\"tier\":\"" + tiers[k].name + "\""; };
+        for (int finals = 0; finals < 2; ++finals) {
+          planned.finals = finals != 0;
+          auto got = answer(stores, planned, tiers);
+          auto pos = got.find(name_of(planned.tier));
+          REQUIRE(pos != std::string::npos);
+          got.replace(pos, name_of(planned.tier).size(), name_of(fine.tier));
+          INFO(req.dump() << " finals " << finals << " sealed " << sealed);
+          CHECK(got == expected);
+          ++compared;
+        }
+        CHECK(expected.find("\"h29\"") != std::string::npos);
+      }
+    }
+    CHECK(compared == 20);
+  }
+}
+
 TEST_CASE("groups finalised in their partition answer as with sketches") {
   // The coordinator's path (query_spec::finals): partitions finalise the
   // groups that are one series whose tags are all group_by or where keys;
