@@ -928,6 +928,11 @@ void read_segments(const Tiers& tiers, const ddsketch_mapping& m,
   auto y = tail->from;
   auto c = (end - 1)->to;
   auto res = tiers[serving].resolution;
+  // The planner's trailing edge lies inside the one coarse window at y.
+  if (align_down(y, res) != y || c - y > res) {
+    read(tail, end);
+    return;
+  }
   bool served = false;
   rec.tiers[serving].template for_each<true>(
     y, y + 1, res, m, scratch,
