@@ -893,18 +893,27 @@ void fold_bucket(bucket& acc, const bucket& b, block_cursor* cur,
   }
 }
 
+/// The planner's segments of a query, in time order, and `edge`: where its
+/// trailing edge begins — the segments after the serving tier's last one,
+/// finer buckets of the range's last coarse window [edge->from, end[-1].to)
+/// — or `end` if there is none (or it is not inside one coarse window).
+struct segment_plan {
+  const query_segment* begin = nullptr;
+  const query_segment* end = nullptr;
+  const query_segment* edge = nullptr;
+  size_t serving = 0;  ///< the coarsest tier read
+};
+
 /// Calls f(start, bucket, cursor, res) for the buckets of `rec` that the
-/// planner's segments read, in time order (tier_data::for_each<true>, `res`
-/// the bucket's resolution). The trailing edge — the segments after the
-/// serving tier's last one, finer buckets of the range's last coarse window
-/// [y, c) — is read from that window's coarse bucket instead when all of its
-/// events lie before c (its latest timestamp says so): the same events, one
-/// bucket instead of up to a window of fine ones (docs/architecture.md,
-/// "Compact store", reading the edges).
-template <class Tiers, class Record, class F>
-void read_segments(const Tiers& tiers, const ddsketch_mapping& m,
-                   const Record& rec, const query_segment* begin,
-                   const query_segment* end, bucket& scratch, F&& f) {
+/// plan reads, in time order (tier_data::for_each<true>, `res` the bucket's
+/// resolution). The trailing edge [y, c) is read from the serving tier's
+/// bucket at y instead when all of its events lie before c (its latest
+/// timestamp says so): the same events, one bucket instead of up to a
+/// window of fine ones (docs/architecture.md, "Compact store", Queries).
+template <class Record, class F>
+void read_segments(const tier_set& tiers, const ddsketch_mapping& m,
+                   const Record& rec, const segment_plan& plan,
+                   bucket& scratch, F&& f) {
   auto read = [&](const query_segment* from, const query_segment* to) {
     for (auto* seg = from; seg != to; ++seg) {
       auto res = tiers[seg->tier].resolution;
@@ -915,26 +924,14 @@ void read_segments(const Tiers& tiers, const ddsketch_mapping& m,
         });
     }
   };
-  // Tiers are finest first: the serving tier has the highest index.
-  size_t serving = 0;
-  for (auto* seg = begin; seg != end; ++seg)
-    serving = std::max(serving, seg->tier);
-  auto* tail = end;
-  while (tail != begin && (tail - 1)->tier != serving)
-    --tail;
-  read(begin, tail);
-  if (tail == begin || tail == end)
+  read(plan.begin, plan.edge);
+  if (plan.edge == plan.end)
     return;
-  auto y = tail->from;
-  auto c = (end - 1)->to;
-  auto res = tiers[serving].resolution;
-  // The planner's trailing edge lies inside the one coarse window at y.
-  if (align_down(y, res) != y || c - y > res) {
-    read(tail, end);
-    return;
-  }
+  auto y = plan.edge->from;
+  auto c = (plan.end - 1)->to;
+  auto res = tiers[plan.serving].resolution;
   bool served = false;
-  rec.tiers[serving].template for_each<true>(
+  rec.tiers[plan.serving].template for_each<true>(
     y, y + 1, res, m, scratch,
     [&](millis start, const bucket& b, block_cursor* cur) {
       if (start == y && b.last_ts < c) {
@@ -943,7 +940,7 @@ void read_segments(const Tiers& tiers, const ddsketch_mapping& m,
       }
     });
   if (!served)
-    read(tail, end);
+    read(plan.edge, plan.end);
 }
 
 /// The final form of one series' points (query_group, "Final form"): the
@@ -953,11 +950,11 @@ void read_segments(const Tiers& tiers, const ddsketch_mapping& m,
 /// order; `cursor` is the sealed bucket's cursor for a point of one sealed
 /// bucket, else null. Without a quantile, long sketch stores are not
 /// decoded at all.
-template <class Tiers, class Record, class Emit>
-void fold_final(const Tiers& tiers, const ddsketch_mapping& mapping,
+template <class Record, class Emit>
+void fold_final(const tier_set& tiers, const ddsketch_mapping& mapping,
                 const Record& rec, const query_spec& q,
-                const query_segment* seg_begin, const query_segment* seg_end,
-                bool sketches, bucket& scratch, bucket& acc, Emit&& emit_point) {
+                const segment_plan& plan, bool sketches, bucket& scratch,
+                bucket& acc, Emit&& emit_point) {
   auto emit = [&](millis t, const bucket& b, const block_cursor* cur) {
     if (!b.empty())
       emit_point(t, b, cur);
@@ -970,46 +967,59 @@ void fold_final(const Tiers& tiers, const ddsketch_mapping& mapping,
     merged = 0;
   };
   read_segments(
-    tiers, mapping, rec, seg_begin, seg_end, scratch,
+    tiers, mapping, rec, plan, scratch,
     [&](millis start, const bucket& b, block_cursor* cur, millis res) {
-        auto t = align_down(start - q.align, q.step) + q.align;
-        if (merged > 0 && t != acc_t)
-          flush();
-        // The last bucket of its point: start + res ends it.
-        millis end = 0, point_end = 0;
-        bool last = !__builtin_add_overflow(start, res, &end)
-                    && !__builtin_add_overflow(t, q.step, &point_end)
-                    && end == point_end;
-        if (merged == 0 && last) {
-          emit(t, b, cur);
-          return;
-        }
-        if (merged == 0) {
-          reset(acc);
-          acc_t = t;
-        }
-        fold_bucket(acc, b, cur, scratch, sketches, mapping);
-        ++merged;
-        if (last)
-          flush();
+      auto t = align_down(start - q.align, q.step) + q.align;
+      if (merged > 0 && t != acc_t)
+        flush();
+      // The last bucket of its point: start + res ends it.
+      millis end = 0, point_end = 0;
+      bool last = !__builtin_add_overflow(start, res, &end)
+                  && !__builtin_add_overflow(t, q.step, &point_end)
+                  && end == point_end;
+      if (merged == 0 && last) {
+        emit(t, b, cur);
+        return;
+      }
+      if (merged == 0) {
+        reset(acc);
+        acc_t = t;
+      }
+      fold_bucket(acc, b, cur, scratch, sketches, mapping);
+      ++merged;
+      if (last)
+        flush();
     });
   flush();
 }
 
-/// The planner's segments of `q` (query.hpp), in time order; none: one of
-/// q.tier, held in `whole`. Empty if the step is not positive or a segment
+/// The planner's segments of `q` (query.hpp); none: one of q.tier, held in
+/// `whole`. Empty (begin null) if the step is not positive or a segment
 /// names a tier the store does not have.
-std::pair<const query_segment*, const query_segment*>
-segments_of(const query_spec& q, size_t tiers, query_segment& whole) {
+segment_plan segments_of(const query_spec& q, const tier_set& tiers,
+                         query_segment& whole) {
   whole = query_segment{q.tier, q.from, q.to};
-  const query_segment* begin = q.segments.empty() ? &whole : q.segments.data();
-  const query_segment* end = q.segments.empty()
-                               ? &whole + 1
-                               : q.segments.data() + q.segments.size();
-  if (q.step <= 0
-      || std::any_of(begin, end, [&](auto& seg) { return seg.tier >= tiers; }))
-    return {nullptr, nullptr};
-  return {begin, end};
+  segment_plan p;
+  p.begin = q.segments.empty() ? &whole : q.segments.data();
+  p.end = q.segments.empty() ? &whole + 1 : q.segments.data() + q.segments.size();
+  if (q.step <= 0 || std::any_of(p.begin, p.end, [&](auto& seg) {
+        return seg.tier >= tiers.size();
+      }))
+    return {};
+  // Tiers are finest first: the serving tier has the highest index; the
+  // trailing edge follows its last segment and must lie inside the one
+  // coarse window where it begins (the planner's always does).
+  for (auto* seg = p.begin; seg != p.end; ++seg)
+    p.serving = std::max(p.serving, seg->tier);
+  p.edge = p.end;
+  while (p.edge != p.begin && (p.edge - 1)->tier != p.serving)
+    --p.edge;
+  auto res = tiers[p.serving].resolution;
+  if (p.edge == p.begin || p.edge == p.end
+      || align_down(p.edge->from, res) != p.edge->from
+      || (p.end - 1)->to - p.edge->from > res)
+    p.edge = p.end;
+  return p;
 }
 
 } // namespace
@@ -1017,8 +1027,8 @@ segments_of(const query_spec& q, size_t tiers, query_segment& whole) {
 void series_store::query(const query_spec& q, query_partial& out) const {
   auto& s = *impl_;
   query_segment whole;
-  auto [seg_begin, seg_end] = segments_of(q, s.tiers.size(), whole);
-  if (!seg_begin)
+  auto plan = segments_of(q, s.tiers, whole);
+  if (!plan.begin)
     return;
   // Points carry a sketch only if some agg is a quantile.
   bool sketches = std::any_of(q.aggs.begin(), q.aggs.end(), [](auto& a) {
@@ -1074,7 +1084,7 @@ void series_store::query(const query_spec& q, query_partial& out) const {
       // Without a quantile, long sketch stores are not even decoded.
       decltype(group->points.end()) hint;
       read_segments(
-        s.tiers, s.mapping, rec, seg_begin, seg_end, scratch,
+        s.tiers, s.mapping, rec, plan, scratch,
         [&](millis start, const bucket& b, block_cursor* cur, millis) {
           if (!group) {
             open_group();
@@ -1089,7 +1099,7 @@ void series_store::query(const query_spec& q, query_partial& out) const {
     }
     // Final form: each point's aggs computed where the buckets are
     // (fold_final).
-    fold_final(s.tiers, s.mapping, rec, q, seg_begin, seg_end, sketches,
+    fold_final(s.tiers, s.mapping, rec, q, plan, sketches,
                scratch, acc,
                [&](millis t, const bucket& b, const block_cursor* cur) {
                  if (!group) {
@@ -1118,8 +1128,8 @@ series_store::query_series(std::string_view key, const query_spec& q,
   if (!id)
     return series_read::missing;
   query_segment whole;
-  auto [seg_begin, seg_end] = segments_of(q, s.tiers.size(), whole);
-  if (!seg_begin)
+  auto plan = segments_of(q, s.tiers, whole);
+  if (!plan.begin)
     return series_read::found;
   bool sketches = std::any_of(q.aggs.begin(), q.aggs.end(), [](auto& a) {
     return a.kind == agg_kind::quantile;
@@ -1129,7 +1139,7 @@ series_store::query_series(std::string_view key, const query_spec& q,
   bucket scratch;
   bucket acc;
   // Exactly the final form of query() for a group of this one series.
-  fold_final(s.tiers, s.mapping, s.series[*id], q, seg_begin, seg_end,
+  fold_final(s.tiers, s.mapping, s.series[*id], q, plan,
              sketches, scratch, acc,
              [&](millis t, const bucket& b, const block_cursor* cur) {
                if (finals.size() > first && finals.back().t >= t)
