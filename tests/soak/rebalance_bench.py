@@ -96,12 +96,17 @@ def main():
     ap.add_argument("--duration", type=int, default=15)
     ap.add_argument("--sync", default="interval")
     ap.add_argument("--bytes-per-second", type=int, default=16 << 20)
+    ap.add_argument("--concurrency", type=int, default=None,
+                    help="cairn.cluster.rebalance-concurrency (the node's "
+                         "default when not given)")
     ap.add_argument("--timeline", action="store_true")
     args = ap.parse_args()
+    extra = [f"--cairn.storage.sync={args.sync}",
+             f"--cairn.cluster.rebalance-bytes-per-second={args.bytes_per_second}"]
+    if args.concurrency is not None:
+        extra.append(f"--cairn.cluster.rebalance-concurrency={args.concurrency}")
     cluster = Cluster(args, n=4, partitions=args.partitions, prefix="n",
-                      extra_args=[f"--cairn.storage.sync={args.sync}",
-                                  f"--cairn.cluster.rebalance-bytes-per-second="
-                                  f"{args.bytes_per_second}"])
+                      extra_args=extra)
     try:
         cluster.start()
         n1, n2, n3, n4 = cluster.nodes
