@@ -178,8 +178,8 @@ public:
   std::string cluster_ingest_timeout_text = "5s";
   size_t cluster_credits = 32; ///< in-flight remote batches per peer
   /// cairn.cluster.rebalance-concurrency: partition handoffs a membership
-  /// saga runs at once (docs/sagas.md).
-  size_t rebalance_concurrency = 2;
+  /// saga runs at once (docs/sagas.md, "decommission": why 1).
+  size_t rebalance_concurrency = 1;
   /// cairn.cluster.rebalance-bytes-per-second: pace of shipped snapshot
   /// bytes over all handoffs the coordinator runs (0 = unlimited). 16 MiB/s:
   /// faster pre-copies took the CPU from ingest on a small machine
