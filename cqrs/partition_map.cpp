@@ -73,8 +73,8 @@ partition_map partition_map::with_owner(uint32_t p, uint32_t index) const {
     throw std::invalid_argument("member " + nodes_[index] + " left");
   auto owners = owners_;
   owners[p] = index;
-  return partition_map{version_ + 1, nodes_, std::move(owners), left_,
-                       addresses_};
+  return carry(partition_map{version_ + 1, nodes_, std::move(owners), left_,
+                             addresses_});
 }
 
 partition_map partition_map::with_left(uint32_t index) const {
@@ -82,8 +82,66 @@ partition_map partition_map::with_left(uint32_t index) const {
     throw std::invalid_argument("member index out of range");
   auto left = left_;
   left.push_back(index);
-  return partition_map{version_ + 1, nodes_, owners_, std::move(left),
-                       addresses_};
+  return carry(partition_map{version_ + 1, nodes_, owners_, std::move(left),
+                             addresses_});
+}
+
+partition_map partition_map::with_evicted(
+  uint32_t index, const std::vector<std::pair<uint32_t, uint32_t>>& to,
+  std::vector<uint32_t> lost, int64_t at_ms) const {
+  if (index >= nodes_.size())
+    throw std::invalid_argument("member index out of range");
+  if (has_left(index))
+    throw std::invalid_argument("member " + nodes_[index] + " left already");
+  if (at_ms <= 0)
+    throw std::invalid_argument("eviction time must be positive");
+  auto owners = owners_;
+  for (auto [p, target] : to) {
+    if (p >= owners.size() || owners_[p] != index)
+      throw std::invalid_argument("eviction moves a partition the member "
+                                  "does not own");
+    if (target >= nodes_.size() || target == index || has_left(target))
+      throw std::invalid_argument("eviction target is not an active member");
+    owners[p] = target;
+  }
+  auto left = left_;
+  left.push_back(index);
+  // The constructor refuses a left member that still owns a partition, so
+  // a plan that misses one of its partitions fails here.
+  auto next = carry(partition_map{version_ + 1, nodes_, std::move(owners),
+                                  std::move(left), addresses_});
+  for (auto p : owned_by(index))
+    lost.push_back(p);
+  if (next.lost_.empty())
+    next.lost_.assign(owners_.size(), 0);
+  for (auto p : lost) {
+    if (p >= owners_.size())
+      throw std::invalid_argument("lost partition out of range");
+    next.lost_[p] = std::max(next.lost_[p], at_ms);
+  }
+  next.evicted_.push_back(index);
+  std::sort(next.evicted_.begin(), next.evicted_.end());
+  next.evicted_.erase(std::unique(next.evicted_.begin(), next.evicted_.end()),
+                      next.evicted_.end());
+  return next;
+}
+
+partition_map partition_map::with_back(uint32_t index) const {
+  if (index >= nodes_.size())
+    throw std::invalid_argument("member index out of range");
+  auto left = left_;
+  left.erase(std::remove(left.begin(), left.end(), index), left.end());
+  auto next = carry(partition_map{version_ + 1, nodes_, owners_,
+                                  std::move(left), addresses_});
+  auto& ev = next.evicted_;
+  ev.erase(std::remove(ev.begin(), ev.end(), index), ev.end());
+  return next;
+}
+
+partition_map partition_map::carry(partition_map next) const {
+  next.evicted_ = evicted_;
+  next.lost_ = lost_;
+  return next;
 }
 
 partition_map partition_map::with_member(const std::string& name,
@@ -102,8 +160,8 @@ partition_map partition_map::with_member(const std::string& name,
                      ? addresses_[i]
                      : (i < known.size() ? known[i] : std::string{});
   addresses.back() = address;
-  return partition_map{version_ + 1, std::move(nodes), owners_, left_,
-                       std::move(addresses)};
+  return carry(partition_map{version_ + 1, std::move(nodes), owners_, left_,
+                             std::move(addresses)});
 }
 
 nlohmann::json to_json(const partition_map& m) {
@@ -124,6 +182,18 @@ nlohmann::json to_json(const partition_map& m) {
       addresses[m.nodes()[i]] = a;
   if (!addresses.empty())
     out["addresses"] = std::move(addresses);
+  if (!m.evicted().empty()) {
+    auto evicted = nlohmann::json::array();
+    for (auto e : m.evicted())
+      evicted.push_back(m.nodes()[e]);
+    out["evicted"] = std::move(evicted);
+  }
+  auto lost = nlohmann::json::object();
+  for (uint32_t p = 0; p < m.partitions(); ++p)
+    if (auto at = m.lost_at(p); at > 0)
+      lost[std::to_string(p)] = at;
+  if (!lost.empty())
+    out["lost"] = std::move(lost);
   return out;
 }
 
@@ -199,10 +269,46 @@ partition_map_from_json(const nlohmann::json& j, std::string* error) {
       addresses[*i] = value.get<std::string>();
     }
   }
+  std::vector<uint32_t> evicted_ix;
+  if (auto e = j.find("evicted"); e != j.end()) {
+    if (!e->is_array())
+      return fail("partition map: evicted must be an array");
+    for (auto& n : *e) {
+      auto i = index(n);
+      if (!i)
+        return fail("partition map: an evicted member is not a member");
+      if (std::find(left_ix.begin(), left_ix.end(), *i) == left_ix.end())
+        return fail("partition map: an evicted member has not left");
+      evicted_ix.push_back(*i);
+    }
+  }
+  std::vector<int64_t> lost;
+  if (auto l = j.find("lost"); l != j.end()) {
+    if (!l->is_object())
+      return fail("partition map: lost must be an object");
+    lost.assign(owner_ix.size(), 0);
+    for (auto& [key, at] : l->items()) {
+      uint32_t p = 0;
+      auto [ptr, ec] = std::from_chars(key.data(), key.data() + key.size(), p);
+      if (ec != std::errc{} || ptr != key.data() + key.size()
+          || p >= lost.size())
+        return fail("partition map: lost names no partition");
+      if (!at.is_number_unsigned() || at.get<uint64_t>() == 0
+          || at.get<uint64_t>() > uint64_t{1} << 62)
+        return fail("partition map: a lost mark must be a positive time");
+      lost[p] = at.get<int64_t>();
+    }
+  }
   try {
-    return partition_map{v->get<uint64_t>(), std::move(names),
-                         std::move(owner_ix), std::move(left_ix),
-                         std::move(addresses)};
+    partition_map out{v->get<uint64_t>(), std::move(names),
+                      std::move(owner_ix), std::move(left_ix),
+                      std::move(addresses)};
+    std::sort(evicted_ix.begin(), evicted_ix.end());
+    evicted_ix.erase(std::unique(evicted_ix.begin(), evicted_ix.end()),
+                     evicted_ix.end());
+    out.evicted_ = std::move(evicted_ix);
+    out.lost_ = std::move(lost);
+    return out;
   } catch (const std::invalid_argument& e) {
     return fail(std::string{"partition map: "} + e.what());
   }

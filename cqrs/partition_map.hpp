@@ -69,6 +69,24 @@ public:
   with_member(const std::string& name, const std::string& address,
               const std::vector<std::string>& known = {}) const;
 
+  /// This map with member `index` *evicted*: a member that is gone for good
+  /// (down, its data not recoverable) leaves without a handoff. Each of its
+  /// partitions goes to `to[p]` (a member that has not left), it is marked
+  /// left and evicted, and every partition of `lost` (which must include
+  /// its partitions) is marked lost at wall-clock `at_ms`: writes applied or
+  /// hinted only there before that moment are gone, so answers over such a
+  /// range are partial (docs/cluster.md, "Evicting a member that is gone").
+  /// Throws std::invalid_argument on an out-of-range or left member, a
+  /// missing or invalid target, a lost partition out of range, or at_ms <= 0.
+  [[nodiscard]] partition_map
+  with_evicted(uint32_t index, const std::vector<std::pair<uint32_t, uint32_t>>& to,
+               std::vector<uint32_t> lost, int64_t at_ms) const;
+
+  /// This map with member `index` back (a join of a member that left):
+  /// neither left nor evicted. Lost marks stay. Throws
+  /// std::invalid_argument if it is out of range.
+  [[nodiscard]] partition_map with_back(uint32_t index) const;
+
   // -- properties -------------------------------------------------------------
 
   uint64_t version() const noexcept { return version_; }
@@ -101,6 +119,14 @@ public:
   /// True if member `index` left the cluster.
   bool has_left(uint32_t index) const noexcept;
 
+  /// The members that were evicted (a subset of left()), ascending.
+  const std::vector<uint32_t>& evicted() const noexcept { return evicted_; }
+
+  /// When partition `p` was last marked lost (wall-clock ms), 0 = never.
+  int64_t lost_at(uint32_t p) const noexcept {
+    return p < lost_.size() ? lost_[p] : 0;
+  }
+
   /// `other` may replace this map: the same partition count, and this
   /// map's members are the first members of `other` (members are only
   /// added, at the end).
@@ -118,18 +144,29 @@ private:
   std::vector<uint32_t> owners_;
   std::vector<uint32_t> left_;
   std::vector<std::string> addresses_;
+  std::vector<uint32_t> evicted_;  ///< sorted, a subset of left_
+  std::vector<int64_t> lost_;      ///< by partition, empty = none lost
+
+  /// `next` (a change of this map) with this map's evictions and lost
+  /// marks carried over.
+  partition_map carry(partition_map next) const;
+
+  friend std::optional<partition_map>
+  partition_map_from_json(const nlohmann::json& j, std::string* error);
 };
 
 /// The JSON form: {"version":v,"partitions":P,"nodes":[names],
 /// "owners":[owner name of p, for every p],"left":[names]}, plus
 /// "addresses":{name:"host:port"} when the map holds any (a cluster that a
-/// node joined through seeds).
+/// node joined through seeds), "evicted":[names] and "lost":{"p":ms} when
+/// a member was evicted.
 [[nodiscard]] nlohmann::json to_json(const partition_map& m);
 
 /// Decodes to_json's form; nullopt (with `error` set, if given) if a field
 /// is missing or of the wrong type, an owner or left name is not a member,
-/// `owners` does not have `partitions` entries, the version is 0, or the
-/// map breaks a rule of the constructor.
+/// `owners` does not have `partitions` entries, the version is 0, an
+/// evicted member has not left, a lost mark names no partition or is not a
+/// positive integer, or the map breaks a rule of the constructor.
 [[nodiscard]] std::optional<partition_map>
 partition_map_from_json(const nlohmann::json& j, std::string* error = nullptr);
 

@@ -191,4 +191,83 @@ TEST_SUITE("cqrs.partition_map") {
     CHECK_FALSE(to_json(partition_map::initial({"n1", "n2"}, 4))
                   .contains("addresses"));
   }
+
+  TEST_CASE("with_evicted gives a gone member's partitions away and marks them lost") {
+    // n1 owns 0 and 3, n2 owns 1 and 4, n3 owns 2 and 5.
+    auto m = partition_map::initial({"n1", "n2", "n3"}, 6);
+    auto e = m.with_evicted(2, {{2, 0}, {5, 1}}, {4}, 1'000);
+    CHECK(e.version() == m.version() + 1);
+    CHECK(e.owner(2) == "n1");
+    CHECK(e.owner(5) == "n2");
+    CHECK(e.has_left(2));
+    CHECK(e.evicted() == std::vector<uint32_t>{2});
+    // Its own partitions and the ones it held hints for (4) are lost then;
+    // the others are not.
+    CHECK(e.lost_at(2) == 1'000);
+    CHECK(e.lost_at(5) == 1'000);
+    CHECK(e.lost_at(4) == 1'000);
+    CHECK(e.lost_at(0) == 0);
+    CHECK(e.lost_at(1) == 0);
+    CHECK(m.lost_at(2) == 0);  // the original is unchanged
+    // Later changes keep the marks; a later eviction keeps the later time.
+    auto moved = e.with_owner(0, 1);
+    CHECK(moved.lost_at(2) == 1'000);
+    CHECK(moved.evicted() == e.evicted());
+    auto again = moved.with_evicted(1, {{0, 0}, {1, 0}, {4, 0}, {5, 0}}, {},
+                                    2'000);
+    CHECK(again.lost_at(4) == 2'000);
+    CHECK(again.lost_at(2) == 1'000);
+    CHECK(again.evicted() == std::vector<uint32_t>{1, 2});
+    CHECK(again.owned_by(0).size() == 6);
+    // Coming back (a join) clears left and evicted, never the marks.
+    auto back = e.with_back(2);
+    CHECK_FALSE(back.has_left(2));
+    CHECK(back.evicted().empty());
+    CHECK(back.lost_at(5) == 1'000);
+    // Refused: a plan that misses one of its partitions, a target that is
+    // the member itself or left, a partition it does not own, a member
+    // that left already, a lost partition out of range, no time.
+    CHECK_THROWS_AS((void) m.with_evicted(2, {{2, 0}}, {}, 1), std::invalid_argument);
+    CHECK_THROWS_AS((void) m.with_evicted(2, {{2, 2}, {5, 0}}, {}, 1),
+                    std::invalid_argument);
+    CHECK_THROWS_AS((void) e.with_evicted(1, {{1, 2}, {4, 0}, {5, 0}}, {}, 1),
+                    std::invalid_argument);
+    CHECK_THROWS_AS((void) m.with_evicted(2, {{1, 0}, {2, 0}, {5, 0}}, {}, 1),
+                    std::invalid_argument);
+    CHECK_THROWS_AS((void) e.with_evicted(2, {}, {}, 1), std::invalid_argument);
+    CHECK_THROWS_AS((void) m.with_evicted(2, {{2, 0}, {5, 0}}, {6}, 1),
+                    std::invalid_argument);
+    CHECK_THROWS_AS((void) m.with_evicted(2, {{2, 0}, {5, 0}}, {}, 0),
+                    std::invalid_argument);
+  }
+
+  TEST_CASE("evictions and lost marks survive the json round trip") {
+    auto e = partition_map::initial({"n1", "n2", "n3"}, 6)
+               .with_evicted(2, {{2, 0}, {5, 1}}, {4}, 1'765'000'000'000);
+    auto j = to_json(e);
+    CHECK(j["evicted"] == nlohmann::json::parse(R"(["n3"])"));
+    CHECK(j["lost"] == nlohmann::json::parse(
+                         R"({"2":1765000000000,"4":1765000000000,"5":1765000000000})"));
+    auto back = partition_map_from_json(nlohmann::json::parse(j.dump()));
+    REQUIRE(back.has_value());
+    CHECK(*back == e);
+    CHECK_FALSE(to_json(partition_map::initial({"n1"}, 2)).contains("lost"));
+    CHECK_FALSE(to_json(partition_map::initial({"n1"}, 2)).contains("evicted"));
+    std::string error;
+    auto bad = [&](const char* field, nlohmann::json value) {
+      auto x = j;
+      x[field] = std::move(value);
+      return !partition_map_from_json(x, &error).has_value();
+    };
+    CHECK(bad("evicted", "n3"));
+    CHECK(bad("evicted", {"n9"}));
+    CHECK(bad("evicted", {"n1"}));  // n1 has not left
+    CHECK(error.find("has not left") != std::string::npos);
+    CHECK(bad("lost", {1, 2}));
+    CHECK(bad("lost", {{"6", 5}}));
+    CHECK(bad("lost", {{"x", 5}}));
+    CHECK(bad("lost", {{"1", 0}}));
+    CHECK(bad("lost", {{"1", -3}}));
+    CHECK(bad("lost", {{"1", "soon"}}));
+  }
 }
