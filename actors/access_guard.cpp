@@ -41,6 +41,7 @@ runtime::auth::scope_set required_scopes(cqrs::protocol_op op) noexcept {
     case cqrs::protocol_op::saga_decommission:
     case cqrs::protocol_op::saga_rebalance:
     case cqrs::protocol_op::saga_join:
+    case cqrs::protocol_op::saga_evict:
     case cqrs::protocol_op::saga_abort:
       return admin;
     case cqrs::protocol_op::alert_create:

@@ -10,7 +10,8 @@ hint_view::hint_view(std::vector<std::string> members, uint32_t self)
     local_(members_.size()),
     remote_(members_.size()),
     known_(members_.size(), false),
-    left_(members_.size(), false) {
+    left_(members_.size(), false),
+    evicted_(members_.size(), false) {
   if (self_ < known_.size())
     known_[self_] = true;
 }
@@ -73,13 +74,23 @@ void hint_view::set_members(const std::vector<std::string>& members) {
   remote_.resize(n);
   known_.resize(n, false);
   left_.resize(n, false);
+  evicted_.resize(n, false);
 }
 
 void hint_view::set_left(const std::vector<uint32_t>& left) {
   std::lock_guard guard{mtx_};
+  std::fill(left_.begin(), left_.end(), false);
   for (auto m : left)
     if (m < left_.size())
       left_[m] = true;
+}
+
+void hint_view::set_evicted(const std::vector<uint32_t>& evicted) {
+  std::lock_guard guard{mtx_};
+  std::fill(evicted_.begin(), evicted_.end(), false);
+  for (auto m : evicted)
+    if (m < evicted_.size())
+      evicted_[m] = true;
 }
 
 bool hint_view::snapshot_type::empty() const noexcept {
@@ -91,7 +102,7 @@ hint_view::snapshot_type hint_view::snapshot(uint32_t partitions) const {
   std::lock_guard guard{mtx_};
   auto any = [&] {
     for (uint32_t m = 0; m < members_.size(); ++m)
-      if ((!known_[m] && !left_[m]) || !remote_[m].empty()
+      if ((!known_[m] && !left_[m]) || (!remote_[m].empty() && !evicted_[m])
           || !local_[m].empty())
         return true;
     return false;
@@ -112,8 +123,9 @@ hint_view::snapshot_type hint_view::snapshot(uint32_t partitions) const {
         add(p, m);
       continue;
     }
-    for (auto p : remote_[m])
-      add(p, m);
+    if (!evicted_[m])
+      for (auto p : remote_[m])
+        add(p, m);
     for (auto p : local_[m])
       add(p, self_);
   }

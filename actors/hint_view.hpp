@@ -62,8 +62,16 @@ public:
   /// The members that left the cluster (by index; the partition map's
   /// `left`): never counted as "not announced" — a stopped decommissioned
   /// member would otherwise make every answer partial forever. What they
-  /// did announce still counts.
+  /// did announce still counts. Replaces the previous set (a member that
+  /// joined again counts as "not announced" until it announces).
   void set_left(const std::vector<uint32_t>& left);
+
+  /// The members that were evicted (the map's `evicted`, a subset of
+  /// `left`): what they announced no longer counts either — the hints they
+  /// held went with them, and the map's lost marks say so for those
+  /// partitions instead (docs/cluster.md, "Evicting a member that is gone").
+  /// This node's own hints for them still count until re-routed.
+  void set_evicted(const std::vector<uint32_t>& evicted);
 
   /// What member `m` last announced: (heard from it since start, its set).
   std::pair<bool, std::vector<uint32_t>> announced(uint32_t m) const;
@@ -78,6 +86,7 @@ private:
   std::vector<std::vector<uint32_t>> remote_;  ///< by member index
   std::vector<bool> known_;                    ///< by member index
   std::vector<bool> left_;                     ///< by member index
+  std::vector<bool> evicted_;                  ///< by member index
   uint64_t local_version_ = 0;
 };
 

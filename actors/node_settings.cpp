@@ -267,9 +267,11 @@ void init_cluster(cluster_settings& c, const runtime::node_config& cfg,
   c.pending = std::make_shared<hint_view>(c.map->current()->nodes(),
                                           c.self_index);
   c.pending->set_left(c.map->current()->left());
+  c.pending->set_evicted(c.map->current()->evicted());
   c.map->on_change([view = c.pending](const cqrs::partition_map& m) {
     view->set_members(m.nodes());
     view->set_left(m.left());
+    view->set_evicted(m.evicted());
   });
 }
 

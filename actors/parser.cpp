@@ -562,6 +562,7 @@ request_route route_request(std::string_view op, node_status status) noexcept {
     case cqrs::protocol_op::saga_decommission:
     case cqrs::protocol_op::saga_rebalance:
     case cqrs::protocol_op::saga_join:
+    case cqrs::protocol_op::saga_evict:
     case cqrs::protocol_op::saga_abort:
       // The saga log is its own store: answered while recovering too.
       return request_route::sagas;

@@ -501,10 +501,20 @@ void pop_delivered(link_pointer self) {
                  st.addr.name, st.hints_delivered);
 }
 
-/// Sends queued hints in order, at most `credits` in flight.
+/// True if this node's current map says the peer left the cluster (a
+/// decommissioned or evicted member owns nothing).
+bool peer_left(link_pointer self) {
+  auto& st = self->state;
+  return st.cluster().map->current()->has_left(st.index);
+}
+
+/// Sends queued hints in order, at most `credits` in flight. Hints for a
+/// peer that left are re-routed to their partitions' owners whether it is
+/// up or not: one that was evicted is gone for good (docs/cluster.md,
+/// "Evicting a member that is gone").
 void drain_hints(link_pointer self) {
   auto& st = self->state;
-  if (!usable(self))
+  if (!usable(self) && (st.hints.empty() || !peer_left(self)))
     return;
   auto epoch = st.hints.epoch();
   for (auto seq : st.hints.next_to_send(st.cluster().credits)) {

@@ -21,6 +21,7 @@
 #include <chrono>
 #include <deque>
 #include <functional>
+#include <limits>
 #include <optional>
 #include <memory>
 
@@ -107,7 +108,36 @@ struct scatter_plan {
   /// Non-empty: only these partitions (by id) are asked, local ones (the
   /// caller filters `local`) and remote ones alike.
   std::vector<bool> only;
+  /// For a client request in a cluster: partitions whose writes before the
+  /// given moment went with an evicted member and that the read's range
+  /// may touch (see mark_lost).
+  std::vector<std::pair<uint32_t, cqrs::millis>> lost;
 };
+
+/// Fills `plan.lost` for a client read over event times [from, to) at
+/// `now`: every partition the map marked lost at L whose lost writes the
+/// range may hold — they had event times before L + max-future, and
+/// nothing older than now - the longest retention is kept anywhere
+/// (docs/cluster.md, "Evicting a member that is gone"). Reads without a
+/// range (series, metrics) pass the whole of time.
+void mark_lost(const node_settings& s, scatter_plan& plan, cqrs::millis from,
+               cqrs::millis to, cqrs::millis now) {
+  if (!plan.remote || !s.cluster.enabled)
+    return;
+  auto map = s.cluster.map->current();
+  auto kept_since =
+    now - std::max(s.tiers.max_retention(), s.raw_retention);
+  for (uint32_t p = 0; p < map->partitions(); ++p) {
+    auto at = map->lost_at(p);
+    if (at == 0 || !(plan.only.empty() || plan.only[p]))
+      continue;
+    auto lost_until = at + s.limits.max_future;
+    if (from < lost_until && to > kept_since && lost_until > kept_since)
+      plan.lost.emplace_back(p, at);
+  }
+}
+
+constexpr auto whole_time = std::numeric_limits<cqrs::millis>::max();
 
 /// Marks every partition some member holds unapplied writes for as missing,
 /// naming the holders.
@@ -209,6 +239,10 @@ void scatter(coordinator_pointer self, scatter_plan plan,
   auto g = std::make_shared<gather>();
   if (plan.pending && !plan.pending->empty())
     apply_pending(*plan.pending, *st.settings->cluster.pending, g->cov);
+  for (auto [p, at] : plan.lost) {
+    g->cov.lost_partitions.emplace_back(p, at);
+    g->cov.missing_partitions.push_back(p);
+  }
   // Remote owners: one request per owner node.
   std::vector<std::vector<uint32_t>> by_owner;
   auto& cluster = st.settings->cluster;
@@ -619,6 +653,7 @@ std::optional<cqrs::problem> run_read(coordinator_pointer self,
     if (auto* p = std::get_if<cqrs::problem>(&parsed))
       return *p;
     auto spec = std::get<cqrs::query_spec>(std::move(parsed));
+    mark_lost(*s, plan, spec.from, spec.to, now);
     // Partials for another node keep every sketch (its coordinator merges
     // them with other nodes' partials; partial_codec has no final form).
     spec.finals = !sink.partial;
@@ -631,6 +666,7 @@ std::optional<cqrs::problem> run_read(coordinator_pointer self,
       return *p;
     auto q = std::make_shared<const cqrs::topk_spec>(
       std::get<cqrs::topk_spec>(std::move(parsed)));
+    mark_lost(*s, plan, q->from, q->to, now);
     scatter<cqrs::topk_partial>(
       self, std::move(plan),
       [sink, q, s](cqrs::topk_partial&& x, cqrs::coverage&& cov) {
@@ -646,6 +682,7 @@ std::optional<cqrs::problem> run_read(coordinator_pointer self,
       return *p;
     auto q = std::make_shared<const cqrs::series_spec>(
       std::get<cqrs::series_spec>(std::move(parsed)));
+    mark_lost(*s, plan, -whole_time, whole_time, now);
     scatter<cqrs::series_partial>(
       self, std::move(plan),
       [sink, q](cqrs::series_partial&& x, cqrs::coverage&& cov) {
@@ -660,6 +697,7 @@ std::optional<cqrs::problem> run_read(coordinator_pointer self,
       },
       series_atom::value, series_spec_ptr{q});
   } else if (op == "metrics") {
+    mark_lost(*s, plan, -whole_time, whole_time, now);
     scatter<cqrs::metrics_partial>(
       self, std::move(plan),
       [sink](cqrs::metrics_partial&& x, cqrs::coverage&& cov) {

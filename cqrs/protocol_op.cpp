@@ -52,6 +52,8 @@ std::string_view to_string(protocol_op op) noexcept {
       return "saga.rebalance";
     case protocol_op::saga_join:
       return "saga.join";
+    case protocol_op::saga_evict:
+      return "saga.evict";
     case protocol_op::saga_abort:
       return "saga.abort";
   }

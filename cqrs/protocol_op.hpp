@@ -55,6 +55,7 @@ enum class protocol_op : uint8_t {
   saga_decommission,
   saga_rebalance,
   saga_join,
+  saga_evict,
   saga_abort,
 };
 
@@ -70,7 +71,7 @@ inline constexpr protocol_op all_protocol_ops[] = {
   protocol_op::alert_get, protocol_op::alert_history,
   protocol_op::saga_list, protocol_op::saga_get, protocol_op::saga_move,
   protocol_op::saga_decommission, protocol_op::saga_rebalance,
-  protocol_op::saga_join, protocol_op::saga_abort,
+  protocol_op::saga_join, protocol_op::saga_evict, protocol_op::saga_abort,
 };
 
 /// True for the alert.* ops.

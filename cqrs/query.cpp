@@ -568,6 +568,13 @@ void metrics_partial::merge(metrics_partial&& other) {
 
 namespace {
 
+json lost_json(const coverage& cov) {
+  auto lost = json::object();
+  for (auto [p, at] : cov.lost_partitions)
+    lost[std::to_string(p)] = at;
+  return lost;
+}
+
 void render_coverage(const coverage& cov, json& out) {
   out["partial"] = cov.partial();
   if (cov.partial())
@@ -577,6 +584,8 @@ void render_coverage(const coverage& cov, json& out) {
     for (auto& [p, holders] : cov.pending_hints)
       ph[std::to_string(p)] = holders;
   }
+  if (!cov.lost_partitions.empty())
+    out["lost_partitions"] = lost_json(cov);
 }
 
 } // namespace
@@ -716,6 +725,10 @@ void render_query_text(const query_spec& q, const query_partial& p,
       ph[std::to_string(p)] = holders;
     out += ",\"pending_hints\":";
     out += ph.dump();
+  }
+  if (!cov.lost_partitions.empty()) {
+    out += ",\"lost_partitions\":";
+    out += lost_json(cov).dump();
   }
   out += ",\"series\":[";
   bool first_series = true;

@@ -256,6 +256,10 @@ struct metrics_partial {
 struct coverage {
   std::vector<uint32_t> missing_partitions;
   std::vector<std::pair<uint32_t, std::vector<std::string>>> pending_hints;
+  /// Partitions whose earlier writes went with an evicted member, with the
+  /// moment they were marked lost (wall-clock ms; docs/cluster.md,
+  /// "Evicting a member that is gone"). Also listed as missing.
+  std::vector<std::pair<uint32_t, millis>> lost_partitions;
   bool partial() const noexcept { return !missing_partitions.empty(); }
 };
 

@@ -89,8 +89,16 @@ const saga_spec* membership_spec(std::string_view type) {
     spec.steps[plan_steps::join_join].retry = {20, 3'000, 3'000, 1.0, false};
     return spec;
   }();
+  // A member that is gone for good: nothing is copied (its data went with
+  // it); the survey asks the live members what it held hints for, the
+  // evict step (pivot) commits the map without it (docs/sagas.md, "evict").
+  static const saga_spec evict = make(
+    "evict", {step("survey", 5, 10'000), step("evict", 5, 10'000, true)},
+    10 * minute);
   if (type == "move")
     return &move;
+  if (type == "evict")
+    return &evict;
   if (type == "decommission")
     return &decommission;
   if (type == "rebalance")

@@ -8,6 +8,7 @@
 //   decommission  plan, move, drain, leave (pivot)
 //   rebalance     plan, move
 //   join          join (pivot), plan, move
+//   evict         survey, evict (pivot)
 //
 // plus the pure decisions they take: which partitions go where (a drain plan
 // for a leaving member, a balance plan over the active members), how the
@@ -37,10 +38,12 @@ namespace plan_steps {
 inline constexpr uint32_t decommission_plan = 0, decommission_move = 1,
                           decommission_drain = 2, decommission_leave = 3;
 inline constexpr uint32_t join_join = 0, join_plan = 1, join_move = 2;
+/// evict: survey, evict.
+inline constexpr uint32_t evict_survey = 0, evict_evict = 1;
 }
 
 /// The spec of saga type `type` ("move", "decommission", "rebalance",
-/// "join"); nullptr for any other. The specs live for the whole program.
+/// "join", "evict"); nullptr for any other. The specs live for the whole program.
 const saga_spec* membership_spec(std::string_view type);
 
 /// One partition to move.

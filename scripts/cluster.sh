@@ -12,6 +12,10 @@
 #   scripts/cluster.sh logs NAME   print the node's log (tail -f with -f)
 #   scripts/cluster.sh remove NAME decommission NAME (a saga moves its
 #                                  partitions away, docs/sagas.md), then stop it
+#   scripts/cluster.sh remove --force NAME
+#                                  kill NAME if it runs and evict it: for a
+#                                  member that is gone for good (its data is
+#                                  lost, docs/sagas.md "evict")
 #   scripts/cluster.sh add NAME    start NAME and join it: a rebalance gives
 #                                  it its share of the partitions. A member
 #                                  that was removed comes back; a new name
@@ -157,10 +161,12 @@ some_node() { # except
 run_saga() { # via json
   local port r id phase="" last=""
   port="$(port_of "$1" 1)"
-  # Right after a start no coordinator leads yet ("unavailable"): retry.
+  # Right after a start no coordinator leads yet ("unavailable"), and right
+  # after a kill the leader may not have seen the member go down (an
+  # eviction is refused with "is up"): retry.
   for _ in $(seq 1 60); do
     r="$(ask "$port" "$2")"
-    [[ "$r" == *'"unavailable"'* ]] || break
+    [[ "$r" == *'"unavailable"'* || "$r" == *' is up: '* ]] || break
     sleep 0.5
   done
   id="$(sed -n 's/.*"id":"\([^"]*\)".*/\1/p' <<<"$r")"
@@ -241,6 +247,14 @@ case "$cmd" in
     if [[ "${3:-}" == "-f" ]]; then tail -f "$dir/$2.log"; else cat "$dir/$2.log"; fi
     ;;
   remove)
+    if [[ "$2" == "--force" ]]; then
+      # A member that is gone for good: evicted (docs/sagas.md, "evict").
+      if alive "$3"; then kill -KILL "$(pid_of "$3")"; while alive "$3"; do sleep 0.1; done; fi
+      via="$(some_node "$3")"
+      run_saga "$via" "{\"op\":\"saga.evict\",\"node\":\"$3\"}"
+      echo "$3 was evicted: its partitions went to the others empty; answers over earlier times are partial"
+      exit 0
+    fi
     via="$(some_node "$2")"
     run_saga "$via" "{\"op\":\"saga.decommission\",\"node\":\"$2\"}"
     if alive "$2"; then kill -TERM "$(pid_of "$2")"; while alive "$2"; do sleep 0.1; done; fi
@@ -270,7 +284,7 @@ case "$cmd" in
     echo
     ;;
   *)
-    sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

@@ -4,6 +4,7 @@
 #include "actors/messages.hpp"
 #include "actors/reply.hpp"
 #include "cqrs/error.hpp"
+#include "cqrs/partition_map.hpp"
 #include "runtime/log.hpp"
 #include "runtime/time.hpp"
 #include "sagas/membership.hpp"
@@ -1059,10 +1060,19 @@ void mark_left(coord_pointer self, const std::string& node, bool leave,
       }
       bool is_left = left.count(node) > 0;
       if (is_left != leave) {
-        if (leave)
+        if (leave) {
           left.insert(node);
-        else
+        } else {
           left.erase(node);
+          // An evicted member that joins again is a member like any other
+          // (its lost marks stay: what went with it is still gone).
+          if (auto e = map.find("evicted"); e != map.end() && e->is_array()) {
+            auto& ev = *e;
+            ev.erase(std::remove(ev.begin(), ev.end(), json(node)), ev.end());
+            if (ev.empty())
+              map.erase("evicted");
+          }
+        }
         map["left"] = std::vector<std::string>{left.begin(), left.end()};
         map["version"] = map_version(map) + 1;
       }
@@ -1085,6 +1095,132 @@ void mark_left(coord_pointer self, const std::string& node, bool leave,
 void set_left(coord_pointer self, running& r, bool leave, step_done done) {
   mark_left(self, r.params.value("node", std::string{}), leave, true,
             std::move(done));
+}
+
+// evict: survey, evict.
+
+/// evict: what the live members heard NODE announce it holds hints for —
+/// acknowledged writes to other members' partitions that go with it. The
+/// result: {"hints":[partitions],"known":K,"asked":A} (K members had heard
+/// an announcement of it since they started).
+void survey(coord_pointer self, running& r, step_done done) {
+  struct gather {
+    std::set<uint32_t> hints;
+    size_t known = 0, asked = 0, outstanding = 1;
+    step_done done;
+  };
+  auto node = r.params.value("node", std::string{});
+  auto& st = self->state;
+  auto g = std::make_shared<gather>();
+  g->done = std::move(done);
+  auto finish = [g] {
+    if (--g->outstanding == 0)
+      g->done(true, dump(json{{"hints", std::vector<uint32_t>{g->hints.begin(),
+                                                              g->hints.end()}},
+                              {"known", g->known},
+                              {"asked", g->asked}}));
+  };
+  auto names = map_nodes(st.map);
+  auto left = map_left(st.map);
+  for (uint32_t i = 0; i < names.size(); ++i) {
+    bool live = i == st.cluster().self_index || (i < st.up.size() && st.up[i]);
+    auto to = names[i] == node || !live || left.count(names[i])
+                ? caf::actor{}
+                : handle_of(self, names[i]);
+    if (!to)
+      continue;
+    ++g->asked;
+    ++g->outstanding;
+    self->request(to, control_timeout, request_atom::value,
+                  std::string{R"({"cmd":"cluster"})"})
+      .then(
+        [g, node, finish](std::string& text) {
+          auto j = json::parse(text, nullptr, false);
+          if (ok(j))
+            for (auto& m : j.value("members", json::array()))
+              if (m.is_object() && m.value("name", std::string{}) == node
+                  && m.contains("announced") && m["announced"].is_object()
+                  && m["announced"].value("known", false)) {
+                ++g->known;
+                for (auto& p : m["announced"].value("pending_partitions",
+                                                    json::array()))
+                  if (p.is_number_unsigned())
+                    g->hints.insert(p.get<uint32_t>());
+              }
+          finish();
+        },
+        [finish](caf::error&) { finish(); });
+  }
+  finish();
+}
+
+/// evict (pivot): a map without NODE, committed like any map change: its
+/// partitions to the members owning the fewest, NODE left and evicted, and
+/// its partitions plus those it held hints for marked lost now (every
+/// partition, if no live member ever heard it announce). Refused while
+/// NODE is up: then decommission it, which loses nothing.
+void evict(coord_pointer self, running& r, step_done done) {
+  auto node = r.params.value("node", std::string{});
+  auto found = json::parse(step_result(r, sagas::plan_steps::evict_survey),
+                           nullptr, false);
+  with_commit_lock(self, [self, node, found, done](auto release) {
+    newest_map(self, [self, node, found, done, release](bool) {
+      auto& st = self->state;
+      auto fail = [&](std::string why) {
+        release();
+        done(false, std::move(why));
+      };
+      std::string error;
+      auto current = cqrs::partition_map_from_json(st.map, &error);
+      if (!current)
+        return fail("the partition map is not available: " + error);
+      auto index = current->index_of(node);
+      if (!index)
+        return fail("unknown node '" + node + "'");
+      if (current->has_left(*index)) {
+        // A retry after this step's commit (its outcome was not logged).
+        release();
+        done(true, dump(json{{"version", current->version()},
+                             {"already", true}}));
+        return;
+      }
+      if (*index < st.up.size() && st.up[*index])
+        return fail(node + " is up again: decommission it instead (that "
+                           "moves its data)");
+      std::vector<uint32_t> lost;
+      if (found.is_object() && found.value("known", 0) > 0) {
+        lost = found.value("hints", std::vector<uint32_t>{});
+      } else {
+        for (uint32_t p = 0; p < current->partitions(); ++p)
+          lost.push_back(p);
+      }
+      std::vector<std::pair<uint32_t, uint32_t>> to;
+      for (auto& m : sagas::plan_drain(map_owners(st.map), map_active(st.map),
+                                       node))
+        to.emplace_back(m.partition, *current->index_of(m.to));
+      std::optional<cqrs::partition_map> next;
+      try {
+        next = current->with_evicted(*index, to, lost, now_ms());
+      } catch (const std::invalid_argument& e) {
+        return fail(std::string{"no map without "} + node + ": " + e.what());
+      }
+      std::vector<uint32_t> marked;
+      for (uint32_t p = 0; p < next->partitions(); ++p)
+        if (next->lost_at(p) > current->lost_at(p))
+          marked.push_back(p);
+      spdlog::warn("evicting {}: its {} partitions go to the other members; "
+                   "writes to partitions {} before now went with it (answers "
+                   "over that time are partial)",
+                   runtime::quoted(node), to.size(), json(marked).dump());
+      spread_map(self, cqrs::to_json(*next), {st.cluster().self_name},
+                 [self, done, release](bool good, std::string result) {
+                   release();
+                   with_map(self, [done, good, result](bool) {
+                     done(good, result);
+                   });
+                 });
+    });
+  });
 }
 
 /// Compensation of a join saga's `join` step, which failed for good: the
@@ -1208,6 +1344,10 @@ void run_action(coord_pointer self, running& r, const sagas::saga_action& a,
     if (a.step == 0)
       return plan_moves(self, r, std::move(done));
     return run_moves(self, r, 0, std::move(done));
+  } else if (type == "evict") {
+    if (a.step == evict_survey)
+      return survey(self, r, std::move(done));
+    return evict(self, r, std::move(done));
   } else if (type == "join") {
     switch (a.step) {
       case join_join:
@@ -1667,6 +1807,11 @@ check_start(coord_pointer self, const std::string& type, const json& params) {
     return std::find(nodes.begin(), nodes.end(), n) != nodes.end();
   };
   for (auto& [id, r] : st.active) {
+    // An eviction changes the owners of partitions any saga may be moving.
+    if (type == "evict" || r->spec->type == "evict")
+      return std::make_pair(error_code::saga_conflict,
+                            "saga " + id + " (" + r->spec->type
+                              + ") is running: wait for it or abort it");
     if (type != "move" && r->spec->type != "move")
       return std::make_pair(error_code::saga_conflict,
                             "membership saga " + id + " is running");
@@ -1704,6 +1849,23 @@ check_start(coord_pointer self, const std::string& type, const json& params) {
     if (active_members.size() < 2)
       return std::make_pair(error_code::bad_request,
                             "the last member cannot be decommissioned");
+  } else if (type == "evict") {
+    if (!member(node))
+      return std::make_pair(error_code::bad_request,
+                            "unknown node '" + node + "'");
+    if (left.count(node))
+      return std::make_pair(error_code::bad_request, node + " has already left");
+    if (node == st.cluster().self_name)
+      return std::make_pair(error_code::bad_request,
+                            "a member cannot evict itself (ask another one)");
+    auto i = std::find(nodes.begin(), nodes.end(), node) - nodes.begin();
+    if (static_cast<size_t>(i) < st.up.size() && st.up[i])
+      return std::make_pair(error_code::bad_request,
+                            node + " is up: decommission it (evict is for a "
+                                   "member that is gone for good)");
+    if (active_members.size() < 2)
+      return std::make_pair(error_code::bad_request,
+                            "the last member cannot be evicted");
   } else if (type == "join") {
     if (!member(node))
       return std::make_pair(error_code::bad_request,
@@ -1902,7 +2064,8 @@ void handle_line(coord_pointer self, const std::string& line,
     }
     params = {{"partition", req["partition"].get<uint32_t>()},
               {"to", req["node"].get<std::string>()}};
-  } else if (op == "saga.decommission" || op == "saga.join") {
+  } else if (op == "saga.decommission" || op == "saga.join"
+             || op == "saga.evict") {
     type = op.substr(5);
     if (!req.contains("node") || !req["node"].is_string()) {
       rp(reply_error(id, error_code::bad_request,
@@ -1934,7 +2097,8 @@ void handle_line(coord_pointer self, const std::string& line,
     rp(reply_error(id, error_code::unknown_op,
                            "unknown saga op '" + op + "' (saga.list, "
                            "saga.get, saga.move, saga.decommission, "
-                           "saga.rebalance, saga.join, saga.abort)"));
+                           "saga.rebalance, saga.join, saga.evict, "
+                           "saga.abort)"));
     return;
   }
   with_map(self, [self, type, params, id, rp](bool good) {

@@ -173,6 +173,15 @@ shell::shell(node_link& link, console_options opts, std::ostream& out,
      "Starts a decommission saga. When it succeeded NODE owns nothing, holds\n"
      "no hinted writes and is marked as left in the partition map.",
      &shell::cmd_saga_start},
+    {"evict", "evict NODE",
+     "remove a member that is gone for good (down, its disk lost)",
+     "Starts an evict saga: NODE must be down. Its partitions go to the other\n"
+     "members empty, it is marked left, and the writes it held (its\n"
+     "partitions, and what it hinted for others) are marked lost: answers\n"
+     "over earlier times say partial, with \"lost_partitions\". Hinted writes\n"
+     "the others held for it are delivered to the new owners. A member that\n"
+     "is up is decommissioned instead, which loses nothing.",
+     &shell::cmd_saga_start},
     {"rebalance", "rebalance", "spread the partitions evenly over the members",
      "Starts a rebalance saga (at most cairn.cluster.rebalance-concurrency\n"
      "moves at a time, paced by cairn.cluster.rebalance-bytes-per-second).",

@@ -723,7 +723,8 @@ int shell::cmd_saga_start(const std::string&, const std::vector<std::string>& w)
     req["op"] = "saga.move";
     req["partition"] = p;
     req["node"] = w[2];
-  } else if ((what == "decommission" || what == "join") && w.size() == 2) {
+  } else if ((what == "decommission" || what == "join" || what == "evict")
+             && w.size() == 2) {
     req["op"] = "saga." + what;
     req["node"] = w[1];
   } else if (what == "rebalance" && w.size() == 1) {

@@ -154,4 +154,32 @@ TEST_SUITE("actors.map_holder") {
     CHECK(s.holders[3] == std::vector<uint32_t>{1});
     CHECK(s.holders[0].empty());
   }
+
+  TEST_CASE("the hint view forgets what an evicted member announced") {
+    hint_view v{{"n1", "n2", "n3"}, 0};
+    v.set_remote(1, {});
+    v.set_remote(2, {3});
+    v.set_local(2, {1});  // this node's own hints for n3
+    auto s = v.snapshot(4);
+    REQUIRE_FALSE(s.empty());
+    CHECK(s.holders[3] == std::vector<uint32_t>{2});
+    CHECK(s.holders[1] == std::vector<uint32_t>{0});
+    v.set_left({2});
+    v.set_evicted({2});
+    s = v.snapshot(4);
+    REQUIRE_FALSE(s.empty());
+    CHECK(s.holders[3].empty());  // went with n3: a lost mark says so now
+    // This node's hints for it are still here, until they are re-routed.
+    CHECK(s.holders[1] == std::vector<uint32_t>{0});
+    v.set_local(2, {});
+    CHECK(v.snapshot(4).empty());
+    // Back (a join): neither left nor evicted, so what it announces counts
+    // again.
+    v.set_left({});
+    v.set_evicted({});
+    v.set_remote(2, {2});
+    s = v.snapshot(4);
+    REQUIRE_FALSE(s.empty());
+    CHECK(s.holders[2] == std::vector<uint32_t>{2});
+  }
 }

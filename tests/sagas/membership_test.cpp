@@ -49,6 +49,14 @@ TEST_SUITE("sagas.membership") {
     CHECK(dec->steps[plan_steps::decommission_leave].pivot);
     REQUIRE(membership_spec("rebalance"));
     REQUIRE(membership_spec("join"));
+    // evict: nothing before its pivot changes anything.
+    auto* evict = membership_spec("evict");
+    REQUIRE(evict);
+    CHECK(evict->steps.size() == 2);
+    CHECK(evict->steps[plan_steps::evict_survey].name == "survey");
+    CHECK_FALSE(evict->steps[plan_steps::evict_survey].pivot);
+    CHECK(evict->steps[plan_steps::evict_evict].pivot);
+    CHECK(membership_spec("evacuate") == nullptr);
     // The join step may fail for good (its node never takes the map) and
     // is compensated; the plan is the point of no return.
     auto* join = membership_spec("join");
