@@ -77,20 +77,26 @@ void hint_view::set_members(const std::vector<std::string>& members) {
   evicted_.resize(n, false);
 }
 
+namespace {
+
+/// `flags[m]` true exactly for the members of `members` (indexes).
+void assign(std::vector<bool>& flags, const std::vector<uint32_t>& members) {
+  std::fill(flags.begin(), flags.end(), false);
+  for (auto m : members)
+    if (m < flags.size())
+      flags[m] = true;
+}
+
+} // namespace
+
 void hint_view::set_left(const std::vector<uint32_t>& left) {
   std::lock_guard guard{mtx_};
-  std::fill(left_.begin(), left_.end(), false);
-  for (auto m : left)
-    if (m < left_.size())
-      left_[m] = true;
+  assign(left_, left);
 }
 
 void hint_view::set_evicted(const std::vector<uint32_t>& evicted) {
   std::lock_guard guard{mtx_};
-  std::fill(evicted_.begin(), evicted_.end(), false);
-  for (auto m : evicted)
-    if (m < evicted_.size())
-      evicted_[m] = true;
+  assign(evicted_, evicted);
 }
 
 bool hint_view::snapshot_type::empty() const noexcept {

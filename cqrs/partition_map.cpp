@@ -242,17 +242,24 @@ partition_map_from_json(const nlohmann::json& j, std::string* error) {
       return fail("partition map: an owner is not a member");
     owner_ix.push_back(*i);
   }
-  std::vector<uint32_t> left_ix;
-  if (auto left = j.find("left"); left != j.end()) {
-    if (!left->is_array())
-      return fail("partition map: left must be an array");
-    for (auto& l : *left) {
-      auto i = index(l);
+  // An optional array of member names, as indexes; false if it is not one.
+  auto members = [&](const char* field, std::vector<uint32_t>& out) {
+    auto f = j.find(field);
+    if (f == j.end())
+      return true;
+    if (!f->is_array())
+      return false;
+    for (auto& n : *f) {
+      auto i = index(n);
       if (!i)
-        return fail("partition map: a member that left is not a member");
-      left_ix.push_back(*i);
+        return false;
+      out.push_back(*i);
     }
-  }
+    return true;
+  };
+  std::vector<uint32_t> left_ix;
+  if (!members("left", left_ix))
+    return fail("partition map: left must be an array of members");
   std::vector<std::string> addresses;
   if (auto a = j.find("addresses"); a != j.end()) {
     if (!a->is_object())
@@ -270,18 +277,11 @@ partition_map_from_json(const nlohmann::json& j, std::string* error) {
     }
   }
   std::vector<uint32_t> evicted_ix;
-  if (auto e = j.find("evicted"); e != j.end()) {
-    if (!e->is_array())
-      return fail("partition map: evicted must be an array");
-    for (auto& n : *e) {
-      auto i = index(n);
-      if (!i)
-        return fail("partition map: an evicted member is not a member");
-      if (std::find(left_ix.begin(), left_ix.end(), *i) == left_ix.end())
-        return fail("partition map: an evicted member has not left");
-      evicted_ix.push_back(*i);
-    }
-  }
+  if (!members("evicted", evicted_ix))
+    return fail("partition map: evicted must be an array of members");
+  for (auto e : evicted_ix)
+    if (std::find(left_ix.begin(), left_ix.end(), e) == left_ix.end())
+      return fail("partition map: an evicted member has not left");
   std::vector<int64_t> lost;
   if (auto l = j.find("lost"); l != j.end()) {
     if (!l->is_object())

@@ -1840,7 +1840,7 @@ check_start(coord_pointer self, const std::string& type, const json& params) {
       return std::make_pair(error_code::bad_request,
                             "partition " + std::to_string(p)
                               + " is already owned by " + to);
-  } else if (type == "decommission") {
+  } else if (type == "decommission" || type == "evict") {
     if (!member(node))
       return std::make_pair(error_code::bad_request,
                             "unknown node '" + node + "'");
@@ -1848,13 +1848,11 @@ check_start(coord_pointer self, const std::string& type, const json& params) {
       return std::make_pair(error_code::bad_request, node + " has already left");
     if (active_members.size() < 2)
       return std::make_pair(error_code::bad_request,
-                            "the last member cannot be decommissioned");
-  } else if (type == "evict") {
-    if (!member(node))
-      return std::make_pair(error_code::bad_request,
-                            "unknown node '" + node + "'");
-    if (left.count(node))
-      return std::make_pair(error_code::bad_request, node + " has already left");
+                            type == "evict"
+                              ? "the last member cannot be evicted"
+                              : "the last member cannot be decommissioned");
+    if (type == "decommission")
+      return std::nullopt;
     if (node == st.cluster().self_name)
       return std::make_pair(error_code::bad_request,
                             "a member cannot evict itself (ask another one)");
@@ -1863,9 +1861,6 @@ check_start(coord_pointer self, const std::string& type, const json& params) {
       return std::make_pair(error_code::bad_request,
                             node + " is up: decommission it (evict is for a "
                                    "member that is gone for good)");
-    if (active_members.size() < 2)
-      return std::make_pair(error_code::bad_request,
-                            "the last member cannot be evicted");
   } else if (type == "join") {
     if (!member(node))
       return std::make_pair(error_code::bad_request,
